@@ -1,0 +1,45 @@
+package org.sparkrlhf.jobs;
+
+import org.sparkrlhf.gpuexec.cli.EngineCli;
+import org.sparkrlhf.planner.cli.PlanCommand;
+
+import java.util.Arrays;
+
+/** The entry point of {@code bin/spark-rlhf} and of the spark-submit jar: one subcommand a run. */
+public final class Main {
+    private static final String USAGE = """
+            usage: spark-rlhf <command> [options]
+              logprobs --model DIR --input IN.jsonl --output OUT.jsonl
+                                    per-token log-probabilities of each input line
+              generate --model DIR --prompt TEXT [--max-new-tokens N] [--temperature T]
+                       [--top-p P] [--top-k K] [--seed S]
+                                    prints the completion of one prompt
+              plan [scenario flags | --config RUN.yaml]
+                                    an execution plan for an RLHF dataflow graph
+              test                  runs the test suite (bin/spark-rlhf only)
+            """;
+
+    private Main() {
+    }
+
+    public static void main(String[] args) {
+        System.exit(run(args));
+    }
+
+    static int run(String[] args) {
+        if (args.length == 0 || args[0].equals("-h") || args[0].equals("--help") || args[0].equals("help")) {
+            System.out.print(USAGE);
+            return args.length == 0 ? 2 : 0;
+        }
+        String[] rest = Arrays.copyOfRange(args, 1, args.length);
+        return switch (args[0]) {
+            case "logprobs", "generate" -> EngineCli.run(args);
+            case "plan" -> PlanCommand.run(rest);
+            default -> {
+                System.err.println("spark-rlhf: unknown command '" + args[0] + "'");
+                System.err.print(USAGE);
+                yield 2;
+            }
+        };
+    }
+}
