@@ -1,0 +1,176 @@
+package org.sparkrlhf.gpuexec.cuda;
+
+import static jcuda.driver.JCudaDriver.*;
+
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+
+import jcuda.Pointer;
+import jcuda.driver.CUdeviceptr;
+
+/**
+ * A block of device memory taken from the device's stream-ordered pool on one stream, counted in a
+ * model's ledger until it is closed. Copies to and from the host go through that stream too, so
+ * they are ordered after every kernel queued before them.
+ */
+public final class CudaBuffer implements AutoCloseable {
+    final CudaStream stream;
+    final CUdeviceptr ptr;
+    /** The raw device address, for JNA calls (cuBLAS, NCCL). */
+    public final long address;
+    public final long bytes;
+    private final MemoryKind kind;
+    private final MemoryLedger ledger;
+    private boolean freed;
+
+    private CudaBuffer(CudaStream stream, CUdeviceptr ptr, long bytes, MemoryKind kind, MemoryLedger ledger) {
+        this.stream = stream;
+        this.ptr = ptr;
+        this.address = CudaDriver.address(ptr);
+        this.bytes = bytes;
+        this.kind = kind;
+        this.ledger = ledger;
+    }
+
+    public static CudaBuffer allocate(CudaStream stream, long bytes, MemoryKind kind, MemoryLedger ledger) {
+        if (bytes < 0) throw new IllegalArgumentException("negative allocation: " + bytes + " bytes");
+        stream.context.makeCurrent();
+        CUdeviceptr p = new CUdeviceptr();
+        // Round up to 256 bytes: every buffer then starts aligned for 16-byte vector loads.
+        long rounded = Math.max(256, (bytes + 255) & ~255L);
+        try {
+            cuMemAllocAsync(p, rounded, stream.stream);
+        } catch (RuntimeException e) {
+            long[] info = stream.context.memoryInfo();
+            throw new IllegalStateException(String.format(
+                    "cannot allocate %.1f MiB of %s on %s: %.1f MiB free of %.1f MiB (%s)", bytes / 1048576.0,
+                    kind, stream.context, info[0] / 1048576.0, info[1] / 1048576.0, e.getMessage()), e);
+        }
+        if (ledger != null) ledger.add(kind, bytes);
+        return new CudaBuffer(stream, p, bytes, kind, ledger);
+    }
+
+    /** A device pointer {@code byteOffset} bytes into this buffer. */
+    public CUdeviceptr at(long byteOffset) {
+        if (byteOffset < 0 || byteOffset > bytes) throw new IndexOutOfBoundsException(byteOffset + " of " + bytes);
+        return byteOffset == 0 ? ptr : ptr.withByteOffset(byteOffset);
+    }
+
+    public MemoryKind kind() {
+        return kind;
+    }
+
+    public void zero() {
+        stream.context.makeCurrent();
+        cuMemsetD8Async(ptr, (byte) 0, bytes, stream.stream);
+    }
+
+    /** Copies {@code data} (its position to its limit) to {@code byteOffset}; the buffer must be direct. */
+    public void write(long byteOffset, ByteBuffer data) {
+        long n = data.remaining();
+        if (byteOffset < 0 || byteOffset + n > bytes) {
+            throw new IndexOutOfBoundsException("write of " + n + " bytes at " + byteOffset + " into " + bytes);
+        }
+        stream.context.makeCurrent();
+        cuMemcpyHtoDAsync(at(byteOffset), Pointer.to(data.slice()), n, stream.stream);
+        // Host-to-device from pageable memory returns once the source is staged; the stream is
+        // synchronized so that the caller may reuse or drop the direct buffer at once.
+        cuStreamSynchronize(stream.stream);
+    }
+
+    /** Copies {@code n} bytes from {@code byteOffset} into a new direct little-endian buffer. */
+    public ByteBuffer read(long byteOffset, long n) {
+        if (byteOffset < 0 || n < 0 || byteOffset + n > bytes) {
+            throw new IndexOutOfBoundsException("read of " + n + " bytes at " + byteOffset + " from " + bytes);
+        }
+        if (n > Integer.MAX_VALUE) throw new IllegalArgumentException("read of " + n + " bytes at once");
+        ByteBuffer out = ByteBuffer.allocateDirect((int) n).order(ByteOrder.LITTLE_ENDIAN);
+        stream.context.makeCurrent();
+        cuMemcpyDtoHAsync(Pointer.to(out), at(byteOffset), n, stream.stream);
+        cuStreamSynchronize(stream.stream);
+        return out;
+    }
+
+    /** Device-to-device copy on this buffer's stream. */
+    public void copyFrom(long dstOffset, CudaBuffer src, long srcOffset, long n) {
+        if (n == 0) return;
+        if (dstOffset + n > bytes || srcOffset + n > src.bytes) throw new IndexOutOfBoundsException("copy of " + n);
+        stream.context.makeCurrent();
+        cuMemcpyDtoDAsync(at(dstOffset), src.at(srcOffset), n, stream.stream);
+    }
+
+    public void writeFloats(float[] v) {
+        ByteBuffer b = direct(v.length * 4L);
+        b.asFloatBuffer().put(v);
+        write(0, b);
+    }
+
+    public void writeInts(int[] v) {
+        ByteBuffer b = direct(v.length * 4L);
+        b.asIntBuffer().put(v);
+        write(0, b);
+    }
+
+    /** Rounds each float to bf16 and copies them. */
+    public void writeBf16(float[] v) {
+        ByteBuffer b = direct(v.length * 2L);
+        for (int i = 0; i < v.length; i++) b.putShort(i * 2, Bf16.fromFloat(v[i]));
+        write(0, b);
+    }
+
+    /** Writes floats as {@code type} stores them (F32 or BF16). */
+    public void writeAs(ElementType type, float[] v) {
+        switch (type) {
+            case F32 -> writeFloats(v);
+            case BF16 -> writeBf16(v);
+            default -> throw new IllegalArgumentException("cannot write floats as " + type);
+        }
+    }
+
+    public float[] readFloats(int n) {
+        float[] out = new float[n];
+        read(0, n * 4L).asFloatBuffer().get(out);
+        return out;
+    }
+
+    public int[] readInts(int n) {
+        int[] out = new int[n];
+        read(0, n * 4L).asIntBuffer().get(out);
+        return out;
+    }
+
+    public float[] readBf16(int n) {
+        ByteBuffer b = read(0, n * 2L);
+        float[] out = new float[n];
+        for (int i = 0; i < n; i++) out[i] = Bf16.toFloat(b.getShort(i * 2));
+        return out;
+    }
+
+    /** Reads n elements of {@code type} (F32 or BF16) as floats. */
+    public float[] readAs(ElementType type, int n) {
+        return switch (type) {
+            case F32 -> readFloats(n);
+            case BF16 -> readBf16(n);
+            default -> throw new IllegalArgumentException("cannot read " + type + " as floats");
+        };
+    }
+
+    static ByteBuffer direct(long n) {
+        if (n > Integer.MAX_VALUE) throw new IllegalArgumentException(n + " bytes in one host buffer");
+        return ByteBuffer.allocateDirect((int) n).order(ByteOrder.LITTLE_ENDIAN);
+    }
+
+    public boolean isFreed() {
+        return freed;
+    }
+
+    /** Returns the memory to the pool, ordered after the work already queued on the stream. */
+    @Override
+    public void close() {
+        if (freed) return;
+        freed = true;
+        stream.context.makeCurrent();
+        cuMemFreeAsync(ptr, stream.stream);
+        if (ledger != null) ledger.remove(kind, bytes);
+    }
+}
