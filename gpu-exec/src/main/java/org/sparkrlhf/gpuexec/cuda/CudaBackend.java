@@ -35,6 +35,7 @@ public final class CudaBackend implements Backend {
     /** While a step is being captured: the shadows it reads without refreshing them (see capturable). */
     private List<ShadowUse> captureShadowUses;
     private long captureNumber;
+    private java.util.Set<CudaTensor> convertInGraph = java.util.Set.of();
 
     /** True when a CUDA driver and a device are there; see {@link #unavailableReason()}. */
     public static boolean isAvailable() {
@@ -218,24 +219,39 @@ public final class CudaBackend implements Backend {
      */
     private CudaTensor bf16(CudaTensor t) {
         if (t.dtype() == DType.BF16) return t;
-        boolean capturing = captureShadowUses != null;
-        if (capturing && t.captureWritten != captureNumber) {
-            // Not written by the step being recorded: its memory holds its final value now, so the
-            // shadow is brought up to date outside the graph and the graph only reads it.
-            if (t.shadow == null || t.shadowVersion != t.version) {
-                if (t.shadow == null) t.shadow = new CudaTensor(this, DType.BF16, t.shape(),
-                        CudaBuffer.allocate(sideStream(), t.numel() * 2, t.buffer.kind(), ledger));
+        if (captureShadowUses != null) return bf16WhileRecording(t);
+        if (t.shadow != null && t.shadowVersion == t.version) return t.shadow;
+        if (t.shadow == null) {
+            t.shadow = new CudaTensor(this, DType.BF16, t.shape(), CudaBuffer.allocate(stream, t.numel() * 2, t.buffer.kind(), ledger));
+        }
+        convert(stream, t);
+        return t.shadow;
+    }
+
+    /**
+     * While a step is recorded: a tensor the step has not written holds its final value now, so its
+     * shadow is made current outside the graph (on the side stream) and the graph only reads it; a
+     * tensor the step writes is converted inside the graph, once after each write.
+     */
+    private CudaTensor bf16WhileRecording(CudaTensor t) {
+        if (t.shadow == null) {
+            // never inside the graph: a buffer the graph allocated would have to be freed by it
+            t.shadow = new CudaTensor(this, DType.BF16, t.shape(),
+                    CudaBuffer.allocate(sideStream(), t.numel() * 2, t.buffer.kind(), ledger));
+            sideStream().synchronize();
+        }
+        boolean inGraph = t.captureWritten == captureNumber || convertInGraph.contains(t);
+        if (!inGraph) {
+            if (t.shadowVersion != t.version) {
                 convert(sideStream(), t);
                 sideStream().synchronize();
             }
             captureShadowUses.add(new ShadowUse(t, t.version));
             return t.shadow;
         }
-        if (t.shadow != null && t.shadowVersion == t.version) return t.shadow;
-        if (t.shadow == null) {
-            t.shadow = new CudaTensor(this, DType.BF16, t.shape(), CudaBuffer.allocate(stream, t.numel() * 2, t.buffer.kind(), ledger));
-        }
+        if (t.shadowVersion == t.version && t.shadowCapture == captureNumber) return t.shadow;
         convert(stream, t);
+        t.shadowCapture = captureNumber;
         return t.shadow;
     }
 
@@ -882,31 +898,52 @@ public final class CudaBackend implements Backend {
             @Override
             public void run() {
                 if (graph == null) {
-                    stream.synchronize();
-                    captureNumber++;
-                    captureShadowUses = new java.util.ArrayList<>();
-                    try {
-                        graph = CudaGraph.capture(stream, step);
-                    } finally {
-                        uses = captureShadowUses;
-                        captureShadowUses = null;
-                    }
-                    for (ShadowUse u : uses) {
-                        if (u.tensor().version != u.version()) {
-                            throw new IllegalStateException("a captured step reads " + u.tensor().describe()
-                                    + " before writing it; such a step cannot be replayed");
-                        }
-                    }
-                    graphs.add(graph);
+                    record();
                 } else {
                     for (int i = 0; i < uses.size(); i++) {
-                        ShadowUse u = uses.get(i);
-                        CudaTensor t = u.tensor();
+                        CudaTensor t = uses.get(i).tensor();
                         if (t.buffer.isFreed()) throw new IllegalStateException("a captured step's tensor was freed");
                         if (t.shadowVersion != t.version) convert(stream, t);
                     }
                 }
                 graph.launch();
+            }
+
+            /**
+             * Records the step. A tensor the step reads through its shadow before writing it must be
+             * converted inside the graph; when the first recording finds one, it records again with
+             * those conversions in the graph.
+             */
+            private void record() {
+                stream.synchronize();
+                java.util.Set<CudaTensor> inGraph = java.util.Collections.newSetFromMap(new java.util.IdentityHashMap<>());
+                for (int attempt = 0; attempt < 2; attempt++) {
+                    captureNumber++;
+                    captureShadowUses = new java.util.ArrayList<>();
+                    convertInGraph = inGraph;
+                    CudaGraph g;
+                    try {
+                        g = CudaGraph.capture(stream, step);
+                    } finally {
+                        uses = captureShadowUses;
+                        captureShadowUses = null;
+                        convertInGraph = java.util.Set.of();
+                    }
+                    boolean ok = true;
+                    for (ShadowUse u : uses) {
+                        if (u.tensor().version != u.version()) {
+                            inGraph.add(u.tensor());
+                            ok = false;
+                        }
+                    }
+                    if (ok) {
+                        graph = g;
+                        graphs.add(g);
+                        return;
+                    }
+                    g.close();
+                }
+                throw new IllegalStateException("could not record the step: it reads tensors before writing them");
             }
         };
     }

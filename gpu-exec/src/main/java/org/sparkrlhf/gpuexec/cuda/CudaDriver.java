@@ -26,7 +26,7 @@ public final class CudaDriver {
             count = n[0];
             if (count == 0) reason = "no CUDA driver: the driver loaded but reports no CUDA device";
         } catch (LinkageError e) {
-            reason = "no CUDA driver: " + firstLine(e.getMessage());
+            reason = "no CUDA driver: " + linkFailure(e.getMessage());
         } catch (RuntimeException e) {
             reason = "no CUDA driver: cuInit failed: " + firstLine(e.getMessage());
         }
@@ -89,6 +89,20 @@ public final class CudaDriver {
     private static long byteOffset(NativePointerObject p) throws ReflectiveOperationException {
         if (!(p instanceof jcuda.Pointer) || GET_BYTE_OFFSET == null) return 0;
         return (Long) GET_BYTE_OFFSET.invoke(p);
+    }
+
+    /**
+     * JCuda's message spans many lines; the line that names libcuda says why (typically "libcuda.so.1:
+     * cannot open shared object file").
+     */
+    private static String linkFailure(String message) {
+        if (message != null) {
+            for (String line : message.split("\n")) {
+                int at = line.indexOf("libcuda");
+                if (at >= 0) return line.substring(at).trim();
+            }
+        }
+        return firstLine(message);
     }
 
     private static String firstLine(String s) {

@@ -20,6 +20,8 @@ public final class CudaTensor implements Tensor {
     long shadowVersion = -1;
     /** The number of the capture that last wrote this tensor (see CudaBackend.capturable). */
     long captureWritten = -1;
+    /** The number of the capture that converted the shadow inside its graph. */
+    long shadowCapture = -1;
 
     CudaTensor(CudaBackend owner, DType dtype, int[] shape, CudaBuffer buffer) {
         this.owner = owner;
