@@ -10,6 +10,10 @@ typedef float T;
 #define INFINITY __int_as_float(0x7f800000)
 #endif
 
+// 16 and 8 bytes moved at once; our own types, so that nothing depends on NVRTC's built-in headers.
+struct alignas(16) u32x4 { unsigned x, y, z, w; };
+struct alignas(8) f32x2 { float x, y; };
+
 __device__ __forceinline__ float bf16_to_float(bf16 x) { return __uint_as_float(((unsigned)x) << 16); }
 
 // Round to nearest even, NaN kept quiet: the same rounding as the host's Bf16.fromFloat.

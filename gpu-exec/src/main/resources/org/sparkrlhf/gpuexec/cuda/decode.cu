@@ -18,7 +18,7 @@
 #define WARPS 4
 
 __device__ __forceinline__ void load16(float* dst, const T* src) {
-    uint4 u = *reinterpret_cast<const uint4*>(src);
+    u32x4 u = *reinterpret_cast<const u32x4*>(src);
 #ifdef ACT_BF16
     unsigned w[4] = {u.x, u.y, u.z, u.w};
 #pragma unroll

@@ -16,7 +16,12 @@
 #define LOG2E 1.4426950408889634f
 #define LN2 0.6931471805599453f
 
-__device__ __forceinline__ unsigned smem_addr(const void* p) { return (unsigned)__cvta_generic_to_shared(p); }
+// The shared-memory address ldmatrix takes, from a generic pointer into shared memory.
+__device__ __forceinline__ unsigned smem_addr(const void* p) {
+    unsigned a;
+    asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(a) : "l"(p));
+    return a;
+}
 
 __device__ __forceinline__ void ldsm_x4(unsigned& r0, unsigned& r1, unsigned& r2, unsigned& r3, const bf16* p) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
@@ -47,9 +52,9 @@ __device__ __forceinline__ void load_tile(bf16* tile, const bf16* src, long long
     const int vecs = HD / 8;
     for (int i = threadIdx.x; i < BR * vecs; i += blockDim.x) {
         int r = i / vecs, c = (i % vecs) * 8;
-        uint4 v = make_uint4(0, 0, 0, 0);
-        if (r0 + r < n_rows) v = *reinterpret_cast<const uint4*>(src + (row_base + r0 + r) * stride + col + c);
-        *reinterpret_cast<uint4*>(tile + r * PAD + c) = v;
+        u32x4 v = {0u, 0u, 0u, 0u};
+        if (r0 + r < n_rows) v = *reinterpret_cast<const u32x4*>(src + (row_base + r0 + r) * stride + col + c);
+        *reinterpret_cast<u32x4*>(tile + r * PAD + c) = v;
     }
 }
 
@@ -57,7 +62,8 @@ __device__ __forceinline__ void load_tile(bf16* tile, const bf16* src, long long
 // out is stored as BF16 (out_bf) or F32.
 extern "C" __global__ void __launch_bounds__(128) flash_forward(void* out, int out_bf, float* lse, const bf16* q, const bf16* k,
         const bf16* v, const int* mask, int Tn, int H, int Hkv, int window, float scale) {
-    extern __shared__ __align__(16) unsigned char smem[];
+    extern __shared__ u32x4 smem_vec[];   // 16-byte aligned for the vector copies
+    unsigned char* smem = (unsigned char*)smem_vec;
     bf16* Qs = (bf16*)smem;
     bf16* Ks = Qs + BR * PAD;
     bf16* Vs = Ks + BR * PAD;
@@ -177,7 +183,7 @@ extern "C" __global__ void __launch_bounds__(128) flash_forward(void* out, int o
         for (int dt = 0; dt < HD / 8; dt++) {
             float x0 = o[dt][2 * row] * inv, x1 = o[dt][2 * row + 1] * inv;
             if (out_bf) *reinterpret_cast<unsigned*>((bf16*)out + base + dt * 8 + 2 * tq) = pack_bf16(x0, x1);
-            else *reinterpret_cast<float2*>((float*)out + base + dt * 8 + 2 * tq) = make_float2(x0, x1);
+            else *reinterpret_cast<f32x2*>((float*)out + base + dt * 8 + 2 * tq) = f32x2{x0, x1};
         }
         if (tq == 0 && lse != nullptr)
             lse[((long long)b * H + h) * Tn + qi[row]] = lrow[row] > 0.f ? (mrow[row] + log2f(lrow[row])) * LN2 : -INFINITY;
@@ -207,7 +213,8 @@ extern "C" __global__ void attention_delta(float* delta, const void* dout, const
 extern "C" __global__ void __launch_bounds__(128) flash_backward(void* dk, void* dv, int bf, float* dq_acc,
         const bf16* dout, const bf16* q, const bf16* k, const bf16* v, const float* lse, const float* delta,
         const int* mask, int Tn, int H, int Hkv, int window, float scale) {
-    extern __shared__ __align__(16) unsigned char smem[];
+    extern __shared__ u32x4 smem_vec[];   // 16-byte aligned for the vector copies
+    unsigned char* smem = (unsigned char*)smem_vec;
     bf16* Ks = (bf16*)smem;
     bf16* Vs = Ks + BR * PAD;
     bf16* Qs = Vs + BR * PAD;

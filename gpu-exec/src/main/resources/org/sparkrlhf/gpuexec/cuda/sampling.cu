@@ -136,15 +136,15 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS) sample_tokens(int* 
         // top-k: the k-th largest z as the largest order key x with count(key >= x) >= k.
         unsigned kth_key = 0;
         if (top_k > 0 && top_k < V) {
-            unsigned lo = 0, hi = 0xffffffffu;   // count(key >= lo) >= k always holds
+            unsigned long long lo = 0, hi = 0xffffffffull;   // count(key >= lo) >= k always holds
             while (lo < hi) {
-                unsigned mid = lo + (hi - lo + 1) / 2;
+                unsigned long long mid = lo + (hi - lo + 1) / 2;
                 int c = 0;
                 for (int j = j0; j < j1; j++) c += order_key(ldf(logits, off + j, z_bf) * inv_t) >= mid;
                 c = block_sum_i(c, iscratch);
                 if (c >= top_k) lo = mid; else hi = mid - 1;
             }
-            kth_key = lo;
+            kth_key = (unsigned)lo;
         }
         // w and the total over tokens kept by top-k.
         double total = 0.0;
