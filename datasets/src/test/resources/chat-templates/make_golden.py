@@ -41,6 +41,7 @@ SPECIAL = {
     "features": {"bos_token": "<|bos|>", "eos_token": "<|eos|>", "pad_token": "<|pad|>"},
     "tiny-chatml": {"bos_token": "<|bos|>", "eos_token": "<|eos|>", "pad_token": "<|pad|>"},
     "edge": {"bos_token": "<s>", "eos_token": "</s>"},
+    "strings": {},
 }
 
 CONVERSATIONS = [

@@ -48,7 +48,7 @@ class ChatTemplateTest {
                 rendered++;
             }
         }
-        assertEquals(59, rendered);
+        assertEquals(69, rendered);
         assertEquals(2, raised);
     }
 
