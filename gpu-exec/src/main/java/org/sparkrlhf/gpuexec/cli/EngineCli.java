@@ -57,6 +57,9 @@ public final class EngineCli {
         } catch (UncheckedIOException e) {
             err.println("error: " + e.getMessage());
             return 1;
+        } catch (RuntimeException e) {
+            err.println("error: internal error: " + e);
+            return 1;
         }
     }
 }
