@@ -12,12 +12,15 @@ import java.util.List;
  * Computes reallocation plans between two layouts of one model. For every destination device and
  * parameter slice it needs, the slice is cut along the source shards it overlaps; each piece comes from
  * the same device if it already holds it, else from a holder on the same node (the least loaded one),
- * else from the least loaded holder anywhere (load = bytes a device has been asked to send so far).
+ * else from the least loaded holder anywhere (load = bytes a device has been asked to send so far;
+ * ties go to the lowest device index).
  * <p>
  * Layers whose source stage and destination stage are the same form a segment; every layer of a
- * segment has the same shapes and holders, so a segment is planned once on its first layer and the
- * choices are repeated for the others (the loads count all of them). {@link #summarize} runs the same
- * procedure without listing transfers: it is what the cost model calls during search.
+ * segment has the same shapes and holders, so a segment is planned once and the choices repeated for
+ * its other layers (the loads count all of them). Inside a segment, parameters cut the same way (rows,
+ * columns, or replicated) have the same holders, and one source is chosen per such class, destination
+ * device and source shard, for all of them. {@link #summarize} runs the same procedure without listing
+ * transfers: it is what the cost model calls during search.
  */
 public final class ReallocationPlanner {
     private final ClusterSpec cluster;
@@ -34,18 +37,19 @@ public final class ReallocationPlanner {
         return new ReallocationPlan(out, s, dtypeBytes);
     }
 
-    /** Per-device byte counts only (bf16 or whatever {@code dtypeBytes} says). */
+    /** Per-device byte counts only. */
     public ReallocationSummary summarize(ModelSpec m, DeviceMesh srcMesh, ParallelStrategy src, DeviceMesh dstMesh,
                                          ParallelStrategy dst, int dtypeBytes) {
         return run(m, srcMesh, src, dstMesh, dst, dtypeBytes, null);
     }
 
-    private record Segment(List<Param> representative, int[] layers) {
+    /** A run of layers [first, first + count) (or the embedding, or the final norm and head). */
+    private record Segment(List<Param> params, int first, int count) {
     }
 
-    private static List<Segment> segments(ModelSpec m, ShardLayout a, ShardLayout b) {
+    private static List<Segment> segments(ModelSpec m, ShardLayout a, ShardLayout b, List<Param> layerTemplate) {
         List<Segment> segs = new ArrayList<>();
-        segs.add(new Segment(List.of(ModelParameters.embedding(m)), new int[]{Param.EMBEDDING}));
+        segs.add(new Segment(List.of(ModelParameters.embedding(m)), Param.EMBEDDING, 1));
         int i = 0;
         while (i < m.layers()) {
             int sa = a.stageOfLayer(i);
@@ -54,99 +58,53 @@ public final class ReallocationPlanner {
             while (j < m.layers() && a.stageOfLayer(j) == sa && b.stageOfLayer(j) == sb) {
                 j++;
             }
-            int[] ls = new int[j - i];
-            for (int x = 0; x < ls.length; x++) {
-                ls[x] = i + x;
-            }
-            segs.add(new Segment(ModelParameters.layer(m, i), ls));
+            segs.add(new Segment(layerTemplate, i, j - i));
             i = j;
         }
-        segs.add(new Segment(ModelParameters.last(m), new int[]{Param.FINAL}));
+        segs.add(new Segment(ModelParameters.last(m), Param.FINAL, 1));
         return segs;
     }
 
-    /** Rows and columns held by (data rank, tensor rank) of a layout: {row0, row1, col0, col1}. */
-    private static void range(Param p, ParallelStrategy s, int data, int tensor, long[] out) {
-        out[0] = 0;
-        out[1] = p.rows();
-        out[2] = 0;
-        out[3] = p.cols();
+    /** The stages of a layout holding the parameters of a segment. */
+    private static int[] stages(ShardLayout l, Segment seg) {
+        int last = l.strategy().pp() - 1;
+        if (seg.first == Param.EMBEDDING) {
+            ModelSpec m = l.model();
+            return m.tieEmbeddings() && !m.valueHead() && last > 0 ? new int[]{0, last} : new int[]{0};
+        }
+        if (seg.first == Param.FINAL) {
+            return new int[]{last};
+        }
+        return new int[]{l.stageOfLayer(seg.first)};
+    }
+
+    /** Rows and columns held by (data rank, tensor rank) of a layout, into {@code out[at..at+4)}. */
+    private static void range(Param p, ParallelStrategy s, int data, int tensor, long[] out, int at) {
+        out[at] = 0;
+        out[at + 1] = p.rows();
+        out[at + 2] = 0;
+        out[at + 3] = p.cols();
         if (s.zero3()) {
-            out[0] = Slice.partStart(p.rows(), s.dp(), data);
-            out[1] = Slice.partStart(p.rows(), s.dp(), data + 1);
+            out[at] = Slice.partStart(p.rows(), s.dp(), data);
+            out[at + 1] = Slice.partStart(p.rows(), s.dp(), data + 1);
             return;
         }
         switch (p.split()) {
             case ROWS, VOCAB_ROWS -> {
-                out[0] = Slice.partStart(p.rows(), s.tp(), tensor);
-                out[1] = Slice.partStart(p.rows(), s.tp(), tensor + 1);
+                out[at] = Slice.partStart(p.rows(), s.tp(), tensor);
+                out[at + 1] = Slice.partStart(p.rows(), s.tp(), tensor + 1);
             }
             case COLUMNS -> {
-                out[2] = Slice.partStart(p.cols(), s.tp(), tensor);
-                out[3] = Slice.partStart(p.cols(), s.tp(), tensor + 1);
+                out[at + 2] = Slice.partStart(p.cols(), s.tp(), tensor);
+                out[at + 3] = Slice.partStart(p.cols(), s.tp(), tensor + 1);
             }
             case REPLICATED -> {
             }
         }
     }
 
-    /** The slices of {@link #sourceGroups}'s groups for another parameter with the same kind of split. */
-    private static void groupSlices(Param p, ParallelStrategy s, int groups, long[][] slices) {
-        for (int gi = 0; gi < groups; gi++) {
-            if (s.zero3()) {
-                range(p, s, gi, 0, slices[gi]);
-            } else {
-                range(p, s, 0, p.split() == Split.REPLICATED ? 0 : gi, slices[gi]);
-            }
-        }
-    }
-
-    /**
-     * The groups of source devices holding the same slice of {@code p}: slices and holders (with ZeRO-3
-     * one group per data rank, possibly empty, so that parameters of one kind share the group order).
-     */
-    private static int sourceGroups(Param p, ShardLayout a, long[][] slices, int[][] holders, int[] counts,
-                                    int[] groupOf) {
-        ParallelStrategy s = a.strategy();
-        int first = a.mesh().first();
-        int groups = 0;
-        long[] r = new long[4];
-        if (s.zero3()) {
-            for (int d = 0; d < s.dp(); d++) {
-                range(p, s, d, 0, r);
-                System.arraycopy(r, 0, slices[groups], 0, 4);
-                holders[groups][0] = first + s.localRank(0, d, 0);
-                groupOf[holders[groups][0]] = groups;
-                counts[groups] = 1;
-                groups++;
-            }
-            return groups;
-        }
-        boolean replicated = p.split() == Split.REPLICATED;
-        int tensorGroups = replicated ? 1 : s.tp();
-        for (int t = 0; t < tensorGroups; t++) {
-            range(p, s, 0, t, r);
-            System.arraycopy(r, 0, slices[groups], 0, 4);
-            int k = 0;
-            for (int st : a.stagesHolding(p)) {
-                for (int d = 0; d < s.dp(); d++) {
-                    if (replicated) {
-                        for (int tt = 0; tt < s.tp(); tt++) {
-                            int g = first + s.localRank(st, d, tt);
-                            groupOf[g] = groups;
-                            holders[groups][k++] = g;
-                        }
-                    } else {
-                        int g = first + s.localRank(st, d, t);
-                        groupOf[g] = groups;
-                        holders[groups][k++] = g;
-                    }
-                }
-            }
-            counts[groups] = k;
-            groups++;
-        }
-        return groups;
+    private static Split classOf(Param p) {
+        return p.split() == Split.VOCAB_ROWS ? Split.ROWS : p.split();
     }
 
     private ReallocationSummary run(ModelSpec m, DeviceMesh srcMesh, ParallelStrategy src, DeviceMesh dstMesh,
@@ -161,82 +119,108 @@ public final class ReallocationPlanner {
         ShardLayout b = new ShardLayout(m, dstMesh, dst);
         ReallocationSummary sum = new ReallocationSummary(cluster.totalGpus());
         long[] load = new long[cluster.totalGpus()];
-        int maxGroups = Math.max(src.dp(), src.tp());
-        int[][] gHolders = new int[maxGroups][srcMesh.size()];
-        int[] gCount = new int[maxGroups];
         int[] groupOf = new int[cluster.totalGpus()];
-        int dstFirst = dstMesh.first();
+        int maxGroups = Math.max(src.dp(), src.tp());
+        // source groups of a class, compressed: holders of group g are holders[start[g] .. start[g + 1])
+        int[] holderStart = new int[maxGroups + 1];
+        int[] holders = new int[srcMesh.size()];
         int maxClass = 8;
-        long[][][] gSlice = new long[maxClass][maxGroups][4];
-        long[][] want = new long[maxClass][4];
+        long[] have = new long[maxClass * maxGroups * 4];
+        long[] want = new long[maxClass * 4];
+        long[] piece = new long[maxClass * 4];
         long[] pieceBytes = new long[maxClass];
-        long[][] piece = new long[maxClass][4];
-        for (Segment seg : segments(m, a, b)) {
-            int count = seg.layers.length;
-            List<List<Param>> perLayer = null;
-            if (out != null && seg.layers[0] >= 0 && seg.layers[0] != Param.FINAL) {
-                perLayer = new ArrayList<>();
-                for (int l : seg.layers) {
-                    perLayer.add(ModelParameters.layer(m, l));
-                }
-            }
-            // Parameters of a segment with the same kind of split share their holders: a source is
-            // chosen once per class, destination device and source group, for all of them.
+        int[] members = new int[maxClass];
+        List<Param> template = ModelParameters.layer(m, 0);
+        int dstFirst = dstMesh.first();
+        int srcFirst = srcMesh.first();
+        for (Segment seg : segments(m, a, b, template)) {
+            int[] srcStages = stages(a, seg);
+            int[] dstStages = stages(b, seg);
             for (Split cls : new Split[]{Split.ROWS, Split.COLUMNS, Split.REPLICATED}) {
-                List<Integer> members = new ArrayList<>();
-                for (int k = 0; k < seg.representative.size(); k++) {
-                    Split sp = seg.representative.get(k).split();
-                    if ((sp == Split.VOCAB_ROWS ? Split.ROWS : sp) == cls) {
-                        members.add(k);
+                int np = 0;
+                for (int k = 0; k < seg.params.size(); k++) {
+                    if (classOf(seg.params.get(k)) == cls) {
+                        if (np == maxClass) {
+                            throw new IllegalStateException("more than " + maxClass + " parameters of one kind in a layer");
+                        }
+                        members[np++] = k;
                     }
                 }
-                if (members.isEmpty()) {
+                if (np == 0) {
                     continue;
                 }
-                int np = members.size();
-                Param first = seg.representative.get(members.get(0));
-                java.util.Arrays.fill(groupOf, srcMesh.first(), srcMesh.end(), -1);
-                int groups = sourceGroups(first, a, gSlice[0], gHolders, gCount, groupOf);
-                for (int j = 1; j < np; j++) {
-                    groupSlices(seg.representative.get(members.get(j)), src, groups, gSlice[j]);
+                // the source groups: one per data rank with ZeRO-3, else one per tensor rank (one if replicated)
+                java.util.Arrays.fill(groupOf, srcFirst, srcMesh.end(), -1);
+                int groups;
+                int nh = 0;
+                if (src.zero3()) {
+                    groups = src.dp();
+                    for (int d = 0; d < groups; d++) {
+                        holderStart[d] = nh;
+                        int g = srcFirst + src.localRank(0, d, 0);
+                        holders[nh++] = g;
+                        groupOf[g] = d;
+                    }
+                } else {
+                    boolean replicated = cls == Split.REPLICATED;
+                    groups = replicated ? 1 : src.tp();
+                    for (int t = 0; t < groups; t++) {
+                        holderStart[t] = nh;
+                        for (int st : srcStages) {
+                            for (int d = 0; d < src.dp(); d++) {
+                                for (int tt = replicated ? 0 : t; tt < (replicated ? src.tp() : t + 1); tt++) {
+                                    int g = srcFirst + src.localRank(st, d, tt);
+                                    holders[nh++] = g;
+                                    groupOf[g] = t;
+                                }
+                            }
+                        }
+                    }
+                }
+                holderStart[groups] = nh;
+                for (int j = 0; j < np; j++) {
+                    Param p = seg.params.get(members[j]);
+                    for (int gi = 0; gi < groups; gi++) {
+                        range(p, src, src.zero3() ? gi : 0, src.zero3() ? 0 : gi, have, (j * maxGroups + gi) * 4);
+                    }
                 }
                 // groups are ordered along the split dimension: rows (ZeRO-3, row and vocab splits) or columns
                 int dim = !src.zero3() && cls == Split.COLUMNS ? 2 : 0;
-                for (int st : b.stagesHolding(first)) {
+                for (int st : dstStages) {
                     for (int dd = 0; dd < dst.dp(); dd++) {
                         for (int tt = 0; tt < dst.tp(); tt++) {
                             int d = dstFirst + dst.localRank(st, dd, tt);
                             int lo = groups;
                             for (int j = 0; j < np; j++) {
-                                range(seg.representative.get(members.get(j)), dst, dd, tt, want[j]);
-                                if (want[j][0] < want[j][1] && want[j][2] < want[j][3]) {
-                                    lo = Math.min(lo, firstOverlap(gSlice[j], groups, dim, want[j][dim]));
+                                range(seg.params.get(members[j]), dst, dd, tt, want, j * 4);
+                                if (want[j * 4] < want[j * 4 + 1] && want[j * 4 + 2] < want[j * 4 + 3]) {
+                                    lo = Math.min(lo, firstOverlap(have, j * maxGroups, groups, dim, want[j * 4 + dim]));
                                 }
                             }
                             for (int gi = lo; gi < groups; gi++) {
                                 boolean past = true;
                                 long total = 0;
                                 for (int j = 0; j < np; j++) {
-                                    long[] have = gSlice[j][gi];
-                                    long[] w = want[j];
+                                    int h = (j * maxGroups + gi) * 4;
+                                    int w = j * 4;
                                     pieceBytes[j] = 0;
-                                    if (w[0] >= w[1] || w[2] >= w[3]) {
+                                    if (want[w] >= want[w + 1] || want[w + 2] >= want[w + 3]) {
                                         continue;
                                     }
-                                    if (have[dim] < w[dim + 1]) {
+                                    if (have[h + dim] < want[w + dim + 1]) {
                                         past = false;
                                     }
-                                    long r0 = Math.max(w[0], have[0]);
-                                    long r1 = Math.min(w[1], have[1]);
-                                    long c0 = Math.max(w[2], have[2]);
-                                    long c1 = Math.min(w[3], have[3]);
+                                    long r0 = Math.max(want[w], have[h]);
+                                    long r1 = Math.min(want[w + 1], have[h + 1]);
+                                    long c0 = Math.max(want[w + 2], have[h + 2]);
+                                    long c1 = Math.min(want[w + 3], have[h + 3]);
                                     if (r0 >= r1 || c0 >= c1) {
                                         continue;
                                     }
-                                    piece[j][0] = r0;
-                                    piece[j][1] = r1;
-                                    piece[j][2] = c0;
-                                    piece[j][3] = c1;
+                                    piece[w] = r0;
+                                    piece[w + 1] = r1;
+                                    piece[w + 2] = c0;
+                                    piece[w + 3] = c1;
                                     pieceBytes[j] = (r1 - r0) * (c1 - c0) * dtypeBytes;
                                     total += pieceBytes[j];
                                 }
@@ -246,8 +230,9 @@ public final class ReallocationPlanner {
                                 if (total == 0) {
                                     continue;
                                 }
-                                int from = chooseSource(d, gi, groupOf, srcMesh, gHolders[gi], gCount[gi], load);
-                                long all = total * count;
+                                int from = chooseSource(d, gi, groupOf, srcMesh, holders, holderStart[gi],
+                                        holderStart[gi + 1], load);
+                                long all = total * seg.count;
                                 if (from == d) {
                                     sum.local[d] += all;
                                 } else {
@@ -260,22 +245,8 @@ public final class ReallocationPlanner {
                                         sum.recvInter[d] += all;
                                     }
                                 }
-                                if (out == null) {
-                                    continue;
-                                }
-                                for (int j = 0; j < np; j++) {
-                                    if (pieceBytes[j] == 0) {
-                                        continue;
-                                    }
-                                    int k = members.get(j);
-                                    long[] have = gSlice[j][gi];
-                                    long[] pc = piece[j];
-                                    for (int x = 0; x < count; x++) {
-                                        String name = perLayer == null ? seg.representative.get(k).name()
-                                                : perLayer.get(x).get(k).name();
-                                        out.add(new Transfer(name, from, d, pc[0], pc[1], pc[2], pc[3], pc[0] - have[0],
-                                                pc[2] - have[2], pc[0] - want[j][0], pc[2] - want[j][2], pieceBytes[j]));
-                                    }
+                                if (out != null) {
+                                    emit(out, m, seg, members, np, pieceBytes, piece, have, want, maxGroups, gi, from, d);
                                 }
                             }
                         }
@@ -286,13 +257,32 @@ public final class ReallocationPlanner {
         return sum;
     }
 
+    private static void emit(List<Transfer> out, ModelSpec m, Segment seg, int[] members, int np, long[] pieceBytes,
+                             long[] piece, long[] have, long[] want, int maxGroups, int gi, int from, int d) {
+        for (int j = 0; j < np; j++) {
+            if (pieceBytes[j] == 0) {
+                continue;
+            }
+            int k = members[j];
+            int h = (j * maxGroups + gi) * 4;
+            int w = j * 4;
+            for (int x = 0; x < seg.count; x++) {
+                String name = seg.first >= 0 && seg.first != Param.FINAL
+                        ? ModelParameters.layer(m, seg.first + x).get(k).name() : seg.params.get(k).name();
+                out.add(new Transfer(name, from, d, piece[w], piece[w + 1], piece[w + 2], piece[w + 3],
+                        piece[w] - have[h], piece[w + 2] - have[h + 2], piece[w] - want[w], piece[w + 2] - want[w + 2],
+                        pieceBytes[j]));
+            }
+        }
+    }
+
     /** The first group whose range along {@code dim} ends after {@code from} (groups are sorted and disjoint). */
-    private static int firstOverlap(long[][] slices, int groups, int dim, long from) {
+    private static int firstOverlap(long[] have, int base, int groups, int dim, long from) {
         int lo = 0;
         int hi = groups;
         while (lo < hi) {
             int mid = (lo + hi) >>> 1;
-            if (slices[mid][dim + 1] <= from) {
+            if (have[(base + mid) * 4 + dim + 1] <= from) {
                 lo = mid + 1;
             } else {
                 hi = mid;
@@ -305,12 +295,14 @@ public final class ReallocationPlanner {
      * The device that sends a piece held by group {@code gi} to {@code dst}: {@code dst} itself if it holds
      * it, else the least loaded holder on its node, else the least loaded holder (lowest index on ties).
      */
-    private int chooseSource(int dst, int gi, int[] groupOf, DeviceMesh srcMesh, int[] holders, int n, long[] load) {
+    private int chooseSource(int dst, int gi, int[] groupOf, DeviceMesh srcMesh, int[] holders, int from, int to,
+                             long[] load) {
         if (srcMesh.contains(dst) && groupOf[dst] == gi) {
             return dst;
         }
-        int g0 = Math.max(srcMesh.first(), cluster.nodeOf(dst) * cluster.gpusPerNode());
-        int g1 = Math.min(srcMesh.end(), (cluster.nodeOf(dst) + 1) * cluster.gpusPerNode());
+        int node = cluster.nodeOf(dst);
+        int g0 = Math.max(srcMesh.first(), node * cluster.gpusPerNode());
+        int g1 = Math.min(srcMesh.end(), (node + 1) * cluster.gpusPerNode());
         int best = -1;
         for (int g = g0; g < g1; g++) {
             if (groupOf[g] == gi && (best < 0 || load[g] < load[best])) {
@@ -320,7 +312,7 @@ public final class ReallocationPlanner {
         if (best >= 0) {
             return best;
         }
-        for (int i = 0; i < n; i++) {
+        for (int i = from; i < to; i++) {
             int g = holders[i];
             if (best < 0 || load[g] < load[best] || (load[g] == load[best] && g < best)) {
                 best = g;
