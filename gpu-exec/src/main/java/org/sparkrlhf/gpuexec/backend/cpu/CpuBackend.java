@@ -1,0 +1,631 @@
+package org.sparkrlhf.gpuexec.backend.cpu;
+
+import org.sparkrlhf.gpuexec.backend.AdamWStep;
+import org.sparkrlhf.gpuexec.backend.Backend;
+import org.sparkrlhf.gpuexec.backend.DType;
+import org.sparkrlhf.gpuexec.backend.SamplingParams;
+import org.sparkrlhf.gpuexec.backend.Tensor;
+
+import java.util.Arrays;
+import java.util.concurrent.ForkJoinPool;
+
+/**
+ * The reference backend: pure Java, fp32 compute, parallel loops over rows, heads or tiles on one
+ * ForkJoinPool. Every op checks the shapes it is given.
+ */
+public final class CpuBackend implements Backend {
+    private static ForkJoinPool sharedPool;
+
+    private final ForkJoinPool pool;
+    private final boolean ownsPool;
+    private final Parallel par;
+
+    /** A backend on a pool shared by all default CPU backends of this JVM, one thread per core. */
+    public CpuBackend() {
+        this.pool = shared();
+        this.ownsPool = false;
+        this.par = new Parallel(pool);
+    }
+
+    /** A backend on its own pool of {@code threads} threads (closed with the backend). */
+    public CpuBackend(int threads) {
+        if (threads < 1) throw new IllegalArgumentException("threads must be >= 1, got " + threads);
+        this.pool = new ForkJoinPool(threads);
+        this.ownsPool = true;
+        this.par = new Parallel(pool);
+    }
+
+    private static synchronized ForkJoinPool shared() {
+        if (sharedPool == null) {
+            sharedPool = new ForkJoinPool(Runtime.getRuntime().availableProcessors(), p -> {
+                var t = ForkJoinPool.defaultForkJoinWorkerThreadFactory.newThread(p);
+                t.setDaemon(true);
+                t.setName("cpu-backend-" + t.getPoolIndex());
+                return t;
+            }, null, false);
+        }
+        return sharedPool;
+    }
+
+    @Override
+    public String name() {
+        return "cpu(" + par.threads() + " threads)";
+    }
+
+    // ---------------------------------------------------------------- checks
+
+    private static CpuTensor t(Tensor x, String what) {
+        if (x == null) throw new IllegalArgumentException(what + " is null");
+        if (!(x instanceof CpuTensor c)) throw new IllegalArgumentException(what + " is not a CPU tensor: " + x);
+        return c;
+    }
+
+    private static CpuTensor opt(Tensor x, String what) {
+        return x == null ? null : t(x, what);
+    }
+
+    private static void require(boolean ok, String op, String message) {
+        if (!ok) throw new IllegalArgumentException(op + ": " + message);
+    }
+
+    private static void sameSize(String op, CpuTensor a, CpuTensor b) {
+        require(a.size() == b.size(), op, "sizes differ: " + a.describe() + " vs " + b.describe());
+    }
+
+    // ---------------------------------------------------------------- memory
+
+    @Override
+    public Tensor allocate(DType dtype, int... shape) {
+        return new CpuTensor(dtype, shape);
+    }
+
+    @Override
+    public void free(Tensor x) {
+        if (x != null) t(x, "tensor").release();
+    }
+
+    @Override
+    public void upload(Tensor dst, float[] src) {
+        CpuTensor d = t(dst, "dst");
+        float[] a = d.write();
+        require(src.length == a.length, "upload", src.length + " values for " + d.describe());
+        System.arraycopy(src, 0, a, 0, a.length);
+        d.roundIfBf16();
+    }
+
+    @Override
+    public void upload(Tensor dst, int[] src) {
+        CpuTensor d = t(dst, "dst");
+        int[] a = d.writeInts();
+        require(src.length == a.length, "upload", src.length + " values for " + d.describe());
+        System.arraycopy(src, 0, a, 0, a.length);
+    }
+
+    @Override
+    public float[] download(Tensor src) {
+        return t(src, "src").read().clone();
+    }
+
+    @Override
+    public int[] downloadInts(Tensor src) {
+        return t(src, "src").readInts().clone();
+    }
+
+    @Override
+    public void synchronize() {
+    }
+
+    // ---------------------------------------------------------------- elementwise
+
+    @Override
+    public void zero(Tensor x) {
+        CpuTensor c = t(x, "t");
+        if (c.dtype() == DType.I32) Arrays.fill(c.writeInts(), 0);
+        else Arrays.fill(c.write(), 0f);
+    }
+
+    @Override
+    public void copy(Tensor dst, Tensor src) {
+        CpuTensor d = t(dst, "dst"), s = t(src, "src");
+        sameSize("copy", d, s);
+        if (d.dtype() == DType.I32 || s.dtype() == DType.I32) {
+            require(d.dtype() == s.dtype(), "copy", "I32 copies only to I32: " + s.describe() + " -> " + d.describe());
+            System.arraycopy(s.readInts(), 0, d.writeInts(), 0, d.size());
+            return;
+        }
+        System.arraycopy(s.read(), 0, d.write(), 0, d.size());
+        d.roundIfBf16();
+    }
+
+    @Override
+    public void scale(Tensor x, float s) {
+        CpuTensor c = t(x, "t");
+        float[] a = c.write();
+        par.range(a.length, 1, (lo, hi) -> {
+            for (int i = lo; i < hi; i++) a[i] *= s;
+        });
+        c.roundIfBf16();
+    }
+
+    @Override
+    public void add(Tensor out, Tensor a, Tensor b) {
+        CpuTensor o = t(out, "out"), x = t(a, "a"), y = t(b, "b");
+        sameSize("add", o, x);
+        sameSize("add", o, y);
+        float[] xa = x.read(), ya = y.read(), oa = o.write();
+        par.range(oa.length, 1, (lo, hi) -> {
+            for (int i = lo; i < hi; i++) oa[i] = xa[i] + ya[i];
+        });
+        o.roundIfBf16();
+    }
+
+    @Override
+    public void addInt(Tensor x, int delta) {
+        int[] a = t(x, "t").writeInts();
+        for (int i = 0; i < a.length; i++) a[i] += delta;
+    }
+
+    @Override
+    public void sumSquares(Tensor out, Tensor x) {
+        CpuTensor o = t(out, "out");
+        require(o.size() == 1, "sumSquares", "out must have one element, got " + o.describe());
+        float[] a = t(x, "x").read();
+        int chunks = Math.max(1, Math.min(64, a.length / 4096));
+        double[] partial = new double[chunks];
+        par.range(chunks, a.length / chunks, (lo, hi) -> {
+            for (int c = lo; c < hi; c++) {
+                int i0 = (int) ((long) a.length * c / chunks), i1 = (int) ((long) a.length * (c + 1) / chunks);
+                double s = 0;
+                for (int i = i0; i < i1; i++) s += (double) a[i] * a[i];
+                partial[c] = s;
+            }
+        });
+        double s = 0;
+        for (double p : partial) s += p;
+        o.write()[0] += (float) s;
+    }
+
+    // ---------------------------------------------------------------- layers
+
+    @Override
+    public void embedding(Tensor out, Tensor ids, Tensor table) {
+        CpuTensor o = t(out, "out"), w = t(table, "table");
+        int[] id = t(ids, "ids").readInts();
+        int V = w.dim(0), C = w.dim(-1);
+        require(o.size() == id.length * C, "embedding", "out " + o.describe() + " for " + id.length + " ids of width " + C);
+        float[] wa = w.read(), oa = o.write();
+        for (int n = 0; n < id.length; n++) {
+            require(id[n] >= 0 && id[n] < V, "embedding", "token id " + id[n] + " at row " + n + " outside the vocabulary [0, " + V + ")");
+            System.arraycopy(wa, id[n] * C, oa, n * C, C);
+        }
+    }
+
+    @Override
+    public void embeddingBackward(Tensor dTable, Tensor ids, Tensor dOut) {
+        CpuTensor dw = t(dTable, "dTable"), g = t(dOut, "dOut");
+        int[] id = t(ids, "ids").readInts();
+        int C = dw.dim(-1);
+        require(g.size() == id.length * C, "embeddingBackward", "dOut " + g.describe() + " for " + id.length + " ids");
+        float[] dwa = dw.write(), ga = g.read();
+        // parallel over column blocks: rows with the same id never race
+        int blocks = (C + 15) / 16;
+        par.range(blocks, (long) id.length * 16, (lo, hi) -> {
+            int c0 = lo * 16, c1 = Math.min(C, hi * 16);
+            for (int n = 0; n < id.length; n++) {
+                int r = id[n] * C, s = n * C;
+                for (int c = c0; c < c1; c++) dwa[r + c] += ga[s + c];
+            }
+        });
+    }
+
+    @Override
+    public void matmul(Tensor out, Tensor in, Tensor weight, Tensor bias) {
+        CpuTensor o = t(out, "out"), x = t(in, "in"), w = t(weight, "weight"), b = opt(bias, "bias");
+        require(w.rank() == 2, "matmul", "weight must be [OUT, IN], got " + w.describe());
+        int OC = w.dim(0), IC = w.dim(1);
+        require(x.dim(-1) == IC, "matmul", "in " + x.describe() + " does not match weight " + w.describe());
+        int N = x.rows();
+        require(o.size() == N * OC && o.dim(-1) == OC, "matmul", "out " + o.describe() + " for " + N + " rows of " + OC);
+        require(b == null || b.size() == OC, "matmul", "bias " + (b == null ? "" : b.describe()) + " for " + OC + " outputs");
+        Gemm.run(o.write(), x.read(), 0, IC, 1, w.transposed(par), b == null ? null : b.read(), N, IC, OC, false, par);
+    }
+
+    @Override
+    public void matmulBackward(Tensor dIn, Tensor dWeight, Tensor dBias, Tensor dOut, Tensor in, Tensor weight) {
+        CpuTensor g = t(dOut, "dOut"), x = t(in, "in"), w = t(weight, "weight");
+        CpuTensor dx = opt(dIn, "dIn"), dw = opt(dWeight, "dWeight"), db = opt(dBias, "dBias");
+        int OC = w.dim(0), IC = w.dim(1);
+        int N = x.rows();
+        require(x.dim(-1) == IC && g.size() == N * OC, "matmulBackward",
+                "dOut " + g.describe() + ", in " + x.describe() + ", weight " + w.describe() + " disagree");
+        float[] ga = g.read();
+        if (dx != null) {
+            sameSize("matmulBackward dIn", dx, x);
+            Gemm.run(dx.write(), ga, 0, OC, 1, w.read(), null, N, OC, IC, true, par);
+        }
+        if (dw != null) {
+            sameSize("matmulBackward dWeight", dw, w);
+            Gemm.run(dw.write(), ga, 0, 1, OC, x.read(), null, OC, N, IC, true, par);
+        }
+        if (db != null) {
+            require(db.size() == OC, "matmulBackward", "dBias " + db.describe() + " for " + OC + " outputs");
+            float[] dba = db.write();
+            par.range(OC, N, (lo, hi) -> {
+                for (int o = lo; o < hi; o++) {
+                    float s = 0f;
+                    for (int n = 0; n < N; n++) s += ga[n * OC + o];
+                    dba[o] += s;
+                }
+            });
+        }
+    }
+
+    @Override
+    public void rmsnorm(Tensor out, Tensor rstd, Tensor in, Tensor weight, float eps) {
+        CpuTensor o = t(out, "out"), r = t(rstd, "rstd"), x = t(in, "in"), w = t(weight, "weight");
+        int C = w.size(), N = x.rows();
+        require(x.dim(-1) == C, "rmsnorm", "in " + x.describe() + " vs weight " + w.describe());
+        sameSize("rmsnorm", o, x);
+        require(r.size() == N, "rmsnorm", "rstd " + r.describe() + " for " + N + " rows");
+        float[] oa = o.write(), ra = r.write(), xa = x.read(), wa = w.read();
+        par.range(N, C * 3L, (lo, hi) -> {
+            for (int n = lo; n < hi; n++) {
+                int off = n * C;
+                float ss = 0f;
+                for (int c = 0; c < C; c++) ss += xa[off + c] * xa[off + c];
+                float rs = (float) (1.0 / Math.sqrt(ss / C + eps));
+                ra[n] = rs;
+                for (int c = 0; c < C; c++) oa[off + c] = wa[c] * (xa[off + c] * rs);
+            }
+        });
+    }
+
+    @Override
+    public void rmsnormBackward(Tensor dIn, Tensor dWeight, Tensor dOut, Tensor in, Tensor weight, Tensor rstd) {
+        CpuTensor g = t(dOut, "dOut"), x = t(in, "in"), w = t(weight, "weight"), r = t(rstd, "rstd");
+        CpuTensor dx = opt(dIn, "dIn"), dw = opt(dWeight, "dWeight");
+        int C = w.size(), N = x.rows();
+        sameSize("rmsnormBackward", g, x);
+        float[] ga = g.read(), xa = x.read(), wa = w.read(), ra = r.read();
+        if (dx != null) {
+            sameSize("rmsnormBackward dIn", dx, x);
+            float[] dxa = dx.write();
+            par.range(N, C * 4L, (lo, hi) -> {
+                for (int n = lo; n < hi; n++) {
+                    int off = n * C;
+                    float rs = ra[n];
+                    float dot = 0f;
+                    for (int c = 0; c < C; c++) dot += ga[off + c] * wa[c] * xa[off + c];
+                    float k = dot * rs * rs * rs / C;
+                    for (int c = 0; c < C; c++) dxa[off + c] += ga[off + c] * wa[c] * rs - xa[off + c] * k;
+                }
+            });
+        }
+        if (dw != null) {
+            require(dw.size() == C, "rmsnormBackward", "dWeight " + dw.describe() + " for width " + C);
+            float[] dwa = dw.write();
+            int blocks = (C + 15) / 16;
+            par.range(blocks, N * 16L, (lo, hi) -> {
+                int c0 = lo * 16, c1 = Math.min(C, hi * 16);
+                for (int n = 0; n < N; n++) {
+                    int off = n * C;
+                    float rs = ra[n];
+                    for (int c = c0; c < c1; c++) dwa[c] += ga[off + c] * xa[off + c] * rs;
+                }
+            });
+        }
+    }
+
+    @Override
+    public void rotary(Tensor x, Tensor positions, Tensor invFreq, int heads) {
+        rope("rotary", x, positions, invFreq, heads, 1f);
+    }
+
+    @Override
+    public void rotaryBackward(Tensor dx, Tensor positions, Tensor invFreq, int heads) {
+        rope("rotaryBackward", dx, positions, invFreq, heads, -1f);
+    }
+
+    private void rope(String op, Tensor x, Tensor positions, Tensor invFreq, int heads, float sign) {
+        CpuTensor c = t(x, "x");
+        int[] pos = t(positions, "positions").readInts();
+        float[] inv = t(invFreq, "invFreq").read();
+        int half = inv.length, D = 2 * half;
+        int N = pos.length;
+        require(c.size() == N * heads * D, op, c.describe() + " is not " + N + " rows of " + heads + " heads of " + D);
+        float[] a = c.write();
+        int width = heads * D;
+        par.range(N, (long) width * 4, (lo, hi) -> {
+            float[] cos = new float[half], sin = new float[half];
+            for (int n = lo; n < hi; n++) {
+                for (int i = 0; i < half; i++) {
+                    float angle = pos[n] * inv[i];
+                    cos[i] = (float) Math.cos(angle);
+                    sin[i] = sign * (float) Math.sin(angle);
+                }
+                for (int h = 0; h < heads; h++) {
+                    int off = n * width + h * D;
+                    for (int i = 0; i < half; i++) {
+                        float x1 = a[off + i], x2 = a[off + i + half];
+                        a[off + i] = x1 * cos[i] - x2 * sin[i];
+                        a[off + i + half] = x2 * cos[i] + x1 * sin[i];
+                    }
+                }
+            }
+        });
+    }
+
+    private static int[] attentionDims(String op, CpuTensor q, CpuTensor k, CpuTensor v, CpuTensor mask, int heads, int kvHeads) {
+        require(mask.rank() == 2, op, "mask must be [B, T], got " + mask.describe());
+        require(heads > 0 && kvHeads > 0 && heads % kvHeads == 0, op, heads + " heads are not a multiple of " + kvHeads + " kv heads");
+        int B = mask.dim(0), T = mask.dim(1);
+        int width = q.size() / Math.max(1, B * T);
+        require(q.size() == B * T * width && width % heads == 0, op, "q " + q.describe() + " for mask " + mask.describe() + " and " + heads + " heads");
+        int D = width / heads;
+        require(k.size() == B * T * kvHeads * D && v.size() == k.size(), op,
+                "k " + k.describe() + " / v " + v.describe() + " for " + kvHeads + " kv heads of " + D);
+        return new int[]{B, T, D};
+    }
+
+    @Override
+    public void attention(Tensor out, Tensor lse, Tensor q, Tensor k, Tensor v, Tensor mask, int heads, int kvHeads, int slidingWindow) {
+        CpuTensor o = t(out, "out"), l = t(lse, "lse"), qq = t(q, "q"), kk = t(k, "k"), vv = t(v, "v"), m = t(mask, "mask");
+        int[] d = attentionDims("attention", qq, kk, vv, m, heads, kvHeads);
+        sameSize("attention out", o, qq);
+        require(l.size() == d[0] * heads * d[1], "attention", "lse " + l.describe() + " must be [B, heads, T]");
+        Attention.forward(o.write(), l.write(), qq.read(), kk.read(), vv.read(), m.readInts(),
+                d[0], d[1], heads, kvHeads, d[2], slidingWindow, par);
+    }
+
+    @Override
+    public void attentionBackward(Tensor dq, Tensor dk, Tensor dv, Tensor dOut, Tensor out, Tensor lse,
+                                  Tensor q, Tensor k, Tensor v, Tensor mask, int heads, int kvHeads, int slidingWindow) {
+        CpuTensor qq = t(q, "q"), kk = t(k, "k"), vv = t(v, "v"), m = t(mask, "mask");
+        int[] d = attentionDims("attentionBackward", qq, kk, vv, m, heads, kvHeads);
+        CpuTensor dqq = t(dq, "dq"), dkk = t(dk, "dk"), dvv = t(dv, "dv"), g = t(dOut, "dOut"), o = t(out, "out"), l = t(lse, "lse");
+        sameSize("attentionBackward dq", dqq, qq);
+        sameSize("attentionBackward dk", dkk, kk);
+        sameSize("attentionBackward dv", dvv, vv);
+        sameSize("attentionBackward dOut", g, qq);
+        Attention.backward(dqq.write(), dkk.write(), dvv.write(), g.read(), o.read(), l.read(),
+                qq.read(), kk.read(), vv.read(), m.readInts(), d[0], d[1], heads, kvHeads, d[2], slidingWindow, par);
+    }
+
+    @Override
+    public void swiglu(Tensor out, Tensor gate, Tensor up) {
+        CpuTensor o = t(out, "out"), g = t(gate, "gate"), u = t(up, "up");
+        sameSize("swiglu", o, g);
+        sameSize("swiglu", o, u);
+        float[] oa = o.write(), ga = g.read(), ua = u.read();
+        par.range(oa.length, 20, (lo, hi) -> {
+            for (int i = lo; i < hi; i++) {
+                float x = ga[i];
+                oa[i] = x / (1f + (float) Math.exp(-x)) * ua[i];
+            }
+        });
+    }
+
+    @Override
+    public void swigluBackward(Tensor dGate, Tensor dUp, Tensor dOut, Tensor gate, Tensor up) {
+        CpuTensor dg = t(dGate, "dGate"), du = t(dUp, "dUp"), g = t(dOut, "dOut"), ga = t(gate, "gate"), ua = t(up, "up");
+        sameSize("swigluBackward", dg, ga);
+        sameSize("swigluBackward", du, ua);
+        sameSize("swigluBackward", g, ga);
+        float[] dga = dg.write(), dua = du.write(), go = g.read(), gv = ga.read(), uv = ua.read();
+        par.range(dga.length, 20, (lo, hi) -> {
+            for (int i = lo; i < hi; i++) {
+                float x = gv[i];
+                float s = 1f / (1f + (float) Math.exp(-x));
+                float silu = x * s;
+                dua[i] += go[i] * silu;
+                dga[i] += go[i] * uv[i] * s * (1f + x * (1f - s));
+            }
+        });
+    }
+
+    // ---------------------------------------------------------------- heads and losses
+
+    @Override
+    public void logSoftmax(Tensor out, Tensor logits) {
+        CpuTensor o = t(out, "out"), z = t(logits, "logits");
+        sameSize("logSoftmax", o, z);
+        int V = z.dim(-1), N = z.rows();
+        float[] oa = o.write(), za = z.read();
+        par.range(N, V * 3L, (lo, hi) -> {
+            for (int n = lo; n < hi; n++) {
+                float l = logSumExp(za, n * V, V);
+                for (int j = 0; j < V; j++) oa[n * V + j] = za[n * V + j] - l;
+            }
+        });
+    }
+
+    private static float logSumExp(float[] z, int off, int V) {
+        float max = Float.NEGATIVE_INFINITY;
+        for (int j = 0; j < V; j++) max = Math.max(max, z[off + j]);
+        float sum = 0f;
+        for (int j = 0; j < V; j++) sum += (float) Math.exp(z[off + j] - max);
+        return max + (float) Math.log(sum);
+    }
+
+    @Override
+    public void tokenLogprobs(Tensor logprobs, Tensor entropy, Tensor lse, Tensor logits, Tensor targets) {
+        CpuTensor z = t(logits, "logits"), lp = t(logprobs, "logprobs"), l = t(lse, "lse"), e = opt(entropy, "entropy");
+        int[] tg = t(targets, "targets").readInts();
+        int V = z.dim(-1), N = z.rows();
+        require(tg.length == N && lp.size() == N && l.size() == N && (e == null || e.size() == N), "tokenLogprobs",
+                "logits " + z.describe() + " need targets, logprobs, lse and entropy of " + N);
+        float[] za = z.read(), lpa = lp.write(), la = l.write(), ea = e == null ? null : e.write();
+        par.range(N, V * 4L, (lo, hi) -> {
+            for (int n = lo; n < hi; n++) {
+                int off = n * V;
+                require(tg[n] >= 0 && tg[n] < V, "tokenLogprobs", "target id " + tg[n] + " at row " + n + " outside [0, " + V + ")");
+                float lsen = logSumExp(za, off, V);
+                la[n] = lsen;
+                lpa[n] = za[off + tg[n]] - lsen;
+                if (ea != null) {
+                    float h = 0f;
+                    for (int j = 0; j < V; j++) {
+                        float logp = za[off + j] - lsen;
+                        h -= (float) Math.exp(logp) * logp;
+                    }
+                    ea[n] = h;
+                }
+            }
+        });
+    }
+
+    @Override
+    public void tokenLogprobsBackward(Tensor dLogits, Tensor dLogprobs, Tensor dEntropy, Tensor logits, Tensor lse, Tensor entropy, Tensor targets) {
+        CpuTensor dz = t(dLogits, "dLogits"), z = t(logits, "logits"), l = t(lse, "lse");
+        CpuTensor dlp = opt(dLogprobs, "dLogprobs"), de = opt(dEntropy, "dEntropy"), e = opt(entropy, "entropy");
+        require(de == null || e != null, "tokenLogprobsBackward", "dEntropy needs the saved entropy");
+        sameSize("tokenLogprobsBackward", dz, z);
+        int[] tg = t(targets, "targets").readInts();
+        int V = z.dim(-1), N = z.rows();
+        float[] dza = dz.write(), za = z.read(), la = l.read();
+        float[] dlpa = dlp == null ? null : dlp.read(), dea = de == null ? null : de.read(), ea = e == null ? null : e.read();
+        par.range(N, V * 4L, (lo, hi) -> {
+            for (int n = lo; n < hi; n++) {
+                float gl = dlpa == null ? 0f : dlpa[n];
+                float ge = dea == null ? 0f : dea[n];
+                if (gl == 0f && ge == 0f) continue;
+                int off = n * V;
+                float h = ea == null ? 0f : ea[n];
+                for (int j = 0; j < V; j++) {
+                    float logp = za[off + j] - la[n];
+                    float p = (float) Math.exp(logp);
+                    float g = -gl * p;
+                    if (ge != 0f) g -= ge * p * (logp + h);
+                    dza[off + j] += g;
+                }
+                dza[off + tg[n]] += gl;
+            }
+        });
+    }
+
+    @Override
+    public void gatherRows(Tensor out, Tensor in, Tensor rows) {
+        CpuTensor o = t(out, "out"), x = t(in, "in");
+        int[] r = t(rows, "rows").readInts();
+        int C = x.dim(-1), N = x.rows();
+        require(o.size() == r.length * C, "gatherRows", "out " + o.describe() + " for " + r.length + " rows of " + C);
+        float[] oa = o.write(), xa = x.read();
+        for (int m = 0; m < r.length; m++) {
+            require(r[m] >= 0 && r[m] < N, "gatherRows", "row " + r[m] + " outside [0, " + N + ")");
+            System.arraycopy(xa, r[m] * C, oa, m * C, C);
+        }
+    }
+
+    @Override
+    public void gatherRowsBackward(Tensor dIn, Tensor dOut, Tensor rows) {
+        CpuTensor dx = t(dIn, "dIn"), g = t(dOut, "dOut");
+        int[] r = t(rows, "rows").readInts();
+        int C = dx.dim(-1), N = dx.rows();
+        require(g.size() == r.length * C, "gatherRowsBackward", "dOut " + g.describe() + " for " + r.length + " rows of " + C);
+        float[] dxa = dx.write(), ga = g.read();
+        for (int m = 0; m < r.length; m++) {
+            require(r[m] >= 0 && r[m] < N, "gatherRowsBackward", "row " + r[m] + " outside [0, " + N + ")");
+            for (int c = 0; c < C; c++) dxa[r[m] * C + c] += ga[m * C + c];
+        }
+    }
+
+    // ---------------------------------------------------------------- optimizer
+
+    @Override
+    public void adamw(Tensor param, Tensor grad, Tensor m, Tensor v, AdamWStep s) {
+        CpuTensor p = t(param, "param"), g = t(grad, "grad"), mm = t(m, "m"), vv = t(v, "v");
+        sameSize("adamw grad", p, g);
+        sameSize("adamw m", p, mm);
+        sameSize("adamw v", p, vv);
+        float[] pa = p.write(), ga = g.read(), ma = mm.write(), va = vv.write();
+        double bc1 = 1.0 - Math.pow(s.beta1(), s.step());
+        double bc2 = 1.0 - Math.pow(s.beta2(), s.step());
+        float stepSize = (float) (s.lr() / bc1);
+        float bc2Sqrt = (float) Math.sqrt(bc2);
+        float decay = 1f - s.lr() * s.weightDecay();
+        float b1 = s.beta1(), b2 = s.beta2(), eps = s.eps(), gs = s.gradScale();
+        par.range(pa.length, 12, (lo, hi) -> {
+            for (int i = lo; i < hi; i++) {
+                float gi = ga[i] * gs;
+                ma[i] = b1 * ma[i] + (1f - b1) * gi;
+                va[i] = b2 * va[i] + (1f - b2) * gi * gi;
+                float denom = (float) Math.sqrt(va[i]) / bc2Sqrt + eps;
+                pa[i] = pa[i] * decay - stepSize * ma[i] / denom;
+            }
+        });
+        p.roundIfBf16();
+    }
+
+    // ---------------------------------------------------------------- KV cache, decode, sampling
+
+    @Override
+    public void kvAppend(Tensor cache, Tensor x, Tensor slots) {
+        CpuTensor c = t(cache, "cache"), xx = t(x, "x");
+        int[] sl = t(slots, "slots").readInts();
+        require(c.rank() == 2 || c.rank() == 3, "kvAppend", "cache must be [B, S, C] or [B, S], got " + c.describe());
+        int B = c.dim(0), S = c.dim(1), C = c.rank() == 3 ? c.dim(2) : 1;
+        require(sl.length == B, "kvAppend", "slots of " + sl.length + " for cache " + c.describe());
+        int Tn = xx.size() / Math.max(1, B * C);
+        require(xx.size() == B * Tn * C, "kvAppend", "x " + xx.describe() + " is not " + B + " x Tn rows of " + C);
+        require(c.dtype() == DType.I32 ? xx.dtype() == DType.I32 : xx.dtype() != DType.I32, "kvAppend",
+                "dtypes " + xx.describe() + " -> " + c.describe());
+        for (int b = 0; b < B; b++) {
+            require(sl[b] >= 0 && sl[b] + Tn <= S, "kvAppend", "sequence " + b + ": slots " + sl[b] + ".." + (sl[b] + Tn - 1) + " outside the cache of " + S);
+        }
+        if (c.dtype() == DType.I32) {
+            int[] ca = c.writeInts(), xa = xx.readInts();
+            for (int b = 0; b < B; b++) System.arraycopy(xa, b * Tn * C, ca, (b * S + sl[b]) * C, Tn * C);
+            return;
+        }
+        float[] ca = c.write(), xa = xx.read();
+        boolean bf16 = c.dtype() == DType.BF16;
+        for (int b = 0; b < B; b++) {
+            int dst = (b * S + sl[b]) * C, src = b * Tn * C;
+            if (!bf16) System.arraycopy(xa, src, ca, dst, Tn * C);
+            else for (int i = 0; i < Tn * C; i++) ca[dst + i] = Bf16.round(xa[src + i]);
+        }
+    }
+
+    @Override
+    public void decodeAttention(Tensor out, Tensor q, Tensor kCache, Tensor vCache, Tensor cacheMask, Tensor slots,
+                                int heads, int kvHeads, int slidingWindow) {
+        CpuTensor o = t(out, "out"), qq = t(q, "q"), kc = t(kCache, "kCache"), vc = t(vCache, "vCache"), m = t(cacheMask, "cacheMask");
+        int[] sl = t(slots, "slots").readInts();
+        require(kc.rank() == 3 && vc.size() == kc.size(), "decodeAttention", "caches must be [B, S, kvHeads * D]: " + kc.describe() + ", " + vc.describe());
+        int B = kc.dim(0), S = kc.dim(1);
+        require(heads % kvHeads == 0 && kc.dim(2) % kvHeads == 0, "decodeAttention", heads + " heads, " + kvHeads + " kv heads, cache " + kc.describe());
+        int D = kc.dim(2) / kvHeads;
+        require(qq.size() == B * heads * D, "decodeAttention", "q " + qq.describe() + " for " + B + " x " + heads + " heads of " + D);
+        sameSize("decodeAttention out", o, qq);
+        require(m.size() == B * S && sl.length == B, "decodeAttention", "cacheMask " + m.describe() + " / slots for cache " + kc.describe());
+        Attention.decode(o.write(), qq.read(), kc.read(), vc.read(), m.readInts(), sl, B, S, heads, kvHeads, D, slidingWindow, par);
+    }
+
+    @Override
+    public void sample(Tensor tokens, Tensor logits, Tensor finished, Tensor seqIds, Tensor steps,
+                       long seed, SamplingParams params, int[] eosIds, int padId) {
+        CpuTensor z = t(logits, "logits");
+        int V = z.dim(-1), B = z.rows();
+        int[] tok = t(tokens, "tokens").writeInts(), fin = t(finished, "finished").writeInts();
+        int[] ids = t(seqIds, "seqIds").readInts(), st = t(steps, "steps").readInts();
+        require(tok.length == B && fin.length == B && ids.length == B && st.length == B, "sample",
+                "tokens, finished, seqIds and steps must have " + B + " elements");
+        float[] za = z.read();
+        par.range(B, V * 8L, (lo, hi) -> {
+            for (int b = lo; b < hi; b++) {
+                if (fin[b] != 0) {
+                    tok[b] = padId;
+                    continue;
+                }
+                int id = Sampler.pick(za, b * V, V, params, seed, ids[b], st[b]);
+                tok[b] = id;
+                for (int e : eosIds) if (id == e) fin[b] = 1;
+            }
+        });
+    }
+
+    @Override
+    public void close() {
+        if (ownsPool) pool.shutdown();
+    }
+}

@@ -1,0 +1,103 @@
+package org.sparkrlhf.gpuexec.backend.cpu;
+
+import org.sparkrlhf.gpuexec.backend.DType;
+import org.sparkrlhf.gpuexec.backend.Tensor;
+
+import java.util.Arrays;
+
+/**
+ * A CPU tensor: a float[] for F32 and BF16 (BF16 values are floats rounded to bf16 whenever an op
+ * writes them), an int[] for I32. Ops reach the data through {@link #read} and {@link #write};
+ * write bumps a version so that derived data (the transposed copy a matmul keeps of a weight)
+ * knows when it is stale.
+ */
+final class CpuTensor implements Tensor {
+    private final DType dtype;
+    private final int[] shape;
+    private float[] floats;
+    private int[] ints;
+    private long version;
+    private float[] transposed;
+    private long transposedVersion = -1;
+
+    CpuTensor(DType dtype, int[] shape) {
+        this.dtype = dtype;
+        this.shape = shape.clone();
+        long n = 1;
+        for (int d : shape) {
+            if (d < 0) throw new IllegalArgumentException("negative dimension in shape " + Arrays.toString(shape));
+            n *= d;
+        }
+        if (n > Integer.MAX_VALUE - 16) {
+            throw new IllegalArgumentException("tensor of shape " + Arrays.toString(shape) + " is too large for the CPU backend");
+        }
+        if (dtype == DType.I32) ints = new int[(int) n];
+        else floats = new float[(int) n];
+    }
+
+    @Override
+    public DType dtype() {
+        return dtype;
+    }
+
+    @Override
+    public int[] shape() {
+        return shape;
+    }
+
+    int size() {
+        return dtype == DType.I32 ? ints.length : floats.length;
+    }
+
+    float[] read() {
+        if (floats == null) throw new IllegalArgumentException(freedOr("expected a float tensor, got " + describe()));
+        return floats;
+    }
+
+    float[] write() {
+        version++;
+        return read();
+    }
+
+    int[] readInts() {
+        if (ints == null) throw new IllegalArgumentException(freedOr("expected an I32 tensor, got " + describe()));
+        return ints;
+    }
+
+    int[] writeInts() {
+        version++;
+        return readInts();
+    }
+
+    /** Rounds the values to bf16 after an op wrote them, if this tensor is BF16. */
+    void roundIfBf16() {
+        if (dtype == DType.BF16) Bf16.roundInPlace(floats);
+    }
+
+    /** The transpose [cols, rows] of this [rows, cols] matrix, cached until the tensor is written. */
+    float[] transposed(Parallel par) {
+        if (transposedVersion != version || transposed == null) {
+            int cols = dim(-1);
+            int rows = size() / Math.max(cols, 1);
+            if (transposed == null) transposed = new float[size()];
+            Transpose.run(floats, rows, cols, transposed, par);
+            transposedVersion = version;
+        }
+        return transposed;
+    }
+
+    void release() {
+        floats = null;
+        ints = null;
+        transposed = null;
+    }
+
+    private String freedOr(String message) {
+        return floats == null && ints == null ? "tensor " + Arrays.toString(shape) + " was freed" : message;
+    }
+
+    @Override
+    public String toString() {
+        return "CpuTensor" + describe();
+    }
+}

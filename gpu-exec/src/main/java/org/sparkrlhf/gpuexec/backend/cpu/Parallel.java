@@ -1,0 +1,71 @@
+package org.sparkrlhf.gpuexec.backend.cpu;
+
+import java.util.concurrent.ForkJoinPool;
+import java.util.concurrent.RecursiveAction;
+
+/**
+ * Parallel loops over index ranges on one ForkJoinPool (no thread is created per op). Small loops
+ * run on the calling thread: splitting costs more than it gains below about 32k operations.
+ */
+final class Parallel {
+    private static final long SERIAL_WORK = 1L << 15;
+
+    /** The body of a loop over [lo, hi). */
+    interface RangeBody {
+        void run(int lo, int hi);
+    }
+
+    private final ForkJoinPool pool;
+    private final int threads;
+
+    Parallel(ForkJoinPool pool) {
+        this.pool = pool;
+        this.threads = pool.getParallelism();
+    }
+
+    int threads() {
+        return threads;
+    }
+
+    /** Runs body over [0, n) in chunks; {@code workPerItem} estimates the operations per index. */
+    void range(int n, long workPerItem, RangeBody body) {
+        if (n <= 0) return;
+        long work = (long) n * Math.max(1, workPerItem);
+        if (threads == 1 || n == 1 || work < SERIAL_WORK) {
+            body.run(0, n);
+            return;
+        }
+        int chunks = (int) Math.min(n, Math.min((long) threads * 4, work / SERIAL_WORK + 1));
+        if (chunks <= 1) {
+            body.run(0, n);
+            return;
+        }
+        Chunk task = new Chunk(body, n, chunks, 0, chunks);
+        if (java.util.concurrent.ForkJoinTask.getPool() == pool) task.invoke();
+        else pool.invoke(task);
+    }
+
+    private static final class Chunk extends RecursiveAction {
+        private final RangeBody body;
+        private final int n, chunks, c0, c1;
+
+        Chunk(RangeBody body, int n, int chunks, int c0, int c1) {
+            this.body = body;
+            this.n = n;
+            this.chunks = chunks;
+            this.c0 = c0;
+            this.c1 = c1;
+        }
+
+        @Override
+        protected void compute() {
+            if (c1 - c0 == 1) {
+                int lo = (int) ((long) n * c0 / chunks), hi = (int) ((long) n * c1 / chunks);
+                if (lo < hi) body.run(lo, hi);
+                return;
+            }
+            int mid = (c0 + c1) >>> 1;
+            invokeAll(new Chunk(body, n, chunks, c0, mid), new Chunk(body, n, chunks, mid, c1));
+        }
+    }
+}

@@ -1,0 +1,93 @@
+package org.sparkrlhf.gpuexec.model;
+
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
+import org.sparkrlhf.gpuexec.Fixtures;
+import org.sparkrlhf.gpuexec.backend.cpu.CpuBackend;
+import org.sparkrlhf.gpuexec.checkpoint.SafeTensorsFile;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/** The engine against what HF transformers computed for the three fixture models. */
+@Timeout(120)
+class FixtureModelTest {
+    static CpuBackend backend;
+
+    @BeforeAll
+    static void start() {
+        backend = new CpuBackend();
+    }
+
+    @AfterAll
+    static void stop() {
+        backend.close();
+    }
+
+    static Batch batch(SafeTensorsFile e) {
+        int[] shape = e.entry("input_ids").shape();
+        return new Batch(shape[0], shape[1], e.readInts("input_ids"), e.readInts("attention_mask"));
+    }
+
+    @ParameterizedTest
+    @ValueSource(strings = {"tiny-llama", "tiny-qwen2"})
+    void logitsLogprobsLossAndGradientsMatchTransformers(String name) {
+        SafeTensorsFile e = Fixtures.expected(name);
+        Batch batch = batch(e);
+        try (LlamaModel model = LlamaModel.load(backend, Fixtures.dir(name))) {
+            TokenStats stats = model.forward(batch, false);
+            int B = batch.batch(), T = batch.time(), V = model.config().vocabSize();
+
+            boolean[] keepLogits = new boolean[B * T * V];
+            for (int i = 0; i < keepLogits.length; i++) keepLogits[i] = batch.mask()[i / V] == 1;
+            double dLogits = Fixtures.maxAbsDiff(e.readFloats("logits"), model.logits(), keepLogits);
+            assertTrue(dLogits < 1e-4, name + " logits differ by " + dLogits);
+
+            int[] tm = batch.targetMask();
+            boolean[] keepLp = new boolean[tm.length];
+            for (int i = 0; i < tm.length; i++) keepLp[i] = tm[i] == 1;
+            double dLp = Fixtures.maxAbsDiff(e.readFloats("token_logprobs"), stats.logprobs(), keepLp);
+            assertTrue(dLp < 1e-4, name + " token logprobs differ by " + dLp);
+
+            SftLoss.Result loss = SftLoss.of(batch, stats);
+            assertEquals(e.readFloats("loss")[0], loss.loss(), 1e-4, name + " loss");
+
+            model.zeroGradients();
+            model.backward(loss.dLogprobs(), null);
+            checkGradients(name, e, model);
+        }
+    }
+
+    @Test
+    void rewardScoresAndGradientsMatchTransformers() {
+        String name = "tiny-llama-reward";
+        SafeTensorsFile e = Fixtures.expected(name);
+        Batch batch = batch(e);
+        try (LlamaModel model = LlamaModel.load(backend, Fixtures.dir(name))) {
+            float[] scores = model.scores(batch);
+            double d = Fixtures.maxAbsDiff(e.readFloats("scores"), scores, null);
+            assertTrue(d < 1e-4, "scores differ by " + d);
+            model.zeroGradients();
+            model.backwardScores(new float[]{1f, 1f});
+            checkGradients(name, e, model);
+        }
+    }
+
+    static void checkGradients(String name, SafeTensorsFile e, LlamaModel model) {
+        int checked = 0;
+        for (LlamaWeights.Spec s : model.parameters().specs()) {
+            float[] expected = e.readFloats("grad." + s.name());
+            float[] actual = backend.download(model.gradients().get(s.name()));
+            double scale = Math.max(Fixtures.maxAbs(expected), 1e-12);
+            double diff = Fixtures.maxAbsDiff(expected, actual, null);
+            assertTrue(diff <= 1e-3 * scale, name + " gradient of " + s.name() + " differs by " + diff + " (largest " + scale + ")");
+            checked++;
+        }
+        long inFixture = e.entries().keySet().stream().filter(k -> k.startsWith("grad.")).count();
+        assertEquals(inFixture, checked, "every parameter's gradient is compared");
+    }
+}
