@@ -55,7 +55,7 @@ public record RunConfig(
     }
 
     public record OptimizerConfig(double lr, double beta1, double beta2, double eps, double weightDecay,
-                                  double gradClip, int warmupSteps) {
+                                  double gradClip, int warmupSteps) implements java.io.Serializable {
     }
 
     /** KL penalty against the reference model: fixed or adaptive (Ziegler et al.) coefficient. */
