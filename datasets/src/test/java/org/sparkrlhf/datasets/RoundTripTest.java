@@ -17,7 +17,7 @@ import java.util.function.Function;
 import static org.junit.jupiter.api.Assertions.*;
 
 /** Every format round-trips through JSONL (one file and Spark's part files), Parquet and Delta. */
-@Timeout(value = 180, unit = TimeUnit.SECONDS)
+@Timeout(value = 300, unit = TimeUnit.SECONDS)
 class RoundTripTest {
     static SparkSession spark;
 
