@@ -9,6 +9,8 @@ import org.sparkrlhf.datasets.DatasetKind;
 import org.sparkrlhf.datasets.DatasetReader;
 import org.sparkrlhf.datasets.ReadOptions;
 import org.sparkrlhf.datasets.SftRow;
+import org.sparkrlhf.datasets.tables.IterationTable;
+import org.sparkrlhf.datasets.tables.MetricRow;
 import org.sparkrlhf.gpuexec.tokenizer.HfTokenizer;
 import org.sparkrlhf.jobs.calls.ModelSource;
 import org.sparkrlhf.jobs.calls.SaveModelCall;
@@ -27,6 +29,7 @@ import java.io.PrintStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
+import java.time.Instant;
 import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.List;
@@ -79,6 +82,7 @@ public final class SftTraining {
         DataOrder order = new DataOrder(examples.size(), config.seed(), 0, 0);
         ModelSource source = new ModelSource(actorDir.toString(), 0);
         String layout = "dp" + dp + ".tp1.pp1";
+        IterationTable<MetricRow> metrics = IterationTable.metrics(spark, metricsPath(output));
         List<Double> losses = new ArrayList<>();
         for (int iteration = 1; iteration <= config.iterations(); iteration++) {
             List<int[]> batch = order.next(config.data().batchSize()).stream().map(examples::get).toList();
@@ -99,6 +103,12 @@ public final class SftTraining {
             progress.printf("iter %d/%d | loss %.4f | grad norm %.3f | %s %.2f s | %.0f tokens/s%n", iteration,
                     config.iterations(), loss, results.get(0).value().gradNorm(), CALL, seconds,
                     (targets + batch.size()) / seconds);
+            Instant now = Instant.now();
+            metrics.appendIteration(config.name(), iteration, List.of(
+                    new MetricRow("loss/actor", loss, now),
+                    new MetricRow("grad_norm/actor", results.get(0).value().gradNorm(), now),
+                    new MetricRow("seconds/" + CALL, seconds, now),
+                    new MetricRow("tokens_per_second/" + CALL, (targets + batch.size()) / seconds, now)));
             int every = config.checkpoint().every();
             if (every > 0 && iteration % every == 0 && iteration < config.iterations()) {
                 long version = iteration;
@@ -121,6 +131,11 @@ public final class SftTraining {
         }
         progress.printf("final model %s%n", finalDir);
         return new Summary(losses, finalDir);
+    }
+
+    /** The run's metrics Delta table. */
+    public static String metricsPath(Path output) {
+        return output.resolve("tables").resolve("metrics").toString();
     }
 
     /** The actor_train layout: the manual plan's devices, or every device (the baseline). */

@@ -91,9 +91,17 @@ public final class TrainCommand {
      * set); embedded, from the config's spark section.
      */
     static SparkSession start(RunConfig config) {
-        SparkSession.Builder builder = SparkSession.builder().appName("spark-rlhf " + config.name());
+        SparkSession.Builder builder = SparkSession.builder().appName("spark-rlhf " + config.name())
+                // the rollouts, metrics and plans tables are Delta tables
+                .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
+                .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog");
         if (System.getProperty("spark.master") == null) {
             builder.master(config.spark().master());
+            if (config.spark().master().startsWith("local")) {
+                // Delta's commits and the tables' small appends shuffle; 200 partitions on one machine
+                // cost seconds per iteration for nothing
+                builder.config("spark.sql.shuffle.partitions", "4");
+            }
         }
         for (Map.Entry<String, String> e : config.spark().conf().entrySet()) {
             builder.config(e.getKey(), e.getValue());
