@@ -28,6 +28,11 @@ public final class TrainCommand {
         return run(args, System.out, System.err);
     }
 
+    /** The train command alone (Main dispatches to {@link #run(String[])} as well). */
+    public static void main(String[] args) {
+        System.exit(run(args));
+    }
+
     static int run(String[] args, PrintStream out, PrintStream err) {
         String configPath = null;
         boolean resume = false;
