@@ -6,11 +6,13 @@ import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
+import org.sparkrlhf.datasets.tasks.ShippedDatasets;
 
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.TimeUnit;
 import java.util.function.Function;
 
@@ -84,6 +86,18 @@ class RoundTripTest {
             assertEquals(records, back, path);
             assertEquals(records.size(), read.report().rows());
             assertEquals(0, read.report().badRows());
+        }
+    }
+
+    @Test
+    void shippedDatasetsReadWithoutABadRow(@TempDir Path dir) {
+        Map<String, Long> rows = Map.of("arithmetic/train.jsonl", 2000L, "arithmetic/heldout.jsonl", 200L,
+                "digit-sort/train.jsonl", 1000L, "digit-sort/heldout.jsonl", 200L, "group-preferences/pairs.jsonl", 300L);
+        for (String name : ShippedDatasets.NAMES) {
+            DatasetKind kind = name.startsWith("group-preferences") ? DatasetKind.PREFERENCES : DatasetKind.PROMPTS;
+            ValidationReport report = DatasetReader.read(spark, ShippedDatasets.copyTo(name, dir).toString(), kind).report();
+            assertEquals(rows.get(name), report.rows(), name);
+            assertEquals(0, report.badRows(), name);
         }
     }
 
