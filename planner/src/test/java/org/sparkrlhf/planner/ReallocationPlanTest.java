@@ -206,6 +206,10 @@ class ReallocationPlanTest {
         check(GQA, both, new ParallelStrategy(16, 1, 1, 1, true), node1, ParallelStrategy.of(2, 2, 2, 1), 5);
         check(ODD, new DeviceMesh(4, 4), ParallelStrategy.of(1, 2, 2, 1), both, new ParallelStrategy(16, 1, 1, 1, true), 6);
         check(VALUE, node0, ParallelStrategy.of(1, 8, 1, 1), new DeviceMesh(12, 2), ParallelStrategy.of(1, 1, 2, 1), 7);
+        var from = new org.sparkrlhf.planner.plan.CallPlacement("actor_train", both, ParallelStrategy.of(2, 8, 1, 4));
+        var to = new org.sparkrlhf.planner.plan.CallPlacement("actor_gen", node1, ParallelStrategy.of(4, 2, 1, 1));
+        assertEquals(planner.plan(GQA, both, from.strategy(), node1, to.strategy(), 2).transfers(),
+                planner.plan(GQA, from, to, 2).transfers());
     }
 
     @Test

@@ -37,6 +37,12 @@ public final class ReallocationPlanner {
         return new ReallocationPlan(out, s, dtypeBytes);
     }
 
+    /** The transfers that move {@code m} from where call {@code from} holds it to where {@code to} needs it. */
+    public ReallocationPlan plan(ModelSpec m, org.sparkrlhf.planner.plan.CallPlacement from,
+                                 org.sparkrlhf.planner.plan.CallPlacement to, int dtypeBytes) {
+        return plan(m, from.mesh(), from.strategy(), to.mesh(), to.strategy(), dtypeBytes);
+    }
+
     /** Per-device byte counts only. */
     public ReallocationSummary summarize(ModelSpec m, DeviceMesh srcMesh, ParallelStrategy src, DeviceMesh dstMesh,
                                          ParallelStrategy dst, int dtypeBytes) {

@@ -95,10 +95,16 @@ public final class TimelineSvg {
                         y + 0.5, w, Math.max(0.5, h - 1), fill));
                 String text = e.reallocation() ? "realloc" : e.label();
                 double fontSize = Math.min(11, Math.max(7, h * 0.45));
+                String ink = e.reallocation() ? "#202020" : "white";
                 if (w > text.length() * fontSize * 0.62 + 4 && h >= 8) {
                     b.append(String.format(Locale.ROOT, "<text x=\"%.2f\" y=\"%.2f\" font-size=\"%.1f\" "
                             + "text-anchor=\"middle\" dominant-baseline=\"middle\" fill=\"%s\">%s</text>", x + w / 2,
-                            y + h / 2, fontSize, e.reallocation() ? "#202020" : "white", escape(text)));
+                            y + h / 2, fontSize, ink, escape(text)));
+                } else if (h > text.length() * 9 * 0.62 + 4 && w >= 10) {
+                    // a narrow, tall bar: the label runs upwards
+                    b.append(String.format(Locale.ROOT, "<text transform=\"translate(%.2f %.2f) rotate(-90)\" "
+                            + "font-size=\"9\" text-anchor=\"middle\" dominant-baseline=\"middle\" fill=\"%s\">%s</text>",
+                            x + w / 2, y + h / 2, ink, escape(text)));
                 }
                 b.append("</g>\n");
             }
