@@ -76,6 +76,7 @@ class RoundTripTest {
             // As a URI: any Hadoop FileSystem path works the same.
             String path = dir.resolve("written-" + f.name().toLowerCase()).toUri().toString();
             DatasetWriter.write(kind.createDataFrame(spark, rows).repartition(2), f, path);
+            assertEquals(f, DatasetFormat.detect(spark, path));
             paths.add(path);
         }
         for (String path : paths) {
@@ -103,12 +104,7 @@ class RoundTripTest {
 
     @Test
     void formatIsDetectedFromThePath(@TempDir Path dir) {
-        List<Row> rows = PROMPTS.stream().map(PromptRow::toRow).toList();
-        for (DatasetFormat f : DatasetFormat.values()) {
-            String path = dir.resolve("d-" + f).toString();
-            DatasetWriter.write(DatasetKind.PROMPTS.createDataFrame(spark, rows), f, path);
-            assertEquals(f, DatasetFormat.detect(spark, path));
-        }
+        // Written datasets are detected in roundTrip(); here the names alone, and a path that is not there.
         assertEquals(DatasetFormat.JSONL, DatasetFormat.detect(spark, "s3a://bucket/x/train.jsonl.gz"));
         assertEquals(DatasetFormat.PARQUET, DatasetFormat.detect(spark, "/nowhere/part-0.parquet"));
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
