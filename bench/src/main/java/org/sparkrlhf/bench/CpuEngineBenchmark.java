@@ -25,7 +25,9 @@ import java.util.SplittableRandom;
  *   mvn -B -o -q -pl bench -am package -DskipTests
  *   java -cp bench/target/bench-0.1.0-SNAPSHOT.jar:$(cat bench/target/classpath.txt) org.sparkrlhf.bench.CpuEngineBenchmark
  * </pre>
- * Options: --iterations N (default 5), --no-peer.
+ * Options: --iterations N (default 5), --threads N (default: all cores), --no-peer.
+ * Figures are tokens per wall-clock second and tokens per CPU-second of the process (steadier
+ * when other work shares the machine).
  */
 public final class CpuEngineBenchmark {
     private CpuEngineBenchmark() {
@@ -33,19 +35,20 @@ public final class CpuEngineBenchmark {
 
     public static void main(String[] args) {
         int iterations = 5;
+        int threads = Runtime.getRuntime().availableProcessors();
         boolean peer = true;
         for (int i = 0; i < args.length; i++) {
             switch (args[i]) {
                 case "--iterations" -> iterations = Integer.parseInt(args[++i]);
+                case "--threads" -> threads = Integer.parseInt(args[++i]);
                 case "--no-peer" -> peer = false;
                 default -> {
-                    System.err.println("usage: CpuEngineBenchmark [--iterations N] [--no-peer]");
+                    System.err.println("usage: CpuEngineBenchmark [--iterations N] [--threads N] [--no-peer]");
                     System.exit(2);
                 }
             }
         }
         BenchShape s = new BenchShape(8192, 256, 688, 6, 8, 8, 8, 64, 64, iterations);
-        int threads = Runtime.getRuntime().availableProcessors();
         ModelConfig config = s.config();
         int B = s.batch(), T = s.seq();
         SplittableRandom rng = new SplittableRandom(7);
@@ -59,24 +62,26 @@ public final class CpuEngineBenchmark {
              LlamaModel model = LlamaModel.random(backend, config, DType.F32, 1, 0.02f);
              Generator generator = new Generator(model)) {
             System.out.println("shape: " + s.describe(model.parameters().count()));
-            System.out.println("threads: " + threads + " (" + backend.name() + "; PyTorch intra-op threads set to the same)");
+            System.out.println("threads: " + threads + " (" + backend.name() + "; PyTorch intra-op threads set to the same); cores: "
+                    + Runtime.getRuntime().availableProcessors() + ", load average at start: "
+                    + String.format("%.1f", java.lang.management.ManagementFactory.getOperatingSystemMXBean().getSystemLoadAverage()));
 
-            double fwd = Timing.medianSeconds(1, iterations, () -> model.forward(batch, false));
-            double fwdBwd = Timing.medianSeconds(1, iterations, () -> {
+            Timing.Seconds fwd = Timing.median(iterations, () -> model.forward(batch, false));
+            Timing.Seconds fwdBwd = Timing.median(iterations, () -> {
                 model.zeroGradients();
                 TokenStats st = model.forward(batch, false);
                 model.backward(SftLoss.of(batch, st).dLogprobs(), null);
             });
             Generator.Options greedy = new Generator.Options(s.newTokens(), SamplingParams.GREEDY, 0, new int[0], 0, false);
             int[][] ours = new int[1][];
-            double gen = Timing.medianSeconds(1, Math.max(1, iterations / 2), () -> {
+            Timing.Seconds gen = Timing.median(Math.max(1, iterations / 2), () -> {
                 GenerationResult r = generator.generate(prompts, greedy);
                 ours[0] = flatten(r.tokens());
             });
-            double[] engine = {B * T / fwd, B * T / fwdBwd, B * s.newTokens() / gen};
+            Timing.Seconds[] engine = {fwd, fwdBwd, gen};
             float[] ourLogprobs = model.forward(batch, false).logprobs();
 
-            double[] torch = null;
+            Timing.Seconds[] torch = null;
             String peerNote = "";
             if (peer) {
                 System.setProperty("ai.djl.offline", "true");
@@ -91,23 +96,30 @@ public final class CpuEngineBenchmark {
                     float[] theirs = t.forward(ids, B, T);
                     double maxDiff = 0;
                     for (int i = 0; i < theirs.length; i++) maxDiff = Math.max(maxDiff, Math.abs(theirs[i] - ourLogprobs[i]));
-                    double tf = Timing.medianSeconds(1, iterations, () -> t.forward(ids, B, T));
-                    double tfb = Timing.medianSeconds(1, iterations, () -> t.forwardBackward(ids, B, T));
+                    Timing.Seconds tf = Timing.median(iterations, () -> t.forward(ids, B, T));
+                    Timing.Seconds tfb = Timing.median(iterations, () -> t.forwardBackward(ids, B, T));
                     int[][] peerTokens = new int[1][];
-                    double tg = Timing.medianSeconds(1, Math.max(1, iterations / 2), () -> peerTokens[0] = t.generate(ids, B, T, s.newTokens()));
-                    torch = new double[]{B * T / tf, B * T / tfb, B * s.newTokens() / tg};
+                    Timing.Seconds tg = Timing.median(Math.max(1, iterations / 2), () -> peerTokens[0] = t.generate(ids, B, T, s.newTokens()));
+                    torch = new Timing.Seconds[]{tf, tfb, tg};
                     int same = 0;
                     for (int i = 0; i < peerTokens[0].length; i++) if (peerTokens[0][i] == ours[0][i]) same++;
                     peerNote = String.format("peer check: token logprobs max |diff| %.2e; greedy tokens equal %d/%d", maxDiff, same, peerTokens[0].length);
                 }
             }
 
+            double[] tokens = {B * T, B * T, B * s.newTokens()};
             System.out.println();
-            System.out.printf("%-34s %14s %14s %10s%n", "tokens/s", "cpu engine", "pytorch", "ratio");
-            String[] rows = {"forward (logprobs)", "forward + backward", "decode (new tokens, incl. prefill)"};
+            System.out.printf("%-36s %12s %12s %8s   %12s %12s %8s%n", "", "tokens/s", "", "", "tokens/CPU-s", "", "");
+            System.out.printf("%-36s %12s %12s %8s   %12s %12s %8s%n", "", "cpu engine", "pytorch", "ratio", "cpu engine", "pytorch", "ratio");
+            String[] rows = {"forward (token logprobs)", "forward + backward", "decode (new tokens, incl. prefill)"};
             for (int i = 0; i < 3; i++) {
-                if (torch == null) System.out.printf("%-34s %14.0f %14s %10s%n", rows[i], engine[i], "-", "-");
-                else System.out.printf("%-34s %14.0f %14.0f %9.2fx%n", rows[i], engine[i], torch[i], engine[i] / torch[i]);
+                double ew = tokens[i] / engine[i].wall(), ec = tokens[i] / engine[i].cpu();
+                if (torch == null) {
+                    System.out.printf("%-36s %12.0f %12s %8s   %12.0f %12s %8s%n", rows[i], ew, "-", "-", ec, "-", "-");
+                } else {
+                    double tw = tokens[i] / torch[i].wall(), tc = tokens[i] / torch[i].cpu();
+                    System.out.printf("%-36s %12.0f %12.0f %7.2fx   %12.0f %12.0f %7.2fx%n", rows[i], ew, tw, ew / tw, ec, tc, ec / tc);
+                }
             }
             if (!peerNote.isEmpty()) System.out.println(peerNote);
             System.out.println("(ratio = cpu engine / pytorch; above 1 means the cpu engine is faster)");

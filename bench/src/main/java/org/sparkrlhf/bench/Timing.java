@@ -1,21 +1,39 @@
 package org.sparkrlhf.bench;
 
+import java.lang.management.ManagementFactory;
 import java.util.Arrays;
 
-/** Median wall time of repeated runs after warm-up runs. */
+/**
+ * Median wall time and median process CPU time of repeated runs after a warm-up run. CPU time
+ * (all threads of the process, native ones included) is the steadier figure on a shared machine:
+ * it does not count the time other processes hold the cores.
+ */
 final class Timing {
+    /** Seconds per run: wall clock and CPU of the whole process. */
+    record Seconds(double wall, double cpu) {
+    }
+
+    private static final com.sun.management.OperatingSystemMXBean OS =
+            (com.sun.management.OperatingSystemMXBean) ManagementFactory.getOperatingSystemMXBean();
+
     private Timing() {
     }
 
-    static double medianSeconds(int warmup, int iterations, Runnable body) {
-        for (int i = 0; i < warmup; i++) body.run();
-        double[] t = new double[iterations];
+    static Seconds median(int iterations, Runnable body) {
+        body.run();
+        double[] wall = new double[iterations], cpu = new double[iterations];
         for (int i = 0; i < iterations; i++) {
-            long t0 = System.nanoTime();
+            long c0 = OS.getProcessCpuTime(), t0 = System.nanoTime();
             body.run();
-            t[i] = (System.nanoTime() - t0) / 1e9;
+            wall[i] = (System.nanoTime() - t0) / 1e9;
+            cpu[i] = (OS.getProcessCpuTime() - c0) / 1e9;
         }
+        return new Seconds(median(wall), median(cpu));
+    }
+
+    private static double median(double[] t) {
         Arrays.sort(t);
-        return iterations % 2 == 1 ? t[iterations / 2] : (t[iterations / 2 - 1] + t[iterations / 2]) / 2;
+        int n = t.length;
+        return n % 2 == 1 ? t[n / 2] : (t[n / 2 - 1] + t[n / 2]) / 2;
     }
 }
