@@ -8,6 +8,7 @@ import org.apache.spark.sql.expressions.Window;
 import org.apache.spark.sql.expressions.WindowSpec;
 
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 
 import static org.apache.spark.sql.functions.*;
@@ -45,7 +46,9 @@ public final class DatasetReader {
         ValidationReport report = new ValidationReport(path, kind, format, total, badRows, firstErrors);
         if (badRows > 0 && !options.skipBadRows()) throw new InvalidDatasetException(report);
 
-        Dataset<Row> good = rows.filter(not(bad)).select(kind.fieldNames().stream().map(n -> col(n)).toArray(Column[]::new));
+        // The casts only widen nullability, so that every source gives exactly kind.schema().
+        Dataset<Row> good = rows.filter(not(bad)).select(Arrays.stream(kind.schema().fields())
+                .map(f -> col(f.name()).cast(f.dataType()).as(f.name())).toArray(Column[]::new));
         return new ValidatedDataset(good, report);
     }
 

@@ -1,6 +1,7 @@
 package org.sparkrlhf.jobs;
 
 import org.sparkrlhf.gpuexec.cli.EngineCli;
+import org.sparkrlhf.jobs.train.TrainCommand;
 import org.sparkrlhf.planner.cli.PlanCommand;
 
 import java.util.Arrays;
@@ -14,6 +15,9 @@ public final class Main {
               generate --model DIR --prompt TEXT [--max-new-tokens N] [--temperature T]
                        [--top-p P] [--top-k K] [--seed S]
                                     prints the completion of one prompt
+              train RUN.yaml [--resume]
+                                    runs a training job (SFT so far) from a run config; embedded
+                                    (Spark local[*]) or under spark-submit
               plan [scenario flags | --config RUN.yaml]
                                     an execution plan for an RLHF dataflow graph
               test                  runs the test suite (bin/spark-rlhf only)
@@ -35,6 +39,7 @@ public final class Main {
         return switch (args[0]) {
             case "logprobs", "generate" -> EngineCli.run(args);
             case "plan" -> PlanCommand.run(rest);
+            case "train" -> TrainCommand.run(rest);
             default -> {
                 System.err.println("spark-rlhf: unknown command '" + args[0] + "'");
                 System.err.print(USAGE);

@@ -186,9 +186,10 @@ public interface Backend extends AutoCloseable {
      * Picks one token per row of logits [B, V] into tokens I32 [B] (see {@link SamplingParams}).
      * A row with finished[b] != 0 gets padId; a row that picks one of eosIds gets finished[b] = 1.
      * Draw number steps[b] of sequence seqIds[b] uses {@link CounterRng#uniform}(seed, seqIds[b],
-     * steps[b]) = u: kept tokens, in ascending id order, have weights w_j = exp((z_j - z_max) / T)
-     * and the pick is the first j whose running sum of w exceeds u * sum(w) (the last kept token
-     * if none does). finished, seqIds, steps I32 [B].
+     * steps[b]) = u: with z = logits / T, kept tokens, in ascending id order, have weights
+     * w_j = exp(z_j - max(z)) and the pick is the first j whose running sum of w exceeds
+     * u * sum(w) (the last kept token if none does); the CPU backend sums in double. finished,
+     * seqIds, steps I32 [B].
      */
     void sample(Tensor tokens, Tensor logits, Tensor finished, Tensor seqIds, Tensor steps,
                 long seed, SamplingParams params, int[] eosIds, int padId);

@@ -77,6 +77,28 @@ class FixtureModelTest {
         }
     }
 
+    /** A critic's per-position values: the value head read at the reward rows gives the reward and its gradients. */
+    @Test
+    void valueHeadAgreesWithTheRewardAtTheScoredPositions() {
+        String name = "tiny-llama-reward";
+        SafeTensorsFile e = Fixtures.expected(name);
+        Batch batch = batch(e);
+        try (LlamaModel model = LlamaModel.load(backend, Fixtures.dir(name))) {
+            float[] values = model.values(batch);
+            int T = batch.time();
+            int[] last = batch.lastNonPad(model.config().padTokenId());
+            float[] expected = e.readFloats("scores");
+            float[] dValues = new float[values.length];
+            for (int b = 0; b < batch.batch(); b++) {
+                assertEquals(expected[b], values[b * T + last[b]], 1e-4);
+                dValues[b * T + last[b]] = 1f;
+            }
+            model.zeroGradients();
+            model.backwardValues(dValues);
+            checkGradients(name, e, model);
+        }
+    }
+
     static void checkGradients(String name, SafeTensorsFile e, LlamaModel model) {
         int checked = 0;
         for (LlamaWeights.Spec s : model.parameters().specs()) {

@@ -11,7 +11,8 @@ import java.util.concurrent.ForkJoinPool;
 
 /**
  * The reference backend: pure Java, fp32 compute, parallel loops over rows, heads or tiles on one
- * ForkJoinPool. Every op checks the shapes it is given.
+ * ForkJoinPool. Every op checks the shapes it is given. Like a device stream, a backend takes ops
+ * from one thread at a time (models on different threads use different backends).
  */
 public final class CpuBackend implements Backend {
     private static ForkJoinPool sharedPool;
@@ -45,6 +46,14 @@ public final class CpuBackend implements Backend {
             }, null, false);
         }
         return sharedPool;
+    }
+
+    /** Transposed activations of a weight-gradient matmul, kept between calls (ops run one at a time). */
+    private final float[][] scratch = new float[2][];
+
+    private float[] scratch(int slot, int size) {
+        if (scratch[slot] == null || scratch[slot].length < size) scratch[slot] = new float[size];
+        return scratch[slot];
     }
 
     @Override
@@ -227,7 +236,7 @@ public final class CpuBackend implements Backend {
         int N = x.rows();
         require(o.size() == N * OC && o.dim(-1) == OC, "matmul", "out " + o.describe() + " for " + N + " rows of " + OC);
         require(b == null || b.size() == OC, "matmul", "bias " + (b == null ? "" : b.describe()) + " for " + OC + " outputs");
-        Gemm.run(o.write(), x.read(), 0, IC, 1, w.transposed(par), b == null ? null : b.read(), N, IC, OC, false, par);
+        Gemm.run(o.write(), x.read(), w.read(), b == null ? null : b.read(), N, IC, OC, false, par);
     }
 
     @Override
@@ -240,12 +249,17 @@ public final class CpuBackend implements Backend {
                 "dOut " + g.describe() + ", in " + x.describe() + ", weight " + w.describe() + " disagree");
         float[] ga = g.read();
         if (dx != null) {
+            // dIn[n, i] = sum_o dOut[n, o] W[o, i]: rows of dOut against rows of W^T
             sameSize("matmulBackward dIn", dx, x);
-            Gemm.run(dx.write(), ga, 0, OC, 1, w.read(), null, N, OC, IC, true, par);
+            Gemm.run(dx.write(), ga, w.transposed(par), null, N, OC, IC, true, par);
         }
         if (dw != null) {
+            // dW[o, i] = sum_n dOut[n, o] in[n, i]: rows of dOut^T against rows of in^T
             sameSize("matmulBackward dWeight", dw, w);
-            Gemm.run(dw.write(), ga, 0, 1, OC, x.read(), null, OC, N, IC, true, par);
+            float[] gt = scratch(0, N * OC), xt = scratch(1, N * IC);
+            Transpose.run(ga, N, OC, gt, par);
+            Transpose.run(x.read(), N, IC, xt, par);
+            Gemm.run(dw.write(), gt, xt, null, OC, N, IC, true, par);
         }
         if (db != null) {
             require(db.size() == OC, "matmulBackward", "dBias " + db.describe() + " for " + OC + " outputs");

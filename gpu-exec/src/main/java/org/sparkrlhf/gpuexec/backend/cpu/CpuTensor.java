@@ -75,7 +75,7 @@ final class CpuTensor implements Tensor {
     }
 
     /** The transpose [cols, rows] of this [rows, cols] matrix, cached until the tensor is written. */
-    float[] transposed(Parallel par) {
+    synchronized float[] transposed(Parallel par) {
         if (transposedVersion != version || transposed == null) {
             int cols = dim(-1);
             int rows = size() / Math.max(cols, 1);

@@ -1,0 +1,137 @@
+package org.sparkrlhf.bench;
+
+import org.sparkrlhf.gpuexec.backend.DType;
+import org.sparkrlhf.gpuexec.backend.SamplingParams;
+import org.sparkrlhf.gpuexec.backend.cpu.CpuBackend;
+import org.sparkrlhf.gpuexec.model.Batch;
+import org.sparkrlhf.gpuexec.model.GenerationResult;
+import org.sparkrlhf.gpuexec.model.Generator;
+import org.sparkrlhf.gpuexec.model.LlamaModel;
+import org.sparkrlhf.gpuexec.model.LlamaWeights;
+import org.sparkrlhf.gpuexec.model.ModelConfig;
+import org.sparkrlhf.gpuexec.model.SftLoss;
+import org.sparkrlhf.gpuexec.model.TokenStats;
+
+import java.util.ArrayList;
+import java.util.List;
+import java.util.SplittableRandom;
+
+/**
+ * Forward, forward+backward and decode throughput of the CPU engine on a ~10M-parameter LLaMA
+ * with random weights, and of the same model on PyTorch's CPU engine (through DJL, offline, same
+ * weights, same thread count) in the same run.
+ *
+ * <pre>
+ *   mvn -B -o -q -pl bench -am package -DskipTests
+ *   java -cp bench/target/bench-0.1.0-SNAPSHOT.jar:$(cat bench/target/classpath.txt) org.sparkrlhf.bench.CpuEngineBenchmark
+ * </pre>
+ * Options: --iterations N (default 5), --threads N (default: all cores), --no-peer.
+ * Figures are tokens per wall-clock second and tokens per CPU-second of the process (steadier
+ * when other work shares the machine).
+ */
+public final class CpuEngineBenchmark {
+    private CpuEngineBenchmark() {
+    }
+
+    public static void main(String[] args) {
+        int iterations = 5;
+        int threads = Runtime.getRuntime().availableProcessors();
+        boolean peer = true;
+        for (int i = 0; i < args.length; i++) {
+            switch (args[i]) {
+                case "--iterations" -> iterations = Integer.parseInt(args[++i]);
+                case "--threads" -> threads = Integer.parseInt(args[++i]);
+                case "--no-peer" -> peer = false;
+                default -> {
+                    System.err.println("usage: CpuEngineBenchmark [--iterations N] [--threads N] [--no-peer]");
+                    System.exit(2);
+                }
+            }
+        }
+        BenchShape s = new BenchShape(8192, 256, 688, 6, 8, 8, 8, 64, 64, iterations);
+        ModelConfig config = s.config();
+        int B = s.batch(), T = s.seq();
+        SplittableRandom rng = new SplittableRandom(7);
+        int[] ids = new int[B * T];
+        for (int i = 0; i < ids.length; i++) ids[i] = rng.nextInt(config.vocabSize());
+        int[][] prompts = new int[B][T];
+        for (int b = 0; b < B; b++) System.arraycopy(ids, b * T, prompts[b], 0, T);
+        Batch batch = Batch.rightPadded(prompts, 0);
+
+        try (CpuBackend backend = new CpuBackend(threads);
+             LlamaModel model = LlamaModel.random(backend, config, DType.F32, 1, 0.02f);
+             Generator generator = new Generator(model)) {
+            System.out.println("shape: " + s.describe(model.parameters().count()));
+            System.out.println("threads: " + threads + " (" + backend.name() + "; PyTorch intra-op threads set to the same); cores: "
+                    + Runtime.getRuntime().availableProcessors() + ", load average at start: "
+                    + String.format("%.1f", java.lang.management.ManagementFactory.getOperatingSystemMXBean().getSystemLoadAverage()));
+
+            Timing.Seconds fwd = Timing.median(iterations, () -> model.forward(batch, false));
+            Timing.Seconds fwdBwd = Timing.median(iterations, () -> {
+                model.zeroGradients();
+                TokenStats st = model.forward(batch, false);
+                model.backward(SftLoss.of(batch, st).dLogprobs(), null);
+            });
+            Generator.Options greedy = new Generator.Options(s.newTokens(), SamplingParams.GREEDY, 0, new int[0], 0, false);
+            int[][] ours = new int[1][];
+            Timing.Seconds gen = Timing.median(Math.max(1, iterations / 2), () -> {
+                GenerationResult r = generator.generate(prompts, greedy);
+                ours[0] = flatten(r.tokens());
+            });
+            Timing.Seconds[] engine = {fwd, fwdBwd, gen};
+            float[] ourLogprobs = model.forward(batch, false).logprobs();
+
+            Timing.Seconds[] torch = null;
+            String peerNote = "";
+            if (peer) {
+                System.setProperty("ai.djl.offline", "true");
+                System.setProperty("ai.djl.pytorch.num_threads", Integer.toString(threads));
+                System.setProperty("ai.djl.pytorch.num_interop_threads", "1");
+                List<String> names = new ArrayList<>();
+                for (LlamaWeights.Spec sp : model.parameters().specs()) names.add(sp.name());
+                float[] invFreq = config.rope().inverseFrequencies(config.ropeTheta(), config.headDim());
+                try (TorchPeer t = new TorchPeer(config, names, n -> backend.download(model.parameters().get(n)),
+                        n -> model.parameters().get(n).shape(), invFreq)) {
+                    System.out.println("peer: " + TorchPeer.engineVersion() + " (DJL, offline, bundled pytorch-native-cpu)");
+                    float[] theirs = t.forward(ids, B, T);
+                    double maxDiff = 0;
+                    for (int i = 0; i < theirs.length; i++) maxDiff = Math.max(maxDiff, Math.abs(theirs[i] - ourLogprobs[i]));
+                    Timing.Seconds tf = Timing.median(iterations, () -> t.forward(ids, B, T));
+                    Timing.Seconds tfb = Timing.median(iterations, () -> t.forwardBackward(ids, B, T));
+                    int[][] peerTokens = new int[1][];
+                    Timing.Seconds tg = Timing.median(Math.max(1, iterations / 2), () -> peerTokens[0] = t.generate(ids, B, T, s.newTokens()));
+                    torch = new Timing.Seconds[]{tf, tfb, tg};
+                    int same = 0;
+                    for (int i = 0; i < peerTokens[0].length; i++) if (peerTokens[0][i] == ours[0][i]) same++;
+                    peerNote = String.format("peer check: token logprobs max |diff| %.2e; greedy tokens equal %d/%d", maxDiff, same, peerTokens[0].length);
+                }
+            }
+
+            double[] tokens = {B * T, B * T, B * s.newTokens()};
+            System.out.println();
+            System.out.printf("%-36s %12s %12s %8s   %12s %12s %8s%n", "", "tokens/s", "", "", "tokens/CPU-s", "", "");
+            System.out.printf("%-36s %12s %12s %8s   %12s %12s %8s%n", "", "cpu engine", "pytorch", "ratio", "cpu engine", "pytorch", "ratio");
+            String[] rows = {"forward (token logprobs)", "forward + backward", "decode (new tokens, incl. prefill)"};
+            for (int i = 0; i < 3; i++) {
+                double ew = tokens[i] / engine[i].wall(), ec = tokens[i] / engine[i].cpu();
+                if (torch == null) {
+                    System.out.printf("%-36s %12.0f %12s %8s   %12.0f %12s %8s%n", rows[i], ew, "-", "-", ec, "-", "-");
+                } else {
+                    double tw = tokens[i] / torch[i].wall(), tc = tokens[i] / torch[i].cpu();
+                    System.out.printf("%-36s %12.0f %12.0f %7.2fx   %12.0f %12.0f %7.2fx%n", rows[i], ew, tw, ew / tw, ec, tc, ec / tc);
+                }
+            }
+            if (!peerNote.isEmpty()) System.out.println(peerNote);
+            System.out.println("(ratio = cpu engine / pytorch; above 1 means the cpu engine is faster)");
+        }
+    }
+
+    private static int[] flatten(int[][] rows) {
+        int n = 0;
+        for (int[] r : rows) n += r.length;
+        int[] out = new int[n];
+        int i = 0;
+        for (int[] r : rows) for (int v : r) out[i++] = v;
+        return out;
+    }
+}

@@ -1,0 +1,201 @@
+package org.sparkrlhf.datasets.tables;
+
+import io.delta.tables.DeltaTable;
+import org.apache.spark.sql.Column;
+import org.apache.spark.sql.Dataset;
+import org.apache.spark.sql.Row;
+import org.apache.spark.sql.SparkSession;
+import org.apache.spark.sql.delta.DeltaLog;
+import org.apache.spark.sql.types.StructField;
+import org.apache.spark.sql.types.StructType;
+import scala.Option;
+
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Objects;
+import java.util.OptionalLong;
+
+import static org.apache.spark.sql.functions.*;
+
+/**
+ * A Delta table (rollouts, metrics or plans) written one iteration at a time, idempotently.
+ *
+ * <p>{@link #appendIteration} writes with Delta's idempotent-write options
+ * {@code txnAppId = "<table>/<runId>"} and {@code txnVersion = iteration}: Delta records the
+ * highest version written for each app id in the same commit as the rows, and skips a write whose
+ * version is not higher. So a retried iteration (a failed job re-run, or a resume from a checkpoint
+ * that replays iterations) never writes its rows twice, and since a Delta commit is atomic, an
+ * iteration that failed mid-write left nothing behind. Iterations of a run are appended in
+ * increasing order. The table is partitioned by {@code run_id}.
+ *
+ * <p>Every row is checked before anything is written; a bad row fails the append with an error
+ * naming the table, run, iteration, row and column.
+ */
+public final class IterationTable<T> {
+    /** What an append did. */
+    public enum AppendResult {
+        /** The iteration's rows were committed by this call. */
+        WRITTEN,
+        /** The table already holds this iteration (or a later one) of the run: nothing was written. */
+        ALREADY_WRITTEN
+    }
+
+    private static final int REPORTED_ROWS = 5;
+
+    private final SparkSession spark;
+    private final String path;
+    private final TableLayout<T> layout;
+    private boolean checked;
+
+    public IterationTable(SparkSession spark, String path, TableLayout<T> layout) {
+        this.spark = Objects.requireNonNull(spark);
+        this.path = Objects.requireNonNull(path);
+        this.layout = Objects.requireNonNull(layout);
+    }
+
+    public static IterationTable<RolloutRow> rollouts(SparkSession spark, String path) {
+        return new IterationTable<>(spark, path, RolloutsTable.LAYOUT);
+    }
+
+    public static IterationTable<MetricRow> metrics(SparkSession spark, String path) {
+        return new IterationTable<>(spark, path, MetricsTable.LAYOUT);
+    }
+
+    public static IterationTable<PlanRow> plans(SparkSession spark, String path) {
+        return new IterationTable<>(spark, path, PlansTable.LAYOUT);
+    }
+
+    public String path() {
+        return path;
+    }
+
+    public TableLayout<T> layout() {
+        return layout;
+    }
+
+    /** The Delta txnAppId of a run's appends to this table. */
+    public String appId(String runId) {
+        return layout.name() + "/" + runId;
+    }
+
+    /**
+     * Creates the table (empty, partitioned by run_id, columns commented) unless it exists; checks
+     * that an existing table has this layout's columns.
+     */
+    public synchronized void createIfAbsent() {
+        if (checked) return;
+        DeltaTable.createIfNotExists(spark)
+                .location(path)
+                .addColumns(layout.schema())
+                .partitionedBy("run_id")
+                .comment("spark-rlhf " + layout.name() + " table")
+                .execute();
+        StructType actual = spark.read().format("delta").load(path).schema();
+        if (!sameColumns(actual, layout.schema())) {
+            throw new IllegalStateException(path + ": this " + layout.name() + " table has columns "
+                    + actual.simpleString() + "; expected " + layout.schema().simpleString());
+        }
+        checked = true;
+    }
+
+    /** The highest iteration of the run that this table has committed, from Delta's transaction log. */
+    public OptionalLong lastWrittenIteration(String runId) {
+        // Delta keeps the txnAppId -> txnVersion map in its snapshot; it has no public API to read it.
+        DeltaLog log = DeltaLog.forTable(spark, path);
+        Option<Object> version = log.update(false, Option.empty(), Option.empty()).transactions().get(appId(runId));
+        return version.isDefined() ? OptionalLong.of((Long) version.get()) : OptionalLong.empty();
+    }
+
+    public AppendResult appendIteration(String runId, long iteration, List<T> rows) {
+        List<Row> input = new ArrayList<>(rows.size());
+        for (T r : rows) input.add(layout.toInputRow(r));
+        return appendIteration(runId, iteration, spark.createDataFrame(input, layout.inputSchema()));
+    }
+
+    /**
+     * Appends one iteration's rows, given with (at least) the layout's input columns; nullable
+     * input columns that are absent are written as nulls.
+     */
+    public AppendResult appendIteration(String runId, long iteration, Dataset<Row> rows) {
+        if (runId == null || runId.isBlank()) throw new IllegalArgumentException("run id is empty");
+        if (iteration < 0) throw new IllegalArgumentException("iteration " + iteration + " is negative");
+        createIfAbsent();
+        OptionalLong last = lastWrittenIteration(runId);
+        if (last.isPresent() && last.getAsLong() >= iteration) return AppendResult.ALREADY_WRITTEN;
+
+        Dataset<Row> complete = complete(runId, iteration, rows);
+        List<Row> bad = complete.filter(size(layout.problems()).gt(0))
+                .select(layout.rowLabel(), layout.problems())
+                .limit(REPORTED_ROWS)
+                .collectAsList();
+        if (!bad.isEmpty()) {
+            StringBuilder b = new StringBuilder(path + " (" + layout.name() + "), run " + runId + ", iteration "
+                    + iteration + ": bad rows, nothing written:");
+            for (Row r : bad) b.append("\n  ").append(r.getString(0)).append(": ").append(String.join("; ", r.<String>getList(1)));
+            throw new IllegalArgumentException(b.toString());
+        }
+        complete.write().format("delta").mode("append")
+                .option("txnAppId", appId(runId))
+                .option("txnVersion", iteration)
+                .save(path);
+        return AppendResult.WRITTEN;
+    }
+
+    /** The input rows with the run id, iteration and derived columns, in the table's column order. */
+    private Dataset<Row> complete(String runId, long iteration, Dataset<Row> rows) {
+        StructType given = rows.schema();
+        List<String> problems = new ArrayList<>();
+        List<Column> columns = new ArrayList<>();
+        columns.add(lit(runId).as("run_id"));
+        columns.add(lit(iteration).as("iteration"));
+        for (StructField f : layout.inputSchema().fields()) {
+            StructField g = find(given, f.name());
+            if (g == null) {
+                columns.add(lit(null).cast(f.dataType()).as(f.name()));
+            } else if (!Schemas.sameType(g.dataType(), f.dataType())) {
+                problems.add(f.name() + " has type " + g.dataType().simpleString() + "; expected " + f.dataType().simpleString());
+            } else {
+                columns.add(col("`" + f.name() + "`").cast(f.dataType()).as(f.name()));
+            }
+        }
+        if (!problems.isEmpty()) {
+            throw new IllegalArgumentException(path + " (" + layout.name() + "): rows for run " + runId + ", iteration "
+                    + iteration + " have the wrong columns: " + String.join("; ", problems));
+        }
+        Dataset<Row> withInput = rows.select(columns.toArray(new Column[0]));
+        List<Column> all = new ArrayList<>();
+        for (String n : withInput.columns()) all.add(col(n));
+        all.addAll(layout.derivedColumns());
+        Dataset<Row> out = withInput.select(all.toArray(new Column[0]));
+        return out.select(java.util.Arrays.stream(layout.schema().fieldNames()).map(n -> col(n)).toArray(Column[]::new));
+    }
+
+    /** All rows of the table. */
+    public Dataset<Row> read() {
+        return spark.read().format("delta").load(path);
+    }
+
+    public Dataset<Row> readIteration(String runId, long iteration) {
+        return read().filter(col("run_id").equalTo(runId).and(col("iteration").equalTo(iteration)));
+    }
+
+    public List<T> collectIteration(String runId, long iteration) {
+        List<T> out = new ArrayList<>();
+        for (Row r : readIteration(runId, iteration).collectAsList()) out.add(layout.fromRow(r));
+        return out;
+    }
+
+    private static StructField find(StructType s, String name) {
+        for (StructField f : s.fields()) if (f.name().equals(name)) return f;
+        return null;
+    }
+
+    private static boolean sameColumns(StructType a, StructType b) {
+        if (a.fields().length != b.fields().length) return false;
+        for (int i = 0; i < a.fields().length; i++) {
+            if (!a.fields()[i].name().equals(b.fields()[i].name())) return false;
+            if (!Schemas.sameType(a.fields()[i].dataType(), b.fields()[i].dataType())) return false;
+        }
+        return true;
+    }
+}

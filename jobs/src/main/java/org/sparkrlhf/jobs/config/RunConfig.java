@@ -1,0 +1,94 @@
+package org.sparkrlhf.jobs.config;
+
+import java.util.List;
+import java.util.Map;
+
+/**
+ * A validated run config: everything a training run needs to know before it starts. Built only by
+ * {@link RunConfigReader}, which checks every field; the records below hold plain values.
+ *
+ * @param source     where the config was read from (a Hadoop FileSystem path)
+ * @param output     the run's folder (Hadoop path): Delta tables and checkpoints go under it
+ */
+public record RunConfig(
+        String source,
+        String name,
+        Algorithm algorithm,
+        long seed,
+        int iterations,
+        String output,
+        Map<String, ModelConfig> models,
+        RewardConfig reward,
+        DataConfig data,
+        GenerationConfig generation,
+        OptimizerConfig optimizer,
+        PpoConfig ppo,
+        GrpoConfig grpo,
+        CheckpointConfig checkpoint,
+        PlanConfig plan,
+        SparkConfig spark) {
+
+    /** One model role: an HF checkpoint folder, and whether this run trains it. */
+    public record ModelConfig(String role, String path, boolean trainable) {
+    }
+
+    /**
+     * Where rewards come from: exactly one of a reward model ({@code models.reward}) or a verifiable
+     * reward function of the datasets module (by name, e.g. {@code arithmetic}).
+     */
+    public record RewardConfig(String function, double clip) {
+        public boolean fromModel() {
+            return function == null;
+        }
+    }
+
+    /**
+     * The prompts: a dataset at {@code path} (JSONL, Parquet or Delta) or a synthetic task generated
+     * from the run's seed; {@code evalSize} held-out prompts are scored every {@code evalEvery}
+     * iterations.
+     */
+    public record DataConfig(String path, String format, String task, int batchSize, int evalSize,
+                             int evalEvery, int maxPromptTokens) {
+    }
+
+    public record GenerationConfig(int maxNewTokens, double temperature, double topP, int topK) {
+    }
+
+    public record OptimizerConfig(double lr, double beta1, double beta2, double eps, double weightDecay,
+                                  double gradClip, int warmupSteps) implements java.io.Serializable {
+    }
+
+    /** KL penalty against the reference model: fixed or adaptive (Ziegler et al.) coefficient. */
+    public record KlConfig(boolean adaptive, double coef, double target, int horizon, String estimator) {
+    }
+
+    public record PpoConfig(double gamma, double lambda, double clipRatio, double valueClip, double valueCoef,
+                            boolean whitenAdvantages, int epochs, int miniBatches, KlConfig kl) {
+    }
+
+    public record GrpoConfig(int groupSize, double clipRatio, double klCoef, int epochs, int miniBatches) {
+    }
+
+    /** Checkpoints every {@code every} iterations (0: only at the end), keeping the newest {@code keep}. */
+    public record CheckpointConfig(int every, int keep) {
+    }
+
+    /**
+     * How the execution plan is chosen: {@code search} (the planner's search for
+     * {@code searchSeconds}), {@code baseline} (one symmetric layout for every call), {@code file} (a
+     * plan JSON written earlier) or {@code manual} (the layouts in {@code calls}).
+     */
+    public record PlanConfig(String mode, String file, double searchSeconds, Map<String, CallLayout> calls) {
+    }
+
+    /**
+     * A call's layout given by hand: the cluster's device indices it runs on (in discovery order),
+     * and dp * tp * pp = number of devices.
+     */
+    public record CallLayout(String call, List<Integer> devices, int dp, int tp, int pp, int microBatches) {
+    }
+
+    /** The Spark master for embedded runs (ignored under spark-submit, which sets its own) and extra conf. */
+    public record SparkConfig(String master, Map<String, String> conf) {
+    }
+}

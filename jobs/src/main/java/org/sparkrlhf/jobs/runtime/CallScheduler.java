@@ -1,0 +1,125 @@
+package org.sparkrlhf.jobs.runtime;
+
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.HashSet;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.concurrent.Callable;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.ExecutorCompletionService;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+
+/**
+ * Runs the model function calls of one iteration on the driver: a call starts once the calls it
+ * depends on have finished and no running call uses any of its devices; calls on disjoint devices
+ * run at the same time, each from its own thread (so each is its own Spark job, in its own job
+ * group). This is the list scheduling the planner's simulator assumes.
+ */
+public final class CallScheduler implements AutoCloseable {
+    /** A call to run: its name, the calls it waits for, the devices of its mesh, and its work. */
+    public record Call(String name, List<String> after, Set<Integer> devices, Callable<?> work) {
+        public Call {
+            after = List.copyOf(after);
+            devices = Set.copyOf(devices);
+        }
+    }
+
+    /** A finished call: what it returned and its wall seconds. */
+    public record Outcome(Object value, double seconds) {
+    }
+
+    private final ExecutorService threads;
+
+    public CallScheduler(int maxConcurrentCalls) {
+        this.threads = Executors.newFixedThreadPool(maxConcurrentCalls, r -> {
+            Thread t = new Thread(r, "spark-rlhf-call");
+            t.setDaemon(true);
+            return t;
+        });
+    }
+
+    /**
+     * Runs all {@code calls}; returns each call's outcome by name, in the order the calls finished.
+     * The first call that fails stops the others (running ones are interrupted, which cancels their
+     * Spark jobs) and its exception is thrown.
+     */
+    public Map<String, Outcome> runAll(List<Call> calls) throws Exception {
+        Map<String, Call> byName = new LinkedHashMap<>();
+        for (Call c : calls) {
+            if (byName.put(c.name(), c) != null) {
+                throw new IllegalArgumentException("call " + c.name() + " given twice");
+            }
+        }
+        for (Call c : calls) {
+            for (String dep : c.after()) {
+                if (!byName.containsKey(dep)) {
+                    throw new IllegalArgumentException("call " + c.name() + " waits for unknown call " + dep);
+                }
+            }
+        }
+        List<Call> waiting = new ArrayList<>(calls);
+        Set<String> done = new HashSet<>();
+        Map<Future<Outcome>, Call> running = new HashMap<>();
+        Set<Integer> busy = new HashSet<>();
+        Map<String, Outcome> outcomes = new LinkedHashMap<>();
+        ExecutorCompletionService<Outcome> completions = new ExecutorCompletionService<>(threads);
+        try {
+            while (!waiting.isEmpty() || !running.isEmpty()) {
+                for (Call c : new ArrayList<>(waiting)) {
+                    if (done.containsAll(c.after()) && disjoint(busy, c.devices())) {
+                        waiting.remove(c);
+                        busy.addAll(c.devices());
+                        running.put(completions.submit(() -> timed(c)), c);
+                    }
+                }
+                if (running.isEmpty()) {
+                    List<String> names = waiting.stream().map(Call::name).toList();
+                    throw new IllegalArgumentException("calls " + names + " can never start: their dependencies form a cycle");
+                }
+                Future<Outcome> finished = completions.take();
+                Call c = running.remove(finished);
+                busy.removeAll(c.devices());
+                try {
+                    outcomes.put(c.name(), finished.get());
+                } catch (ExecutionException e) {
+                    Throwable cause = e.getCause();
+                    if (cause instanceof Exception ex) {
+                        throw ex;
+                    }
+                    throw new IllegalStateException("call " + c.name() + " failed", cause);
+                }
+                done.add(c.name());
+            }
+            return outcomes;
+        } finally {
+            for (Future<Outcome> f : running.keySet()) {
+                f.cancel(true);
+            }
+        }
+    }
+
+    private static Outcome timed(Call c) throws Exception {
+        long start = System.nanoTime();
+        Object value = c.work().call();
+        return new Outcome(value, (System.nanoTime() - start) / 1e9);
+    }
+
+    private static boolean disjoint(Set<Integer> a, Set<Integer> b) {
+        for (Integer x : b) {
+            if (a.contains(x)) {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    @Override
+    public void close() {
+        threads.shutdownNow();
+    }
+}

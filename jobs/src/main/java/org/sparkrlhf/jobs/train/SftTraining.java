@@ -1,0 +1,257 @@
+package org.sparkrlhf.jobs.train;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import org.apache.hadoop.conf.Configuration;
+import org.apache.spark.sql.SparkSession;
+import org.sparkrlhf.datasets.DatasetFormat;
+import org.sparkrlhf.datasets.DatasetKind;
+import org.sparkrlhf.datasets.DatasetReader;
+import org.sparkrlhf.datasets.ReadOptions;
+import org.sparkrlhf.datasets.SftRow;
+import org.sparkrlhf.datasets.tables.IterationTable;
+import org.sparkrlhf.datasets.tables.MetricRow;
+import org.sparkrlhf.gpuexec.tokenizer.HfTokenizer;
+import org.sparkrlhf.jobs.calls.ModelSource;
+import org.sparkrlhf.jobs.calls.SaveModelCall;
+import org.sparkrlhf.jobs.calls.SftTrainCall;
+import org.sparkrlhf.jobs.checkpoint.RunCheckpoints;
+import org.sparkrlhf.jobs.checkpoint.RunState;
+import org.sparkrlhf.jobs.config.Algorithm;
+import org.sparkrlhf.jobs.config.RunConfig;
+import org.sparkrlhf.jobs.runtime.BarrierCallRunner;
+import org.sparkrlhf.jobs.runtime.ClusterInventory;
+import org.sparkrlhf.jobs.runtime.DeviceSlot;
+import org.sparkrlhf.jobs.runtime.RankResult;
+
+import java.io.IOException;
+import java.io.PrintStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.time.Instant;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * Supervised fine-tuning of the actor as a Spark job: each iteration takes the next
+ * {@code data.batch_size} examples in the run's data order and runs one actor_train call on a
+ * data-parallel layout (one rank per device of the layout); checkpoints every
+ * {@code checkpoint.every} iterations, and the final model goes to {@code <output>/final} as an
+ * HF folder (weights, config, tokenizer) that the PPO and GRPO examples start from.
+ *
+ * <p>A training example is [bos] + prompt + answer + [eos], truncated to max_prompt_tokens +
+ * max_new_tokens, with the loss on every next token (the engine's SFT loss).
+ */
+public final class SftTraining {
+    private static final String CALL = "actor_train";
+    private static final String ROLE = "actor";
+
+    /** Per-iteration losses, and where the final model went. */
+    public record Summary(List<Double> losses, Path finalModel) {
+    }
+
+    private SftTraining() {
+    }
+
+    public static Summary run(SparkSession spark, RunConfig config, BarrierCallRunner runner, ClusterInventory inventory,
+                              PrintStream progress) {
+        if (config.algorithm() != Algorithm.SFT) {
+            throw new IllegalArgumentException("not an SFT run: " + config.algorithm().key());
+        }
+        if (config.data().path() == null) {
+            throw new UnsupportedOperationException(config.source() + ": data.task: generated SFT tasks are not "
+                    + "available yet; give data.path (an SFT dataset: prompt, answer)");
+        }
+        Path output = localOutput(config);
+        Path actorDir = new ModelSource(config.models().get(ROLE).path(), 0).localPath();
+        List<DeviceSlot> mesh = mesh(config, inventory);
+        int dp = mesh.size();
+        if (config.data().batchSize() < dp) {
+            throw new IllegalArgumentException(config.source() + ": data.batch_size " + config.data().batchSize()
+                    + " is smaller than the " + dp + " data-parallel ranks of actor_train");
+        }
+        SpecialTokens special = SpecialTokens.read(actorDir);
+        List<int[]> examples = tokenize(spark, config, actorDir, special);
+        progress.printf("sft: %d examples, actor_train on %d device(s) (dp=%d), %d iterations%n",
+                examples.size(), dp, dp, config.iterations());
+
+        RunCheckpoints checkpoints = new RunCheckpoints(output.toUri().toString(), new Configuration());
+        DataOrder order = new DataOrder(examples.size(), config.seed(), 0, 0);
+        ModelSource source = new ModelSource(actorDir.toString(), 0);
+        String layout = "dp" + dp + ".tp1.pp1";
+        IterationTable<MetricRow> metrics = IterationTable.metrics(spark, metricsPath(output));
+        List<Double> losses = new ArrayList<>();
+        for (int iteration = 1; iteration <= config.iterations(); iteration++) {
+            List<int[]> batch = order.next(config.data().batchSize()).stream().map(examples::get).toList();
+            int targets = batch.stream().mapToInt(r -> r.length - 1).sum();
+            List<SftTrainCall.Slice> slices = new ArrayList<>(dp);
+            for (int r = 0; r < dp; r++) {
+                int from = r * batch.size() / dp;
+                int to = (r + 1) * batch.size() / dp;
+                slices.add(new SftTrainCall.Slice(ROLE, source, iteration - 1, dp,
+                        batch.subList(from, to).toArray(new int[0][]), special.pad(), targets, config.optimizer()));
+            }
+            long start = System.nanoTime();
+            List<RankResult<SftTrainCall.Result>> results = runner.run(CALL,
+                    CALL + " iteration " + iteration + " (sft, dp=" + dp + ")", mesh, slices, new SftTrainCall());
+            double seconds = (System.nanoTime() - start) / 1e9;
+            double loss = results.get(0).value().loss();
+            losses.add(loss);
+            progress.printf("iter %d/%d | loss %.4f | grad norm %.3f | %s %.2f s | %.0f tokens/s%n", iteration,
+                    config.iterations(), loss, results.get(0).value().gradNorm(), CALL, seconds,
+                    (targets + batch.size()) / seconds);
+            Instant now = Instant.now();
+            metrics.appendIteration(config.name(), iteration, List.of(
+                    new MetricRow("loss/actor", loss, now),
+                    new MetricRow("grad_norm/actor", results.get(0).value().gradNorm(), now),
+                    new MetricRow("seconds/" + CALL, seconds, now),
+                    new MetricRow("tokens_per_second/" + CALL, (targets + batch.size()) / seconds, now)));
+            int every = config.checkpoint().every();
+            if (every > 0 && iteration % every == 0 && iteration < config.iterations()) {
+                long version = iteration;
+                RunState state = new RunState(iteration, config.seed(), order.epoch(), order.offset(), 0, 0.0,
+                        Map.of(ROLE, version));
+                Path dir = Path.of(checkpoints.write(state, staging -> save(runner, mesh, layout, version, actorDir,
+                        staging.resolve(ROLE)), config.checkpoint().keep()).toUri().getPath());
+                progress.printf("checkpoint %s%n", dir);
+            }
+        }
+        Path finalDir = output.resolve("final");
+        Path partial = output.resolve("final.partial");
+        try {
+            deleteRecursively(partial);
+            save(runner, mesh, layout, config.iterations(), actorDir, partial);
+            deleteRecursively(finalDir);
+            Files.move(partial, finalDir, StandardCopyOption.ATOMIC_MOVE);
+        } catch (IOException e) {
+            throw new IllegalStateException("cannot write the final model to " + finalDir + ": " + e.getMessage(), e);
+        }
+        progress.printf("final model %s%n", finalDir);
+        return new Summary(losses, finalDir);
+    }
+
+    /** The run's metrics Delta table. */
+    public static String metricsPath(Path output) {
+        return output.resolve("tables").resolve("metrics").toString();
+    }
+
+    /** The actor_train layout: the manual plan's devices, or every device (the baseline). */
+    static List<DeviceSlot> mesh(RunConfig config, ClusterInventory inventory) {
+        String mode = config.plan().mode();
+        if (mode.equals("manual")) {
+            RunConfig.CallLayout layout = config.plan().calls().get(CALL);
+            if (layout.tp() != 1 || layout.pp() != 1) {
+                throw new UnsupportedOperationException(config.source() + ": plan.calls.actor_train: tp and pp above 1 "
+                        + "need the engine's model shards, which are not available yet; use dp only");
+            }
+            return layout.devices().stream().map(inventory::device).toList();
+        }
+        if (mode.equals("baseline") || mode.equals("search")) {
+            // SFT has a single call: every plan search ends at data parallel over all devices on CPU.
+            return inventory.devices();
+        }
+        throw new UnsupportedOperationException(config.source() + ": plan.mode: " + mode
+                + " needs the planner's plan files, which are not available yet");
+    }
+
+    private static void save(BarrierCallRunner runner, List<DeviceSlot> mesh, String layout, long version,
+                             Path actorDir, Path dir) throws IOException {
+        Files.createDirectories(dir);
+        List<SaveModelCall.Request> requests = new ArrayList<>();
+        for (int r = 0; r < mesh.size(); r++) {
+            requests.add(new SaveModelCall.Request(ROLE, version, layout, dir.toString()));
+        }
+        runner.run("actor_save", "save actor version " + version, mesh, requests, new SaveModelCall());
+        for (String file : List.of("tokenizer.json", "tokenizer_config.json", "generation_config.json")) {
+            if (Files.exists(actorDir.resolve(file))) {
+                Files.copy(actorDir.resolve(file), dir.resolve(file), StandardCopyOption.REPLACE_EXISTING);
+            }
+        }
+    }
+
+    private static List<int[]> tokenize(SparkSession spark, RunConfig config, Path actorDir, SpecialTokens special) {
+        ReadOptions options = ReadOptions.defaults().withFormat(DatasetFormat.parse(config.data().format()));
+        List<SftRow> rows = new ArrayList<>(DatasetReader.read(spark, config.data().path(), DatasetKind.SFT, options)
+                .collectSft());
+        rows.sort(Comparator.comparing(SftRow::id));
+        int maxLength = config.data().maxPromptTokens() + config.generation().maxNewTokens();
+        List<int[]> examples = new ArrayList<>(rows.size());
+        try (HfTokenizer tokenizer = HfTokenizer.open(actorDir)) {
+            for (SftRow row : rows) {
+                if (row.prompt() == null) {
+                    throw new UnsupportedOperationException(config.data().path() + ": example " + row.id()
+                            + ": chat messages need a chat template, which SFT does not apply yet; give a prompt text");
+                }
+                int[] prompt = tokenizer.encodeInts(row.prompt());
+                int[] answer = tokenizer.encodeInts(row.answer());
+                int length = Math.min(maxLength, 1 + prompt.length + answer.length + 1);
+                int[] ids = new int[length];
+                int n = 0;
+                ids[n++] = special.bos();
+                for (int i = 0; i < prompt.length && n < length; i++) {
+                    ids[n++] = prompt[i];
+                }
+                for (int i = 0; i < answer.length && n < length; i++) {
+                    ids[n++] = answer[i];
+                }
+                if (n < length) {
+                    ids[n++] = special.eos();
+                }
+                if (n < 2) {
+                    throw new IllegalArgumentException(config.data().path() + ": example " + row.id() + " has no tokens");
+                }
+                examples.add(ids);
+            }
+        }
+        if (examples.isEmpty()) {
+            throw new IllegalArgumentException(config.data().path() + ": the SFT dataset has no examples");
+        }
+        return examples;
+    }
+
+    private static Path localOutput(RunConfig config) {
+        try {
+            Path out = new ModelSource(config.output(), 0).localPath().toAbsolutePath();
+            Files.createDirectories(out);
+            return out;
+        } catch (UnsupportedOperationException e) {
+            throw new UnsupportedOperationException(config.source() + ": output: SFT writes to a local folder for now, not "
+                    + config.output());
+        } catch (IOException e) {
+            throw new IllegalStateException("cannot create " + config.output() + ": " + e.getMessage(), e);
+        }
+    }
+
+    private static void deleteRecursively(Path dir) throws IOException {
+        if (!Files.exists(dir)) {
+            return;
+        }
+        try (var paths = Files.walk(dir)) {
+            for (Path p : paths.sorted(Comparator.reverseOrder()).toList()) {
+                Files.delete(p);
+            }
+        }
+    }
+
+    /** The special token ids from the model's config.json. */
+    record SpecialTokens(int bos, int eos, int pad) {
+        static SpecialTokens read(Path modelDir) {
+            try {
+                JsonNode c = new ObjectMapper().readTree(modelDir.resolve("config.json").toFile());
+                JsonNode eosNode = c.path("eos_token_id");
+                int eos = eosNode.isArray() ? eosNode.get(0).asInt() : eosNode.asInt(-1);
+                int bos = c.path("bos_token_id").asInt(-1);
+                int pad = c.path("pad_token_id").asInt(eos);
+                if (bos < 0 || eos < 0) {
+                    throw new IllegalArgumentException(modelDir.resolve("config.json") + ": bos_token_id and eos_token_id are needed");
+                }
+                return new SpecialTokens(bos, eos, pad);
+            } catch (IOException e) {
+                throw new IllegalArgumentException("cannot read " + modelDir.resolve("config.json") + ": " + e.getMessage(), e);
+            }
+        }
+    }
+}

@@ -1,0 +1,116 @@
+package org.sparkrlhf.jobs.train;
+
+import org.apache.hadoop.conf.Configuration;
+import org.apache.spark.SparkContext;
+import org.apache.spark.sql.SparkSession;
+import org.sparkrlhf.jobs.config.ConfigException;
+import org.sparkrlhf.jobs.config.RunConfig;
+import org.sparkrlhf.jobs.config.RunConfigReader;
+import org.sparkrlhf.jobs.runtime.BarrierCallRunner;
+import org.sparkrlhf.jobs.runtime.ClusterDiscovery;
+import org.sparkrlhf.jobs.runtime.ClusterInventory;
+
+import java.io.PrintStream;
+import java.util.Map;
+
+/**
+ * {@code spark-rlhf train RUN.yaml [--resume]}: validates the run config before anything starts,
+ * starts (or joins, under spark-submit) the Spark application, finds the devices, and runs the
+ * algorithm.
+ */
+public final class TrainCommand {
+    static final String USAGE = "usage: spark-rlhf train RUN.yaml [--resume]";
+
+    private TrainCommand() {
+    }
+
+    public static int run(String[] args) {
+        return run(args, System.out, System.err);
+    }
+
+    /** The train command alone (Main dispatches to {@link #run(String[])} as well). */
+    public static void main(String[] args) {
+        System.exit(run(args));
+    }
+
+    static int run(String[] args, PrintStream out, PrintStream err) {
+        String configPath = null;
+        boolean resume = false;
+        for (String a : args) {
+            if (a.equals("--resume")) {
+                resume = true;
+            } else if (a.startsWith("-") || configPath != null) {
+                err.println("spark-rlhf train: unexpected argument '" + a + "'");
+                err.println(USAGE);
+                return 2;
+            } else {
+                configPath = a;
+            }
+        }
+        if (configPath == null) {
+            err.println(USAGE);
+            return 2;
+        }
+        RunConfig config;
+        try {
+            config = new RunConfigReader(new Configuration()).read(configPath);
+        } catch (ConfigException e) {
+            err.println("spark-rlhf train: " + e.getMessage());
+            return 2;
+        }
+        if (resume) {
+            err.println("spark-rlhf train: --resume is not supported yet: checkpoints do not hold optimizer states");
+            return 2;
+        }
+        SparkSession spark = start(config);
+        try {
+            train(spark, config, out);
+            return 0;
+        } catch (UnsupportedOperationException | IllegalArgumentException e) {
+            err.println("spark-rlhf train: " + e.getMessage());
+            return 2;
+        } finally {
+            spark.stop();
+        }
+    }
+
+    /** Runs a validated config on a started Spark application. */
+    public static void train(SparkSession spark, RunConfig config, PrintStream progress) {
+        SparkContext sc = spark.sparkContext();
+        boolean gpus = sc.getConf().contains("spark.executor.resource.gpu.amount");
+        long timeoutMs = sc.getConf().getLong("spark.rlhf.comm.timeoutMs", 600_000L);
+        BarrierCallRunner runner = new BarrierCallRunner(sc, gpus,
+                BarrierCallRunner.supportsTaskResourceProfiles(sc.master()), timeoutMs);
+        ClusterInventory inventory = ClusterDiscovery.discover(sc, runner,
+                sc.getConf().getLong("spark.rlhf.executorWaitMs", 120_000L));
+        progress.println(inventory);
+        switch (config.algorithm()) {
+            case SFT -> SftTraining.run(spark, config, runner, inventory, progress);
+            case PPO, GRPO -> throw new UnsupportedOperationException(config.source() + ": " + config.algorithm().key()
+                    + " runs are not available yet (they need the rollout loop on the planner and the datasets' rewards)");
+        }
+    }
+
+    /**
+     * The Spark application: under spark-submit the master and conf come from it (spark.master is
+     * set); embedded, from the config's spark section.
+     */
+    static SparkSession start(RunConfig config) {
+        SparkSession.Builder builder = SparkSession.builder().appName("spark-rlhf " + config.name())
+                // the rollouts, metrics and plans tables are Delta tables
+                .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
+                .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog");
+        if (System.getProperty("spark.master") == null) {
+            builder.master(config.spark().master());
+            if (config.spark().master().startsWith("local")) {
+                // Delta's commits and the tables' small appends shuffle; 200 partitions on one machine
+                // cost seconds per iteration for nothing
+                builder.config("spark.sql.shuffle.partitions", "4");
+            }
+        }
+        for (Map.Entry<String, String> e : config.spark().conf().entrySet()) {
+            builder.config(e.getKey(), e.getValue());
+        }
+        return builder.getOrCreate();
+    }
+}

@@ -1,0 +1,206 @@
+package org.sparkrlhf.jobs.config;
+
+import org.apache.hadoop.conf.Configuration;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+class RunConfigReaderTest {
+    @TempDir
+    Path dir;
+    private Path model;
+
+    @BeforeEach
+    void tinyModel() throws IOException {
+        model = dir.resolve("tiny");
+        Files.createDirectories(model);
+        // 4 attention heads, 2 key/value heads, 2 layers
+        Files.writeString(model.resolve("config.json"), """
+                {"architectures": ["LlamaForCausalLM"], "hidden_size": 64, "num_attention_heads": 4,
+                 "num_key_value_heads": 2, "num_hidden_layers": 2, "vocab_size": 128}
+                """);
+    }
+
+    private RunConfig read(String yaml) throws IOException {
+        Path file = dir.resolve("run.yaml");
+        Files.writeString(file, yaml.replace("MODEL", model.toString()));
+        return new RunConfigReader(new Configuration()).read("file:" + file);
+    }
+
+    private String error(String yaml) {
+        return assertThrows(ConfigException.class, () -> read(yaml)).getMessage();
+    }
+
+    private static final String GRPO = """
+            name: grpo-test
+            algorithm: grpo
+            seed: 7
+            iterations: 3
+            output: /tmp/out
+            models:
+              actor: {path: MODEL}
+              ref:
+                path: MODEL
+            reward:
+              function: arithmetic
+            data:
+              task: arithmetic
+              batch_size: 4
+            grpo:
+              group_size: 4
+            """;
+
+    @Test
+    void readsAValidGrpoConfigWithDefaults() throws IOException {
+        RunConfig c = read(GRPO);
+        assertEquals(Algorithm.GRPO, c.algorithm());
+        assertEquals(7, c.seed());
+        assertEquals(3, c.iterations());
+        assertEquals(model.toString(), c.models().get("actor").path());
+        assertTrue(c.models().get("actor").trainable());
+        assertFalse(c.models().get("ref").trainable());
+        assertEquals("arithmetic", c.reward().function());
+        assertEquals(4, c.data().batchSize());
+        assertEquals(4, c.grpo().groupSize());
+        assertEquals(0.04, c.grpo().klCoef());
+        assertNull(c.ppo());
+        assertEquals("search", c.plan().mode());
+        assertEquals("local[*]", c.spark().master());
+        assertEquals(RunConfigReader.callsOf(Algorithm.GRPO, c.reward()), java.util.List.of("actor_gen", "ref_inf", "actor_train"));
+    }
+
+    @Test
+    void unknownKeyIsNamedByItsFullPathAndLine() {
+        String message = error(GRPO.replace("  actor: {path: MODEL}", "  actor: {path: MODEL, paht: x}"));
+        assertTrue(message.contains("run.yaml:7: models.actor.paht: unknown key"), message);
+        assertTrue(message.contains("known keys here: path, trainable"), message);
+    }
+
+    @Test
+    void unknownTopLevelSection() {
+        String message = error(GRPO + "optimiser:\n  lr: 1.0e-5\n");
+        assertTrue(message.contains(":18: optimiser: unknown key"), message);
+    }
+
+    @Test
+    void missingModelIsNamed() {
+        String message = error(GRPO.replace("  ref:\n    path: MODEL\n", ""));
+        assertTrue(message.contains("models.ref: required by grpo but missing"), message);
+    }
+
+    @Test
+    void modelFolderWithoutConfigJson() {
+        String message = error(GRPO.replace("  ref:\n    path: MODEL", "  ref:\n    path: " + dir.resolve("nowhere")));
+        assertTrue(message.contains("run.yaml:9: models.ref.path:"), message);
+        assertTrue(message.contains("config.json not found"), message);
+    }
+
+    @Test
+    void modelRoleNotUsedByTheAlgorithm() {
+        String message = error(GRPO.replace("  ref:\n", "  critic: {path: MODEL}\n  ref:\n"));
+        assertTrue(message.contains("models.critic: model role 'critic' is not used by grpo"), message);
+    }
+
+    @Test
+    void rewardNeedsAModelOrAFunctionButNotBoth() {
+        assertTrue(error(GRPO.replace("reward:\n  function: arithmetic\n", ""))
+                .contains("models.reward: grpo needs a reward"));
+        assertTrue(error(GRPO.replace("  ref:\n", "  reward: {path: MODEL}\n  ref:\n"))
+                .contains("give either reward.function or models.reward, not both"));
+    }
+
+    @Test
+    void sectionOfAnotherAlgorithm() {
+        String message = error(GRPO + "ppo:\n  gamma: 1.0\n");
+        assertTrue(message.contains("ppo: section is for ppo but the algorithm is grpo"), message);
+    }
+
+    @Test
+    void wrongTypesAndRanges() {
+        assertTrue(error(GRPO.replace("iterations: 3", "iterations: three"))
+                .contains("run.yaml:4: iterations: expected a whole number, got 'three'"));
+        assertTrue(error(GRPO.replace("group_size: 4", "group_size: 1")).contains("grpo.group_size: must be >= 2"));
+        assertTrue(error(GRPO + "generation:\n  top_p: 1.5\n").contains("generation.top_p: must be in (0, 1]"));
+    }
+
+    @Test
+    void ppoWithAdaptiveK3Kl() throws IOException {
+        String ppo = """
+                algorithm: ppo
+                output: /tmp/out
+                models:
+                  actor: {path: MODEL}
+                  ref: {path: MODEL}
+                  critic: {path: MODEL}
+                  reward: {path: MODEL}
+                data: {path: prompts.jsonl}
+                ppo:
+                  kl: {type: adaptive, coef: 0.1, target: 6.0, horizon: 10000, estimator: k3}
+                """;
+        RunConfig c = read(ppo);
+        assertTrue(c.ppo().kl().adaptive());
+        assertEquals("k3", c.ppo().kl().estimator());
+        assertEquals(0.95, c.ppo().lambda());
+        assertEquals("jsonl", c.data().format());
+        assertTrue(c.reward().fromModel());
+        assertTrue(c.models().get("critic").trainable());
+        String fixedWithTarget = error(ppo.replace("type: adaptive", "type: fixed"));
+        assertTrue(fixedWithTarget.contains("ppo.kl.target: only an adaptive KL controller has a target"), fixedWithTarget);
+        assertTrue(error(ppo.replace("estimator: k3", "estimator: k2")).contains("unknown KL estimator 'k2'"));
+    }
+
+    private static final String MANUAL = GRPO + """
+            plan:
+              mode: manual
+              calls:
+                actor_gen:   {devices: [0, 1], dp: 2}
+                ref_inf:     {devices: [2], dp: 1}
+                actor_train: {devices: [0, 1, 2, 3], dp: 1, tp: 2, pp: 2, micro_batches: 2}
+            """;
+
+    @Test
+    void manualLayouts() throws IOException {
+        RunConfig c = read(MANUAL);
+        RunConfig.CallLayout train = c.plan().calls().get("actor_train");
+        assertEquals(java.util.List.of(0, 1, 2, 3), train.devices());
+        assertEquals(2, train.tp());
+        assertEquals(2, train.pp());
+    }
+
+    @Test
+    void layoutsThatCannotWork() {
+        String product = error(MANUAL.replace("{devices: [0, 1], dp: 2}", "{devices: [0, 1, 2], dp: 2}"));
+        assertTrue(product.contains("plan.calls.actor_gen: dp * tp * pp = 2 * 1 * 1 = 2 but the call has 3 devices"), product);
+        String tp = error(MANUAL.replace("dp: 1, tp: 2, pp: 2", "dp: 1, tp: 4, pp: 1"));
+        assertTrue(tp.contains("plan.calls.actor_train.tp: tp = 4 does not divide the model's 4 attention heads and 2 key/value heads"), tp);
+        String pp = error(MANUAL.replace("dp: 1, tp: 2, pp: 2, micro_batches: 2", "dp: 1, tp: 1, pp: 4, micro_batches: 4"));
+        assertTrue(pp.contains("pp = 4 is more than the model's 2 layers"), pp);
+        String missing = error(MANUAL.replace("    ref_inf:     {devices: [2], dp: 1}\n", ""));
+        assertTrue(missing.contains("plan.calls.ref_inf: missing"), missing);
+        String unknown = error(MANUAL.replace("ref_inf:", "critic_inf:"));
+        assertTrue(unknown.contains("no call 'critic_inf' in grpo"), unknown);
+        String twice = error(MANUAL.replace("[0, 1], dp: 2", "[1, 1], dp: 2"));
+        assertTrue(twice.contains("device 1 is listed twice"), twice);
+    }
+
+    @Test
+    void fileErrors() {
+        String notFound = assertThrows(ConfigException.class,
+                () -> new RunConfigReader(new Configuration()).read("file:" + dir.resolve("missing.yaml"))).getMessage();
+        assertTrue(notFound.contains("missing.yaml: run config not found"), notFound);
+        String badYaml = error("algorithm: [grpo\n");
+        assertTrue(badYaml.contains("not valid YAML"), badYaml);
+        String duplicate = error(GRPO + "seed: 8\n");
+        assertTrue(duplicate.contains("seed: key given twice"), duplicate);
+    }
+}

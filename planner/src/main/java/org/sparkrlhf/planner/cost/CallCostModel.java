@@ -1,0 +1,350 @@
+package org.sparkrlhf.planner.cost;
+
+import org.sparkrlhf.planner.graph.CallKind;
+import org.sparkrlhf.planner.graph.ModelCall;
+import org.sparkrlhf.planner.mesh.DeviceMesh;
+import org.sparkrlhf.planner.mesh.ParallelStrategy;
+import org.sparkrlhf.planner.spec.ClusterSpec;
+import org.sparkrlhf.planner.spec.ModelSpec;
+import org.sparkrlhf.planner.spec.Workload;
+
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * Time and memory of a model function call on a mesh with a parameter layout. The micro-batch count
+ * (and, for training, activation recomputation) is derived here rather than searched: for each layout
+ * the estimator returns the fastest variant that fits in memory on its own and, when it differs, the
+ * variant that needs the least memory, so that a plan where several models share devices can still fit.
+ * <ul>
+ *   <li>TRAIN: {@code trainSteps} optimizer steps; each runs a 1F1B pipeline over the replica's
+ *   micro-batches ({@code (mb + pp - 1)} slots of forward + backward of the slowest stage), with two
+ *   tensor-parallel all-reduces per layer and pass, activations sent between stages, then a
+ *   reduce-scatter of fp32 gradients and an all-gather of bf16 weights over the data-parallel group
+ *   (distributed optimizer) and the Adam update.</li>
+ *   <li>INFERENCE: a forward pipeline over the replica's micro-batches.</li>
+ *   <li>GENERATE: a prefill pass over the prompts, then one step per new token; with pp stages the
+ *   batch is cut into pp micro-batches that keep every stage busy; each step reads the stage's weights
+ *   and KV cache (memory-bound at small batches) and pays fixed decoding overheads.</li>
+ *   <li>ZeRO-3: parameters are all-gathered for every pass (prefetch overlaps it with compute) and
+ *   gradients reduce-scattered; generation gathers the whole model once when it fits (DeepSpeed-Chat's
+ *   hybrid engine), else layer by layer at every decoding step.</li>
+ * </ul>
+ */
+public final class CallCostModel {
+    private final ClusterSpec cluster;
+    private final CostConstants k;
+    private final ComputeModel compute;
+    private final CommModel comm;
+    private final double memoryLimit;
+
+    public CallCostModel(ClusterSpec cluster, CostConstants k, ProfileTable profile) {
+        this.cluster = cluster;
+        this.k = k;
+        this.compute = new ComputeModel(cluster.gpu(), k, profile);
+        this.comm = new CommModel(cluster, k);
+        this.memoryLimit = cluster.gpu().memoryBytes() * k.memoryUsable();
+    }
+
+    public ClusterSpec cluster() {
+        return cluster;
+    }
+
+    public CostConstants constants() {
+        return k;
+    }
+
+    public CommModel comm() {
+        return comm;
+    }
+
+    public ComputeModel compute() {
+        return compute;
+    }
+
+    /** Bytes a plan may use on one device. */
+    public double memoryLimit() {
+        return memoryLimit;
+    }
+
+    /**
+     * Variants of the call on this layout that fit on their own (fastest first), or an empty list.
+     * {@code trainableRole}: whether the call's role is trained in the graph (its home state is then the
+     * training state). {@code home}: whether this call's layout is where the role's parameters live.
+     */
+    public List<CallEstimate> estimate(ModelCall call, ModelSpec model, Workload w, boolean trainableRole,
+                                       DeviceMesh mesh, ParallelStrategy layout, boolean home) {
+        boolean crossDp = layout.dp() * layout.tp() > cluster.gpusPerNode();
+        boolean crossPp = mesh.nodes(cluster.gpusPerNode()) > 1;
+        double homeState = trainableRole ? MemoryModel.trainStateBytes(model, layout) : MemoryModel.weightBytes(model, layout);
+        double copy = call.kind() == CallKind.TRAIN ? MemoryModel.trainStateBytes(model, layout)
+                : MemoryModel.weightBytes(model, layout);
+        double resident = home ? homeState : copy;
+        double budget = memoryLimit - resident;
+        List<CallEstimate> fits = new ArrayList<>();
+        if (budget <= 0) {
+            return fits;
+        }
+        double seqs = w.sequences();
+        switch (call.kind()) {
+            case TRAIN -> {
+                double seqsPerReplica = seqs / call.trainSteps() / layout.dp();
+                if (seqsPerReplica < 1) {
+                    return fits;
+                }
+                for (int mb : microBatchChoices(layout.pp(), seqsPerReplica)) {
+                    ParallelStrategy s = layout.withMicroBatches(mb);
+                    double tokensMb = seqsPerReplica * w.seqLen() / mb;
+                    for (boolean recompute : new boolean[]{false, true}) {
+                        double act = MemoryModel.trainActivationBytes(model, s, tokensMb, recompute);
+                        if (act <= budget) {
+                            double t = trainSeconds(call, model, w, s, tokensMb, recompute, crossDp, crossPp, mesh);
+                            fits.add(new CallEstimate(t, mb, recompute, act, copy, homeState));
+                            break;
+                        }
+                    }
+                }
+            }
+            case INFERENCE -> {
+                double seqsPerReplica = seqs / layout.dp();
+                if (seqsPerReplica < 1) {
+                    return fits;
+                }
+                for (int mb : microBatchChoices(layout.pp(), seqsPerReplica)) {
+                    ParallelStrategy s = layout.withMicroBatches(mb);
+                    double tokensMb = seqsPerReplica * w.seqLen() / mb;
+                    double act = MemoryModel.inferenceActivationBytes(model, s, tokensMb);
+                    if (act <= budget) {
+                        double t = inferenceSeconds(model, w.seqLen(), s, tokensMb, crossPp, mesh);
+                        fits.add(new CallEstimate(t, mb, false, act, copy, homeState));
+                    }
+                }
+            }
+            case GENERATE -> {
+                double seqsPerReplica = seqs / layout.dp();
+                if (seqsPerReplica < 1) {
+                    return fits;
+                }
+                int mb = (int) Math.min(layout.pp(), Math.floor(seqsPerReplica));
+                ParallelStrategy s = layout.withMicroBatches(Math.max(1, mb));
+                double kv = MemoryModel.kvCacheBytes(model, s, seqsPerReplica, w.seqLen());
+                double prefillTokens = seqsPerReplica * w.promptLen() / s.microBatches();
+                double act = kv + MemoryModel.inferenceActivationBytes(model, s, prefillTokens);
+                if (layout.zero3()) {
+                    double full = 2.0 * model.totalParams();
+                    if (act + full <= budget) {
+                        double t = generateSeconds(model, w, s, seqsPerReplica, crossPp, mesh, GatherMode.ONCE);
+                        fits.add(new CallEstimate(t, s.microBatches(), false, act + full, copy, homeState));
+                    }
+                    if (act <= budget) {
+                        double t = generateSeconds(model, w, s, seqsPerReplica, crossPp, mesh, GatherMode.PER_STEP);
+                        fits.add(new CallEstimate(t, s.microBatches(), false, act, copy, homeState));
+                    }
+                } else if (act <= budget) {
+                    double t = generateSeconds(model, w, s, seqsPerReplica, crossPp, mesh, GatherMode.NONE);
+                    fits.add(new CallEstimate(t, s.microBatches(), false, act, copy, homeState));
+                }
+            }
+        }
+        return paretoFront(fits);
+    }
+
+    /**
+     * The estimate of a call with a given strategy, micro-batches included (for a plan read from a file):
+     * recomputation (training) or layer-by-layer gathering (ZeRO-3 generation) only when the faster way
+     * does not fit. The simulator reports a plan that does not fit. Throws when the batch cannot be split
+     * that way.
+     */
+    public CallEstimate estimateFixed(ModelCall call, ModelSpec model, Workload w, boolean trainableRole,
+                                      DeviceMesh mesh, ParallelStrategy s, boolean home) {
+        boolean crossDp = s.dp() * s.tp() > cluster.gpusPerNode();
+        boolean crossPp = mesh.nodes(cluster.gpusPerNode()) > 1;
+        double homeState = trainableRole ? MemoryModel.trainStateBytes(model, s) : MemoryModel.weightBytes(model, s);
+        double copy = call.kind() == CallKind.TRAIN ? MemoryModel.trainStateBytes(model, s)
+                : MemoryModel.weightBytes(model, s);
+        double budget = memoryLimit - (home ? homeState : copy);
+        double seqsPerReplica = (double) w.sequences() / (call.kind() == CallKind.TRAIN ? call.trainSteps() : 1) / s.dp();
+        if (seqsPerReplica < s.microBatches()) {
+            throw new IllegalArgumentException("call " + call.name() + ": " + s.dp() + " replicas x " + s.microBatches()
+                    + " micro-batches need more sequences than the " + w.sequences() + " of a batch"
+                    + (call.kind() == CallKind.TRAIN ? " split into " + call.trainSteps() + " steps" : ""));
+        }
+        double tokensMb = seqsPerReplica * w.seqLen() / s.microBatches();
+        switch (call.kind()) {
+            case TRAIN -> {
+                double act = MemoryModel.trainActivationBytes(model, s, tokensMb, false);
+                boolean recompute = act > budget;
+                if (recompute) {
+                    act = MemoryModel.trainActivationBytes(model, s, tokensMb, true);
+                }
+                return new CallEstimate(trainSeconds(call, model, w, s, tokensMb, recompute, crossDp, crossPp, mesh),
+                        s.microBatches(), recompute, act, copy, homeState);
+            }
+            case INFERENCE -> {
+                double act = MemoryModel.inferenceActivationBytes(model, s, tokensMb);
+                return new CallEstimate(inferenceSeconds(model, w.seqLen(), s, tokensMb, crossPp, mesh), s.microBatches(),
+                        false, act, copy, homeState);
+            }
+            default -> {
+                double kv = MemoryModel.kvCacheBytes(model, s, seqsPerReplica, w.seqLen());
+                double act = kv + MemoryModel.inferenceActivationBytes(model, s,
+                        seqsPerReplica * w.promptLen() / s.microBatches());
+                GatherMode mode = GatherMode.NONE;
+                if (s.zero3()) {
+                    double full = 2.0 * model.totalParams();
+                    mode = act + full <= budget ? GatherMode.ONCE : GatherMode.PER_STEP;
+                    if (mode == GatherMode.ONCE) {
+                        act += full;
+                    }
+                }
+                return new CallEstimate(generateSeconds(model, w, s, seqsPerReplica, crossPp, mesh, mode),
+                        s.microBatches(), false, act, copy, homeState);
+            }
+        }
+    }
+
+    /** Keeps the fastest variant and the one with the least memory (when they differ). */
+    private static List<CallEstimate> paretoFront(List<CallEstimate> all) {
+        if (all.size() <= 1) {
+            return all;
+        }
+        CallEstimate fastest = all.get(0);
+        CallEstimate smallest = all.get(0);
+        for (CallEstimate e : all) {
+            if (e.seconds() < fastest.seconds()) {
+                fastest = e;
+            }
+            if (e.transientBytes() < smallest.transientBytes()
+                    || (e.transientBytes() == smallest.transientBytes() && e.seconds() < smallest.seconds())) {
+                smallest = e;
+            }
+        }
+        return fastest == smallest ? List.of(fastest) : List.of(fastest, smallest);
+    }
+
+    /** Micro-batch counts tried: powers of two (times pp with a pipeline), at most one sequence each. */
+    static List<Integer> microBatchChoices(int pp, double seqsPerReplica) {
+        List<Integer> r = new ArrayList<>();
+        int base = pp == 1 ? 1 : pp;
+        if (seqsPerReplica < base) {
+            r.add((int) Math.max(1, Math.floor(seqsPerReplica)));
+            return r;
+        }
+        for (int mb = base; mb <= seqsPerReplica && mb <= 64 * base; mb *= 2) {
+            r.add(mb);
+        }
+        return r;
+    }
+
+    /** The two all-reduces (or reduce-scatter + all-gather) of one layer's pass under tensor parallelism. */
+    private double tpCollectives(ModelSpec m, double tokens, int tp) {
+        if (tp <= 1) {
+            return 0;
+        }
+        return 2 * (comm.allReduce(tokens * m.hidden() * 2.0, tp, false) + k.tpCollectiveOverhead());
+    }
+
+    /** Forward of the slowest stage over one micro-batch, with its tensor-parallel collectives. */
+    private double stageForward(ModelSpec m, double tokens, double seqLen, int tp, int pp, double headTokens) {
+        int layers = MemoryModel.layersPerStage(m, pp);
+        return layers * (compute.layerForward(m, tokens, seqLen, tp) + tpCollectives(m, tokens, tp))
+                + compute.headForward(m, headTokens, tp);
+    }
+
+    double trainSeconds(ModelCall call, ModelSpec m, Workload w, ParallelStrategy s, double tokensMb, boolean recompute,
+                        boolean crossDp, boolean crossPp, DeviceMesh mesh) {
+        int layers = MemoryModel.layersPerStage(m, s.pp());
+        double seqLen = w.seqLen();
+        double fwdCompute = layers * compute.layerForward(m, tokensMb, seqLen, s.tp()) + compute.headForward(m, tokensMb, s.tp());
+        double bwdCompute = layers * compute.layerBackward(m, tokensMb, seqLen, s.tp()) + compute.headBackward(m, tokensMb, s.tp());
+        if (recompute) {
+            bwdCompute += layers * compute.layerForward(m, tokensMb, seqLen, s.tp());
+        }
+        double step;
+        if (s.zero3()) {
+            boolean cross = mesh.nodes(cluster.gpusPerNode()) > 1;
+            double p = 2.0 * m.totalParams();
+            double gather = comm.allGather(p, s.dp(), cross);
+            double fwd = Math.max(fwdCompute, gather);
+            double bwd = Math.max(bwdCompute, gather + comm.reduceScatter(p, s.dp(), cross));
+            step = s.microBatches() * (fwd + bwd) + compute.memoryPass(30.0 * m.totalParams() / s.dp());
+        } else {
+            double tpc = layers * tpCollectives(m, tokensMb, s.tp());
+            double fwd = fwdCompute + tpc;
+            double bwd = bwdCompute + tpc * (recompute ? 1.5 : 1.0);
+            int slots = s.microBatches() + s.pp() - 1;
+            double pipe = slots * (fwd + bwd);
+            if (s.pp() > 1) {
+                pipe += 2.0 * slots * comm.send(tokensMb * m.hidden() * 2.0, crossPp);
+            }
+            double pDev = MemoryModel.paramsPerDevice(m, s);
+            double sync = s.dp() > 1
+                    ? comm.reduceScatter(4.0 * pDev, s.dp(), crossDp) + comm.allGather(2.0 * pDev, s.dp(), crossDp) : 0;
+            double opt = compute.memoryPass(30.0 * pDev / s.dp());
+            step = pipe + sync + opt;
+        }
+        return call.trainSteps() * step + k.callOverhead();
+    }
+
+    double inferenceSeconds(ModelSpec m, double seqLen, ParallelStrategy s, double tokensMb, boolean crossPp,
+                            DeviceMesh mesh) {
+        double fwd = stageForward(m, tokensMb, seqLen, s.tp(), s.pp(), tokensMb);
+        double t;
+        if (s.zero3()) {
+            boolean cross = mesh.nodes(cluster.gpusPerNode()) > 1;
+            t = s.microBatches() * Math.max(fwd, comm.allGather(2.0 * m.totalParams(), s.dp(), cross));
+        } else {
+            int slots = s.microBatches() + s.pp() - 1;
+            t = slots * fwd;
+            if (s.pp() > 1) {
+                t += slots * comm.send(tokensMb * m.hidden() * 2.0, crossPp);
+            }
+        }
+        return t + k.callOverhead();
+    }
+
+    enum GatherMode { NONE, ONCE, PER_STEP }
+
+    double generateSeconds(ModelSpec m, Workload w, ParallelStrategy s, double seqsPerReplica, boolean crossPp,
+                           DeviceMesh mesh, GatherMode gather) {
+        int mb = s.microBatches();
+        int pp = s.pp();
+        int tp = s.tp();
+        double b = seqsPerReplica / mb;
+        boolean cross = mesh.nodes(cluster.gpusPerNode()) > 1;
+        double gatherAll = gather == GatherMode.NONE ? 0 : comm.allGather(2.0 * m.totalParams(), s.dp(), cross);
+        double prefillTokens = b * w.promptLen();
+        double prefillStage = stageForward(m, prefillTokens, w.promptLen(), tp, pp, b);
+        double prefill = (mb + pp - 1) * prefillStage;
+        if (pp > 1) {
+            prefill += (mb + pp - 1) * comm.send(prefillTokens * m.hidden() * 2.0, crossPp);
+        }
+        if (gather == GatherMode.PER_STEP) {
+            prefill = Math.max(prefill, gatherAll);
+        }
+        int layers = MemoryModel.layersPerStage(m, pp);
+        int g = w.genLen();
+        int chunks = Math.min(16, Math.max(1, g));
+        double decode = 0;
+        double tpc = tp > 1 ? 2 * (comm.allReduce(b * m.hidden() * 2.0, tp, false) + k.decodeTpOverhead()) : 0;
+        for (int c = 0; c < chunks; c++) {
+            int from = (int) ((long) c * g / chunks);
+            int to = (int) ((long) (c + 1) * g / chunks);
+            if (to == from) {
+                continue;
+            }
+            double ctx = w.promptLen() + (from + to) / 2.0;
+            double stage = layers * (compute.layerDecode(m, b, ctx, tp) + tpc) + compute.headForward(m, b, tp);
+            double step = Math.max(mb, pp) * stage + k.decodeStepOverhead();
+            if (pp > 1) {
+                step += pp * comm.send(b * m.hidden() * 2.0, crossPp);
+            }
+            if (gather == GatherMode.PER_STEP) {
+                step = Math.max(step, gatherAll);
+            }
+            decode += (to - from) * step;
+        }
+        double once = gather == GatherMode.ONCE ? gatherAll : 0;
+        return once + prefill + decode + k.callOverhead();
+    }
+}

@@ -1,0 +1,62 @@
+package org.sparkrlhf.planner.cost;
+
+import org.sparkrlhf.planner.spec.ClusterSpec;
+
+/**
+ * Times of collectives and transfers. Ring algorithms move {@code 2(n-1)/n} (all-reduce) or
+ * {@code (n-1)/n} (all-gather, reduce-scatter) of the buffer through every member's link; a group that
+ * spans nodes is limited by each device's network interface (one NIC per GPU on the presets), a group
+ * inside a node by its NVLink share. Latency grows with the log of the group (NCCL's trees for small
+ * messages).
+ */
+public final class CommModel {
+    private final ClusterSpec cluster;
+    private final double eff;
+
+    public CommModel(ClusterSpec cluster, CostConstants k) {
+        this.cluster = cluster;
+        this.eff = k.networkEfficiency();
+    }
+
+    private double bandwidth(boolean crossNode) {
+        return (crossNode ? cluster.interNodeBandwidth() : cluster.intraNodeBandwidth()) * eff;
+    }
+
+    private double latency(boolean crossNode, int n) {
+        double a = crossNode ? cluster.interNodeLatency() : cluster.intraNodeLatency();
+        return a * (1 + Math.ceil(Math.log(n) / Math.log(2)));
+    }
+
+    /** All-reduce of a {@code bytes} buffer over {@code n} devices. */
+    public double allReduce(double bytes, int n, boolean crossNode) {
+        if (n <= 1) {
+            return 0;
+        }
+        return 2.0 * (n - 1) / n * bytes / bandwidth(crossNode) + latency(crossNode, n);
+    }
+
+    /** All-gather whose gathered (output) buffer is {@code bytes}; a reduce-scatter costs the same. */
+    public double allGather(double bytes, int n, boolean crossNode) {
+        if (n <= 1) {
+            return 0;
+        }
+        return (double) (n - 1) / n * bytes / bandwidth(crossNode) + latency(crossNode, n);
+    }
+
+    public double reduceScatter(double bytes, int n, boolean crossNode) {
+        return allGather(bytes, n, crossNode);
+    }
+
+    /** One point-to-point send. */
+    public double send(double bytes, boolean crossNode) {
+        return bytes / bandwidth(crossNode) + latency(crossNode, 1);
+    }
+
+    public double intraBandwidth() {
+        return bandwidth(false);
+    }
+
+    public double interBandwidth() {
+        return bandwidth(true);
+    }
+}

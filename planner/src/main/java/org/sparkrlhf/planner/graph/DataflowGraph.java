@@ -1,0 +1,196 @@
+package org.sparkrlhf.planner.graph;
+
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+
+/**
+ * An algorithm as data: its model function calls, in an order where every call comes after the calls
+ * producing its inputs. Edges follow keys: a call depends on the call that writes a key it reads; keys
+ * no call writes come from the dataset. Across iterations, the first call on a model role in iteration
+ * i+1 waits for the last call on that role in iteration i (the parameter version it must see).
+ */
+public final class DataflowGraph {
+    private final String algorithm;
+    private final List<ModelCall> calls;
+    private final int[][] deps;
+    private final List<String> datasetKeys;
+
+    public DataflowGraph(String algorithm, List<ModelCall> calls) {
+        this.algorithm = algorithm;
+        if (calls.isEmpty()) {
+            throw new IllegalArgumentException("algorithm " + algorithm + " has no model calls");
+        }
+        Map<String, Integer> byName = new HashMap<>();
+        Map<String, Integer> producer = new HashMap<>();
+        for (int i = 0; i < calls.size(); i++) {
+            ModelCall c = calls.get(i);
+            if (byName.put(c.name(), i) != null) {
+                throw new IllegalArgumentException("algorithm " + algorithm + ": two calls named " + c.name());
+            }
+            for (String k : c.outputKeys()) {
+                Integer prev = producer.put(k, i);
+                if (prev != null) {
+                    throw new IllegalArgumentException("algorithm " + algorithm + ": key '" + k + "' is written by both "
+                            + calls.get(prev).name() + " and " + c.name());
+                }
+            }
+        }
+        List<String> fromData = new ArrayList<>();
+        int[][] d = new int[calls.size()][];
+        for (int i = 0; i < calls.size(); i++) {
+            Set<Integer> mine = new LinkedHashSet<>();
+            for (String k : calls.get(i).inputKeys()) {
+                Integer p = producer.get(k);
+                if (p == null) {
+                    if (!fromData.contains(k)) {
+                        fromData.add(k);
+                    }
+                } else if (p == i) {
+                    throw new IllegalArgumentException("algorithm " + algorithm + ": call " + calls.get(i).name()
+                            + " reads its own output '" + k + "'");
+                } else {
+                    mine.add(p);
+                }
+            }
+            d[i] = mine.stream().mapToInt(Integer::intValue).toArray();
+        }
+        this.calls = List.copyOf(calls);
+        this.deps = d;
+        this.datasetKeys = List.copyOf(fromData);
+        this.order = computeOrder();
+    }
+
+    private final int[] order;
+
+    private int[] computeOrder() {
+        int n = calls.size();
+        int[] state = new int[n];
+        List<Integer> out = new ArrayList<>();
+        for (int i = 0; i < n; i++) {
+            visit(i, state, out);
+        }
+        return out.stream().mapToInt(Integer::intValue).toArray();
+    }
+
+    private void visit(int i, int[] state, List<Integer> out) {
+        if (state[i] == 2) {
+            return;
+        }
+        if (state[i] == 1) {
+            throw new IllegalArgumentException("algorithm " + algorithm + ": the calls form a cycle through "
+                    + calls.get(i).name());
+        }
+        state[i] = 1;
+        for (int p : deps[i]) {
+            visit(p, state, out);
+        }
+        state[i] = 2;
+        out.add(i);
+    }
+
+    public String algorithm() {
+        return algorithm;
+    }
+
+    public List<ModelCall> calls() {
+        return calls;
+    }
+
+    public int size() {
+        return calls.size();
+    }
+
+    public ModelCall call(int i) {
+        return calls.get(i);
+    }
+
+    public int indexOf(String name) {
+        for (int i = 0; i < calls.size(); i++) {
+            if (calls.get(i).name().equals(name)) {
+                return i;
+            }
+        }
+        throw new IllegalArgumentException("algorithm " + algorithm + " has no call named '" + name + "'");
+    }
+
+    /** Indices of the calls within the same iteration whose outputs call {@code i} reads. */
+    public int[] dependencies(int i) {
+        return deps[i].clone();
+    }
+
+    /** The keys the calls read that no call writes: they come from the dataset. */
+    public List<String> datasetKeys() {
+        return datasetKeys;
+    }
+
+    /** Call indices in an order where every call comes after the calls it depends on. */
+    public int[] topologicalOrder() {
+        return order.clone();
+    }
+
+    /** Model roles in order of first appearance. */
+    public List<String> roles() {
+        Set<String> r = new LinkedHashSet<>();
+        for (ModelCall c : calls) {
+            r.add(c.role());
+        }
+        return List.copyOf(r);
+    }
+
+    /** A role is trainable when some call trains it. */
+    public boolean isTrainable(String role) {
+        for (ModelCall c : calls) {
+            if (c.role().equals(role) && c.kind() == CallKind.TRAIN) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /** Calls on {@code role}, in topological order: the order in which they see its parameters. */
+    public List<Integer> callsOnRole(String role) {
+        List<Integer> r = new ArrayList<>();
+        for (int i : order) {
+            if (calls.get(i).role().equals(role)) {
+                r.add(i);
+            }
+        }
+        return r;
+    }
+
+    /**
+     * The call whose layout holds a role's parameters between iterations: its (first) TRAIN call for a
+     * trainable role, its first call otherwise. Any other call on the role whose layout differs gets the
+     * parameters by reallocation from this one.
+     */
+    public int homeCall(String role) {
+        List<Integer> on = callsOnRole(role);
+        for (int i : on) {
+            if (calls.get(i).kind() == CallKind.TRAIN) {
+                return i;
+            }
+        }
+        return on.get(0);
+    }
+
+    /** Per key, the index of the call that writes it. */
+    public Map<String, Integer> producers() {
+        Map<String, Integer> m = new LinkedHashMap<>();
+        for (int i = 0; i < calls.size(); i++) {
+            for (String k : calls.get(i).outputKeys()) {
+                m.put(k, i);
+            }
+        }
+        return m;
+    }
+
+    @Override
+    public String toString() {
+        return "DataflowGraph[" + algorithm + ", " + calls.size() + " calls]";
+    }
+}

@@ -1,0 +1,41 @@
+package org.sparkrlhf.planner.graph;
+
+import java.util.List;
+import java.util.Objects;
+
+/**
+ * One model function call of an RLHF iteration: the model role it runs on, what it does, the keys of
+ * the batch it reads and the keys it writes. Every call processes the iteration's whole batch of
+ * sequences; a TRAIN call splits it into {@code trainSteps} optimizer steps (PPO mini-batches).
+ */
+public record ModelCall(String name, String role, CallKind kind, List<String> inputKeys, List<String> outputKeys,
+                        int trainSteps) {
+    public ModelCall {
+        Objects.requireNonNull(name, "name");
+        Objects.requireNonNull(role, "role");
+        Objects.requireNonNull(kind, "kind");
+        inputKeys = List.copyOf(inputKeys);
+        outputKeys = List.copyOf(outputKeys);
+        if (name.isBlank() || role.isBlank()) {
+            throw new IllegalArgumentException("a model call needs a name and a role");
+        }
+        if (trainSteps < 1) {
+            throw new IllegalArgumentException("call " + name + ": trainSteps must be >= 1, got " + trainSteps);
+        }
+        if (kind != CallKind.TRAIN && trainSteps != 1) {
+            throw new IllegalArgumentException("call " + name + ": only TRAIN calls take several optimizer steps");
+        }
+    }
+
+    public static ModelCall generate(String name, String role, List<String> in, List<String> out) {
+        return new ModelCall(name, role, CallKind.GENERATE, in, out, 1);
+    }
+
+    public static ModelCall inference(String name, String role, List<String> in, List<String> out) {
+        return new ModelCall(name, role, CallKind.INFERENCE, in, out, 1);
+    }
+
+    public static ModelCall train(String name, String role, List<String> in, int steps) {
+        return new ModelCall(name, role, CallKind.TRAIN, in, List.of(), steps);
+    }
+}

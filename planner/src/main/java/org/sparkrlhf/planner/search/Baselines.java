@@ -1,0 +1,86 @@
+package org.sparkrlhf.planner.search;
+
+import org.sparkrlhf.planner.cost.CallEstimate;
+import org.sparkrlhf.planner.graph.ModelCall;
+import org.sparkrlhf.planner.mesh.DeviceMesh;
+import org.sparkrlhf.planner.mesh.ParallelStrategy;
+import org.sparkrlhf.planner.plan.Candidate;
+import org.sparkrlhf.planner.plan.PlanningProblem;
+import org.sparkrlhf.planner.sim.Simulator;
+import org.sparkrlhf.planner.spec.ClusterSpec;
+
+import java.util.List;
+
+/**
+ * The plans a user would pick without a planner.
+ * <ul>
+ *   <li>symmetric: every call on all devices with one Megatron layout, TP = the devices of a node (at most
+ *   8), PP = the number of nodes, DP = 1 (the heuristic plans of ReaL's paper);</li>
+ *   <li>colocated: every call on all devices, pure data parallel with ZeRO-3 sharding (DeepSpeed-Chat).</li>
+ * </ul>
+ * Micro-batches are derived as for any candidate. A baseline is absent (null) when its layout is not
+ * valid for a model or the plan does not fit in memory.
+ */
+public final class Baselines {
+    private Baselines() {
+    }
+
+    public static ParallelStrategy symmetricLayout(ClusterSpec cluster) {
+        int tp = Math.min(8, cluster.gpusPerNode());
+        int pp = cluster.nodes();
+        int dp = cluster.totalGpus() / (tp * pp);
+        return ParallelStrategy.of(dp, tp, pp, 1);
+    }
+
+    public static ParallelStrategy colocatedLayout(ClusterSpec cluster) {
+        return new ParallelStrategy(cluster.totalGpus(), 1, 1, 1, true);
+    }
+
+    public static Candidate[] symmetric(PlanningProblem problem, Simulator sim) {
+        return sameEverywhere(problem, sim, symmetricLayout(problem.cluster()));
+    }
+
+    public static Candidate[] colocated(PlanningProblem problem, Simulator sim) {
+        if (problem.cluster().totalGpus() == 1) {
+            return null;
+        }
+        return sameEverywhere(problem, sim, colocatedLayout(problem.cluster()));
+    }
+
+    /** Every call on all devices with {@code layout}: the fastest variants if they fit, else the smallest. */
+    public static Candidate[] sameEverywhere(PlanningProblem problem, Simulator sim, ParallelStrategy layout) {
+        DeviceMesh all = DeviceMesh.all(problem.cluster());
+        int n = problem.graph().size();
+        Candidate[] fast = new Candidate[n];
+        Candidate[] small = new Candidate[n];
+        for (int c = 0; c < n; c++) {
+            ModelCall call = problem.graph().call(c);
+            var model = problem.model(call.role());
+            if (layout.invalidReason(model, all, problem.cluster()) != null) {
+                return null;
+            }
+            List<CallEstimate> ests = problem.costModel().estimate(call, model, problem.workload(),
+                    problem.graph().isTrainable(call.role()), all, layout, problem.isHome(c));
+            if (ests.isEmpty()) {
+                return null;
+            }
+            CallEstimate f = ests.get(0);
+            CallEstimate s = ests.get(0);
+            for (CallEstimate e : ests) {
+                if (e.seconds() < f.seconds()) {
+                    f = e;
+                }
+                if (e.transientBytes() < s.transientBytes()) {
+                    s = e;
+                }
+            }
+            fast[c] = new Candidate(c, all, layout.withMicroBatches(f.microBatches()), f, -1);
+            small[c] = new Candidate(c, all, layout.withMicroBatches(s.microBatches()), s, -1);
+        }
+        double tf = sim.iterationSeconds(fast);
+        if (Double.isFinite(tf)) {
+            return fast;
+        }
+        return Double.isFinite(sim.iterationSeconds(small)) ? small : null;
+    }
+}

@@ -1,0 +1,290 @@
+package org.sparkrlhf.planner.sim;
+
+import org.sparkrlhf.planner.graph.DataflowGraph;
+import org.sparkrlhf.planner.graph.ModelCall;
+import org.sparkrlhf.planner.mesh.DeviceMesh;
+import org.sparkrlhf.planner.plan.Candidate;
+import org.sparkrlhf.planner.plan.PlanningProblem;
+
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+
+/**
+ * List scheduling of {@link #ITERATIONS} unrolled iterations; the iteration time is the steady-state
+ * period, (end of the last iteration - end of the first) / (iterations - 1), as a long run measures it
+ * (calls of one iteration may overlap with the next one's). Tasks are placed in order (iteration by
+ * iteration, calls in topological order, each call preceded by the reallocation of its parameters when
+ * its layout is not its role's home layout); a task starts when its inputs are ready (plus the time to
+ * move them when producer and consumer run on different devices) and when every device it uses is free,
+ * so calls on overlapping meshes wait for each other and calls on disjoint meshes overlap.
+ * <p>
+ * Dependencies: a call waits for the producers of its keys; the first call on a role in an iteration
+ * waits for the last call on that role in the previous one; a reallocation waits for the previous call
+ * on its role (it copies the current parameters) and holds the devices of both layouts.
+ * <p>
+ * Memory: a role's home state (training state of a trained role, weights of a frozen one) stays on its
+ * home mesh; each call adds its transient bytes, and a parameter copy when reallocated. A plan where
+ * some device would exceed the limit is infeasible.
+ */
+public final class Simulator {
+    public static final int ITERATIONS = 4;
+
+    private static final Set<String> PER_TOKEN_KEYS = Set.of("packed_input_ids", "packed_logprobs",
+            "packed_ref_logprobs", "values", "greedy_input_ids");
+    private static final Set<String> PER_TOKEN_BYTE_KEYS = Set.of("prompt_mask", "greedy_prompt_mask");
+
+    private final PlanningProblem problem;
+    private final DataflowGraph graph;
+    private final int n;
+    private final int[] topo;
+    private final int[][] deps;
+    private final double[][] depBytes;
+    private final int[] roleIndex;
+    private final int[] home;
+    private final int[] previousOnRole;
+    private final boolean[] firstOnRole;
+    private final int[] lastOnRole;
+    private final String[] roles;
+    private final double[] free;
+    private final double[] resident;
+    private final double memoryLimit;
+    private final Map<Long, Double> reallocMemo = new HashMap<>();
+    private final double interBw;
+    private final double interLatency;
+
+    public Simulator(PlanningProblem problem) {
+        this.problem = problem;
+        this.graph = problem.graph();
+        this.n = graph.size();
+        this.topo = graph.topologicalOrder();
+        this.roles = graph.roles().toArray(new String[0]);
+        this.roleIndex = new int[n];
+        this.home = new int[n];
+        this.previousOnRole = new int[n];
+        this.firstOnRole = new boolean[n];
+        this.lastOnRole = new int[roles.length];
+        for (int r = 0; r < roles.length; r++) {
+            List<Integer> on = graph.callsOnRole(roles[r]);
+            int h = graph.homeCall(roles[r]);
+            for (int k = 0; k < on.size(); k++) {
+                int c = on.get(k);
+                roleIndex[c] = r;
+                home[c] = h;
+                firstOnRole[c] = k == 0;
+                previousOnRole[c] = k == 0 ? -1 : on.get(k - 1);
+            }
+            lastOnRole[r] = on.get(on.size() - 1);
+        }
+        this.deps = new int[n][];
+        this.depBytes = new double[n][];
+        Map<String, Integer> producers = graph.producers();
+        long tokens = problem.workload().tokens();
+        long seqs = problem.workload().sequences();
+        for (int c = 0; c < n; c++) {
+            deps[c] = graph.dependencies(c);
+            depBytes[c] = new double[deps[c].length];
+            ModelCall call = graph.call(c);
+            for (String key : call.inputKeys()) {
+                Integer p = producers.get(key);
+                if (p == null) {
+                    continue;
+                }
+                for (int j = 0; j < deps[c].length; j++) {
+                    if (deps[c][j] == p) {
+                        depBytes[c][j] += keyBytes(key, tokens, seqs);
+                    }
+                }
+            }
+        }
+        this.free = new double[problem.cluster().totalGpus()];
+        this.resident = new double[problem.cluster().totalGpus()];
+        this.memoryLimit = problem.costModel().memoryLimit();
+        this.interBw = problem.costModel().comm().interBandwidth();
+        this.interLatency = problem.cluster().interNodeLatency();
+    }
+
+    static double keyBytes(String key, long tokens, long seqs) {
+        if (PER_TOKEN_KEYS.contains(key)) {
+            return 4.0 * tokens;
+        }
+        if (PER_TOKEN_BYTE_KEYS.contains(key)) {
+            return tokens;
+        }
+        return 4.0 * seqs;
+    }
+
+    public PlanningProblem problem() {
+        return problem;
+    }
+
+    /** Whether call {@code c} runs on a layout other than its role's home one (and needs a reallocation). */
+    private boolean needsRealloc(Candidate[] a, int c) {
+        int h = home[c];
+        if (h == c) {
+            return false;
+        }
+        return !(a[c].mesh().equals(a[h].mesh()) && a[c].strategy().sameLayout(a[h].strategy()));
+    }
+
+    private double realloc(Candidate[] a, int c) {
+        Candidate src = a[home[c]];
+        Candidate dst = a[c];
+        int r = roleIndex[c];
+        if (src.id() >= 0 && dst.id() >= 0) {
+            long key = ((long) r << 50) ^ ((long) src.id() << 25) ^ dst.id();
+            Double v = reallocMemo.get(key);
+            if (v == null) {
+                v = problem.reallocSeconds(roles[r], src.mesh(), src.strategy(), dst.mesh(), dst.strategy());
+                reallocMemo.put(key, v);
+            }
+            return v;
+        }
+        return problem.reallocSeconds(roles[r], src.mesh(), src.strategy(), dst.mesh(), dst.strategy());
+    }
+
+    /** Iteration seconds of the assignment (one candidate per call), or +infinity if it does not fit. */
+    public double iterationSeconds(Candidate[] a) {
+        if (memoryViolation(a, null) != null) {
+            return Double.POSITIVE_INFINITY;
+        }
+        return schedule(a, null);
+    }
+
+    /** The full simulation with per-call figures and the timeline. */
+    public SimResult simulate(Candidate[] a) {
+        double[] mem = new double[n];
+        String why = memoryViolation(a, mem);
+        double[] secs = new double[n];
+        double[] re = new double[n];
+        for (int c = 0; c < n; c++) {
+            secs[c] = a[c].estimate().seconds();
+            re[c] = needsRealloc(a, c) ? realloc(a, c) : 0;
+        }
+        List<TimelineEvent> events = new ArrayList<>();
+        double t = schedule(a, events);
+        return new SimResult(why == null ? t : Double.POSITIVE_INFINITY, secs, mem, re, events, why);
+    }
+
+    /**
+     * Meshes are aligned powers of two inside a node or whole nodes, so every mesh of an assignment is a
+     * union of blocks of the smallest mesh's size; the simulation tracks blocks instead of devices.
+     */
+    private int blockSize(Candidate[] a) {
+        int b = Integer.MAX_VALUE;
+        for (Candidate c : a) {
+            b = Math.min(b, c.mesh().size());
+        }
+        for (Candidate c : a) {
+            while (c.mesh().first() % b != 0 || c.mesh().size() % b != 0) {
+                b /= 2;
+            }
+        }
+        return Math.max(1, b);
+    }
+
+    private String memoryViolation(Candidate[] a, double[] peakOut) {
+        int bs = blockSize(a);
+        java.util.Arrays.fill(resident, 0);
+        for (int c = 0; c < n; c++) {
+            if (home[c] == c) {
+                DeviceMesh m = a[c].mesh();
+                double b = a[c].estimate().homeStateBytes();
+                for (int g = m.first() / bs; g < m.end() / bs; g++) {
+                    resident[g] += b;
+                }
+            }
+        }
+        String why = null;
+        for (int c = 0; c < n; c++) {
+            double need = a[c].estimate().transientBytes() + (needsRealloc(a, c) ? a[c].estimate().weightCopyBytes() : 0);
+            DeviceMesh m = a[c].mesh();
+            double peak = 0;
+            for (int g = m.first() / bs; g < m.end() / bs; g++) {
+                peak = Math.max(peak, resident[g] + need);
+            }
+            if (peakOut != null) {
+                peakOut[c] = peak;
+            }
+            if (peak > memoryLimit && why == null) {
+                why = String.format("%s on devices %s needs %.1f GiB per device, more than the %.1f GiB allowed",
+                        graph.call(c).name(), m.label(), peak / (1L << 30), memoryLimit / (1L << 30));
+                if (peakOut == null) {
+                    return why;
+                }
+            }
+        }
+        return why;
+    }
+
+    private double schedule(Candidate[] a, List<TimelineEvent> events) {
+        block = blockSize(a);
+        java.util.Arrays.fill(free, 0);
+        double[] end = new double[n];
+        double[] prevEnd = new double[n];
+        double firstIterationEnd = 0;
+        double makespan = 0;
+        for (int it = 0; it < ITERATIONS; it++) {
+            if (it == 1) {
+                firstIterationEnd = makespan;
+            }
+            System.arraycopy(end, 0, prevEnd, 0, n);
+            for (int c : topo) {
+                int r = roleIndex[c];
+                double paramReady = firstOnRole[c] ? (it == 0 ? 0 : prevEnd[lastOnRole[r]]) : end[previousOnRole[c]];
+                DeviceMesh m = a[c].mesh();
+                double ready = paramReady;
+                if (needsRealloc(a, c)) {
+                    DeviceMesh hm = a[home[c]].mesh();
+                    double dur = realloc(a, c);
+                    double start = Math.max(paramReady, Math.max(busy(hm), busy(m)));
+                    double fin = start + dur;
+                    occupy(hm, fin);
+                    occupy(m, fin);
+                    ready = Math.max(ready, fin);
+                    makespan = Math.max(makespan, fin);
+                    if (events != null) {
+                        events.add(new TimelineEvent("realloc " + roles[r] + " -> " + graph.call(c).name(), true, it,
+                                hm.equals(m) ? List.of(m) : List.of(hm, m), start, fin));
+                    }
+                }
+                for (int j = 0; j < deps[c].length; j++) {
+                    int p = deps[c][j];
+                    double arrive = end[p];
+                    if (!a[p].mesh().equals(m)) {
+                        arrive += depBytes[c][j] / interBw + interLatency;
+                    }
+                    ready = Math.max(ready, arrive);
+                }
+                double start = Math.max(ready, busy(m));
+                double fin = start + a[c].estimate().seconds();
+                occupy(m, fin);
+                end[c] = fin;
+                makespan = Math.max(makespan, fin);
+                if (events != null) {
+                    events.add(new TimelineEvent(graph.call(c).name(), false, it, List.of(m), start, fin));
+                }
+            }
+        }
+        // the steady-state period: iterations after the first, whose start-up has no overlap to exploit
+        return (makespan - firstIterationEnd) / (ITERATIONS - 1);
+    }
+
+    private int block = 1;
+
+    private double busy(DeviceMesh m) {
+        double t = 0;
+        for (int g = m.first() / block; g < m.end() / block; g++) {
+            t = Math.max(t, free[g]);
+        }
+        return t;
+    }
+
+    private void occupy(DeviceMesh m, double until) {
+        for (int g = m.first() / block; g < m.end() / block; g++) {
+            free[g] = until;
+        }
+    }
+}

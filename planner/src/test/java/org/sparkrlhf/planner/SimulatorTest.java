@@ -1,0 +1,110 @@
+package org.sparkrlhf.planner;
+
+import org.junit.jupiter.api.Test;
+import org.sparkrlhf.planner.cost.CallEstimate;
+import org.sparkrlhf.planner.cost.CostConstants;
+import org.sparkrlhf.planner.cost.ProfileTable;
+import org.sparkrlhf.planner.graph.DataflowGraph;
+import org.sparkrlhf.planner.graph.ModelCall;
+import org.sparkrlhf.planner.mesh.DeviceMesh;
+import org.sparkrlhf.planner.mesh.ParallelStrategy;
+import org.sparkrlhf.planner.plan.Candidate;
+import org.sparkrlhf.planner.plan.PlanningProblem;
+import org.sparkrlhf.planner.sim.SimResult;
+import org.sparkrlhf.planner.sim.Simulator;
+import org.sparkrlhf.planner.sim.TimelineEvent;
+import org.sparkrlhf.planner.spec.ClusterSpec;
+import org.sparkrlhf.planner.spec.ModelSpec;
+import org.sparkrlhf.planner.spec.Workload;
+
+import java.util.List;
+import java.util.Map;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/** The list scheduler on hand-made durations, where the expected timeline can be worked out by hand. */
+class SimulatorTest {
+    private static final ModelSpec TINY = ModelSpec.llama("tiny", 2, 64, 128, 4, 4, 100);
+    private static final ParallelStrategy DP4 = ParallelStrategy.of(4, 1, 1, 1);
+    private static final ParallelStrategy DP2 = ParallelStrategy.of(2, 1, 1, 1);
+
+    /** gen (role x) -> score (role y) -> train (role x); gen and train share their layout. */
+    private static PlanningProblem problem() {
+        DataflowGraph g = new DataflowGraph("t", List.of(
+                ModelCall.generate("gen", "x", List.of("p"), List.of("packed_input_ids")),
+                ModelCall.inference("score", "y", List.of("packed_input_ids"), List.of("rewards")),
+                ModelCall.train("train", "x", List.of("packed_input_ids", "rewards"), 1)));
+        return new PlanningProblem(g, Map.of("x", TINY, "y", TINY), ClusterSpec.h100(1, 4), new Workload(8, 8, 64),
+                CostConstants.calibrated(), ProfileTable.empty());
+    }
+
+    private static Candidate cand(int call, int first, int size, ParallelStrategy s, double seconds, double bytes) {
+        return new Candidate(call, new DeviceMesh(first, size), s, new CallEstimate(seconds, 1, false, bytes, 0, 0), -1);
+    }
+
+    @Test
+    void sharedDevicesSerialiseAndIterationsChain() {
+        PlanningProblem p = problem();
+        Candidate[] a = {cand(0, 0, 4, DP4, 1, 0), cand(1, 0, 4, DP4, 2, 0), cand(2, 0, 4, DP4, 3, 0)};
+        SimResult r = new Simulator(p).simulate(a);
+        assertTrue(r.feasible());
+        // every iteration: gen 1 s, score 2 s, train 3 s, one after the other; the next gen waits for train
+        assertEquals(6.0, r.iterationSeconds(), 1e-12);
+        List<TimelineEvent> t = r.timeline();
+        assertEquals(3 * Simulator.ITERATIONS, t.size());
+        assertEquals(0.0, t.get(0).start(), 1e-12);
+        assertEquals(1.0, t.get(1).start(), 1e-12);
+        assertEquals(3.0, t.get(2).start(), 1e-12);
+        assertEquals(6.0, t.get(3).start(), 1e-12);
+        assertEquals(0.0, r.reallocSeconds()[1], 0);
+    }
+
+    @Test
+    void disjointMeshesOverlapAcrossIterations() {
+        PlanningProblem p = problem();
+        // score on devices 2-3 and gen/train on 0-1: score(i) overlaps nothing of its own iteration, but the
+        // data it reads moves between meshes; train waits for it
+        Candidate[] a = {cand(0, 0, 2, DP2, 1, 0), cand(1, 2, 2, DP2, 2, 0), cand(2, 0, 2, DP2, 3, 0)};
+        SimResult r = new Simulator(p).simulate(a);
+        List<TimelineEvent> t = r.timeline();
+        double there = t.get(1).start() - t.get(0).end();
+        double back = t.get(2).start() - t.get(1).end();
+        assertTrue(there > 0 && there < 1e-3 && back > 0 && back < there, "data transfers " + there + ", " + back);
+        assertEquals(6.0 + there + back, r.iterationSeconds(), 1e-9);
+
+        // a role y call that takes long: gen of the next iteration does not wait for it
+        Candidate[] b = {cand(0, 0, 2, DP2, 1, 0), cand(1, 2, 2, DP2, 2, 0), cand(2, 0, 2, DP2, 0.5, 0)};
+        SimResult rb = new Simulator(p).simulate(b);
+        TimelineEvent gen2 = rb.timeline().get(3);
+        TimelineEvent train1 = rb.timeline().get(2);
+        assertEquals("gen", gen2.label());
+        assertEquals(train1.end(), gen2.start(), 1e-12);
+    }
+
+    @Test
+    void aCallOffItsHomeLayoutIsReallocatedFirst() {
+        PlanningProblem p = problem();
+        Candidate[] a = {cand(0, 0, 4, ParallelStrategy.of(1, 4, 1, 1), 1, 0), cand(1, 0, 4, DP4, 2, 0),
+                cand(2, 0, 4, DP4, 3, 0)};
+        SimResult r = new Simulator(p).simulate(a);
+        assertTrue(r.reallocSeconds()[0] > 0);
+        TimelineEvent first = r.timeline().get(0);
+        assertTrue(first.reallocation());
+        assertEquals(first.end(), r.timeline().get(1).start(), 1e-12);
+        assertEquals(6.0 + r.reallocSeconds()[0], r.iterationSeconds(), 1e-9);
+    }
+
+    @Test
+    void aPlanThatDoesNotFitIsInfeasibleAndSaysWhere() {
+        PlanningProblem p = problem();
+        double tooMuch = p.costModel().memoryLimit() + 1;
+        Candidate[] a = {cand(0, 0, 4, DP4, 1, 0), cand(1, 0, 2, DP2, 2, tooMuch), cand(2, 0, 4, DP4, 3, 0)};
+        Simulator sim = new Simulator(p);
+        assertEquals(Double.POSITIVE_INFINITY, sim.iterationSeconds(a));
+        SimResult r = sim.simulate(a);
+        assertFalse(r.feasible());
+        assertTrue(r.infeasibleReason().contains("score") && r.infeasibleReason().contains("0-1"), r.infeasibleReason());
+    }
+}
