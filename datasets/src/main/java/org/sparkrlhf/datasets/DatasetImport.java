@@ -18,7 +18,7 @@ public final class DatasetImport {
     }
 
     public static void main(String[] args) {
-        SparkSession spark = SparkSession.active();
+        SparkSession spark = SparkSession.builder().appName("spark-rlhf dataset import").getOrCreate();
         ValidationReport report = run(spark, args);
         System.out.println(report.summary());
     }

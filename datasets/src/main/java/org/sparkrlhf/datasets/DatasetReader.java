@@ -71,7 +71,7 @@ public final class DatasetReader {
                 .agg(min(MID).as("_first"), count(lit(1)).as("_n"))
                 .withColumn("_before", coalesce(sum("_n").over(earlierSplits), lit(0L)));
         List<Row> rows = located.filter(not(col(BLANK)).and(size(col(ERRORS)).gt(0)))
-                .join(splits, scala.jdk.javaapi.CollectionConverters.asScala(List.of(FILE, BLOCK)).toSeq())
+                .join(splits, new String[]{FILE, BLOCK})
                 .select(col(FILE), col("_before").plus(col(MID)).minus(col("_first")).as("_pos"), col(ERRORS))
                 .orderBy(FILE, "_pos")
                 .limit(n)

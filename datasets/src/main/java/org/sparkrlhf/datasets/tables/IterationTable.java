@@ -6,12 +6,14 @@ import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.Row;
 import org.apache.spark.sql.SparkSession;
 import org.apache.spark.sql.delta.DeltaLog;
+import org.apache.spark.storage.StorageLevel;
 import org.apache.spark.sql.types.StructField;
 import org.apache.spark.sql.types.StructType;
 import scala.Option;
 
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 import java.util.Objects;
 import java.util.OptionalLong;
 
@@ -123,51 +125,54 @@ public final class IterationTable<T> {
         OptionalLong last = lastWrittenIteration(runId);
         if (last.isPresent() && last.getAsLong() >= iteration) return AppendResult.ALREADY_WRITTEN;
 
-        Dataset<Row> complete = complete(runId, iteration, rows);
-        List<Row> bad = complete.filter(size(layout.problems()).gt(0))
-                .select(layout.rowLabel(), layout.problems())
-                .limit(REPORTED_ROWS)
-                .collectAsList();
-        if (!bad.isEmpty()) {
-            StringBuilder b = new StringBuilder(path + " (" + layout.name() + "), run " + runId + ", iteration "
-                    + iteration + ": bad rows, nothing written:");
-            for (Row r : bad) b.append("\n  ").append(r.getString(0)).append(": ").append(String.join("; ", r.<String>getList(1)));
-            throw new IllegalArgumentException(b.toString());
+        // Cached: the check and the write read the rows once, even when they are an expensive stage's output.
+        Dataset<Row> complete = complete(runId, iteration, rows).persist(StorageLevel.MEMORY_AND_DISK());
+        try {
+            List<Row> bad = complete.filter(size(layout.problems()).gt(0))
+                    .select(layout.rowLabel(), layout.problems())
+                    .limit(REPORTED_ROWS)
+                    .collectAsList();
+            if (!bad.isEmpty()) {
+                StringBuilder b = new StringBuilder(path + " (" + layout.name() + "), run " + runId + ", iteration "
+                        + iteration + ": bad rows, nothing written:");
+                for (Row r : bad) b.append("\n  ").append(r.getString(0)).append(": ").append(String.join("; ", r.<String>getList(1)));
+                throw new IllegalArgumentException(b.toString());
+            }
+            complete.write().format("delta").mode("append")
+                    .option("txnAppId", appId(runId))
+                    .option("txnVersion", iteration)
+                    .save(path);
+        } finally {
+            complete.unpersist();
         }
-        complete.write().format("delta").mode("append")
-                .option("txnAppId", appId(runId))
-                .option("txnVersion", iteration)
-                .save(path);
         return AppendResult.WRITTEN;
     }
 
-    /** The input rows with the run id, iteration and derived columns, in the table's column order. */
+    /**
+     * The input rows with the run id, iteration and derived columns, in the table's column order.
+     * Two selects: the derived columns read the input columns as the first select made them.
+     */
     private Dataset<Row> complete(String runId, long iteration, Dataset<Row> rows) {
-        StructType given = rows.schema();
         List<String> problems = new ArrayList<>();
-        List<Column> columns = new ArrayList<>();
-        columns.add(lit(runId).as("run_id"));
-        columns.add(lit(iteration).as("iteration"));
+        List<Column> input = new ArrayList<>(List.of(lit(runId).as("run_id"), lit(iteration).as("iteration")));
         for (StructField f : layout.inputSchema().fields()) {
-            StructField g = find(given, f.name());
-            if (g == null) {
-                columns.add(lit(null).cast(f.dataType()).as(f.name()));
-            } else if (!Schemas.sameType(g.dataType(), f.dataType())) {
-                problems.add(f.name() + " has type " + g.dataType().simpleString() + "; expected " + f.dataType().simpleString());
+            StructField given = find(rows.schema(), f.name());
+            if (given == null) {
+                input.add(lit(null).cast(f.dataType()).as(f.name()));
+            } else if (Schemas.sameType(given.dataType(), f.dataType())) {
+                input.add(col("`" + f.name() + "`").cast(f.dataType()).as(f.name()));
             } else {
-                columns.add(col("`" + f.name() + "`").cast(f.dataType()).as(f.name()));
+                problems.add(f.name() + " has type " + given.dataType().simpleString() + "; expected " + f.dataType().simpleString());
             }
         }
         if (!problems.isEmpty()) {
             throw new IllegalArgumentException(path + " (" + layout.name() + "): rows for run " + runId + ", iteration "
                     + iteration + " have the wrong columns: " + String.join("; ", problems));
         }
-        Dataset<Row> withInput = rows.select(columns.toArray(new Column[0]));
+        Map<String, Column> derived = layout.derivedColumns();
         List<Column> all = new ArrayList<>();
-        for (String n : withInput.columns()) all.add(col(n));
-        all.addAll(layout.derivedColumns());
-        Dataset<Row> out = withInput.select(all.toArray(new Column[0]));
-        return out.select(java.util.Arrays.stream(layout.schema().fieldNames()).map(n -> col(n)).toArray(Column[]::new));
+        for (String n : layout.schema().fieldNames()) all.add(derived.containsKey(n) ? derived.get(n).as(n) : col(n));
+        return rows.select(input.toArray(new Column[0])).select(all.toArray(new Column[0]));
     }
 
     /** All rows of the table. */

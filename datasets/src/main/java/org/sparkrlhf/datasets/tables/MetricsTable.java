@@ -7,6 +7,7 @@ import org.apache.spark.sql.types.DataTypes;
 import org.apache.spark.sql.types.StructType;
 
 import java.util.List;
+import java.util.Map;
 import java.util.Set;
 
 import static org.apache.spark.sql.functions.*;
@@ -42,8 +43,8 @@ public final class MetricsTable implements TableLayout<MetricRow> {
     }
 
     @Override
-    public List<Column> derivedColumns() {
-        return List.of();
+    public Map<String, Column> derivedColumns() {
+        return Map.of();
     }
 
     @Override

@@ -8,6 +8,7 @@ import org.apache.spark.sql.types.StructType;
 
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 import java.util.Set;
 
 import static org.apache.spark.sql.functions.*;
@@ -50,8 +51,8 @@ public final class PlansTable implements TableLayout<PlanRow> {
     }
 
     @Override
-    public List<Column> derivedColumns() {
-        return List.of();
+    public Map<String, Column> derivedColumns() {
+        return Map.of();
     }
 
     @Override

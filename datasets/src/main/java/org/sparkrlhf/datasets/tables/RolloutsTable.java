@@ -8,6 +8,7 @@ import org.apache.spark.sql.types.StructType;
 
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 import java.util.Set;
 
 import static org.apache.spark.sql.functions.*;
@@ -66,10 +67,10 @@ public final class RolloutsTable implements TableLayout<RolloutRow> {
     }
 
     @Override
-    public List<Column> derivedColumns() {
-        return List.of(size(col("prompt_tokens")).as("prompt_length"),
-                size(col("response_tokens")).as("response_length"),
-                current_timestamp().as("written_at"));
+    public Map<String, Column> derivedColumns() {
+        return Map.of("prompt_length", size(col("prompt_tokens")),
+                "response_length", size(col("response_tokens")),
+                "written_at", current_timestamp());
     }
 
     @Override

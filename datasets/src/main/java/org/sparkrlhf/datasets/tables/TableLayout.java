@@ -4,7 +4,7 @@ import org.apache.spark.sql.Column;
 import org.apache.spark.sql.Row;
 import org.apache.spark.sql.types.StructType;
 
-import java.util.List;
+import java.util.Map;
 
 /**
  * What one of the Delta tables holds. A caller gives the rows of one iteration in the
@@ -23,8 +23,8 @@ public interface TableLayout<T> {
     /** The columns a caller gives for one iteration's rows. */
     StructType inputSchema();
 
-    /** Columns computed from the input columns, by name, in the order they appear in the schema. */
-    List<Column> derivedColumns();
+    /** Columns computed from the input columns, by name. */
+    Map<String, Column> derivedColumns();
 
     /** A row of the input schema. */
     Row toInputRow(T record);
