@@ -19,7 +19,7 @@ import java.util.List;
  *   the share, each value scored by the planner's own searched plans (a fixed number of search steps).</li>
  * </ol>
  * Prints the fitted constants and the per-setup fit. {@link CostConstants#calibrated()} holds the values
- * of a run of this program. Usage: {@code EstimatorCalibration [heuristic|split] [steps]}.
+ * of a run of this program. Usage: {@code EstimatorCalibration [heuristic | split [steps [share,share,...]]]}.
  */
 public final class EstimatorCalibration {
     private EstimatorCalibration() {
@@ -51,7 +51,10 @@ public final class EstimatorCalibration {
     public static void main(String[] args) {
         String stage = args.length > 0 ? args[0] : "heuristic";
         if (stage.equals("split")) {
-            fitSplit(args.length > 1 ? Long.parseLong(args[1]) : 20000);
+            double[] shares = args.length > 2
+                    ? java.util.Arrays.stream(args[2].split(",")).mapToDouble(Double::parseDouble).toArray()
+                    : new double[]{0.0, 0.2, 0.4, 0.5, 0.55, 0.6, 0.65, 0.7, 0.8, 0.95};
+            fitSplit(args.length > 1 ? Long.parseLong(args[1]) : 20000, shares);
             return;
         }
         List<PublishedReal.Point> pts = PublishedReal.points();
@@ -101,22 +104,25 @@ public final class EstimatorCalibration {
         return o.plan() == null ? Double.POSITIVE_INFINITY : o.result().iterationSeconds();
     }
 
-    static void fitSplit(long steps) {
+    static void fitSplit(long steps, double[] shares) {
         List<PublishedReal.Point> pts = PublishedReal.points();
         CostConstants base = CostConstants.calibrated();
         double bestShare = Double.NaN;
         double bestLoss = Double.POSITIVE_INFINITY;
-        for (double share : new double[]{0.0, 0.2, 0.4, 0.5, 0.55, 0.6, 0.65, 0.7, 0.8, 0.95}) {
+        for (double share : shares) {
             CostConstants k = base.withDecodeTpShare(share);
             double sum = 0;
+            double bias = 0;
             for (PublishedReal.Point pt : pts) {
                 PpoSetup s = PpoSetup.of(pt);
                 double published = s.flops() / 1e15 / pt.realPflops();
                 double d = Math.log(searchedSeconds(s, k, steps) / published);
                 sum += d * d;
+                bias += d;
             }
             double rms = Math.sqrt(sum / pts.size());
-            System.out.printf("decode tp share %.2f: rms log error of searched plans vs ReaL %.4f%n", share, rms);
+            System.out.printf("decode tp share %.2f: rms log error of searched plans vs ReaL %.4f (mean log error %+.4f)%n",
+                    share, rms, bias / pts.size());
             if (rms < bestLoss) {
                 bestLoss = rms;
                 bestShare = share;

@@ -226,21 +226,29 @@ public final class PlanCommand {
                 cl.gpu().name(), cl.gpu().memoryBytes() / (double) GpuSpec.GIB, models);
         out.printf(Locale.ROOT, "batch: %d sequences of %d prompt + %d generated tokens%n", w.sequences(), w.promptLen(),
                 w.genLen());
-        out.printf(Locale.ROOT, "%-18s %-9s %-12s %4s %10s %14s %10s%n", "call", "GPUs", "dp/tp/pp", "mb", "est. s",
-                "mem/GPU GiB", "realloc s");
+        out.printf(Locale.ROOT, "%-18s %-9s %-12s %4s %10s %12s %10s%n", "call", "GPUs", "dp/tp/pp", "mb", "est. s",
+                "mem/GPU", "realloc s");
         for (int c = 0; c < plan.length; c++) {
             Candidate x = plan[c];
-            out.printf(Locale.ROOT, "%-18s %-9s %-12s %4d %10.2f %14.1f %10.2f%n", p.graph().call(c).name(),
+            out.printf(Locale.ROOT, "%-18s %-9s %-12s %4d %10.2f %12s %10.2f%n", p.graph().call(c).name(),
                     x.mesh().label(), x.strategy().label(), x.strategy().microBatches(), r.callSeconds()[c],
-                    r.callMemoryBytes()[c] / GpuSpec.GIB, r.reallocSeconds()[c]);
+                    bytes(r.callMemoryBytes()[c]), r.reallocSeconds()[c]);
         }
         out.printf(Locale.ROOT, "iteration: %s (%s)%n", seconds(r.iterationSeconds()), how);
         out.printf(Locale.ROOT, "baselines: symmetric %s, colocated %s%n", seconds(symmetric), seconds(colocated));
         if (p.graph().algorithm().equals("ppo") && Double.isFinite(r.iterationSeconds())) {
             double f = FlopCounter.ppoIteration(p.model("actor"), p.model("critic"), p.model("ref"), p.model("reward"),
                     w.sequences(), w.promptLen(), w.genLen());
-            out.printf(Locale.ROOT, "throughput: %.3f PFLOP/s (ReaL's FLOP count)%n", f / r.iterationSeconds() / 1e15);
+            double rate = f / r.iterationSeconds();
+            out.printf(Locale.ROOT, "throughput: %s (ReaL's FLOP count)%n", rate >= 1e14
+                    ? String.format(Locale.ROOT, "%.3f PFLOP/s", rate / 1e15)
+                    : String.format(Locale.ROOT, "%.3g GFLOP/s", rate / 1e9));
         }
+    }
+
+    private static String bytes(double b) {
+        return b >= GpuSpec.GIB ? String.format(Locale.ROOT, "%.1f GiB", b / GpuSpec.GIB)
+                : String.format(Locale.ROOT, "%.1f MiB", b / (1 << 20));
     }
 
     private static String seconds(Double s) {

@@ -51,7 +51,7 @@ public record CostConstants(double gemmEfficiency, double attentionEfficiency, d
 
     /** The constants fitted to ReaL's published heuristic-plan measurements (see the class comment). */
     public static CostConstants calibrated() {
-        return new CostConstants(0.1375, 0.35, 0.7, 0.8, 24, 1.219e-3, 1.988e-4, 3.990e-4, 2.993e-4, 6.911e-3, 0.5144,
+        return new CostConstants(0.1375, 0.35, 0.7, 0.8, 24, 1.219e-3, 1.988e-4, 4.988e-4, 2.494e-4, 6.911e-3, 0.5144,
                 0.05, 0.92);
     }
 

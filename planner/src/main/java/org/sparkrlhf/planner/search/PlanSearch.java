@@ -102,17 +102,16 @@ public final class PlanSearch {
             }
             System.arraycopy(curA, 0, next, 0, n);
             next[c] = space.candidate(c, prop);
-            double t = sim.iterationSeconds(next);
-            boolean accept;
-            if (t <= curT) {
-                accept = true;
-            } else if (!Double.isFinite(t)) {
-                accept = false;
-            } else if (!Double.isFinite(curT)) {
-                accept = true;
-            } else {
-                accept = rnd.nextDouble() < Math.exp(-(t - curT) / (temperature * curT));
+            // Metropolis with the threshold drawn first: accept iff t <= curT (1 - temperature ln u), which
+            // is accepting a slower state with probability exp(-(t - curT) / (temperature curT)); a proposal
+            // over the threshold even with its new reallocations at their floor is rejected without costing them
+            double threshold = Double.isFinite(curT)
+                    ? curT * (1 - temperature * Math.log(1 - rnd.nextDouble())) : Double.MAX_VALUE;
+            double t = sim.optimisticIterationSeconds(next);
+            if (t <= threshold && sim.lastWasUnderestimated()) {
+                t = sim.iterationSeconds(next);
             }
+            boolean accept = t <= threshold;
             if (accept) {
                 cur[c] = prop;
                 curA[c] = next[c];

@@ -104,6 +104,7 @@ public final class Simulator {
         this.memoryLimit = problem.costModel().memoryLimit();
         this.interBw = problem.costModel().comm().interBandwidth();
         this.interLatency = problem.cluster().interNodeLatency();
+        this.reallocFloor = problem.costModel().constants().reallocOverhead();
     }
 
     static double keyBytes(String key, long tokens, long seqs) {
@@ -136,6 +137,10 @@ public final class Simulator {
         if (src.id() >= 0 && dst.id() >= 0) {
             long key = ((long) r << 50) ^ ((long) src.id() << 25) ^ dst.id();
             Double v = reallocMemo.get(key);
+            if (v == null && lowerBound) {
+                underestimated = true;
+                return reallocFloor;
+            }
             if (v == null) {
                 v = problem.reallocSeconds(roles[r], src.mesh(), src.strategy(), dst.mesh(), dst.strategy());
                 reallocMemo.put(key, v);
@@ -151,6 +156,31 @@ public final class Simulator {
             return Double.POSITIVE_INFINITY;
         }
         return schedule(a, null);
+    }
+
+    private boolean lowerBound;
+    private final double reallocFloor;
+
+    /**
+     * Like {@link #iterationSeconds}, but a reallocation not costed yet counts as its fixed overhead only
+     * (a lower bound of it): cheap, and, list scheduling being monotone in durations, a figure the exact
+     * one rarely undercuts. The search uses it to reject a proposal before costing its reallocations.
+     */
+    public double optimisticIterationSeconds(Candidate[] a) {
+        lowerBound = true;
+        underestimated = false;
+        try {
+            return iterationSeconds(a);
+        } finally {
+            lowerBound = false;
+        }
+    }
+
+    private boolean underestimated;
+
+    /** Whether the last {@link #optimisticIterationSeconds} used a floor (else it was exact). */
+    public boolean lastWasUnderestimated() {
+        return underestimated;
     }
 
     /** The full simulation with per-call figures and the timeline. */
