@@ -37,7 +37,7 @@ class GrpoTrainingTest {
     Path dir;
 
     @Test
-    @Timeout(value = 300, unit = TimeUnit.SECONDS)
+    @Timeout(value = 480, unit = TimeUnit.SECONDS)
     void writesRolloutsAndMetricsOncePerIteration() throws Exception {
         StringBuilder jsonl = new StringBuilder();
         for (int a = 1; a <= 3; a++) {
