@@ -22,6 +22,7 @@ import org.sparkrlhf.jobs.calls.GenerateCall;
 import org.sparkrlhf.jobs.calls.GrpoTrainCall;
 import org.sparkrlhf.jobs.calls.ModelSource;
 import org.sparkrlhf.jobs.calls.RefLogprobsCall;
+import org.sparkrlhf.jobs.calls.ReleaseModelsCall;
 import org.sparkrlhf.jobs.checkpoint.RunCheckpoints;
 import org.sparkrlhf.jobs.checkpoint.RunState;
 import org.sparkrlhf.jobs.config.Algorithm;
@@ -57,8 +58,9 @@ import java.util.Map;
  * </ol>
  * Every call is a barrier stage with one data-parallel rank per device; a rank's prompts keep
  * all their samples on that rank. Every {@code data.eval_every} iterations, when
- * {@code data.eval_size > 0}, the held-out prompts are answered greedily and their mean reward is
- * logged as {@code eval/reward_mean}.
+ * {@code data.eval_size > 0} (and after the last iteration), the held-out prompts are answered
+ * greedily and their mean reward is logged as {@code eval/reward_mean}. At the end the actor goes
+ * to {@code <output>/final} and the run's replicas leave the executors' model stores.
  */
 public final class GrpoTraining {
     private static final String ACTOR = "actor";
@@ -114,11 +116,11 @@ public final class GrpoTraining {
         try (HfTokenizer tokenizer = HfTokenizer.open(actorDir)) {
             for (int iteration = 1; iteration <= config.iterations(); iteration++) {
                 List<Integer> picked = order.next(config.data().batchSize());
-                int prompts1 = picked.size();
+                int promptCount = picked.size();
                 int groupSize = grpo.groupSize();
-                int samples = prompts1 * groupSize;
-                int[][] batchPrompts = new int[prompts1][];
-                for (int i = 0; i < prompts1; i++) {
+                int samples = promptCount * groupSize;
+                int[][] batchPrompts = new int[promptCount][];
+                for (int i = 0; i < promptCount; i++) {
                     batchPrompts[i] = prompts.tokens().get(picked.get(i));
                 }
                 Map<String, Double> seconds = new LinkedHashMap<>();
@@ -126,8 +128,8 @@ public final class GrpoTraining {
                 // actor_gen
                 List<GenerateCall.Slice> genSlices = new ArrayList<>(dp);
                 for (int r = 0; r < dp; r++) {
-                    int from = r * prompts1 / dp;
-                    int to = (r + 1) * prompts1 / dp;
+                    int from = r * promptCount / dp;
+                    int to = (r + 1) * promptCount / dp;
                     genSlices.add(new GenerateCall.Slice(ACTOR, actorSource, version, dp, config.optimizer(),
                             Arrays.copyOfRange(batchPrompts, from, to), from * groupSize, groupSize,
                             config.generation().maxNewTokens(), (float) config.generation().temperature(),
@@ -170,8 +172,8 @@ public final class GrpoTraining {
                 // ref_inf
                 List<RefLogprobsCall.Slice> refSlices = new ArrayList<>(dp);
                 for (int r = 0; r < dp; r++) {
-                    int from = r * prompts1 / dp * groupSize;
-                    int to = (r + 1) * prompts1 / dp * groupSize;
+                    int from = r * promptCount / dp * groupSize;
+                    int to = (r + 1) * promptCount / dp * groupSize;
                     refSlices.add(new RefLogprobsCall.Slice(REF, refSource, dp, Arrays.copyOfRange(samplePrompts, from, to),
                             Arrays.copyOfRange(responses, from, to), special.pad()));
                 }
@@ -206,8 +208,8 @@ public final class GrpoTraining {
                 int miniBatches = grpo.miniBatches();
                 int[] miniBatchTokens = new int[miniBatches];
                 for (int r = 0; r < dp; r++) {
-                    int from = r * prompts1 / dp * groupSize;
-                    int n = (r + 1) * prompts1 / dp * groupSize - from;
+                    int from = r * promptCount / dp * groupSize;
+                    int n = (r + 1) * promptCount / dp * groupSize - from;
                     for (int m = 0; m < miniBatches; m++) {
                         for (int s = from + m * n / miniBatches; s < from + (m + 1) * n / miniBatches; s++) {
                             miniBatchTokens[m] += responses[s].length;
@@ -216,8 +218,8 @@ public final class GrpoTraining {
                 }
                 List<GrpoTrainCall.Slice> trainSlices = new ArrayList<>(dp);
                 for (int r = 0; r < dp; r++) {
-                    int from = r * prompts1 / dp * groupSize;
-                    int to = (r + 1) * prompts1 / dp * groupSize;
+                    int from = r * promptCount / dp * groupSize;
+                    int to = (r + 1) * promptCount / dp * groupSize;
                     trainSlices.add(new GrpoTrainCall.Slice(ACTOR, actorSource, version, dp, config.optimizer(),
                             Arrays.copyOfRange(samplePrompts, from, to), Arrays.copyOfRange(responses, from, to),
                             Arrays.copyOfRange(logprobs, from, to), Arrays.copyOfRange(refLogprobs, from, to),
@@ -307,6 +309,11 @@ public final class GrpoTraining {
         }
         Path finalDir = SftTraining.writeFinal(runner, mesh, layout, version, actorDir, output);
         progress.printf("final model %s%n", finalDir);
+        List<ReleaseModelsCall.Request> release = new ArrayList<>(dp);
+        for (int r = 0; r < dp; r++) {
+            release.add(new ReleaseModelsCall.Request(List.of(ACTOR, REF), List.of(version, 0L), layout));
+        }
+        runner.run("release", "release the run's models", mesh, release, new ReleaseModelsCall());
         return new Summary(rewards, evaluations, finalDir);
     }
 

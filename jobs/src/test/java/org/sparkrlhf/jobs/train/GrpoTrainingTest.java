@@ -8,6 +8,7 @@ import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
 import org.sparkrlhf.gpuexec.backend.cpu.CpuBackend;
 import org.sparkrlhf.gpuexec.model.LlamaModel;
+import org.sparkrlhf.jobs.executor.ModelStore;
 
 import java.io.ByteArrayOutputStream;
 import java.io.PrintStream;
@@ -80,6 +81,10 @@ class GrpoTrainingTest {
             assertTrue(first.contains("iter " + i + "/" + ITERATIONS + " | reward "), first);
         }
         assertTrue(first.contains("eval reward"), first);
+        // the run's replicas left the (driver's, in local mode) model store
+        assertTrue(ModelStore.get().keys().stream().noneMatch(k -> k.role().equals("ref")
+                || (k.role().equals("actor") && k.layout().equals("dp2.tp1.pp1") && k.version() == ITERATIONS)),
+                ModelStore.get().keys().toString());
         String retry = train(config);
         assertTrue(retry.contains("iter " + ITERATIONS + "/" + ITERATIONS), retry);
 
