@@ -119,18 +119,25 @@ public final class SftTraining {
                 progress.printf("checkpoint %s%n", dir);
             }
         }
+        Path finalDir = writeFinal(runner, mesh, layout, config.iterations(), actorDir, output);
+        progress.printf("final model %s%n", finalDir);
+        return new Summary(losses, finalDir);
+    }
+
+    /** Writes the actor at {@code version} to {@code <output>/final} (through final.partial, moved into place). */
+    static Path writeFinal(BarrierCallRunner runner, List<DeviceSlot> mesh, String layout, long version, Path actorDir,
+                           Path output) {
         Path finalDir = output.resolve("final");
         Path partial = output.resolve("final.partial");
         try {
             deleteRecursively(partial);
-            save(runner, mesh, layout, config.iterations(), actorDir, partial);
+            save(runner, mesh, layout, version, actorDir, partial);
             deleteRecursively(finalDir);
             Files.move(partial, finalDir, StandardCopyOption.ATOMIC_MOVE);
         } catch (IOException e) {
             throw new IllegalStateException("cannot write the final model to " + finalDir + ": " + e.getMessage(), e);
         }
-        progress.printf("final model %s%n", finalDir);
-        return new Summary(losses, finalDir);
+        return finalDir;
     }
 
     /** The run's metrics Delta table. */
@@ -157,7 +164,7 @@ public final class SftTraining {
                 + " needs the planner's plan files, which are not available yet");
     }
 
-    private static void save(BarrierCallRunner runner, List<DeviceSlot> mesh, String layout, long version,
+    static void save(BarrierCallRunner runner, List<DeviceSlot> mesh, String layout, long version,
                              Path actorDir, Path dir) throws IOException {
         Files.createDirectories(dir);
         List<SaveModelCall.Request> requests = new ArrayList<>();
@@ -212,20 +219,20 @@ public final class SftTraining {
         return examples;
     }
 
-    private static Path localOutput(RunConfig config) {
+    static Path localOutput(RunConfig config) {
         try {
             Path out = new ModelSource(config.output(), 0).localPath().toAbsolutePath();
             Files.createDirectories(out);
             return out;
         } catch (UnsupportedOperationException e) {
-            throw new UnsupportedOperationException(config.source() + ": output: SFT writes to a local folder for now, not "
+            throw new UnsupportedOperationException(config.source() + ": output: runs write to a local folder for now, not "
                     + config.output());
         } catch (IOException e) {
             throw new IllegalStateException("cannot create " + config.output() + ": " + e.getMessage(), e);
         }
     }
 
-    private static void deleteRecursively(Path dir) throws IOException {
+    static void deleteRecursively(Path dir) throws IOException {
         if (!Files.exists(dir)) {
             return;
         }

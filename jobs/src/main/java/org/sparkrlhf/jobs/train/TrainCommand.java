@@ -86,8 +86,9 @@ public final class TrainCommand {
         progress.println(inventory);
         switch (config.algorithm()) {
             case SFT -> SftTraining.run(spark, config, runner, inventory, progress);
-            case PPO, GRPO -> throw new UnsupportedOperationException(config.source() + ": " + config.algorithm().key()
-                    + " runs are not available yet (they need the rollout loop on the planner and the datasets' rewards)");
+            case GRPO -> GrpoTraining.run(spark, config, runner, inventory, progress);
+            case PPO -> throw new UnsupportedOperationException(config.source() + ": ppo runs are not available yet "
+                    + "(they need the critic's calls); grpo and sft are");
         }
     }
 

@@ -1,0 +1,72 @@
+package org.sparkrlhf.jobs.calls;
+
+import org.sparkrlhf.gpuexec.backend.SamplingParams;
+import org.sparkrlhf.gpuexec.model.GenerationResult;
+import org.sparkrlhf.gpuexec.model.Generator;
+import org.sparkrlhf.gpuexec.model.LlamaModel;
+import org.sparkrlhf.gpuexec.model.TokenStats;
+import org.sparkrlhf.jobs.config.RunConfig.OptimizerConfig;
+import org.sparkrlhf.jobs.executor.RankContext;
+import org.sparkrlhf.jobs.executor.RankFunction;
+import org.sparkrlhf.jobs.executor.ResidentModel;
+
+import java.io.Serializable;
+
+/**
+ * The actor_gen call on a data-parallel layout: each rank samples {@code groupSize} responses for
+ * each of its prompts with the engine's KV-cache generation, on the actor replica it keeps for
+ * training (generation and training share the replica, so the policy is the one just trained).
+ * Sample k of the rank (prompt k / groupSize) draws with sequence id {@code firstSequenceId + k},
+ * so a run's samples depend on the seed alone, not on how the batch was split over ranks. With
+ * {@code withLogprobs}, a forward over prompt + response gives each response token's logprob
+ * under the generating policy (the "old" logprobs of the clipped loss).
+ */
+public final class GenerateCall implements RankFunction<GenerateCall.Slice, GenerateCall.Result> {
+    public record Slice(String role, ModelSource source, long version, int dataParallel, OptimizerConfig optimizer,
+                        int[][] prompts, int firstSequenceId, int groupSize, int maxNewTokens, float temperature,
+                        int topK, float topP, long seed, int[] eosIds, int padId, boolean withLogprobs)
+            implements Serializable {
+    }
+
+    /** Per sample (prompt-major: prompt i's samples are i * groupSize ...): tokens, EOS flag, logprobs or null. */
+    public record Result(int[][] responses, boolean[] stoppedAtEos, float[][] logprobs) implements Serializable {
+    }
+
+    @Override
+    public Result apply(RankContext context, Slice slice) {
+        if (slice.dataParallel() != context.worldSize()) {
+            throw new IllegalArgumentException("a dp" + slice.dataParallel() + " call run on " + context.worldSize() + " ranks");
+        }
+        String layout = "dp" + slice.dataParallel() + ".tp1.pp1";
+        ResidentModel replica = Replicas.trained(slice.role(), slice.source(), slice.version(), layout, context.rank(),
+                slice.optimizer());
+        int samples = slice.prompts().length * slice.groupSize();
+        if (samples == 0) {
+            return new Result(new int[0][], new boolean[0], slice.withLogprobs() ? new float[0][] : null);
+        }
+        int[][] prompts = new int[samples][];
+        int[] sequenceIds = new int[samples];
+        for (int k = 0; k < samples; k++) {
+            prompts[k] = slice.prompts()[k / slice.groupSize()];
+            sequenceIds[k] = slice.firstSequenceId() + k;
+        }
+        LlamaModel model = replica.model();
+        SamplingParams sampling = new SamplingParams(slice.temperature(), slice.topK(), slice.topP());
+        GenerationResult generated;
+        try (Generator generator = new Generator(model)) {
+            generated = generator.generate(prompts, sequenceIds, new Generator.Options(slice.maxNewTokens(), sampling,
+                    slice.seed(), slice.eosIds(), slice.padId(), false));
+        }
+        float[][] logprobs = null;
+        if (slice.withLogprobs()) {
+            ResponseBatch batch = ResponseBatch.of(prompts, generated.tokens(), slice.padId());
+            TokenStats stats = model.forward(batch.batch(), false);
+            model.releaseActivations();
+            logprobs = new float[samples][];
+            for (int k = 0; k < samples; k++) {
+                logprobs[k] = batch.response(stats.logprobs(), k);
+            }
+        }
+        return new Result(generated.tokens(), generated.stoppedAtEos(), logprobs);
+    }
+}

@@ -1,0 +1,40 @@
+package org.sparkrlhf.jobs.calls;
+
+import org.sparkrlhf.gpuexec.model.TokenStats;
+import org.sparkrlhf.jobs.executor.RankContext;
+import org.sparkrlhf.jobs.executor.RankFunction;
+import org.sparkrlhf.jobs.executor.ResidentModel;
+
+import java.io.Serializable;
+
+/**
+ * The ref_inf call: each rank scores its prompt + response rows with the frozen reference model
+ * (the initial actor, loaded once per rank and never trained) and returns each response token's
+ * logprob under it.
+ */
+public final class RefLogprobsCall implements RankFunction<RefLogprobsCall.Slice, float[][]> {
+    public record Slice(String role, ModelSource source, int dataParallel, int[][] prompts, int[][] responses,
+                        int padId) implements Serializable {
+    }
+
+    @Override
+    public float[][] apply(RankContext context, Slice slice) {
+        if (slice.dataParallel() != context.worldSize()) {
+            throw new IllegalArgumentException("a dp" + slice.dataParallel() + " call run on " + context.worldSize() + " ranks");
+        }
+        int rows = slice.prompts().length;
+        if (rows == 0) {
+            return new float[0][];
+        }
+        ResidentModel ref = Replicas.frozen(slice.role(), slice.source(), "dp" + slice.dataParallel() + ".tp1.pp1",
+                context.rank());
+        ResponseBatch batch = ResponseBatch.of(slice.prompts(), slice.responses(), slice.padId());
+        TokenStats stats = ref.model().forward(batch.batch(), false);
+        ref.model().releaseActivations();
+        float[][] out = new float[rows][];
+        for (int b = 0; b < rows; b++) {
+            out[b] = batch.response(stats.logprobs(), b);
+        }
+        return out;
+    }
+}

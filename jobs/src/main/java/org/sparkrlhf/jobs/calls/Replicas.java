@@ -1,0 +1,54 @@
+package org.sparkrlhf.jobs.calls;
+
+import org.sparkrlhf.gpuexec.backend.cpu.CpuBackend;
+import org.sparkrlhf.gpuexec.model.LlamaModel;
+import org.sparkrlhf.gpuexec.train.AdamW;
+import org.sparkrlhf.jobs.config.RunConfig.OptimizerConfig;
+import org.sparkrlhf.jobs.executor.ModelStore;
+import org.sparkrlhf.jobs.executor.ResidentModel;
+
+/**
+ * Finds a rank's model replica in its executor's {@link ModelStore}, loading it from its
+ * {@link ModelSource} when the store does not hold it (a new executor, or the first call).
+ * Only the initial version (0) can be reloaded: a trained version needs its optimizer state,
+ * which checkpoints do not hold yet.
+ */
+final class Replicas {
+    private Replicas() {
+    }
+
+    /** The trained copy of {@code role} at {@code version} (with its optimizer). */
+    static ResidentModel trained(String role, ModelSource source, long version, String layout, int rank,
+                                 OptimizerConfig optimizer) {
+        ModelStore.Key key = new ModelStore.Key(role, version, layout, rank);
+        return ModelStore.get().getOrLoad(key, () -> {
+            LlamaModel model = load(role, source, version);
+            return new ResidentModel(model, AdamW.forModel(model, SftTrainCall.hyper(optimizer)), version);
+        });
+    }
+
+    /** A frozen copy (the reference model): no optimizer, always version 0. */
+    static ResidentModel frozen(String role, ModelSource source, String layout, int rank) {
+        ModelStore.Key key = new ModelStore.Key(role, 0, layout, rank);
+        return ModelStore.get().getOrLoad(key, () -> new ResidentModel(load(role, source, 0), null, 0));
+    }
+
+    /** Files the stepped replica under its new version, in place of its old key. */
+    static void advanced(String role, long oldVersion, String layout, int rank, ResidentModel replica) {
+        ModelStore store = ModelStore.get();
+        store.remove(new ModelStore.Key(role, oldVersion, layout, rank));
+        store.put(new ModelStore.Key(role, replica.version(), layout, rank), replica);
+    }
+
+    private static LlamaModel load(String role, ModelSource source, long version) {
+        if (source.version() != version) {
+            throw new IllegalStateException(role + " version " + version + " is not in this executor and "
+                    + "the newest checkpoint holds version " + source.version() + " (" + source.path() + ")");
+        }
+        if (version != 0) {
+            throw new UnsupportedOperationException("reloading a trained " + role
+                    + " needs its optimizer state, which checkpoints do not hold yet");
+        }
+        return LlamaModel.load(new CpuBackend(), source.localPath());
+    }
+}

@@ -1,0 +1,473 @@
+package org.sparkrlhf.jobs.train;
+
+import org.apache.hadoop.conf.Configuration;
+import org.apache.spark.sql.SparkSession;
+import org.sparkrlhf.datasets.DatasetFormat;
+import org.sparkrlhf.datasets.DatasetKind;
+import org.sparkrlhf.datasets.DatasetReader;
+import org.sparkrlhf.datasets.PromptRow;
+import org.sparkrlhf.datasets.ReadOptions;
+import org.sparkrlhf.datasets.tables.FinishReason;
+import org.sparkrlhf.datasets.tables.IterationTable;
+import org.sparkrlhf.datasets.tables.MetricRow;
+import org.sparkrlhf.datasets.tables.RolloutRow;
+import org.sparkrlhf.datasets.tasks.Reward;
+import org.sparkrlhf.datasets.tasks.RewardFunction;
+import org.sparkrlhf.datasets.tasks.RewardFunctions;
+import org.sparkrlhf.datasets.tasks.ShippedDatasets;
+import org.sparkrlhf.gpuexec.tokenizer.HfTokenizer;
+import org.sparkrlhf.jobs.algorithms.Advantages;
+import org.sparkrlhf.jobs.algorithms.KlEstimator;
+import org.sparkrlhf.jobs.calls.GenerateCall;
+import org.sparkrlhf.jobs.calls.GrpoTrainCall;
+import org.sparkrlhf.jobs.calls.ModelSource;
+import org.sparkrlhf.jobs.calls.RefLogprobsCall;
+import org.sparkrlhf.jobs.calls.ReleaseModelsCall;
+import org.sparkrlhf.jobs.checkpoint.RunCheckpoints;
+import org.sparkrlhf.jobs.checkpoint.RunState;
+import org.sparkrlhf.jobs.config.Algorithm;
+import org.sparkrlhf.jobs.config.RunConfig;
+import org.sparkrlhf.jobs.runtime.BarrierCallRunner;
+import org.sparkrlhf.jobs.runtime.ClusterInventory;
+import org.sparkrlhf.jobs.runtime.DeviceSlot;
+import org.sparkrlhf.jobs.runtime.RankResult;
+
+import java.io.PrintStream;
+import java.nio.file.Path;
+import java.time.Instant;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Comparator;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * GRPO (Shao et al. 2024) with a verifiable reward function, as a Spark job. Each iteration:
+ * <ol>
+ *   <li>the next {@code data.batch_size} prompts in the run's data order (as SFT);</li>
+ *   <li>actor_gen: {@code grpo.group_size} sampled responses per prompt (seeded by the run's seed
+ *       and the iteration), with their logprobs under the generating policy;</li>
+ *   <li>rewards from the reward function (on the driver: it needs no model), clipped to
+ *       [-reward.clip, reward.clip];</li>
+ *   <li>ref_inf: the responses' logprobs under the frozen initial actor;</li>
+ *   <li>group-normalised advantages, and actor_train: the clipped GRPO loss with the k3 KL
+ *       term, {@code grpo.epochs} x {@code grpo.mini_batches} AdamW steps;</li>
+ *   <li>the iteration's rollouts and metrics are appended (idempotently) to the run's Delta
+ *       tables, and one progress line is printed.</li>
+ * </ol>
+ * Every call is a barrier stage with one data-parallel rank per device; a rank's prompts keep
+ * all their samples on that rank. Every {@code data.eval_every} iterations, when
+ * {@code data.eval_size > 0} (and after the last iteration), the held-out prompts are answered
+ * greedily and their mean reward is logged as {@code eval/reward_mean}. At the end the actor goes
+ * to {@code <output>/final} and the run's replicas leave the executors' model stores.
+ */
+public final class GrpoTraining {
+    private static final String ACTOR = "actor";
+    private static final String REF = "ref";
+
+    /** Per-iteration mean rewards, held-out evaluations (iteration -> mean reward), and the final model. */
+    public record Summary(List<Double> rewards, Map<Integer, Double> evaluations, Path finalModel) {
+    }
+
+    /** The run's prompts, tokenized: training prompts and held-out ones. */
+    private record Prompts(List<PromptRow> rows, List<int[]> tokens, List<PromptRow> heldOut, List<int[]> heldOutTokens) {
+    }
+
+    private GrpoTraining() {
+    }
+
+    public static Summary run(SparkSession spark, RunConfig config, BarrierCallRunner runner, ClusterInventory inventory,
+                              PrintStream progress) {
+        if (config.algorithm() != Algorithm.GRPO) {
+            throw new IllegalArgumentException("not a GRPO run: " + config.algorithm().key());
+        }
+        if (config.reward().fromModel()) {
+            throw new UnsupportedOperationException(config.source() + ": models.reward: GRPO with a reward model is not "
+                    + "available yet; give reward.function");
+        }
+        RunConfig.GrpoConfig grpo = config.grpo();
+        Path output = SftTraining.localOutput(config);
+        Path actorDir = new ModelSource(config.models().get(ACTOR).path(), 0).localPath();
+        ModelSource actorSource = new ModelSource(actorDir.toString(), 0);
+        ModelSource refSource = new ModelSource(config.models().get(REF).path(), 0);
+        List<DeviceSlot> mesh = mesh(config, inventory);
+        int dp = mesh.size();
+        if (config.data().batchSize() < dp) {
+            throw new IllegalArgumentException(config.source() + ": data.batch_size " + config.data().batchSize()
+                    + " is smaller than the " + dp + " data-parallel ranks");
+        }
+        SftTraining.SpecialTokens special = SftTraining.SpecialTokens.read(actorDir);
+        RewardFunction reward = RewardFunctions.forTask(config.reward().function());
+        Prompts prompts = prompts(spark, config, actorDir, special, output);
+        progress.printf("grpo: %d prompts (%d held out), %d samples per prompt, calls on %d device(s) (dp=%d), "
+                        + "%d iterations%n", prompts.rows().size(), prompts.heldOut().size(), grpo.groupSize(), dp, dp,
+                config.iterations());
+
+        RunCheckpoints checkpoints = new RunCheckpoints(output.toUri().toString(), new Configuration());
+        DataOrder order = new DataOrder(prompts.rows().size(), config.seed(), 0, 0);
+        String layout = "dp" + dp + ".tp1.pp1";
+        IterationTable<MetricRow> metrics = IterationTable.metrics(spark, SftTraining.metricsPath(output));
+        IterationTable<RolloutRow> rollouts = IterationTable.rollouts(spark, rolloutsPath(output));
+        int[] eos = {special.eos()};
+        List<Double> rewards = new ArrayList<>();
+        Map<Integer, Double> evaluations = new LinkedHashMap<>();
+        long version = 0;
+        try (HfTokenizer tokenizer = HfTokenizer.open(actorDir)) {
+            for (int iteration = 1; iteration <= config.iterations(); iteration++) {
+                List<Integer> picked = order.next(config.data().batchSize());
+                int promptCount = picked.size();
+                int groupSize = grpo.groupSize();
+                int samples = promptCount * groupSize;
+                int[][] batchPrompts = new int[promptCount][];
+                for (int i = 0; i < promptCount; i++) {
+                    batchPrompts[i] = prompts.tokens().get(picked.get(i));
+                }
+                Map<String, Double> seconds = new LinkedHashMap<>();
+
+                // actor_gen
+                List<GenerateCall.Slice> genSlices = new ArrayList<>(dp);
+                for (int r = 0; r < dp; r++) {
+                    int from = r * promptCount / dp;
+                    int to = (r + 1) * promptCount / dp;
+                    genSlices.add(new GenerateCall.Slice(ACTOR, actorSource, version, dp, config.optimizer(),
+                            Arrays.copyOfRange(batchPrompts, from, to), from * groupSize, groupSize,
+                            config.generation().maxNewTokens(), (float) config.generation().temperature(),
+                            config.generation().topK(), (float) config.generation().topP(),
+                            sampleSeed(config.seed(), iteration), eos, special.pad(), true));
+                }
+                long start = System.nanoTime();
+                List<RankResult<GenerateCall.Result>> generated = runner.run("actor_gen",
+                        "actor_gen iteration " + iteration + " (grpo, dp=" + dp + ")", mesh, genSlices, new GenerateCall());
+                seconds.put("actor_gen", (System.nanoTime() - start) / 1e9);
+                int[][] responses = new int[samples][];
+                boolean[] stopped = new boolean[samples];
+                float[][] logprobs = new float[samples][];
+                int k = 0;
+                for (RankResult<GenerateCall.Result> g : generated) {
+                    for (int j = 0; j < g.value().responses().length; j++, k++) {
+                        responses[k] = g.value().responses()[j];
+                        stopped[k] = g.value().stoppedAtEos()[j];
+                        logprobs[k] = g.value().logprobs()[j];
+                    }
+                }
+                int[][] samplePrompts = new int[samples][];
+                for (int s = 0; s < samples; s++) {
+                    samplePrompts[s] = batchPrompts[s / groupSize];
+                }
+
+                // rewards, on the driver
+                start = System.nanoTime();
+                String[] texts = new String[samples];
+                Reward[] verdicts = new Reward[samples];
+                float[] scores = new float[samples];
+                double clip = config.reward().clip();
+                for (int s = 0; s < samples; s++) {
+                    texts[s] = tokenizer.decode(withoutEos(responses[s], stopped[s]));
+                    verdicts[s] = reward.score(prompts.rows().get(picked.get(s / groupSize)), texts[s]);
+                    scores[s] = (float) Math.max(-clip, Math.min(clip, verdicts[s].value()));
+                }
+                seconds.put("reward", (System.nanoTime() - start) / 1e9);
+
+                // ref_inf
+                List<RefLogprobsCall.Slice> refSlices = new ArrayList<>(dp);
+                for (int r = 0; r < dp; r++) {
+                    int from = r * promptCount / dp * groupSize;
+                    int to = (r + 1) * promptCount / dp * groupSize;
+                    refSlices.add(new RefLogprobsCall.Slice(REF, refSource, dp, Arrays.copyOfRange(samplePrompts, from, to),
+                            Arrays.copyOfRange(responses, from, to), special.pad()));
+                }
+                start = System.nanoTime();
+                List<RankResult<float[][]>> refResults = runner.run("ref_inf",
+                        "ref_inf iteration " + iteration + " (grpo, dp=" + dp + ")", mesh, refSlices, new RefLogprobsCall());
+                seconds.put("ref_inf", (System.nanoTime() - start) / 1e9);
+                float[][] refLogprobs = new float[samples][];
+                k = 0;
+                for (RankResult<float[][]> rr : refResults) {
+                    for (float[] row : rr.value()) {
+                        refLogprobs[k++] = row;
+                    }
+                }
+
+                // advantages and KL, on the driver
+                float[] advantages = Advantages.groupNormalised(scores, groupSize);
+                double[] sequenceKl = new double[samples];
+                double klSum = 0;
+                long tokens = 0;
+                for (int s = 0; s < samples; s++) {
+                    double sum = 0;
+                    for (int t = 0; t < responses[s].length; t++) {
+                        sum += KlEstimator.K3.value(logprobs[s][t], refLogprobs[s][t]);
+                    }
+                    sequenceKl[s] = sum / responses[s].length;
+                    klSum += sum;
+                    tokens += responses[s].length;
+                }
+
+                // actor_train
+                int miniBatches = grpo.miniBatches();
+                int[] miniBatchTokens = new int[miniBatches];
+                for (int r = 0; r < dp; r++) {
+                    int from = r * promptCount / dp * groupSize;
+                    int n = (r + 1) * promptCount / dp * groupSize - from;
+                    for (int m = 0; m < miniBatches; m++) {
+                        for (int s = from + m * n / miniBatches; s < from + (m + 1) * n / miniBatches; s++) {
+                            miniBatchTokens[m] += responses[s].length;
+                        }
+                    }
+                }
+                List<GrpoTrainCall.Slice> trainSlices = new ArrayList<>(dp);
+                for (int r = 0; r < dp; r++) {
+                    int from = r * promptCount / dp * groupSize;
+                    int to = (r + 1) * promptCount / dp * groupSize;
+                    trainSlices.add(new GrpoTrainCall.Slice(ACTOR, actorSource, version, dp, config.optimizer(),
+                            Arrays.copyOfRange(samplePrompts, from, to), Arrays.copyOfRange(responses, from, to),
+                            Arrays.copyOfRange(logprobs, from, to), Arrays.copyOfRange(refLogprobs, from, to),
+                            Arrays.copyOfRange(advantages, from, to), grpo.clipRatio(), grpo.klCoef(), grpo.epochs(),
+                            miniBatchTokens, special.pad()));
+                }
+                start = System.nanoTime();
+                List<RankResult<GrpoTrainCall.Result>> trained = runner.run("actor_train",
+                        "actor_train iteration " + iteration + " (grpo, dp=" + dp + ")", mesh, trainSlices,
+                        new GrpoTrainCall());
+                seconds.put("actor_train", (System.nanoTime() - start) / 1e9);
+                GrpoTrainCall.Result step = trained.get(0).value();
+                long clipped = 0;
+                long scored = 0;
+                for (RankResult<GrpoTrainCall.Result> t : trained) {
+                    clipped += t.value().clippedTokens();
+                    scored += t.value().tokens();
+                }
+                long policyVersion = version;
+                version = step.version();
+
+                // tables and progress
+                Instant now = Instant.now();
+                List<RolloutRow> rows = new ArrayList<>(samples);
+                double rewardSum = 0;
+                int correct = 0;
+                for (int s = 0; s < samples; s++) {
+                    PromptRow prompt = prompts.rows().get(picked.get(s / groupSize));
+                    float[] perToken = new float[responses[s].length];
+                    Arrays.fill(perToken, advantages[s]);
+                    rows.add(new RolloutRow(prompt.id(), prompt.group(), prompt.prompt(), texts[s], samplePrompts[s],
+                            responses[s], logprobs[s], refLogprobs[s], null, perToken, null, null, scores[s],
+                            verdicts[s].detail(), sequenceKl[s], stopped[s] ? FinishReason.STOP : FinishReason.LENGTH,
+                            policyVersion, now));
+                    rewardSum += scores[s];
+                    if (Reward.CORRECT.equals(verdicts[s].detail())) {
+                        correct++;
+                    }
+                }
+                double rewardMean = rewardSum / samples;
+                double kl = klSum / tokens;
+                double length = (double) tokens / samples;
+                rewards.add(rewardMean);
+                rollouts.appendIteration(config.name(), iteration, rows);
+                List<MetricRow> figures = new ArrayList<>(List.of(
+                        new MetricRow("reward/mean", rewardMean, now),
+                        new MetricRow("reward/correct_fraction", (double) correct / samples, now),
+                        new MetricRow("kl/ref", kl, now),
+                        new MetricRow("response_length/mean", length, now),
+                        new MetricRow("loss/actor", step.loss(), now),
+                        new MetricRow("grad_norm/actor", step.gradNorm(), now),
+                        new MetricRow("clip_fraction/actor", scored == 0 ? 0 : (double) clipped / scored, now)));
+                for (Map.Entry<String, Double> e : seconds.entrySet()) {
+                    figures.add(new MetricRow("seconds/" + e.getKey(), e.getValue(), now));
+                }
+                StringBuilder line = new StringBuilder(String.format(
+                        "iter %d/%d | reward %.3f | correct %.3f | kl %.5f | len %.2f | loss %.4f | grad norm %.3f",
+                        iteration, config.iterations(), rewardMean, (double) correct / samples, kl, length, step.loss(),
+                        step.gradNorm()));
+                for (Map.Entry<String, Double> e : seconds.entrySet()) {
+                    line.append(String.format(" | %s %.2f s", e.getKey(), e.getValue()));
+                }
+                int evalEvery = config.data().evalEvery();
+                if (!prompts.heldOut().isEmpty() && (iteration % evalEvery == 0 || iteration == config.iterations())) {
+                    start = System.nanoTime();
+                    double heldOut = evaluate(runner, mesh, config, prompts, actorSource, version, special, reward,
+                            tokenizer, iteration);
+                    double evalSeconds = (System.nanoTime() - start) / 1e9;
+                    evaluations.put(iteration, heldOut);
+                    figures.add(new MetricRow("eval/reward_mean", heldOut, now));
+                    figures.add(new MetricRow("seconds/eval_gen", evalSeconds, now));
+                    line.append(String.format(" | eval reward %.3f", heldOut));
+                }
+                metrics.appendIteration(config.name(), iteration, figures);
+                progress.println(line);
+
+                int every = config.checkpoint().every();
+                if (every > 0 && iteration % every == 0 && iteration < config.iterations()) {
+                    long saved = version;
+                    RunState state = new RunState(iteration, config.seed(), order.epoch(), order.offset(), 0,
+                            grpo.klCoef(), Map.of(ACTOR, saved));
+                    Path dir = Path.of(checkpoints.write(state, staging -> SftTraining.save(runner, mesh, layout, saved,
+                            actorDir, staging.resolve(ACTOR)), config.checkpoint().keep()).toUri().getPath());
+                    progress.printf("checkpoint %s%n", dir);
+                }
+            }
+        }
+        Path finalDir = SftTraining.writeFinal(runner, mesh, layout, version, actorDir, output);
+        progress.printf("final model %s%n", finalDir);
+        List<ReleaseModelsCall.Request> release = new ArrayList<>(dp);
+        for (int r = 0; r < dp; r++) {
+            release.add(new ReleaseModelsCall.Request(List.of(ACTOR, REF), List.of(version, 0L), layout));
+        }
+        runner.run("release", "release the run's models", mesh, release, new ReleaseModelsCall());
+        return new Summary(rewards, evaluations, finalDir);
+    }
+
+    /** The run's rollouts Delta table. */
+    public static String rolloutsPath(Path output) {
+        return output.resolve("tables").resolve("rollouts").toString();
+    }
+
+    /** The sampling seed of an iteration: a pure function of the run's seed and the iteration. */
+    static long sampleSeed(long seed, int iteration) {
+        return seed * 0x9E3779B97F4A7C15L + iteration;
+    }
+
+    /** Greedy answers to the held-out prompts (one per prompt) with the current actor; their mean reward. */
+    private static double evaluate(BarrierCallRunner runner, List<DeviceSlot> mesh, RunConfig config, Prompts prompts,
+                                   ModelSource actorSource, long version, SftTraining.SpecialTokens special,
+                                   RewardFunction reward, HfTokenizer tokenizer, int iteration) {
+        int dp = mesh.size();
+        int n = prompts.heldOut().size();
+        List<GenerateCall.Slice> slices = new ArrayList<>(dp);
+        for (int r = 0; r < dp; r++) {
+            int from = r * n / dp;
+            int to = (r + 1) * n / dp;
+            slices.add(new GenerateCall.Slice(ACTOR, actorSource, version, dp, config.optimizer(),
+                    prompts.heldOutTokens().subList(from, to).toArray(new int[0][]), from, 1,
+                    config.generation().maxNewTokens(), 0f, 0, 1f, 0, new int[]{special.eos()}, special.pad(), false));
+        }
+        List<RankResult<GenerateCall.Result>> results = runner.run("actor_gen",
+                "eval actor_gen iteration " + iteration + " (greedy, dp=" + dp + ")", mesh, slices, new GenerateCall());
+        double sum = 0;
+        int k = 0;
+        double clip = config.reward().clip();
+        for (RankResult<GenerateCall.Result> g : results) {
+            for (int j = 0; j < g.value().responses().length; j++, k++) {
+                String text = tokenizer.decode(withoutEos(g.value().responses()[j], g.value().stoppedAtEos()[j]));
+                double value = reward.score(prompts.heldOut().get(k), text).value();
+                sum += Math.max(-clip, Math.min(clip, value));
+            }
+        }
+        return sum / n;
+    }
+
+    private static int[] withoutEos(int[] response, boolean stoppedAtEos) {
+        return stoppedAtEos ? Arrays.copyOf(response, response.length - 1) : response;
+    }
+
+    /** Every call on the same devices: the manual plan's (identical for every call), or all of them. */
+    static List<DeviceSlot> mesh(RunConfig config, ClusterInventory inventory) {
+        String mode = config.plan().mode();
+        if (mode.equals("manual")) {
+            RunConfig.CallLayout first = null;
+            for (RunConfig.CallLayout layout : config.plan().calls().values()) {
+                if (layout.tp() != 1 || layout.pp() != 1) {
+                    throw new UnsupportedOperationException(config.source() + ": plan.calls." + layout.call()
+                            + ": tp and pp above 1 need the engine's model shards, which are not available yet; use dp only");
+                }
+                if (first != null && !first.devices().equals(layout.devices())) {
+                    throw new UnsupportedOperationException(config.source() + ": plan.calls." + layout.call()
+                            + ": GRPO runs every call on the same devices for now (reallocation between layouts is not "
+                            + "available yet); give each call the devices " + first.devices());
+                }
+                first = first == null ? layout : first;
+            }
+            return first.devices().stream().map(inventory::device).toList();
+        }
+        if (mode.equals("baseline") || mode.equals("search")) {
+            // one symmetric data-parallel layout for every call: what the search ends at on CPU slots
+            return inventory.devices();
+        }
+        throw new UnsupportedOperationException(config.source() + ": plan.mode: " + mode
+                + " needs the planner's plan files, which are not available yet");
+    }
+
+    /**
+     * The prompts: data.path (a prompt dataset with reference answers), or the shipped dataset of
+     * data.task. Held out: with data.task, the first eval_size prompts of the task's held-out split;
+     * with data.path, eval_size prompts drawn by the seed and kept out of training.
+     */
+    private static Prompts prompts(SparkSession spark, RunConfig config, Path actorDir, SftTraining.SpecialTokens special,
+                                   Path output) {
+        int evalSize = config.data().evalSize();
+        List<PromptRow> train;
+        List<PromptRow> heldOut;
+        String trainSource;
+        if (config.data().path() != null) {
+            trainSource = config.data().path();
+            List<PromptRow> all = read(spark, config.data().path(), config.data().format());
+            if (evalSize >= all.size()) {
+                throw new IllegalArgumentException(config.source() + ": data.eval_size " + evalSize + " leaves none of the "
+                        + all.size() + " prompts of " + config.data().path() + " to train on");
+            }
+            int[] order = DataOrder.permutation(all.size(), config.seed(), -1);
+            boolean[] held = new boolean[all.size()];
+            for (int i = 0; i < evalSize; i++) {
+                held[order[i]] = true;
+            }
+            train = new ArrayList<>();
+            heldOut = new ArrayList<>();
+            for (int i = 0; i < all.size(); i++) {
+                (held[i] ? heldOut : train).add(all.get(i));
+            }
+        } else {
+            Path dir = output.resolve("data");
+            String task = config.data().task();
+            Path trainFile = ShippedDatasets.copyTo(task + "/train.jsonl", dir);
+            trainSource = trainFile.toString();
+            train = read(spark, trainFile.toString(), "jsonl");
+            List<PromptRow> held = evalSize == 0 ? List.of()
+                    : read(spark, ShippedDatasets.copyTo(task + "/heldout.jsonl", dir).toString(), "jsonl");
+            if (evalSize > held.size()) {
+                throw new IllegalArgumentException(config.source() + ": data.eval_size " + evalSize + " is more than the "
+                        + held.size() + " held-out prompts of task " + task);
+            }
+            heldOut = held.subList(0, evalSize);
+        }
+        try (HfTokenizer tokenizer = HfTokenizer.open(actorDir)) {
+            return new Prompts(train, tokenize(tokenizer, train, config, special, trainSource), heldOut,
+                    tokenize(tokenizer, heldOut, config, special, trainSource + " (held out)"));
+        }
+    }
+
+    private static List<PromptRow> read(SparkSession spark, String path, String format) {
+        ReadOptions options = ReadOptions.defaults().withFormat(DatasetFormat.parse(format));
+        List<PromptRow> rows = new ArrayList<>(DatasetReader.read(spark, path, DatasetKind.PROMPTS, options).collectPrompts());
+        rows.sort(Comparator.comparing(PromptRow::id));
+        if (rows.isEmpty()) {
+            throw new IllegalArgumentException(path + ": the prompt dataset has no prompts");
+        }
+        return rows;
+    }
+
+    /** [bos] + the prompt text's tokens; a prompt longer than data.max_prompt_tokens is an error naming it. */
+    private static List<int[]> tokenize(HfTokenizer tokenizer, List<PromptRow> rows, RunConfig config,
+                                        SftTraining.SpecialTokens special, String source) {
+        List<int[]> out = new ArrayList<>(rows.size());
+        for (PromptRow row : rows) {
+            if (row.prompt() == null) {
+                throw new UnsupportedOperationException(source + ": prompt " + row.id()
+                        + ": chat messages need a chat template, which GRPO does not apply yet; give a prompt text");
+            }
+            if (row.reference() == null) {
+                throw new IllegalArgumentException(source + ": prompt " + row.id() + ": field reference: the reward "
+                        + "function " + config.reward().function() + " needs a reference answer");
+            }
+            int[] text = tokenizer.encodeInts(row.prompt());
+            if (1 + text.length > config.data().maxPromptTokens()) {
+                throw new IllegalArgumentException(source + ": prompt " + row.id() + ": " + (1 + text.length)
+                        + " tokens, more than data.max_prompt_tokens = " + config.data().maxPromptTokens());
+            }
+            int[] ids = new int[1 + text.length];
+            ids[0] = special.bos();
+            System.arraycopy(text, 0, ids, 1, text.length);
+            out.add(ids);
+        }
+        return out;
+    }
+}
