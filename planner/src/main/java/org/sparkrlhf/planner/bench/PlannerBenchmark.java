@@ -17,7 +17,7 @@ import java.util.Locale;
  * (the throughput figure of the ReaL paper, {@link PublishedReal}). Last, one search of the largest
  * setup with the default budget, timed end to end.
  * <p>
- * Usage: {@code PlannerBenchmark [seconds-per-setup (5)] [default-budget (20)]}.
+ * Usage: {@code PlannerBenchmark [seconds-per-setup (10)] [default-budget (20)]}.
  */
 public final class PlannerBenchmark {
     private PlannerBenchmark() {
@@ -28,7 +28,7 @@ public final class PlannerBenchmark {
     }
 
     public static void main(String[] args) {
-        double budget = args.length > 0 ? Double.parseDouble(args[0]) : 5;
+        double budget = args.length > 0 ? Double.parseDouble(args[0]) : 10;
         double defaultBudget = args.length > 1 ? Double.parseDouble(args[1]) : 20;
         CostConstants k = CostConstants.calibrated();
         long t0 = System.nanoTime();
