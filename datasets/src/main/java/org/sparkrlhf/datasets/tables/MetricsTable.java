@@ -7,8 +7,6 @@ import org.apache.spark.sql.types.DataTypes;
 import org.apache.spark.sql.types.StructType;
 
 import java.util.List;
-import java.util.Map;
-import java.util.Set;
 
 import static org.apache.spark.sql.functions.*;
 import static org.sparkrlhf.datasets.tables.Schemas.*;
@@ -22,8 +20,6 @@ public final class MetricsTable implements TableLayout<MetricRow> {
             .add(column("value", DataTypes.DoubleType, "its value (NaN is kept: a diverged loss is data)"))
             .add(column("time", DataTypes.TimestampType, "when it was measured"));
 
-    private static final StructType INPUT = without(SCHEMA, Set.of("run_id", "iteration"));
-
     private MetricsTable() {
     }
 
@@ -35,16 +31,6 @@ public final class MetricsTable implements TableLayout<MetricRow> {
     @Override
     public StructType schema() {
         return SCHEMA;
-    }
-
-    @Override
-    public StructType inputSchema() {
-        return INPUT;
-    }
-
-    @Override
-    public Map<String, Column> derivedColumns() {
-        return Map.of();
     }
 
     @Override

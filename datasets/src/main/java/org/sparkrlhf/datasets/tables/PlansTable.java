@@ -8,8 +8,6 @@ import org.apache.spark.sql.types.StructType;
 
 import java.util.ArrayList;
 import java.util.List;
-import java.util.Map;
-import java.util.Set;
 
 import static org.apache.spark.sql.functions.*;
 import static org.sparkrlhf.datasets.tables.Schemas.*;
@@ -30,8 +28,6 @@ public final class PlansTable implements TableLayout<PlanRow> {
             .add(column("measured_seconds", DataTypes.DoubleType, "the iteration's measured seconds"))
             .add(column("time", DataTypes.TimestampType, "when the plan was recorded"));
 
-    private static final StructType INPUT = without(SCHEMA, Set.of("run_id", "iteration"));
-
     private PlansTable() {
     }
 
@@ -43,16 +39,6 @@ public final class PlansTable implements TableLayout<PlanRow> {
     @Override
     public StructType schema() {
         return SCHEMA;
-    }
-
-    @Override
-    public StructType inputSchema() {
-        return INPUT;
-    }
-
-    @Override
-    public Map<String, Column> derivedColumns() {
-        return Map.of();
     }
 
     @Override

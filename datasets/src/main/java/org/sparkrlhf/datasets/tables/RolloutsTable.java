@@ -9,7 +9,6 @@ import org.apache.spark.sql.types.StructType;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
-import java.util.Set;
 
 import static org.apache.spark.sql.functions.*;
 import static org.sparkrlhf.datasets.tables.Schemas.*;
@@ -45,9 +44,6 @@ public final class RolloutsTable implements TableLayout<RolloutRow> {
             .add(column("generated_at", DataTypes.TimestampType, "when the response was generated"))
             .add(column("written_at", DataTypes.TimestampType, "when the row was written"));
 
-    private static final StructType INPUT = without(SCHEMA,
-            Set.of("run_id", "iteration", "prompt_length", "response_length", "written_at"));
-
     private RolloutsTable() {
     }
 
@@ -59,11 +55,6 @@ public final class RolloutsTable implements TableLayout<RolloutRow> {
     @Override
     public StructType schema() {
         return SCHEMA;
-    }
-
-    @Override
-    public StructType inputSchema() {
-        return INPUT;
     }
 
     @Override

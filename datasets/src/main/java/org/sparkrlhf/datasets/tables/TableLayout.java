@@ -4,7 +4,9 @@ import org.apache.spark.sql.Column;
 import org.apache.spark.sql.Row;
 import org.apache.spark.sql.types.StructType;
 
+import java.util.HashSet;
 import java.util.Map;
+import java.util.Set;
 
 /**
  * What one of the Delta tables holds. A caller gives the rows of one iteration in the
@@ -20,11 +22,18 @@ public interface TableLayout<T> {
     /** The table's schema: run_id, iteration, then the input and derived columns. */
     StructType schema();
 
-    /** The columns a caller gives for one iteration's rows. */
-    StructType inputSchema();
+    /** The columns a caller gives for one iteration's rows: the schema less the keys and derived columns. */
+    default StructType inputSchema() {
+        Set<String> notGiven = new HashSet<>(derivedColumns().keySet());
+        notGiven.add("run_id");
+        notGiven.add("iteration");
+        return Schemas.without(schema(), notGiven);
+    }
 
-    /** Columns computed from the input columns, by name. */
-    Map<String, Column> derivedColumns();
+    /** Columns computed from the input columns, by name (none unless a table says so). */
+    default Map<String, Column> derivedColumns() {
+        return Map.of();
+    }
 
     /** A row of the input schema. */
     Row toInputRow(T record);
