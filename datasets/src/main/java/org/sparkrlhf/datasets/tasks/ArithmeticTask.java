@@ -3,7 +3,6 @@ package org.sparkrlhf.datasets.tasks;
 import org.sparkrlhf.datasets.PromptRow;
 
 import java.util.ArrayList;
-import java.util.HashSet;
 import java.util.List;
 import java.util.Set;
 import java.util.SplittableRandom;
@@ -94,18 +93,6 @@ public final class ArithmeticTask {
 
     /** The problems behind {@link #generate}. */
     public static List<Problem> problems(long firstSeed, int count, List<Integer> levels, Set<String> exclude) {
-        List<Problem> out = new ArrayList<>(count);
-        Set<String> skip = new HashSet<>(exclude);
-        long limit = firstSeed + 1000L * Math.max(count, 1);
-        for (long seed = firstSeed; out.size() < count; seed++) {
-            if (seed >= limit) {
-                throw new IllegalArgumentException("only " + out.size() + " of " + count + " questions at levels " + levels
-                        + " are not excluded; ask for fewer or other levels");
-            }
-            Problem p = problem(seed, levels);
-            if (!skip.add(p.question())) continue;
-            out.add(p);
-        }
-        return out;
+        return DistinctQuestions.draw(firstSeed, count, levels, exclude, seed -> problem(seed, levels), Problem::question);
     }
 }

@@ -2,9 +2,7 @@ package org.sparkrlhf.datasets.tasks;
 
 import org.sparkrlhf.datasets.PromptRow;
 
-import java.util.ArrayList;
 import java.util.Arrays;
-import java.util.HashSet;
 import java.util.List;
 import java.util.Set;
 import java.util.SplittableRandom;
@@ -37,19 +35,7 @@ public final class DigitSortTask {
 
     /** As {@link ArithmeticTask#generate}: seeds from firstSeed, no question twice, none of {@code exclude}. */
     public static List<PromptRow> generate(long firstSeed, int count, List<Integer> levels, Set<String> exclude) {
-        List<PromptRow> out = new ArrayList<>(count);
-        Set<String> skip = new HashSet<>(exclude);
-        long limit = firstSeed + 1000L * Math.max(count, 1);
-        for (long seed = firstSeed; out.size() < count; seed++) {
-            if (seed >= limit) {
-                throw new IllegalArgumentException("only " + out.size() + " of " + count + " questions at levels " + levels
-                        + " are not excluded; ask for fewer or other levels");
-            }
-            PromptRow p = problem(seed, levels);
-            if (!skip.add(p.prompt())) continue;
-            out.add(p);
-        }
-        return out;
+        return DistinctQuestions.draw(firstSeed, count, levels, exclude, seed -> problem(seed, levels), PromptRow::prompt);
     }
 
     private static String spaced(int[] digits) {
