@@ -107,6 +107,9 @@ public final class TrainCommand {
                 // Delta's commits and the tables' small appends shuffle; 200 partitions on one machine
                 // cost seconds per iteration for nothing
                 builder.config("spark.sql.shuffle.partitions", "4");
+                // Delta rebuilds a table's snapshot from its log with this many tasks (default 50) on
+                // every append; a run's tables are small
+                builder.config("spark.databricks.delta.snapshotPartitions", "2");
             }
         }
         for (Map.Entry<String, String> e : config.spark().conf().entrySet()) {
