@@ -142,7 +142,7 @@ public final class ShardedLlama implements AutoCloseable {
         this.lmHead = !shard.lastStage() || !lm ? null : config.tieWordEmbeddings() ? embed : p.get("lm_head.weight");
         this.gFinalNorm = g.get("model.norm.weight");
         this.gScore = g.get("score.weight");
-        if (shard.tiedAcrossStages(config)) {
+        if (shard.tiedAcrossStages(config) && shard.holdsEmbedding(config)) {
             tiedOwnGrad = backend.allocate(DType.F32, p.get(EMBED).shape());
             gEmbedUse = shard.firstStage() ? tiedOwnGrad : null;
             gHead = shard.lastStage() ? tiedOwnGrad : null;
