@@ -25,7 +25,27 @@ public final class SftLoss {
      * gradients are those of the whole batch's mean.
      */
     public static Result of(Batch batch, TokenStats stats, int denominator) {
+        return of(batch.targetMask(), stats, denominator);
+    }
+
+    /**
+     * The targets that complete a prompt: {@link Batch#targetMask()} without the predictions of
+     * the first {@code promptTokens[b]} tokens of row b (its bos and prompt), which are the task's
+     * input, not what the model is taught to produce.
+     */
+    public static int[] completionMask(Batch batch, int[] promptTokens) {
+        if (promptTokens.length != batch.batch()) throw new IllegalArgumentException("one prompt length per row");
         int[] mask = batch.targetMask();
+        int targets = batch.time() - 1;
+        for (int b = 0; b < batch.batch(); b++) {
+            // target t predicts token t + 1
+            for (int t = 0; t + 1 < promptTokens[b] && t < targets; t++) mask[b * targets + t] = 0;
+        }
+        return mask;
+    }
+
+    /** As {@link #of(Batch, TokenStats, int)} over the targets {@code mask} [B, T - 1] selects. */
+    public static Result of(int[] mask, TokenStats stats, int denominator) {
         if (mask.length != stats.logprobs().length) throw new IllegalArgumentException("stats do not match the batch");
         float[] d = new float[mask.length];
         double sum = 0;

@@ -18,16 +18,19 @@ import java.io.Serializable;
 /**
  * The actor_train call of SFT on a data-parallel layout (dp ranks, tp = pp = 1, CPU): each rank
  * takes its replica from the executor's model store (loading it from {@link ModelSource} when
- * the store does not have it), runs one optimizer step on its rows with the loss scaled by the
- * whole batch's target token count, and keeps the updated replica under the next version.
+ * the store does not have it), runs one optimizer step on its rows with the loss on the answer
+ * tokens (and eos) scaled by the whole batch's answer token count, and keeps the updated replica
+ * under the next version.
  */
 public final class SftTrainCall implements RankFunction<SftTrainCall.Slice, SftTrainCall.Result> {
     /**
-     * One rank's input: its rows (token ids, right-padded here), the whole batch's target token
-     * count, the model's version before the step and where to reload it from.
+     * One rank's input: its rows (token ids, right-padded here) with the number of leading tokens of
+     * each that are bos and prompt (not trained on), the whole batch's target token count, the
+     * model's version before the step and where to reload it from.
      */
     public record Slice(String role, ModelSource source, long version, int dataParallel, int[][] rows,
-                        int padId, int batchTargetTokens, OptimizerConfig optimizer) implements Serializable {
+                        int[] promptTokens, int padId, int batchTargetTokens, OptimizerConfig optimizer)
+            implements Serializable {
     }
 
     /** The step's loss over the whole batch (identical on every rank), and the gradient norm. */
@@ -46,7 +49,8 @@ public final class SftTrainCall implements RankFunction<SftTrainCall.Slice, SftT
         TrainStep.Result step = TrainStep.run(replica, context.communicator(), model -> {
             Batch batch = Batch.rightPadded(slice.rows(), slice.padId());
             TokenStats stats = model.forward(batch, false);
-            SftLoss.Result loss = SftLoss.of(batch, stats, slice.batchTargetTokens());
+            SftLoss.Result loss = SftLoss.of(SftLoss.completionMask(batch, slice.promptTokens()), stats,
+                    slice.batchTargetTokens());
             model.backward(loss.dLogprobs(), null);
             return loss.loss();
         });

@@ -43,7 +43,8 @@ import java.util.Map;
  * HF folder (weights, config, tokenizer) that the PPO and GRPO examples start from.
  *
  * <p>A training example is [bos] + prompt + answer + [eos], truncated to max_prompt_tokens +
- * max_new_tokens, with the loss on every next token (the engine's SFT loss).
+ * max_new_tokens, with the loss on the answer and eos tokens only (the prompt is the task's
+ * input, as TRL's and OpenRLHF's SFT do for prompt-completion data).
  */
 public final class SftTraining {
     private static final String CALL = "actor_train";
@@ -74,7 +75,7 @@ public final class SftTraining {
                     + " is smaller than the " + dp + " data-parallel ranks of actor_train");
         }
         SpecialTokens special = SpecialTokens.read(actorDir);
-        List<int[]> examples = tokenize(spark, config, actorDir, special);
+        List<Example> examples = tokenize(spark, config, actorDir, special);
         progress.printf("sft: %d examples, actor_train on %d device(s) (dp=%d), %d iterations%n",
                 examples.size(), dp, dp, config.iterations());
 
@@ -85,14 +86,17 @@ public final class SftTraining {
         IterationTable<MetricRow> metrics = IterationTable.metrics(spark, metricsPath(output));
         List<Double> losses = new ArrayList<>();
         for (int iteration = 1; iteration <= config.iterations(); iteration++) {
-            List<int[]> batch = order.next(config.data().batchSize()).stream().map(examples::get).toList();
-            int targets = batch.stream().mapToInt(r -> r.length - 1).sum();
+            List<Example> batch = order.next(config.data().batchSize()).stream().map(examples::get).toList();
+            int targets = batch.stream().mapToInt(Example::targets).sum();
             List<SftTrainCall.Slice> slices = new ArrayList<>(dp);
             for (int r = 0; r < dp; r++) {
                 int from = r * batch.size() / dp;
                 int to = (r + 1) * batch.size() / dp;
+                List<Example> part = batch.subList(from, to);
                 slices.add(new SftTrainCall.Slice(ROLE, source, iteration - 1, dp,
-                        batch.subList(from, to).toArray(new int[0][]), special.pad(), targets, config.optimizer()));
+                        part.stream().map(Example::ids).toArray(int[][]::new),
+                        part.stream().mapToInt(Example::promptTokens).toArray(), special.pad(), targets,
+                        config.optimizer()));
             }
             long start = System.nanoTime();
             List<RankResult<SftTrainCall.Result>> results = runner.run(CALL,
@@ -179,13 +183,20 @@ public final class SftTraining {
         }
     }
 
-    private static List<int[]> tokenize(SparkSession spark, RunConfig config, Path actorDir, SpecialTokens special) {
+    /** One training example: [bos] + prompt + answer + [eos], of which the first promptTokens are not trained on. */
+    record Example(int[] ids, int promptTokens) {
+        int targets() {
+            return ids.length - promptTokens;
+        }
+    }
+
+    private static List<Example> tokenize(SparkSession spark, RunConfig config, Path actorDir, SpecialTokens special) {
         ReadOptions options = ReadOptions.defaults().withFormat(DatasetFormat.parse(config.data().format()));
         List<SftRow> rows = new ArrayList<>(DatasetReader.read(spark, config.data().path(), DatasetKind.SFT, options)
                 .collectSft());
         rows.sort(Comparator.comparing(SftRow::id));
         int maxLength = config.data().maxPromptTokens() + config.generation().maxNewTokens();
-        List<int[]> examples = new ArrayList<>(rows.size());
+        List<Example> examples = new ArrayList<>(rows.size());
         try (HfTokenizer tokenizer = HfTokenizer.open(actorDir)) {
             for (SftRow row : rows) {
                 if (row.prompt() == null) {
@@ -210,7 +221,11 @@ public final class SftTraining {
                 if (n < 2) {
                     throw new IllegalArgumentException(config.data().path() + ": example " + row.id() + " has no tokens");
                 }
-                examples.add(ids);
+                if (n <= 1 + prompt.length) {
+                    throw new IllegalArgumentException(config.data().path() + ": example " + row.id() + ": the prompt fills "
+                            + "max_prompt_tokens + max_new_tokens = " + maxLength + " tokens; nothing of the answer is left to train on");
+                }
+                examples.add(new Example(ids, 1 + prompt.length));
             }
         }
         if (examples.isEmpty()) {

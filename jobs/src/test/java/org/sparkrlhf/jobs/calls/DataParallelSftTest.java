@@ -92,8 +92,8 @@ class DataParallelSftTest {
         List<Double> distributed = new ArrayList<>();
         for (int s = 0; s < steps; s++) {
             List<SftTrainCall.Slice> slices = List.of(
-                    new SftTrainCall.Slice("dp-test-actor", source, s, 2, new int[][]{rows[0], rows[1]}, 0, targets, OPTIMIZER),
-                    new SftTrainCall.Slice("dp-test-actor", source, s, 2, new int[][]{rows[2], rows[3]}, 0, targets, OPTIMIZER));
+                    new SftTrainCall.Slice("dp-test-actor", source, s, 2, new int[][]{rows[0], rows[1]}, new int[]{1, 1}, 0, targets, OPTIMIZER),
+                    new SftTrainCall.Slice("dp-test-actor", source, s, 2, new int[][]{rows[2], rows[3]}, new int[]{1, 1}, 0, targets, OPTIMIZER));
             List<RankResult<SftTrainCall.Result>> results = runner.run("actor_train", "actor_train step " + s,
                     inventory.devices(), slices, new SftTrainCall());
             assertEquals(results.get(0).value().loss(), results.get(1).value().loss(), "ranks agree on the loss");
