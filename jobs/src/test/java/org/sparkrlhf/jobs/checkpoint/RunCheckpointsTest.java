@@ -20,7 +20,8 @@ class RunCheckpointsTest {
     Path out;
 
     private static RunState state(int iteration) {
-        return new RunState(iteration, 1, 0, iteration * 8L, iteration * 100L, 0.05, Map.of("actor", (long) iteration));
+        return new RunState("run-a", iteration, 1, 1000, 0, iteration * 8L, iteration * 100L, 0.05,
+                Map.of("actor", (long) iteration));
     }
 
     private static RunCheckpoints.Contents weights(String text) {
