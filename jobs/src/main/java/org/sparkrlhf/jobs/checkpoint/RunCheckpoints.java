@@ -56,7 +56,20 @@ import java.util.regex.Pattern;
  *                          KL coefficient, model versions
  *     _COMPLETE            written last: every file above with its size
  * </pre>
- * Frozen models (ref, reward) are not saved: they are the config's folders, unchanged.
+ * Frozen models (ref, reward) are not saved: they are the config's folders, unchanged. In a loop:
+ * <pre>{@code
+ *   Optional<Checkpoint> resumed = checkpoints.resume(config, dataSize, resume, progress);
+ *   DataOrder order = DataOrder.startingAt(dataSize, config.seed(), resumed);
+ *   ModelSource actor = resumed.map(c -> c.source("actor")).orElse(initialActor);
+ *   long actorVersion = actor.version();
+ *   for (int iteration = resumed.map(c -> c.state().iteration() + 1).orElse(1); ...) {
+ *       ... // calls, tables
+ *       Checkpoint saved = checkpoints.save(runner, new RunState(config.name(), iteration, config.seed(),
+ *               dataSize, order.epoch(), order.offset(), rngCounter, klCoef, Map.of("actor", actorVersion)),
+ *               List.of(new TrainedModel("actor", actorVersion, layout, mesh, actorDir)), keep);
+ *       actor = saved.source("actor"); // where a lost executor reloads it from
+ *   }
+ * }</pre>
  */
 public final class RunCheckpoints {
     private static final Pattern COMPLETE_NAME = Pattern.compile("iter-(\\d{8})");

@@ -117,8 +117,7 @@ public final class GrpoTraining {
         RunCheckpoints checkpoints = new RunCheckpoints(output.toUri().toString(), new Configuration());
         int dataSize = prompts.rows().size();
         Optional<RunCheckpoints.Checkpoint> resumed = checkpoints.resume(config, dataSize, resume, progress);
-        DataOrder order = resumed.map(c -> new DataOrder(dataSize, config.seed(), c.state().dataEpoch(),
-                c.state().dataOffset())).orElseGet(() -> new DataOrder(dataSize, config.seed(), 0, 0));
+        DataOrder order = DataOrder.startingAt(dataSize, config.seed(), resumed);
         // after a checkpoint, where a lost executor reloads the actor from (weights and optimizer state)
         ModelSource actorSource = resumed.map(c -> c.source(ACTOR)).orElseGet(() -> new ModelSource(actorDir.toString(), 0));
         int first = resumed.map(c -> c.state().iteration() + 1).orElse(1);

@@ -91,8 +91,7 @@ public final class SftTraining {
 
         RunCheckpoints checkpoints = new RunCheckpoints(output.toUri().toString(), new Configuration());
         Optional<RunCheckpoints.Checkpoint> resumed = checkpoints.resume(config, examples.size(), resume, progress);
-        DataOrder order = resumed.map(c -> new DataOrder(examples.size(), config.seed(), c.state().dataEpoch(),
-                c.state().dataOffset())).orElseGet(() -> new DataOrder(examples.size(), config.seed(), 0, 0));
+        DataOrder order = DataOrder.startingAt(examples.size(), config.seed(), resumed);
         ModelSource source = resumed.map(c -> c.source(ROLE)).orElseGet(() -> new ModelSource(actorDir.toString(), 0));
         long version = source.version();
         int first = resumed.map(c -> c.state().iteration() + 1).orElse(1);
