@@ -81,6 +81,17 @@ public final class AdamW implements AutoCloseable {
         return steps;
     }
 
+    /** The backend holding the parameters and moments (for {@link OptimizerState}). */
+    public Backend backend() {
+        return backend;
+    }
+
+    /** Sets the step count (the bias corrections' t) when the moments are restored from a checkpoint. */
+    public void restoreStepCount(int stepCount) {
+        if (stepCount < 0) throw new IllegalArgumentException("step count " + stepCount + " is negative");
+        this.steps = stepCount;
+    }
+
     /** The global L2 norm of all gradients. */
     public float gradNorm() {
         backend.zero(normAcc);

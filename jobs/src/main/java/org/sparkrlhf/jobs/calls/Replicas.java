@@ -3,15 +3,16 @@ package org.sparkrlhf.jobs.calls;
 import org.sparkrlhf.gpuexec.backend.cpu.CpuBackend;
 import org.sparkrlhf.gpuexec.model.LlamaModel;
 import org.sparkrlhf.gpuexec.train.AdamW;
+import org.sparkrlhf.gpuexec.train.OptimizerState;
 import org.sparkrlhf.jobs.config.RunConfig.OptimizerConfig;
 import org.sparkrlhf.jobs.executor.ModelStore;
 import org.sparkrlhf.jobs.executor.ResidentModel;
 
 /**
  * Finds a rank's model replica in its executor's {@link ModelStore}, loading it from its
- * {@link ModelSource} when the store does not hold it (a new executor, or the first call).
- * Only the initial version (0) can be reloaded: a trained version needs its optimizer state,
- * which checkpoints do not hold yet.
+ * {@link ModelSource} when the store does not hold it (a new executor, the first call, or a resumed
+ * run): version 0 is the initial model with a fresh optimizer; a trained version is a checkpoint's
+ * model folder, whose optimizer state ({@link OptimizerState#FILE}) is restored with it.
  */
 final class Replicas {
     private Replicas() {
@@ -23,7 +24,17 @@ final class Replicas {
         ModelStore.Key key = new ModelStore.Key(role, version, layout, rank);
         return ModelStore.get().getOrLoad(key, () -> {
             LlamaModel model = load(role, source, version);
-            return new ResidentModel(model, AdamW.forModel(model, SftTrainCall.hyper(optimizer)), version);
+            AdamW adamw = AdamW.forModel(model, SftTrainCall.hyper(optimizer));
+            if (version != 0) {
+                try {
+                    OptimizerState.load(adamw, source.localPath().resolve(OptimizerState.FILE));
+                } catch (RuntimeException e) {
+                    adamw.close();
+                    model.close();
+                    throw e;
+                }
+            }
+            return new ResidentModel(model, adamw, version);
         });
     }
 
@@ -44,10 +55,6 @@ final class Replicas {
         if (source.version() != version) {
             throw new IllegalStateException(role + " version " + version + " is not in this executor and "
                     + "the newest checkpoint holds version " + source.version() + " (" + source.path() + ")");
-        }
-        if (version != 0) {
-            throw new UnsupportedOperationException("reloading a trained " + role
-                    + " needs its optimizer state, which checkpoints do not hold yet");
         }
         return LlamaModel.load(new CpuBackend(), source.localPath());
     }

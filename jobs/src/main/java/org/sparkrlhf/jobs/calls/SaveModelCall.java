@@ -1,23 +1,40 @@
 package org.sparkrlhf.jobs.calls;
 
 import org.sparkrlhf.gpuexec.checkpoint.StDType;
+import org.sparkrlhf.gpuexec.train.OptimizerState;
 import org.sparkrlhf.jobs.executor.ModelStore;
 import org.sparkrlhf.jobs.executor.RankContext;
 import org.sparkrlhf.jobs.executor.RankFunction;
 import org.sparkrlhf.jobs.executor.ResidentModel;
+import org.sparkrlhf.jobs.runtime.BarrierCallRunner;
+import org.sparkrlhf.jobs.runtime.DeviceSlot;
 
+import java.io.IOException;
 import java.io.Serializable;
+import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.util.ArrayList;
+import java.util.List;
 
 /**
  * Writes a resident model as an HF checkpoint folder (config.json + safetensors, float32) that
- * transformers loads. Data-parallel replicas are identical, so rank 0 writes and the others only
- * check that they hold the same version. The folder must be on a file system the executor sees
- * (local in embedded runs, a shared mount on clusters).
+ * transformers loads and, with {@code withOptimizer}, its AdamW state beside it
+ * ({@link OptimizerState#FILE}). Data-parallel replicas are identical, so rank 0 writes and the
+ * others only check that they hold the same version. The folder must be on a file system the
+ * executor sees (local in embedded runs, a shared mount on clusters).
  */
 public final class SaveModelCall implements RankFunction<SaveModelCall.Request, Boolean> {
-    public record Request(String role, long version, String layout, String dir) implements Serializable {
+    public record Request(String role, long version, String layout, String dir, boolean withOptimizer)
+            implements Serializable {
+        /** The weights alone (a final model). */
+        public Request(String role, long version, String layout, String dir) {
+            this(role, version, layout, dir, false);
+        }
     }
+
+    /** Files of the model's source folder that a saved folder carries, so that it loads as a whole model. */
+    static final List<String> TOKENIZER_FILES = List.of("tokenizer.json", "tokenizer_config.json", "generation_config.json");
 
     @Override
     public Boolean apply(RankContext context, Request request) {
@@ -28,8 +45,32 @@ public final class SaveModelCall implements RankFunction<SaveModelCall.Request, 
                     + " does not hold it (lost executor?)");
         }
         if (context.rank() == 0) {
-            replica.model().save(Path.of(request.dir()), StDType.F32, 2L << 30);
+            Path dir = Path.of(request.dir());
+            replica.model().save(dir, StDType.F32, 2L << 30);
+            if (request.withOptimizer()) {
+                OptimizerState.save(replica.optimizer(), dir.resolve(OptimizerState.FILE));
+            }
         }
         return true;
+    }
+
+    /**
+     * On the driver: writes {@code role} at {@code version}, resident on {@code mesh} in
+     * {@code layout}, to {@code dir} (weights, optimizer state when asked, and the tokenizer files
+     * of {@code sourceDir}).
+     */
+    public static void save(BarrierCallRunner runner, List<DeviceSlot> mesh, String role, long version, String layout,
+                            Path sourceDir, Path dir, boolean withOptimizer) throws IOException {
+        Files.createDirectories(dir);
+        List<Request> requests = new ArrayList<>();
+        for (int r = 0; r < mesh.size(); r++) {
+            requests.add(new Request(role, version, layout, dir.toString(), withOptimizer));
+        }
+        runner.run(role + "_save", "save " + role + " version " + version, mesh, requests, new SaveModelCall());
+        for (String file : TOKENIZER_FILES) {
+            if (Files.exists(sourceDir.resolve(file))) {
+                Files.copy(sourceDir.resolve(file), dir.resolve(file), StandardCopyOption.REPLACE_EXISTING);
+            }
+        }
     }
 }

@@ -1,13 +1,10 @@
 package org.sparkrlhf.jobs.calls;
 
-import org.sparkrlhf.gpuexec.backend.cpu.CpuBackend;
 import org.sparkrlhf.gpuexec.model.Batch;
-import org.sparkrlhf.gpuexec.model.LlamaModel;
 import org.sparkrlhf.gpuexec.model.SftLoss;
 import org.sparkrlhf.gpuexec.model.TokenStats;
 import org.sparkrlhf.gpuexec.train.AdamW;
 import org.sparkrlhf.jobs.config.RunConfig.OptimizerConfig;
-import org.sparkrlhf.jobs.executor.ModelStore;
 import org.sparkrlhf.jobs.executor.RankContext;
 import org.sparkrlhf.jobs.executor.RankFunction;
 import org.sparkrlhf.jobs.executor.ResidentModel;
@@ -43,9 +40,8 @@ public final class SftTrainCall implements RankFunction<SftTrainCall.Slice, SftT
         if (slice.dataParallel() != context.worldSize()) {
             throw new IllegalArgumentException("a dp" + slice.dataParallel() + " call run on " + context.worldSize() + " ranks");
         }
-        ModelStore store = ModelStore.get();
-        ModelStore.Key key = new ModelStore.Key(slice.role(), slice.version(), layout, context.rank());
-        ResidentModel replica = store.getOrLoad(key, () -> load(slice));
+        ResidentModel replica = Replicas.trained(slice.role(), slice.source(), slice.version(), layout, context.rank(),
+                slice.optimizer());
         TrainStep.Result step = TrainStep.run(replica, context.communicator(), model -> {
             Batch batch = Batch.rightPadded(slice.rows(), slice.padId());
             TokenStats stats = model.forward(batch, false);
@@ -54,8 +50,7 @@ public final class SftTrainCall implements RankFunction<SftTrainCall.Slice, SftT
             model.backward(loss.dLogprobs(), null);
             return loss.loss();
         });
-        store.remove(key);
-        store.put(new ModelStore.Key(slice.role(), replica.version(), layout, context.rank()), replica);
+        Replicas.advanced(slice.role(), slice.version(), layout, context.rank(), replica);
         return new Result(step.loss(), step.step().gradNorm(), replica.version());
     }
 
@@ -63,18 +58,5 @@ public final class SftTrainCall implements RankFunction<SftTrainCall.Slice, SftT
     public static AdamW.Hyper hyper(OptimizerConfig o) {
         return new AdamW.Hyper((float) o.lr(), (float) o.beta1(), (float) o.beta2(), (float) o.eps(),
                 (float) o.weightDecay(), (float) o.gradClip());
-    }
-
-    private static ResidentModel load(Slice slice) {
-        if (slice.source().version() != slice.version()) {
-            throw new IllegalStateException(slice.role() + " version " + slice.version() + " is not in this executor and "
-                    + "the newest checkpoint holds version " + slice.source().version() + " (" + slice.source().path() + ")");
-        }
-        if (slice.version() != 0) {
-            throw new UnsupportedOperationException("reloading a trained " + slice.role()
-                    + " needs its optimizer state, which checkpoints do not hold yet");
-        }
-        LlamaModel model = LlamaModel.load(new CpuBackend(), slice.source().localPath());
-        return new ResidentModel(model, AdamW.forModel(model, hyper(slice.optimizer())), slice.version());
     }
 }

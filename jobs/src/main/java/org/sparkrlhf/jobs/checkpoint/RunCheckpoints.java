@@ -11,9 +11,15 @@ import org.apache.hadoop.fs.LocalFileSystem;
 import org.apache.hadoop.fs.Path;
 import org.apache.hadoop.fs.RemoteIterator;
 import org.apache.hadoop.fs.LocatedFileStatus;
+import org.sparkrlhf.jobs.calls.ModelSource;
+import org.sparkrlhf.jobs.calls.SaveModelCall;
+import org.sparkrlhf.jobs.config.RunConfig;
+import org.sparkrlhf.jobs.runtime.BarrierCallRunner;
+import org.sparkrlhf.jobs.runtime.DeviceSlot;
 
 import java.io.IOException;
 import java.io.InputStream;
+import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.util.ArrayList;
@@ -36,6 +42,34 @@ import java.util.regex.Pattern;
  * folder only when its name has no suffix, its marker is there and every listed file has its
  * listed size, so a checkpoint cut short at any point (a killed job, an object store whose rename
  * is a copy) is never taken for a complete one. Partial folders are removed by the next write.
+ *
+ * <p>A training loop uses two calls: {@link #resume} once before its first iteration (where to
+ * start: a fresh run, or the newest complete checkpoint with its {@link RunState} and the
+ * {@link ModelSource}s its trained models reload from), and {@link #save} every
+ * {@code checkpoint.every} iterations, with the trained models and the state. A checkpoint folder:
+ * <pre>
+ *   iter-00000010/
+ *     actor/               one folder per trained model role: an HF folder transformers loads
+ *       config.json, model.safetensors (or shards + index), tokenizer files,
+ *       optimizer.safetensors   AdamW's exp_avg.* / exp_avg_sq.* and the step (OptimizerState)
+ *     state.json           RunState: run, iteration, seed, data size/epoch/offset, RNG counter,
+ *                          KL coefficient, model versions
+ *     _COMPLETE            written last: every file above with its size
+ * </pre>
+ * Frozen models (ref, reward) are not saved: they are the config's folders, unchanged. In a loop:
+ * <pre>{@code
+ *   Optional<Checkpoint> resumed = checkpoints.resume(config, dataSize, resume, progress);
+ *   DataOrder order = DataOrder.startingAt(dataSize, config.seed(), resumed);
+ *   ModelSource actor = resumed.map(c -> c.source("actor")).orElse(initialActor);
+ *   long actorVersion = actor.version();
+ *   for (int iteration = resumed.map(c -> c.state().iteration() + 1).orElse(1); ...) {
+ *       ... // calls, tables
+ *       Checkpoint saved = checkpoints.save(runner, new RunState(config.name(), iteration, config.seed(),
+ *               dataSize, order.epoch(), order.offset(), rngCounter, klCoef, Map.of("actor", actorVersion)),
+ *               List.of(new TrainedModel("actor", actorVersion, layout, mesh, actorDir)), keep);
+ *       actor = saved.source("actor"); // where a lost executor reloads it from
+ *   }
+ * }</pre>
  */
 public final class RunCheckpoints {
     private static final Pattern COMPLETE_NAME = Pattern.compile("iter-(\\d{8})");
@@ -49,8 +83,22 @@ public final class RunCheckpoints {
         void write(java.nio.file.Path dir) throws IOException;
     }
 
+    /**
+     * A trained model to checkpoint: where it is resident (role, parameter version, layout and the
+     * devices of that layout, rank 0 first) and the folder it was first loaded from, whose tokenizer
+     * files are copied beside the weights.
+     */
+    public record TrainedModel(String role, long version, String layout, List<DeviceSlot> mesh,
+                               java.nio.file.Path sourceDir) {
+    }
+
     /** A complete checkpoint: its folder and state. */
     public record Checkpoint(Path dir, RunState state) {
+        /** Where an executor (re)loads trained model {@code role} of this checkpoint from: its folder and version. */
+        public ModelSource source(String role) {
+            return new ModelSource(localDir().resolve(role).toString(), state.version(role));
+        }
+
         /** The folder as a local path (for the engine's readers); an error on remote file systems. */
         public java.nio.file.Path localDir() {
             if (dir.toUri().getScheme() != null && !dir.toUri().getScheme().equals("file")) {
@@ -112,6 +160,81 @@ public final class RunCheckpoints {
         } catch (IOException e) {
             throw new IllegalStateException("writing checkpoint " + complete + " failed: " + e.getMessage(), e);
         }
+    }
+
+    /**
+     * Writes checkpoint {@code state.iteration()} of a running job: each trained model's HF weights
+     * and optimizer state go to {@code <role>/}, written by rank 0 of the devices holding it, then
+     * the state and the marker. {@code state} must record exactly these models at these versions.
+     * Keeps the newest {@code keep} complete checkpoints. The returned checkpoint's
+     * {@link Checkpoint#source}s are where a lost executor reloads the models from.
+     */
+    public Checkpoint save(BarrierCallRunner runner, RunState state, List<TrainedModel> models, int keep) {
+        if (models.size() != state.modelVersions().size()) {
+            throw new IllegalArgumentException("run state records models " + state.modelVersions().keySet()
+                    + " but " + models.size() + " are saved");
+        }
+        for (TrainedModel m : models) {
+            if (state.version(m.role()) != m.version()) {
+                throw new IllegalArgumentException("run state records " + m.role() + " version " + state.version(m.role())
+                        + " but version " + m.version() + " is saved");
+            }
+        }
+        Path dir = write(state, staging -> {
+            for (TrainedModel m : models) {
+                SaveModelCall.save(runner, m.mesh(), m.role(), m.version(), m.layout(), m.sourceDir(),
+                        staging.resolve(m.role()), true);
+            }
+        }, keep);
+        return new Checkpoint(dir, state);
+    }
+
+    /**
+     * Where a run starts, called once before its first iteration. With {@code resume}: the newest
+     * complete checkpoint, after checking that it is this run's (same name and seed, a dataset of
+     * {@code dataSize} rows, fewer iterations done than the config asks for); when there is none,
+     * nothing (a fresh start, said on {@code progress}). Without {@code resume}: nothing, and an
+     * error when the output already holds a complete checkpoint (starting over would meet its
+     * checkpoints and tables).
+     */
+    public Optional<Checkpoint> resume(RunConfig config, int dataSize, boolean resume, PrintStream progress) {
+        Optional<Checkpoint> newest = newestComplete();
+        if (!resume) {
+            if (newest.isPresent()) {
+                throw new IllegalArgumentException(config.source() + ": output " + config.output() + " already holds "
+                        + "checkpoints of run " + newest.get().state().run() + " (the newest at iteration "
+                        + newest.get().state().iteration() + "): pass --resume to continue it, or give another output");
+            }
+            return Optional.empty();
+        }
+        if (newest.isEmpty()) {
+            progress.printf("resume: no complete checkpoint under %s: starting from iteration 1%n", root);
+            return Optional.empty();
+        }
+        RunState s = newest.get().state();
+        String where = newest.get().dir() + "/" + STATE;
+        if (!s.run().equals(config.name())) {
+            throw new IllegalArgumentException(config.source() + ": name: the run is '" + config.name()
+                    + "' but the checkpoint to resume (" + where + ") is of run '" + s.run() + "'");
+        }
+        if (s.seed() != config.seed()) {
+            throw new IllegalArgumentException(config.source() + ": seed: the run's seed is " + config.seed()
+                    + " but the checkpoint to resume (" + where + ") was made with seed " + s.seed()
+                    + "; the data order and samples would differ");
+        }
+        if (s.dataSize() != dataSize) {
+            throw new IllegalArgumentException(config.source() + ": data: the run reads " + dataSize
+                    + " training rows but the checkpoint to resume (" + where + ") read a dataset of " + s.dataSize()
+                    + "; the data order would differ");
+        }
+        if (s.iteration() >= config.iterations()) {
+            throw new IllegalArgumentException(config.source() + ": iterations: " + config.iterations()
+                    + ", but the checkpoint to resume (" + where + ") is at iteration " + s.iteration()
+                    + ": nothing is left to run");
+        }
+        progress.printf("resume: from %s (iteration %d done, models %s)%n", newest.get().dir(), s.iteration(),
+                s.modelVersions());
+        return newest;
     }
 
     /** The newest complete checkpoint, if any. */

@@ -4,17 +4,34 @@ import java.util.Map;
 
 /**
  * What a run needs besides the weights and optimizer states to continue exactly where a
- * checkpoint was taken: the iterations done, the position in the prompt stream (epoch and rows
- * consumed in it, under the data order of {@code seed}), the sampling RNG's counter, the KL
- * controller's coefficient, and each model's parameter version.
+ * checkpoint was taken: the run's name and seed (a resumed config must have the same), the
+ * iterations done, the position in the prompt stream (the dataset's size, and the epoch and rows
+ * consumed in it, under the data order of {@code seed}), the sampling RNG's counter (the number
+ * of sampling seeds drawn: the sampling seed of an iteration is a function of the run's seed and
+ * this counter, so the stream continues where it stopped), the KL controller's coefficient, and
+ * each trained model's parameter version (optimizer steps applied).
  */
-public record RunState(int iteration, long seed, long dataEpoch, long dataOffset, long rngCounter, double klCoef,
-                       Map<String, Long> modelVersions) {
+public record RunState(String run, int iteration, long seed, int dataSize, long dataEpoch, long dataOffset,
+                       long rngCounter, double klCoef, Map<String, Long> modelVersions) {
     public RunState {
         modelVersions = Map.copyOf(modelVersions);
-        if (iteration < 0 || dataEpoch < 0 || dataOffset < 0 || rngCounter < 0) {
-            throw new IllegalArgumentException("negative position in run state: " + iteration + "/" + dataEpoch + "/"
-                    + dataOffset + "/" + rngCounter);
+        if (run == null || run.isBlank()) {
+            throw new IllegalArgumentException("run state without a run name");
         }
+        if (iteration < 0 || dataSize <= 0 || dataEpoch < 0 || dataOffset < 0 || dataOffset >= dataSize
+                || rngCounter < 0) {
+            throw new IllegalArgumentException("bad position in run state: iteration " + iteration + ", data size "
+                    + dataSize + ", epoch " + dataEpoch + ", offset " + dataOffset + ", rng counter " + rngCounter);
+        }
+    }
+
+    /** The parameter version of a trained model this state records; an error naming the roles it has. */
+    public long version(String role) {
+        Long v = modelVersions.get(role);
+        if (v == null) {
+            throw new IllegalArgumentException("the checkpoint of run " + run + " at iteration " + iteration
+                    + " holds no model '" + role + "' (it holds " + modelVersions.keySet() + ")");
+        }
+        return v;
     }
 }

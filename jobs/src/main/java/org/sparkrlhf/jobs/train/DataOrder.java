@@ -1,7 +1,10 @@
 package org.sparkrlhf.jobs.train;
 
+import org.sparkrlhf.jobs.checkpoint.RunCheckpoints;
+
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Optional;
 import java.util.SplittableRandom;
 
 /**
@@ -28,6 +31,12 @@ public final class DataOrder {
         this.epoch = epoch;
         this.offset = offset;
         this.permutation = permutation(size, seed, epoch);
+    }
+
+    /** A run's order from the start, or from the position a resumed checkpoint saved. */
+    public static DataOrder startingAt(int size, long seed, Optional<RunCheckpoints.Checkpoint> resumed) {
+        return resumed.map(c -> new DataOrder(size, seed, c.state().dataEpoch(), c.state().dataOffset()))
+                .orElseGet(() -> new DataOrder(size, seed, 0, 0));
     }
 
     /** Epoch e's order: Fisher-Yates with a generator seeded by the run's seed and e. */

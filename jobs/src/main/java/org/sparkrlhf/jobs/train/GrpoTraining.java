@@ -41,6 +41,7 @@ import java.util.Comparator;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 
 /**
  * GRPO (Shao et al. 2024) with a verifiable reward function, as a Spark job. Each iteration:
@@ -79,6 +80,16 @@ public final class GrpoTraining {
 
     public static Summary run(SparkSession spark, RunConfig config, BarrierCallRunner runner, ClusterInventory inventory,
                               PrintStream progress) {
+        return run(spark, config, runner, inventory, progress, false);
+    }
+
+    /**
+     * Runs GRPO; with {@code resume}, from the newest complete checkpoint under the run's output
+     * (the actor's weights and optimizer state, the data position and the sampling counter), or
+     * from the start when there is none. The summary holds the iterations run here.
+     */
+    public static Summary run(SparkSession spark, RunConfig config, BarrierCallRunner runner, ClusterInventory inventory,
+                              PrintStream progress, boolean resume) {
         if (config.algorithm() != Algorithm.GRPO) {
             throw new IllegalArgumentException("not a GRPO run: " + config.algorithm().key());
         }
@@ -89,7 +100,6 @@ public final class GrpoTraining {
         RunConfig.GrpoConfig grpo = config.grpo();
         Path output = SftTraining.localOutput(config);
         Path actorDir = new ModelSource(config.models().get(ACTOR).path(), 0).localPath();
-        ModelSource actorSource = new ModelSource(actorDir.toString(), 0);
         ModelSource refSource = new ModelSource(config.models().get(REF).path(), 0);
         List<DeviceSlot> mesh = mesh(config, inventory);
         int dp = mesh.size();
@@ -105,16 +115,28 @@ public final class GrpoTraining {
                 config.iterations());
 
         RunCheckpoints checkpoints = new RunCheckpoints(output.toUri().toString(), new Configuration());
-        DataOrder order = new DataOrder(prompts.rows().size(), config.seed(), 0, 0);
+        int dataSize = prompts.rows().size();
+        Optional<RunCheckpoints.Checkpoint> resumed = checkpoints.resume(config, dataSize, resume, progress);
+        DataOrder order = DataOrder.startingAt(dataSize, config.seed(), resumed);
+        // after a checkpoint, where a lost executor reloads the actor from (weights and optimizer state)
+        ModelSource actorSource = resumed.map(c -> c.source(ACTOR)).orElseGet(() -> new ModelSource(actorDir.toString(), 0));
+        int first = resumed.map(c -> c.state().iteration() + 1).orElse(1);
+        // the sampling seed of iteration i is drawn at counter i (sampleSeed): a resumed run continues the stream
+        resumed.ifPresent(c -> {
+            if (c.state().rngCounter() != c.state().iteration()) {
+                throw new IllegalStateException(c.dir() + ": a GRPO checkpoint's RNG counter is its iteration, got "
+                        + c.state().rngCounter() + " at iteration " + c.state().iteration());
+            }
+        });
         String layout = "dp" + dp + ".tp1.pp1";
         IterationTable<MetricRow> metrics = IterationTable.metrics(spark, SftTraining.metricsPath(output));
         IterationTable<RolloutRow> rollouts = IterationTable.rollouts(spark, rolloutsPath(output));
         int[] eos = {special.eos()};
         List<Double> rewards = new ArrayList<>();
         Map<Integer, Double> evaluations = new LinkedHashMap<>();
-        long version = 0;
+        long version = actorSource.version();
         try (HfTokenizer tokenizer = HfTokenizer.open(actorDir)) {
-            for (int iteration = 1; iteration <= config.iterations(); iteration++) {
+            for (int iteration = first; iteration <= config.iterations(); iteration++) {
                 List<Integer> picked = order.next(config.data().batchSize());
                 int promptCount = picked.size();
                 int groupSize = grpo.groupSize();
@@ -298,12 +320,13 @@ public final class GrpoTraining {
 
                 int every = config.checkpoint().every();
                 if (every > 0 && iteration % every == 0 && iteration < config.iterations()) {
-                    long saved = version;
-                    RunState state = new RunState(iteration, config.seed(), order.epoch(), order.offset(), 0,
-                            grpo.klCoef(), Map.of(ACTOR, saved));
-                    Path dir = Path.of(checkpoints.write(state, staging -> SftTraining.save(runner, mesh, layout, saved,
-                            actorDir, staging.resolve(ACTOR)), config.checkpoint().keep()).toUri().getPath());
-                    progress.printf("checkpoint %s%n", dir);
+                    RunState state = new RunState(config.name(), iteration, config.seed(), dataSize, order.epoch(),
+                            order.offset(), iteration, grpo.klCoef(), Map.of(ACTOR, version));
+                    RunCheckpoints.Checkpoint saved = checkpoints.save(runner, state,
+                            List.of(new RunCheckpoints.TrainedModel(ACTOR, version, layout, mesh, actorDir)),
+                            config.checkpoint().keep());
+                    actorSource = saved.source(ACTOR);
+                    progress.printf("checkpoint %s%n", saved.localDir());
                 }
             }
         }

@@ -34,6 +34,7 @@ import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 
 /**
  * Supervised fine-tuning of the actor as a Spark job: each iteration takes the next
@@ -59,6 +60,16 @@ public final class SftTraining {
 
     public static Summary run(SparkSession spark, RunConfig config, BarrierCallRunner runner, ClusterInventory inventory,
                               PrintStream progress) {
+        return run(spark, config, runner, inventory, progress, false);
+    }
+
+    /**
+     * Runs SFT; with {@code resume}, from the newest complete checkpoint under the run's output
+     * (weights, optimizer state and data position), or from the start when there is none. The
+     * summary's losses are those of the iterations run here.
+     */
+    public static Summary run(SparkSession spark, RunConfig config, BarrierCallRunner runner, ClusterInventory inventory,
+                              PrintStream progress, boolean resume) {
         if (config.algorithm() != Algorithm.SFT) {
             throw new IllegalArgumentException("not an SFT run: " + config.algorithm().key());
         }
@@ -80,12 +91,15 @@ public final class SftTraining {
                 examples.size(), dp, dp, config.iterations());
 
         RunCheckpoints checkpoints = new RunCheckpoints(output.toUri().toString(), new Configuration());
-        DataOrder order = new DataOrder(examples.size(), config.seed(), 0, 0);
-        ModelSource source = new ModelSource(actorDir.toString(), 0);
+        Optional<RunCheckpoints.Checkpoint> resumed = checkpoints.resume(config, examples.size(), resume, progress);
+        DataOrder order = DataOrder.startingAt(examples.size(), config.seed(), resumed);
+        ModelSource source = resumed.map(c -> c.source(ROLE)).orElseGet(() -> new ModelSource(actorDir.toString(), 0));
+        long version = source.version();
+        int first = resumed.map(c -> c.state().iteration() + 1).orElse(1);
         String layout = "dp" + dp + ".tp1.pp1";
         IterationTable<MetricRow> metrics = IterationTable.metrics(spark, metricsPath(output));
         List<Double> losses = new ArrayList<>();
-        for (int iteration = 1; iteration <= config.iterations(); iteration++) {
+        for (int iteration = first; iteration <= config.iterations(); iteration++) {
             List<Example> batch = order.next(config.data().batchSize()).stream().map(examples::get).toList();
             int targets = batch.stream().mapToInt(Example::targets).sum();
             List<SftTrainCall.Slice> slices = new ArrayList<>(dp);
@@ -93,7 +107,7 @@ public final class SftTraining {
                 int from = r * batch.size() / dp;
                 int to = (r + 1) * batch.size() / dp;
                 List<Example> part = batch.subList(from, to);
-                slices.add(new SftTrainCall.Slice(ROLE, source, iteration - 1, dp,
+                slices.add(new SftTrainCall.Slice(ROLE, source, version, dp,
                         part.stream().map(Example::ids).toArray(int[][]::new),
                         part.stream().mapToInt(Example::promptTokens).toArray(), special.pad(), targets,
                         config.optimizer()));
@@ -103,6 +117,7 @@ public final class SftTraining {
                     CALL + " iteration " + iteration + " (sft, dp=" + dp + ")", mesh, slices, new SftTrainCall());
             double seconds = (System.nanoTime() - start) / 1e9;
             double loss = results.get(0).value().loss();
+            version = results.get(0).value().version();
             losses.add(loss);
             progress.printf("iter %d/%d | loss %.4f | grad norm %.3f | %s %.2f s | %.0f tokens/s%n", iteration,
                     config.iterations(), loss, results.get(0).value().gradNorm(), CALL, seconds,
@@ -115,15 +130,17 @@ public final class SftTraining {
                     new MetricRow("tokens_per_second/" + CALL, (targets + batch.size()) / seconds, now)));
             int every = config.checkpoint().every();
             if (every > 0 && iteration % every == 0 && iteration < config.iterations()) {
-                long version = iteration;
-                RunState state = new RunState(iteration, config.seed(), order.epoch(), order.offset(), 0, 0.0,
-                        Map.of(ROLE, version));
-                Path dir = Path.of(checkpoints.write(state, staging -> save(runner, mesh, layout, version, actorDir,
-                        staging.resolve(ROLE)), config.checkpoint().keep()).toUri().getPath());
-                progress.printf("checkpoint %s%n", dir);
+                RunState state = new RunState(config.name(), iteration, config.seed(), examples.size(), order.epoch(),
+                        order.offset(), 0, 0.0, Map.of(ROLE, version));
+                RunCheckpoints.Checkpoint saved = checkpoints.save(runner, state,
+                        List.of(new RunCheckpoints.TrainedModel(ROLE, version, layout, mesh, actorDir)),
+                        config.checkpoint().keep());
+                // a lost executor reloads the actor from here
+                source = saved.source(ROLE);
+                progress.printf("checkpoint %s%n", saved.localDir());
             }
         }
-        Path finalDir = writeFinal(runner, mesh, layout, config.iterations(), actorDir, output);
+        Path finalDir = writeFinal(runner, mesh, layout, version, actorDir, output);
         progress.printf("final model %s%n", finalDir);
         return new Summary(losses, finalDir);
     }
@@ -170,17 +187,7 @@ public final class SftTraining {
 
     static void save(BarrierCallRunner runner, List<DeviceSlot> mesh, String layout, long version,
                              Path actorDir, Path dir) throws IOException {
-        Files.createDirectories(dir);
-        List<SaveModelCall.Request> requests = new ArrayList<>();
-        for (int r = 0; r < mesh.size(); r++) {
-            requests.add(new SaveModelCall.Request(ROLE, version, layout, dir.toString()));
-        }
-        runner.run("actor_save", "save actor version " + version, mesh, requests, new SaveModelCall());
-        for (String file : List.of("tokenizer.json", "tokenizer_config.json", "generation_config.json")) {
-            if (Files.exists(actorDir.resolve(file))) {
-                Files.copy(actorDir.resolve(file), dir.resolve(file), StandardCopyOption.REPLACE_EXISTING);
-            }
-        }
+        SaveModelCall.save(runner, mesh, ROLE, version, layout, actorDir, dir, false);
     }
 
     /** One training example: [bos] + prompt + answer + [eos], of which the first promptTokens are not trained on. */

@@ -58,13 +58,9 @@ public final class TrainCommand {
             err.println("spark-rlhf train: " + e.getMessage());
             return 2;
         }
-        if (resume) {
-            err.println("spark-rlhf train: --resume is not supported yet: checkpoints do not hold optimizer states");
-            return 2;
-        }
         SparkSession spark = start(config);
         try {
-            train(spark, config, out);
+            train(spark, config, out, resume);
             return 0;
         } catch (UnsupportedOperationException | IllegalArgumentException e) {
             err.println("spark-rlhf train: " + e.getMessage());
@@ -74,8 +70,16 @@ public final class TrainCommand {
         }
     }
 
-    /** Runs a validated config on a started Spark application. */
+    /** Runs a validated config on a started Spark application, from the start. */
     public static void train(SparkSession spark, RunConfig config, PrintStream progress) {
+        train(spark, config, progress, false);
+    }
+
+    /**
+     * Runs a validated config on a started Spark application; with {@code resume}, from the newest
+     * complete checkpoint under its output (from the start, said on {@code progress}, when there is none).
+     */
+    public static void train(SparkSession spark, RunConfig config, PrintStream progress, boolean resume) {
         SparkContext sc = spark.sparkContext();
         boolean gpus = sc.getConf().contains("spark.executor.resource.gpu.amount");
         long timeoutMs = sc.getConf().getLong("spark.rlhf.comm.timeoutMs", 600_000L);
@@ -85,8 +89,8 @@ public final class TrainCommand {
                 sc.getConf().getLong("spark.rlhf.executorWaitMs", 120_000L));
         progress.println(inventory);
         switch (config.algorithm()) {
-            case SFT -> SftTraining.run(spark, config, runner, inventory, progress);
-            case GRPO -> GrpoTraining.run(spark, config, runner, inventory, progress);
+            case SFT -> SftTraining.run(spark, config, runner, inventory, progress, resume);
+            case GRPO -> GrpoTraining.run(spark, config, runner, inventory, progress, resume);
             case PPO -> throw new UnsupportedOperationException(config.source() + ": ppo runs are not available yet "
                     + "(they need the critic's calls); grpo and sft are");
         }

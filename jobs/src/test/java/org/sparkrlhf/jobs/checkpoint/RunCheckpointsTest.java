@@ -3,8 +3,14 @@ package org.sparkrlhf.jobs.checkpoint;
 import org.apache.hadoop.conf.Configuration;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
+import org.sparkrlhf.jobs.calls.ModelSource;
+import org.sparkrlhf.jobs.config.RunConfig;
+import org.sparkrlhf.jobs.config.RunConfigReader;
 
+import java.io.ByteArrayOutputStream;
 import java.io.IOException;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
@@ -20,7 +26,8 @@ class RunCheckpointsTest {
     Path out;
 
     private static RunState state(int iteration) {
-        return new RunState(iteration, 1, 0, iteration * 8L, iteration * 100L, 0.05, Map.of("actor", (long) iteration));
+        return new RunState("run-a", iteration, 1, 1000, 0, iteration * 8L, iteration * 100L, 0.05,
+                Map.of("actor", (long) iteration));
     }
 
     private static RunCheckpoints.Contents weights(String text) {
@@ -73,5 +80,61 @@ class RunCheckpointsTest {
         // a folder without its marker
         Files.delete(out.resolve("checkpoints/iter-00000001/_COMPLETE"));
         assertFalse(cps.newestComplete().isPresent());
+    }
+
+    private RunConfig config(String name, long seed, int iterations) throws IOException {
+        Path model = out.resolve("model");
+        Files.createDirectories(model);
+        Files.writeString(model.resolve("config.json"), """
+                {"architectures": ["LlamaForCausalLM"], "hidden_size": 64, "num_attention_heads": 4,
+                 "num_key_value_heads": 2, "num_hidden_layers": 2, "vocab_size": 128}
+                """);
+        Path file = out.resolve(name + "-" + seed + ".yaml");
+        Files.writeString(file, """
+                name: %s
+                algorithm: sft
+                seed: %d
+                iterations: %d
+                output: %s
+                models:
+                  actor: {path: %s}
+                data: {path: %s, batch_size: 4}
+                """.formatted(name, seed, iterations, out, model, out.resolve("data.jsonl")));
+        return new RunConfigReader(new Configuration()).read(file.toString());
+    }
+
+    @Test
+    void resumeTakesTheNewestCompleteCheckpointOfTheSameRunOnly() throws IOException {
+        RunCheckpoints cps = new RunCheckpoints(out.toString(), new Configuration());
+        ByteArrayOutputStream text = new ByteArrayOutputStream();
+        PrintStream progress = new PrintStream(text, true, StandardCharsets.UTF_8);
+        RunConfig run = config("run-a", 1, 100);
+        // nothing to resume: a fresh start, said
+        assertTrue(cps.resume(run, 1000, true, progress).isEmpty());
+        assertTrue(text.toString(StandardCharsets.UTF_8).contains("no complete checkpoint"), text.toString());
+        assertTrue(cps.resume(run, 1000, false, progress).isEmpty());
+
+        cps.write(state(20), weights("twenty"), 2);
+        cps.write(state(30), weights("thirty"), 2);
+        RunCheckpoints.Checkpoint cp = cps.resume(run, 1000, true, progress).orElseThrow();
+        assertEquals(state(30), cp.state());
+        assertEquals(new ModelSource(cp.localDir().resolve("actor").toString(), 30), cp.source("actor"));
+        assertThrows(IllegalArgumentException.class, () -> cp.source("critic"));
+
+        String fresh = assertThrows(IllegalArgumentException.class, () -> cps.resume(run, 1000, false, progress))
+                .getMessage();
+        assertTrue(fresh.contains("--resume") && fresh.contains("iteration 30"), fresh);
+        String name = assertThrows(IllegalArgumentException.class,
+                () -> cps.resume(config("run-b", 1, 100), 1000, true, progress)).getMessage();
+        assertTrue(name.contains("'run-b'") && name.contains("'run-a'"), name);
+        String seed = assertThrows(IllegalArgumentException.class,
+                () -> cps.resume(config("run-a", 2, 100), 1000, true, progress)).getMessage();
+        assertTrue(seed.contains("seed"), seed);
+        String data = assertThrows(IllegalArgumentException.class, () -> cps.resume(run, 999, true, progress))
+                .getMessage();
+        assertTrue(data.contains("999") && data.contains("1000"), data);
+        String done = assertThrows(IllegalArgumentException.class,
+                () -> cps.resume(config("run-a", 1, 30), 1000, true, progress)).getMessage();
+        assertTrue(done.contains("nothing is left"), done);
     }
 }

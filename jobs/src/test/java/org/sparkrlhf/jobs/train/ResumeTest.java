@@ -1,0 +1,337 @@
+package org.sparkrlhf.jobs.train;
+
+import org.apache.hadoop.conf.Configuration;
+import org.apache.spark.sql.Row;
+import org.apache.spark.sql.SparkSession;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.io.TempDir;
+import org.sparkrlhf.gpuexec.checkpoint.CheckpointWeights;
+import org.sparkrlhf.gpuexec.checkpoint.SafeTensorsFile;
+import org.sparkrlhf.gpuexec.train.OptimizerState;
+import org.sparkrlhf.jobs.checkpoint.RunCheckpoints;
+import org.sparkrlhf.jobs.config.RunConfig;
+import org.sparkrlhf.jobs.config.RunConfigReader;
+import org.sparkrlhf.jobs.executor.ModelStore;
+
+import java.io.ByteArrayOutputStream;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
+import java.util.concurrent.TimeUnit;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * Jobs killed in the middle and resumed with {@code --resume} (embedded, local[2]: two
+ * data-parallel ranks) against the same jobs run without interruption, from the same seed: the
+ * resumed GRPO run's rollouts table holds every (iteration, prompt, sample) exactly once, the
+ * prompts and samples of every iteration are the uninterrupted run's, and the final weights are
+ * bit-identical (the data order is a function of the seed and the position, the sampling seeds
+ * of the iteration, and the checkpoint restores the weights and AdamW's moments and step exactly).
+ *
+ * <p>A kill is simulated in the driver: the progress stream, which the loop writes to after an
+ * iteration's rollouts and metrics are appended and before its checkpoint, either throws, or
+ * drops the actor's replicas from the (local-mode) executors' model store, as an executor lost
+ * there; the job then fails in the checkpoint's save or in the next iteration's generation, before
+ * that iteration writes anything. After each kill the store is cleared: the job's executors die
+ * with it.
+ */
+class ResumeTest {
+    static final int ITERATIONS = 5;
+    static final int BATCH = 2;
+    static final int GROUP = 2;
+    static final int MAX_NEW = 4;
+
+    static SparkSession spark;
+
+    @TempDir
+    Path dir;
+
+    @BeforeAll
+    static void start() {
+        spark = SparkSession.builder().master("local[2]").appName("resume test")
+                .config("spark.ui.enabled", "false")
+                .config("spark.driver.host", "127.0.0.1")
+                .config("spark.driver.bindAddress", "127.0.0.1")
+                .config("spark.sql.shuffle.partitions", "4")
+                .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
+                .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
+                .getOrCreate();
+    }
+
+    @AfterAll
+    static void stop() {
+        spark.stop();
+        ModelStore.get().clear();
+    }
+
+    /** What a simulated kill throws. */
+    static final class Killed extends RuntimeException {
+        Killed(String message) {
+            super(message);
+        }
+    }
+
+    /** A progress stream that runs {@code action} right after it prints iteration {@code iteration}'s line. */
+    static PrintStream progress(ByteArrayOutputStream sink, int iteration, Runnable action) {
+        return new PrintStream(sink, true, StandardCharsets.UTF_8) {
+            private void check(String text) {
+                if (iteration > 0 && text.startsWith("iter " + iteration + "/")) {
+                    action.run();
+                }
+            }
+
+            @Override
+            public void println(String x) {
+                super.println(x);
+                check(x);
+            }
+
+            @Override
+            public void println(Object x) {
+                super.println(x);
+                check(String.valueOf(x));
+            }
+
+            @Override
+            public PrintStream format(String format, Object... args) {
+                super.format(format, args);
+                check(String.format(format, args));
+                return this;
+            }
+        };
+    }
+
+    static Runnable throwKilled(int iteration) {
+        return () -> {
+            throw new Killed("killed after iteration " + iteration + "'s progress line");
+        };
+    }
+
+    /** An executor loses the actor: every resident replica of it leaves the store. */
+    static Runnable loseActor() {
+        return () -> ModelStore.get().keys().stream().filter(k -> k.role().equals("actor"))
+                .forEach(k -> ModelStore.get().remove(k));
+    }
+
+    /** Runs the config, printing what it printed; returns the progress text. */
+    static String train(RunConfig config, boolean resume, int killAt, Runnable kill) {
+        ByteArrayOutputStream sink = new ByteArrayOutputStream();
+        try {
+            TrainCommand.train(spark, config, progress(sink, killAt, kill), resume);
+        } finally {
+            System.out.print(sink.toString(StandardCharsets.UTF_8));
+        }
+        return sink.toString(StandardCharsets.UTF_8);
+    }
+
+    /** Runs the config expecting it to die; the executors die with it. */
+    static void trainAndDie(RunConfig config, boolean resume, int killAt, Runnable kill) {
+        try {
+            assertThrows(Exception.class, () -> train(config, resume, killAt, kill));
+        } finally {
+            ModelStore.get().clear();
+        }
+    }
+
+    private RunConfig grpoConfig(String name, Path out) throws Exception {
+        Path prompts = dir.resolve("prompts.jsonl");
+        if (!Files.exists(prompts)) {
+            StringBuilder jsonl = new StringBuilder();
+            for (int a = 1; a <= 3; a++) {
+                for (int b = 1; b <= 3; b++) {
+                    jsonl.append("{\"id\": \"q").append(a).append(b).append("\", \"prompt\": \"").append(a).append("+")
+                            .append(b).append("=\", \"reference\": \"").append(a + b).append("\"}\n");
+                }
+            }
+            Files.writeString(prompts, jsonl);
+        }
+        Path config = dir.resolve(name + "-" + out.getFileName() + ".yaml");
+        Files.writeString(config, """
+                name: %s
+                algorithm: grpo
+                seed: 11
+                iterations: %d
+                output: %s
+                models:
+                  actor: {path: %s}
+                  ref: {path: %s}
+                reward: {function: arithmetic}
+                data:
+                  path: %s
+                  batch_size: %d
+                  max_prompt_tokens: 16
+                generation: {max_new_tokens: %d, temperature: 1.0}
+                optimizer: {lr: 3.0e-3, weight_decay: 0.01}
+                grpo: {group_size: %d, kl_coef: 0.04, clip_ratio: 0.2, mini_batches: 2}
+                checkpoint: {every: 2, keep: 2}
+                plan: {mode: baseline}
+                spark:
+                  master: local[2]
+                """.formatted(name, ITERATIONS, out, SftTrainingTest.TINY_LLAMA, SftTrainingTest.TINY_LLAMA, prompts,
+                BATCH, MAX_NEW, GROUP));
+        return new RunConfigReader(new Configuration()).read(config.toString());
+    }
+
+    @Test
+    @Timeout(value = 600, unit = TimeUnit.SECONDS)
+    void grpoKilledMidRunAndResumedWritesEveryRolloutOnceAndEndsWithTheSameWeights() throws Exception {
+        Path straight = dir.resolve("straight");
+        Path killed = dir.resolve("killed");
+        ModelStore.get().clear();
+        train(grpoConfig("grpo-resume", straight), false, 0, null);
+
+        RunConfig config = grpoConfig("grpo-resume", killed);
+        RunCheckpoints checkpoints = new RunCheckpoints(killed.toString(), new Configuration());
+        // 1. iteration 2's tables are written, then the actor is lost: checkpoint 2 is cut short
+        trainAndDie(config, false, 2, loseActor());
+        assertTrue(checkpoints.newestComplete().isEmpty(), "a checkpoint cut short is not complete");
+        try (var listing = Files.list(killed.resolve("checkpoints"))) {
+            assertEquals(1, listing.filter(p -> p.getFileName().toString().startsWith("iter-00000002.partial-")).count());
+        }
+        // 2. --resume finds no complete checkpoint: a fresh start, which writes checkpoint 2; after
+        //    iteration 3 the actor is lost, and iteration 4 fails in actor_gen before writing anything
+        String fresh = recordTrain(config, 3, loseActor());
+        assertTrue(fresh.contains("resume: no complete checkpoint"), fresh);
+        assertEquals(2, checkpoints.newestComplete().orElseThrow().state().iteration());
+        assertEquals(3, lastIteration(killed));
+        // 3. --resume from checkpoint 2: iteration 3 again (its rows are in the table already), then
+        //    iteration 4, killed after its tables and before checkpoint 4
+        String second = recordTrain(config, 4, throwKilled(4));
+        assertTrue(second.contains("resume: from") && second.contains("iteration 2 done"), second);
+        assertEquals(2, checkpoints.newestComplete().orElseThrow().state().iteration());
+        assertEquals(4, lastIteration(killed));
+        // without --resume, an output holding checkpoints is refused; another run's name or seed too
+        assertThrows(IllegalArgumentException.class, () -> checkpoints.resume(config, 9, false, System.out));
+        IllegalArgumentException renamed = assertThrows(IllegalArgumentException.class,
+                () -> checkpoints.resume(grpoConfig("another-run", killed), 9, true, System.out));
+        assertTrue(renamed.getMessage().contains("'grpo-resume'"), renamed.getMessage());
+        // 4. --resume from checkpoint 2 again, to the end
+        String last = train(config, true, 0, null);
+        assertTrue(last.contains("iteration 2 done") && last.contains("iter 5/5"), last);
+
+        // every iteration's rows once: the uninterrupted run's prompts and samples
+        Map<String, List<String>> expected = rollouts(straight);
+        Map<String, List<String>> actual = rollouts(killed);
+        assertEquals(expected.keySet(), actual.keySet());
+        for (int i = 1; i <= ITERATIONS; i++) {
+            List<String> rows = actual.get(Integer.toString(i));
+            assertEquals(BATCH * GROUP, rows.size(), "iteration " + i + " " + rows);
+            assertEquals(expected.get(Integer.toString(i)), rows, "iteration " + i);
+        }
+        assertFinalWeightsEqual(straight, killed);
+        // checkpoint 4 holds the actor's optimizer state at its version (one step per mini-batch)
+        RunCheckpoints.Checkpoint cp = checkpoints.newestComplete().orElseThrow();
+        assertEquals(4, cp.state().iteration());
+        assertEquals(8L, cp.state().version("actor"));
+        SafeTensorsFile optimizer = SafeTensorsFile.open(cp.localDir().resolve("actor").resolve(OptimizerState.FILE));
+        assertEquals("8", optimizer.metadata().get("step"));
+        assertEquals(8, cp.state().dataOffset(), "4 iterations of 2 prompts out of 9");
+    }
+
+    private static String recordTrain(RunConfig config, int killAt, Runnable kill) {
+        ByteArrayOutputStream sink = new ByteArrayOutputStream();
+        try {
+            assertThrows(Exception.class, () -> TrainCommand.train(spark, config, progress(sink, killAt, kill), true));
+        } finally {
+            ModelStore.get().clear();
+            System.out.print(sink.toString(StandardCharsets.UTF_8));
+        }
+        return sink.toString(StandardCharsets.UTF_8);
+    }
+
+    private static long lastIteration(Path out) {
+        return org.sparkrlhf.datasets.tables.IterationTable.rollouts(spark, GrpoTraining.rolloutsPath(out))
+                .lastWrittenIteration("grpo-resume").orElseThrow();
+    }
+
+    /** iteration -> its rows (prompt, policy version, response tokens, reward), sorted. */
+    private static Map<String, List<String>> rollouts(Path out) {
+        Map<String, List<String>> byIteration = new TreeMap<>();
+        for (Row r : spark.read().format("delta").load(GrpoTraining.rolloutsPath(out)).collectAsList()) {
+            String row = r.getAs("prompt_id") + " v" + r.getAs("policy_version") + " "
+                    + r.getList(r.fieldIndex("response_tokens")) + " reward " + r.getAs("reward");
+            byIteration.computeIfAbsent(Long.toString(r.<Long>getAs("iteration")), k -> new ArrayList<>()).add(row);
+        }
+        byIteration.values().forEach(rows -> rows.sort(String::compareTo));
+        return byIteration;
+    }
+
+    private static void assertFinalWeightsEqual(Path a, Path b) {
+        CheckpointWeights wa = CheckpointWeights.open(a.resolve("final"));
+        CheckpointWeights wb = CheckpointWeights.open(b.resolve("final"));
+        assertEquals(wa.names(), wb.names());
+        for (String name : wa.names()) {
+            int[] shape = wa.entry(name).shape();
+            assertArrayEquals(wa.floats(name, shape), wb.floats(name, shape), name);
+        }
+    }
+
+    @Test
+    @Timeout(value = 300, unit = TimeUnit.SECONDS)
+    void sftKilledInAnIterationAndResumedEndsWithTheSameWeightsAndLosses() throws Exception {
+        StringBuilder jsonl = new StringBuilder();
+        for (int a = 1; a <= 4; a++) {
+            for (int b = 1; b <= 3; b++) {
+                jsonl.append("{\"id\": \"q").append(a).append(b).append("\", \"prompt\": \"").append(a).append("+")
+                        .append(b).append("=\", \"answer\": \"").append(a + b).append("\"}\n");
+            }
+        }
+        Files.writeString(dir.resolve("sft.jsonl"), jsonl);
+        Path straight = dir.resolve("sft-straight");
+        Path killed = dir.resolve("sft-killed");
+        List<RunConfig> configs = new ArrayList<>();
+        for (Path out : List.of(straight, killed)) {
+            Path yaml = dir.resolve(out.getFileName() + ".yaml");
+            Files.writeString(yaml, """
+                    name: sft-resume
+                    algorithm: sft
+                    seed: 4
+                    iterations: 3
+                    output: %s
+                    models:
+                      actor: {path: %s}
+                    data:
+                      path: %s
+                      batch_size: 5
+                      max_prompt_tokens: 16
+                    generation: {max_new_tokens: 8}
+                    optimizer: {lr: 3.0e-3, weight_decay: 0.01}
+                    checkpoint: {every: 1, keep: 1}
+                    plan: {mode: baseline}
+                    spark:
+                      master: local[2]
+                    """.formatted(out, SftTrainingTest.TINY_LLAMA, dir.resolve("sft.jsonl")));
+            configs.add(new RunConfigReader(new Configuration()).read(yaml.toString()));
+        }
+        ModelStore.get().clear();
+        train(configs.get(0), false, 0, null);
+        ModelStore.get().clear();
+        // killed in iteration 2 after its step, before its metrics and checkpoint (SFT prints first)
+        trainAndDie(configs.get(1), false, 2, throwKilled(2));
+        String resumed = train(configs.get(1), true, 0, null);
+        ModelStore.get().clear();
+        assertTrue(resumed.contains("iteration 1 done") && !resumed.contains("iter 1/3") && resumed.contains("iter 2/3")
+                && resumed.contains("iter 3/3"), resumed);
+        assertFinalWeightsEqual(straight, killed);
+        List<Row> a = spark.read().format("delta").load(SftTraining.metricsPath(straight))
+                .filter("name = 'loss/actor'").orderBy("iteration").collectAsList();
+        List<Row> b = spark.read().format("delta").load(SftTraining.metricsPath(killed))
+                .filter("name = 'loss/actor'").orderBy("iteration").collectAsList();
+        assertEquals(3, b.size());
+        for (int i = 0; i < 3; i++) {
+            assertEquals(a.get(i).<Double>getAs("value"), b.get(i).<Double>getAs("value"), "loss of iteration " + (i + 1));
+        }
+    }
+}
