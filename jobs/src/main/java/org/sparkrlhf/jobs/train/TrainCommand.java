@@ -87,8 +87,7 @@ public final class TrainCommand {
         switch (config.algorithm()) {
             case SFT -> SftTraining.run(spark, config, runner, inventory, progress);
             case GRPO -> GrpoTraining.run(spark, config, runner, inventory, progress);
-            case PPO -> throw new UnsupportedOperationException(config.source() + ": ppo runs are not available yet "
-                    + "(they need the critic's calls); grpo and sft are");
+            case PPO -> PpoTraining.run(spark, config, runner, inventory, progress);
         }
     }
 
