@@ -62,8 +62,12 @@ public record RunConfig(
     public record KlConfig(boolean adaptive, double coef, double target, int horizon, String estimator) {
     }
 
+    /**
+     * PPO's settings; {@code criticLr} is the critic's learning rate (the optimizer section's lr
+     * unless given), its other optimizer settings are the actor's.
+     */
     public record PpoConfig(double gamma, double lambda, double clipRatio, double valueClip, double valueCoef,
-                            boolean whitenAdvantages, int epochs, int miniBatches, KlConfig kl) {
+                            boolean whitenAdvantages, int epochs, int miniBatches, KlConfig kl, double criticLr) {
     }
 
     public record GrpoConfig(int groupSize, double clipRatio, double klCoef, int epochs, int miniBatches) {

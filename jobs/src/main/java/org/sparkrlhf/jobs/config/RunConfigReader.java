@@ -87,7 +87,7 @@ public final class RunConfigReader {
         DataConfig data = readData(root.require("data"), algorithm);
         GenerationConfig generation = readGeneration(root.section("generation"));
         OptimizerConfig optimizer = readOptimizer(root.section("optimizer"));
-        PpoConfig ppo = algorithm == Algorithm.PPO ? readPpo(root.section("ppo")) : null;
+        PpoConfig ppo = algorithm == Algorithm.PPO ? readPpo(root.section("ppo"), optimizer.lr(), data) : null;
         GrpoConfig grpo = algorithm == Algorithm.GRPO ? readGrpo(root.section("grpo")) : null;
         CheckpointConfig checkpoint = readCheckpoint(root.section("checkpoint"));
         PlanConfig plan = readPlan(root.section("plan"), algorithm, models, reward);
@@ -129,15 +129,44 @@ public final class RunConfigReader {
             ConfigNode pathNode = m.require("path");
             String modelPath = pathNode.asString();
             requireCheckpoint(pathNode, modelPath);
+            if (role.equals("reward") && !checkpointJson(modelPath, pathNode).path("architectures").path(0).asText("")
+                    .endsWith("ForSequenceClassification")) {
+                throw pathNode.error(modelPath + " is not a reward model: a reward model is an HF "
+                        + "...ForSequenceClassification checkpoint with one label (its config.json's architectures)");
+            }
             models.put(role, new ModelConfig(role, modelPath, trainable));
         }
         for (String role : algorithm.requiredModels()) {
             if (!models.containsKey(role)) {
+                String hint = role.equals("critic") ? "; a reward model, or the actor's checkpoint, which gets a fresh "
+                        + "value head" : "";
                 throw new ConfigException(node.file() + ":" + node.line() + ": models." + role
-                        + ": required by " + algorithm.key() + " but missing (give models." + role + ".path)");
+                        + ": required by " + algorithm.key() + " but missing (give models." + role + ".path" + hint + ")");
+            }
+        }
+        ModelConfig actor = models.get("actor");
+        if (actor != null) {
+            int vocab = checkpointJson(actor.path(), node.get("actor")).path("vocab_size").asInt(-1);
+            for (ModelConfig other : models.values()) {
+                int otherVocab = checkpointJson(other.path(), node.get(other.role())).path("vocab_size").asInt(-1);
+                if (other != actor && otherVocab != vocab) {
+                    throw node.get(other.role()).require("path").error("vocab_size " + otherVocab + " differs from the "
+                            + "actor's " + vocab + " (" + actor.path() + "): the " + other.role()
+                            + " model reads the actor's tokens");
+                }
             }
         }
         return models;
+    }
+
+    /** A model folder's config.json (its existence was checked). */
+    private JsonNode checkpointJson(String modelPath, ConfigNode at) {
+        Path json = new Path(modelPath, "config.json");
+        try (InputStream in = json.getFileSystem(hadoop).open(json)) {
+            return new ObjectMapper().readTree(in);
+        } catch (IOException e) {
+            throw at.error("cannot read " + json + ": " + e.getMessage());
+        }
     }
 
     private static RewardConfig readReward(ConfigNode root, Algorithm algorithm, Map<String, ModelConfig> models) {
@@ -257,9 +286,9 @@ public final class RunConfigReader {
         return new OptimizerConfig(lr, beta1, beta2, eps, wd, clip, warmup);
     }
 
-    private static PpoConfig readPpo(ConfigNode node) {
+    private static PpoConfig readPpo(ConfigNode node, double lr, DataConfig data) {
         node.allowOnly("gamma", "lambda", "clip_ratio", "value_clip", "value_coef", "whiten_advantages",
-                "epochs", "mini_batches", "kl");
+                "epochs", "mini_batches", "kl", "critic_lr");
         double gamma = unit(node, "gamma", node.number("gamma", 1.0));
         double lambda = unit(node, "lambda", node.number("lambda", 0.95));
         double clipRatio = positiveNumber(node, "clip_ratio", node.number("clip_ratio", 0.2));
@@ -268,8 +297,13 @@ public final class RunConfigReader {
         boolean whiten = node.bool("whiten_advantages", true);
         int epochs = positive(node, "epochs", node.integer("epochs", 1));
         int miniBatches = positive(node, "mini_batches", node.integer("mini_batches", 1));
+        if (miniBatches > data.batchSize()) {
+            throw node.require("mini_batches").error(miniBatches + " mini-batches of a batch of data.batch_size = "
+                    + data.batchSize() + " responses leave some empty");
+        }
         KlConfig kl = readKl(node.section("kl"), 0.05, "k1");
-        return new PpoConfig(gamma, lambda, clipRatio, valueClip, valueCoef, whiten, epochs, miniBatches, kl);
+        double criticLr = positiveNumber(node, "critic_lr", node.number("critic_lr", lr));
+        return new PpoConfig(gamma, lambda, clipRatio, valueClip, valueCoef, whiten, epochs, miniBatches, kl, criticLr);
     }
 
     private static KlConfig readKl(ConfigNode node, double defaultCoef, String defaultEstimator) {

@@ -91,8 +91,7 @@ public final class TrainCommand {
         switch (config.algorithm()) {
             case SFT -> SftTraining.run(spark, config, runner, inventory, progress, resume);
             case GRPO -> GrpoTraining.run(spark, config, runner, inventory, progress, resume);
-            case PPO -> throw new UnsupportedOperationException(config.source() + ": ppo runs are not available yet "
-                    + "(they need the critic's calls); grpo and sft are");
+            case PPO -> PpoTraining.run(spark, config, runner, inventory, progress);
         }
     }
 

@@ -33,7 +33,13 @@ class RunConfigReaderTest {
 
     private RunConfig read(String yaml) throws IOException {
         Path file = dir.resolve("run.yaml");
-        Files.writeString(file, yaml.replace("MODEL", model.toString()));
+        Path rewardModel = dir.resolve("tiny-reward");
+        Files.createDirectories(rewardModel);
+        Files.writeString(rewardModel.resolve("config.json"), """
+                {"architectures": ["LlamaForSequenceClassification"], "hidden_size": 64, "num_attention_heads": 4,
+                 "num_key_value_heads": 2, "num_hidden_layers": 2, "vocab_size": 128, "num_labels": 1}
+                """);
+        Files.writeString(file, yaml.replace("REWARD_MODEL", rewardModel.toString()).replace("MODEL", model.toString()));
         return new RunConfigReader(new Configuration()).read("file:" + file);
     }
 
@@ -115,7 +121,7 @@ class RunConfigReaderTest {
     void rewardNeedsAModelOrAFunctionButNotBoth() {
         assertTrue(error(GRPO.replace("reward:\n  function: arithmetic\n", ""))
                 .contains("models.reward: grpo needs a reward"));
-        assertTrue(error(GRPO.replace("  ref:\n", "  reward: {path: MODEL}\n  ref:\n"))
+        assertTrue(error(GRPO.replace("  ref:\n", "  reward: {path: REWARD_MODEL}\n  ref:\n"))
                 .contains("give either reward.function or models.reward, not both"));
     }
 
@@ -142,7 +148,7 @@ class RunConfigReaderTest {
                   actor: {path: MODEL}
                   ref: {path: MODEL}
                   critic: {path: MODEL}
-                  reward: {path: MODEL}
+                  reward: {path: REWARD_MODEL}
                 data: {path: prompts.jsonl}
                 ppo:
                   kl: {type: adaptive, coef: 0.1, target: 6.0, horizon: 10000, estimator: k3}
@@ -157,6 +163,70 @@ class RunConfigReaderTest {
         String fixedWithTarget = error(ppo.replace("type: adaptive", "type: fixed"));
         assertTrue(fixedWithTarget.contains("ppo.kl.target: only an adaptive KL controller has a target"), fixedWithTarget);
         assertTrue(error(ppo.replace("estimator: k3", "estimator: k2")).contains("unknown KL estimator 'k2'"));
+    }
+
+    private static final String PPO = """
+            algorithm: ppo
+            output: /tmp/out
+            models:
+              actor: {path: MODEL}
+              ref: {path: MODEL}
+              critic: {path: MODEL}
+            reward: {function: arithmetic}
+            data: {task: arithmetic, batch_size: 8}
+            optimizer: {lr: 1.0e-5}
+            ppo: {mini_batches: 2}
+            """;
+
+    @Test
+    void ppoWithARewardFunctionAndDefaults() throws IOException {
+        RunConfig c = read(PPO);
+        assertEquals(Algorithm.PPO, c.algorithm());
+        assertFalse(c.reward().fromModel());
+        assertEquals(1.0e-5, c.ppo().criticLr(), "the critic's learning rate defaults to the actor's");
+        assertEquals(2, c.ppo().miniBatches());
+        assertEquals(0.05, c.ppo().kl().coef());
+        assertEquals("k1", c.ppo().kl().estimator());
+        assertFalse(c.ppo().kl().adaptive());
+        assertTrue(c.ppo().whitenAdvantages());
+        assertEquals(java.util.List.of("actor_gen", "ref_inf", "critic_inf", "actor_train", "critic_train"),
+                RunConfigReader.callsOf(Algorithm.PPO, c.reward()));
+        assertEquals(3.0e-5, read(PPO.replace("ppo: {mini_batches: 2}", "ppo: {critic_lr: 3.0e-5}")).ppo().criticLr());
+    }
+
+    @Test
+    void ppoModelErrors() {
+        String noCritic = error(PPO.replace("  critic: {path: MODEL}\n", ""));
+        assertTrue(noCritic.contains("models.critic: required by ppo but missing"), noCritic);
+        assertTrue(noCritic.contains("the actor's checkpoint, which gets a fresh value head"), noCritic);
+        String noReward = error(PPO.replace("reward: {function: arithmetic}\n", ""));
+        assertTrue(noReward.contains("models.reward: ppo needs a reward: give models.reward.path"), noReward);
+        String causalReward = error(PPO.replace("reward: {function: arithmetic}\n", "")
+                .replace("  critic: {path: MODEL}\n", "  critic: {path: MODEL}\n  reward: {path: MODEL}\n"));
+        assertTrue(causalReward.contains("models.reward.path: " + model + " is not a reward model"), causalReward);
+        String both = error(PPO.replace("  critic: {path: MODEL}\n", "  critic: {path: MODEL}\n  reward: {path: REWARD_MODEL}\n"));
+        assertTrue(both.contains("give either reward.function or models.reward, not both"), both);
+    }
+
+    @Test
+    void ppoModelsMustShareTheActorsVocabulary() throws IOException {
+        Path other = dir.resolve("other-vocab");
+        Files.createDirectories(other);
+        Files.writeString(other.resolve("config.json"), """
+                {"architectures": ["LlamaForSequenceClassification"], "hidden_size": 64, "num_attention_heads": 4,
+                 "num_key_value_heads": 2, "num_hidden_layers": 2, "vocab_size": 256, "num_labels": 1}
+                """);
+        String message = error(PPO.replace("  critic: {path: MODEL}", "  critic: {path: " + other + "}"));
+        assertTrue(message.contains("models.critic.path: vocab_size 256 differs from the actor's 128"), message);
+    }
+
+    @Test
+    void ppoMiniBatchesAndRanges() {
+        String tooMany = error(PPO.replace("ppo: {mini_batches: 2}", "ppo: {mini_batches: 9}"));
+        assertTrue(tooMany.contains("ppo.mini_batches: 9 mini-batches of a batch of data.batch_size = 8"), tooMany);
+        assertTrue(error(PPO.replace("ppo: {mini_batches: 2}", "ppo: {lambda: 1.5}")).contains("ppo.lambda: must be in [0, 1]"));
+        assertTrue(error(PPO.replace("ppo: {mini_batches: 2}", "ppo: {critic_lr: 0}")).contains("ppo.critic_lr: must be > 0"));
+        assertTrue(error(PPO.replace("ppo: {mini_batches: 2}", "ppo: {value_clp: 0.2}")).contains("ppo.value_clp: unknown key"));
     }
 
     private static final String MANUAL = GRPO + """

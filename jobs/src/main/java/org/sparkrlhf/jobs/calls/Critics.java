@@ -1,0 +1,68 @@
+package org.sparkrlhf.jobs.calls;
+
+import org.sparkrlhf.gpuexec.backend.Backend;
+import org.sparkrlhf.gpuexec.backend.DType;
+import org.sparkrlhf.gpuexec.backend.cpu.CpuBackend;
+import org.sparkrlhf.gpuexec.checkpoint.CheckpointWeights;
+import org.sparkrlhf.gpuexec.model.LlamaModel;
+import org.sparkrlhf.gpuexec.model.LlamaWeights;
+import org.sparkrlhf.gpuexec.model.ModelConfig;
+import org.sparkrlhf.gpuexec.train.AdamW;
+import org.sparkrlhf.jobs.config.RunConfig.OptimizerConfig;
+import org.sparkrlhf.jobs.executor.ModelStore;
+import org.sparkrlhf.jobs.executor.ResidentModel;
+
+import java.nio.file.Path;
+
+/**
+ * The critic: a value model with a scalar head on every position. It starts from
+ * {@code models.critic}: a ...ForSequenceClassification checkpoint (a reward model) is loaded as
+ * it is; a causal LM (the actor's checkpoint) keeps its decoder and gets a fresh value head in
+ * place of its LM head, drawn from N(0, 1 / (hidden + 1)) with a fixed seed (as OpenRLHF), so that
+ * every data-parallel replica starts identical.
+ */
+public final class Critics {
+    private Critics() {
+    }
+
+    /** The critic from {@code dir}: its own score head, or the decoder of a causal LM with a fresh one. */
+    public static LlamaModel load(Backend backend, Path dir, long headSeed) {
+        ModelConfig config = ModelConfig.read(dir.resolve("config.json"));
+        if (config.head() == ModelConfig.Head.SCORE) {
+            return LlamaModel.load(backend, dir);
+        }
+        ModelConfig critic = config.withHead(ModelConfig.Head.SCORE);
+        LlamaModel model = LlamaModel.random(backend, critic, DType.F32, headSeed, 1f / (critic.hiddenSize() + 1));
+        CheckpointWeights weights = CheckpointWeights.open(dir);
+        for (LlamaWeights.Spec s : model.parameters().specs()) {
+            if (s.name().equals("score.weight")) {
+                continue;
+            }
+            if (!weights.has(s.name())) {
+                model.close();
+                throw new IllegalArgumentException(dir + ": the checkpoint has no tensor '" + s.name()
+                        + "' for the critic's decoder");
+            }
+            backend.upload(model.parameters().get(s.name()), weights.floats(s.name(), s.shape()));
+        }
+        return model;
+    }
+
+    /** The trained critic of a rank at {@code version}, with its optimizer; loaded when the store lacks it. */
+    static ResidentModel trained(String role, ModelSource source, long version, String layout, int rank,
+                                 OptimizerConfig optimizer, long headSeed) {
+        ModelStore.Key key = new ModelStore.Key(role, version, layout, rank);
+        return ModelStore.get().getOrLoad(key, () -> {
+            if (source.version() != version) {
+                throw new IllegalStateException(role + " version " + version + " is not in this executor and "
+                        + "the newest checkpoint holds version " + source.version() + " (" + source.path() + ")");
+            }
+            if (version != 0) {
+                throw new UnsupportedOperationException("reloading a trained " + role
+                        + " needs its optimizer state, which checkpoints do not hold yet");
+            }
+            LlamaModel model = load(new CpuBackend(), source.localPath(), headSeed);
+            return new ResidentModel(model, AdamW.forModel(model, SftTrainCall.hyper(optimizer)), version);
+        });
+    }
+}
