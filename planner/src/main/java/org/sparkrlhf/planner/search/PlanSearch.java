@@ -32,10 +32,10 @@ import java.util.SplittableRandom;
  * every other time with two calls shaken to random choices.
  * <p>
  * Starting points: the seed plans (the baselines where valid), each call's fastest candidate, and
- * heuristic plans: the cluster cut in two (half of a node each, or whole nodes), each role on one side,
- * with and without generation on every device, their layouts chosen by coordinate descent. Half of the
- * budget runs one chain from each of the best few starting points, the rest continues from the best
- * state found. The best starting point is never lost, so the result is never slower than the seeds.
+ * heuristic plans: the cluster cut in two (halves of a node, or whole nodes), each role on one side,
+ * with and without generation on every device, improved by coordinate descent over the candidates on
+ * the meshes each plan uses. Half of the budget runs one chain from each of the best few starting
+ * points, the rest continues from the best state found. The best starting point is never lost, so the result is never slower than the seeds.
  * Seeded; bounded by wall time and optionally by a step count (then reproducible).
  */
 public final class PlanSearch {
@@ -333,11 +333,12 @@ public final class PlanSearch {
 
     /**
      * Heuristic starting points. The cluster is cut in two disjoint meshes A and B (two halves of a
-     * node, or the first k nodes and the rest for k a quarter, half and three quarters of the nodes);
+     * node, or the first k nodes and the rest for k one node, a quarter, half and three quarters of the
+     * nodes, and all nodes but one);
      * every role goes to A or B (all its calls together), and the generation calls either stay with their
      * role or use every device. Each call starts from the candidate of its mesh that a call on the
-     * same role already uses, else its fastest; the best of these plans are improved by coordinate descent
-     * (each call in turn to the best candidate on its mesh, twice).
+     * same role already uses, else its fastest (else, when that does not fit, the candidates that need the
+     * least memory); the best of these plans are improved by {@link #descend coordinate descent}.
      */
     private List<State> heuristicStarts(long deadline) {
         var cluster = space.problem().cluster();
@@ -352,7 +353,7 @@ public final class PlanSearch {
         if (nodes == 1) {
             splits.add(new DeviceMesh[]{new DeviceMesh(0, g / 2), new DeviceMesh(g / 2, g / 2)});
         } else {
-            for (int k : new int[]{nodes / 4, nodes / 2, nodes - nodes / 4}) {
+            for (int k : new int[]{1, nodes / 4, nodes / 2, nodes - nodes / 4, nodes - 1}) {
                 if (k >= 1 && k < nodes && splits.stream().noneMatch(s -> s[0].size() == k * g)) {
                     splits.add(new DeviceMesh[]{new DeviceMesh(0, k * g), new DeviceMesh(k * g, (nodes - k) * g)});
                 }
@@ -385,10 +386,17 @@ public final class PlanSearch {
         }
         out.sort((a, b) -> Double.compare(a.seconds, b.seconds));
         List<State> improved = new ArrayList<>();
-        for (int i = 0; i < Math.min(DESCENDED, out.size()) && Double.isFinite(out.get(i).seconds); i++) {
+        double previous = Double.NaN;
+        for (int i = 0; i < out.size() && improved.size() < DESCENDED && Double.isFinite(out.get(i).seconds); i++) {
             if (System.nanoTime() > deadline) {
                 break;
             }
+            // plans that tie exactly differ in a call off the critical path (generation with its role or on
+            // every device, say): descending one of them is enough
+            if (out.get(i).seconds == previous) {
+                continue;
+            }
+            previous = out.get(i).seconds;
             improved.add(descend(out.get(i)));
         }
         return improved;
@@ -439,14 +447,25 @@ public final class PlanSearch {
         return best;
     }
 
-    /** Coordinate descent: each call in turn to the candidate on its mesh that gives the shortest iteration. */
+    /**
+     * Coordinate descent: each call in turn to the candidate that gives the shortest iteration among those
+     * on the meshes the plan already uses (its own, its role's, the other side of the cut, every device).
+     */
     private State descend(State s) {
         int[] idx = s.idx.clone();
         Candidate[] a = s.cands.clone();
         double t = s.seconds;
         for (int pass = 0; pass < 2; pass++) {
             for (int c = 0; c < n; c++) {
-                for (int i : space.onMesh(c, a[c].mesh())) {
+                List<Integer> options = new ArrayList<>();
+                List<DeviceMesh> used = new ArrayList<>();
+                for (Candidate x : a) {
+                    if (!used.contains(x.mesh())) {
+                        used.add(x.mesh());
+                        options.addAll(space.onMesh(c, x.mesh()));
+                    }
+                }
+                for (int i : options) {
                     if (i == idx[c]) {
                         continue;
                     }
