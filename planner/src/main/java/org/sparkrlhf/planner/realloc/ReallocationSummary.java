@@ -43,11 +43,6 @@ public final class ReallocationSummary {
         return local[gpu];
     }
 
-    /** Whether device {@code gpu} sends or receives anything, or copies locally. */
-    public boolean involves(int gpu) {
-        return sendIntra[gpu] + sendInter[gpu] + recvIntra[gpu] + recvInter[gpu] + local[gpu] > 0;
-    }
-
     /** Bytes that cross between devices. */
     public long movedBytes() {
         long s = 0;
