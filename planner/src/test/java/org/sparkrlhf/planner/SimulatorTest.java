@@ -107,4 +107,44 @@ class SimulatorTest {
         assertFalse(r.feasible());
         assertTrue(r.infeasibleReason().contains("score") && r.infeasibleReason().contains("0-1"), r.infeasibleReason());
     }
+
+    /**
+     * Two nodes of two devices. x trains on devices 0-3 (tp 2 inside a node, dp 2 across the nodes) and
+     * generates on node 0 (dp 2): devices 0 and 1 hold both tensor shards, sources are taken on the
+     * receiver's node first, so the reallocation needs only node 0, and y's long training on node 1 does
+     * not delay the next generation.
+     */
+    @Test
+    void aReallocationHoldsOnlyTheDevicesThatSendOrReceive() {
+        DataflowGraph g = new DataflowGraph("t", List.of(
+                ModelCall.generate("gen", "x", List.of("p"), List.of("packed_input_ids")),
+                ModelCall.inference("score", "y", List.of("packed_input_ids"), List.of("rewards")),
+                ModelCall.train("train", "x", List.of("packed_input_ids", "rewards"), 1),
+                ModelCall.train("train_y", "y", List.of("packed_input_ids", "rewards"), 1)));
+        PlanningProblem p = new PlanningProblem(g, Map.of("x", TINY, "y", TINY), ClusterSpec.h100(2, 2),
+                new Workload(8, 8, 64), CostConstants.calibrated(), ProfileTable.empty());
+        ParallelStrategy tp2dp2 = ParallelStrategy.of(2, 2, 1, 1);
+        PlanningProblem.ReallocCost rc = p.reallocCost("x", new DeviceMesh(0, 4), tp2dp2, new DeviceMesh(0, 2), DP2);
+        // device 0 takes tensor shard 1 from device 1 (its node), device 1 shard 0 from device 0
+        assertEquals(List.of(0, 1), java.util.Arrays.stream(rc.senders()).boxed().toList());
+        assertTrue(rc.seconds() > 0);
+
+        Candidate[] a = {cand(0, 0, 2, DP2, 1, 0), cand(1, 2, 2, DP2, 2, 0), cand(2, 0, 4, tp2dp2, 3, 0),
+                cand(3, 2, 2, DP2, 5, 0)};
+        SimResult r = new Simulator(p).simulate(a);
+        TimelineEvent train0 = null;
+        TimelineEvent realloc1 = null;
+        for (TimelineEvent e : r.timeline()) {
+            if (e.iteration() == 0 && e.label().equals("train")) {
+                train0 = e;
+            }
+            if (e.iteration() == 1 && e.reallocation()) {
+                realloc1 = e;
+            }
+        }
+        assertEquals(train0.end(), realloc1.start(), 1e-12, "the reallocation does not wait for train_y on 2-3");
+        assertFalse(realloc1.uses(2) || realloc1.uses(3));
+        // per iteration: train_y 5 s (overlapping reallocation and gen), then score 2 s and train 3 s
+        assertEquals(10.0, r.iterationSeconds(), 1e-3);
+    }
 }

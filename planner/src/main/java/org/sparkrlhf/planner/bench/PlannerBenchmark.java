@@ -3,6 +3,8 @@ package org.sparkrlhf.planner.bench;
 import org.sparkrlhf.planner.Planner;
 import org.sparkrlhf.planner.cost.CostConstants;
 import org.sparkrlhf.planner.plan.Candidate;
+import org.sparkrlhf.planner.plan.PlanningProblem;
+import org.sparkrlhf.planner.search.CandidateSpace;
 
 import java.util.ArrayList;
 import java.util.List;
@@ -15,7 +17,8 @@ import java.util.Locale;
  * colocated baselines, and the search time. Then the estimator check: the planner's symmetric plan
  * against ReaL's measured heuristic plan, and its searched plan against ReaL's measured searched plan
  * (the throughput figure of the ReaL paper, {@link PublishedReal}). Last, one search of the largest
- * setup with the default budget, timed end to end.
+ * setup with the default budget, timed end to end. Column "max x" is the most any plan could gain over the
+ * symmetric one under the cost model ({@link #criticalPathBound}).
  * <p>
  * Usage: {@code PlannerBenchmark [seconds-per-setup (10)] [default-budget (20)]}.
  */
@@ -24,7 +27,34 @@ public final class PlannerBenchmark {
     }
 
     record Row(PublishedReal.Point point, PpoSetup setup, double searched, double symmetric, double colocated,
-               double searchSeconds, long steps, String plan) {
+               double searchSeconds, long steps, String plan, double bound) {
+    }
+
+    /**
+     * A lower bound of the steady-state iteration time of any plan under the cost model: actor_gen of the
+     * next iteration waits for actor_train, which waits for the three inference calls, which wait for
+     * actor_gen; each call takes at least its fastest candidate (any mesh, ignoring memory, reallocations
+     * and data transfers). So no plan can be faster than symmetric / bound times the symmetric plan.
+     */
+    static double criticalPathBound(PlanningProblem p) {
+        CandidateSpace space = new CandidateSpace(p);
+        var g = p.graph();
+        double gen = 0;
+        double inf = 0;
+        double train = 0;
+        for (int c = 0; c < g.size(); c++) {
+            int f = space.fastest(c);
+            if (f < 0) {
+                return Double.NaN;
+            }
+            double t = space.candidate(c, f).estimate().seconds();
+            switch (g.call(c).kind()) {
+                case GENERATE -> gen = Math.max(gen, t);
+                case INFERENCE -> inf = Math.max(inf, t);
+                case TRAIN -> train = g.call(c).role().equals("actor") ? t : train;
+            }
+        }
+        return gen + inf + train;
     }
 
     public static void main(String[] args) {
@@ -34,20 +64,21 @@ public final class PlannerBenchmark {
         long t0 = System.nanoTime();
         System.out.printf(Locale.ROOT, "planner benchmark: ReaL's PPO setups on H100 nodes, search budget %.1f s per setup, "
                 + "seed 1, %d cores%n%n", budget, Runtime.getRuntime().availableProcessors());
-        System.out.printf(Locale.ROOT, "%-40s %9s %7s %9s %7s %9s %7s %6s %6s %7s %8s%n", "setup", "searched", "PFLOP/s",
-                "symmetric", "PFLOP/s", "colocated", "PFLOP/s", "x sym", "x col", "search", "steps");
+        System.out.printf(Locale.ROOT, "%-40s %9s %7s %9s %7s %9s %7s %6s %6s %7s %8s %7s%n", "setup", "searched", "PFLOP/s",
+                "symmetric", "PFLOP/s", "colocated", "PFLOP/s", "x sym", "x col", "search", "steps", "max x");
         List<Row> rows = new ArrayList<>();
         for (PublishedReal.Point pt : PublishedReal.points()) {
             PpoSetup s = PpoSetup.of(pt);
             Planner.Outcome o = Planner.plan(s.problem(k), 1, budget, Long.MAX_VALUE);
             double searched = o.plan() == null ? Double.NaN : o.result().iterationSeconds();
             Row r = new Row(pt, s, searched, o.symmetricSeconds(), o.colocatedSeconds(), o.search().elapsedSeconds(),
-                    o.search().steps(), describe(o));
+                    o.search().steps(), describe(o), criticalPathBound(o.problem()));
             rows.add(r);
             double f = s.flops() / 1e15;
-            System.out.printf(Locale.ROOT, "%-40s %8.2fs %7.3f %8s %7s %8s %7s %6s %6s %6.1fs %8d%n", s.label(), searched,
+            System.out.printf(Locale.ROOT, "%-40s %8.2fs %7.3f %8s %7s %8s %7s %6s %6s %6.1fs %8d %7s%n", s.label(), searched,
                     f / searched, secs(r.symmetric), pflops(f, r.symmetric), secs(r.colocated), pflops(f, r.colocated),
-                    ratio(r.symmetric, searched), ratio(r.colocated, searched), r.searchSeconds, r.steps);
+                    ratio(r.symmetric, searched), ratio(r.colocated, searched), r.searchSeconds, r.steps,
+                    ratio(r.symmetric, r.bound));
         }
         System.out.println();
         summary(rows, "generation 128 and 896 (the benchmark's setups)", true);
@@ -109,11 +140,17 @@ public final class PlannerBenchmark {
         int slowerThanCol = 0;
         double colSum = 0;
         int colN = 0;
+        double boundSum = 0;
+        Row worst = null;
         for (Row r : rows) {
             if (only128And896 && r.point.genLen() == 384) {
                 continue;
             }
             double x = r.symmetric / r.searched;
+            if (worst == null || x < worst.symmetric / worst.searched) {
+                worst = r;
+            }
+            boundSum += r.symmetric / r.bound;
             sum += x;
             logSum += Math.log(x);
             min = Math.min(min, x);
@@ -133,6 +170,8 @@ public final class PlannerBenchmark {
                         + " over colocated (where it fits, %d setups): mean %.2fx; searched slower than symmetric in %d,"
                         + " than colocated in %d%n", what, n, sum / n, Math.exp(logSum / n), min, colN,
                 colN == 0 ? Double.NaN : colSum / colN, slowerThanSym, slowerThanCol);
+        System.out.printf(Locale.ROOT, "  worst: %s (%.2fx); the critical-path bound (column max x) allows at most %.2fx"
+                + " on average%n", worst.setup.label().trim(), worst.symmetric / worst.searched, boundSum / n);
     }
 
     private static String describe(Planner.Outcome o) {

@@ -13,9 +13,9 @@ import java.util.List;
 
 /**
  * Time and memory of a model function call on a mesh with a parameter layout. The micro-batch count
- * (and, for training, activation recomputation) is derived here rather than searched: for each layout
- * the estimator returns the fastest variant that fits in memory on its own and, when it differs, the
- * variant that needs the least memory, so that a plan where several models share devices can still fit.
+ * (and, for training, activation recomputation) is chosen with the placement: for each layout the
+ * estimator returns the variants that fit in memory on their own and are not beaten in both time and
+ * memory by another (fastest first), so that a plan where several models share devices can still fit.
  * <ul>
  *   <li>TRAIN: {@code trainSteps} optimizer steps; each runs a 1F1B pipeline over the replica's
  *   micro-batches ({@code (mb + pp - 1)} slots of forward + backward of the slowest stage), with two
@@ -203,23 +203,23 @@ public final class CallCostModel {
         }
     }
 
-    /** Keeps the fastest variant and the one with the least memory (when they differ). */
-    private static List<CallEstimate> paretoFront(List<CallEstimate> all) {
-        if (all.size() <= 1) {
-            return all;
-        }
-        CallEstimate fastest = all.get(0);
-        CallEstimate smallest = all.get(0);
-        for (CallEstimate e : all) {
-            if (e.seconds() < fastest.seconds()) {
-                fastest = e;
+    /**
+     * The variants no other variant beats in both time and memory, fastest first (so memory decreases
+     * along the list): the fastest, the one with the least memory, and every trade-off in between (more
+     * micro-batches or recomputation buy memory with time), so that a plan where several models share
+     * devices can take the fastest variant that still fits.
+     */
+    static List<CallEstimate> paretoFront(List<CallEstimate> all) {
+        List<CallEstimate> sorted = new ArrayList<>(all);
+        sorted.sort((a, b) -> a.seconds() != b.seconds() ? Double.compare(a.seconds(), b.seconds())
+                : Double.compare(a.transientBytes(), b.transientBytes()));
+        List<CallEstimate> front = new ArrayList<>();
+        for (CallEstimate e : sorted) {
+            if (front.isEmpty() || e.transientBytes() < front.get(front.size() - 1).transientBytes()) {
+                front.add(e);
             }
-            if (e.transientBytes() < smallest.transientBytes()
-                    || (e.transientBytes() == smallest.transientBytes() && e.seconds() < smallest.seconds())) {
-                smallest = e;
-            }
         }
-        return fastest == smallest ? List.of(fastest) : List.of(fastest, smallest);
+        return front;
     }
 
     /** Micro-batch counts tried: powers of two (times pp with a pipeline), at most one sequence each. */

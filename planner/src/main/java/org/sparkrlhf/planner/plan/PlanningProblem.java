@@ -28,7 +28,14 @@ public final class PlanningProblem {
     private final Workload workload;
     private final CallCostModel costModel;
     private final ReallocationPlanner reallocPlanner;
-    private final Map<String, Double> reallocCache = new HashMap<>();
+    private final Map<String, ReallocCost> reallocCache = new HashMap<>();
+
+    /**
+     * The cost of a reallocation: seconds, and the devices of the source layout that send parameters (a
+     * device that holds a copy nobody needs takes no part and stays free for other calls).
+     */
+    public record ReallocCost(double seconds, int[] senders) {
+    }
 
     public PlanningProblem(DataflowGraph graph, Map<String, ModelSpec> models, ClusterSpec cluster, Workload workload,
                            CostConstants constants, ProfileTable profile) {
@@ -90,31 +97,56 @@ public final class PlanningProblem {
     /** Seconds to move {@code role}'s bf16 parameters from one layout to another (0 when identical). */
     public double reallocSeconds(String role, DeviceMesh srcMesh, ParallelStrategy src, DeviceMesh dstMesh,
                                  ParallelStrategy dst) {
+        return reallocCost(role, srcMesh, src, dstMesh, dst).seconds();
+    }
+
+    /** Seconds and sending devices (global indices) of moving {@code role}'s parameters between two layouts. */
+    public ReallocCost reallocCost(String role, DeviceMesh srcMesh, ParallelStrategy src, DeviceMesh dstMesh,
+                                   ParallelStrategy dst) {
         if (srcMesh.equals(dstMesh) && src.sameLayout(dst)) {
-            return 0;
+            return new ReallocCost(0, new int[0]);
         }
         // The cluster is homogeneous and the cost depends on which devices share a node only: shifting both
         // meshes by whole nodes changes nothing, and meshes on disjoint sets of nodes can sit side by side.
         int g = cluster.gpusPerNode();
         int srcNodes = srcMesh.nodes(g);
         boolean shareNode = srcMesh.first() / g <= (dstMesh.end() - 1) / g && dstMesh.first() / g <= (srcMesh.end() - 1) / g;
+        DeviceMesh s;
+        DeviceMesh d;
         if (!shareNode) {
-            srcMesh = new DeviceMesh(srcMesh.first() % g, srcMesh.size());
-            dstMesh = new DeviceMesh(srcNodes * g + dstMesh.first() % g, dstMesh.size());
+            s = new DeviceMesh(srcMesh.first() % g, srcMesh.size());
+            d = new DeviceMesh(srcNodes * g + dstMesh.first() % g, dstMesh.size());
         } else {
             int shift = Math.min(srcMesh.first(), dstMesh.first()) / g * g;
-            srcMesh = new DeviceMesh(srcMesh.first() - shift, srcMesh.size());
-            dstMesh = new DeviceMesh(dstMesh.first() - shift, dstMesh.size());
+            s = new DeviceMesh(srcMesh.first() - shift, srcMesh.size());
+            d = new DeviceMesh(dstMesh.first() - shift, dstMesh.size());
         }
-        String key = role + "|" + srcMesh.first() + "," + srcMesh.size() + "," + src.dp() + "," + src.tp() + ","
-                + src.pp() + "," + src.zero3() + "|" + dstMesh.first() + "," + dstMesh.size() + "," + dst.dp() + ","
+        String key = role + "|" + s.first() + "," + s.size() + "," + src.dp() + "," + src.tp() + ","
+                + src.pp() + "," + src.zero3() + "|" + d.first() + "," + d.size() + "," + dst.dp() + ","
                 + dst.tp() + "," + dst.pp() + "," + dst.zero3();
-        Double v = reallocCache.get(key);
+        ReallocCost v = reallocCache.get(key);
         if (v == null) {
-            v = reallocPlanner.summarize(models.get(role), srcMesh, src, dstMesh, dst, 2)
-                    .seconds(cluster, costModel.comm(), costModel.compute(), costModel.constants().reallocOverhead());
+            var sum = reallocPlanner.summarize(models.get(role), s, src, d, dst, 2);
+            int count = 0;
+            for (int x = s.first(); x < s.end(); x++) {
+                count += sum.sentIntraNode(x) + sum.sentInterNode(x) > 0 ? 1 : 0;
+            }
+            int[] senders = new int[count];
+            count = 0;
+            for (int x = s.first(); x < s.end(); x++) {
+                if (sum.sentIntraNode(x) + sum.sentInterNode(x) > 0) {
+                    senders[count++] = x - s.first();
+                }
+            }
+            v = new ReallocCost(sum.seconds(cluster, costModel.comm(), costModel.compute(),
+                    costModel.constants().reallocOverhead()), senders);
             reallocCache.put(key, v);
         }
-        return v;
+        // the cache holds senders relative to the source mesh
+        int[] global = new int[v.senders().length];
+        for (int i = 0; i < global.length; i++) {
+            global[i] = srcMesh.first() + v.senders()[i];
+        }
+        return new ReallocCost(v.seconds(), global);
     }
 }

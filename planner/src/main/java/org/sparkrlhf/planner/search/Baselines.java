@@ -47,12 +47,16 @@ public final class Baselines {
         return sameEverywhere(problem, sim, colocatedLayout(problem.cluster()));
     }
 
-    /** Every call on all devices with {@code layout}: the fastest variants if they fit, else the smallest. */
+    /**
+     * Every call on all devices with {@code layout}, with the fastest micro-batching that fits: the
+     * variants of each call are ranked fastest first (least memory last), and the plan takes the lowest
+     * rank, the same for every call (a call with fewer variants keeps its last), that fits.
+     */
     public static Candidate[] sameEverywhere(PlanningProblem problem, Simulator sim, ParallelStrategy layout) {
         DeviceMesh all = DeviceMesh.all(problem.cluster());
         int n = problem.graph().size();
-        Candidate[] fast = new Candidate[n];
-        Candidate[] small = new Candidate[n];
+        List<List<CallEstimate>> variants = new java.util.ArrayList<>();
+        int ranks = 0;
         for (int c = 0; c < n; c++) {
             ModelCall call = problem.graph().call(c);
             var model = problem.model(call.role());
@@ -64,23 +68,20 @@ public final class Baselines {
             if (ests.isEmpty()) {
                 return null;
             }
-            CallEstimate f = ests.get(0);
-            CallEstimate s = ests.get(0);
-            for (CallEstimate e : ests) {
-                if (e.seconds() < f.seconds()) {
-                    f = e;
-                }
-                if (e.transientBytes() < s.transientBytes()) {
-                    s = e;
-                }
+            variants.add(ests);
+            ranks = Math.max(ranks, ests.size());
+        }
+        for (int rank = 0; rank < ranks; rank++) {
+            Candidate[] a = new Candidate[n];
+            for (int c = 0; c < n; c++) {
+                List<CallEstimate> ests = variants.get(c);
+                CallEstimate e = ests.get(Math.min(rank, ests.size() - 1));
+                a[c] = new Candidate(c, all, layout.withMicroBatches(e.microBatches()), e, -1);
             }
-            fast[c] = new Candidate(c, all, layout.withMicroBatches(f.microBatches()), f, -1);
-            small[c] = new Candidate(c, all, layout.withMicroBatches(s.microBatches()), s, -1);
+            if (Double.isFinite(sim.iterationSeconds(a))) {
+                return a;
+            }
         }
-        double tf = sim.iterationSeconds(fast);
-        if (Double.isFinite(tf)) {
-            return fast;
-        }
-        return Double.isFinite(sim.iterationSeconds(small)) ? small : null;
+        return null;
     }
 }

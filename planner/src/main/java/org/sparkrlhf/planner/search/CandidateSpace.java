@@ -155,6 +155,31 @@ public final class CandidateSpace {
         return byShape.get(call).getOrDefault(shape, List.of());
     }
 
+    /** Every valid mesh of the cluster, smallest first. */
+    public List<DeviceMesh> meshes() {
+        return meshes;
+    }
+
+    /**
+     * Candidate {@code index} of {@code call} moved to {@code mesh}: the same layout and variant (same
+     * micro-batches and recomputation) on the other mesh, or -1 when the mesh has no such candidate.
+     */
+    public int moved(int call, int index, DeviceMesh mesh) {
+        Candidate c = perCall.get(call).get(index);
+        if (c.mesh().equals(mesh)) {
+            return index;
+        }
+        if (c.mesh().size() != mesh.size()) {
+            return -1;
+        }
+        for (int i : sameShape(call, index)) {
+            if (perCall.get(call).get(i).mesh().equals(mesh)) {
+                return i;
+            }
+        }
+        return -1;
+    }
+
     /**
      * The candidate of {@code call} on {@code mesh} with layout (dp, tp, pp, zero3) of {@code layout},
      * preferring the fastest variant, or -1 when there is none.

@@ -23,7 +23,8 @@ import java.util.Set;
  * <p>
  * Dependencies: a call waits for the producers of its keys; the first call on a role in an iteration
  * waits for the last call on that role in the previous one; a reallocation waits for the previous call
- * on its role (it copies the current parameters) and holds the devices of both layouts.
+ * on its role (it copies the current parameters) and holds the destination devices and the source devices
+ * that send parameters (the reallocation planner's choice of sources), not the rest of the home layout.
  * <p>
  * Memory: a role's home state (training state of a trained role, weights of a frozen one) stays on its
  * home mesh; each call adds its transient bytes, and a parameter copy when reallocated. A plan where
@@ -51,7 +52,7 @@ public final class Simulator {
     private final double[] free;
     private final double[] resident;
     private final double memoryLimit;
-    private final Map<Long, Double> reallocMemo = new HashMap<>();
+    private final Map<Long, PlanningProblem.ReallocCost> reallocMemo = new HashMap<>();
     private final double interBw;
     private final double interLatency;
 
@@ -104,7 +105,7 @@ public final class Simulator {
         this.memoryLimit = problem.costModel().memoryLimit();
         this.interBw = problem.costModel().comm().interBandwidth();
         this.interLatency = problem.cluster().interNodeLatency();
-        this.reallocFloor = problem.costModel().constants().reallocOverhead();
+        this.floorCost = new PlanningProblem.ReallocCost(problem.costModel().constants().reallocOverhead(), new int[0]);
     }
 
     static double keyBytes(String key, long tokens, long seqs) {
@@ -130,24 +131,25 @@ public final class Simulator {
         return !(a[c].mesh().equals(a[h].mesh()) && a[c].strategy().sameLayout(a[h].strategy()));
     }
 
-    private double realloc(Candidate[] a, int c) {
+    private PlanningProblem.ReallocCost realloc(Candidate[] a, int c) {
         Candidate src = a[home[c]];
         Candidate dst = a[c];
         int r = roleIndex[c];
         if (src.id() >= 0 && dst.id() >= 0) {
             long key = ((long) r << 50) ^ ((long) src.id() << 25) ^ dst.id();
-            Double v = reallocMemo.get(key);
+            PlanningProblem.ReallocCost v = reallocMemo.get(key);
             if (v == null && lowerBound) {
+                // its fixed overhead, on the destination devices only: a lower bound of its duration and devices
                 underestimated = true;
-                return reallocFloor;
+                return floorCost;
             }
             if (v == null) {
-                v = problem.reallocSeconds(roles[r], src.mesh(), src.strategy(), dst.mesh(), dst.strategy());
+                v = problem.reallocCost(roles[r], src.mesh(), src.strategy(), dst.mesh(), dst.strategy());
                 reallocMemo.put(key, v);
             }
             return v;
         }
-        return problem.reallocSeconds(roles[r], src.mesh(), src.strategy(), dst.mesh(), dst.strategy());
+        return problem.reallocCost(roles[r], src.mesh(), src.strategy(), dst.mesh(), dst.strategy());
     }
 
     /** Iteration seconds of the assignment (one candidate per call), or +infinity if it does not fit. */
@@ -159,7 +161,7 @@ public final class Simulator {
     }
 
     private boolean lowerBound;
-    private final double reallocFloor;
+    private final PlanningProblem.ReallocCost floorCost;
 
     /**
      * Like {@link #iterationSeconds}, but a reallocation not costed yet counts as its fixed overhead only
@@ -191,7 +193,7 @@ public final class Simulator {
         double[] re = new double[n];
         for (int c = 0; c < n; c++) {
             secs[c] = a[c].estimate().seconds();
-            re[c] = needsRealloc(a, c) ? realloc(a, c) : 0;
+            re[c] = needsRealloc(a, c) ? realloc(a, c).seconds() : 0;
         }
         List<TimelineEvent> events = new ArrayList<>();
         double t = schedule(a, events);
@@ -267,17 +269,18 @@ public final class Simulator {
                 DeviceMesh m = a[c].mesh();
                 double ready = paramReady;
                 if (needsRealloc(a, c)) {
-                    DeviceMesh hm = a[home[c]].mesh();
-                    double dur = realloc(a, c);
-                    double start = Math.max(paramReady, Math.max(busy(hm), busy(m)));
-                    double fin = start + dur;
-                    occupy(hm, fin);
+                    // the destination devices and the source devices that send: a device of the home layout
+                    // whose copy nobody needs stays free for other calls
+                    PlanningProblem.ReallocCost rc = realloc(a, c);
+                    double start = Math.max(paramReady, Math.max(busy(m), busy(rc.senders())));
+                    double fin = start + rc.seconds();
                     occupy(m, fin);
+                    occupy(rc.senders(), fin);
                     ready = Math.max(ready, fin);
                     makespan = Math.max(makespan, fin);
                     if (events != null) {
                         events.add(new TimelineEvent("realloc " + roles[r] + " -> " + graph.call(c).name(), true, it,
-                                hm.equals(m) ? List.of(m) : List.of(hm, m), start, fin));
+                                meshesOf(m, rc.senders()), start, fin));
                     }
                 }
                 for (int j = 0; j < deps[c].length; j++) {
@@ -310,6 +313,40 @@ public final class Simulator {
             t = Math.max(t, free[g]);
         }
         return t;
+    }
+
+    private double busy(int[] devices) {
+        double t = 0;
+        for (int g : devices) {
+            t = Math.max(t, free[g / block]);
+        }
+        return t;
+    }
+
+    private void occupy(int[] devices, double until) {
+        for (int g : devices) {
+            free[g / block] = until;
+        }
+    }
+
+    /** {@code m} and the runs of consecutive {@code devices} outside it, as meshes for the timeline. */
+    private static List<DeviceMesh> meshesOf(DeviceMesh m, int[] devices) {
+        List<DeviceMesh> out = new ArrayList<>();
+        out.add(m);
+        int i = 0;
+        while (i < devices.length) {
+            if (m.contains(devices[i])) {
+                i++;
+                continue;
+            }
+            int j = i + 1;
+            while (j < devices.length && devices[j] == devices[j - 1] + 1 && !m.contains(devices[j])) {
+                j++;
+            }
+            out.add(new DeviceMesh(devices[i], j - i));
+            i = j;
+        }
+        return out;
     }
 
     private void occupy(DeviceMesh m, double until) {
