@@ -45,10 +45,12 @@ public record RunConfig(
     /**
      * The prompts: a dataset at {@code path} (JSONL, Parquet or Delta) or a synthetic task generated
      * from the run's seed; {@code evalSize} held-out prompts are scored every {@code evalEvery}
-     * iterations.
+     * iterations (and before the first): greedily when {@code evalSamples} is 1, else as the mean
+     * reward of {@code evalSamples} answers per prompt sampled at the generation settings (with the
+     * same seeds at every evaluation, so that evaluations differ only by the policy).
      */
     public record DataConfig(String path, String format, String task, int batchSize, int evalSize,
-                             int evalEvery, int maxPromptTokens) {
+                             int evalEvery, int evalSamples, int maxPromptTokens) {
     }
 
     public record GenerationConfig(int maxNewTokens, double temperature, double topP, int topK) {

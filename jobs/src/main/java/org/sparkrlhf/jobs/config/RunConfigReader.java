@@ -200,7 +200,8 @@ public final class RunConfigReader {
     }
 
     private static DataConfig readData(ConfigNode node, Algorithm algorithm) {
-        node.allowOnly("path", "format", "task", "batch_size", "eval_size", "eval_every", "max_prompt_tokens");
+        node.allowOnly("path", "format", "task", "batch_size", "eval_size", "eval_every", "eval_samples",
+                "max_prompt_tokens");
         String path = node.string("path", null);
         String task = node.string("task", null);
         if ((path == null) == (task == null)) {
@@ -220,8 +221,9 @@ public final class RunConfigReader {
         int batch = positive(node, "batch_size", node.integer("batch_size", 8));
         int evalSize = nonNegative(node, "eval_size", node.integer("eval_size", 0));
         int evalEvery = positive(node, "eval_every", node.integer("eval_every", 1));
+        int evalSamples = positive(node, "eval_samples", node.integer("eval_samples", 1));
         int maxPrompt = positive(node, "max_prompt_tokens", node.integer("max_prompt_tokens", 128));
-        return new DataConfig(path, format, task, batch, evalSize, evalEvery, maxPrompt);
+        return new DataConfig(path, format, task, batch, evalSize, evalEvery, evalSamples, maxPrompt);
     }
 
     private static String formatOf(String path) {
