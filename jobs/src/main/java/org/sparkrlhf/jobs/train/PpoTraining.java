@@ -67,8 +67,10 @@ import java.util.Optional;
  * Every call is a barrier stage with one data-parallel rank per device of the GRPO placement
  * ({@link GrpoTraining#mesh}). Every {@code data.eval_every} iterations (and after the last), when
  * {@code data.eval_size > 0}, the held-out prompts are answered greedily and scored as the
- * training responses are ({@code eval/reward_mean}). Checkpoints hold the actor and the critic; at
- * the end the actor goes to {@code <output>/final} and the critic to
+ * training responses are ({@code eval/reward_mean}). Every {@code checkpoint.every} iterations a
+ * checkpoint ({@link RunCheckpoints}) holds the actor and the critic with their optimizer states,
+ * the data position and the KL coefficient; {@code --resume} continues from the newest complete
+ * one. At the end the actor goes to {@code <output>/final} and the critic to
  * {@code <output>/final-critic}, and the run's replicas leave the executors' model stores.
  */
 public final class PpoTraining {
