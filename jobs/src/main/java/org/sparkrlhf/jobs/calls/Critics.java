@@ -7,9 +7,7 @@ import org.sparkrlhf.gpuexec.checkpoint.CheckpointWeights;
 import org.sparkrlhf.gpuexec.model.LlamaModel;
 import org.sparkrlhf.gpuexec.model.LlamaWeights;
 import org.sparkrlhf.gpuexec.model.ModelConfig;
-import org.sparkrlhf.gpuexec.train.AdamW;
 import org.sparkrlhf.jobs.config.RunConfig.OptimizerConfig;
-import org.sparkrlhf.jobs.executor.ModelStore;
 import org.sparkrlhf.jobs.executor.ResidentModel;
 
 import java.nio.file.Path;
@@ -48,21 +46,14 @@ public final class Critics {
         return model;
     }
 
-    /** The trained critic of a rank at {@code version}, with its optimizer; loaded when the store lacks it. */
+    /**
+     * The trained critic of a rank at {@code version}, with its optimizer; loaded when the store
+     * lacks it: version 0 from {@code models.critic} (a fresh value head where it has none), a
+     * trained version from a checkpoint's critic folder (a score model) with its optimizer state.
+     */
     static ResidentModel trained(String role, ModelSource source, long version, String layout, int rank,
                                  OptimizerConfig optimizer, long headSeed) {
-        ModelStore.Key key = new ModelStore.Key(role, version, layout, rank);
-        return ModelStore.get().getOrLoad(key, () -> {
-            if (source.version() != version) {
-                throw new IllegalStateException(role + " version " + version + " is not in this executor and "
-                        + "the newest checkpoint holds version " + source.version() + " (" + source.path() + ")");
-            }
-            if (version != 0) {
-                throw new UnsupportedOperationException("reloading a trained " + role
-                        + " needs its optimizer state, which checkpoints do not hold yet");
-            }
-            LlamaModel model = load(new CpuBackend(), source.localPath(), headSeed);
-            return new ResidentModel(model, AdamW.forModel(model, SftTrainCall.hyper(optimizer)), version);
-        });
+        return Replicas.trained(role, source, version, layout, rank, optimizer,
+                dir -> load(new CpuBackend(), dir, headSeed));
     }
 }

@@ -8,6 +8,9 @@ import org.sparkrlhf.jobs.config.RunConfig.OptimizerConfig;
 import org.sparkrlhf.jobs.executor.ModelStore;
 import org.sparkrlhf.jobs.executor.ResidentModel;
 
+import java.nio.file.Path;
+import java.util.function.Function;
+
 /**
  * Finds a rank's model replica in its executor's {@link ModelStore}, loading it from its
  * {@link ModelSource} when the store does not hold it (a new executor, the first call, or a resumed
@@ -21,9 +24,18 @@ final class Replicas {
     /** The trained copy of {@code role} at {@code version} (with its optimizer). */
     static ResidentModel trained(String role, ModelSource source, long version, String layout, int rank,
                                  OptimizerConfig optimizer) {
+        return trained(role, source, version, layout, rank, optimizer, dir -> LlamaModel.load(new CpuBackend(), dir));
+    }
+
+    /**
+     * The trained copy of {@code role} at {@code version}, built from its folder by {@code loader}
+     * (the critic's value-head model, {@link Critics}), with its optimizer.
+     */
+    static ResidentModel trained(String role, ModelSource source, long version, String layout, int rank,
+                                 OptimizerConfig optimizer, Function<Path, LlamaModel> loader) {
         ModelStore.Key key = new ModelStore.Key(role, version, layout, rank);
         return ModelStore.get().getOrLoad(key, () -> {
-            LlamaModel model = load(role, source, version);
+            LlamaModel model = load(role, source, version, loader);
             AdamW adamw = AdamW.forModel(model, SftTrainCall.hyper(optimizer));
             if (version != 0) {
                 try {
@@ -41,7 +53,8 @@ final class Replicas {
     /** A frozen copy (the reference model): no optimizer, always version 0. */
     static ResidentModel frozen(String role, ModelSource source, String layout, int rank) {
         ModelStore.Key key = new ModelStore.Key(role, 0, layout, rank);
-        return ModelStore.get().getOrLoad(key, () -> new ResidentModel(load(role, source, 0), null, 0));
+        return ModelStore.get().getOrLoad(key, () -> new ResidentModel(load(role, source, 0,
+                dir -> LlamaModel.load(new CpuBackend(), dir)), null, 0));
     }
 
     /** Files the stepped replica under its new version, in place of its old key. */
@@ -51,11 +64,11 @@ final class Replicas {
         store.put(new ModelStore.Key(role, replica.version(), layout, rank), replica);
     }
 
-    private static LlamaModel load(String role, ModelSource source, long version) {
+    private static LlamaModel load(String role, ModelSource source, long version, Function<Path, LlamaModel> loader) {
         if (source.version() != version) {
             throw new IllegalStateException(role + " version " + version + " is not in this executor and "
                     + "the newest checkpoint holds version " + source.version() + " (" + source.path() + ")");
         }
-        return LlamaModel.load(new CpuBackend(), source.localPath());
+        return loader.apply(source.localPath());
     }
 }

@@ -2,11 +2,7 @@ package org.sparkrlhf.jobs.train;
 
 import org.apache.hadoop.conf.Configuration;
 import org.apache.spark.sql.SparkSession;
-import org.sparkrlhf.datasets.DatasetFormat;
-import org.sparkrlhf.datasets.DatasetKind;
-import org.sparkrlhf.datasets.DatasetReader;
 import org.sparkrlhf.datasets.PromptRow;
-import org.sparkrlhf.datasets.ReadOptions;
 import org.sparkrlhf.datasets.tables.FinishReason;
 import org.sparkrlhf.datasets.tables.IterationTable;
 import org.sparkrlhf.datasets.tables.MetricRow;
@@ -14,7 +10,6 @@ import org.sparkrlhf.datasets.tables.RolloutRow;
 import org.sparkrlhf.datasets.tasks.Reward;
 import org.sparkrlhf.datasets.tasks.RewardFunction;
 import org.sparkrlhf.datasets.tasks.RewardFunctions;
-import org.sparkrlhf.datasets.tasks.ShippedDatasets;
 import org.sparkrlhf.gpuexec.tokenizer.HfTokenizer;
 import org.sparkrlhf.jobs.algorithms.Advantages;
 import org.sparkrlhf.jobs.algorithms.KlEstimator;
@@ -37,7 +32,6 @@ import java.nio.file.Path;
 import java.time.Instant;
 import java.util.ArrayList;
 import java.util.Arrays;
-import java.util.Comparator;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -69,10 +63,6 @@ public final class GrpoTraining {
 
     /** Per-iteration mean rewards, held-out evaluations (iteration -> mean reward), and the final model. */
     public record Summary(List<Double> rewards, Map<Integer, Double> evaluations, Path finalModel) {
-    }
-
-    /** The run's prompts, tokenized: training prompts and held-out ones. */
-    private record Prompts(List<PromptRow> rows, List<int[]> tokens, List<PromptRow> heldOut, List<int[]> heldOutTokens) {
     }
 
     private GrpoTraining() {
@@ -109,7 +99,7 @@ public final class GrpoTraining {
         }
         SftTraining.SpecialTokens special = SftTraining.SpecialTokens.read(actorDir);
         RewardFunction reward = RewardFunctions.forTask(config.reward().function());
-        Prompts prompts = prompts(spark, config, actorDir, special, output);
+        PromptSet prompts = PromptSet.read(spark, config, actorDir, special.bos(), output);
         progress.printf("grpo: %d prompts (%d held out), %d samples per prompt, calls on %d device(s) (dp=%d), "
                         + "%d iterations%n", prompts.rows().size(), prompts.heldOut().size(), grpo.groupSize(), dp, dp,
                 config.iterations());
@@ -121,13 +111,7 @@ public final class GrpoTraining {
         // after a checkpoint, where a lost executor reloads the actor from (weights and optimizer state)
         ModelSource actorSource = resumed.map(c -> c.source(ACTOR)).orElseGet(() -> new ModelSource(actorDir.toString(), 0));
         int first = resumed.map(c -> c.state().iteration() + 1).orElse(1);
-        // the sampling seed of iteration i is drawn at counter i (sampleSeed): a resumed run continues the stream
-        resumed.ifPresent(c -> {
-            if (c.state().rngCounter() != c.state().iteration()) {
-                throw new IllegalStateException(c.dir() + ": a GRPO checkpoint's RNG counter is its iteration, got "
-                        + c.state().rngCounter() + " at iteration " + c.state().iteration());
-            }
-        });
+        checkSamplingCounter(resumed);
         String layout = "dp" + dp + ".tp1.pp1";
         IterationTable<MetricRow> metrics = IterationTable.metrics(spark, SftTraining.metricsPath(output));
         IterationTable<RolloutRow> rollouts = IterationTable.rollouts(spark, rolloutsPath(output));
@@ -350,8 +334,21 @@ public final class GrpoTraining {
         return seed * 0x9E3779B97F4A7C15L + iteration;
     }
 
+    /**
+     * The sampling seed of iteration i is drawn at counter i ({@link #sampleSeed}), so a checkpoint's
+     * RNG counter is its iteration and a resumed run continues the stream; anything else is an error.
+     */
+    static void checkSamplingCounter(Optional<RunCheckpoints.Checkpoint> resumed) {
+        resumed.ifPresent(c -> {
+            if (c.state().rngCounter() != c.state().iteration()) {
+                throw new IllegalStateException(c.dir() + ": a checkpoint's RNG counter is its iteration, got "
+                        + c.state().rngCounter() + " at iteration " + c.state().iteration());
+            }
+        });
+    }
+
     /** Greedy answers to the held-out prompts (one per prompt) with the current actor; their mean reward. */
-    private static double evaluate(BarrierCallRunner runner, List<DeviceSlot> mesh, RunConfig config, Prompts prompts,
+    private static double evaluate(BarrierCallRunner runner, List<DeviceSlot> mesh, RunConfig config, PromptSet prompts,
                                    ModelSource actorSource, long version, SftTraining.SpecialTokens special,
                                    RewardFunction reward, HfTokenizer tokenizer, int iteration) {
         int dp = mesh.size();
@@ -408,89 +405,5 @@ public final class GrpoTraining {
         }
         throw new UnsupportedOperationException(config.source() + ": plan.mode: " + mode
                 + " needs the planner's plan files, which are not available yet");
-    }
-
-    /**
-     * The prompts: data.path (a prompt dataset with reference answers), or the shipped dataset of
-     * data.task. Held out: with data.task, the first eval_size prompts of the task's held-out split;
-     * with data.path, eval_size prompts drawn by the seed and kept out of training.
-     */
-    private static Prompts prompts(SparkSession spark, RunConfig config, Path actorDir, SftTraining.SpecialTokens special,
-                                   Path output) {
-        int evalSize = config.data().evalSize();
-        List<PromptRow> train;
-        List<PromptRow> heldOut;
-        String trainSource;
-        if (config.data().path() != null) {
-            trainSource = config.data().path();
-            List<PromptRow> all = read(spark, config.data().path(), config.data().format());
-            if (evalSize >= all.size()) {
-                throw new IllegalArgumentException(config.source() + ": data.eval_size " + evalSize + " leaves none of the "
-                        + all.size() + " prompts of " + config.data().path() + " to train on");
-            }
-            int[] order = DataOrder.permutation(all.size(), config.seed(), -1);
-            boolean[] held = new boolean[all.size()];
-            for (int i = 0; i < evalSize; i++) {
-                held[order[i]] = true;
-            }
-            train = new ArrayList<>();
-            heldOut = new ArrayList<>();
-            for (int i = 0; i < all.size(); i++) {
-                (held[i] ? heldOut : train).add(all.get(i));
-            }
-        } else {
-            Path dir = output.resolve("data");
-            String task = config.data().task();
-            Path trainFile = ShippedDatasets.copyTo(task + "/train.jsonl", dir);
-            trainSource = trainFile.toString();
-            train = read(spark, trainFile.toString(), "jsonl");
-            List<PromptRow> held = evalSize == 0 ? List.of()
-                    : read(spark, ShippedDatasets.copyTo(task + "/heldout.jsonl", dir).toString(), "jsonl");
-            if (evalSize > held.size()) {
-                throw new IllegalArgumentException(config.source() + ": data.eval_size " + evalSize + " is more than the "
-                        + held.size() + " held-out prompts of task " + task);
-            }
-            heldOut = held.subList(0, evalSize);
-        }
-        try (HfTokenizer tokenizer = HfTokenizer.open(actorDir)) {
-            return new Prompts(train, tokenize(tokenizer, train, config, special, trainSource), heldOut,
-                    tokenize(tokenizer, heldOut, config, special, trainSource + " (held out)"));
-        }
-    }
-
-    private static List<PromptRow> read(SparkSession spark, String path, String format) {
-        ReadOptions options = ReadOptions.defaults().withFormat(DatasetFormat.parse(format));
-        List<PromptRow> rows = new ArrayList<>(DatasetReader.read(spark, path, DatasetKind.PROMPTS, options).collectPrompts());
-        rows.sort(Comparator.comparing(PromptRow::id));
-        if (rows.isEmpty()) {
-            throw new IllegalArgumentException(path + ": the prompt dataset has no prompts");
-        }
-        return rows;
-    }
-
-    /** [bos] + the prompt text's tokens; a prompt longer than data.max_prompt_tokens is an error naming it. */
-    private static List<int[]> tokenize(HfTokenizer tokenizer, List<PromptRow> rows, RunConfig config,
-                                        SftTraining.SpecialTokens special, String source) {
-        List<int[]> out = new ArrayList<>(rows.size());
-        for (PromptRow row : rows) {
-            if (row.prompt() == null) {
-                throw new UnsupportedOperationException(source + ": prompt " + row.id()
-                        + ": chat messages need a chat template, which GRPO does not apply yet; give a prompt text");
-            }
-            if (row.reference() == null) {
-                throw new IllegalArgumentException(source + ": prompt " + row.id() + ": field reference: the reward "
-                        + "function " + config.reward().function() + " needs a reference answer");
-            }
-            int[] text = tokenizer.encodeInts(row.prompt());
-            if (1 + text.length > config.data().maxPromptTokens()) {
-                throw new IllegalArgumentException(source + ": prompt " + row.id() + ": " + (1 + text.length)
-                        + " tokens, more than data.max_prompt_tokens = " + config.data().maxPromptTokens());
-            }
-            int[] ids = new int[1 + text.length];
-            ids[0] = special.bos();
-            System.arraycopy(text, 0, ids, 1, text.length);
-            out.add(ids);
-        }
-        return out;
     }
 }

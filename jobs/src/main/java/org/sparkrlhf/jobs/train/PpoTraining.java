@@ -43,6 +43,7 @@ import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 
 /**
  * PPO for language models (Ouyang et al. 2022; the loop of Ziegler et al. 2019) as a Spark job.
@@ -66,8 +67,10 @@ import java.util.Map;
  * Every call is a barrier stage with one data-parallel rank per device of the GRPO placement
  * ({@link GrpoTraining#mesh}). Every {@code data.eval_every} iterations (and after the last), when
  * {@code data.eval_size > 0}, the held-out prompts are answered greedily and scored as the
- * training responses are ({@code eval/reward_mean}). Checkpoints hold the actor and the critic; at
- * the end the actor goes to {@code <output>/final} and the critic to
+ * training responses are ({@code eval/reward_mean}). Every {@code checkpoint.every} iterations a
+ * checkpoint ({@link RunCheckpoints}) holds the actor and the critic with their optimizer states,
+ * the data position and the KL coefficient; {@code --resume} continues from the newest complete
+ * one. At the end the actor goes to {@code <output>/final} and the critic to
  * {@code <output>/final-critic}, and the run's replicas leave the executors' model stores.
  */
 public final class PpoTraining {
@@ -80,9 +83,12 @@ public final class PpoTraining {
     public record Summary(List<Double> rewards, Map<Integer, Double> evaluations, Path finalModel, Path finalCritic) {
     }
 
-    /** The models' sources and the shared settings every call of the run needs. */
-    private record Run(RunConfig config, List<DeviceSlot> mesh, int dp, ModelSource actor, ModelSource ref,
-                       ModelSource critic, ModelSource reward, RewardFunction rewardFunction,
+    /**
+     * The frozen models' sources and the shared settings every call of the run needs (the trained
+     * models' sources change with each checkpoint).
+     */
+    private record Run(RunConfig config, List<DeviceSlot> mesh, int dp, ModelSource ref, ModelSource reward,
+                       RewardFunction rewardFunction,
                        RunConfig.OptimizerConfig criticOptimizer, long headSeed, SftTraining.SpecialTokens special) {
     }
 
@@ -91,12 +97,24 @@ public final class PpoTraining {
 
     public static Summary run(SparkSession spark, RunConfig config, BarrierCallRunner runner, ClusterInventory inventory,
                               PrintStream progress) {
+        return run(spark, config, runner, inventory, progress, false);
+    }
+
+    /**
+     * Runs PPO; with {@code resume}, from the newest complete checkpoint under the run's output (the
+     * actor's and the critic's weights and optimizer states, the data position, the sampling counter
+     * and the KL coefficient), or from the start when there is none. The summary holds the
+     * iterations run here.
+     */
+    public static Summary run(SparkSession spark, RunConfig config, BarrierCallRunner runner, ClusterInventory inventory,
+                              PrintStream progress, boolean resume) {
         if (config.algorithm() != Algorithm.PPO) {
             throw new IllegalArgumentException("not a PPO run: " + config.algorithm().key());
         }
         RunConfig.PpoConfig ppo = config.ppo();
         Path output = SftTraining.localOutput(config);
         Path actorDir = new ModelSource(config.models().get(ACTOR).path(), 0).localPath();
+        Path criticDir = new ModelSource(config.models().get(CRITIC).path(), 0).localPath();
         List<DeviceSlot> mesh = GrpoTraining.mesh(config, inventory);
         int dp = mesh.size();
         if (config.data().batchSize() < dp) {
@@ -104,9 +122,7 @@ public final class PpoTraining {
                     + " is smaller than the " + dp + " data-parallel ranks");
         }
         RunConfig.OptimizerConfig o = config.optimizer();
-        Run run = new Run(config, mesh, dp, new ModelSource(actorDir.toString(), 0),
-                new ModelSource(config.models().get(REF).path(), 0),
-                new ModelSource(config.models().get(CRITIC).path(), 0),
+        Run run = new Run(config, mesh, dp, new ModelSource(config.models().get(REF).path(), 0),
                 config.reward().fromModel() ? new ModelSource(config.models().get(REWARD).path(), 0) : null,
                 config.reward().fromModel() ? null : RewardFunctions.forTask(config.reward().function()),
                 new RunConfig.OptimizerConfig(ppo.criticLr(), o.beta1(), o.beta2(), o.eps(), o.weightDecay(),
@@ -121,19 +137,29 @@ public final class PpoTraining {
                         + "%d iterations%n", prompts.rows().size(), prompts.heldOut().size(),
                 config.reward().fromModel() ? "the reward model " + run.reward().path()
                         : "the reward function " + config.reward().function(),
-                run.critic().path(), dp, dp, config.iterations());
+                criticDir, dp, dp, config.iterations());
 
         RunCheckpoints checkpoints = new RunCheckpoints(output.toUri().toString(), new Configuration());
-        DataOrder order = new DataOrder(prompts.rows().size(), config.seed(), 0, 0);
+        int dataSize = prompts.rows().size();
+        Optional<RunCheckpoints.Checkpoint> resumed = checkpoints.resume(config, dataSize, resume, progress);
+        DataOrder order = DataOrder.startingAt(dataSize, config.seed(), resumed);
+        // after a checkpoint, where a lost executor reloads the trained models from (weights and optimizer states)
+        ModelSource actorSource = resumed.map(c -> c.source(ACTOR)).orElseGet(() -> new ModelSource(actorDir.toString(), 0));
+        ModelSource criticSource = resumed.map(c -> c.source(CRITIC))
+                .orElseGet(() -> new ModelSource(criticDir.toString(), 0));
+        // the adaptive controller's coefficient continues where the checkpoint left it
+        klController.restore(resumed.map(c -> c.state().klCoef()).orElse(ppo.kl().coef()));
+        int first = resumed.map(c -> c.state().iteration() + 1).orElse(1);
+        GrpoTraining.checkSamplingCounter(resumed);
         String layout = "dp" + dp + ".tp1.pp1";
         IterationTable<MetricRow> metrics = IterationTable.metrics(spark, SftTraining.metricsPath(output));
         IterationTable<RolloutRow> rollouts = IterationTable.rollouts(spark, GrpoTraining.rolloutsPath(output));
         List<Double> rewards = new ArrayList<>();
         Map<Integer, Double> evaluations = new LinkedHashMap<>();
-        long actorVersion = 0;
-        long criticVersion = 0;
+        long actorVersion = actorSource.version();
+        long criticVersion = criticSource.version();
         try (HfTokenizer tokenizer = HfTokenizer.open(actorDir)) {
-            for (int iteration = 1; iteration <= config.iterations(); iteration++) {
+            for (int iteration = first; iteration <= config.iterations(); iteration++) {
                 List<Integer> picked = order.next(config.data().batchSize());
                 int n = picked.size();
                 int[][] batchPrompts = new int[n][];
@@ -147,7 +173,7 @@ public final class PpoTraining {
 
                 // actor_gen
                 long start = System.nanoTime();
-                GenerateCall.Result[] generated = generate(runner, run, batchPrompts, actorVersion,
+                GenerateCall.Result[] generated = generate(runner, run, batchPrompts, actorSource, actorVersion,
                         GrpoTraining.sampleSeed(config.seed(), iteration), false, "actor_gen" + tag);
                 seconds.put("actor_gen", (System.nanoTime() - start) / 1e9);
                 int[][] responses = new int[n][];
@@ -189,7 +215,7 @@ public final class PpoTraining {
                 for (int r = 0; r < dp; r++) {
                     int from = r * n / dp;
                     int to = (r + 1) * n / dp;
-                    valueSlices.add(new ValuesCall.Slice(CRITIC, run.critic(), criticVersion, dp, run.criticOptimizer(),
+                    valueSlices.add(new ValuesCall.Slice(CRITIC, criticSource, criticVersion, dp, run.criticOptimizer(),
                             run.headSeed(), Arrays.copyOfRange(batchPrompts, from, to),
                             Arrays.copyOfRange(responses, from, to), special.pad()));
                 }
@@ -222,11 +248,11 @@ public final class PpoTraining {
                     int to = (r + 1) * n / dp;
                     int[][] p = Arrays.copyOfRange(batchPrompts, from, to);
                     int[][] resp = Arrays.copyOfRange(responses, from, to);
-                    actorSlices.add(new PpoActorTrainCall.Slice(ACTOR, run.actor(), actorVersion, dp, config.optimizer(),
+                    actorSlices.add(new PpoActorTrainCall.Slice(ACTOR, actorSource, actorVersion, dp, config.optimizer(),
                             p, resp, Arrays.copyOfRange(logprobs, from, to),
                             Arrays.copyOfRange(targets.advantages(), from, to), ppo.clipRatio(), ppo.epochs(),
                             miniBatchTokens, special.pad()));
-                    criticSlices.add(new CriticTrainCall.Slice(CRITIC, run.critic(), criticVersion, dp,
+                    criticSlices.add(new CriticTrainCall.Slice(CRITIC, criticSource, criticVersion, dp,
                             run.criticOptimizer(), run.headSeed(), p, resp, Arrays.copyOfRange(values, from, to),
                             Arrays.copyOfRange(targets.returns(), from, to), ppo.valueClip(), ppo.valueCoef(),
                             ppo.epochs(), miniBatchTokens, special.pad()));
@@ -328,7 +354,7 @@ public final class PpoTraining {
                 int evalEvery = config.data().evalEvery();
                 if (!prompts.heldOut().isEmpty() && (iteration % evalEvery == 0 || iteration == config.iterations())) {
                     start = System.nanoTime();
-                    double heldOut = evaluate(runner, run, prompts, actorVersion, tokenizer, iteration);
+                    double heldOut = evaluate(runner, run, prompts, actorSource, actorVersion, tokenizer, iteration);
                     evaluations.put(iteration, heldOut);
                     figures.add(new MetricRow("eval/reward_mean", heldOut, now));
                     figures.add(new MetricRow("seconds/eval", (System.nanoTime() - start) / 1e9, now));
@@ -339,20 +365,22 @@ public final class PpoTraining {
 
                 int every = config.checkpoint().every();
                 if (every > 0 && iteration % every == 0 && iteration < config.iterations()) {
-                    long actorSaved = actorVersion;
-                    long criticSaved = criticVersion;
-                    RunState state = new RunState(iteration, config.seed(), order.epoch(), order.offset(), 0,
-                            klController.coef(), Map.of(ACTOR, actorSaved, CRITIC, criticSaved));
-                    Path dir = Path.of(checkpoints.write(state, staging -> {
-                        SftTraining.save(runner, mesh, layout, actorSaved, actorDir, staging.resolve(ACTOR));
-                        saveCritic(runner, mesh, layout, criticSaved, actorDir, staging.resolve(CRITIC));
-                    }, config.checkpoint().keep()).toUri().getPath());
-                    progress.printf("checkpoint %s%n", dir);
+                    // the sampling counter is the iteration (sampleSeed); the coefficient is the next iteration's
+                    RunState state = new RunState(config.name(), iteration, config.seed(), dataSize, order.epoch(),
+                            order.offset(), iteration, klController.coef(),
+                            Map.of(ACTOR, actorVersion, CRITIC, criticVersion));
+                    RunCheckpoints.Checkpoint saved = checkpoints.save(runner, state, List.of(
+                                    new RunCheckpoints.TrainedModel(ACTOR, actorVersion, layout, mesh, actorDir),
+                                    new RunCheckpoints.TrainedModel(CRITIC, criticVersion, layout, mesh, criticDir)),
+                            config.checkpoint().keep());
+                    actorSource = saved.source(ACTOR);
+                    criticSource = saved.source(CRITIC);
+                    progress.printf("checkpoint %s%n", saved.localDir());
                 }
             }
         }
         Path finalDir = SftTraining.writeFinal(runner, mesh, layout, actorVersion, actorDir, output);
-        Path finalCritic = writeFinalCritic(runner, mesh, layout, criticVersion, actorDir, output);
+        Path finalCritic = writeFinalCritic(runner, mesh, layout, criticVersion, criticDir, output);
         progress.printf("final model %s, critic %s%n", finalDir, finalCritic);
         List<ReleaseModelsCall.Request> release = new ArrayList<>(dp);
         for (int r = 0; r < dp; r++) {
@@ -368,8 +396,8 @@ public final class PpoTraining {
     }
 
     /** actor_gen over the data-parallel ranks: one response per prompt, sampled, or greedy without logprobs. */
-    private static GenerateCall.Result[] generate(BarrierCallRunner runner, Run run, int[][] prompts, long version,
-                                                  long seed, boolean greedy, String description) {
+    private static GenerateCall.Result[] generate(BarrierCallRunner runner, Run run, int[][] prompts,
+                                                  ModelSource actor, long version, long seed, boolean greedy, String description) {
         int dp = run.dp();
         int n = prompts.length;
         RunConfig.GenerationConfig g = run.config().generation();
@@ -377,7 +405,7 @@ public final class PpoTraining {
         for (int r = 0; r < dp; r++) {
             int from = r * n / dp;
             int to = (r + 1) * n / dp;
-            slices.add(new GenerateCall.Slice(ACTOR, run.actor(), version, dp, run.config().optimizer(),
+            slices.add(new GenerateCall.Slice(ACTOR, actor, version, dp, run.config().optimizer(),
                     Arrays.copyOfRange(prompts, from, to), from, 1, g.maxNewTokens(),
                     greedy ? 0f : (float) g.temperature(), greedy ? 0 : g.topK(), greedy ? 1f : (float) g.topP(),
                     greedy ? 0 : seed, new int[]{run.special().eos()}, run.special().pad(), !greedy));
@@ -423,11 +451,11 @@ public final class PpoTraining {
     }
 
     /** Greedy answers to the held-out prompts with the current actor; their mean clipped reward. */
-    private static double evaluate(BarrierCallRunner runner, Run run, PromptSet prompts, long version,
-                                   HfTokenizer tokenizer, int iteration) {
+    private static double evaluate(BarrierCallRunner runner, Run run, PromptSet prompts, ModelSource actor,
+                                   long version, HfTokenizer tokenizer, int iteration) {
         int[][] heldOut = prompts.heldOutTokens().toArray(new int[0][]);
         int n = heldOut.length;
-        GenerateCall.Result[] generated = generate(runner, run, heldOut, version, 0, true,
+        GenerateCall.Result[] generated = generate(runner, run, heldOut, actor, version, 0, true,
                 "eval actor_gen iteration " + iteration + " (greedy, dp=" + run.dp() + ")");
         int[][] responses = new int[n][];
         String[] texts = new String[n];
@@ -477,30 +505,14 @@ public final class PpoTraining {
         return stoppedAtEos ? Arrays.copyOf(response, response.length - 1) : response;
     }
 
-    /** Writes the critic at {@code version} as an HF folder, with the actor's tokenizer files. */
-    static void saveCritic(BarrierCallRunner runner, List<DeviceSlot> mesh, String layout, long version, Path actorDir,
-                           Path dir) throws IOException {
-        Files.createDirectories(dir);
-        List<SaveModelCall.Request> requests = new ArrayList<>();
-        for (int r = 0; r < mesh.size(); r++) {
-            requests.add(new SaveModelCall.Request(CRITIC, version, layout, dir.toString()));
-        }
-        runner.run("critic_save", "save critic version " + version, mesh, requests, new SaveModelCall());
-        for (String file : List.of("tokenizer.json", "tokenizer_config.json")) {
-            if (Files.exists(actorDir.resolve(file))) {
-                Files.copy(actorDir.resolve(file), dir.resolve(file), StandardCopyOption.REPLACE_EXISTING);
-            }
-        }
-    }
-
     /** Writes the critic to {@code <output>/final-critic} (through final-critic.partial, moved into place). */
     private static Path writeFinalCritic(BarrierCallRunner runner, List<DeviceSlot> mesh, String layout, long version,
-                                         Path actorDir, Path output) {
+                                         Path criticDir, Path output) {
         Path finalDir = output.resolve("final-critic");
         Path partial = output.resolve("final-critic.partial");
         try {
             SftTraining.deleteRecursively(partial);
-            saveCritic(runner, mesh, layout, version, actorDir, partial);
+            SaveModelCall.save(runner, mesh, CRITIC, version, layout, criticDir, partial, false);
             SftTraining.deleteRecursively(finalDir);
             Files.move(partial, finalDir, StandardCopyOption.ATOMIC_MOVE);
         } catch (IOException e) {

@@ -91,7 +91,7 @@ public final class TrainCommand {
         switch (config.algorithm()) {
             case SFT -> SftTraining.run(spark, config, runner, inventory, progress, resume);
             case GRPO -> GrpoTraining.run(spark, config, runner, inventory, progress, resume);
-            case PPO -> PpoTraining.run(spark, config, runner, inventory, progress);
+            case PPO -> PpoTraining.run(spark, config, runner, inventory, progress, resume);
         }
     }
 

@@ -8,8 +8,11 @@ import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
+import org.sparkrlhf.gpuexec.backend.cpu.CpuBackend;
 import org.sparkrlhf.gpuexec.checkpoint.CheckpointWeights;
 import org.sparkrlhf.gpuexec.checkpoint.SafeTensorsFile;
+import org.sparkrlhf.gpuexec.model.LlamaModel;
+import org.sparkrlhf.gpuexec.model.ModelConfig;
 import org.sparkrlhf.gpuexec.train.OptimizerState;
 import org.sparkrlhf.jobs.checkpoint.RunCheckpoints;
 import org.sparkrlhf.jobs.config.RunConfig;
@@ -24,6 +27,7 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import java.util.TreeMap;
 import java.util.concurrent.TimeUnit;
 
@@ -46,6 +50,11 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * there; the job then fails in the checkpoint's save or in the next iteration's generation, before
  * that iteration writes anything. After each kill the store is cleared: the job's executors die
  * with it.
+ *
+ * <p>PPO is killed once, after an iteration's tables and before its checkpoint: the resumed run
+ * reloads the actor and the critic (a fresh value head on the actor's decoder, trained) from the
+ * checkpoint with their optimizer states, continues the adaptive KL coefficient, and ends with
+ * the uninterrupted run's rollouts, coefficients and final weights.
  */
 class ResumeTest {
     static final int ITERATIONS = 5;
@@ -145,7 +154,8 @@ class ResumeTest {
         }
     }
 
-    private RunConfig grpoConfig(String name, Path out) throws Exception {
+    /** Nine arithmetic prompts with their answers. */
+    private Path prompts() throws Exception {
         Path prompts = dir.resolve("prompts.jsonl");
         if (!Files.exists(prompts)) {
             StringBuilder jsonl = new StringBuilder();
@@ -157,6 +167,11 @@ class ResumeTest {
             }
             Files.writeString(prompts, jsonl);
         }
+        return prompts;
+    }
+
+    private RunConfig grpoConfig(String name, Path out) throws Exception {
+        Path prompts = prompts();
         Path config = dir.resolve(name + "-" + out.getFileName() + ".yaml");
         Files.writeString(config, """
                 name: %s
@@ -269,13 +284,106 @@ class ResumeTest {
     }
 
     private static void assertFinalWeightsEqual(Path a, Path b) {
-        CheckpointWeights wa = CheckpointWeights.open(a.resolve("final"));
-        CheckpointWeights wb = CheckpointWeights.open(b.resolve("final"));
+        assertWeightsEqual(a.resolve("final"), b.resolve("final"));
+    }
+
+    private static void assertWeightsEqual(Path a, Path b) {
+        CheckpointWeights wa = CheckpointWeights.open(a);
+        CheckpointWeights wb = CheckpointWeights.open(b);
         assertEquals(wa.names(), wb.names());
         for (String name : wa.names()) {
             int[] shape = wa.entry(name).shape();
             assertArrayEquals(wa.floats(name, shape), wb.floats(name, shape), name);
         }
+    }
+
+    private RunConfig ppoConfig(Path out) throws Exception {
+        Path config = dir.resolve("ppo-" + out.getFileName() + ".yaml");
+        Files.writeString(config, """
+                name: ppo-resume
+                algorithm: ppo
+                seed: 13
+                iterations: 3
+                output: %s
+                models:
+                  actor: {path: %s}
+                  ref: {path: %s}
+                  critic: {path: %s}
+                reward: {function: arithmetic}
+                data:
+                  path: %s
+                  batch_size: %d
+                  max_prompt_tokens: 16
+                generation: {max_new_tokens: %d, temperature: 1.0}
+                optimizer: {lr: 3.0e-3, weight_decay: 0.01}
+                ppo: {epochs: 1, mini_batches: 1, critic_lr: 1.0e-3,
+                      kl: {type: adaptive, coef: 0.2, target: 0.5, horizon: 100, estimator: k3}}
+                checkpoint: {every: 1, keep: 1}
+                plan: {mode: baseline}
+                spark:
+                  master: local[2]
+                """.formatted(out, SftTrainingTest.TINY_LLAMA, SftTrainingTest.TINY_LLAMA, SftTrainingTest.TINY_LLAMA,
+                prompts(), BATCH, MAX_NEW));
+        return new RunConfigReader(new Configuration()).read(config.toString());
+    }
+
+    @Test
+    @Timeout(value = 600, unit = TimeUnit.SECONDS)
+    void ppoKilledAfterAnIterationResumesActorCriticAndKlCoefficientFromItsCheckpoint() throws Exception {
+        Path straight = dir.resolve("ppo-straight");
+        Path killed = dir.resolve("ppo-killed");
+        ModelStore.get().clear();
+        train(ppoConfig(straight), false, 0, null);
+        ModelStore.get().clear();
+
+        RunConfig config = ppoConfig(killed);
+        // iteration 2's tables are written, then the job dies before checkpoint 2
+        trainAndDie(config, false, 2, throwKilled(2));
+        RunCheckpoints.Checkpoint cp = new RunCheckpoints(killed.toString(), new Configuration()).newestComplete()
+                .orElseThrow();
+        assertEquals(1, cp.state().iteration());
+        assertEquals(1, cp.state().rngCounter());
+        assertEquals(BATCH, cp.state().dataOffset());
+        // one optimizer step per model and iteration (1 epoch x 1 mini-batch), each model with its AdamW state
+        assertEquals(Map.of("actor", 1L, "critic", 1L), cp.state().modelVersions());
+        for (String role : List.of("actor", "critic")) {
+            SafeTensorsFile optimizer = SafeTensorsFile.open(cp.localDir().resolve(role).resolve(OptimizerState.FILE));
+            assertEquals("1", optimizer.metadata().get("step"), role);
+        }
+        try (CpuBackend backend = new CpuBackend();
+             LlamaModel critic = LlamaModel.load(backend, cp.localDir().resolve("critic"))) {
+            assertEquals(ModelConfig.Head.SCORE, critic.config().head());
+        }
+        // iteration 1 samples from the reference policy (KL 0, below the target): the adaptive
+        // controller lowers the coefficient by the clipped error -0.2 over 2 of its 100 horizon samples
+        assertEquals(0.2 * (1.0 + -0.2 * BATCH / 100), cp.state().klCoef(), 1e-15);
+
+        String resumed = train(config, true, 0, null);
+        ModelStore.get().clear();
+        assertTrue(resumed.contains("iteration 1 done") && !resumed.contains("iter 1/3") && resumed.contains("iter 2/3")
+                && resumed.contains("iter 3/3"), resumed);
+
+        Map<String, List<String>> expected = rollouts(straight);
+        Map<String, List<String>> actual = rollouts(killed);
+        assertEquals(Set.of("1", "2", "3"), actual.keySet());
+        for (int i = 1; i <= 3; i++) {
+            assertEquals(BATCH, actual.get(Integer.toString(i)).size(), "iteration " + i);
+            assertEquals(expected.get(Integer.toString(i)), actual.get(Integer.toString(i)), "iteration " + i);
+        }
+        assertEquals(klCoefs(straight), klCoefs(killed));
+        assertEquals(cp.state().klCoef(), klCoefs(killed).get(2L), "iteration 2 uses the checkpoint's coefficient");
+        assertFinalWeightsEqual(straight, killed);
+        assertWeightsEqual(straight.resolve("final-critic"), killed.resolve("final-critic"));
+    }
+
+    /** iteration -> the KL coefficient the iteration used. */
+    private static Map<Long, Double> klCoefs(Path out) {
+        Map<Long, Double> coefs = new TreeMap<>();
+        for (Row r : spark.read().format("delta").load(SftTraining.metricsPath(out)).filter("name = 'kl/coef'")
+                .collectAsList()) {
+            assertEquals(null, coefs.put(r.<Long>getAs("iteration"), r.<Double>getAs("value")));
+        }
+        return coefs;
     }
 
     @Test
