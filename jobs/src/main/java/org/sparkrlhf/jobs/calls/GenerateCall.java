@@ -34,10 +34,10 @@ public final class GenerateCall implements RankFunction<GenerateCall.Slice, Gene
 
     @Override
     public Result apply(RankContext context, Slice slice) {
-        if (slice.dataParallel() != context.worldSize()) {
-            throw new IllegalArgumentException("a dp" + slice.dataParallel() + " call run on " + context.worldSize() + " ranks");
+        if (slice.dataParallel() != context.dataParallel()) {
+            throw new IllegalArgumentException("a dp" + slice.dataParallel() + " call run with dp " + context.dataParallel());
         }
-        String layout = "dp" + slice.dataParallel() + ".tp1.pp1";
+        String layout = context.layoutKey();
         ResidentModel replica = Replicas.trained(slice.role(), slice.source(), slice.version(), layout, context.rank(),
                 slice.optimizer());
         int samples = slice.prompts().length * slice.groupSize();

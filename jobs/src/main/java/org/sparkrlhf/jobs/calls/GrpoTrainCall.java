@@ -39,10 +39,10 @@ public final class GrpoTrainCall implements RankFunction<GrpoTrainCall.Slice, Gr
 
     @Override
     public Result apply(RankContext context, Slice slice) {
-        if (slice.dataParallel() != context.worldSize()) {
-            throw new IllegalArgumentException("a dp" + slice.dataParallel() + " call run on " + context.worldSize() + " ranks");
+        if (slice.dataParallel() != context.dataParallel()) {
+            throw new IllegalArgumentException("a dp" + slice.dataParallel() + " call run with dp " + context.dataParallel());
         }
-        String layout = "dp" + slice.dataParallel() + ".tp1.pp1";
+        String layout = context.layoutKey();
         ResidentModel replica = Replicas.trained(slice.role(), slice.source(), slice.version(), layout, context.rank(),
                 slice.optimizer());
         int rows = slice.prompts().length;

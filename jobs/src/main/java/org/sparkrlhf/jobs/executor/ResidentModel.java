@@ -7,7 +7,7 @@ import org.sparkrlhf.gpuexec.train.AdamW;
  * A model replica or shard kept in an executor's {@link ModelStore}: the engine's model, its
  * optimizer when this copy is trained, and the parameter version (training steps applied).
  */
-public final class ResidentModel implements AutoCloseable {
+public final class ResidentModel implements ShardTensors, AutoCloseable {
     private final LlamaModel model;
     private final AdamW optimizer;
     private long version;
@@ -32,6 +32,12 @@ public final class ResidentModel implements AutoCloseable {
 
     public long version() {
         return version;
+    }
+
+    /** A parameter as this copy holds it (the whole tensor: the engine's model is a whole replica). */
+    @Override
+    public float[] tensor(String name) {
+        return model.backend().download(model.parameters().get(name));
     }
 
     void advance() {
