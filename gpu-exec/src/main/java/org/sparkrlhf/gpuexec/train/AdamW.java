@@ -90,7 +90,15 @@ public final class AdamW implements AutoCloseable {
 
     /** Clips (if configured) and updates every parameter; does not zero the gradients. */
     public StepInfo step() {
-        float norm = gradNorm();
+        return step(gradNorm());
+    }
+
+    /**
+     * {@link #step()} with the global gradient norm given: under tensor or pipeline parallelism
+     * this optimizer holds a shard's parameters and the norm is the whole model's, summed over
+     * the ranks by the caller.
+     */
+    public StepInfo step(float norm) {
         if (!Float.isFinite(norm)) throw new ArithmeticException("gradient norm is " + norm + " at step " + (steps + 1));
         float scale = 1f;
         if (hyper.maxGradNorm() > 0) {
