@@ -1,6 +1,5 @@
 package org.sparkrlhf.jobs.calls;
 
-import org.sparkrlhf.gpuexec.model.LlamaModel;
 import org.sparkrlhf.gpuexec.model.TokenStats;
 import org.sparkrlhf.jobs.algorithms.Losses;
 import org.sparkrlhf.jobs.config.RunConfig.OptimizerConfig;
@@ -43,8 +42,7 @@ public final class GrpoTrainCall implements RankFunction<GrpoTrainCall.Slice, Gr
             throw new IllegalArgumentException("a dp" + slice.dataParallel() + " call run with dp " + context.dataParallel());
         }
         String layout = context.layoutKey();
-        ResidentModel replica = Replicas.trained(slice.role(), slice.source(), slice.version(), layout, context.rank(),
-                slice.optimizer());
+        ResidentModel replica = Replicas.trained(context, slice.role(), slice.source(), slice.version(), slice.optimizer());
         int rows = slice.prompts().length;
         int miniBatches = slice.miniBatchTokens().length;
         double lossSum = 0;
@@ -58,7 +56,7 @@ public final class GrpoTrainCall implements RankFunction<GrpoTrainCall.Slice, Gr
                 int to = (m + 1) * rows / miniBatches;
                 int denominator = slice.miniBatchTokens()[m];
                 long[] counts = new long[2];
-                TrainStep.Result step = TrainStep.run(replica, context.communicator(), model -> {
+                TrainStep.Result step = TrainStep.step(replica, context.dataGroup(), model -> {
                     if (from == to || denominator == 0) {
                         return 0.0;
                     }
@@ -83,7 +81,7 @@ public final class GrpoTrainCall implements RankFunction<GrpoTrainCall.Slice, Gr
     }
 
     /** Forward over rows [from, to), the GRPO loss, and its backward into the model's gradients. */
-    private static Losses.PolicyResult miniBatchLoss(LlamaModel model, Slice slice, int from, int to, int denominator) {
+    private static Losses.PolicyResult miniBatchLoss(ResidentModel model, Slice slice, int from, int to, int denominator) {
         int[][] prompts = Arrays.copyOfRange(slice.prompts(), from, to);
         int[][] responses = Arrays.copyOfRange(slice.responses(), from, to);
         ResponseBatch batch = ResponseBatch.of(prompts, responses, slice.padId());

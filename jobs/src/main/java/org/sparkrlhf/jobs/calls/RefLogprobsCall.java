@@ -23,14 +23,14 @@ public final class RefLogprobsCall implements RankFunction<RefLogprobsCall.Slice
             throw new IllegalArgumentException("a dp" + slice.dataParallel() + " call run with dp " + context.dataParallel());
         }
         // the model first, also on a rank with no rows: the driver counts on every rank holding it after the call
-        ResidentModel ref = Replicas.frozen(slice.role(), slice.source(), context.layoutKey(), context.rank());
+        ResidentModel ref = Replicas.frozen(context, slice.role(), slice.source());
         int rows = slice.prompts().length;
         if (rows == 0) {
             return new float[0][];
         }
         ResponseBatch batch = ResponseBatch.of(slice.prompts(), slice.responses(), slice.padId());
-        TokenStats stats = ref.model().forward(batch.batch(), false);
-        ref.model().releaseActivations();
+        TokenStats stats = ref.forward(batch.batch(), false);
+        ref.releaseActivations();
         float[][] out = new float[rows][];
         for (int b = 0; b < rows; b++) {
             out[b] = batch.response(stats.logprobs(), b);

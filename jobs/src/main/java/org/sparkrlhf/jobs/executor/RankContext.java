@@ -90,6 +90,63 @@ public final class RankContext implements AutoCloseable {
         return placement != null ? placement.dataRankOf(rank) : rank;
     }
 
+    /**
+     * This rank's tensor-parallel group (the ranks of its data replica and pipeline stage), as a
+     * subgroup of {@link #communicator()}; collective on first use, like it.
+     */
+    public Communicator tensorGroup() {
+        Placement p = layoutOrData();
+        int stage = p.stageOf(rank);
+        int data = p.dataRankOf(rank);
+        int[] ranks = new int[p.tp()];
+        for (int t = 0; t < ranks.length; t++) {
+            ranks[t] = p.rank(stage, data, t);
+        }
+        return group(ranks);
+    }
+
+    /** This rank's pipeline group (stage s of its data replica and tensor rank is group rank s). */
+    public Communicator pipelineGroup() {
+        Placement p = layoutOrData();
+        int data = p.dataRankOf(rank);
+        int tensor = p.tensorRankOf(rank);
+        int[] ranks = new int[p.pp()];
+        for (int s = 0; s < ranks.length; s++) {
+            ranks[s] = p.rank(s, data, tensor);
+        }
+        return group(ranks);
+    }
+
+    /** This rank's data-parallel group: the ranks with its stage and tensor rank, one per replica. */
+    public Communicator dataGroup() {
+        Placement p = layoutOrData();
+        int stage = p.stageOf(rank);
+        int tensor = p.tensorRankOf(rank);
+        int[] ranks = new int[p.dp()];
+        for (int d = 0; d < ranks.length; d++) {
+            ranks[d] = p.rank(stage, d, tensor);
+        }
+        return group(ranks);
+    }
+
+    private Placement layoutOrData() {
+        if (placement != null) {
+            return placement;
+        }
+        return new Placement(call, "", java.util.Collections.nCopies(worldSize,
+                new org.sparkrlhf.jobs.runtime.DeviceSlot(0, 0, host, executorId, "", false)), worldSize, 1, 1, 1);
+    }
+
+    private Communicator group(int[] ranks) {
+        if (ranks.length == 1) {
+            return new SingleRankCommunicator();
+        }
+        if (ranks.length == worldSize) {
+            return communicator();
+        }
+        return communicator().subgroup(ranks);
+    }
+
     /** Every rank's string, indexed by rank; all ranks of the call must call it the same number of times. */
     public String[] allGather(String mine) {
         return rendezvous.allGather(mine);

@@ -8,6 +8,10 @@ import org.sparkrlhf.datasets.tables.IterationTable;
 import org.sparkrlhf.datasets.tables.MetricRow;
 import org.sparkrlhf.datasets.tables.PlanRow;
 import org.sparkrlhf.datasets.tables.RolloutRow;
+import org.sparkrlhf.gpuexec.backend.Tensor;
+import org.sparkrlhf.gpuexec.backend.cpu.CpuBackend;
+import org.sparkrlhf.gpuexec.checkpoint.StDType;
+import org.sparkrlhf.gpuexec.model.LlamaModel;
 
 import java.io.ByteArrayOutputStream;
 import java.io.PrintStream;
@@ -28,16 +32,20 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
  * GRPO on real executor JVMs ({@code local-cluster}: two executors of two CPU slots) with a plan that
- * puts the calls on different executors and changes layouts between them (actor_gen data parallel
- * on the first executor, ref_inf on the second, actor_train over both), so the actor is reallocated
- * between its train and generate layouts every iteration: the rollouts (tokens exactly, logprobs)
- * and losses equal those of the single-process run (Spark local[1], every call on one rank) with the
- * same seed.
+ * puts the calls on different executors and changes dp, tp and pp between them (actor_gen data
+ * parallel over the first executor's two slots, ref_inf tensor parallel over the second's, actor_train
+ * tensor x pipeline parallel over all four), so the actor is reallocated between its train and
+ * generate layouts every iteration: the rollouts (tokens exactly, logprobs) and losses equal those of
+ * the single-process run (Spark local[1], every call on one rank) with the same seed. The tiny random
+ * model never earns a reward on its own, so the reference model is a perturbed copy of the actor:
+ * the KL term then trains the actor, and the second iteration samples from trained weights.
  *
- * <p>Tolerances: the runs do the same arithmetic per sample, but a data-parallel gradient is the sum
- * of the ranks' partial sums (added in rank order) instead of one sum over the batch, so the trained
- * weights differ in the last bits of float; logprobs and losses of the second iteration may differ
- * by a few float ulps of the values involved (1e-5 absolute is ~100 ulps of logprobs of order 1).
+ * <p>Tolerances: the runs compute the same sums in other orders. Tensor parallelism adds the partial
+ * products of o_proj / down_proj and the vocabulary-parallel pieces after an all-reduce (the whole
+ * model adds along one dot product), and a data-parallel gradient is the sum of the ranks' partial
+ * sums; so activations, logprobs and the trained weights differ in the last bits of float. 1e-4
+ * absolute on logprobs and losses of order 1 is ~1000 float ulps: far above rounding, far below any
+ * real difference (a wrong slice or a lost gradient changes them at 1e-2 and more).
  * Sampling draws from counter-based random numbers per sequence id, so the tokens are the same
  * unless a uniform draw falls within ~1e-7 of a cumulative probability boundary.
  */
@@ -63,16 +71,17 @@ class PlacedGrpoLocalClusterTest {
             }
         }
         Files.writeString(dir.resolve("prompts.jsonl"), jsonl);
+        Path ref = perturbedReference();
         Path single = dir.resolve("single");
         Path placed = dir.resolve("placed");
-        train(config("single", single, "plan: {mode: baseline}", "local[1]", ""));
-        String progress = train(config("placed", placed, """
+        train(config("single", single, ref, "plan: {mode: baseline}", "local[1]", ""));
+        String progress = train(config("placed", placed, ref, """
                 plan:
                   mode: manual
                   calls:
                     actor_gen: {devices: [0, 1], dp: 2}
-                    ref_inf: {devices: [2, 3], dp: 2}
-                    actor_train: {devices: [0, 1, 2, 3], dp: 4}
+                    ref_inf: {devices: [2, 3], tp: 2}
+                    actor_train: {devices: [0, 1, 2, 3], tp: 2, pp: 2, micro_batches: 2}
                 """, "local-cluster[2,2,1024]",
                 "spark.executor.extraClassPath: '" + System.getProperty("java.class.path") + "', "));
         assertTrue(progress.contains("plan (manual"), progress);
@@ -95,14 +104,16 @@ class PlacedGrpoLocalClusterTest {
                     String where = "iteration " + i + " sample " + s + " of " + e.promptId();
                     assertEquals(e.promptId(), g.promptId(), where);
                     assertArrayEquals(e.responseTokens(), g.responseTokens(), where);
-                    assertArrayEquals(e.logprobs(), g.logprobs(), 1e-5f, where);
-                    assertArrayEquals(e.refLogprobs(), g.refLogprobs(), 1e-5f, where);
+                    assertArrayEquals(e.logprobs(), g.logprobs(), 1e-4f, where);
+                    assertArrayEquals(e.refLogprobs(), g.refLogprobs(), 1e-4f, where);
                     assertEquals(e.reward(), g.reward(), where);
                 }
                 assertEquals(metric(spark, single, "single", i, "loss/actor"),
-                        metric(spark, placed, "placed", i, "loss/actor"), 1e-5, "loss of iteration " + i);
+                        metric(spark, placed, "placed", i, "loss/actor"), 1e-4, "loss of iteration " + i);
+                assertTrue(Math.abs(metric(spark, single, "single", i, "loss/actor")) > 1e-3,
+                        "the KL term trains the actor: " + metric(spark, single, "single", i, "loss/actor"));
                 assertEquals(metric(spark, single, "single", i, "kl/ref"),
-                        metric(spark, placed, "placed", i, "kl/ref"), 1e-6, "KL of iteration " + i);
+                        metric(spark, placed, "placed", i, "kl/ref"), 1e-5, "KL of iteration " + i);
                 List<PlanRow> plans = IterationTable.plans(spark, GrpoTraining.plansPath(placed)).collectIteration("placed", i);
                 assertEquals(1, plans.size());
                 assertTrue(plans.get(0).planJson().contains("\"actor_train\""), plans.get(0).planJson());
@@ -114,7 +125,26 @@ class PlacedGrpoLocalClusterTest {
         }
     }
 
-    private Path config(String name, Path out, String plan, String master, String extraConf) throws Exception {
+    /** The actor with every parameter scaled by 0.9: a reference the actor is measurably far from. */
+    private Path perturbedReference() throws Exception {
+        Path ref = dir.resolve("ref");
+        try (CpuBackend backend = new CpuBackend(); LlamaModel m = LlamaModel.load(backend, SftTrainingTest.TINY_LLAMA)) {
+            for (Tensor t : m.parameters().byName().values()) {
+                float[] v = backend.download(t);
+                for (int i = 0; i < v.length; i++) {
+                    v[i] *= 0.9f;
+                }
+                backend.upload(t, v);
+            }
+            m.save(ref, StDType.F32, 1L << 30);
+        }
+        for (String f : List.of("tokenizer.json", "generation_config.json")) {
+            Files.copy(SftTrainingTest.TINY_LLAMA.resolve(f), ref.resolve(f));
+        }
+        return ref;
+    }
+
+    private Path config(String name, Path out, Path ref, String plan, String master, String extraConf) throws Exception {
         Path config = dir.resolve(name + ".yaml");
         Files.writeString(config, """
                 name: %s
@@ -132,13 +162,13 @@ class PlacedGrpoLocalClusterTest {
                   eval_size: 0
                   max_prompt_tokens: 16
                 generation: {max_new_tokens: 3, temperature: 1.0}
-                optimizer: {lr: 1.0e-3, weight_decay: 0.0}
-                grpo: {group_size: 2, kl_coef: 0.04, clip_ratio: 0.2}
+                optimizer: {lr: 1.0e-2, weight_decay: 0.0}
+                grpo: {group_size: 2, kl_coef: 1.0, clip_ratio: 0.2}
                 %s
                 spark:
                   master: %s
                   conf: {%sspark.ui.enabled: "false", spark.driver.host: 127.0.0.1, spark.driver.bindAddress: 127.0.0.1}
-                """.formatted(name, ITERATIONS, out, SftTrainingTest.TINY_LLAMA, SftTrainingTest.TINY_LLAMA,
+                """.formatted(name, ITERATIONS, out, SftTrainingTest.TINY_LLAMA, ref,
                 dir.resolve("prompts.jsonl"), plan, master, extraConf));
         return config;
     }
