@@ -184,12 +184,8 @@ public final class BarrierCallRunner {
             String executorId = env.executorId();
             try (RankContext context = new RankContext(call, rank, world, executorId, host, gpu,
                     task::allGather, recvTimeoutMillis, placement)) {
-                if (placement != null && !placement.devices().get(rank).executorId().equals(executorId)) {
-                    // the shards of this rank live in the planned executor's store: running elsewhere
-                    // would reload them from the checkpoint, or miss a reallocated copy
-                    throw new IllegalStateException(call + " rank " + rank + " ran on executor " + executorId
-                            + " instead of " + placement.devices().get(rank));
-                }
+                // A rank that runs off its planned executor (one that was lost and replaced) finds
+                // nothing in its store and loads its shard from the model's source, the last checkpoint.
                 R value = fn.apply(context, input.value());
                 return CollectionConverters.asScala(List.of(new RankResult<>(rank, executorId, host, gpu, value)).iterator());
             } catch (RuntimeException e) {

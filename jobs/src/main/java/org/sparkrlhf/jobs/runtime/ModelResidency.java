@@ -96,7 +96,19 @@ public final class ModelResidency {
             throw new IllegalStateException(role + " version " + version + " would get a fresh optimizer state on "
                     + target + "; a trained model's optimizer stays on its home placement");
         }
-        Moved moved = reallocate(role, version, from.placement(), target, spec, source, build, optimizer);
+        Moved moved;
+        try {
+            moved = reallocate(role, version, from.placement(), target, spec, source, build, optimizer);
+        } catch (RuntimeException e) {
+            if (source == null || source.version() != version) {
+                throw new IllegalStateException("cannot move " + role + " v" + version + " from " + from.placement().key()
+                        + " to " + target.key() + " (lost executor?), and its source " + (source == null ? "(none)"
+                        : source.path() + " holds version " + source.version()) + ": " + e.getMessage(), e);
+            }
+            // An executor that held a copy is gone: the call's ranks load their slices from the source.
+            mine.clear();
+            return null;
+        }
         mine.put(target.key(), new Copy(target, version));
         return moved;
     }

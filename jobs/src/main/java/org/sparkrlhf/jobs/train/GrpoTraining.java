@@ -10,6 +10,7 @@ import org.sparkrlhf.datasets.ReadOptions;
 import org.sparkrlhf.datasets.tables.FinishReason;
 import org.sparkrlhf.datasets.tables.IterationTable;
 import org.sparkrlhf.datasets.tables.MetricRow;
+import org.sparkrlhf.datasets.tables.PlanRow;
 import org.sparkrlhf.datasets.tables.RolloutRow;
 import org.sparkrlhf.datasets.tasks.Reward;
 import org.sparkrlhf.datasets.tasks.RewardFunction;
@@ -35,8 +36,6 @@ import org.sparkrlhf.jobs.runtime.BarrierCallRunner;
 import org.sparkrlhf.jobs.runtime.ClusterInventory;
 import org.sparkrlhf.jobs.runtime.DeviceSlot;
 import org.sparkrlhf.jobs.runtime.ModelResidency;
-import org.sparkrlhf.jobs.runtime.RankResult;
-import org.sparkrlhf.datasets.tables.PlanRow;
 import org.sparkrlhf.planner.spec.ModelSpec;
 
 import java.io.PrintStream;

@@ -56,7 +56,7 @@ class PlacedGrpoLocalClusterTest {
     Path dir;
 
     @Test
-    @Timeout(value = 420, unit = TimeUnit.SECONDS)
+    @Timeout(value = 600, unit = TimeUnit.SECONDS)
     void placedRunMatchesTheSingleProcessRun() throws Exception {
         String sparkHome = System.getenv("SPARK_HOME");
         if (sparkHome == null) {
@@ -98,6 +98,13 @@ class PlacedGrpoLocalClusterTest {
                 List<RolloutRow> got = sorted(IterationTable.rollouts(spark, GrpoTraining.rolloutsPath(placed))
                         .collectIteration("placed", i));
                 assertEquals(expected.size(), got.size());
+                double maxLogprobDiff = 0;
+                for (int s = 0; s < expected.size(); s++) {
+                    for (int t = 0; t < Math.min(expected.get(s).logprobs().length, got.get(s).logprobs().length); t++) {
+                        maxLogprobDiff = Math.max(maxLogprobDiff, Math.abs(expected.get(s).logprobs()[t] - got.get(s).logprobs()[t]));
+                    }
+                }
+                System.out.printf("iteration %d: largest logprob difference %.3g%n", i, maxLogprobDiff);
                 for (int s = 0; s < expected.size(); s++) {
                     RolloutRow e = expected.get(s);
                     RolloutRow g = got.get(s);
@@ -110,8 +117,12 @@ class PlacedGrpoLocalClusterTest {
                 }
                 assertEquals(metric(spark, single, "single", i, "loss/actor"),
                         metric(spark, placed, "placed", i, "loss/actor"), 1e-4, "loss of iteration " + i);
-                assertTrue(Math.abs(metric(spark, single, "single", i, "loss/actor")) > 1e-3,
-                        "the KL term trains the actor: " + metric(spark, single, "single", i, "loss/actor"));
+                if (i == ITERATIONS) {
+                    // the KL term trained the actor away from the reference: the second iteration samples from
+                    // trained weights (the first iteration's KL is the perturbed reference's alone)
+                    assertTrue(metric(spark, single, "single", i, "kl/ref") > 10 * metric(spark, single, "single", 1, "kl/ref"),
+                            "the actor was trained between the iterations");
+                }
                 assertEquals(metric(spark, single, "single", i, "kl/ref"),
                         metric(spark, placed, "placed", i, "kl/ref"), 1e-5, "KL of iteration " + i);
                 List<PlanRow> plans = IterationTable.plans(spark, GrpoTraining.plansPath(placed)).collectIteration("placed", i);
@@ -167,7 +178,7 @@ class PlacedGrpoLocalClusterTest {
                 %s
                 spark:
                   master: %s
-                  conf: {%sspark.ui.enabled: "false", spark.driver.host: 127.0.0.1, spark.driver.bindAddress: 127.0.0.1}
+                  conf: {%sspark.rlhf.comm.timeoutMs: "120000", spark.ui.enabled: "false", spark.driver.host: 127.0.0.1, spark.driver.bindAddress: 127.0.0.1}
                 """.formatted(name, ITERATIONS, out, SftTrainingTest.TINY_LLAMA, ref,
                 dir.resolve("prompts.jsonl"), plan, master, extraConf));
         return config;
@@ -195,10 +206,24 @@ class PlacedGrpoLocalClusterTest {
     private static String train(Path config) {
         ByteArrayOutputStream stdout = new ByteArrayOutputStream();
         ByteArrayOutputStream stderr = new ByteArrayOutputStream();
+        // progress goes to the test's output as it comes (a slow machine shows where the run is)
+        java.io.OutputStream tee = new java.io.OutputStream() {
+            @Override
+            public void write(int b) {
+                stdout.write(b);
+                System.out.write(b);
+            }
+
+            @Override
+            public void write(byte[] b, int off, int len) {
+                stdout.write(b, off, len);
+                System.out.write(b, off, len);
+            }
+        };
         int code = TrainCommand.run(new String[]{config.toString()},
-                new PrintStream(stdout, true, StandardCharsets.UTF_8), new PrintStream(stderr, true, StandardCharsets.UTF_8));
+                new PrintStream(tee, true, StandardCharsets.UTF_8), new PrintStream(stderr, true, StandardCharsets.UTF_8));
+        System.out.flush();
         String progress = stdout.toString(StandardCharsets.UTF_8);
-        System.out.print(progress);
         assertEquals(0, code, stderr.toString(StandardCharsets.UTF_8) + progress);
         return progress;
     }
