@@ -52,9 +52,16 @@ public final class ShardedGenerator {
         int B = prompts.length;
         if (B == 0) return new GenerationResult(new int[0][], new boolean[0], o.keepLogits() ? new float[0][][] : null);
         if (seqIds.length != B) throw new IllegalArgumentException(seqIds.length + " sequence ids for " + B + " prompts");
+        // checked on every rank, so that a bad prompt fails every stage instead of leaving the others waiting
+        int V = config.vocabSize();
         for (int b = 0; b < B; b++) {
             if (prompts[b].length == 0) throw new IllegalArgumentException("prompt " + b + " is empty");
+            for (int t = 0; t < prompts[b].length; t++) {
+                int id = prompts[b][t];
+                if (id < 0 || id >= V) throw new IllegalArgumentException("prompt " + b + ", position " + t + ": token id " + id + " outside the vocabulary [0, " + V + ")");
+            }
         }
+        if (o.padId() >= V) throw new IllegalArgumentException("pad token id " + o.padId() + " outside the vocabulary [0, " + V + ")");
         if (o.maxNewTokens() == 0) {
             return new GenerationResult(new int[B][0], new boolean[B], o.keepLogits() ? new float[B][0][] : null);
         }
@@ -62,7 +69,6 @@ public final class ShardedGenerator {
         DecodeState d = new DecodeState(B, prompt.time() + o.maxNewTokens(), o);
         try {
             d.reset(prompt, seqIds);
-            int V = config.vocabSize();
             int[][] generated = new int[B][o.maxNewTokens()];
             List<float[]> logits = o.keepLogits() ? new ArrayList<>() : null;
             boolean allFinished = d.prefill(prompt, generated, logits);

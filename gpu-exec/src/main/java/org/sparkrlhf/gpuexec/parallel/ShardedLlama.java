@@ -3,12 +3,15 @@ package org.sparkrlhf.gpuexec.parallel;
 import org.sparkrlhf.gpuexec.backend.Backend;
 import org.sparkrlhf.gpuexec.backend.DType;
 import org.sparkrlhf.gpuexec.backend.Tensor;
+import org.sparkrlhf.gpuexec.checkpoint.CheckpointException;
+import org.sparkrlhf.gpuexec.checkpoint.CheckpointWeights;
 import org.sparkrlhf.gpuexec.model.Batch;
 import org.sparkrlhf.gpuexec.model.LlamaModel;
 import org.sparkrlhf.gpuexec.model.LlamaWeights;
 import org.sparkrlhf.gpuexec.model.ModelConfig;
 import org.sparkrlhf.gpuexec.model.TokenStats;
 
+import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Collections;
@@ -167,6 +170,24 @@ public final class ShardedLlama implements AutoCloseable {
                 Sharding.download(model.backend(), model.parameters().byName()));
     }
 
+    /**
+     * Shard {@code shard} of a Hugging Face model directory (config.json and safetensors), reading
+     * one full tensor at a time and keeping only this shard's slice of it.
+     */
+    public static ShardedLlama load(Backend backend, Path dir, ShardSpec shard, Collective tpGroup, Collective ppGroup) {
+        ModelConfig config = ModelConfig.read(dir.resolve("config.json"));
+        CheckpointWeights weights = CheckpointWeights.open(dir);
+        Map<String, float[]> tensors = new LinkedHashMap<>();
+        for (LlamaWeights.Spec s : LlamaWeights.specs(config)) {
+            if (!Sharding.holds(config, shard, s.name())) continue;
+            if (!weights.has(s.name())) {
+                throw new CheckpointException(dir + ": the checkpoint has no tensor '" + s.name() + "' that " + config.architecture() + " needs");
+            }
+            tensors.put(s.name(), Sharding.slice(s.name(), s.shape(), weights.floats(s.name(), s.shape()), shard));
+        }
+        return new ShardedLlama(backend, config, shard, tpGroup, ppGroup, tensors);
+    }
+
     private static LlamaWeights.Layer layer(Map<String, Tensor> m, int i) {
         String p = "model.layers." + i + ".";
         return new LlamaWeights.Layer(m.get(p + "input_layernorm.weight"),
@@ -234,6 +255,21 @@ public final class ShardedLlama implements AutoCloseable {
         if (!params.containsKey(name)) throw new IllegalArgumentException("this shard has no '" + name + "'");
         if (name.equals(EMBED) && !shard.firstStage()) return false;
         return Sharding.split(name) != Sharding.Split.REPLICATED || shard.tpRank() == 0;
+    }
+
+    /**
+     * Data parallelism: replaces every gradient of this shard by its sum over {@code dataGroup}
+     * (the ranks holding the same shard in the other data-parallel replicas) times {@code scale}
+     * (1 for a sum, 1 / dp for a mean). Call it after the last backward of a step, before the
+     * optimizer step; every rank of the data group must call it.
+     */
+    public void allReduceGradients(Collective dataGroup, float scale) {
+        for (Tensor t : grads.values()) {
+            float[] v = backend.download(t);
+            dataGroup.allReduceSum(v);
+            if (scale != 1f) for (int i = 0; i < v.length; i++) v[i] *= scale;
+            backend.upload(t, v);
+        }
     }
 
     public void zeroGradients() {

@@ -84,7 +84,7 @@ class ShardedLlamaTest {
 
     /** What one run (unsharded, or one rank) computed, downloaded. */
     record Run(ShardSpec shard, List<TokenStats> stats, Map<String, float[]> grads, float norm, float clipScale,
-               Map<String, float[]> paramsAfter, List<GenerationResult> generated) {
+               Map<String, float[]> paramsAfterOne, Map<String, float[]> paramsAfter, List<GenerationResult> generated) {
     }
 
     static Run reference(ModelConfig c, Map<String, float[]> full, List<Batch> mbs, List<float[]> dLp, List<float[]> dEnt) {
@@ -102,13 +102,14 @@ class ShardedLlamaTest {
             Map<String, float[]> grads = Sharding.download(backend, m.gradients().byName());
             try (AdamW opt = AdamW.forModel(m, HYPER)) {
                 AdamW.StepInfo first = opt.step();
+                Map<String, float[]> afterOne = Sharding.download(backend, m.parameters().byName());
                 m.zeroGradients();
                 for (int i = 0; i < mbs.size(); i++) {
                     m.forward(mbs.get(i), true);
                     m.backward(dLp.get(i), dEnt.get(i));
                 }
                 opt.step();
-                return new Run(ShardSpec.WHOLE, stats, grads, first.gradNorm(), first.clipScale(),
+                return new Run(ShardSpec.WHOLE, stats, grads, first.gradNorm(), first.clipScale(), afterOne,
                         Sharding.download(backend, m.parameters().byName()), gen);
             }
         }
@@ -125,11 +126,12 @@ class ShardedLlamaTest {
             Map<String, float[]> grads = m.downloadGradients();
             try (ShardedAdamW opt = new ShardedAdamW(m, HYPER)) {
                 AdamW.StepInfo first = opt.step();
+                Map<String, float[]> afterOne = m.downloadParameters();
                 m.zeroGradients();
                 m.forward(mbs, true);
                 m.backward(dLp, dEnt);
                 opt.step();
-                return new Run(s, stats, grads, first.gradNorm(), first.clipScale(), m.downloadParameters(), gen);
+                return new Run(s, stats, grads, first.gradNorm(), first.clipScale(), afterOne, m.downloadParameters(), gen);
             }
         }
     }
@@ -192,6 +194,51 @@ class ShardedLlamaTest {
                 assertArrayEquals(first.grads().get("model.embed_tokens.weight"), r.grads().get("model.embed_tokens.weight"), "tied gradient copies");
                 assertArrayEquals(first.paramsAfter().get("model.embed_tokens.weight"), r.paramsAfter().get("model.embed_tokens.weight"), "tied copies");
             }
+        }
+    }
+
+    /**
+     * dp 2 x tp 2 x pp 2 (the planner's rank numbering): each data replica runs one micro-batch,
+     * the gradients are summed over the data group, and a clipped step equals the unsharded
+     * step over both micro-batches, on both replicas.
+     */
+    @Test
+    void dataParallelReplicasOfTiedShardsMatchTheUnshardedStep() {
+        ModelConfig c = ParallelConfigs.gqa(true, 3);
+        Map<String, float[]> full = randomWeights(c, 9);
+        List<Batch> mbs = microBatches(c.vocabSize(), 12);
+        SplittableRandom rng = new SplittableRandom(6);
+        List<float[]> dLp = new ArrayList<>(), dEnt = new ArrayList<>();
+        for (Batch b : mbs) {
+            dLp.add(randoms(rng, b.batch() * (b.time() - 1)));
+            dEnt.add(randoms(rng, b.batch() * (b.time() - 1)));
+        }
+        Run want = reference(c, full, mbs, dLp, dEnt);
+        record DpRun(ShardSpec shard, int dataRank, TokenStats stats, Map<String, float[]> grads, float norm, Map<String, float[]> params) {
+        }
+        List<DpRun> ranks = Ranks.run(2, 2, 2, r -> {
+            int d = r.dataRank();
+            try (ShardedLlama m = ShardedLlama.fromFull(r.backend(), c, r.shard(), r.tpGroup(), r.ppGroup(), full);
+                 ShardedAdamW opt = new ShardedAdamW(m, HYPER)) {
+                TokenStats stats = m.forward(mbs.get(d), true);
+                m.backward(dLp.get(d), dEnt.get(d));
+                m.allReduceGradients(r.dpGroup(), 1f);
+                Map<String, float[]> grads = m.downloadGradients();
+                AdamW.StepInfo info = opt.step();
+                return new DpRun(r.shard(), d, stats, grads, info.gradNorm(), m.downloadParameters());
+            }
+        });
+        for (DpRun r : ranks) {
+            String who = "data rank " + r.dataRank() + ", " + r.shard().label();
+            assertTrue(Fixtures.maxAbsDiff(want.stats().get(r.dataRank()).logprobs(), r.stats().logprobs(), null) <= 1e-5, who + ": logprobs");
+            assertEquals(want.norm(), r.norm(), 1e-5 * want.norm(), who + ": global gradient norm");
+        }
+        for (int d = 0; d < 2; d++) {
+            int replica = d;
+            List<DpRun> mine = ranks.stream().filter(r -> r.dataRank() == replica).toList();
+            List<ShardSpec> specs = mine.stream().map(DpRun::shard).toList();
+            assertClose(want.grads(), Sharding.gather(c, specs, mine.stream().map(DpRun::grads).toList()), 1e-4, 1e-7, "replica " + d + " gradient");
+            assertClose(want.paramsAfterOne(), Sharding.gather(c, specs, mine.stream().map(DpRun::params).toList()), 0, 1e-5, "replica " + d + " after a step");
         }
     }
 
@@ -284,6 +331,26 @@ class ShardedLlamaTest {
     void criticWithAnUnevenPipelineMatchesTheUnshardedModel() {
         ModelConfig c = ParallelConfigs.score(4);
         compareScoreModel(c, randomWeights(c, 4), 2, 3);
+    }
+
+    @Test
+    void loadingADirectoryKeepsTheShardsSlices() {
+        Map<String, float[]> full;
+        ModelConfig c;
+        try (LlamaModel m = LlamaModel.load(backend, Fixtures.dir("tiny-llama-reward"))) {
+            full = Sharding.download(backend, m.parameters().byName());
+            c = m.config();
+        }
+        List<Map<String, float[]>> loaded = Ranks.run(2, 2, (b, s, tpc, ppc) -> {
+            try (ShardedLlama m = ShardedLlama.load(b, Fixtures.dir("tiny-llama-reward"), s, tpc, ppc)) {
+                Map<String, float[]> want = Sharding.shard(c, full, s);
+                Map<String, float[]> got = m.downloadParameters();
+                assertEquals(want.keySet(), got.keySet(), s.label());
+                for (String name : want.keySet()) assertArrayEquals(want.get(name), got.get(name), name + " on " + s.label());
+                return got;
+            }
+        });
+        assertEquals(4, loaded.size());
     }
 
     @Test
