@@ -2,15 +2,12 @@ package org.sparkrlhf.jobs.executor;
 
 import org.sparkrlhf.gpuexec.backend.DType;
 import org.sparkrlhf.gpuexec.backend.cpu.CpuBackend;
-import org.sparkrlhf.gpuexec.checkpoint.CheckpointException;
-import org.sparkrlhf.gpuexec.checkpoint.CheckpointWeights;
 import org.sparkrlhf.gpuexec.model.LlamaModel;
 import org.sparkrlhf.gpuexec.model.LlamaWeights;
 import org.sparkrlhf.gpuexec.model.ModelConfig;
 import org.sparkrlhf.gpuexec.parallel.ShardSpec;
 import org.sparkrlhf.gpuexec.parallel.ShardedAdamW;
 import org.sparkrlhf.gpuexec.parallel.ShardedLlama;
-import org.sparkrlhf.gpuexec.parallel.Sharding;
 import org.sparkrlhf.gpuexec.train.AdamW;
 import org.sparkrlhf.jobs.calls.ModelSource;
 import org.sparkrlhf.jobs.calls.SftTrainCall;
@@ -18,7 +15,6 @@ import org.sparkrlhf.jobs.config.RunConfig.OptimizerConfig;
 import org.sparkrlhf.jobs.plan.Placement;
 
 import java.nio.file.Path;
-import java.util.LinkedHashMap;
 import java.util.Map;
 
 /**
@@ -69,21 +65,12 @@ public final class ModelShards {
             return new ResidentModel(model, optimizer == null ? null : AdamW.forModel(model, SftTrainCall.hyper(optimizer)),
                     version);
         }
-        ModelConfig config = ModelConfig.read(dir.resolve("config.json"));
         ShardSpec shard = ShardSpec.ofLocalRank(rank, placement.dp(), placement.tp(), placement.pp());
-        CheckpointWeights weights = CheckpointWeights.open(dir);
-        Map<String, float[]> tensors = new LinkedHashMap<>();
-        for (LlamaWeights.Spec s : LlamaWeights.specs(config)) {
-            if (!Sharding.holds(config, shard, s.name())) {
-                continue;
-            }
-            if (!weights.has(s.name())) {
-                throw new CheckpointException(dir + ": the checkpoint has no tensor '" + s.name() + "' that "
-                        + config.architecture() + " needs");
-            }
-            tensors.put(s.name(), Sharding.slice(s.name(), s.shape(), weights.floats(s.name(), s.shape()), shard));
-        }
-        return sharded(config, placement, rank, version, tensors, optimizer);
+        BoundCollective tensorGroup = new BoundCollective("tensor-parallel", shard.tpRank(), shard.tp());
+        BoundCollective pipelineGroup = new BoundCollective("pipeline", shard.stage(), shard.pp());
+        ShardedLlama model = ShardedLlama.load(new CpuBackend(), dir, shard, tensorGroup, pipelineGroup);
+        ShardedAdamW adamW = optimizer == null ? null : new ShardedAdamW(model, SftTrainCall.hyper(optimizer));
+        return ResidentModel.sharded(model, adamW, tensorGroup, pipelineGroup, version);
     }
 
     private static ResidentModel sharded(ModelConfig config, Placement placement, int rank, long version,
