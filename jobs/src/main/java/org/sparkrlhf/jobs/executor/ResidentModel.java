@@ -110,6 +110,33 @@ public final class ResidentModel implements ShardTensors, AutoCloseable {
         }
     }
 
+    /** What a training loss makes of one micro-batch's forward: dLoss/dLogprob for its backward. */
+    @FunctionalInterface
+    public interface MicroBatchLoss {
+        float[] dLogprobs(int microBatch, TokenStats stats);
+    }
+
+    /**
+     * Forward and backward over micro-batches whose gradients add up: a shard runs them GPipe-style
+     * (every forward, then every backward, so pipeline stages overlap), a whole model one after the
+     * other (it keeps one forward's activations). The same sums either way.
+     */
+    public void forwardBackward(java.util.List<Batch> microBatches, MicroBatchLoss loss) {
+        if (sharded == null || microBatches.size() == 1) {
+            for (int i = 0; i < microBatches.size(); i++) {
+                TokenStats stats = forward(microBatches.get(i), false);
+                backward(loss.dLogprobs(i, stats), null);
+            }
+            return;
+        }
+        java.util.List<TokenStats> stats = sharded.forward(microBatches, false);
+        java.util.List<float[]> d = new java.util.ArrayList<>(stats.size());
+        for (int i = 0; i < stats.size(); i++) {
+            d.add(loss.dLogprobs(i, stats.get(i)));
+        }
+        sharded.backward(d, null);
+    }
+
     public void releaseActivations() {
         if (model != null) {
             model.releaseActivations();
