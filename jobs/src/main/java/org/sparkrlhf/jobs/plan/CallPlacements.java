@@ -282,6 +282,15 @@ public final class CallPlacements {
             estimates.put(call.name(), r.callSeconds()[c]);
             ps.add(new CallPlacement(call.name(), mesh, s));
         }
+        List<String> zero3 = new ArrayList<>();
+        for (int c = 0; c < g.size(); c++) {
+            if (a[c].strategy().zero3()) {
+                zero3.add(g.call(c).name());
+            }
+        }
+        if (!zero3.isEmpty()) {
+            how += "; " + zero3 + " planned with ZeRO-3 run as whole data-parallel replicas";
+        }
         ExecutionPlan plan = new ExecutionPlan(g.algorithm(), ps);
         String json = PlanJson.write(PlanJson.toJson(plan, problem.cluster(), r.iterationSeconds(), figures(problem, r),
                 symmetric, colocated, searchSeconds));
