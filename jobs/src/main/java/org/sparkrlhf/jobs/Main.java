@@ -1,6 +1,7 @@
 package org.sparkrlhf.jobs;
 
 import org.sparkrlhf.gpuexec.cli.EngineCli;
+import org.sparkrlhf.jobs.plan.RunPlanCommand;
 import org.sparkrlhf.jobs.train.TrainCommand;
 import org.sparkrlhf.planner.cli.PlanCommand;
 
@@ -18,8 +19,9 @@ public final class Main {
               train RUN.yaml [--resume]
                                     runs a training job (SFT so far) from a run config; embedded
                                     (Spark local[*]) or under spark-submit
-              plan [scenario flags | --config RUN.yaml]
-                                    an execution plan for an RLHF dataflow graph
+              plan [scenario flags | --config PLANNER.yaml | --config RUN.yaml [--json]]
+                                    an execution plan for an RLHF dataflow graph; with a run
+                                    config, the plan that run would start with
               test                  runs the test suite (bin/spark-rlhf only)
             """;
 
@@ -38,7 +40,8 @@ public final class Main {
         String[] rest = Arrays.copyOfRange(args, 1, args.length);
         return switch (args[0]) {
             case "logprobs", "generate" -> EngineCli.run(args);
-            case "plan" -> PlanCommand.run(rest);
+            case "plan" -> RunPlanCommand.isRunConfig(rest) ? RunPlanCommand.run(rest, System.out, System.err)
+                    : PlanCommand.run(rest);
             case "train" -> TrainCommand.run(rest);
             default -> {
                 System.err.println("spark-rlhf: unknown command '" + args[0] + "'");

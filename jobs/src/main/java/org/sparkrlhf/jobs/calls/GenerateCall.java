@@ -3,7 +3,6 @@ package org.sparkrlhf.jobs.calls;
 import org.sparkrlhf.gpuexec.backend.SamplingParams;
 import org.sparkrlhf.gpuexec.model.GenerationResult;
 import org.sparkrlhf.gpuexec.model.Generator;
-import org.sparkrlhf.gpuexec.model.LlamaModel;
 import org.sparkrlhf.gpuexec.model.TokenStats;
 import org.sparkrlhf.jobs.config.RunConfig.OptimizerConfig;
 import org.sparkrlhf.jobs.executor.RankContext;
@@ -34,12 +33,10 @@ public final class GenerateCall implements RankFunction<GenerateCall.Slice, Gene
 
     @Override
     public Result apply(RankContext context, Slice slice) {
-        if (slice.dataParallel() != context.worldSize()) {
-            throw new IllegalArgumentException("a dp" + slice.dataParallel() + " call run on " + context.worldSize() + " ranks");
+        if (slice.dataParallel() != context.dataParallel()) {
+            throw new IllegalArgumentException("a dp" + slice.dataParallel() + " call run with dp " + context.dataParallel());
         }
-        String layout = "dp" + slice.dataParallel() + ".tp1.pp1";
-        ResidentModel replica = Replicas.trained(slice.role(), slice.source(), slice.version(), layout, context.rank(),
-                slice.optimizer());
+        ResidentModel replica = Replicas.trained(context, slice.role(), slice.source(), slice.version(), slice.optimizer());
         int samples = slice.prompts().length * slice.groupSize();
         if (samples == 0) {
             return new Result(new int[0][], new boolean[0], slice.withLogprobs() ? new float[0][] : null);
@@ -50,18 +47,14 @@ public final class GenerateCall implements RankFunction<GenerateCall.Slice, Gene
             prompts[k] = slice.prompts()[k / slice.groupSize()];
             sequenceIds[k] = slice.firstSequenceId() + k;
         }
-        LlamaModel model = replica.model();
         SamplingParams sampling = new SamplingParams(slice.temperature(), slice.topK(), slice.topP());
-        GenerationResult generated;
-        try (Generator generator = new Generator(model)) {
-            generated = generator.generate(prompts, sequenceIds, new Generator.Options(slice.maxNewTokens(), sampling,
-                    slice.seed(), slice.eosIds(), slice.padId(), false));
-        }
+        GenerationResult generated = replica.generate(prompts, sequenceIds, new Generator.Options(slice.maxNewTokens(),
+                sampling, slice.seed(), slice.eosIds(), slice.padId(), false));
         float[][] logprobs = null;
         if (slice.withLogprobs()) {
             ResponseBatch batch = ResponseBatch.of(prompts, generated.tokens(), slice.padId());
-            TokenStats stats = model.forward(batch.batch(), false);
-            model.releaseActivations();
+            TokenStats stats = replica.forward(batch.batch(), false);
+            replica.releaseActivations();
             logprobs = new float[samples][];
             for (int k = 0; k < samples; k++) {
                 logprobs[k] = batch.response(stats.logprobs(), k);

@@ -1,7 +1,6 @@
 package org.sparkrlhf.jobs.calls;
 
-import org.sparkrlhf.gpuexec.model.LlamaModel;
-import org.sparkrlhf.gpuexec.model.TokenStats;
+import org.sparkrlhf.gpuexec.model.Batch;
 import org.sparkrlhf.jobs.algorithms.Losses;
 import org.sparkrlhf.jobs.config.RunConfig.OptimizerConfig;
 import org.sparkrlhf.jobs.executor.RankContext;
@@ -10,10 +9,13 @@ import org.sparkrlhf.jobs.executor.ResidentModel;
 import org.sparkrlhf.jobs.executor.TrainStep;
 
 import java.io.Serializable;
+import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.List;
 
 /**
- * The actor_train call of GRPO on a data-parallel layout: for each epoch and each mini-batch, one
+ * The actor_train call of GRPO on its placement (data-parallel replicas, or tensor / pipeline shards
+ * of each replica, every rank of a replica on the replica's rows): for each epoch and each mini-batch, one
  * optimizer step on the clipped GRPO loss (clipped surrogate on the sequence's group-normalised
  * advantage plus klCoef times the k3 KL to the reference, per response token), its gradient
  * flowing through the model's backward from dLoss/dLogprob. Rank r's mini-batch m is rows
@@ -39,14 +41,14 @@ public final class GrpoTrainCall implements RankFunction<GrpoTrainCall.Slice, Gr
 
     @Override
     public Result apply(RankContext context, Slice slice) {
-        if (slice.dataParallel() != context.worldSize()) {
-            throw new IllegalArgumentException("a dp" + slice.dataParallel() + " call run on " + context.worldSize() + " ranks");
+        if (slice.dataParallel() != context.dataParallel()) {
+            throw new IllegalArgumentException("a dp" + slice.dataParallel() + " call run with dp " + context.dataParallel());
         }
-        String layout = "dp" + slice.dataParallel() + ".tp1.pp1";
-        ResidentModel replica = Replicas.trained(slice.role(), slice.source(), slice.version(), layout, context.rank(),
-                slice.optimizer());
+        String layout = context.layoutKey();
+        ResidentModel replica = Replicas.trained(context, slice.role(), slice.source(), slice.version(), slice.optimizer());
         int rows = slice.prompts().length;
         int miniBatches = slice.miniBatchTokens().length;
+        int microBatches = context.placement() == null ? 1 : context.placement().microBatches();
         double lossSum = 0;
         float gradNorm = 0;
         long clipped = 0;
@@ -58,18 +60,18 @@ public final class GrpoTrainCall implements RankFunction<GrpoTrainCall.Slice, Gr
                 int to = (m + 1) * rows / miniBatches;
                 int denominator = slice.miniBatchTokens()[m];
                 long[] counts = new long[2];
-                TrainStep.Result step = TrainStep.run(replica, context.communicator(), model -> {
+                TrainStep.Result step = TrainStep.step(replica, context.dataGroup(), model -> {
                     if (from == to || denominator == 0) {
                         return 0.0;
                     }
-                    Losses.PolicyResult loss = miniBatchLoss(model, slice, from, to, denominator);
+                    double[] lossAndClipped = miniBatchLoss(model, slice, from, to, denominator, microBatches);
                     int scored = 0;
                     for (int b = from; b < to; b++) {
                         scored += slice.responses()[b].length;
                     }
-                    counts[0] = Math.round(loss.clipFraction() * (double) scored);
+                    counts[0] = Math.round(lossAndClipped[1]);
                     counts[1] = scored;
-                    return loss.loss();
+                    return lossAndClipped[0];
                 });
                 lossSum += step.loss();
                 gradNorm = step.step().gradNorm();
@@ -82,23 +84,48 @@ public final class GrpoTrainCall implements RankFunction<GrpoTrainCall.Slice, Gr
         return new Result(steps == 0 ? 0 : lossSum / steps, gradNorm, clipped, tokens, steps, replica.version());
     }
 
-    /** Forward over rows [from, to), the GRPO loss, and its backward into the model's gradients. */
-    private static Losses.PolicyResult miniBatchLoss(LlamaModel model, Slice slice, int from, int to, int denominator) {
-        int[][] prompts = Arrays.copyOfRange(slice.prompts(), from, to);
-        int[][] responses = Arrays.copyOfRange(slice.responses(), from, to);
-        ResponseBatch batch = ResponseBatch.of(prompts, responses, slice.padId());
-        TokenStats stats = model.forward(batch.batch(), false);
-        float[] old = batch.spread(Arrays.copyOfRange(slice.oldLogprobs(), from, to));
-        float[] ref = batch.spread(Arrays.copyOfRange(slice.refLogprobs(), from, to));
-        float[][] perRow = new float[to - from][];
-        for (int b = from; b < to; b++) {
-            perRow[b - from] = new float[responses[b - from].length];
-            Arrays.fill(perRow[b - from], slice.advantages()[b]);
+    /**
+     * Forward over rows [from, to) in {@code microBatches} parts (the placement's, for pipeline
+     * stages to overlap), the GRPO loss of each part over the whole mini-batch's denominator, and
+     * its backward into the model's gradients (which add up over the parts). Returns the loss and
+     * the clipped token count.
+     */
+    private static double[] miniBatchLoss(ResidentModel model, Slice slice, int from, int to, int denominator,
+                                          int microBatches) {
+        int parts = Math.min(microBatches, to - from);
+        List<ResponseBatch> batches = new ArrayList<>(parts);
+        List<Batch> inputs = new ArrayList<>(parts);
+        int[] starts = new int[parts + 1];
+        for (int j = 0; j <= parts; j++) {
+            starts[j] = from + j * (to - from) / parts;
         }
-        float[] advantages = batch.spread(perRow);
-        Losses.PolicyResult loss = Losses.grpoPolicy(stats.logprobs(), old, advantages, ref, batch.responseMask(),
-                slice.clipRatio(), slice.klCoef(), denominator);
-        model.backward(loss.dLogprobs(), null);
-        return loss;
+        for (int j = 0; j < parts; j++) {
+            ResponseBatch batch = ResponseBatch.of(Arrays.copyOfRange(slice.prompts(), starts[j], starts[j + 1]),
+                    Arrays.copyOfRange(slice.responses(), starts[j], starts[j + 1]), slice.padId());
+            batches.add(batch);
+            inputs.add(batch.batch());
+        }
+        double[] out = new double[2];
+        model.forwardBackward(inputs, (j, stats) -> {
+            int a = starts[j];
+            int b = starts[j + 1];
+            ResponseBatch batch = batches.get(j);
+            float[] old = batch.spread(Arrays.copyOfRange(slice.oldLogprobs(), a, b));
+            float[] ref = batch.spread(Arrays.copyOfRange(slice.refLogprobs(), a, b));
+            float[][] perRow = new float[b - a][];
+            int scored = 0;
+            for (int r = a; r < b; r++) {
+                perRow[r - a] = new float[slice.responses()[r].length];
+                Arrays.fill(perRow[r - a], slice.advantages()[r]);
+                scored += slice.responses()[r].length;
+            }
+            float[] advantages = batch.spread(perRow);
+            Losses.PolicyResult loss = Losses.grpoPolicy(stats.logprobs(), old, advantages, ref, batch.responseMask(),
+                    slice.clipRatio(), slice.klCoef(), denominator);
+            out[0] += loss.loss();
+            out[1] += loss.clipFraction() * (double) scored;
+            return loss.dLogprobs();
+        });
+        return out;
     }
 }

@@ -19,18 +19,18 @@ public final class RefLogprobsCall implements RankFunction<RefLogprobsCall.Slice
 
     @Override
     public float[][] apply(RankContext context, Slice slice) {
-        if (slice.dataParallel() != context.worldSize()) {
-            throw new IllegalArgumentException("a dp" + slice.dataParallel() + " call run on " + context.worldSize() + " ranks");
+        if (slice.dataParallel() != context.dataParallel()) {
+            throw new IllegalArgumentException("a dp" + slice.dataParallel() + " call run with dp " + context.dataParallel());
         }
+        // the model first, also on a rank with no rows: the driver counts on every rank holding it after the call
+        ResidentModel ref = Replicas.frozen(context, slice.role(), slice.source());
         int rows = slice.prompts().length;
         if (rows == 0) {
             return new float[0][];
         }
-        ResidentModel ref = Replicas.frozen(slice.role(), slice.source(), "dp" + slice.dataParallel() + ".tp1.pp1",
-                context.rank());
         ResponseBatch batch = ResponseBatch.of(slice.prompts(), slice.responses(), slice.padId());
-        TokenStats stats = ref.model().forward(batch.batch(), false);
-        ref.model().releaseActivations();
+        TokenStats stats = ref.forward(batch.batch(), false);
+        ref.releaseActivations();
         float[][] out = new float[rows][];
         for (int b = 0; b < rows; b++) {
             out[b] = batch.response(stats.logprobs(), b);

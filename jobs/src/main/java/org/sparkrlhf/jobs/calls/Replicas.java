@@ -5,7 +5,9 @@ import org.sparkrlhf.gpuexec.model.LlamaModel;
 import org.sparkrlhf.gpuexec.train.AdamW;
 import org.sparkrlhf.gpuexec.train.OptimizerState;
 import org.sparkrlhf.jobs.config.RunConfig.OptimizerConfig;
+import org.sparkrlhf.jobs.executor.ModelShards;
 import org.sparkrlhf.jobs.executor.ModelStore;
+import org.sparkrlhf.jobs.executor.RankContext;
 import org.sparkrlhf.jobs.executor.ResidentModel;
 
 import java.nio.file.Path;
@@ -55,6 +57,58 @@ final class Replicas {
         ModelStore.Key key = new ModelStore.Key(role, 0, layout, rank);
         return ModelStore.get().getOrLoad(key, () -> new ResidentModel(load(role, source, 0,
                 dir -> LlamaModel.load(new CpuBackend(), dir)), null, 0));
+    }
+
+    /**
+     * This rank's trained copy of {@code role} at {@code version} for its call: a whole replica on a
+     * data-parallel placement, else its tensor / pipeline shard (loaded as slices when absent), bound
+     * to the call's groups.
+     */
+    static ResidentModel trained(RankContext context, String role, ModelSource source, long version,
+                                 OptimizerConfig optimizer) {
+        ResidentModel copy;
+        if (!sharded(context)) {
+            copy = trained(role, source, version, context.layoutKey(), context.rank(), optimizer);
+        } else {
+            ModelStore.Key key = new ModelStore.Key(role, version, context.layoutKey(), context.rank());
+            copy = ModelStore.get().getOrLoad(key, () -> {
+                checkReloadable(role, source, version);
+                return ModelShards.load(source, context.placement(), context.rank(), version, optimizer);
+            });
+        }
+        copy.bind(context);
+        return copy;
+    }
+
+    /** This rank's frozen copy (no optimizer, version 0) for its call, whole or sharded, bound to the call. */
+    static ResidentModel frozen(RankContext context, String role, ModelSource source) {
+        ResidentModel copy;
+        if (!sharded(context)) {
+            copy = frozen(role, source, context.layoutKey(), context.rank());
+        } else {
+            ModelStore.Key key = new ModelStore.Key(role, 0, context.layoutKey(), context.rank());
+            copy = ModelStore.get().getOrLoad(key, () -> {
+                checkReloadable(role, source, 0);
+                return ModelShards.load(source, context.placement(), context.rank(), 0, null);
+            });
+        }
+        copy.bind(context);
+        return copy;
+    }
+
+    private static boolean sharded(RankContext context) {
+        return context.placement() != null && (context.placement().tp() != 1 || context.placement().pp() != 1);
+    }
+
+    private static void checkReloadable(String role, ModelSource source, long version) {
+        if (source.version() != version) {
+            throw new IllegalStateException(role + " version " + version + " is not in this executor and "
+                    + "the newest checkpoint holds version " + source.version() + " (" + source.path() + ")");
+        }
+        if (version != 0) {
+            throw new UnsupportedOperationException("reloading a trained " + role
+                    + " needs its optimizer state, which checkpoints do not hold yet");
+        }
     }
 
     /** Files the stepped replica under its new version, in place of its old key. */

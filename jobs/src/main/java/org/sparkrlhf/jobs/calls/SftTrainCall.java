@@ -36,9 +36,9 @@ public final class SftTrainCall implements RankFunction<SftTrainCall.Slice, SftT
 
     @Override
     public Result apply(RankContext context, Slice slice) {
-        String layout = "dp" + slice.dataParallel() + ".tp1.pp1";
-        if (slice.dataParallel() != context.worldSize()) {
-            throw new IllegalArgumentException("a dp" + slice.dataParallel() + " call run on " + context.worldSize() + " ranks");
+        String layout = context.layoutKey();
+        if (slice.dataParallel() != context.dataParallel()) {
+            throw new IllegalArgumentException("a dp" + slice.dataParallel() + " call run with dp " + context.dataParallel());
         }
         ResidentModel replica = Replicas.trained(slice.role(), slice.source(), slice.version(), layout, context.rank(),
                 slice.optimizer());

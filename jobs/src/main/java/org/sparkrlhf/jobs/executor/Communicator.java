@@ -1,5 +1,7 @@
 package org.sparkrlhf.jobs.executor;
 
+import org.sparkrlhf.gpuexec.parallel.Collective;
+
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 
@@ -11,10 +13,15 @@ import java.nio.ByteOrder;
  * 0, 1, ..., n-1 on every rank, so all ranks end with bit-identical results (data-parallel replicas
  * stay in sync) and a run repeats exactly. The price is that an all-reduce moves n-1 copies of the
  * buffer to each rank instead of a ring's 2(n-1)/n; meshes of CPU executors are small.
+ *
+ * <p>A communicator is the engine's {@link Collective}: the tensor- and pipeline-parallel groups
+ * of a sharded model are subgroups of the call's communicator ({@link #subgroup}).
  */
-public interface Communicator extends AutoCloseable {
+public interface Communicator extends Collective, AutoCloseable {
+    @Override
     int rank();
 
+    @Override
     int size();
 
     /** Sends one message to {@code peer}; returns once it is handed to the transport (never waits for the peer). */
@@ -26,11 +33,13 @@ public interface Communicator extends AutoCloseable {
     @Override
     void close();
 
+    @Override
     default void sendFloats(int peer, float[] values, int offset, int length) {
         send(peer, toBytes(values, offset, length));
     }
 
     /** Receives exactly {@code length} floats from {@code peer} into {@code into[offset..]}. */
+    @Override
     default void recvFloats(int peer, float[] into, int offset, int length) {
         byte[] message = recv(peer);
         if (message.length != length * 4) {
@@ -56,6 +65,7 @@ public interface Communicator extends AutoCloseable {
     }
 
     /** Replaces {@code buffer} by the element-wise sum over all ranks, added in rank order. */
+    @Override
     default void allReduceSum(float[] buffer) {
         byte[][] all = allGather(toBytes(buffer, 0, buffer.length));
         float[] sum = new float[buffer.length];
@@ -74,6 +84,7 @@ public interface Communicator extends AutoCloseable {
     }
 
     /** Copies {@code root}'s buffer into every rank's {@code buffer}. */
+    @Override
     default void broadcast(float[] buffer, int root) {
         if (rank() == root) {
             byte[] message = toBytes(buffer, 0, buffer.length);

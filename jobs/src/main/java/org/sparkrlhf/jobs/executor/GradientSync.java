@@ -6,6 +6,7 @@ import org.sparkrlhf.gpuexec.model.LlamaModel;
 import org.sparkrlhf.gpuexec.model.LlamaWeights;
 
 import java.util.List;
+import java.util.Map;
 
 /**
  * Data-parallel gradient synchronisation on CPU executors: every replica's gradients are packed
@@ -39,6 +40,37 @@ public final class GradientSync {
         offset = 0;
         for (LlamaWeights.Spec s : specs) {
             Tensor t = grads.get(s.name());
+            int n = Math.toIntExact(t.numel());
+            float[] g = new float[n];
+            System.arraycopy(flat, offset, g, 0, n);
+            backend.upload(t, g);
+            offset += n;
+        }
+    }
+
+    /**
+     * The same for any copy's gradients by name (a whole model's or a tensor / pipeline shard's):
+     * the data-parallel group's ranks hold the same shard, so their maps have the same names,
+     * order and shapes.
+     */
+    public static void allReduce(Backend backend, Map<String, Tensor> grads, Communicator dataParallel) {
+        if (dataParallel.size() == 1) {
+            return;
+        }
+        long total = 0;
+        for (Tensor t : grads.values()) {
+            total += t.numel();
+        }
+        float[] flat = new float[Math.toIntExact(total)];
+        int offset = 0;
+        for (Tensor t : grads.values()) {
+            float[] g = backend.download(t);
+            System.arraycopy(g, 0, flat, offset, g.length);
+            offset += g.length;
+        }
+        dataParallel.allReduceSum(flat);
+        offset = 0;
+        for (Tensor t : grads.values()) {
             int n = Math.toIntExact(t.numel());
             float[] g = new float[n];
             System.arraycopy(flat, offset, g, 0, n);

@@ -23,7 +23,7 @@ public final class ModelStore {
      * training steps applied), the layout it is cut for (e.g. {@code dp1.tp2.pp1}) and the rank
      * within that layout.
      */
-    public record Key(String role, long version, String layout, int rank) {
+    public record Key(String role, long version, String layout, int rank) implements java.io.Serializable {
         @Override
         public String toString() {
             return role + "@v" + version + "/" + layout + "/rank" + rank;

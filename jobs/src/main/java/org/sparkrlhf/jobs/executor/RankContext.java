@@ -1,5 +1,7 @@
 package org.sparkrlhf.jobs.executor;
 
+import org.sparkrlhf.jobs.plan.Placement;
+
 /**
  * What one rank of a model function call knows about itself inside its barrier task: its rank in
  * the call's mesh, where it runs (executor, host, GPU address or none on CPU executors), and the
@@ -14,10 +16,22 @@ public final class RankContext implements AutoCloseable {
     private final String gpuAddress;
     private final Rendezvous rendezvous;
     private final long recvTimeoutMillis;
+    private final Placement placement;
     private Communicator communicator;
 
     public RankContext(String call, int rank, int worldSize, String executorId, String host, String gpuAddress,
                        Rendezvous rendezvous, long recvTimeoutMillis) {
+        this(call, rank, worldSize, executorId, host, gpuAddress, rendezvous, recvTimeoutMillis, null);
+    }
+
+    /** A rank of a call placed by the plan ({@code placement} null: data parallel over its ranks). */
+    public RankContext(String call, int rank, int worldSize, String executorId, String host, String gpuAddress,
+                       Rendezvous rendezvous, long recvTimeoutMillis, Placement placement) {
+        if (placement != null && placement.size() != worldSize) {
+            throw new IllegalArgumentException(call + ": a placement of " + placement.size() + " devices run on "
+                    + worldSize + " ranks");
+        }
+        this.placement = placement;
         this.call = call;
         this.rank = rank;
         this.worldSize = worldSize;
@@ -51,6 +65,86 @@ public final class RankContext implements AutoCloseable {
     /** The GPU this task was given by Spark's resource scheduler, or null on CPU executors. */
     public String gpuAddress() {
         return gpuAddress;
+    }
+
+    /** The call's placement, or null when it was run data parallel over a plain list of devices. */
+    public Placement placement() {
+        return placement;
+    }
+
+    /**
+     * The layout part of this rank's {@link ModelStore} keys: the placement's key (layout and
+     * devices), or {@code dp<n>.tp1.pp1} for calls run without one.
+     */
+    public String layoutKey() {
+        return placement != null ? placement.key() : "dp" + worldSize + ".tp1.pp1";
+    }
+
+    /** Data-parallel ranks of the call (all of its ranks when it has no placement). */
+    public int dataParallel() {
+        return placement != null ? placement.dp() : worldSize;
+    }
+
+    /** This rank's data-parallel index. */
+    public int dataRank() {
+        return placement != null ? placement.dataRankOf(rank) : rank;
+    }
+
+    /**
+     * This rank's tensor-parallel group (the ranks of its data replica and pipeline stage), as a
+     * subgroup of {@link #communicator()}; collective on first use, like it.
+     */
+    public Communicator tensorGroup() {
+        Placement p = layoutOrData();
+        int stage = p.stageOf(rank);
+        int data = p.dataRankOf(rank);
+        int[] ranks = new int[p.tp()];
+        for (int t = 0; t < ranks.length; t++) {
+            ranks[t] = p.rank(stage, data, t);
+        }
+        return group(ranks);
+    }
+
+    /** This rank's pipeline group (stage s of its data replica and tensor rank is group rank s). */
+    public Communicator pipelineGroup() {
+        Placement p = layoutOrData();
+        int data = p.dataRankOf(rank);
+        int tensor = p.tensorRankOf(rank);
+        int[] ranks = new int[p.pp()];
+        for (int s = 0; s < ranks.length; s++) {
+            ranks[s] = p.rank(s, data, tensor);
+        }
+        return group(ranks);
+    }
+
+    /** This rank's data-parallel group: the ranks with its stage and tensor rank, one per replica. */
+    public Communicator dataGroup() {
+        Placement p = layoutOrData();
+        int stage = p.stageOf(rank);
+        int tensor = p.tensorRankOf(rank);
+        int[] ranks = new int[p.dp()];
+        for (int d = 0; d < ranks.length; d++) {
+            ranks[d] = p.rank(stage, d, tensor);
+        }
+        return group(ranks);
+    }
+
+    private Placement layoutOrData() {
+        if (placement != null) {
+            return placement;
+        }
+        return new Placement(call, "", java.util.Collections.nCopies(worldSize,
+                new org.sparkrlhf.jobs.runtime.DeviceSlot(0, 0, host, executorId, "", false)), worldSize, 1, 1, 1);
+    }
+
+    private Communicator group(int[] ranks) {
+        if (ranks.length == 1) {
+            return new SingleRankCommunicator();
+        }
+        if (ranks.length == worldSize) {
+            return communicator();
+        }
+        return communicator().subgroup(ranks);
     }
 
     /** Every rank's string, indexed by rank; all ranks of the call must call it the same number of times. */

@@ -1,37 +1,202 @@
 package org.sparkrlhf.jobs.executor;
 
+import org.sparkrlhf.gpuexec.backend.Backend;
+import org.sparkrlhf.gpuexec.backend.Tensor;
+import org.sparkrlhf.gpuexec.model.Batch;
+import org.sparkrlhf.gpuexec.model.GenerationResult;
+import org.sparkrlhf.gpuexec.model.Generator;
 import org.sparkrlhf.gpuexec.model.LlamaModel;
+import org.sparkrlhf.gpuexec.model.LlamaWeights;
+import org.sparkrlhf.gpuexec.model.TokenStats;
+import org.sparkrlhf.gpuexec.parallel.ShardedAdamW;
+import org.sparkrlhf.gpuexec.parallel.ShardedGenerator;
+import org.sparkrlhf.gpuexec.parallel.ShardedLlama;
 import org.sparkrlhf.gpuexec.train.AdamW;
 
+import java.util.LinkedHashMap;
+import java.util.Map;
+
 /**
- * A model replica or shard kept in an executor's {@link ModelStore}: the engine's model, its
- * optimizer when this copy is trained, and the parameter version (training steps applied).
+ * A model replica or shard kept in an executor's {@link ModelStore}: the engine's model (a whole
+ * {@link LlamaModel} on a data-parallel layout, or this rank's {@link ShardedLlama} shard under
+ * tensor / pipeline parallelism), its optimizer when this copy is trained, and the parameter version
+ * (training steps applied). The calls use it through {@link #forward}, {@link #backward},
+ * {@link #generate} and {@link #step}, which work on both; a sharded copy must first be bound to the
+ * call's groups ({@link #bind}).
  */
-public final class ResidentModel implements AutoCloseable {
+public final class ResidentModel implements ShardTensors, AutoCloseable {
     private final LlamaModel model;
     private final AdamW optimizer;
+    private final ShardedLlama sharded;
+    private final ShardedAdamW shardedOptimizer;
+    private final BoundCollective tensorGroup;
+    private final BoundCollective pipelineGroup;
     private long version;
 
     public ResidentModel(LlamaModel model, AdamW optimizer, long version) {
         this.model = model;
         this.optimizer = optimizer;
+        this.sharded = null;
+        this.shardedOptimizer = null;
+        this.tensorGroup = null;
+        this.pipelineGroup = null;
         this.version = version;
     }
 
+    private ResidentModel(ShardedLlama sharded, ShardedAdamW optimizer, BoundCollective tensorGroup,
+                          BoundCollective pipelineGroup, long version) {
+        this.model = null;
+        this.optimizer = null;
+        this.sharded = sharded;
+        this.shardedOptimizer = optimizer;
+        this.tensorGroup = tensorGroup;
+        this.pipelineGroup = pipelineGroup;
+        this.version = version;
+    }
+
+    /** A tensor / pipeline shard built on stand-in groups (see {@link BoundCollective}). */
+    static ResidentModel sharded(ShardedLlama sharded, ShardedAdamW optimizer, BoundCollective tensorGroup,
+                                 BoundCollective pipelineGroup, long version) {
+        return new ResidentModel(sharded, optimizer, tensorGroup, pipelineGroup, version);
+    }
+
+    public boolean isSharded() {
+        return sharded != null;
+    }
+
+    /** The whole model; an error for a tensor / pipeline shard (use the methods of this class). */
     public LlamaModel model() {
+        if (model == null) {
+            throw new IllegalStateException("this copy is a tensor/pipeline shard (" + sharded.shard().label()
+                    + "), not a whole model");
+        }
         return model;
     }
 
     /** The optimizer; an error for copies that are only used for inference. */
     public AdamW optimizer() {
-        if (optimizer == null) {
+        if (optimizer == null && shardedOptimizer == null) {
             throw new IllegalStateException("this copy of the model has no optimizer (it is not trained)");
         }
-        return optimizer;
+        return optimizer != null ? optimizer : shardedOptimizer.optimizer();
+    }
+
+    /** Binds a shard's tensor and pipeline groups to this call's (every rank of the call, at its start). */
+    public void bind(RankContext context) {
+        if (sharded == null) {
+            return;
+        }
+        if (tensorGroup.size() > 1) {
+            tensorGroup.bind(context.tensorGroup());
+        }
+        if (pipelineGroup.size() > 1) {
+            pipelineGroup.bind(context.pipelineGroup());
+        }
+    }
+
+    public Backend backend() {
+        return model != null ? model.backend() : sharded.backend();
+    }
+
+    public TokenStats forward(Batch batch, boolean withEntropy) {
+        return model != null ? model.forward(batch, withEntropy) : sharded.forward(batch, withEntropy);
+    }
+
+    public void backward(float[] dLogprobs, float[] dEntropies) {
+        if (model != null) {
+            model.backward(dLogprobs, dEntropies);
+        } else {
+            sharded.backward(dLogprobs, dEntropies);
+        }
+    }
+
+    /** What a training loss makes of one micro-batch's forward: dLoss/dLogprob for its backward. */
+    @FunctionalInterface
+    public interface MicroBatchLoss {
+        float[] dLogprobs(int microBatch, TokenStats stats);
+    }
+
+    /**
+     * Forward and backward over micro-batches whose gradients add up: a shard runs them GPipe-style
+     * (every forward, then every backward, so pipeline stages overlap), a whole model one after the
+     * other (it keeps one forward's activations). The same sums either way.
+     */
+    public void forwardBackward(java.util.List<Batch> microBatches, MicroBatchLoss loss) {
+        if (sharded == null || microBatches.size() == 1) {
+            for (int i = 0; i < microBatches.size(); i++) {
+                TokenStats stats = forward(microBatches.get(i), false);
+                backward(loss.dLogprobs(i, stats), null);
+            }
+            return;
+        }
+        java.util.List<TokenStats> stats = sharded.forward(microBatches, false);
+        java.util.List<float[]> d = new java.util.ArrayList<>(stats.size());
+        for (int i = 0; i < stats.size(); i++) {
+            d.add(loss.dLogprobs(i, stats.get(i)));
+        }
+        sharded.backward(d, null);
+    }
+
+    public void releaseActivations() {
+        if (model != null) {
+            model.releaseActivations();
+        } else {
+            sharded.releaseActivations();
+        }
+    }
+
+    public void zeroGradients() {
+        if (model != null) {
+            model.zeroGradients();
+        } else {
+            sharded.zeroGradients();
+        }
+    }
+
+    /** This copy's gradients by Hugging Face name, in the model's parameter order (the same on every replica). */
+    public Map<String, Tensor> gradients() {
+        if (sharded != null) {
+            return sharded.gradients();
+        }
+        LlamaWeights grads = model.gradients();
+        Map<String, Tensor> out = new LinkedHashMap<>();
+        for (LlamaWeights.Spec s : grads.specs()) {
+            out.put(s.name(), grads.get(s.name()));
+        }
+        return out;
+    }
+
+    public GenerationResult generate(int[][] prompts, int[] sequenceIds, Generator.Options options) {
+        if (sharded != null) {
+            return new ShardedGenerator(sharded).generate(prompts, sequenceIds, options);
+        }
+        try (Generator generator = new Generator(model)) {
+            return generator.generate(prompts, sequenceIds, options);
+        }
+    }
+
+    /** One optimizer step (a shard's clips by the whole model's gradient norm); advances the version. */
+    public AdamW.StepInfo step() {
+        AdamW.StepInfo info = shardedOptimizer != null ? shardedOptimizer.step() : optimizer().step();
+        version++;
+        return info;
     }
 
     public long version() {
         return version;
+    }
+
+    /** A parameter as this copy holds it: the whole tensor, or this shard's slice. */
+    @Override
+    public float[] tensor(String name) {
+        if (sharded != null) {
+            Tensor t = sharded.parameters().get(name);
+            if (t == null) {
+                throw new IllegalArgumentException("shard " + sharded.shard().label() + " holds no part of '" + name + "'");
+            }
+            return sharded.backend().download(t);
+        }
+        return model.backend().download(model.parameters().get(name));
     }
 
     void advance() {
@@ -43,6 +208,13 @@ public final class ResidentModel implements AutoCloseable {
         if (optimizer != null) {
             optimizer.close();
         }
-        model.close();
+        if (shardedOptimizer != null) {
+            shardedOptimizer.close();
+        }
+        if (model != null) {
+            model.close();
+        } else {
+            sharded.close();
+        }
     }
 }

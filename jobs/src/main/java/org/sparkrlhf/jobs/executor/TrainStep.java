@@ -16,6 +16,12 @@ public final class TrainStep {
         double run(LlamaModel model);
     }
 
+    /** Runs forward and backward over this copy's slice (a whole replica or a shard); returns its part of the loss. */
+    @FunctionalInterface
+    public interface ReplicaBackward {
+        double run(ResidentModel replica);
+    }
+
     /** The step's loss (summed over the group), and the optimizer's report. */
     public record Result(double loss, AdamW.StepInfo step) {
     }
@@ -33,6 +39,23 @@ public final class TrainStep {
         dataParallel.allReduceSum(loss);
         AdamW.StepInfo info = replica.optimizer().step();
         replica.advance();
+        return new Result(loss[0], info);
+    }
+
+    /**
+     * One optimizer step of any copy (a whole replica, or a tensor / pipeline shard bound to its
+     * call): zero, forward and backward, sum the gradients over {@code dataGroup} (the ranks holding
+     * the same shard in the other replicas), step. The loss is summed over the data group only: the
+     * ranks of one replica all compute its whole loss.
+     */
+    public static Result step(ResidentModel replica, Communicator dataGroup, ReplicaBackward backward) {
+        replica.zeroGradients();
+        double lossPart = backward.run(replica);
+        replica.releaseActivations();
+        GradientSync.allReduce(replica.backend(), replica.gradients(), dataGroup);
+        float[] loss = {(float) lossPart};
+        dataGroup.allReduceSum(loss);
+        AdamW.StepInfo info = replica.step();
         return new Result(loss[0], info);
     }
 }

@@ -11,6 +11,7 @@ import org.apache.spark.resource.ResourceProfileBuilder;
 import org.apache.spark.resource.TaskResourceRequests;
 import org.sparkrlhf.jobs.executor.RankContext;
 import org.sparkrlhf.jobs.executor.RankFunction;
+import org.sparkrlhf.jobs.plan.Placement;
 import scala.Tuple2;
 import scala.collection.Iterator;
 import scala.jdk.javaapi.CollectionConverters;
@@ -82,6 +83,21 @@ public final class BarrierCallRunner {
      */
     public <I extends Serializable, R extends Serializable> List<RankResult<R>> run(
             String call, String description, List<DeviceSlot> mesh, List<I> inputs, RankFunction<I, R> fn) {
+        return run(call, description, mesh, null, inputs, fn);
+    }
+
+    /**
+     * Runs a call placed by the plan: rank r on {@code placement.devices().get(r)}, and each rank's
+     * {@link RankContext} knows the placement (its layout key, its data / tensor / pipeline ranks).
+     */
+    public <I extends Serializable, R extends Serializable> List<RankResult<R>> run(
+            String description, Placement placement, List<I> inputs, RankFunction<I, R> fn) {
+        return run(placement.call(), description, placement.devices(), placement, inputs, fn);
+    }
+
+    private <I extends Serializable, R extends Serializable> List<RankResult<R>> run(
+            String call, String description, List<DeviceSlot> mesh, Placement placement, List<I> inputs,
+            RankFunction<I, R> fn) {
         int world = inputs.size();
         if (world == 0) {
             throw new IllegalArgumentException(call + ": a call needs at least one rank");
@@ -99,7 +115,7 @@ public final class BarrierCallRunner {
         ClassTag<RankResult<R>> resultTag = classTag(RankResult.class);
         RDD<RankInput<I>> ranks = sc.makeRDD(CollectionConverters.asScala(elements).toList(), inputTag);
         RDD<RankResult<R>> results = ranks.barrier()
-                .mapPartitions(new RankTask<>(call, world, gpus, recvTimeoutMillis, fn), false, resultTag);
+                .mapPartitions(new RankTask<>(call, world, gpus, recvTimeoutMillis, placement, fn), false, resultTag);
         if (gpus && taskResourceProfiles) {
             results = results.withResources(oneGpuPerTask());
         }
@@ -135,10 +151,12 @@ public final class BarrierCallRunner {
         private final int world;
         private final boolean gpus;
         private final long recvTimeoutMillis;
+        private final Placement placement;
         private final RankFunction<I, R> fn;
 
-        RankTask(String call, int world, boolean gpus, long recvTimeoutMillis, RankFunction<I, R> fn) {
+        RankTask(String call, int world, boolean gpus, long recvTimeoutMillis, Placement placement, RankFunction<I, R> fn) {
             this.call = call;
+            this.placement = placement;
             this.world = world;
             this.gpus = gpus;
             this.recvTimeoutMillis = recvTimeoutMillis;
@@ -165,7 +183,9 @@ public final class BarrierCallRunner {
             String host = env.blockManager().blockManagerId().host();
             String executorId = env.executorId();
             try (RankContext context = new RankContext(call, rank, world, executorId, host, gpu,
-                    task::allGather, recvTimeoutMillis)) {
+                    task::allGather, recvTimeoutMillis, placement)) {
+                // A rank that runs off its planned executor (one that was lost and replaced) finds
+                // nothing in its store and loads its shard from the model's source, the last checkpoint.
                 R value = fn.apply(context, input.value());
                 return CollectionConverters.asScala(List.of(new RankResult<>(rank, executorId, host, gpu, value)).iterator());
             } catch (RuntimeException e) {

@@ -30,10 +30,10 @@ public final class ClusterDiscovery {
     }
 
     /** How many executors and slots the driver expects, from the master and the conf. */
-    record Expectation(int executors, int slotsPerExecutor, boolean gpus) {
+    public record Expectation(int executors, int slotsPerExecutor, boolean gpus) {
     }
 
-    static Expectation expect(SparkConf conf) {
+    public static Expectation expect(SparkConf conf) {
         String master = conf.get("spark.master", "local[*]");
         int taskCpus = conf.getInt("spark.task.cpus", 1);
         boolean gpus = conf.contains("spark.executor.resource.gpu.amount");

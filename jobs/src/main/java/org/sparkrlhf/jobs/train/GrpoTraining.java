@@ -6,6 +6,7 @@ import org.sparkrlhf.datasets.PromptRow;
 import org.sparkrlhf.datasets.tables.FinishReason;
 import org.sparkrlhf.datasets.tables.IterationTable;
 import org.sparkrlhf.datasets.tables.MetricRow;
+import org.sparkrlhf.datasets.tables.PlanRow;
 import org.sparkrlhf.datasets.tables.RolloutRow;
 import org.sparkrlhf.datasets.tasks.Reward;
 import org.sparkrlhf.datasets.tasks.RewardFunction;
@@ -22,10 +23,15 @@ import org.sparkrlhf.jobs.checkpoint.RunCheckpoints;
 import org.sparkrlhf.jobs.checkpoint.RunState;
 import org.sparkrlhf.jobs.config.Algorithm;
 import org.sparkrlhf.jobs.config.RunConfig;
+import org.sparkrlhf.jobs.executor.ReallocationCall;
+import org.sparkrlhf.jobs.plan.CallPlacements;
+import org.sparkrlhf.jobs.plan.Placement;
+import org.sparkrlhf.jobs.plan.RunScenario;
 import org.sparkrlhf.jobs.runtime.BarrierCallRunner;
 import org.sparkrlhf.jobs.runtime.ClusterInventory;
 import org.sparkrlhf.jobs.runtime.DeviceSlot;
-import org.sparkrlhf.jobs.runtime.RankResult;
+import org.sparkrlhf.jobs.runtime.ModelResidency;
+import org.sparkrlhf.planner.spec.ModelSpec;
 
 import java.io.PrintStream;
 import java.nio.file.Path;
@@ -51,8 +57,11 @@ import java.util.Optional;
  *   <li>the iteration's rollouts and metrics are appended (idempotently) to the run's Delta
  *       tables, and one progress line is printed.</li>
  * </ol>
- * Every call is a barrier stage with one data-parallel rank per device; a rank's prompts keep
- * all their samples on that rank. Every {@code data.eval_every} iterations, when
+ * Every call is a barrier stage with one rank per device of its placement in the run's plan
+ * ({@link CallPlacements}); a data-parallel rank's prompts keep all their samples on that rank.
+ * Calls on the actor share its parameters: actor_train's placement is the actor's home (with the
+ * optimizer state), actor_gen gets a copy reallocated from it whenever layouts or devices differ
+ * ({@link ModelResidency}). The plan is appended to the run's plans table with each iteration. Every {@code data.eval_every} iterations, when
  * {@code data.eval_size > 0} (and after the last iteration), the held-out prompts are answered
  * greedily and their mean reward is logged as {@code eval/reward_mean}. At the end the actor goes
  * to {@code <output>/final} and the run's replicas leave the executors' model stores.
@@ -91,18 +100,23 @@ public final class GrpoTraining {
         Path output = SftTraining.localOutput(config);
         Path actorDir = new ModelSource(config.models().get(ACTOR).path(), 0).localPath();
         ModelSource refSource = new ModelSource(config.models().get(REF).path(), 0);
-        List<DeviceSlot> mesh = mesh(config, inventory);
-        int dp = mesh.size();
-        if (config.data().batchSize() < dp) {
-            throw new IllegalArgumentException(config.source() + ": data.batch_size " + config.data().batchSize()
-                    + " is smaller than the " + dp + " data-parallel ranks");
+        CallPlacements plan = CallPlacements.choose(config, inventory, progress);
+        Placement genAt = plan.placement("actor_gen");
+        Placement refAt = plan.placement("ref_inf");
+        Placement trainAt = plan.placement("actor_train");
+        for (Placement p : List.of(genAt, refAt, trainAt)) {
+            if (config.data().batchSize() < p.dp()) {
+                throw new IllegalArgumentException(config.source() + ": data.batch_size " + config.data().batchSize()
+                        + " is smaller than the " + p.dp() + " data-parallel ranks of " + p.call());
+            }
         }
+        ModelResidency residency = new ModelResidency(runner, RunScenario.cluster(inventory, RunScenario.gpuPreset(config)));
+        ModelSpec actorSpec = RunScenario.model(config, ACTOR);
         SftTraining.SpecialTokens special = SftTraining.SpecialTokens.read(actorDir);
         RewardFunction reward = RewardFunctions.forTask(config.reward().function());
         PromptSet prompts = PromptSet.read(spark, config, actorDir, special.bos(), output);
-        progress.printf("grpo: %d prompts (%d held out), %d samples per prompt, calls on %d device(s) (dp=%d), "
-                        + "%d iterations%n", prompts.rows().size(), prompts.heldOut().size(), grpo.groupSize(), dp, dp,
-                config.iterations());
+        progress.printf("grpo: %d prompts (%d held out), %d samples per prompt, %d iterations%n", prompts.rows().size(),
+                prompts.heldOut().size(), grpo.groupSize(), config.iterations());
 
         RunCheckpoints checkpoints = new RunCheckpoints(output.toUri().toString(), new Configuration());
         int dataSize = prompts.rows().size();
@@ -112,7 +126,7 @@ public final class GrpoTraining {
         ModelSource actorSource = resumed.map(c -> c.source(ACTOR)).orElseGet(() -> new ModelSource(actorDir.toString(), 0));
         int first = resumed.map(c -> c.state().iteration() + 1).orElse(1);
         checkSamplingCounter(resumed);
-        String layout = "dp" + dp + ".tp1.pp1";
+        IterationTable<PlanRow> plans = IterationTable.plans(spark, plansPath(output));
         IterationTable<MetricRow> metrics = IterationTable.metrics(spark, SftTraining.metricsPath(output));
         IterationTable<RolloutRow> rollouts = IterationTable.rollouts(spark, rolloutsPath(output));
         int[] eos = {special.eos()};
@@ -130,8 +144,10 @@ public final class GrpoTraining {
                     batchPrompts[i] = prompts.tokens().get(picked.get(i));
                 }
                 Map<String, Double> seconds = new LinkedHashMap<>();
+                long iterationStart = System.nanoTime();
 
-                // actor_gen
+                // actor_gen, on a copy of the actor moved from its home when the layouts differ
+                int dp = genAt.dp();
                 List<GenerateCall.Slice> genSlices = new ArrayList<>(dp);
                 for (int r = 0; r < dp; r++) {
                     int from = r * promptCount / dp;
@@ -143,18 +159,23 @@ public final class GrpoTraining {
                             sampleSeed(config.seed(), iteration), eos, special.pad(), true));
                 }
                 long start = System.nanoTime();
-                List<RankResult<GenerateCall.Result>> generated = runner.run("actor_gen",
-                        "actor_gen iteration " + iteration + " (grpo, dp=" + dp + ")", mesh, genSlices, new GenerateCall());
+                reallocated(seconds, residency.prepare(ACTOR, version, genAt, actorSpec, actorSource,
+                        ReallocationCall.Build.MODEL, null));
+                start = System.nanoTime();
+                List<GenerateCall.Result> generated = genAt.perDataRank(runner.run(
+                        "actor_gen iteration " + iteration + " (grpo, " + genAt.layout() + ")", genAt,
+                        genAt.perRank(genSlices), new GenerateCall()));
+                residency.holds(ACTOR, version, genAt);
                 seconds.put("actor_gen", (System.nanoTime() - start) / 1e9);
                 int[][] responses = new int[samples][];
                 boolean[] stopped = new boolean[samples];
                 float[][] logprobs = new float[samples][];
                 int k = 0;
-                for (RankResult<GenerateCall.Result> g : generated) {
-                    for (int j = 0; j < g.value().responses().length; j++, k++) {
-                        responses[k] = g.value().responses()[j];
-                        stopped[k] = g.value().stoppedAtEos()[j];
-                        logprobs[k] = g.value().logprobs()[j];
+                for (GenerateCall.Result g : generated) {
+                    for (int j = 0; j < g.responses().length; j++, k++) {
+                        responses[k] = g.responses()[j];
+                        stopped[k] = g.stoppedAtEos()[j];
+                        logprobs[k] = g.logprobs()[j];
                     }
                 }
                 int[][] samplePrompts = new int[samples][];
@@ -176,6 +197,7 @@ public final class GrpoTraining {
                 seconds.put("reward", (System.nanoTime() - start) / 1e9);
 
                 // ref_inf
+                dp = refAt.dp();
                 List<RefLogprobsCall.Slice> refSlices = new ArrayList<>(dp);
                 for (int r = 0; r < dp; r++) {
                     int from = r * promptCount / dp * groupSize;
@@ -184,13 +206,15 @@ public final class GrpoTraining {
                             Arrays.copyOfRange(responses, from, to), special.pad()));
                 }
                 start = System.nanoTime();
-                List<RankResult<float[][]>> refResults = runner.run("ref_inf",
-                        "ref_inf iteration " + iteration + " (grpo, dp=" + dp + ")", mesh, refSlices, new RefLogprobsCall());
+                List<float[][]> refResults = refAt.perDataRank(runner.run(
+                        "ref_inf iteration " + iteration + " (grpo, " + refAt.layout() + ")", refAt,
+                        refAt.perRank(refSlices), new RefLogprobsCall()));
+                residency.holds(REF, 0, refAt);
                 seconds.put("ref_inf", (System.nanoTime() - start) / 1e9);
                 float[][] refLogprobs = new float[samples][];
                 k = 0;
-                for (RankResult<float[][]> rr : refResults) {
-                    for (float[] row : rr.value()) {
+                for (float[][] rr : refResults) {
+                    for (float[] row : rr) {
                         refLogprobs[k++] = row;
                     }
                 }
@@ -210,7 +234,8 @@ public final class GrpoTraining {
                     tokens += responses[s].length;
                 }
 
-                // actor_train
+                // actor_train, on the actor's home
+                dp = trainAt.dp();
                 int miniBatches = grpo.miniBatches();
                 int[] miniBatchTokens = new int[miniBatches];
                 for (int r = 0; r < dp; r++) {
@@ -233,19 +258,23 @@ public final class GrpoTraining {
                             miniBatchTokens, special.pad()));
                 }
                 start = System.nanoTime();
-                List<RankResult<GrpoTrainCall.Result>> trained = runner.run("actor_train",
-                        "actor_train iteration " + iteration + " (grpo, dp=" + dp + ")", mesh, trainSlices,
-                        new GrpoTrainCall());
+                reallocated(seconds, residency.prepare(ACTOR, version, trainAt, actorSpec, actorSource,
+                        ReallocationCall.Build.TRAINED_MODEL, config.optimizer()));
+                start = System.nanoTime();
+                List<GrpoTrainCall.Result> trained = trainAt.perDataRank(runner.run(
+                        "actor_train iteration " + iteration + " (grpo, " + trainAt.layout() + ")", trainAt,
+                        trainAt.perRank(trainSlices), new GrpoTrainCall()));
                 seconds.put("actor_train", (System.nanoTime() - start) / 1e9);
-                GrpoTrainCall.Result step = trained.get(0).value();
+                GrpoTrainCall.Result step = trained.get(0);
                 long clipped = 0;
                 long scored = 0;
-                for (RankResult<GrpoTrainCall.Result> t : trained) {
-                    clipped += t.value().clippedTokens();
-                    scored += t.value().tokens();
+                for (GrpoTrainCall.Result t : trained) {
+                    clipped += t.clippedTokens();
+                    scored += t.tokens();
                 }
                 long policyVersion = version;
                 version = step.version();
+                residency.trained(ACTOR, version, trainAt);
 
                 // tables and progress
                 Instant now = Instant.now();
@@ -291,8 +320,11 @@ public final class GrpoTraining {
                 int evalEvery = config.data().evalEvery();
                 if (!prompts.heldOut().isEmpty() && (iteration % evalEvery == 0 || iteration == config.iterations())) {
                     start = System.nanoTime();
-                    double heldOut = evaluate(runner, mesh, config, prompts, actorSource, version, special, reward,
+                    reallocated(seconds, residency.prepare(ACTOR, version, genAt, actorSpec, actorSource,
+                            ReallocationCall.Build.MODEL, null));
+                    double heldOut = evaluate(runner, genAt, config, prompts, actorSource, version, special, reward,
                             tokenizer, iteration);
+                    residency.holds(ACTOR, version, genAt);
                     double evalSeconds = (System.nanoTime() - start) / 1e9;
                     evaluations.put(iteration, heldOut);
                     figures.add(new MetricRow("eval/reward_mean", heldOut, now));
@@ -300,28 +332,54 @@ public final class GrpoTraining {
                     line.append(String.format(" | eval reward %.3f", heldOut));
                 }
                 metrics.appendIteration(config.name(), iteration, figures);
+                plans.appendIteration(config.name(), iteration, List.of(plan.planRow(seconds,
+                        (System.nanoTime() - iterationStart) / 1e9, now)));
                 progress.println(line);
 
                 int every = config.checkpoint().every();
                 if (every > 0 && iteration % every == 0 && iteration < config.iterations()) {
+                    Placement whole = residency.wholeCopy(ACTOR, version, trainAt, actorSpec, actorSource);
                     RunState state = new RunState(config.name(), iteration, config.seed(), dataSize, order.epoch(),
                             order.offset(), iteration, grpo.klCoef(), Map.of(ACTOR, version));
                     RunCheckpoints.Checkpoint saved = checkpoints.save(runner, state,
-                            List.of(new RunCheckpoints.TrainedModel(ACTOR, version, layout, mesh, actorDir)),
+                            List.of(new RunCheckpoints.TrainedModel(ACTOR, version, whole.key(), whole.devices(), actorDir)),
                             config.checkpoint().keep());
                     actorSource = saved.source(ACTOR);
                     progress.printf("checkpoint %s%n", saved.localDir());
                 }
             }
         }
-        Path finalDir = SftTraining.writeFinal(runner, mesh, layout, version, actorDir, output);
+        Placement whole = residency.wholeCopy(ACTOR, version, trainAt, actorSpec, actorSource);
+        Path finalDir = SftTraining.writeFinal(runner, whole.devices(), whole.key(), version, actorDir, output);
         progress.printf("final model %s%n", finalDir);
-        List<ReleaseModelsCall.Request> release = new ArrayList<>(dp);
-        for (int r = 0; r < dp; r++) {
-            release.add(new ReleaseModelsCall.Request(List.of(ACTOR, REF), List.of(version, 0L), layout));
-        }
-        runner.run("release", "release the run's models", mesh, release, new ReleaseModelsCall());
+        release(runner, residency, ACTOR);
+        release(runner, residency, REF);
         return new Summary(rewards, evaluations, finalDir);
+    }
+
+    /** Drops every copy of {@code role} from the executors' stores. */
+    static void release(BarrierCallRunner runner, ModelResidency residency, String role) {
+        for (ModelResidency.Copy c : residency.copies(role)) {
+            List<ReleaseModelsCall.Request> release = new ArrayList<>();
+            for (int r = 0; r < c.placement().size(); r++) {
+                release.add(new ReleaseModelsCall.Request(List.of(role), List.of(c.version()), c.placement().key()));
+            }
+            runner.run("release", "release " + role + " from " + c.placement().key(), c.placement().devices(), release,
+                    new ReleaseModelsCall());
+        }
+        residency.forget(role);
+    }
+
+    /** Adds a reallocation's seconds to the iteration's {@code realloc} figure. */
+    private static void reallocated(Map<String, Double> seconds, ModelResidency.Moved moved) {
+        if (moved != null) {
+            seconds.merge("realloc", moved.seconds(), Double::sum);
+        }
+    }
+
+    /** The run's plans Delta table. */
+    public static String plansPath(Path output) {
+        return output.resolve("tables").resolve("plans").toString();
     }
 
     /** The run's rollouts Delta table. */
@@ -348,10 +406,10 @@ public final class GrpoTraining {
     }
 
     /** Greedy answers to the held-out prompts (one per prompt) with the current actor; their mean reward. */
-    private static double evaluate(BarrierCallRunner runner, List<DeviceSlot> mesh, RunConfig config, PromptSet prompts,
+    private static double evaluate(BarrierCallRunner runner, Placement genAt, RunConfig config, PromptSet prompts,
                                    ModelSource actorSource, long version, SftTraining.SpecialTokens special,
                                    RewardFunction reward, HfTokenizer tokenizer, int iteration) {
-        int dp = mesh.size();
+        int dp = genAt.dp();
         int n = prompts.heldOut().size();
         List<GenerateCall.Slice> slices = new ArrayList<>(dp);
         for (int r = 0; r < dp; r++) {
@@ -361,14 +419,15 @@ public final class GrpoTraining {
                     prompts.heldOutTokens().subList(from, to).toArray(new int[0][]), from, 1,
                     config.generation().maxNewTokens(), 0f, 0, 1f, 0, new int[]{special.eos()}, special.pad(), false));
         }
-        List<RankResult<GenerateCall.Result>> results = runner.run("actor_gen",
-                "eval actor_gen iteration " + iteration + " (greedy, dp=" + dp + ")", mesh, slices, new GenerateCall());
+        List<GenerateCall.Result> results = genAt.perDataRank(runner.run(
+                "eval actor_gen iteration " + iteration + " (greedy, " + genAt.layout() + ")", genAt,
+                genAt.perRank(slices), new GenerateCall()));
         double sum = 0;
         int k = 0;
         double clip = config.reward().clip();
-        for (RankResult<GenerateCall.Result> g : results) {
-            for (int j = 0; j < g.value().responses().length; j++, k++) {
-                String text = tokenizer.decode(withoutEos(g.value().responses()[j], g.value().stoppedAtEos()[j]));
+        for (GenerateCall.Result g : results) {
+            for (int j = 0; j < g.responses().length; j++, k++) {
+                String text = tokenizer.decode(withoutEos(g.responses()[j], g.stoppedAtEos()[j]));
                 double value = reward.score(prompts.heldOut().get(k), text).value();
                 sum += Math.max(-clip, Math.min(clip, value));
             }
@@ -380,7 +439,11 @@ public final class GrpoTraining {
         return stoppedAtEos ? Arrays.copyOf(response, response.length - 1) : response;
     }
 
-    /** Every call on the same devices: the manual plan's (identical for every call), or all of them. */
+    /**
+     * Every call on the same devices, data parallel: the manual plan's (identical for every call), or
+     * all of them. GRPO itself places each call with {@link CallPlacements}; this remains for loops
+     * that run every call on one data-parallel mesh.
+     */
     static List<DeviceSlot> mesh(RunConfig config, ClusterInventory inventory) {
         String mode = config.plan().mode();
         if (mode.equals("manual")) {

@@ -1,0 +1,71 @@
+package org.sparkrlhf.jobs.executor;
+
+import org.sparkrlhf.gpuexec.parallel.Collective;
+
+/**
+ * The tensor- or pipeline-parallel group of a resident sharded model. The model lives in the
+ * executor across stages, but the connections of a group live only as long as one call's barrier
+ * stage; so the model is built with this stand-in, and every call binds it to its own
+ * communicator's subgroup before using the model ({@link ResidentModel#bind}). Calls on one model
+ * never run at the same time (the driver schedules calls on overlapping devices one after the
+ * other), so one bound group at a time is enough.
+ */
+final class BoundCollective implements Collective {
+    private final String name;
+    private final int rank;
+    private final int size;
+    private volatile Collective group;
+
+    BoundCollective(String name, int rank, int size) {
+        this.name = name;
+        this.rank = rank;
+        this.size = size;
+        this.group = size == 1 ? Collective.single() : null;
+    }
+
+    void bind(Collective g) {
+        if (g.rank() != rank || g.size() != size) {
+            throw new IllegalArgumentException(name + " group: the model was built as rank " + rank + " of " + size
+                    + ", the call's group is rank " + g.rank() + " of " + g.size());
+        }
+        group = g;
+    }
+
+    private Collective group() {
+        Collective g = group;
+        if (g == null) {
+            throw new IllegalStateException(name + " group of a resident model used outside a call (not bound)");
+        }
+        return g;
+    }
+
+    @Override
+    public int rank() {
+        return rank;
+    }
+
+    @Override
+    public int size() {
+        return size;
+    }
+
+    @Override
+    public void sendFloats(int peer, float[] values, int offset, int length) {
+        group().sendFloats(peer, values, offset, length);
+    }
+
+    @Override
+    public void recvFloats(int peer, float[] into, int offset, int length) {
+        group().recvFloats(peer, into, offset, length);
+    }
+
+    @Override
+    public void allReduceSum(float[] buffer) {
+        group().allReduceSum(buffer);
+    }
+
+    @Override
+    public void broadcast(float[] buffer, int root) {
+        group().broadcast(buffer, root);
+    }
+}

@@ -1,0 +1,85 @@
+package org.sparkrlhf.jobs.executor;
+
+import org.sparkrlhf.gpuexec.backend.DType;
+import org.sparkrlhf.gpuexec.backend.cpu.CpuBackend;
+import org.sparkrlhf.gpuexec.model.LlamaModel;
+import org.sparkrlhf.gpuexec.model.LlamaWeights;
+import org.sparkrlhf.gpuexec.model.ModelConfig;
+import org.sparkrlhf.gpuexec.parallel.ShardSpec;
+import org.sparkrlhf.gpuexec.parallel.ShardedAdamW;
+import org.sparkrlhf.gpuexec.parallel.ShardedLlama;
+import org.sparkrlhf.gpuexec.train.AdamW;
+import org.sparkrlhf.jobs.calls.ModelSource;
+import org.sparkrlhf.jobs.calls.SftTrainCall;
+import org.sparkrlhf.jobs.config.RunConfig.OptimizerConfig;
+import org.sparkrlhf.jobs.plan.Placement;
+
+import java.nio.file.Path;
+import java.util.Map;
+
+/**
+ * The model object a rank builds from its slices of the parameters: on a data-parallel layout
+ * (tp = pp = 1) the engine's whole {@link LlamaModel}; under tensor or pipeline parallelism this
+ * rank's {@link ShardedLlama} (its {@link ShardSpec} from its place in the placement, the same cut
+ * as the planner's ShardLayout), with stand-in groups that each call binds to its own.
+ */
+public final class ModelShards {
+    private ModelShards() {
+    }
+
+    /**
+     * The rank's model from its slices ({@code tensors}: HF name to row-major slice), with a fresh
+     * optimizer when {@code optimizer} is given (a trained copy whose optimizer state starts here).
+     */
+    public static ResidentModel build(ModelSource source, Placement placement, int rank, long version,
+                                      Map<String, float[]> tensors, OptimizerConfig optimizer) {
+        ModelConfig config = ModelConfig.read(source.localPath().resolve("config.json"));
+        if (placement.tp() != 1 || placement.pp() != 1) {
+            return sharded(config, placement, rank, version, tensors, optimizer);
+        }
+        LlamaModel model = LlamaModel.random(new CpuBackend(), config, DType.F32, 0, 0f);
+        LlamaWeights params = model.parameters();
+        for (LlamaWeights.Spec s : params.specs()) {
+            float[] values = tensors.get(s.name());
+            if (values == null || values.length != params.get(s.name()).numel()) {
+                model.close();
+                throw new IllegalStateException(placement.call() + " rank " + rank + ": " + s.name() + ": "
+                        + (values == null ? "no slice" : values.length + " elements, the model needs "
+                        + params.get(s.name()).numel()));
+            }
+            model.backend().upload(params.get(s.name()), values);
+        }
+        AdamW adamW = optimizer == null ? null : AdamW.forModel(model, SftTrainCall.hyper(optimizer));
+        return new ResidentModel(model, adamW, version);
+    }
+
+    /**
+     * The rank's model read from a checkpoint folder: the whole model on a data-parallel layout, else
+     * only the tensors its shard holds, cut to its slices.
+     */
+    public static ResidentModel load(ModelSource source, Placement placement, int rank, long version,
+                                     OptimizerConfig optimizer) {
+        Path dir = source.localPath();
+        if (placement == null || (placement.tp() == 1 && placement.pp() == 1)) {
+            LlamaModel model = LlamaModel.load(new CpuBackend(), dir);
+            return new ResidentModel(model, optimizer == null ? null : AdamW.forModel(model, SftTrainCall.hyper(optimizer)),
+                    version);
+        }
+        ShardSpec shard = ShardSpec.ofLocalRank(rank, placement.dp(), placement.tp(), placement.pp());
+        BoundCollective tensorGroup = new BoundCollective("tensor-parallel", shard.tpRank(), shard.tp());
+        BoundCollective pipelineGroup = new BoundCollective("pipeline", shard.stage(), shard.pp());
+        ShardedLlama model = ShardedLlama.load(new CpuBackend(), dir, shard, tensorGroup, pipelineGroup);
+        ShardedAdamW adamW = optimizer == null ? null : new ShardedAdamW(model, SftTrainCall.hyper(optimizer));
+        return ResidentModel.sharded(model, adamW, tensorGroup, pipelineGroup, version);
+    }
+
+    private static ResidentModel sharded(ModelConfig config, Placement placement, int rank, long version,
+                                         Map<String, float[]> tensors, OptimizerConfig optimizer) {
+        ShardSpec shard = ShardSpec.ofLocalRank(rank, placement.dp(), placement.tp(), placement.pp());
+        BoundCollective tensorGroup = new BoundCollective("tensor-parallel", shard.tpRank(), shard.tp());
+        BoundCollective pipelineGroup = new BoundCollective("pipeline", shard.stage(), shard.pp());
+        ShardedLlama model = new ShardedLlama(new CpuBackend(), config, shard, tensorGroup, pipelineGroup, tensors);
+        ShardedAdamW adamW = optimizer == null ? null : new ShardedAdamW(model, SftTrainCall.hyper(optimizer));
+        return ResidentModel.sharded(model, adamW, tensorGroup, pipelineGroup, version);
+    }
+}

@@ -1,0 +1,183 @@
+package org.sparkrlhf.jobs.executor;
+
+import org.sparkrlhf.jobs.calls.ModelSource;
+import org.sparkrlhf.jobs.config.RunConfig.OptimizerConfig;
+import org.sparkrlhf.jobs.plan.Placement;
+
+import java.io.Serializable;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * Carries out one model's reallocation plan: a barrier stage with one rank per device of the union
+ * of the source and the destination layout (rank i on {@code stageDevices[i]}). Every rank gets the
+ * pieces it sends or receives, in the plan's order, so the two ends of a pair agree on what each
+ * message holds. A rank
+ * <ol>
+ *   <li>packs, for every peer, the pieces it sends there into one message and sends it (sends never
+ *       wait for the peer, see {@link TcpCommunicator});</li>
+ *   <li>copies the pieces that stay on its device (same device: a copy in memory, nothing moves);</li>
+ *   <li>receives one message from every peer that sends it pieces, and unpacks them;</li>
+ *   <li>checks that every element of its destination shard arrived exactly once, builds the
+ *       destination's model object from the slices, and keeps it in its executor's store.</li>
+ * </ol>
+ * Between executors the bytes go over the call's TCP connections (see {@link TcpCommunicator} for
+ * why a plain TCP transport on CPU executors); no byte goes through the driver.
+ */
+public final class ReallocationCall implements RankFunction<ReallocationCall.Request, Long> {
+    /** What the destination keeps: the slices alone, a model for inference, or a model with a fresh optimizer. */
+    public enum Build {
+        TENSORS, MODEL, TRAINED_MODEL
+    }
+
+    /**
+     * One rank's part: the stage's devices and executors (by rank), the source shard's store key
+     * (null when this device is not in the source layout), the destination's key and shard shapes
+     * (null / empty when it is not in the destination layout), its pieces, and how to build the
+     * destination ({@code placement} and {@code source}'s config.json for models).
+     */
+    public record Request(String role, int[] stageDevices, String[] stageExecutors, ModelStore.Key sourceKey,
+                          ModelStore.Key destinationKey, List<String> names, int[][] shapes, List<ShardPiece> pieces,
+                          Build build, ModelSource source, OptimizerConfig optimizer, Placement placement)
+            implements Serializable {
+    }
+
+    @Override
+    public Long apply(RankContext context, Request request) {
+        int rank = context.rank();
+        int device = request.stageDevices()[rank];
+        if (!request.stageExecutors()[rank].equals(context.executorId())) {
+            throw new IllegalStateException("reallocation of " + request.role() + ": rank " + rank + " (device " + device
+                    + ") ran on executor " + context.executorId() + " instead of " + request.stageExecutors()[rank]);
+        }
+        ModelStore store = ModelStore.get();
+        ShardTensors source = null;
+        if (request.sourceKey() != null) {
+            source = store.find(request.sourceKey());
+            if (source == null) {
+                throw new IllegalStateException("reallocation of " + request.role() + ": executor " + context.executorId()
+                        + " does not hold " + request.sourceKey() + " (lost executor?)");
+            }
+        }
+        Map<String, float[]> destination = new LinkedHashMap<>();
+        Map<String, Integer> strideOf = new LinkedHashMap<>();
+        Map<String, long[]> filled = new LinkedHashMap<>();
+        for (int i = 0; i < request.names().size(); i++) {
+            int[] shape = request.shapes()[i];
+            destination.put(request.names().get(i), new float[Math.multiplyExact(shape[0], shape[1])]);
+            strideOf.put(request.names().get(i), shape[1]);
+            filled.put(request.names().get(i), new long[1]);
+        }
+        int[] rankOf = new int[maxDevice(request.stageDevices()) + 1];
+        for (int r = 0; r < request.stageDevices().length; r++) {
+            rankOf[request.stageDevices()[r]] = r;
+        }
+
+        // 1. sends, one message per peer
+        Map<Integer, List<ShardPiece>> sends = new LinkedHashMap<>();
+        Map<Integer, List<ShardPiece>> receives = new LinkedHashMap<>();
+        List<ShardPiece> local = new ArrayList<>();
+        for (ShardPiece p : request.pieces()) {
+            if (p.srcDevice() == device && p.dstDevice() == device) {
+                local.add(p);
+            } else if (p.srcDevice() == device) {
+                sends.computeIfAbsent(p.dstDevice(), k -> new ArrayList<>()).add(p);
+            } else if (p.dstDevice() == device) {
+                receives.computeIfAbsent(p.srcDevice(), k -> new ArrayList<>()).add(p);
+            } else {
+                throw new IllegalArgumentException("device " + device + " was given a piece between devices "
+                        + p.srcDevice() + " and " + p.dstDevice());
+            }
+        }
+        Communicator comm = sends.isEmpty() && receives.isEmpty() && request.stageDevices().length == 1 ? null
+                : context.communicator();
+        for (Map.Entry<Integer, List<ShardPiece>> e : sends.entrySet()) {
+            int total = 0;
+            for (ShardPiece p : e.getValue()) {
+                total = Math.addExact(total, p.elements());
+            }
+            float[] message = new float[total];
+            int at = 0;
+            for (ShardPiece p : e.getValue()) {
+                p.pack(sourceTensor(source, request, p.param()), message, at);
+                at += p.elements();
+            }
+            comm.sendFloats(rankOf[e.getKey()], message, 0, total);
+        }
+        // 2. copies on this device
+        for (ShardPiece p : local) {
+            checkStride(p, strideOf);
+            p.copy(sourceTensor(source, request, p.param()), destination.get(p.param()));
+            filled.get(p.param())[0] += p.elements();
+        }
+        // 3. receives
+        long received = 0;
+        for (Map.Entry<Integer, List<ShardPiece>> e : receives.entrySet()) {
+            int total = 0;
+            for (ShardPiece p : e.getValue()) {
+                total = Math.addExact(total, p.elements());
+            }
+            float[] message = new float[total];
+            comm.recvFloats(rankOf[e.getKey()], message, 0, total);
+            int at = 0;
+            for (ShardPiece p : e.getValue()) {
+                checkStride(p, strideOf);
+                p.unpack(message, at, destination.get(p.param()));
+                filled.get(p.param())[0] += p.elements();
+                at += p.elements();
+            }
+            received += total;
+        }
+        // 4. the destination shard, whole, into the store
+        if (request.destinationKey() == null) {
+            return received;
+        }
+        for (Map.Entry<String, float[]> e : destination.entrySet()) {
+            if (filled.get(e.getKey())[0] != e.getValue().length) {
+                throw new IllegalStateException("reallocation of " + request.role() + " to " + request.destinationKey()
+                        + ": " + filled.get(e.getKey())[0] + " of " + e.getValue().length + " elements of "
+                        + e.getKey() + " arrived");
+            }
+        }
+        Object built = switch (request.build()) {
+            case TENSORS -> new ShardSet(destination);
+            case MODEL -> ModelShards.build(request.source(), request.placement(), rank(request),
+                    request.destinationKey().version(), destination, null);
+            case TRAINED_MODEL -> ModelShards.build(request.source(), request.placement(), rank(request),
+                    request.destinationKey().version(), destination, request.optimizer());
+        };
+        store.evictBefore(request.role(), request.destinationKey().version());
+        store.put(request.destinationKey(), built);
+        return received;
+    }
+
+    private static int rank(Request request) {
+        return request.destinationKey().rank();
+    }
+
+    private static float[] sourceTensor(ShardTensors source, Request request, String name) {
+        if (source == null) {
+            throw new IllegalStateException("reallocation of " + request.role() + ": a piece of " + name
+                    + " is to be sent from a device that holds no source shard");
+        }
+        return source.tensor(name);
+    }
+
+    private static void checkStride(ShardPiece p, Map<String, Integer> strideOf) {
+        Integer stride = strideOf.get(p.param());
+        if (stride == null || stride != p.dstStride()) {
+            throw new IllegalStateException("piece of " + p.param() + " for a shard " + p.dstStride()
+                    + " columns wide; the destination shard is " + stride);
+        }
+    }
+
+    private static int maxDevice(int[] devices) {
+        int m = 0;
+        for (int d : devices) {
+            m = Math.max(m, d);
+        }
+        return m;
+    }
+}

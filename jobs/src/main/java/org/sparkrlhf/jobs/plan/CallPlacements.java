@@ -1,0 +1,369 @@
+package org.sparkrlhf.jobs.plan;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import org.apache.hadoop.conf.Configuration;
+import org.apache.hadoop.fs.FSDataInputStream;
+import org.apache.hadoop.fs.FileSystem;
+import org.sparkrlhf.datasets.tables.PlanRow;
+import org.sparkrlhf.jobs.config.Algorithm;
+import org.sparkrlhf.jobs.config.RunConfig;
+import org.sparkrlhf.jobs.runtime.ClusterInventory;
+import org.sparkrlhf.jobs.runtime.DeviceSlot;
+import org.sparkrlhf.planner.Planner;
+import org.sparkrlhf.planner.graph.DataflowGraph;
+import org.sparkrlhf.planner.graph.ModelCall;
+import org.sparkrlhf.planner.mesh.DeviceMesh;
+import org.sparkrlhf.planner.mesh.ParallelStrategy;
+import org.sparkrlhf.planner.plan.Candidate;
+import org.sparkrlhf.planner.plan.CallPlacement;
+import org.sparkrlhf.planner.plan.ExecutionPlan;
+import org.sparkrlhf.planner.plan.PlanEvaluation;
+import org.sparkrlhf.planner.plan.PlanJson;
+import org.sparkrlhf.planner.plan.PlanningProblem;
+import org.sparkrlhf.planner.search.Baselines;
+import org.sparkrlhf.planner.sim.SimResult;
+import org.sparkrlhf.planner.sim.Simulator;
+import org.sparkrlhf.planner.spec.ClusterSpec;
+
+import java.io.IOException;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.time.Instant;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.Set;
+
+/**
+ * The run's execution plan as the training loops use it: for every model function call its
+ * {@link Placement} (devices of the discovered cluster, dp / tp / pp, micro-batches), chosen once
+ * at the start of the run by {@code plan.mode}:
+ * <ul>
+ *   <li>{@code search}: the planner's search (seeded by the run's seed, {@code plan.search_seconds});</li>
+ *   <li>{@code baseline}: every call data parallel on all devices (the planner's colocated layout
+ *       without ZeRO-3 sharding, which the CPU engine does not have);</li>
+ *   <li>{@code file}: a plan JSON ({@code spark-rlhf plan --json} writes one) checked against the
+ *       graph and the cluster;</li>
+ *   <li>{@code manual}: the layouts of {@code plan.calls}, on the devices given.</li>
+ * </ul>
+ * A planner layout with ZeRO-3 sharding runs as plain data-parallel replicas: the same arithmetic,
+ * more memory than the planner estimated (the engine keeps whole replicas and optimizer states).
+ * The loops ask {@link #placement(String)} per call, so every algorithm places its calls the
+ * same way.
+ */
+public final class CallPlacements {
+    private static final ObjectMapper JSON = new ObjectMapper();
+
+    private final String how;
+    private final Map<String, Placement> byCall;
+    private final Map<String, Double> estimatedSeconds;
+    private final double estimatedIterationSeconds;
+    private final String planJson;
+
+    CallPlacements(String how, Map<String, Placement> byCall, Map<String, Double> estimatedSeconds,
+                   double estimatedIterationSeconds, String planJson) {
+        this.how = how;
+        this.byCall = new LinkedHashMap<>(byCall);
+        this.estimatedSeconds = new LinkedHashMap<>(estimatedSeconds);
+        this.estimatedIterationSeconds = estimatedIterationSeconds;
+        this.planJson = planJson;
+    }
+
+    /** The plan of {@code config} on the discovered devices; logs the choice to {@code log}. */
+    public static CallPlacements choose(RunConfig config, ClusterInventory inventory, PrintStream log) {
+        CallPlacements p = choose(config, inventory);
+        log.print(p.describe());
+        return p;
+    }
+
+    public static CallPlacements choose(RunConfig config, ClusterInventory inventory) {
+        String mode = config.plan().mode();
+        if (mode.equals("manual")) {
+            return manual(config, inventory);
+        }
+        ClusterSpec cluster = RunScenario.cluster(inventory, RunScenario.gpuPreset(config));
+        PlanningProblem problem = RunScenario.problem(config, cluster);
+        return switch (mode) {
+            case "search" -> searched(config, inventory, problem);
+            case "baseline" -> baseline(config, inventory, problem);
+            case "file" -> fromFile(config, inventory, problem);
+            default -> throw new IllegalArgumentException(config.source() + ": plan.mode: unknown mode " + mode);
+        };
+    }
+
+    public Placement placement(String call) {
+        Placement p = byCall.get(call);
+        if (p == null) {
+            throw new IllegalArgumentException("the plan has no call '" + call + "' (calls: " + byCall.keySet() + ")");
+        }
+        return p;
+    }
+
+    public Map<String, Placement> placements() {
+        return byCall;
+    }
+
+    /** Every device some call runs on, ascending. */
+    public List<DeviceSlot> devices() {
+        Map<Integer, DeviceSlot> all = new java.util.TreeMap<>();
+        for (Placement p : byCall.values()) {
+            for (DeviceSlot d : p.devices()) {
+                all.put(d.index(), d);
+            }
+        }
+        return List.copyOf(all.values());
+    }
+
+    /**
+     * The home of a model role: where its train call runs (its optimizer state stays there), or,
+     * for a frozen model, its first call. Other calls on the role get copies reallocated from it.
+     */
+    public Placement home(String role) {
+        Placement first = null;
+        for (Placement p : byCall.values()) {
+            if (p.role().equals(role)) {
+                if (p.call().endsWith("_train")) {
+                    return p;
+                }
+                first = first == null ? p : first;
+            }
+        }
+        if (first == null) {
+            throw new IllegalArgumentException("the plan has no call on model '" + role + "'");
+        }
+        return first;
+    }
+
+    public String how() {
+        return how;
+    }
+
+    public String planJson() {
+        return planJson;
+    }
+
+    public double estimatedIterationSeconds() {
+        return estimatedIterationSeconds;
+    }
+
+    /** The plans-table row of an iteration: this plan, the estimates and the measured seconds per call. */
+    public PlanRow planRow(Map<String, Double> measuredSeconds, Double measuredIterationSeconds, Instant time) {
+        List<PlanRow.CallTiming> calls = new ArrayList<>();
+        for (String call : byCall.keySet()) {
+            calls.add(new PlanRow.CallTiming(call, estimatedSeconds.getOrDefault(call, Double.NaN),
+                    measuredSeconds.get(call)));
+        }
+        return new PlanRow(planJson, calls, estimatedIterationSeconds, measuredIterationSeconds, time);
+    }
+
+    /** One line per call, for the run's log. */
+    public String describe() {
+        StringBuilder s = new StringBuilder("plan (" + how + "): ");
+        s.append(Double.isFinite(estimatedIterationSeconds)
+                ? String.format(Locale.ROOT, "estimated %.3g s per iteration%n", estimatedIterationSeconds)
+                : "no estimate" + System.lineSeparator());
+        for (Placement p : byCall.values()) {
+            Double e = estimatedSeconds.get(p.call());
+            s.append(String.format(Locale.ROOT, "  %-12s %-7s devices %-12s dp=%d tp=%d pp=%d micro_batches=%d%s%n",
+                    p.call(), p.role(), java.util.Arrays.toString(p.deviceIndices()).replace(" ", ""), p.dp(), p.tp(),
+                    p.pp(), p.microBatches(),
+                    e == null || !Double.isFinite(e) ? "" : String.format(Locale.ROOT, " est %.3g s", e)));
+        }
+        return s.toString();
+    }
+
+    // ------------------------------------------------------------------ the modes
+
+    private static CallPlacements manual(RunConfig config, ClusterInventory inventory) {
+        Map<String, Placement> byCall = new LinkedHashMap<>();
+        for (RunConfig.CallLayout l : config.plan().calls().values()) {
+            List<DeviceSlot> devices = new ArrayList<>();
+            for (int d : l.devices()) {
+                if (d >= inventory.size()) {
+                    throw new IllegalArgumentException(config.source() + ": plan.calls." + l.call() + ".devices: no device "
+                            + d + "; the cluster has " + inventory.size() + " (0.." + (inventory.size() - 1) + ")");
+                }
+                devices.add(inventory.device(d));
+            }
+            byCall.put(l.call(), new Placement(l.call(), Algorithm.roleOf(l.call()), devices, l.dp(), l.tp(), l.pp(),
+                    l.microBatches()));
+        }
+        byCall = inGraphOrder(config, byCall);
+        // Estimates where the layouts are ones the planner can express (consecutive, aligned meshes).
+        Map<String, Double> estimates = new LinkedHashMap<>();
+        double iteration = Double.NaN;
+        String json;
+        try {
+            ClusterSpec cluster = RunScenario.cluster(inventory, RunScenario.gpuPreset(config));
+            PlanningProblem problem = RunScenario.problem(config, cluster);
+            List<CallPlacement> ps = new ArrayList<>();
+            for (Placement p : byCall.values()) {
+                ps.add(new CallPlacement(p.call(), p.mesh(), p.strategy()));
+            }
+            ExecutionPlan plan = new ExecutionPlan(problem.graph().algorithm(), ps);
+            Candidate[] a = PlanEvaluation.candidates(problem, plan);
+            SimResult r = new Simulator(problem).simulate(a);
+            iteration = r.iterationSeconds();
+            for (int c = 0; c < a.length; c++) {
+                estimates.put(problem.graph().call(c).name(), r.callSeconds()[c]);
+            }
+            json = PlanJson.write(PlanJson.toJson(plan, cluster, iteration, figures(problem, r), null, null, null));
+        } catch (IllegalArgumentException e) {
+            json = plainJson(config, byCall, e.getMessage());
+        }
+        return new CallPlacements("manual, from " + config.source(), byCall, estimates, iteration, json);
+    }
+
+    private static CallPlacements searched(RunConfig config, ClusterInventory inventory, PlanningProblem problem) {
+        Planner.Outcome oc = Planner.plan(problem, config.seed(), config.plan().searchSeconds(), Long.MAX_VALUE);
+        if (oc.plan() == null) {
+            throw new IllegalArgumentException(config.source() + ": plan.mode search: no plan fits the models in the "
+                    + problem.cluster().totalGpus() + " devices' memory");
+        }
+        String how = String.format(Locale.ROOT, "searched for %.1f s, %d steps; baselines: symmetric %s, colocated %s",
+                oc.search().elapsedSeconds(), oc.search().steps(), seconds(oc.symmetricSeconds()),
+                seconds(oc.colocatedSeconds()));
+        return fromCandidates(how, config, inventory, problem, oc.plan(), oc.result(), finite(oc.symmetricSeconds()),
+                finite(oc.colocatedSeconds()), oc.search().elapsedSeconds());
+    }
+
+    private static CallPlacements baseline(RunConfig config, ClusterInventory inventory, PlanningProblem problem) {
+        Simulator sim = new Simulator(problem);
+        ParallelStrategy layout = ParallelStrategy.of(problem.cluster().totalGpus(), 1, 1, 1);
+        Candidate[] a = Baselines.sameEverywhere(problem, sim, layout);
+        if (a == null) {
+            throw new IllegalArgumentException(config.source() + ": plan.mode baseline: data parallel on all "
+                    + problem.cluster().totalGpus() + " devices does not fit the models in memory; use plan.mode search");
+        }
+        return fromCandidates("baseline: every call data parallel on all devices", config, inventory, problem, a,
+                sim.simulate(a), null, null, null);
+    }
+
+    private static CallPlacements fromFile(RunConfig config, ClusterInventory inventory, PlanningProblem problem) {
+        String file = config.plan().file();
+        String text;
+        try {
+            org.apache.hadoop.fs.Path path = new org.apache.hadoop.fs.Path(file);
+            FileSystem fs = path.getFileSystem(new Configuration());
+            try (FSDataInputStream in = fs.open(path)) {
+                text = new String(in.readAllBytes(), StandardCharsets.UTF_8);
+            }
+        } catch (IOException e) {
+            throw new IllegalArgumentException(config.source() + ": plan.file " + file + ": cannot read: " + e.getMessage(), e);
+        }
+        ExecutionPlan plan = PlanJson.read(text, problem.graph(), problem.cluster(), file);
+        Candidate[] a = PlanEvaluation.candidates(problem, plan);
+        return fromCandidates("read from " + file, config, inventory, problem, a, new Simulator(problem).simulate(a),
+                null, null, null);
+    }
+
+    private static CallPlacements fromCandidates(String how, RunConfig config, ClusterInventory inventory,
+                                                 PlanningProblem problem, Candidate[] a, SimResult r, Double symmetric,
+                                                 Double colocated, Double searchSeconds) {
+        DataflowGraph g = problem.graph();
+        Map<String, Placement> byCall = new LinkedHashMap<>();
+        Map<String, Double> estimates = new LinkedHashMap<>();
+        List<CallPlacement> ps = new ArrayList<>();
+        for (int c = 0; c < g.size(); c++) {
+            ModelCall call = g.call(c);
+            DeviceMesh mesh = a[c].mesh();
+            ParallelStrategy s = a[c].strategy();
+            List<DeviceSlot> devices = new ArrayList<>();
+            for (int d : mesh.gpus()) {
+                devices.add(inventory.device(d));
+            }
+            // ZeRO-3 layouts run as whole data-parallel replicas (see the class comment)
+            byCall.put(call.name(), new Placement(call.name(), call.role(), devices, s.dp(), s.tp(), s.pp(), s.microBatches()));
+            estimates.put(call.name(), r.callSeconds()[c]);
+            ps.add(new CallPlacement(call.name(), mesh, s));
+        }
+        List<String> zero3 = new ArrayList<>();
+        for (int c = 0; c < g.size(); c++) {
+            if (a[c].strategy().zero3()) {
+                zero3.add(g.call(c).name());
+            }
+        }
+        if (!zero3.isEmpty()) {
+            how += "; " + zero3 + " planned with ZeRO-3 run as whole data-parallel replicas";
+        }
+        ExecutionPlan plan = new ExecutionPlan(g.algorithm(), ps);
+        String json = PlanJson.write(PlanJson.toJson(plan, problem.cluster(), r.iterationSeconds(), figures(problem, r),
+                symmetric, colocated, searchSeconds));
+        return new CallPlacements(how, inGraphOrder(config, byCall), estimates, r.iterationSeconds(), json);
+    }
+
+    private static List<PlanJson.CallFigures> figures(PlanningProblem problem, SimResult r) {
+        List<PlanJson.CallFigures> f = new ArrayList<>();
+        for (int c = 0; c < problem.graph().size(); c++) {
+            ModelCall call = problem.graph().call(c);
+            f.add(new PlanJson.CallFigures(call.role(), call.kind().name(), problem.model(call.role()).name(),
+                    r.callSeconds()[c], r.callMemoryBytes()[c], r.reallocSeconds()[c]));
+        }
+        return f;
+    }
+
+    /** The calls in the algorithm's order (the config's order may differ). */
+    private static Map<String, Placement> inGraphOrder(RunConfig config, Map<String, Placement> byCall) {
+        Map<String, Placement> out = new LinkedHashMap<>();
+        for (ModelCall c : RunScenario.graph(config).calls()) {
+            Placement p = byCall.get(c.name());
+            if (p == null) {
+                throw new IllegalArgumentException(config.source() + ": the plan places no call '" + c.name() + "'");
+            }
+            out.put(c.name(), p);
+        }
+        return out;
+    }
+
+    /** A manual plan the planner cannot express, in the plan JSON's shape, with why there is no estimate. */
+    private static String plainJson(RunConfig config, Map<String, Placement> byCall, String why) {
+        ObjectNode root = JSON.createObjectNode();
+        root.put("algorithm", config.algorithm().key());
+        root.putNull("iteration_seconds");
+        root.put("estimate_unavailable", why);
+        ArrayNode calls = root.putArray("calls");
+        for (Placement p : byCall.values()) {
+            ObjectNode o = calls.addObject();
+            o.put("name", p.call());
+            o.put("role", p.role());
+            ArrayNode gpus = o.putArray("gpus");
+            for (int d : p.deviceIndices()) {
+                gpus.add(d);
+            }
+            o.put("dp", p.dp());
+            o.put("tp", p.tp());
+            o.put("pp", p.pp());
+            o.put("micro_batches", p.microBatches());
+            o.put("zero3", false);
+        }
+        try {
+            return JSON.writerWithDefaultPrettyPrinter().writeValueAsString(root);
+        } catch (IOException e) {
+            throw new IllegalStateException(e);
+        }
+    }
+
+    private static Double finite(double v) {
+        return Double.isFinite(v) ? v : null;
+    }
+
+    private static String seconds(double v) {
+        return Double.isFinite(v) ? String.format(Locale.ROOT, "%.3g s", v) : "n/a";
+    }
+
+    /** Every device index some call uses. */
+    Set<Integer> deviceIndices() {
+        Set<Integer> s = new LinkedHashSet<>();
+        for (Placement p : byCall.values()) {
+            for (int d : p.deviceIndices()) {
+                s.add(d);
+            }
+        }
+        return s;
+    }
+}

@@ -1,0 +1,157 @@
+package org.sparkrlhf.jobs.plan;
+
+import org.apache.spark.SparkConf;
+import org.sparkrlhf.jobs.calls.ModelSource;
+import org.sparkrlhf.jobs.config.Algorithm;
+import org.sparkrlhf.jobs.config.RunConfig;
+import org.sparkrlhf.jobs.config.RunConfigReader;
+import org.sparkrlhf.jobs.runtime.ClusterDiscovery;
+import org.sparkrlhf.jobs.runtime.ClusterInventory;
+import org.sparkrlhf.jobs.runtime.DeviceSlot;
+import org.sparkrlhf.planner.cost.CostConstants;
+import org.sparkrlhf.planner.cost.ProfileTable;
+import org.sparkrlhf.planner.graph.Algorithms;
+import org.sparkrlhf.planner.graph.DataflowGraph;
+import org.sparkrlhf.planner.graph.ModelCall;
+import org.sparkrlhf.planner.plan.PlanningProblem;
+import org.sparkrlhf.planner.spec.ClusterSpec;
+import org.sparkrlhf.planner.spec.ModelSpec;
+import org.sparkrlhf.planner.spec.Workload;
+
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * A run config as the planner's problem: the algorithm's dataflow graph (without reward_inf when
+ * rewards come from a function on the driver), the model of every role from its HF config.json,
+ * the cluster (from the discovered devices, or, before any Spark starts, from the config's master),
+ * and one iteration's batch.
+ *
+ * <p>Cluster: GPU executors are grouped by host (a node: devices that share NVLink); CPU task slots
+ * by executor (slots of one executor share memory, executors talk over the network), with the
+ * planner's {@code cpu} preset. The planner's clusters are homogeneous, so every node must have the
+ * same power-of-two number of devices. GPUs are taken as the {@code spark.rlhf.gpu} preset of the
+ * config's Spark conf ({@code h100} unless given).
+ */
+public final class RunScenario {
+    private RunScenario() {
+    }
+
+    /** The planning problem of {@code config} on {@code cluster}. */
+    public static PlanningProblem problem(RunConfig config, ClusterSpec cluster) {
+        DataflowGraph graph = graph(config);
+        Map<String, ModelSpec> models = new LinkedHashMap<>();
+        for (String role : graph.roles()) {
+            models.put(role, model(config, role));
+        }
+        return new PlanningProblem(graph, models, cluster, workload(config), CostConstants.calibrated(),
+                ProfileTable.empty());
+    }
+
+    /** The planner's graph of the run's algorithm, with the calls the run makes. */
+    public static DataflowGraph graph(RunConfig config) {
+        DataflowGraph full = Algorithms.of(config.algorithm().key(), optimizerSteps(config));
+        List<String> calls = RunConfigReader.callsOf(config.algorithm(), config.reward());
+        List<ModelCall> kept = new ArrayList<>();
+        for (ModelCall c : full.calls()) {
+            if (calls.contains(c.name())) {
+                kept.add(c);
+            }
+        }
+        return new DataflowGraph(full.algorithm(), kept);
+    }
+
+    /** Optimizer steps of a train call per iteration. */
+    static int optimizerSteps(RunConfig config) {
+        return switch (config.algorithm()) {
+            case SFT -> 1;
+            case PPO -> config.ppo().epochs() * config.ppo().miniBatches();
+            case GRPO -> config.grpo().epochs() * config.grpo().miniBatches();
+        };
+    }
+
+    /** The model of a role from its config.json; critics and reward models score with a value head. */
+    public static ModelSpec model(RunConfig config, String role) {
+        RunConfig.ModelConfig m = config.models().get(role);
+        if (m == null) {
+            throw new IllegalArgumentException(config.source() + ": models." + role + ": missing (the "
+                    + config.algorithm().key() + " plan has calls on it)");
+        }
+        Path json = new ModelSource(m.path(), 0).localPath().resolve("config.json");
+        ModelSpec spec;
+        try {
+            spec = ModelSpec.fromHfConfig(json);
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException(config.source() + ": models." + role + ": " + e.getMessage(), e);
+        }
+        return role.equals("critic") || role.equals("reward") ? spec.withValueHead() : spec;
+    }
+
+    /** One iteration's batch: prompts of data.max_prompt_tokens, answers of generation.max_new_tokens. */
+    public static Workload workload(RunConfig config) {
+        int prompt = config.data().maxPromptTokens();
+        int gen = config.algorithm() == Algorithm.SFT ? 0 : config.generation().maxNewTokens();
+        long sequences = (long) config.data().batchSize() * (config.algorithm() == Algorithm.GRPO ? config.grpo().groupSize() : 1);
+        return new Workload(prompt, gen, sequences * (prompt + gen));
+    }
+
+    /** The planner's cluster for the discovered devices (see the class comment). */
+    public static ClusterSpec cluster(ClusterInventory inventory, String gpuPreset) {
+        Map<String, Integer> perNode = new LinkedHashMap<>();
+        List<String> order = new ArrayList<>();
+        for (DeviceSlot d : inventory.devices()) {
+            String node = inventory.gpus() ? d.host() : d.host() + "/" + d.executorId();
+            if (!perNode.containsKey(node)) {
+                order.add(node);
+            }
+            perNode.merge(node, 1, Integer::sum);
+        }
+        int per = perNode.get(order.get(0));
+        for (String node : order) {
+            if (perNode.get(node) != per) {
+                throw new IllegalArgumentException("the planner needs the same number of devices on every "
+                        + (inventory.gpus() ? "host" : "executor") + ": " + perNode);
+            }
+        }
+        // devices of one node must be consecutive in the inventory for global index = node * per + local
+        for (int i = 0; i < inventory.size(); i++) {
+            DeviceSlot d = inventory.device(i);
+            String node = inventory.gpus() ? d.host() : d.host() + "/" + d.executorId();
+            if (!order.get(i / per).equals(node)) {
+                throw new IllegalStateException("device " + i + " is not in node " + i / per + " of " + order);
+            }
+        }
+        return spec(order.size(), per, inventory.gpus(), gpuPreset);
+    }
+
+    /** The cluster a config's Spark master will give, before Spark starts (for {@code spark-rlhf plan}). */
+    public static ClusterSpec cluster(RunConfig config) {
+        SparkConf conf = new SparkConf(false).set("spark.master", config.spark().master());
+        for (Map.Entry<String, String> e : config.spark().conf().entrySet()) {
+            conf.set(e.getKey(), e.getValue());
+        }
+        ClusterDiscovery.Expectation e = ClusterDiscovery.expect(conf);
+        return spec(e.executors(), e.slotsPerExecutor(), e.gpus(), gpuPreset(config));
+    }
+
+    public static String gpuPreset(RunConfig config) {
+        return config.spark().conf().getOrDefault("spark.rlhf.gpu", "h100");
+    }
+
+    private static ClusterSpec spec(int nodes, int perNode, boolean gpus, String gpuPreset) {
+        if (Integer.bitCount(perNode) != 1) {
+            throw new IllegalArgumentException("the planner needs a power-of-two number of devices per "
+                    + (gpus ? "node" : "executor") + " (1, 2, 4, 8, ...), got " + perNode);
+        }
+        if (!gpus) {
+            return ClusterSpec.preset("cpu", nodes, perNode);
+        }
+        if (gpuPreset.equals("cpu")) {
+            throw new IllegalArgumentException("spark.rlhf.gpu: the executors have GPUs; give h100 or a100");
+        }
+        return ClusterSpec.preset(gpuPreset, nodes, perNode);
+    }
+}
