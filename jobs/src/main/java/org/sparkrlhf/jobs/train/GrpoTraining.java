@@ -62,8 +62,9 @@ import java.util.Optional;
  * Calls on the actor share its parameters: actor_train's placement is the actor's home (with the
  * optimizer state), actor_gen gets a copy reallocated from it whenever layouts or devices differ
  * ({@link ModelResidency}). The plan is appended to the run's plans table with each iteration. Every {@code data.eval_every} iterations, when
- * {@code data.eval_size > 0} (and after the last iteration), the held-out prompts are answered
- * greedily and their mean reward is logged as {@code eval/reward_mean}. At the end the actor goes
+ * {@code data.eval_size > 0} (and before the first iteration, as iteration 0, and after the last),
+ * the held-out prompts are answered (greedily, or {@code data.eval_samples} sampled answers each)
+ * and their mean reward is logged as {@code eval/reward_mean}. At the end the actor goes
  * to {@code <output>/final} and the run's replicas leave the executors' model stores.
  */
 public final class GrpoTraining {
@@ -110,6 +111,13 @@ public final class GrpoTraining {
                         + " is smaller than the " + p.dp() + " data-parallel ranks of " + p.call());
             }
         }
+        if (config.checkpoint().every() > 0 && (trainAt.tp() > 1 || trainAt.pp() > 1)) {
+            // the AdamW moments live in the train call's shards; gathering them into a checkpoint is not built
+            throw new UnsupportedOperationException(config.source() + ": checkpoint.every: checkpoints hold the actor's "
+                    + "optimizer state, which is not gathered from tensor/pipeline shards yet; actor_train runs "
+                    + trainAt.dp() + "/" + trainAt.tp() + "/" + trainAt.pp() + " (dp/tp/pp): give it a data-parallel "
+                    + "layout or set checkpoint.every: 0");
+        }
         ModelResidency residency = new ModelResidency(runner, RunScenario.cluster(inventory, RunScenario.gpuPreset(config)));
         ModelSpec actorSpec = RunScenario.model(config, ACTOR);
         SftTraining.SpecialTokens special = SftTraining.SpecialTokens.read(actorDir);
@@ -134,6 +142,20 @@ public final class GrpoTraining {
         Map<Integer, Double> evaluations = new LinkedHashMap<>();
         long version = actorSource.version();
         try (HfTokenizer tokenizer = HfTokenizer.open(actorDir)) {
+            if (first == 1 && !prompts.heldOut().isEmpty()) {
+                // the curve's starting point: the initial actor on the held-out prompts, logged as iteration 0
+                long start = System.nanoTime();
+                residency.prepare(ACTOR, version, genAt, actorSpec, actorSource, ReallocationCall.Build.MODEL, null);
+                double heldOut = evaluate(runner, genAt, config, prompts, actorSource, version, special, reward,
+                        tokenizer, 0);
+                residency.holds(ACTOR, version, genAt);
+                double evalSeconds = (System.nanoTime() - start) / 1e9;
+                evaluations.put(0, heldOut);
+                Instant now = Instant.now();
+                metrics.appendIteration(config.name(), 0, List.of(new MetricRow("eval/reward_mean", heldOut, now),
+                        new MetricRow("seconds/eval_gen", evalSeconds, now)));
+                progress.printf("iter 0/%d | eval reward %.3f (before training)%n", config.iterations(), heldOut);
+            }
             for (int iteration = first; iteration <= config.iterations(); iteration++) {
                 List<Integer> picked = order.next(config.data().batchSize());
                 int promptCount = picked.size();
@@ -405,34 +427,47 @@ public final class GrpoTraining {
         });
     }
 
-    /** Greedy answers to the held-out prompts (one per prompt) with the current actor; their mean reward. */
+    /**
+     * The held-out prompts answered by the current actor, greedily or with data.eval_samples sampled
+     * answers each (seeded by {@link #evalSeed}, the same at every evaluation); their mean reward.
+     */
     private static double evaluate(BarrierCallRunner runner, Placement genAt, RunConfig config, PromptSet prompts,
                                    ModelSource actorSource, long version, SftTraining.SpecialTokens special,
                                    RewardFunction reward, HfTokenizer tokenizer, int iteration) {
         int dp = genAt.dp();
         int n = prompts.heldOut().size();
+        int k = config.data().evalSamples();
+        boolean greedy = k == 1;
+        RunConfig.GenerationConfig g = config.generation();
         List<GenerateCall.Slice> slices = new ArrayList<>(dp);
         for (int r = 0; r < dp; r++) {
             int from = r * n / dp;
             int to = (r + 1) * n / dp;
             slices.add(new GenerateCall.Slice(ACTOR, actorSource, version, dp, config.optimizer(),
-                    prompts.heldOutTokens().subList(from, to).toArray(new int[0][]), from, 1,
-                    config.generation().maxNewTokens(), 0f, 0, 1f, 0, new int[]{special.eos()}, special.pad(), false));
+                    prompts.heldOutTokens().subList(from, to).toArray(new int[0][]), from * k, k, g.maxNewTokens(),
+                    greedy ? 0f : (float) g.temperature(), greedy ? 0 : g.topK(), greedy ? 1f : (float) g.topP(),
+                    greedy ? 0 : evalSeed(config.seed()), new int[]{special.eos()}, special.pad(), false));
         }
+        String how = greedy ? "greedy" : k + " samples per prompt";
         List<GenerateCall.Result> results = genAt.perDataRank(runner.run(
-                "eval actor_gen iteration " + iteration + " (greedy, " + genAt.layout() + ")", genAt,
+                "eval actor_gen iteration " + iteration + " (" + how + ", " + genAt.layout() + ")", genAt,
                 genAt.perRank(slices), new GenerateCall()));
         double sum = 0;
-        int k = 0;
+        int s = 0;
         double clip = config.reward().clip();
-        for (GenerateCall.Result g : results) {
-            for (int j = 0; j < g.responses().length; j++, k++) {
-                String text = tokenizer.decode(withoutEos(g.responses()[j], g.stoppedAtEos()[j]));
-                double value = reward.score(prompts.heldOut().get(k), text).value();
+        for (GenerateCall.Result result : results) {
+            for (int j = 0; j < result.responses().length; j++, s++) {
+                String text = tokenizer.decode(withoutEos(result.responses()[j], result.stoppedAtEos()[j]));
+                double value = reward.score(prompts.heldOut().get(s / k), text).value();
                 sum += Math.max(-clip, Math.min(clip, value));
             }
         }
-        return sum / n;
+        return sum / ((double) n * k);
+    }
+
+    /** The seed of held-out sampling: the same at every evaluation, and no iteration's ({@link #sampleSeed} of i >= 0). */
+    static long evalSeed(long seed) {
+        return sampleSeed(seed, -1);
     }
 
     private static int[] withoutEos(int[] response, boolean stoppedAtEos) {

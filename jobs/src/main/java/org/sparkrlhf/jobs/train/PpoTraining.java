@@ -159,6 +159,16 @@ public final class PpoTraining {
         long actorVersion = actorSource.version();
         long criticVersion = criticSource.version();
         try (HfTokenizer tokenizer = HfTokenizer.open(actorDir)) {
+            if (first == 1 && !prompts.heldOut().isEmpty()) {
+                // the curve's starting point: the initial actor on the held-out prompts, logged as iteration 0
+                long start = System.nanoTime();
+                double heldOut = evaluate(runner, run, prompts, actorSource, actorVersion, tokenizer, 0);
+                evaluations.put(0, heldOut);
+                Instant now = Instant.now();
+                metrics.appendIteration(config.name(), 0, List.of(new MetricRow("eval/reward_mean", heldOut, now),
+                        new MetricRow("seconds/eval", (System.nanoTime() - start) / 1e9, now)));
+                progress.printf("iter 0/%d | eval reward %.3f (before training)%n", config.iterations(), heldOut);
+            }
             for (int iteration = first; iteration <= config.iterations(); iteration++) {
                 List<Integer> picked = order.next(config.data().batchSize());
                 int n = picked.size();
@@ -450,23 +460,37 @@ public final class PpoTraining {
         return new Scores(values, details);
     }
 
-    /** Greedy answers to the held-out prompts with the current actor; their mean clipped reward. */
+    /**
+     * The held-out prompts answered by the current actor, greedily or with data.eval_samples sampled
+     * answers each (the same seeds at every evaluation); their mean clipped reward.
+     */
     private static double evaluate(BarrierCallRunner runner, Run run, PromptSet prompts, ModelSource actor,
                                    long version, HfTokenizer tokenizer, int iteration) {
-        int[][] heldOut = prompts.heldOutTokens().toArray(new int[0][]);
-        int n = heldOut.length;
-        GenerateCall.Result[] generated = generate(runner, run, heldOut, actor, version, 0, true,
-                "eval actor_gen iteration " + iteration + " (greedy, dp=" + run.dp() + ")");
-        int[][] responses = new int[n][];
-        String[] texts = new String[n];
-        int k = 0;
-        for (GenerateCall.Result g : generated) {
-            for (int j = 0; j < g.responses().length; j++, k++) {
-                responses[k] = g.responses()[j];
-                texts[k] = tokenizer.decode(withoutEos(responses[k], g.stoppedAtEos()[j]));
+        int k = run.config().data().evalSamples();
+        boolean greedy = k == 1;
+        List<PromptRow> rows = new ArrayList<>();
+        List<int[]> tokens = new ArrayList<>();
+        for (int i = 0; i < prompts.heldOut().size(); i++) {
+            for (int j = 0; j < k; j++) {
+                rows.add(prompts.heldOut().get(i));
+                tokens.add(prompts.heldOutTokens().get(i));
             }
         }
-        Scores scores = score(runner, run, prompts.heldOut(), heldOut, responses, texts,
+        int[][] heldOut = tokens.toArray(new int[0][]);
+        int n = heldOut.length;
+        GenerateCall.Result[] generated = generate(runner, run, heldOut, actor, version,
+                GrpoTraining.evalSeed(run.config().seed()), greedy, "eval actor_gen iteration " + iteration + " ("
+                        + (greedy ? "greedy" : k + " samples per prompt") + ", dp=" + run.dp() + ")");
+        int[][] responses = new int[n][];
+        String[] texts = new String[n];
+        int s = 0;
+        for (GenerateCall.Result g : generated) {
+            for (int j = 0; j < g.responses().length; j++, s++) {
+                responses[s] = g.responses()[j];
+                texts[s] = tokenizer.decode(withoutEos(responses[s], g.stoppedAtEos()[j]));
+            }
+        }
+        Scores scores = score(runner, run, rows, heldOut, responses, texts,
                 "eval reward_inf iteration " + iteration + " (dp=" + run.dp() + ")");
         double clip = run.config().reward().clip();
         double sum = 0;

@@ -65,6 +65,7 @@ class GrpoTrainingTest {
                   batch_size: %d
                   eval_size: 2
                   eval_every: 2
+                  eval_samples: 3
                   max_prompt_tokens: 16
                 generation: {max_new_tokens: %d, temperature: 1.0}
                 optimizer: {lr: 1.0e-3, weight_decay: 0.0}
@@ -127,7 +128,13 @@ class GrpoTrainingTest {
                     "seconds/actor_gen", "seconds/ref_inf", "seconds/actor_train")) {
                 assertEquals(ITERATIONS, metrics.filter(metrics.col("name").equalTo(name)).count(), name);
             }
-            assertEquals(1, metrics.filter("name = 'eval/reward_mean'").count());
+            // before training (iteration 0) and at the end; 3 sampled answers to each of 2 prompts: a multiple of 1/6
+            assertEquals(List.of(0, ITERATIONS), metrics.filter("name = 'eval/reward_mean'").orderBy("iteration")
+                    .collectAsList().stream().map(r -> ((Number) r.getAs("iteration")).intValue()).toList());
+            for (Row r : metrics.filter("name = 'eval/reward_mean'").collectAsList()) {
+                double sixths = r.<Double>getAs("value") * 6;
+                assertEquals(Math.rint(sixths), sixths, 1e-9);
+            }
             // the first iteration's KL is 0: the policy that sampled is the reference
             assertEquals(0.0, metrics.filter("name = 'kl/ref' and iteration = 1").first().<Double>getAs("value"), 1e-6);
             double meanReward = rollouts.filter("iteration = 1").agg(org.apache.spark.sql.functions.avg("reward"))
