@@ -319,6 +319,13 @@ public final class GrpoTraining {
                 double rewardMean = rewardSum / samples;
                 double kl = klSum / tokens;
                 double length = (double) tokens / samples;
+                long promptTokens = 0;
+                for (int[] p : samplePrompts) {
+                    promptTokens += p.length;
+                }
+                double callSeconds = seconds.values().stream().mapToDouble(Double::doubleValue).sum();
+                // every token the iteration's calls processed (each sample's prompt and response), per call-second
+                double tokensPerSecond = (promptTokens + tokens) / callSeconds;
                 rewards.add(rewardMean);
                 rollouts.appendIteration(config.name(), iteration, rows);
                 List<MetricRow> figures = new ArrayList<>(List.of(
@@ -328,7 +335,8 @@ public final class GrpoTraining {
                         new MetricRow("response_length/mean", length, now),
                         new MetricRow("loss/actor", step.loss(), now),
                         new MetricRow("grad_norm/actor", step.gradNorm(), now),
-                        new MetricRow("clip_fraction/actor", scored == 0 ? 0 : (double) clipped / scored, now)));
+                        new MetricRow("clip_fraction/actor", scored == 0 ? 0 : (double) clipped / scored, now),
+                        new MetricRow("tokens_per_second", tokensPerSecond, now)));
                 for (Map.Entry<String, Double> e : seconds.entrySet()) {
                     figures.add(new MetricRow("seconds/" + e.getKey(), e.getValue(), now));
                 }
@@ -339,6 +347,7 @@ public final class GrpoTraining {
                 for (Map.Entry<String, Double> e : seconds.entrySet()) {
                     line.append(String.format(" | %s %.2f s", e.getKey(), e.getValue()));
                 }
+                line.append(String.format(" | %.0f tokens/s", tokensPerSecond));
                 int evalEvery = config.data().evalEvery();
                 if (!prompts.heldOut().isEmpty() && (iteration % evalEvery == 0 || iteration == config.iterations())) {
                     start = System.nanoTime();

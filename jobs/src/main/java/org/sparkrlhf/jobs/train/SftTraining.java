@@ -19,6 +19,8 @@ import org.sparkrlhf.jobs.checkpoint.RunCheckpoints;
 import org.sparkrlhf.jobs.checkpoint.RunState;
 import org.sparkrlhf.jobs.config.Algorithm;
 import org.sparkrlhf.jobs.config.RunConfig;
+import org.sparkrlhf.jobs.plan.CallPlacements;
+import org.sparkrlhf.jobs.plan.Placement;
 import org.sparkrlhf.jobs.runtime.BarrierCallRunner;
 import org.sparkrlhf.jobs.runtime.ClusterInventory;
 import org.sparkrlhf.jobs.runtime.DeviceSlot;
@@ -79,7 +81,7 @@ public final class SftTraining {
         }
         Path output = localOutput(config);
         Path actorDir = new ModelSource(config.models().get(ROLE).path(), 0).localPath();
-        List<DeviceSlot> mesh = mesh(config, inventory);
+        List<DeviceSlot> mesh = mesh(config, inventory, progress);
         int dp = mesh.size();
         if (config.data().batchSize() < dp) {
             throw new IllegalArgumentException(config.source() + ": data.batch_size " + config.data().batchSize()
@@ -166,23 +168,18 @@ public final class SftTraining {
         return output.resolve("tables").resolve("metrics").toString();
     }
 
-    /** The actor_train layout: the manual plan's devices, or every device (the baseline). */
-    static List<DeviceSlot> mesh(RunConfig config, ClusterInventory inventory) {
-        String mode = config.plan().mode();
-        if (mode.equals("manual")) {
-            RunConfig.CallLayout layout = config.plan().calls().get(CALL);
-            if (layout.tp() != 1 || layout.pp() != 1) {
-                throw new UnsupportedOperationException(config.source() + ": plan.calls.actor_train: tp and pp above 1 "
-                        + "need the engine's model shards, which are not available yet; use dp only");
-            }
-            return layout.devices().stream().map(inventory::device).toList();
+    /**
+     * The actor_train devices from the run's plan (baseline, search, plan file or manual). SFT's train
+     * call works on whole replicas, so the plan must give it a data-parallel layout.
+     */
+    static List<DeviceSlot> mesh(RunConfig config, ClusterInventory inventory, PrintStream log) {
+        Placement p = CallPlacements.choose(config, inventory, log).placement(CALL);
+        if (p.tp() != 1 || p.pp() != 1) {
+            throw new UnsupportedOperationException(config.source() + ": plan: actor_train gets the layout " + p.layout()
+                    + ", but SFT trains whole data-parallel replicas only (tp and pp shards are GRPO's so far); "
+                    + "give it tp: 1 and pp: 1 with plan.mode: manual");
         }
-        if (mode.equals("baseline") || mode.equals("search")) {
-            // SFT has a single call: every plan search ends at data parallel over all devices on CPU.
-            return inventory.devices();
-        }
-        throw new UnsupportedOperationException(config.source() + ": plan.mode: " + mode
-                + " needs the planner's plan files, which are not available yet");
+        return p.devices();
     }
 
     static void save(BarrierCallRunner runner, List<DeviceSlot> mesh, String layout, long version,
