@@ -9,6 +9,7 @@ import org.apache.spark.resource.ResourceInformation;
 import org.apache.spark.resource.ResourceProfile;
 import org.apache.spark.resource.ResourceProfileBuilder;
 import org.apache.spark.resource.TaskResourceRequests;
+import org.sparkrlhf.gpuexec.cuda.CudaDriver;
 import org.sparkrlhf.jobs.executor.RankContext;
 import org.sparkrlhf.jobs.executor.RankFunction;
 import org.sparkrlhf.jobs.plan.Placement;
@@ -178,6 +179,13 @@ public final class BarrierCallRunner {
                     throw new IllegalStateException(call + " rank " + rank + ": the task was not given exactly one GPU");
                 }
                 gpu = info.addresses()[0];
+                if (CudaDriver.isAvailable()) {
+                    // refused rather than run on the CPU engine beside an idle GPU without saying so
+                    throw new UnsupportedOperationException(call + " rank " + rank + ": executor " + SparkEnv.get().executorId()
+                            + " has CUDA GPU " + gpu + ", but model function calls run on the CPU engine: the CUDA "
+                            + "backend and an NCCL transport are not wired into the calls yet; run on CPU executors "
+                            + "(no spark.task.resource.gpu.amount)");
+                }
             }
             SparkEnv env = SparkEnv.get();
             String host = env.blockManager().blockManagerId().host();
