@@ -34,6 +34,10 @@ public final class ModelShards {
     public static ResidentModel build(ModelSource source, Placement placement, int rank, long version,
                                       Map<String, float[]> tensors, OptimizerConfig optimizer) {
         ModelConfig config = ModelConfig.read(source.localPath().resolve("config.json"));
+        if (tensors.containsKey("score.weight") && config.head() != ModelConfig.Head.SCORE) {
+            // a critic started from a causal LM: its copies carry the value head it was given (Critics)
+            config = config.withHead(ModelConfig.Head.SCORE);
+        }
         if (placement.tp() != 1 || placement.pp() != 1) {
             return sharded(config, placement, rank, version, tensors, optimizer);
         }
@@ -69,6 +73,30 @@ public final class ModelShards {
         BoundCollective tensorGroup = new BoundCollective("tensor-parallel", shard.tpRank(), shard.tp());
         BoundCollective pipelineGroup = new BoundCollective("pipeline", shard.stage(), shard.pp());
         ShardedLlama model = ShardedLlama.load(new CpuBackend(), dir, shard, tensorGroup, pipelineGroup);
+        ShardedAdamW adamW = optimizer == null ? null : new ShardedAdamW(model, SftTrainCall.hyper(optimizer));
+        return ResidentModel.sharded(model, adamW, tensorGroup, pipelineGroup, version);
+    }
+
+    /**
+     * The rank's copy cut from a whole model built on this executor (a critic with a fresh value
+     * head, which no checkpoint folder holds): the model itself on a data-parallel layout, else its
+     * shard (the whole model is then closed).
+     */
+    public static ResidentModel fromWhole(LlamaModel whole, Placement placement, int rank, long version,
+                                          OptimizerConfig optimizer) {
+        if (placement == null || (placement.tp() == 1 && placement.pp() == 1)) {
+            return new ResidentModel(whole, optimizer == null ? null : AdamW.forModel(whole, SftTrainCall.hyper(optimizer)),
+                    version);
+        }
+        ShardSpec shard = ShardSpec.ofLocalRank(rank, placement.dp(), placement.tp(), placement.pp());
+        BoundCollective tensorGroup = new BoundCollective("tensor-parallel", shard.tpRank(), shard.tp());
+        BoundCollective pipelineGroup = new BoundCollective("pipeline", shard.stage(), shard.pp());
+        ShardedLlama model;
+        try {
+            model = ShardedLlama.fromModel(whole.backend(), whole, shard, tensorGroup, pipelineGroup);
+        } finally {
+            whole.close();
+        }
         ShardedAdamW adamW = optimizer == null ? null : new ShardedAdamW(model, SftTrainCall.hyper(optimizer));
         return ResidentModel.sharded(model, adamW, tensorGroup, pipelineGroup, version);
     }

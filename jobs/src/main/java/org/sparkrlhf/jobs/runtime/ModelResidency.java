@@ -219,6 +219,10 @@ public final class ModelResidency {
     /** The planner's parameter list must be the engine's, name for name, for the slices to build a model. */
     private static void checkSameParameters(String role, ModelSpec spec, ModelSource source) {
         ModelConfig config = ModelConfig.read(source.localPath().resolve("config.json"));
+        if (spec.valueHead() && config.head() != ModelConfig.Head.SCORE) {
+            // a critic started from a causal LM carries a value head in place of its LM head (Critics)
+            config = config.withHead(ModelConfig.Head.SCORE);
+        }
         Set<String> engine = new HashSet<>();
         for (LlamaWeights.Spec s : LlamaWeights.specs(config)) {
             engine.add(s.name());
