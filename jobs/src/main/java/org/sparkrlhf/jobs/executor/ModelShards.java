@@ -30,12 +30,13 @@ public final class ModelShards {
     /**
      * The rank's model from its slices ({@code tensors}: HF name to row-major slice), with a fresh
      * optimizer when {@code optimizer} is given (a trained copy whose optimizer state starts here).
+     * With {@code valueHead} the model has a value head whatever the source's config.json says (a
+     * critic started from a causal LM carries the value head it was given, see Critics).
      */
     public static ResidentModel build(ModelSource source, Placement placement, int rank, long version,
-                                      Map<String, float[]> tensors, OptimizerConfig optimizer) {
+                                      Map<String, float[]> tensors, OptimizerConfig optimizer, boolean valueHead) {
         ModelConfig config = ModelConfig.read(source.localPath().resolve("config.json"));
-        if (tensors.containsKey("score.weight") && config.head() != ModelConfig.Head.SCORE) {
-            // a critic started from a causal LM: its copies carry the value head it was given (Critics)
+        if (valueHead && config.head() != ModelConfig.Head.SCORE) {
             config = config.withHead(ModelConfig.Head.SCORE);
         }
         if (placement.tp() != 1 || placement.pp() != 1) {

@@ -206,7 +206,8 @@ public final class ModelResidency {
             requests.add(new ReallocationCall.Request(role, stageDevices, stageExecutors,
                     srcRank < 0 ? null : new ModelStore.Key(role, version, from.key(), srcRank),
                     dstRank < 0 ? null : new ModelStore.Key(role, version, to.key(), dstRank),
-                    names, shapes.toArray(new int[0][]), piecesOf.get(d), build, source, optimizer, to));
+                    names, shapes.toArray(new int[0][]), piecesOf.get(d), build, source, optimizer, to,
+                    spec.valueHead()));
         }
         runner.run("realloc_" + role, "reallocate " + role + " v" + version + ": " + from.key() + " -> " + to.key()
                 + " (before " + to.call() + ")", devices, requests, new ReallocationCall());
