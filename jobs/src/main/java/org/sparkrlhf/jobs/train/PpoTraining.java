@@ -20,6 +20,7 @@ import org.sparkrlhf.jobs.calls.GenerateCall;
 import org.sparkrlhf.jobs.calls.ModelSource;
 import org.sparkrlhf.jobs.calls.PpoActorTrainCall;
 import org.sparkrlhf.jobs.calls.RefLogprobsCall;
+import org.sparkrlhf.jobs.calls.ReleaseModelsCall;
 import org.sparkrlhf.jobs.calls.RewardModelCall;
 import org.sparkrlhf.jobs.calls.SaveModelCall;
 import org.sparkrlhf.jobs.calls.ValuesCall;
@@ -196,6 +197,7 @@ public final class PpoTraining {
         Map<Integer, Double> evaluations = new LinkedHashMap<>();
         long actorVersion = actorSource.version();
         long criticVersion = criticSource.version();
+        Map<String, List<ModelResidency.Copy>> stale = new LinkedHashMap<>();
         try (HfTokenizer tokenizer = HfTokenizer.open(actorDir);
              CallScheduler scheduler = new CallScheduler(3)) {
             if (first == 1 && !prompts.heldOut().isEmpty()) {
@@ -369,6 +371,9 @@ public final class PpoTraining {
                 long policyVersion = actorVersion;
                 actorVersion = actorStep.version();
                 criticVersion = criticStep.version();
+                // the other copies of the old versions: evicted by the next move to their executors, or released at the end
+                stale.put(ACTOR, residency.copies(ACTOR));
+                stale.put(CRITIC, residency.copies(CRITIC));
                 residency.trained(ACTOR, actorVersion, actorTrainAt);
                 residency.trained(CRITIC, criticVersion, criticTrainAt);
 
@@ -484,6 +489,17 @@ public final class PpoTraining {
         progress.printf("final model %s, critic %s%n", finalDir, finalCritic);
         for (String role : List.of(ACTOR, CRITIC, REF, REWARD)) {
             GrpoTraining.release(runner, residency, role);
+        }
+        for (Map.Entry<String, List<ModelResidency.Copy>> e : stale.entrySet()) {
+            for (ModelResidency.Copy c : e.getValue()) {
+                List<ReleaseModelsCall.Request> release = new ArrayList<>();
+                for (int r = 0; r < c.placement().size(); r++) {
+                    release.add(new ReleaseModelsCall.Request(List.of(e.getKey()), List.of(c.version()),
+                            c.placement().key()));
+                }
+                runner.run("release", "release " + e.getKey() + " v" + c.version() + " from " + c.placement().key(),
+                        c.placement().devices(), release, new ReleaseModelsCall());
+            }
         }
         return new Summary(rewards, evaluations, finalDir, finalCritic);
     }

@@ -230,6 +230,9 @@ class PpoTrainingTest {
                     critic_train: {devices: [0, 1], dp: 2}
                 """, ", spark.extraListeners: " + JobLog.class.getName(), models));
         assertTrue(second.contains("iter 2/2 | reward "), second);
+        // the copies moved to ref_inf's and critic_inf's devices leave the executors with the run
+        assertTrue(ModelStore.get().keys().stream().noneMatch(k -> k.role().equals("actor") || k.role().equals("ref")
+                || k.role().equals("critic")), ModelStore.get().keys().toString());
 
         SparkSession spark = tables();
         try {
