@@ -1,6 +1,5 @@
 package org.sparkrlhf.jobs.calls;
 
-import org.sparkrlhf.gpuexec.model.LlamaModel;
 import org.sparkrlhf.jobs.algorithms.Losses;
 import org.sparkrlhf.jobs.config.RunConfig.OptimizerConfig;
 import org.sparkrlhf.jobs.executor.RankContext;
@@ -12,7 +11,8 @@ import java.io.Serializable;
 import java.util.Arrays;
 
 /**
- * The critic_train call of PPO on a data-parallel layout: for each epoch and mini-batch, one
+ * The critic_train call of PPO on its placement (data-parallel replicas, or tensor / pipeline
+ * shards of each replica): for each epoch and mini-batch, one
  * optimizer step on the clipped value loss, 0.5 * valueCoef * max((V - R)^2, (V_clip - R)^2) per
  * response token, with V_clip kept within valueClip of the values critic_inf gave (the old
  * values) and R the GAE returns. Mini-batches and the loss's denominator are as in
@@ -35,11 +35,11 @@ public final class CriticTrainCall implements RankFunction<CriticTrainCall.Slice
 
     @Override
     public Result apply(RankContext context, Slice slice) {
-        if (slice.dataParallel() != context.worldSize()) {
-            throw new IllegalArgumentException("a dp" + slice.dataParallel() + " call run on " + context.worldSize() + " ranks");
+        if (slice.dataParallel() != context.dataParallel()) {
+            throw new IllegalArgumentException("a dp" + slice.dataParallel() + " call run with dp " + context.dataParallel());
         }
-        String layout = "dp" + slice.dataParallel() + ".tp1.pp1";
-        ResidentModel replica = Critics.trained(slice.role(), slice.source(), slice.version(), layout, context.rank(),
+        String layout = context.layoutKey();
+        ResidentModel replica = Critics.trained(context, slice.role(), slice.source(), slice.version(),
                 slice.optimizer(), slice.headSeed());
         int rows = slice.prompts().length;
         int miniBatches = slice.miniBatchTokens().length;
@@ -54,7 +54,7 @@ public final class CriticTrainCall implements RankFunction<CriticTrainCall.Slice
                 int to = (m + 1) * rows / miniBatches;
                 int denominator = slice.miniBatchTokens()[m];
                 long[] counts = new long[2];
-                TrainStep.Result step = TrainStep.run(replica, context.communicator(), model -> {
+                TrainStep.Result step = TrainStep.step(replica, context.dataGroup(), model -> {
                     if (from == to || denominator == 0) {
                         return 0.0;
                     }
@@ -79,7 +79,7 @@ public final class CriticTrainCall implements RankFunction<CriticTrainCall.Slice
     }
 
     /** Values over rows [from, to), the clipped value loss, and its backward into the critic's gradients. */
-    private static Losses.ValueResult miniBatchLoss(LlamaModel model, Slice slice, int from, int to, int denominator) {
+    private static Losses.ValueResult miniBatchLoss(ResidentModel model, Slice slice, int from, int to, int denominator) {
         ResponseBatch batch = ResponseBatch.of(Arrays.copyOfRange(slice.prompts(), from, to),
                 Arrays.copyOfRange(slice.responses(), from, to), slice.padId());
         float[] values = model.values(batch.batch());

@@ -8,6 +8,9 @@ import org.sparkrlhf.gpuexec.model.LlamaModel;
 import org.sparkrlhf.gpuexec.model.LlamaWeights;
 import org.sparkrlhf.gpuexec.model.ModelConfig;
 import org.sparkrlhf.jobs.config.RunConfig.OptimizerConfig;
+import org.sparkrlhf.jobs.executor.ModelShards;
+import org.sparkrlhf.jobs.executor.ModelStore;
+import org.sparkrlhf.jobs.executor.RankContext;
 import org.sparkrlhf.jobs.executor.ResidentModel;
 
 import java.nio.file.Path;
@@ -55,5 +58,27 @@ public final class Critics {
                                  OptimizerConfig optimizer, long headSeed) {
         return Replicas.trained(role, source, version, layout, rank, optimizer,
                 dir -> load(new CpuBackend(), dir, headSeed));
+    }
+
+    /**
+     * This rank's copy of the critic at {@code version} for its call, with its optimizer: a whole
+     * replica on a data-parallel placement, else its tensor / pipeline shard, cut from the critic
+     * built whole (its value head may be a fresh one that no checkpoint holds), bound to the call.
+     */
+    static ResidentModel trained(RankContext context, String role, ModelSource source, long version,
+                                 OptimizerConfig optimizer, long headSeed) {
+        if (!Replicas.sharded(context)) {
+            ResidentModel copy = trained(role, source, version, context.layoutKey(), context.rank(), optimizer, headSeed);
+            copy.bind(context);
+            return copy;
+        }
+        ModelStore.Key key = new ModelStore.Key(role, version, context.layoutKey(), context.rank());
+        ResidentModel copy = ModelStore.get().getOrLoad(key, () -> {
+            Replicas.checkReloadable(role, source, version);
+            return ModelShards.fromWhole(load(new CpuBackend(), source.localPath(), headSeed), context.placement(),
+                    context.rank(), version, optimizer);
+        });
+        copy.bind(context);
+        return copy;
     }
 }

@@ -1,6 +1,5 @@
 package org.sparkrlhf.jobs.calls;
 
-import org.sparkrlhf.gpuexec.model.LlamaModel;
 import org.sparkrlhf.gpuexec.model.TokenStats;
 import org.sparkrlhf.jobs.algorithms.Losses;
 import org.sparkrlhf.jobs.config.RunConfig.OptimizerConfig;
@@ -13,7 +12,8 @@ import java.io.Serializable;
 import java.util.Arrays;
 
 /**
- * The actor_train call of PPO on a data-parallel layout: for each epoch and each mini-batch, one
+ * The actor_train call of PPO on its placement (data-parallel replicas, or tensor / pipeline shards
+ * of each replica, every rank of a replica on the replica's rows): for each epoch and each mini-batch, one
  * optimizer step on the clipped surrogate (Schulman et al. 2017) with per-token advantages (the
  * KL penalty is already in the rewards the advantages came from). Rank r's mini-batch m is rows
  * [m * n / M, (m + 1) * n / M) of its n rows; each mini-batch's loss is divided by that
@@ -38,12 +38,11 @@ public final class PpoActorTrainCall implements RankFunction<PpoActorTrainCall.S
 
     @Override
     public Result apply(RankContext context, Slice slice) {
-        if (slice.dataParallel() != context.worldSize()) {
-            throw new IllegalArgumentException("a dp" + slice.dataParallel() + " call run on " + context.worldSize() + " ranks");
+        if (slice.dataParallel() != context.dataParallel()) {
+            throw new IllegalArgumentException("a dp" + slice.dataParallel() + " call run with dp " + context.dataParallel());
         }
-        String layout = "dp" + slice.dataParallel() + ".tp1.pp1";
-        ResidentModel replica = Replicas.trained(slice.role(), slice.source(), slice.version(), layout, context.rank(),
-                slice.optimizer());
+        String layout = context.layoutKey();
+        ResidentModel replica = Replicas.trained(context, slice.role(), slice.source(), slice.version(), slice.optimizer());
         int rows = slice.prompts().length;
         int miniBatches = slice.miniBatchTokens().length;
         double lossSum = 0;
@@ -58,7 +57,7 @@ public final class PpoActorTrainCall implements RankFunction<PpoActorTrainCall.S
                 int to = (m + 1) * rows / miniBatches;
                 int denominator = slice.miniBatchTokens()[m];
                 double[] counts = new double[3];
-                TrainStep.Result step = TrainStep.run(replica, context.communicator(), model -> {
+                TrainStep.Result step = TrainStep.step(replica, context.dataGroup(), model -> {
                     if (from == to || denominator == 0) {
                         return 0.0;
                     }
@@ -85,7 +84,7 @@ public final class PpoActorTrainCall implements RankFunction<PpoActorTrainCall.S
     }
 
     /** Forward over rows [from, to), the clipped surrogate, and its backward into the model's gradients. */
-    private static Losses.PolicyResult miniBatchLoss(LlamaModel model, Slice slice, int from, int to, int denominator) {
+    private static Losses.PolicyResult miniBatchLoss(ResidentModel model, Slice slice, int from, int to, int denominator) {
         ResponseBatch batch = ResponseBatch.of(Arrays.copyOfRange(slice.prompts(), from, to),
                 Arrays.copyOfRange(slice.responses(), from, to), slice.padId());
         TokenStats stats = model.forward(batch.batch(), false);

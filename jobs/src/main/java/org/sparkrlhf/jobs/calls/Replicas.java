@@ -96,11 +96,11 @@ final class Replicas {
         return copy;
     }
 
-    private static boolean sharded(RankContext context) {
+    static boolean sharded(RankContext context) {
         return context.placement() != null && (context.placement().tp() != 1 || context.placement().pp() != 1);
     }
 
-    private static void checkReloadable(String role, ModelSource source, long version) {
+    static void checkReloadable(String role, ModelSource source, long version) {
         if (source.version() != version) {
             throw new IllegalStateException(role + " version " + version + " is not in this executor and "
                     + "the newest checkpoint holds version " + source.version() + " (" + source.path() + ")");

@@ -20,26 +20,26 @@ public final class RewardModelCall implements RankFunction<RewardModelCall.Slice
 
     @Override
     public float[] apply(RankContext context, Slice slice) {
-        if (slice.dataParallel() != context.worldSize()) {
-            throw new IllegalArgumentException("a dp" + slice.dataParallel() + " call run on " + context.worldSize() + " ranks");
+        if (slice.dataParallel() != context.dataParallel()) {
+            throw new IllegalArgumentException("a dp" + slice.dataParallel() + " call run with dp " + context.dataParallel());
         }
+        // the model first, also on a rank with no rows: the driver counts on every rank holding it after the call
+        ResidentModel reward = Replicas.frozen(context, slice.role(), slice.source());
         int rows = slice.prompts().length;
         if (rows == 0) {
             return new float[0];
         }
-        ResidentModel reward = Replicas.frozen(slice.role(), slice.source(), "dp" + slice.dataParallel() + ".tp1.pp1",
-                context.rank());
-        int pad = reward.model().config().padTokenId();
+        int pad = reward.config().padTokenId();
         if (pad >= 0) {
-            float[] scores = reward.model().scores(ResponseBatch.of(slice.prompts(), slice.responses(), pad).batch());
-            reward.model().releaseActivations();
+            float[] scores = reward.scores(ResponseBatch.of(slice.prompts(), slice.responses(), pad).batch());
+            reward.releaseActivations();
             return scores;
         }
         float[] scores = new float[rows];
         for (int b = 0; b < rows; b++) {
-            scores[b] = reward.model().scores(ResponseBatch.of(new int[][]{slice.prompts()[b]},
+            scores[b] = reward.scores(ResponseBatch.of(new int[][]{slice.prompts()[b]},
                     new int[][]{slice.responses()[b]}, 0).batch())[0];
-            reward.model().releaseActivations();
+            reward.releaseActivations();
         }
         return scores;
     }

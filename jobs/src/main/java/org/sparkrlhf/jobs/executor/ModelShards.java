@@ -30,10 +30,15 @@ public final class ModelShards {
     /**
      * The rank's model from its slices ({@code tensors}: HF name to row-major slice), with a fresh
      * optimizer when {@code optimizer} is given (a trained copy whose optimizer state starts here).
+     * With {@code valueHead} the model has a value head whatever the source's config.json says (a
+     * critic started from a causal LM carries the value head it was given, see Critics).
      */
     public static ResidentModel build(ModelSource source, Placement placement, int rank, long version,
-                                      Map<String, float[]> tensors, OptimizerConfig optimizer) {
+                                      Map<String, float[]> tensors, OptimizerConfig optimizer, boolean valueHead) {
         ModelConfig config = ModelConfig.read(source.localPath().resolve("config.json"));
+        if (valueHead && config.head() != ModelConfig.Head.SCORE) {
+            config = config.withHead(ModelConfig.Head.SCORE);
+        }
         if (placement.tp() != 1 || placement.pp() != 1) {
             return sharded(config, placement, rank, version, tensors, optimizer);
         }
@@ -69,6 +74,30 @@ public final class ModelShards {
         BoundCollective tensorGroup = new BoundCollective("tensor-parallel", shard.tpRank(), shard.tp());
         BoundCollective pipelineGroup = new BoundCollective("pipeline", shard.stage(), shard.pp());
         ShardedLlama model = ShardedLlama.load(new CpuBackend(), dir, shard, tensorGroup, pipelineGroup);
+        ShardedAdamW adamW = optimizer == null ? null : new ShardedAdamW(model, SftTrainCall.hyper(optimizer));
+        return ResidentModel.sharded(model, adamW, tensorGroup, pipelineGroup, version);
+    }
+
+    /**
+     * The rank's copy cut from a whole model built on this executor (a critic with a fresh value
+     * head, which no checkpoint folder holds): the model itself on a data-parallel layout, else its
+     * shard (the whole model is then closed).
+     */
+    public static ResidentModel fromWhole(LlamaModel whole, Placement placement, int rank, long version,
+                                          OptimizerConfig optimizer) {
+        if (placement == null || (placement.tp() == 1 && placement.pp() == 1)) {
+            return new ResidentModel(whole, optimizer == null ? null : AdamW.forModel(whole, SftTrainCall.hyper(optimizer)),
+                    version);
+        }
+        ShardSpec shard = ShardSpec.ofLocalRank(rank, placement.dp(), placement.tp(), placement.pp());
+        BoundCollective tensorGroup = new BoundCollective("tensor-parallel", shard.tpRank(), shard.tp());
+        BoundCollective pipelineGroup = new BoundCollective("pipeline", shard.stage(), shard.pp());
+        ShardedLlama model;
+        try {
+            model = ShardedLlama.fromModel(whole.backend(), whole, shard, tensorGroup, pipelineGroup);
+        } finally {
+            whole.close();
+        }
         ShardedAdamW adamW = optimizer == null ? null : new ShardedAdamW(model, SftTrainCall.hyper(optimizer));
         return ResidentModel.sharded(model, adamW, tensorGroup, pipelineGroup, version);
     }

@@ -36,11 +36,13 @@ public final class ReallocationCall implements RankFunction<ReallocationCall.Req
      * One rank's part: the stage's devices and executors (by rank), the source shard's store key
      * (null when this device is not in the source layout), the destination's key and shard shapes
      * (null / empty when it is not in the destination layout), its pieces, and how to build the
-     * destination ({@code placement} and {@code source}'s config.json for models).
+     * destination ({@code placement} and {@code source}'s config.json for models; {@code valueHead}:
+     * the model has a value head in place of the config's LM head, as a critic started from a causal LM).
      */
     public record Request(String role, int[] stageDevices, String[] stageExecutors, ModelStore.Key sourceKey,
                           ModelStore.Key destinationKey, List<String> names, int[][] shapes, List<ShardPiece> pieces,
-                          Build build, ModelSource source, OptimizerConfig optimizer, Placement placement)
+                          Build build, ModelSource source, OptimizerConfig optimizer, Placement placement,
+                          boolean valueHead)
             implements Serializable {
     }
 
@@ -144,9 +146,9 @@ public final class ReallocationCall implements RankFunction<ReallocationCall.Req
         Object built = switch (request.build()) {
             case TENSORS -> new ShardSet(destination);
             case MODEL -> ModelShards.build(request.source(), request.placement(), rank(request),
-                    request.destinationKey().version(), destination, null);
+                    request.destinationKey().version(), destination, null, request.valueHead());
             case TRAINED_MODEL -> ModelShards.build(request.source(), request.placement(), rank(request),
-                    request.destinationKey().version(), destination, request.optimizer());
+                    request.destinationKey().version(), destination, request.optimizer(), request.valueHead());
         };
         store.evictBefore(request.role(), request.destinationKey().version());
         store.put(request.destinationKey(), built);

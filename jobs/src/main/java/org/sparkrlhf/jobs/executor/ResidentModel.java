@@ -98,6 +98,30 @@ public final class ResidentModel implements ShardTensors, AutoCloseable {
         return model != null ? model.backend() : sharded.backend();
     }
 
+    /** The model's configuration (the whole model's, also on a shard). */
+    public org.sparkrlhf.gpuexec.model.ModelConfig config() {
+        return model != null ? model.config() : sharded.config();
+    }
+
+    /** A value model's value at every position (a shard's come from the last stage, on every rank). */
+    public float[] values(Batch batch) {
+        return model != null ? model.values(batch) : sharded.values(batch);
+    }
+
+    /** The backward of {@link #values} from dLoss/dValue into this copy's gradients. */
+    public void backwardValues(float[] dValues) {
+        if (model != null) {
+            model.backwardValues(dValues);
+        } else {
+            sharded.backwardValues(dValues);
+        }
+    }
+
+    /** A sequence-classification model's score of each row (at its last non-pad token). */
+    public float[] scores(Batch batch) {
+        return model != null ? model.scores(batch) : sharded.scores(batch);
+    }
+
     public TokenStats forward(Batch batch, boolean withEntropy) {
         return model != null ? model.forward(batch, withEntropy) : sharded.forward(batch, withEntropy);
     }

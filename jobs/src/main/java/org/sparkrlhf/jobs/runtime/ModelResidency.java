@@ -206,7 +206,8 @@ public final class ModelResidency {
             requests.add(new ReallocationCall.Request(role, stageDevices, stageExecutors,
                     srcRank < 0 ? null : new ModelStore.Key(role, version, from.key(), srcRank),
                     dstRank < 0 ? null : new ModelStore.Key(role, version, to.key(), dstRank),
-                    names, shapes.toArray(new int[0][]), piecesOf.get(d), build, source, optimizer, to));
+                    names, shapes.toArray(new int[0][]), piecesOf.get(d), build, source, optimizer, to,
+                    spec.valueHead()));
         }
         runner.run("realloc_" + role, "reallocate " + role + " v" + version + ": " + from.key() + " -> " + to.key()
                 + " (before " + to.call() + ")", devices, requests, new ReallocationCall());
@@ -219,6 +220,10 @@ public final class ModelResidency {
     /** The planner's parameter list must be the engine's, name for name, for the slices to build a model. */
     private static void checkSameParameters(String role, ModelSpec spec, ModelSource source) {
         ModelConfig config = ModelConfig.read(source.localPath().resolve("config.json"));
+        if (spec.valueHead() && config.head() != ModelConfig.Head.SCORE) {
+            // a critic started from a causal LM carries a value head in place of its LM head (Critics)
+            config = config.withHead(ModelConfig.Head.SCORE);
+        }
         Set<String> engine = new HashSet<>();
         for (LlamaWeights.Spec s : LlamaWeights.specs(config)) {
             engine.add(s.name());

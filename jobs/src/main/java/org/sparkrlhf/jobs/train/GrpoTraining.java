@@ -29,7 +29,6 @@ import org.sparkrlhf.jobs.plan.Placement;
 import org.sparkrlhf.jobs.plan.RunScenario;
 import org.sparkrlhf.jobs.runtime.BarrierCallRunner;
 import org.sparkrlhf.jobs.runtime.ClusterInventory;
-import org.sparkrlhf.jobs.runtime.DeviceSlot;
 import org.sparkrlhf.jobs.runtime.ModelResidency;
 import org.sparkrlhf.planner.spec.ModelSpec;
 
@@ -481,36 +480,5 @@ public final class GrpoTraining {
 
     private static int[] withoutEos(int[] response, boolean stoppedAtEos) {
         return stoppedAtEos ? Arrays.copyOf(response, response.length - 1) : response;
-    }
-
-    /**
-     * Every call on the same devices, data parallel: the manual plan's (identical for every call), or
-     * all of them. GRPO itself places each call with {@link CallPlacements}; this remains for loops
-     * that run every call on one data-parallel mesh.
-     */
-    static List<DeviceSlot> mesh(RunConfig config, ClusterInventory inventory) {
-        String mode = config.plan().mode();
-        if (mode.equals("manual")) {
-            RunConfig.CallLayout first = null;
-            for (RunConfig.CallLayout layout : config.plan().calls().values()) {
-                if (layout.tp() != 1 || layout.pp() != 1) {
-                    throw new UnsupportedOperationException(config.source() + ": plan.calls." + layout.call()
-                            + ": tp and pp above 1 need the engine's model shards, which are not available yet; use dp only");
-                }
-                if (first != null && !first.devices().equals(layout.devices())) {
-                    throw new UnsupportedOperationException(config.source() + ": plan.calls." + layout.call()
-                            + ": GRPO runs every call on the same devices for now (reallocation between layouts is not "
-                            + "available yet); give each call the devices " + first.devices());
-                }
-                first = first == null ? layout : first;
-            }
-            return first.devices().stream().map(inventory::device).toList();
-        }
-        if (mode.equals("baseline") || mode.equals("search")) {
-            // one symmetric data-parallel layout for every call: what the search ends at on CPU slots
-            return inventory.devices();
-        }
-        throw new UnsupportedOperationException(config.source() + ": plan.mode: " + mode
-                + " needs the planner's plan files, which are not available yet");
     }
 }

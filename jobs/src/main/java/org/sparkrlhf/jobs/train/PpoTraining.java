@@ -6,6 +6,7 @@ import org.sparkrlhf.datasets.PromptRow;
 import org.sparkrlhf.datasets.tables.FinishReason;
 import org.sparkrlhf.datasets.tables.IterationTable;
 import org.sparkrlhf.datasets.tables.MetricRow;
+import org.sparkrlhf.datasets.tables.PlanRow;
 import org.sparkrlhf.datasets.tables.RolloutRow;
 import org.sparkrlhf.datasets.tasks.Reward;
 import org.sparkrlhf.datasets.tasks.RewardFunction;
@@ -27,10 +28,16 @@ import org.sparkrlhf.jobs.checkpoint.RunCheckpoints;
 import org.sparkrlhf.jobs.checkpoint.RunState;
 import org.sparkrlhf.jobs.config.Algorithm;
 import org.sparkrlhf.jobs.config.RunConfig;
+import org.sparkrlhf.jobs.executor.ReallocationCall;
+import org.sparkrlhf.jobs.plan.CallPlacements;
+import org.sparkrlhf.jobs.plan.Placement;
+import org.sparkrlhf.jobs.plan.RunScenario;
 import org.sparkrlhf.jobs.runtime.BarrierCallRunner;
+import org.sparkrlhf.jobs.runtime.CallScheduler;
 import org.sparkrlhf.jobs.runtime.ClusterInventory;
 import org.sparkrlhf.jobs.runtime.DeviceSlot;
-import org.sparkrlhf.jobs.runtime.RankResult;
+import org.sparkrlhf.jobs.runtime.ModelResidency;
+import org.sparkrlhf.planner.spec.ModelSpec;
 
 import java.io.IOException;
 import java.io.PrintStream;
@@ -40,10 +47,12 @@ import java.nio.file.StandardCopyOption;
 import java.time.Instant;
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.HashSet;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
+import java.util.Set;
 
 /**
  * PPO for language models (Ouyang et al. 2022; the loop of Ziegler et al. 2019) as a Spark job.
@@ -64,8 +73,15 @@ import java.util.Optional;
  *       rollouts and metrics are appended (idempotently) to the run's Delta tables, and one
  *       progress line is printed.</li>
  * </ol>
- * Every call is a barrier stage with one data-parallel rank per device of the GRPO placement
- * ({@link GrpoTraining#mesh}). Every {@code data.eval_every} iterations (and after the last), when
+ * Every call is a barrier stage with one rank per device of its placement in the run's plan
+ * ({@link CallPlacements}), as in GRPO: each trained model (actor, critic) lives on its train
+ * call's placement with its optimizer state, and the other calls on it get copies moved by the
+ * planner's reallocation plans ({@link ModelResidency}) where their layouts or devices differ; the
+ * frozen models (ref, reward) load where their calls run. After actor_gen, reward_inf, ref_inf and
+ * critic_inf depend only on the responses, and actor_train and critic_train only on the targets:
+ * each group runs through a {@link CallScheduler}, at the same time on disjoint devices and one
+ * after another where devices overlap. The plan is appended to the run's plans table with each
+ * iteration. Every {@code data.eval_every} iterations (and after the last), when
  * {@code data.eval_size > 0}, the held-out prompts are answered greedily and scored as the
  * training responses are ({@code eval/reward_mean}). Every {@code checkpoint.every} iterations a
  * checkpoint ({@link RunCheckpoints}) holds the actor and the critic with their optimizer states,
@@ -87,7 +103,7 @@ public final class PpoTraining {
      * The frozen models' sources and the shared settings every call of the run needs (the trained
      * models' sources change with each checkpoint).
      */
-    private record Run(RunConfig config, List<DeviceSlot> mesh, int dp, ModelSource ref, ModelSource reward,
+    private record Run(RunConfig config, Placement genAt, Placement rewardAt, ModelSource ref, ModelSource reward,
                        RewardFunction rewardFunction,
                        RunConfig.OptimizerConfig criticOptimizer, long headSeed, SftTraining.SpecialTokens special) {
     }
@@ -115,14 +131,37 @@ public final class PpoTraining {
         Path output = SftTraining.localOutput(config);
         Path actorDir = new ModelSource(config.models().get(ACTOR).path(), 0).localPath();
         Path criticDir = new ModelSource(config.models().get(CRITIC).path(), 0).localPath();
-        List<DeviceSlot> mesh = GrpoTraining.mesh(config, inventory);
-        int dp = mesh.size();
-        if (config.data().batchSize() < dp) {
-            throw new IllegalArgumentException(config.source() + ": data.batch_size " + config.data().batchSize()
-                    + " is smaller than the " + dp + " data-parallel ranks");
+        CallPlacements plan = CallPlacements.choose(config, inventory, progress);
+        Placement genAt = plan.placement("actor_gen");
+        Placement rewardAt = config.reward().fromModel() ? plan.placement("reward_inf") : null;
+        Placement refAt = plan.placement("ref_inf");
+        Placement criticAt = plan.placement("critic_inf");
+        Placement actorTrainAt = plan.placement("actor_train");
+        Placement criticTrainAt = plan.placement("critic_train");
+        List<Placement> placed = new ArrayList<>(List.of(genAt, refAt, criticAt, actorTrainAt, criticTrainAt));
+        if (rewardAt != null) {
+            placed.add(rewardAt);
         }
+        for (Placement p : placed) {
+            if (config.data().batchSize() < p.dp()) {
+                throw new IllegalArgumentException(config.source() + ": data.batch_size " + config.data().batchSize()
+                        + " is smaller than the " + p.dp() + " data-parallel ranks of " + p.call());
+            }
+        }
+        for (Placement p : List.of(actorTrainAt, criticTrainAt)) {
+            if (config.checkpoint().every() > 0 && (p.tp() > 1 || p.pp() > 1)) {
+                // the AdamW moments live in the train call's shards; gathering them into a checkpoint is not built
+                throw new UnsupportedOperationException(config.source() + ": checkpoint.every: checkpoints hold the "
+                        + p.role() + "'s optimizer state, which is not gathered from tensor/pipeline shards yet; "
+                        + p.call() + " runs " + p.dp() + "/" + p.tp() + "/" + p.pp() + " (dp/tp/pp): give it a "
+                        + "data-parallel layout or set checkpoint.every: 0");
+            }
+        }
+        ModelResidency residency = new ModelResidency(runner, RunScenario.cluster(inventory, RunScenario.gpuPreset(config)));
+        ModelSpec actorSpec = RunScenario.model(config, ACTOR);
+        ModelSpec criticSpec = RunScenario.model(config, CRITIC);
         RunConfig.OptimizerConfig o = config.optimizer();
-        Run run = new Run(config, mesh, dp, new ModelSource(config.models().get(REF).path(), 0),
+        Run run = new Run(config, genAt, rewardAt, new ModelSource(config.models().get(REF).path(), 0),
                 config.reward().fromModel() ? new ModelSource(config.models().get(REWARD).path(), 0) : null,
                 config.reward().fromModel() ? null : RewardFunctions.forTask(config.reward().function()),
                 new RunConfig.OptimizerConfig(ppo.criticLr(), o.beta1(), o.beta2(), o.eps(), o.weightDecay(),
@@ -133,11 +172,11 @@ public final class PpoTraining {
         KlController klController = new KlController(ppo.kl().adaptive(), ppo.kl().coef(), ppo.kl().target(),
                 ppo.kl().horizon());
         KlEstimator estimator = KlEstimator.of(ppo.kl().estimator());
-        progress.printf("ppo: %d prompts (%d held out), rewards from %s, critic from %s, calls on %d device(s) (dp=%d), "
-                        + "%d iterations%n", prompts.rows().size(), prompts.heldOut().size(),
+        progress.printf("ppo: %d prompts (%d held out), rewards from %s, critic from %s, %d iterations%n",
+                prompts.rows().size(), prompts.heldOut().size(),
                 config.reward().fromModel() ? "the reward model " + run.reward().path()
                         : "the reward function " + config.reward().function(),
-                criticDir, dp, dp, config.iterations());
+                criticDir, config.iterations());
 
         RunCheckpoints checkpoints = new RunCheckpoints(output.toUri().toString(), new Configuration());
         int dataSize = prompts.rows().size();
@@ -151,18 +190,21 @@ public final class PpoTraining {
         klController.restore(resumed.map(c -> c.state().klCoef()).orElse(ppo.kl().coef()));
         int first = resumed.map(c -> c.state().iteration() + 1).orElse(1);
         GrpoTraining.checkSamplingCounter(resumed);
-        String layout = "dp" + dp + ".tp1.pp1";
+        IterationTable<PlanRow> plans = IterationTable.plans(spark, GrpoTraining.plansPath(output));
         IterationTable<MetricRow> metrics = IterationTable.metrics(spark, SftTraining.metricsPath(output));
         IterationTable<RolloutRow> rollouts = IterationTable.rollouts(spark, GrpoTraining.rolloutsPath(output));
         List<Double> rewards = new ArrayList<>();
         Map<Integer, Double> evaluations = new LinkedHashMap<>();
         long actorVersion = actorSource.version();
         long criticVersion = criticSource.version();
-        try (HfTokenizer tokenizer = HfTokenizer.open(actorDir)) {
+        Map<String, List<ModelResidency.Copy>> stale = new LinkedHashMap<>();
+        try (HfTokenizer tokenizer = HfTokenizer.open(actorDir);
+             CallScheduler scheduler = new CallScheduler(3)) {
             if (first == 1 && !prompts.heldOut().isEmpty()) {
                 // the curve's starting point: the initial actor on the held-out prompts, logged as iteration 0
                 long start = System.nanoTime();
-                double heldOut = evaluate(runner, run, prompts, actorSource, actorVersion, tokenizer, 0);
+                residency.prepare(ACTOR, actorVersion, genAt, actorSpec, actorSource, ReallocationCall.Build.MODEL, null);
+                double heldOut = evaluate(runner, residency, run, prompts, actorSource, actorVersion, tokenizer, 0);
                 evaluations.put(0, heldOut);
                 Instant now = Instant.now();
                 metrics.appendIteration(config.name(), 0, List.of(new MetricRow("eval/reward_mean", heldOut, now),
@@ -179,12 +221,18 @@ public final class PpoTraining {
                     promptRows.add(prompts.rows().get(picked.get(i)));
                 }
                 Map<String, Double> seconds = new LinkedHashMap<>();
-                String tag = " iteration " + iteration + " (ppo, dp=" + dp + ")";
+                String tag = " iteration " + iteration + " (ppo, ";
+                long iterationStart = System.nanoTime();
 
-                // actor_gen
+                // actor_gen, on a copy of the actor moved from its home when the layouts differ
                 long start = System.nanoTime();
+                reallocated(seconds, residency.prepare(ACTOR, actorVersion, genAt, actorSpec, actorSource,
+                        ReallocationCall.Build.MODEL, null));
+                start = System.nanoTime();
                 GenerateCall.Result[] generated = generate(runner, run, batchPrompts, actorSource, actorVersion,
-                        GrpoTraining.sampleSeed(config.seed(), iteration), false, "actor_gen" + tag);
+                        GrpoTraining.sampleSeed(config.seed(), iteration), false,
+                        "actor_gen" + tag + genAt.layout() + ")");
+                residency.holds(ACTOR, actorVersion, genAt);
                 seconds.put("actor_gen", (System.nanoTime() - start) / 1e9);
                 int[][] responses = new int[n][];
                 boolean[] stopped = new boolean[n];
@@ -202,98 +250,132 @@ public final class PpoTraining {
                     texts[s] = tokenizer.decode(withoutEos(responses[s], stopped[s]));
                 }
 
-                // reward_inf (the reward model), or the reward function on the driver
-                start = System.nanoTime();
-                Scores scores = score(runner, run, promptRows, batchPrompts, responses, texts, "reward_inf" + tag);
-                seconds.put(config.reward().fromModel() ? "reward_inf" : "reward", (System.nanoTime() - start) / 1e9);
-
-                // ref_inf
-                List<RefLogprobsCall.Slice> refSlices = new ArrayList<>(dp);
-                for (int r = 0; r < dp; r++) {
-                    int from = r * n / dp;
-                    int to = (r + 1) * n / dp;
-                    refSlices.add(new RefLogprobsCall.Slice(REF, run.ref(), dp, Arrays.copyOfRange(batchPrompts, from, to),
+                // reward_inf, ref_inf and critic_inf need only the responses: the scheduler runs those on
+                // disjoint devices at the same time. The critic's copy is moved first (from the driver thread).
+                reallocated(seconds, residency.prepare(CRITIC, criticVersion, criticAt, criticSpec, criticSource,
+                        ReallocationCall.Build.MODEL, null));
+                List<CallScheduler.Call> inference = new ArrayList<>();
+                Scores[] scored = new Scores[1];
+                if (rewardAt == null) {
+                    start = System.nanoTime();
+                    scored[0] = score(runner, run, promptRows, batchPrompts, responses, texts, null);
+                    seconds.put("reward", (System.nanoTime() - start) / 1e9);
+                } else {
+                    inference.add(new CallScheduler.Call("reward_inf", List.of(), devices(rewardAt), () ->
+                            scored[0] = score(runner, run, promptRows, batchPrompts, responses, texts,
+                                    "reward_inf" + tag + rewardAt.layout() + ")")));
+                }
+                List<RefLogprobsCall.Slice> refSlices = new ArrayList<>(refAt.dp());
+                for (int r = 0; r < refAt.dp(); r++) {
+                    int from = r * n / refAt.dp();
+                    int to = (r + 1) * n / refAt.dp();
+                    refSlices.add(new RefLogprobsCall.Slice(REF, run.ref(), refAt.dp(),
+                            Arrays.copyOfRange(batchPrompts, from, to), Arrays.copyOfRange(responses, from, to),
+                            special.pad()));
+                }
+                inference.add(new CallScheduler.Call("ref_inf", List.of(), devices(refAt), () ->
+                        concat(refAt.perDataRank(runner.run("ref_inf" + tag + refAt.layout() + ")", refAt,
+                                refAt.perRank(refSlices), new RefLogprobsCall())), n)));
+                List<ValuesCall.Slice> valueSlices = new ArrayList<>(criticAt.dp());
+                for (int r = 0; r < criticAt.dp(); r++) {
+                    int from = r * n / criticAt.dp();
+                    int to = (r + 1) * n / criticAt.dp();
+                    valueSlices.add(new ValuesCall.Slice(CRITIC, criticSource, criticVersion, criticAt.dp(),
+                            run.criticOptimizer(), run.headSeed(), Arrays.copyOfRange(batchPrompts, from, to),
                             Arrays.copyOfRange(responses, from, to), special.pad()));
                 }
-                start = System.nanoTime();
-                float[][] refLogprobs = concat(runner.run("ref_inf", "ref_inf" + tag, mesh, refSlices,
-                        new RefLogprobsCall()), n);
-                seconds.put("ref_inf", (System.nanoTime() - start) / 1e9);
-
-                // critic_inf
-                List<ValuesCall.Slice> valueSlices = new ArrayList<>(dp);
-                for (int r = 0; r < dp; r++) {
-                    int from = r * n / dp;
-                    int to = (r + 1) * n / dp;
-                    valueSlices.add(new ValuesCall.Slice(CRITIC, criticSource, criticVersion, dp, run.criticOptimizer(),
-                            run.headSeed(), Arrays.copyOfRange(batchPrompts, from, to),
-                            Arrays.copyOfRange(responses, from, to), special.pad()));
+                inference.add(new CallScheduler.Call("critic_inf", List.of(), devices(criticAt), () ->
+                        concat(criticAt.perDataRank(runner.run("critic_inf" + tag + criticAt.layout() + ")", criticAt,
+                                criticAt.perRank(valueSlices), new ValuesCall())), n)));
+                Map<String, CallScheduler.Outcome> inferred = runAll(scheduler, inference);
+                if (rewardAt != null) {
+                    residency.holds(REWARD, 0, rewardAt);
                 }
-                start = System.nanoTime();
-                float[][] values = concat(runner.run("critic_inf", "critic_inf" + tag, mesh, valueSlices,
-                        new ValuesCall()), n);
-                seconds.put("critic_inf", (System.nanoTime() - start) / 1e9);
+                residency.holds(REF, 0, refAt);
+                residency.holds(CRITIC, criticVersion, criticAt);
+                for (String call : List.of("reward_inf", "ref_inf", "critic_inf")) {
+                    if (inferred.containsKey(call)) {
+                        seconds.put(call, inferred.get(call).seconds());
+                    }
+                }
+                Scores scores = scored[0];
+                float[][] refLogprobs = (float[][]) inferred.get("ref_inf").value();
+                float[][] values = (float[][]) inferred.get("critic_inf").value();
 
                 // rewards per token, advantages and returns, on the driver
                 double klCoef = klController.coef();
                 PpoTargets.Result targets = PpoTargets.compute(scores.values(), logprobs, refLogprobs, values, klCoef,
                         estimator, config.reward().clip(), ppo.gamma(), ppo.lambda(), ppo.whitenAdvantages());
 
-                // actor_train and critic_train, over the same mini-batches
-                int miniBatches = ppo.miniBatches();
-                int[] miniBatchTokens = new int[miniBatches];
-                for (int r = 0; r < dp; r++) {
-                    int from = r * n / dp;
-                    int rows = (r + 1) * n / dp - from;
-                    for (int m = 0; m < miniBatches; m++) {
-                        for (int s = from + m * rows / miniBatches; s < from + (m + 1) * rows / miniBatches; s++) {
-                            miniBatchTokens[m] += responses[s].length;
-                        }
-                    }
+                // actor_train and critic_train, over the same mini-batches, each on its model's home (with the
+                // optimizer state); at the same time where their devices are disjoint
+                int adp = actorTrainAt.dp();
+                int[] actorTokens = miniBatchTokens(responses, adp, ppo.miniBatches());
+                List<PpoActorTrainCall.Slice> actorSlices = new ArrayList<>(adp);
+                for (int r = 0; r < adp; r++) {
+                    int from = r * n / adp;
+                    int to = (r + 1) * n / adp;
+                    actorSlices.add(new PpoActorTrainCall.Slice(ACTOR, actorSource, actorVersion, adp, config.optimizer(),
+                            Arrays.copyOfRange(batchPrompts, from, to), Arrays.copyOfRange(responses, from, to),
+                            Arrays.copyOfRange(logprobs, from, to), Arrays.copyOfRange(targets.advantages(), from, to),
+                            ppo.clipRatio(), ppo.epochs(), actorTokens, special.pad()));
                 }
-                List<PpoActorTrainCall.Slice> actorSlices = new ArrayList<>(dp);
-                List<CriticTrainCall.Slice> criticSlices = new ArrayList<>(dp);
-                for (int r = 0; r < dp; r++) {
-                    int from = r * n / dp;
-                    int to = (r + 1) * n / dp;
-                    int[][] p = Arrays.copyOfRange(batchPrompts, from, to);
-                    int[][] resp = Arrays.copyOfRange(responses, from, to);
-                    actorSlices.add(new PpoActorTrainCall.Slice(ACTOR, actorSource, actorVersion, dp, config.optimizer(),
-                            p, resp, Arrays.copyOfRange(logprobs, from, to),
-                            Arrays.copyOfRange(targets.advantages(), from, to), ppo.clipRatio(), ppo.epochs(),
-                            miniBatchTokens, special.pad()));
-                    criticSlices.add(new CriticTrainCall.Slice(CRITIC, criticSource, criticVersion, dp,
-                            run.criticOptimizer(), run.headSeed(), p, resp, Arrays.copyOfRange(values, from, to),
+                int cdp = criticTrainAt.dp();
+                int[] criticTokens = miniBatchTokens(responses, cdp, ppo.miniBatches());
+                List<CriticTrainCall.Slice> criticSlices = new ArrayList<>(cdp);
+                for (int r = 0; r < cdp; r++) {
+                    int from = r * n / cdp;
+                    int to = (r + 1) * n / cdp;
+                    criticSlices.add(new CriticTrainCall.Slice(CRITIC, criticSource, criticVersion, cdp,
+                            run.criticOptimizer(), run.headSeed(), Arrays.copyOfRange(batchPrompts, from, to),
+                            Arrays.copyOfRange(responses, from, to), Arrays.copyOfRange(values, from, to),
                             Arrays.copyOfRange(targets.returns(), from, to), ppo.valueClip(), ppo.valueCoef(),
-                            ppo.epochs(), miniBatchTokens, special.pad()));
+                            ppo.epochs(), criticTokens, special.pad()));
                 }
-                start = System.nanoTime();
-                List<RankResult<PpoActorTrainCall.Result>> actorTrained = runner.run("actor_train", "actor_train" + tag,
-                        mesh, actorSlices, new PpoActorTrainCall());
-                seconds.put("actor_train", (System.nanoTime() - start) / 1e9);
-                start = System.nanoTime();
-                List<RankResult<CriticTrainCall.Result>> criticTrained = runner.run("critic_train", "critic_train" + tag,
-                        mesh, criticSlices, new CriticTrainCall());
-                seconds.put("critic_train", (System.nanoTime() - start) / 1e9);
-                PpoActorTrainCall.Result actorStep = actorTrained.get(0).value();
-                CriticTrainCall.Result criticStep = criticTrained.get(0).value();
+                reallocated(seconds, residency.prepare(ACTOR, actorVersion, actorTrainAt, actorSpec, actorSource,
+                        ReallocationCall.Build.TRAINED_MODEL, config.optimizer()));
+                reallocated(seconds, residency.prepare(CRITIC, criticVersion, criticTrainAt, criticSpec, criticSource,
+                        ReallocationCall.Build.TRAINED_MODEL, run.criticOptimizer()));
+                Map<String, CallScheduler.Outcome> trainedCalls = runAll(scheduler, List.of(
+                        new CallScheduler.Call("actor_train", List.of(), devices(actorTrainAt), () ->
+                                actorTrainAt.perDataRank(runner.run("actor_train" + tag + actorTrainAt.layout() + ")",
+                                        actorTrainAt, actorTrainAt.perRank(actorSlices), new PpoActorTrainCall()))),
+                        new CallScheduler.Call("critic_train", List.of(), devices(criticTrainAt), () ->
+                                criticTrainAt.perDataRank(runner.run("critic_train" + tag + criticTrainAt.layout() + ")",
+                                        criticTrainAt, criticTrainAt.perRank(criticSlices), new CriticTrainCall())))));
+                seconds.put("actor_train", trainedCalls.get("actor_train").seconds());
+                seconds.put("critic_train", trainedCalls.get("critic_train").seconds());
+                @SuppressWarnings("unchecked")
+                List<PpoActorTrainCall.Result> actorTrained =
+                        (List<PpoActorTrainCall.Result>) trainedCalls.get("actor_train").value();
+                @SuppressWarnings("unchecked")
+                List<CriticTrainCall.Result> criticTrained =
+                        (List<CriticTrainCall.Result>) trainedCalls.get("critic_train").value();
+                double callSeconds = (System.nanoTime() - iterationStart) / 1e9;
+                PpoActorTrainCall.Result actorStep = actorTrained.get(0);
+                CriticTrainCall.Result criticStep = criticTrained.get(0);
                 long actorClipped = 0;
                 long actorScored = 0;
                 double policyKl = 0;
-                for (RankResult<PpoActorTrainCall.Result> t : actorTrained) {
-                    actorClipped += t.value().clippedTokens();
-                    actorScored += t.value().tokens();
-                    policyKl += t.value().approxKlSum();
+                for (PpoActorTrainCall.Result t : actorTrained) {
+                    actorClipped += t.clippedTokens();
+                    actorScored += t.tokens();
+                    policyKl += t.approxKlSum();
                 }
                 long criticClipped = 0;
                 long criticScored = 0;
-                for (RankResult<CriticTrainCall.Result> t : criticTrained) {
-                    criticClipped += t.value().clippedTokens();
-                    criticScored += t.value().tokens();
+                for (CriticTrainCall.Result t : criticTrained) {
+                    criticClipped += t.clippedTokens();
+                    criticScored += t.tokens();
                 }
                 long policyVersion = actorVersion;
                 actorVersion = actorStep.version();
                 criticVersion = criticStep.version();
+                // the other copies of the old versions: evicted by the next move to their executors, or released at the end
+                stale.put(ACTOR, residency.copies(ACTOR));
+                stale.put(CRITIC, residency.copies(CRITIC));
+                residency.trained(ACTOR, actorVersion, actorTrainAt);
+                residency.trained(CRITIC, criticVersion, criticTrainAt);
 
                 // the KL controller, the tables and the progress line
                 long responseTokens = 0;
@@ -323,7 +405,6 @@ public final class PpoTraining {
                 double rewardMean = rewardSum / n;
                 double kl = sequenceKlSum / responseTokens;
                 double length = (double) responseTokens / n;
-                double callSeconds = seconds.values().stream().mapToDouble(Double::doubleValue).sum();
                 double tokensPerSecond = (promptTokens + responseTokens) / callSeconds;
                 rewards.add(rewardMean);
                 rollouts.appendIteration(config.name(), iteration, rows);
@@ -363,14 +444,19 @@ public final class PpoTraining {
                 line.append(String.format(" | %.0f tokens/s", tokensPerSecond));
                 int evalEvery = config.data().evalEvery();
                 if (!prompts.heldOut().isEmpty() && (iteration % evalEvery == 0 || iteration == config.iterations())) {
-                    start = System.nanoTime();
-                    double heldOut = evaluate(runner, run, prompts, actorSource, actorVersion, tokenizer, iteration);
+                    long evalStart = System.nanoTime();
+                    reallocated(seconds, residency.prepare(ACTOR, actorVersion, genAt, actorSpec, actorSource,
+                            ReallocationCall.Build.MODEL, null));
+                    double heldOut = evaluate(runner, residency, run, prompts, actorSource, actorVersion, tokenizer,
+                            iteration);
                     evaluations.put(iteration, heldOut);
                     figures.add(new MetricRow("eval/reward_mean", heldOut, now));
-                    figures.add(new MetricRow("seconds/eval", (System.nanoTime() - start) / 1e9, now));
+                    figures.add(new MetricRow("seconds/eval", (System.nanoTime() - evalStart) / 1e9, now));
                     line.append(String.format(" | eval reward %.3f", heldOut));
                 }
                 metrics.appendIteration(config.name(), iteration, figures);
+                plans.appendIteration(config.name(), iteration, List.of(plan.planRow(seconds,
+                        (System.nanoTime() - iterationStart) / 1e9, now)));
                 progress.println(line);
 
                 int every = config.checkpoint().every();
@@ -379,9 +465,14 @@ public final class PpoTraining {
                     RunState state = new RunState(config.name(), iteration, config.seed(), dataSize, order.epoch(),
                             order.offset(), iteration, klController.coef(),
                             Map.of(ACTOR, actorVersion, CRITIC, criticVersion));
+                    Placement actorWhole = residency.wholeCopy(ACTOR, actorVersion, actorTrainAt, actorSpec, actorSource);
+                    Placement criticWhole = residency.wholeCopy(CRITIC, criticVersion, criticTrainAt, criticSpec,
+                            criticSource);
                     RunCheckpoints.Checkpoint saved = checkpoints.save(runner, state, List.of(
-                                    new RunCheckpoints.TrainedModel(ACTOR, actorVersion, layout, mesh, actorDir),
-                                    new RunCheckpoints.TrainedModel(CRITIC, criticVersion, layout, mesh, criticDir)),
+                                    new RunCheckpoints.TrainedModel(ACTOR, actorVersion, actorWhole.key(),
+                                            actorWhole.devices(), actorDir),
+                                    new RunCheckpoints.TrainedModel(CRITIC, criticVersion, criticWhole.key(),
+                                            criticWhole.devices(), criticDir)),
                             config.checkpoint().keep());
                     actorSource = saved.source(ACTOR);
                     criticSource = saved.source(CRITIC);
@@ -389,15 +480,27 @@ public final class PpoTraining {
                 }
             }
         }
-        Path finalDir = SftTraining.writeFinal(runner, mesh, layout, actorVersion, actorDir, output);
-        Path finalCritic = writeFinalCritic(runner, mesh, layout, criticVersion, criticDir, output);
+        Placement actorWhole = residency.wholeCopy(ACTOR, actorVersion, actorTrainAt, actorSpec, actorSource);
+        Path finalDir = SftTraining.writeFinal(runner, actorWhole.devices(), actorWhole.key(), actorVersion, actorDir,
+                output);
+        Placement criticWhole = residency.wholeCopy(CRITIC, criticVersion, criticTrainAt, criticSpec, criticSource);
+        Path finalCritic = writeFinalCritic(runner, criticWhole.devices(), criticWhole.key(), criticVersion, criticDir,
+                output);
         progress.printf("final model %s, critic %s%n", finalDir, finalCritic);
-        List<ReleaseModelsCall.Request> release = new ArrayList<>(dp);
-        for (int r = 0; r < dp; r++) {
-            release.add(new ReleaseModelsCall.Request(List.of(ACTOR, CRITIC, REF, REWARD),
-                    List.of(actorVersion, criticVersion, 0L, 0L), layout));
+        for (String role : List.of(ACTOR, CRITIC, REF, REWARD)) {
+            GrpoTraining.release(runner, residency, role);
         }
-        runner.run("release", "release the run's models", mesh, release, new ReleaseModelsCall());
+        for (Map.Entry<String, List<ModelResidency.Copy>> e : stale.entrySet()) {
+            for (ModelResidency.Copy c : e.getValue()) {
+                List<ReleaseModelsCall.Request> release = new ArrayList<>();
+                for (int r = 0; r < c.placement().size(); r++) {
+                    release.add(new ReleaseModelsCall.Request(List.of(e.getKey()), List.of(c.version()),
+                            c.placement().key()));
+                }
+                runner.run("release", "release " + e.getKey() + " v" + c.version() + " from " + c.placement().key(),
+                        c.placement().devices(), release, new ReleaseModelsCall());
+            }
+        }
         return new Summary(rewards, evaluations, finalDir, finalCritic);
     }
 
@@ -408,7 +511,8 @@ public final class PpoTraining {
     /** actor_gen over the data-parallel ranks: one response per prompt, sampled, or greedy without logprobs. */
     private static GenerateCall.Result[] generate(BarrierCallRunner runner, Run run, int[][] prompts,
                                                   ModelSource actor, long version, long seed, boolean greedy, String description) {
-        int dp = run.dp();
+        Placement genAt = run.genAt();
+        int dp = genAt.dp();
         int n = prompts.length;
         RunConfig.GenerationConfig g = run.config().generation();
         List<GenerateCall.Slice> slices = new ArrayList<>(dp);
@@ -420,13 +524,8 @@ public final class PpoTraining {
                     greedy ? 0f : (float) g.temperature(), greedy ? 0 : g.topK(), greedy ? 1f : (float) g.topP(),
                     greedy ? 0 : seed, new int[]{run.special().eos()}, run.special().pad(), !greedy));
         }
-        List<RankResult<GenerateCall.Result>> results = runner.run("actor_gen", description, run.mesh(), slices,
-                new GenerateCall());
-        GenerateCall.Result[] out = new GenerateCall.Result[dp];
-        for (int r = 0; r < dp; r++) {
-            out[r] = results.get(r).value();
-        }
-        return out;
+        return genAt.perDataRank(runner.run(description, genAt, genAt.perRank(slices), new GenerateCall()))
+                .toArray(new GenerateCall.Result[0]);
     }
 
     /** The responses' scores: reward_inf on the reward model, or the reward function on the driver. */
@@ -443,7 +542,8 @@ public final class PpoTraining {
             }
             return new Scores(values, details);
         }
-        int dp = run.dp();
+        Placement rewardAt = run.rewardAt();
+        int dp = rewardAt.dp();
         List<RewardModelCall.Slice> slices = new ArrayList<>(dp);
         for (int r = 0; r < dp; r++) {
             int from = r * n / dp;
@@ -452,8 +552,9 @@ public final class PpoTraining {
                     Arrays.copyOfRange(responses, from, to)));
         }
         int k = 0;
-        for (RankResult<float[]> r : runner.run("reward_inf", description, run.mesh(), slices, new RewardModelCall())) {
-            for (float v : r.value()) {
+        for (float[] r : rewardAt.perDataRank(runner.run(description, rewardAt, rewardAt.perRank(slices),
+                new RewardModelCall()))) {
+            for (float v : r) {
                 values[k++] = v;
             }
         }
@@ -464,8 +565,8 @@ public final class PpoTraining {
      * The held-out prompts answered by the current actor, greedily or with data.eval_samples sampled
      * answers each (the same seeds at every evaluation); their mean clipped reward.
      */
-    private static double evaluate(BarrierCallRunner runner, Run run, PromptSet prompts, ModelSource actor,
-                                   long version, HfTokenizer tokenizer, int iteration) {
+    private static double evaluate(BarrierCallRunner runner, ModelResidency residency, Run run, PromptSet prompts,
+                                   ModelSource actor, long version, HfTokenizer tokenizer, int iteration) {
         int k = run.config().data().evalSamples();
         boolean greedy = k == 1;
         List<PromptRow> rows = new ArrayList<>();
@@ -480,7 +581,8 @@ public final class PpoTraining {
         int n = heldOut.length;
         GenerateCall.Result[] generated = generate(runner, run, heldOut, actor, version,
                 GrpoTraining.evalSeed(run.config().seed()), greedy, "eval actor_gen iteration " + iteration + " ("
-                        + (greedy ? "greedy" : k + " samples per prompt") + ", dp=" + run.dp() + ")");
+                        + (greedy ? "greedy" : k + " samples per prompt") + ", " + run.genAt().layout() + ")");
+        residency.holds(ACTOR, version, run.genAt());
         int[][] responses = new int[n][];
         String[] texts = new String[n];
         int s = 0;
@@ -490,8 +592,11 @@ public final class PpoTraining {
                 texts[s] = tokenizer.decode(withoutEos(responses[s], g.stoppedAtEos()[j]));
             }
         }
-        Scores scores = score(runner, run, rows, heldOut, responses, texts,
-                "eval reward_inf iteration " + iteration + " (dp=" + run.dp() + ")");
+        Scores scores = score(runner, run, rows, heldOut, responses, texts, run.rewardAt() == null ? null
+                : "eval reward_inf iteration " + iteration + " (" + run.rewardAt().layout() + ")");
+        if (run.rewardAt() != null) {
+            residency.holds(REWARD, 0, run.rewardAt());
+        }
         double clip = run.config().reward().clip();
         double sum = 0;
         for (float v : scores.values()) {
@@ -500,12 +605,12 @@ public final class PpoTraining {
         return sum / n;
     }
 
-    /** The ranks' per-row results in rank order. */
-    private static float[][] concat(List<RankResult<float[][]>> results, int rows) {
+    /** The data-parallel ranks' per-row results in rank order. */
+    private static float[][] concat(List<float[][]> results, int rows) {
         float[][] out = new float[rows][];
         int k = 0;
-        for (RankResult<float[][]> r : results) {
-            for (float[] row : r.value()) {
+        for (float[][] r : results) {
+            for (float[] row : r) {
                 out[k++] = row;
             }
         }
@@ -513,6 +618,51 @@ public final class PpoTraining {
             throw new IllegalStateException(k + " rows came back for " + rows + " responses");
         }
         return out;
+    }
+
+    /**
+     * Runs independent calls with the scheduler: at the same time where their devices are disjoint,
+     * one after another where they overlap.
+     */
+    private static Map<String, CallScheduler.Outcome> runAll(CallScheduler scheduler, List<CallScheduler.Call> calls) {
+        try {
+            return scheduler.runAll(calls);
+        } catch (RuntimeException e) {
+            throw e;
+        } catch (Exception e) {
+            throw new IllegalStateException(e.getMessage(), e);
+        }
+    }
+
+    private static Set<Integer> devices(Placement p) {
+        Set<Integer> out = new HashSet<>();
+        for (int d : p.deviceIndices()) {
+            out.add(d);
+        }
+        return out;
+    }
+
+    /** Each mini-batch's response tokens over the data-parallel ranks (the loss's denominator). */
+    private static int[] miniBatchTokens(int[][] responses, int dp, int miniBatches) {
+        int n = responses.length;
+        int[] tokens = new int[miniBatches];
+        for (int r = 0; r < dp; r++) {
+            int from = r * n / dp;
+            int rows = (r + 1) * n / dp - from;
+            for (int m = 0; m < miniBatches; m++) {
+                for (int s = from + m * rows / miniBatches; s < from + (m + 1) * rows / miniBatches; s++) {
+                    tokens[m] += responses[s].length;
+                }
+            }
+        }
+        return tokens;
+    }
+
+    /** Adds a reallocation's seconds to the iteration's {@code realloc} figure. */
+    private static void reallocated(Map<String, Double> seconds, ModelResidency.Moved moved) {
+        if (moved != null) {
+            seconds.merge("realloc", moved.seconds(), Double::sum);
+        }
     }
 
     private static double meanOf(float[][] perToken, long tokens) {

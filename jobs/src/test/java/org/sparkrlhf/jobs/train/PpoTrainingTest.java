@@ -1,5 +1,8 @@
 package org.sparkrlhf.jobs.train;
 
+import org.apache.spark.scheduler.SparkListener;
+import org.apache.spark.scheduler.SparkListenerJobEnd;
+import org.apache.spark.scheduler.SparkListenerJobStart;
 import org.apache.spark.sql.Row;
 import org.apache.spark.sql.SparkSession;
 import org.junit.jupiter.api.Test;
@@ -17,12 +20,16 @@ import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Collections;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.TimeUnit;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -50,7 +57,19 @@ class PpoTrainingTest {
     @Timeout(value = 480, unit = TimeUnit.SECONDS)
     void rewardModelRunWritesItsTables() throws Exception {
         Path out = dir.resolve("run");
-        Path config = writeConfig(out, """
+        // every call data parallel on both devices, given by hand: the planner's baseline counts the
+        // epochs x mini-batches optimizer steps as slices of the batch (4 / 4 / dp2 < 1 sequence) and refuses it
+        Path config = writeConfig(out, ITERATIONS, """
+                plan:
+                  mode: manual
+                  calls:
+                    actor_gen: {devices: [0, 1], dp: 2}
+                    reward_inf: {devices: [0, 1], dp: 2}
+                    ref_inf: {devices: [0, 1], dp: 2}
+                    critic_inf: {devices: [0, 1], dp: 2}
+                    actor_train: {devices: [0, 1], dp: 2}
+                    critic_train: {devices: [0, 1], dp: 2}
+                """, "", """
                 models:
                   actor: {path: %s}
                   ref: {path: %s}
@@ -68,9 +87,8 @@ class PpoTrainingTest {
             assertTrue(first.contains("iter " + i + "/" + ITERATIONS + " | reward "), first);
         }
         assertTrue(first.contains("reward_inf") && first.contains("critic_train"), first);
-        assertTrue(ModelStore.get().keys().stream().noneMatch(k -> k.layout().equals("dp2.tp1.pp1")
-                && (k.role().equals("ref") || k.role().equals("reward") || k.role().equals("critic"))),
-                ModelStore.get().keys().toString());
+        assertTrue(ModelStore.get().keys().stream().noneMatch(k -> k.role().equals("actor") || k.role().equals("ref")
+                || k.role().equals("reward") || k.role().equals("critic")), ModelStore.get().keys().toString());
 
         SparkSession spark = tables();
         try (CpuBackend backend = new CpuBackend(); LlamaModel reward = LlamaModel.load(backend, TINY_REWARD)) {
@@ -177,6 +195,97 @@ class PpoTrainingTest {
     }
 
     /**
+     * The calls are placed by the plan: with ref_inf and critic_inf each on its own device (dp1) and
+     * the critic trained on both (so it is moved between the two layouts every iteration), the
+     * rollouts are the baseline plan's, and the two inference calls were both submitted as Spark
+     * jobs before either finished (they ran at the same time).
+     */
+    @Test
+    @Timeout(value = 240, unit = TimeUnit.SECONDS)
+    void manualPlacementsGiveTheBaselineRolloutsAndOverlapDisjointCalls() throws Exception {
+        String models = """
+                models:
+                  actor: {path: %s}
+                  ref: {path: %s}
+                  critic: {path: %s}
+                reward: {function: arithmetic}
+                data: {path: %s, batch_size: %d, max_prompt_tokens: 16}
+                ppo: {epochs: 1, mini_batches: 1, critic_lr: 1.0e-3}
+                """.formatted(SftTrainingTest.TINY_LLAMA, SftTrainingTest.TINY_LLAMA, SftTrainingTest.TINY_LLAMA,
+                prompts(), BATCH);
+        Path baseline = dir.resolve("baseline");
+        String first = train(writeConfig(baseline, ITERATIONS, "plan: {mode: baseline}", "", models));
+        assertTrue(first.contains("iter 2/2 | reward "), first);
+
+        Path placed = dir.resolve("placed");
+        JobLog.EVENTS.clear();
+        String second = train(writeConfig(placed, ITERATIONS, """
+                plan:
+                  mode: manual
+                  calls:
+                    actor_gen: {devices: [0, 1], dp: 2}
+                    ref_inf: {devices: [0]}
+                    critic_inf: {devices: [1]}
+                    actor_train: {devices: [0, 1], dp: 2}
+                    critic_train: {devices: [0, 1], dp: 2}
+                """, ", spark.extraListeners: " + JobLog.class.getName(), models));
+        assertTrue(second.contains("iter 2/2 | reward "), second);
+        // the copies moved to ref_inf's and critic_inf's devices leave the executors with the run
+        assertTrue(ModelStore.get().keys().stream().noneMatch(k -> k.role().equals("actor") || k.role().equals("ref")
+                || k.role().equals("critic")), ModelStore.get().keys().toString());
+
+        SparkSession spark = tables();
+        try {
+            Map<String, Row> expected = new HashMap<>();
+            for (Row r : spark.read().format("delta").load(GrpoTraining.rolloutsPath(baseline)).collectAsList()) {
+                expected.put(r.getAs("iteration") + "/" + r.getAs("prompt_id"), r);
+            }
+            List<Row> rows = spark.read().format("delta").load(GrpoTraining.rolloutsPath(placed)).collectAsList();
+            assertEquals(ITERATIONS * BATCH, rows.size());
+            for (Row r : rows) {
+                String id = r.getAs("iteration") + "/" + r.getAs("prompt_id");
+                Row e = expected.get(id);
+                assertTrue(e != null, id);
+                assertArrayEquals(ints(e, "response_tokens"), ints(r, "response_tokens"), id);
+                assertEquals(e.<Double>getAs("reward"), r.<Double>getAs("reward"), 0.0, id);
+                for (String column : List.of("logprobs", "ref_logprobs", "values", "returns")) {
+                    assertArrayEquals(floats(e, column), floats(r, column), 1e-5f, id + " " + column);
+                }
+            }
+        } finally {
+            spark.stop();
+        }
+
+        // iteration 1's ref_inf and critic_inf: both jobs started before either ended
+        List<String> events = List.copyOf(JobLog.EVENTS);
+        int refStart = events.indexOf("start ref_inf iteration 1 (ppo, dp1.tp1.pp1)");
+        int criticStart = events.indexOf("start critic_inf iteration 1 (ppo, dp1.tp1.pp1)");
+        int refEnd = events.indexOf("end ref_inf iteration 1 (ppo, dp1.tp1.pp1)");
+        int criticEnd = events.indexOf("end critic_inf iteration 1 (ppo, dp1.tp1.pp1)");
+        assertTrue(refStart >= 0 && criticStart >= 0 && refEnd >= 0 && criticEnd >= 0, events.toString());
+        assertTrue(Math.max(refStart, criticStart) < Math.min(refEnd, criticEnd), events.toString());
+    }
+
+    /** Spark job starts and ends by description, in the order the listener bus delivers them. */
+    public static final class JobLog extends SparkListener {
+        static final List<String> EVENTS = Collections.synchronizedList(new ArrayList<>());
+        private final Map<Integer, String> descriptions = new ConcurrentHashMap<>();
+
+        @Override
+        public void onJobStart(SparkListenerJobStart start) {
+            String description = start.properties() == null ? null
+                    : start.properties().getProperty("spark.job.description");
+            descriptions.put(start.jobId(), String.valueOf(description));
+            EVENTS.add("start " + description);
+        }
+
+        @Override
+        public void onJobEnd(SparkListenerJobEnd end) {
+            EVENTS.add("end " + descriptions.get(end.jobId()));
+        }
+    }
+
+    /**
      * token_rewards[t] = -coef * k(logprob, ref logprob) with the clipped reward added on the last
      * token; and, when gamma is given, returns - values follow GAE over those rewards.
      */
@@ -220,7 +329,12 @@ class PpoTrainingTest {
     }
 
     private Path writeConfig(Path out, String models) throws Exception {
-        Path config = dir.resolve("ppo.yaml");
+        return writeConfig(out, ITERATIONS, "plan: {mode: baseline}", "", models);
+    }
+
+    /** A run config on local[2]; {@code conf} adds Spark settings (a leading comma and entries). */
+    private Path writeConfig(Path out, int iterations, String plan, String conf, String models) throws Exception {
+        Path config = dir.resolve(out.getFileName() + ".yaml");
         Files.writeString(config, """
                 name: ppo-test
                 algorithm: ppo
@@ -229,12 +343,12 @@ class PpoTrainingTest {
                 output: %s
                 generation: {max_new_tokens: %d, temperature: 1.0}
                 optimizer: {lr: 1.0e-3, weight_decay: 0.0}
-                plan: {mode: baseline}
+                %s
                 spark:
                   master: local[2]
                   conf: {spark.ui.enabled: "false", spark.driver.host: 127.0.0.1, spark.driver.bindAddress: 127.0.0.1,
-                         spark.databricks.delta.snapshotPartitions: "1"}
-                """.formatted(ITERATIONS, out, MAX_NEW) + models);
+                         spark.databricks.delta.snapshotPartitions: "1"%s}
+                """.formatted(iterations, out, MAX_NEW, plan, conf) + models);
         return config;
     }
 
