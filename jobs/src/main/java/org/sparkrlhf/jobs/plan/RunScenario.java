@@ -64,12 +64,16 @@ public final class RunScenario {
         return new DataflowGraph(full.algorithm(), kept);
     }
 
-    /** Optimizer steps of a train call per iteration. */
+    /**
+     * The mini-batches a train call splits the iteration's batch into. Epochs pass over the same
+     * mini-batches again; the planner's graphs have no epoch count, so a train call's estimate is
+     * that of one epoch (its layout choice scales alike).
+     */
     static int optimizerSteps(RunConfig config) {
         return switch (config.algorithm()) {
             case SFT -> 1;
-            case PPO -> config.ppo().epochs() * config.ppo().miniBatches();
-            case GRPO -> config.grpo().epochs() * config.grpo().miniBatches();
+            case PPO -> config.ppo().miniBatches();
+            case GRPO -> config.grpo().miniBatches();
         };
     }
 
