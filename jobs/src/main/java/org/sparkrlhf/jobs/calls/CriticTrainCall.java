@@ -5,7 +5,6 @@ import org.sparkrlhf.jobs.config.RunConfig.OptimizerConfig;
 import org.sparkrlhf.jobs.executor.RankContext;
 import org.sparkrlhf.jobs.executor.RankFunction;
 import org.sparkrlhf.jobs.executor.ResidentModel;
-import org.sparkrlhf.jobs.executor.TrainStep;
 
 import java.io.Serializable;
 import java.util.Arrays;
@@ -41,45 +40,15 @@ public final class CriticTrainCall implements RankFunction<CriticTrainCall.Slice
         String layout = context.layoutKey();
         ResidentModel replica = Critics.trained(context, slice.role(), slice.source(), slice.version(),
                 slice.optimizer(), slice.headSeed());
-        int rows = slice.prompts().length;
-        int miniBatches = slice.miniBatchTokens().length;
-        double lossSum = 0;
-        float gradNorm = 0;
-        long clipped = 0;
-        long tokens = 0;
-        int steps = 0;
-        for (int epoch = 0; epoch < slice.epochs(); epoch++) {
-            for (int m = 0; m < miniBatches; m++) {
-                int from = m * rows / miniBatches;
-                int to = (m + 1) * rows / miniBatches;
-                int denominator = slice.miniBatchTokens()[m];
-                long[] counts = new long[2];
-                TrainStep.Result step = TrainStep.step(replica, context.dataGroup(), model -> {
-                    if (from == to || denominator == 0) {
-                        return 0.0;
-                    }
-                    Losses.ValueResult loss = miniBatchLoss(model, slice, from, to, denominator);
-                    int scored = 0;
-                    for (int b = from; b < to; b++) {
-                        scored += slice.responses()[b].length;
-                    }
-                    counts[0] = Math.round(loss.clipFraction() * (double) scored);
-                    counts[1] = scored;
-                    return loss.loss();
-                });
-                lossSum += step.loss();
-                gradNorm = step.step().gradNorm();
-                clipped += counts[0];
-                tokens += counts[1];
-                steps++;
-            }
-        }
+        MiniBatchSteps.Totals t = MiniBatchSteps.run(context, replica, slice.epochs(), slice.responses(),
+                slice.miniBatchTokens(), (model, from, to, denominator) -> miniBatchLoss(model, slice, from, to, denominator));
         Replicas.advanced(slice.role(), slice.version(), layout, context.rank(), replica);
-        return new Result(steps == 0 ? 0 : lossSum / steps, gradNorm, clipped, tokens, steps, replica.version());
+        return new Result(t.meanLoss(), t.gradNorm(), t.clippedTokens(), t.tokens(), t.steps(), replica.version());
     }
 
     /** Values over rows [from, to), the clipped value loss, and its backward into the critic's gradients. */
-    private static Losses.ValueResult miniBatchLoss(ResidentModel model, Slice slice, int from, int to, int denominator) {
+    private static MiniBatchSteps.StepLoss miniBatchLoss(ResidentModel model, Slice slice, int from, int to,
+                                                         int denominator) {
         ResponseBatch batch = ResponseBatch.of(Arrays.copyOfRange(slice.prompts(), from, to),
                 Arrays.copyOfRange(slice.responses(), from, to), slice.padId());
         float[] values = model.values(batch.batch());
@@ -88,6 +57,7 @@ public final class CriticTrainCall implements RankFunction<CriticTrainCall.Slice
         Losses.ValueResult loss = Losses.clippedValue(values, old, returns, ValuePositions.mask(batch),
                 slice.valueClip(), slice.valueCoef(), denominator);
         model.backwardValues(loss.dValues());
-        return loss;
+        return new MiniBatchSteps.StepLoss(loss.loss(),
+                loss.clipFraction() * MiniBatchSteps.scored(slice.responses(), from, to), 0);
     }
 }

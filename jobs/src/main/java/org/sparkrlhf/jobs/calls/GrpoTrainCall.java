@@ -6,7 +6,6 @@ import org.sparkrlhf.jobs.config.RunConfig.OptimizerConfig;
 import org.sparkrlhf.jobs.executor.RankContext;
 import org.sparkrlhf.jobs.executor.RankFunction;
 import org.sparkrlhf.jobs.executor.ResidentModel;
-import org.sparkrlhf.jobs.executor.TrainStep;
 
 import java.io.Serializable;
 import java.util.ArrayList;
@@ -46,51 +45,20 @@ public final class GrpoTrainCall implements RankFunction<GrpoTrainCall.Slice, Gr
         }
         String layout = context.layoutKey();
         ResidentModel replica = Replicas.trained(context, slice.role(), slice.source(), slice.version(), slice.optimizer());
-        int rows = slice.prompts().length;
-        int miniBatches = slice.miniBatchTokens().length;
         int microBatches = context.placement() == null ? 1 : context.placement().microBatches();
-        double lossSum = 0;
-        float gradNorm = 0;
-        long clipped = 0;
-        long tokens = 0;
-        int steps = 0;
-        for (int epoch = 0; epoch < slice.epochs(); epoch++) {
-            for (int m = 0; m < miniBatches; m++) {
-                int from = m * rows / miniBatches;
-                int to = (m + 1) * rows / miniBatches;
-                int denominator = slice.miniBatchTokens()[m];
-                long[] counts = new long[2];
-                TrainStep.Result step = TrainStep.step(replica, context.dataGroup(), model -> {
-                    if (from == to || denominator == 0) {
-                        return 0.0;
-                    }
-                    double[] lossAndClipped = miniBatchLoss(model, slice, from, to, denominator, microBatches);
-                    int scored = 0;
-                    for (int b = from; b < to; b++) {
-                        scored += slice.responses()[b].length;
-                    }
-                    counts[0] = Math.round(lossAndClipped[1]);
-                    counts[1] = scored;
-                    return lossAndClipped[0];
-                });
-                lossSum += step.loss();
-                gradNorm = step.step().gradNorm();
-                clipped += counts[0];
-                tokens += counts[1];
-                steps++;
-            }
-        }
+        MiniBatchSteps.Totals t = MiniBatchSteps.run(context, replica, slice.epochs(), slice.responses(),
+                slice.miniBatchTokens(), (model, from, to, denominator) -> miniBatchLoss(model, slice, from, to,
+                        denominator, microBatches));
         Replicas.advanced(slice.role(), slice.version(), layout, context.rank(), replica);
-        return new Result(steps == 0 ? 0 : lossSum / steps, gradNorm, clipped, tokens, steps, replica.version());
+        return new Result(t.meanLoss(), t.gradNorm(), t.clippedTokens(), t.tokens(), t.steps(), replica.version());
     }
 
     /**
      * Forward over rows [from, to) in {@code microBatches} parts (the placement's, for pipeline
      * stages to overlap), the GRPO loss of each part over the whole mini-batch's denominator, and
-     * its backward into the model's gradients (which add up over the parts). Returns the loss and
-     * the clipped token count.
+     * its backward into the model's gradients (which add up over the parts).
      */
-    private static double[] miniBatchLoss(ResidentModel model, Slice slice, int from, int to, int denominator,
+    private static MiniBatchSteps.StepLoss miniBatchLoss(ResidentModel model, Slice slice, int from, int to, int denominator,
                                           int microBatches) {
         int parts = Math.min(microBatches, to - from);
         List<ResponseBatch> batches = new ArrayList<>(parts);
@@ -126,6 +94,6 @@ public final class GrpoTrainCall implements RankFunction<GrpoTrainCall.Slice, Gr
             out[1] += loss.clipFraction() * (double) scored;
             return loss.dLogprobs();
         });
-        return out;
+        return new MiniBatchSteps.StepLoss(out[0], out[1], 0);
     }
 }

@@ -6,7 +6,6 @@ import org.sparkrlhf.jobs.config.RunConfig.OptimizerConfig;
 import org.sparkrlhf.jobs.executor.RankContext;
 import org.sparkrlhf.jobs.executor.RankFunction;
 import org.sparkrlhf.jobs.executor.ResidentModel;
-import org.sparkrlhf.jobs.executor.TrainStep;
 
 import java.io.Serializable;
 import java.util.Arrays;
@@ -43,48 +42,16 @@ public final class PpoActorTrainCall implements RankFunction<PpoActorTrainCall.S
         }
         String layout = context.layoutKey();
         ResidentModel replica = Replicas.trained(context, slice.role(), slice.source(), slice.version(), slice.optimizer());
-        int rows = slice.prompts().length;
-        int miniBatches = slice.miniBatchTokens().length;
-        double lossSum = 0;
-        float gradNorm = 0;
-        long clipped = 0;
-        long tokens = 0;
-        double approxKl = 0;
-        int steps = 0;
-        for (int epoch = 0; epoch < slice.epochs(); epoch++) {
-            for (int m = 0; m < miniBatches; m++) {
-                int from = m * rows / miniBatches;
-                int to = (m + 1) * rows / miniBatches;
-                int denominator = slice.miniBatchTokens()[m];
-                double[] counts = new double[3];
-                TrainStep.Result step = TrainStep.step(replica, context.dataGroup(), model -> {
-                    if (from == to || denominator == 0) {
-                        return 0.0;
-                    }
-                    Losses.PolicyResult loss = miniBatchLoss(model, slice, from, to, denominator);
-                    int scored = 0;
-                    for (int b = from; b < to; b++) {
-                        scored += slice.responses()[b].length;
-                    }
-                    counts[0] = Math.round(loss.clipFraction() * (double) scored);
-                    counts[1] = scored;
-                    counts[2] = loss.approxKl() * (double) scored;
-                    return loss.loss();
-                });
-                lossSum += step.loss();
-                gradNorm = step.step().gradNorm();
-                clipped += (long) counts[0];
-                tokens += (long) counts[1];
-                approxKl += counts[2];
-                steps++;
-            }
-        }
+        MiniBatchSteps.Totals t = MiniBatchSteps.run(context, replica, slice.epochs(), slice.responses(),
+                slice.miniBatchTokens(), (model, from, to, denominator) -> miniBatchLoss(model, slice, from, to, denominator));
         Replicas.advanced(slice.role(), slice.version(), layout, context.rank(), replica);
-        return new Result(steps == 0 ? 0 : lossSum / steps, gradNorm, clipped, tokens, approxKl, steps, replica.version());
+        return new Result(t.meanLoss(), t.gradNorm(), t.clippedTokens(), t.tokens(), t.extraSum(), t.steps(),
+                replica.version());
     }
 
     /** Forward over rows [from, to), the clipped surrogate, and its backward into the model's gradients. */
-    private static Losses.PolicyResult miniBatchLoss(ResidentModel model, Slice slice, int from, int to, int denominator) {
+    private static MiniBatchSteps.StepLoss miniBatchLoss(ResidentModel model, Slice slice, int from, int to,
+                                                         int denominator) {
         ResponseBatch batch = ResponseBatch.of(Arrays.copyOfRange(slice.prompts(), from, to),
                 Arrays.copyOfRange(slice.responses(), from, to), slice.padId());
         TokenStats stats = model.forward(batch.batch(), false);
@@ -93,6 +60,7 @@ public final class PpoActorTrainCall implements RankFunction<PpoActorTrainCall.S
         Losses.PolicyResult loss = Losses.clippedPolicy(stats.logprobs(), old, advantages, batch.responseMask(),
                 slice.clipRatio(), denominator);
         model.backward(loss.dLogprobs(), null);
-        return loss;
+        int scored = MiniBatchSteps.scored(slice.responses(), from, to);
+        return new MiniBatchSteps.StepLoss(loss.loss(), loss.clipFraction() * scored, loss.approxKl() * scored);
     }
 }
