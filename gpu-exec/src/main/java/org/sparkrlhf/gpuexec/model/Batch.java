@@ -88,6 +88,23 @@ public record Batch(int batch, int time, int[] ids, int[] mask) {
         return rows;
     }
 
+    /** Per-position values [B, T] cut to the next-token predictions [B, T - 1] (the last position predicts nothing). */
+    public float[] dropLast(float[] perPosition) {
+        float[] out = new float[batch * (time - 1)];
+        for (int b = 0; b < batch; b++) System.arraycopy(perPosition, b * time, out, b * (time - 1), time - 1);
+        return out;
+    }
+
+    /** Per-prediction values [B, T - 1] back to positions [B, T], 0 at the last; {@code what} names them in errors. */
+    public float[] padLast(float[] perStep, String what) {
+        if (perStep.length != batch * (time - 1)) {
+            throw new IllegalArgumentException(what + " has " + perStep.length + " values, expected " + batch + " x " + (time - 1));
+        }
+        float[] out = new float[batch * time];
+        for (int b = 0; b < batch; b++) System.arraycopy(perStep, b * (time - 1), out, b * time, time - 1);
+        return out;
+    }
+
     /** loss mask for next-token predictions: mask[b, t + 1] for t &lt; T - 1, as [B, T - 1]. */
     public int[] targetMask() {
         int[] m = new int[batch * (time - 1)];

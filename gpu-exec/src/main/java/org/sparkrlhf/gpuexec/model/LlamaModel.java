@@ -250,8 +250,8 @@ public final class LlamaModel implements AutoCloseable {
         backend.tokenLogprobs(a.logprobs, withEntropy ? a.entropy : null, a.tokenLse, a.logits, a.targets);
         lastBatch = batch;
         lastHadEntropy = withEntropy;
-        float[] lp = dropLast(backend.download(a.logprobs), batch);
-        float[] ent = withEntropy ? dropLast(backend.download(a.entropy), batch) : null;
+        float[] lp = batch.dropLast(backend.download(a.logprobs));
+        float[] ent = withEntropy ? batch.dropLast(backend.download(a.entropy)) : null;
         return new TokenStats(batch.batch(), batch.time() - 1, lp, ent);
     }
 
@@ -259,23 +259,6 @@ public final class LlamaModel implements AutoCloseable {
     public float[] logits() {
         if (lastBatch == null || acts == null || acts.logits == null) throw new IllegalStateException("no forward has run");
         return backend.download(acts.logits);
-    }
-
-    private static float[] dropLast(float[] perPosition, Batch batch) {
-        int T = batch.time();
-        float[] out = new float[batch.batch() * (T - 1)];
-        for (int b = 0; b < batch.batch(); b++) System.arraycopy(perPosition, b * T, out, b * (T - 1), T - 1);
-        return out;
-    }
-
-    private static float[] padLast(float[] perStep, Batch batch, String what) {
-        int T = batch.time();
-        if (perStep.length != batch.batch() * (T - 1)) {
-            throw new IllegalArgumentException(what + " has " + perStep.length + " values, expected " + batch.batch() + " x " + (T - 1));
-        }
-        float[] out = new float[batch.batch() * T];
-        for (int b = 0; b < batch.batch(); b++) System.arraycopy(perStep, b * (T - 1), out, b * T, T - 1);
-        return out;
     }
 
     /**
@@ -288,8 +271,8 @@ public final class LlamaModel implements AutoCloseable {
         if (dEntropies != null && !lastHadEntropy) throw new IllegalStateException("dEntropies given but the forward did not compute entropies");
         Activations a = acts;
         a.allocateBackward(config);
-        backend.upload(a.dLogprobs, padLast(dLogprobs, lastBatch, "dLogprobs"));
-        if (dEntropies != null) backend.upload(a.dEntropy, padLast(dEntropies, lastBatch, "dEntropies"));
+        backend.upload(a.dLogprobs, lastBatch.padLast(dLogprobs, "dLogprobs"));
+        if (dEntropies != null) backend.upload(a.dEntropy, lastBatch.padLast(dEntropies, "dEntropies"));
         backend.zero(a.dLogits);
         backend.tokenLogprobsBackward(a.dLogits, a.dLogprobs, dEntropies == null ? null : a.dEntropy,
                 a.logits, a.tokenLse, dEntropies == null ? null : a.entropy, a.targets);

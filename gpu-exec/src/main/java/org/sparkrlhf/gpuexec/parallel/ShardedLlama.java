@@ -581,8 +581,8 @@ public final class ShardedLlama implements AutoCloseable {
             float[] both = null;
             if (shard.lastStage()) {
                 both = new float[withEntropy ? 2 * n : n];
-                System.arraycopy(dropLast(backend.download(a.logprobs), batch), 0, both, 0, n);
-                if (withEntropy) System.arraycopy(dropLast(backend.download(a.entropy), batch), 0, both, n, n);
+                System.arraycopy(batch.dropLast(backend.download(a.logprobs)), 0, both, 0, n);
+                if (withEntropy) System.arraycopy(batch.dropLast(backend.download(a.entropy)), 0, both, n, n);
             }
             both = broadcastFromLast(both, withEntropy ? 2 * n : n);
             out.add(new TokenStats(batch.batch(), batch.time() - 1, Arrays.copyOfRange(both, 0, n),
@@ -609,8 +609,8 @@ public final class ShardedLlama implements AutoCloseable {
             a.allocateBackward();
             float[] dEnt = dEntropies == null ? null : dEntropies.get(i);
             if (dEnt != null && !lastHadEntropy) throw new IllegalStateException("dEntropies given but the forward did not compute entropies");
-            float[] dLp = padLast(dLogprobs.get(i), batch, "dLogprobs of micro-batch " + i);
-            float[] dEntPadded = dEnt == null ? null : padLast(dEnt, batch, "dEntropies of micro-batch " + i);
+            float[] dLp = batch.padLast(dLogprobs.get(i), "dLogprobs of micro-batch " + i);
+            float[] dEntPadded = dEnt == null ? null : batch.padLast(dEnt, "dEntropies of micro-batch " + i);
             if (shard.lastStage()) {
                 backend.upload(a.dLogprobs, dLp);
                 if (dEnt != null) backend.upload(a.dEntropy, dEntPadded);
@@ -736,23 +736,6 @@ public final class ShardedLlama implements AutoCloseable {
         if (count != lastBatches.size()) {
             throw new IllegalArgumentException(what + ": " + count + " gradients for " + lastBatches.size() + " micro-batches");
         }
-    }
-
-    private static float[] dropLast(float[] perPosition, Batch batch) {
-        int T = batch.time();
-        float[] out = new float[batch.batch() * (T - 1)];
-        for (int b = 0; b < batch.batch(); b++) System.arraycopy(perPosition, b * T, out, b * (T - 1), T - 1);
-        return out;
-    }
-
-    private static float[] padLast(float[] perStep, Batch batch, String what) {
-        int T = batch.time();
-        if (perStep.length != batch.batch() * (T - 1)) {
-            throw new IllegalArgumentException(what + " has " + perStep.length + " values, expected " + batch.batch() + " x " + (T - 1));
-        }
-        float[] out = new float[batch.batch() * T];
-        for (int b = 0; b < batch.batch(); b++) System.arraycopy(perStep, b * (T - 1), out, b * T, T - 1);
-        return out;
     }
 
     /** Frees the kept activations. */
