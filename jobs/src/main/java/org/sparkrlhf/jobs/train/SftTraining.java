@@ -11,6 +11,7 @@ import org.sparkrlhf.datasets.ReadOptions;
 import org.sparkrlhf.datasets.SftRow;
 import org.sparkrlhf.datasets.tables.IterationTable;
 import org.sparkrlhf.datasets.tables.MetricRow;
+import org.sparkrlhf.datasets.tables.PlanRow;
 import org.sparkrlhf.gpuexec.tokenizer.HfTokenizer;
 import org.sparkrlhf.jobs.calls.ModelSource;
 import org.sparkrlhf.jobs.calls.SaveModelCall;
@@ -21,10 +22,12 @@ import org.sparkrlhf.jobs.config.Algorithm;
 import org.sparkrlhf.jobs.config.RunConfig;
 import org.sparkrlhf.jobs.plan.CallPlacements;
 import org.sparkrlhf.jobs.plan.Placement;
+import org.sparkrlhf.jobs.plan.RunScenario;
 import org.sparkrlhf.jobs.runtime.BarrierCallRunner;
 import org.sparkrlhf.jobs.runtime.ClusterInventory;
 import org.sparkrlhf.jobs.runtime.DeviceSlot;
-import org.sparkrlhf.jobs.runtime.RankResult;
+import org.sparkrlhf.jobs.runtime.ModelResidency;
+import org.sparkrlhf.planner.spec.ModelSpec;
 
 import java.io.IOException;
 import java.io.PrintStream;
@@ -40,10 +43,15 @@ import java.util.Optional;
 
 /**
  * Supervised fine-tuning of the actor as a Spark job: each iteration takes the next
- * {@code data.batch_size} examples in the run's data order and runs one actor_train call on a
- * data-parallel layout (one rank per device of the layout); checkpoints every
- * {@code checkpoint.every} iterations, and the final model goes to {@code <output>/final} as an
- * HF folder (weights, config, tokenizer) that the PPO and GRPO examples start from.
+ * {@code data.batch_size} examples in the run's data order and runs one actor_train call on its
+ * placement in the run's plan ({@link CallPlacements}: baseline, search, plan file or manual; any
+ * dp x tp x pp, with the plan's micro-batches), the batch split across the data-parallel
+ * replicas. The actor stays resident in the executors between iterations, with its optimizer
+ * state, on that placement. The plan is appended to the run's plans table with each iteration;
+ * checkpoints every {@code checkpoint.every} iterations (data-parallel layouts only, for now: a
+ * sharded actor's optimizer state is not gathered yet), and the final model, gathered whole when
+ * it is sharded, goes to {@code <output>/final} as an HF folder (weights, config, tokenizer) that
+ * the PPO and GRPO examples start from.
  *
  * <p>A training example is [bos] + prompt + answer + [eos], truncated to max_prompt_tokens +
  * max_new_tokens, with the loss on the answer and eos tokens only (the prompt is the task's
@@ -81,25 +89,37 @@ public final class SftTraining {
         }
         Path output = localOutput(config);
         Path actorDir = new ModelSource(config.models().get(ROLE).path(), 0).localPath();
-        List<DeviceSlot> mesh = mesh(config, inventory, progress);
-        int dp = mesh.size();
+        CallPlacements plan = CallPlacements.choose(config, inventory, progress);
+        Placement trainAt = plan.placement(CALL);
+        int dp = trainAt.dp();
         if (config.data().batchSize() < dp) {
             throw new IllegalArgumentException(config.source() + ": data.batch_size " + config.data().batchSize()
                     + " is smaller than the " + dp + " data-parallel ranks of actor_train");
         }
+        if (config.checkpoint().every() > 0 && (trainAt.tp() > 1 || trainAt.pp() > 1)) {
+            // the AdamW moments live in the train call's shards; gathering them into a checkpoint is not built
+            throw new UnsupportedOperationException(config.source() + ": checkpoint.every: checkpoints hold the actor's "
+                    + "optimizer state, which is not gathered from tensor/pipeline shards yet; actor_train runs "
+                    + trainAt.dp() + "/" + trainAt.tp() + "/" + trainAt.pp() + " (dp/tp/pp): give it a data-parallel "
+                    + "layout or set checkpoint.every: 0");
+        }
+        ModelResidency residency = new ModelResidency(runner, RunScenario.cluster(inventory, RunScenario.gpuPreset(config)));
+        ModelSpec actorSpec = RunScenario.model(config, ROLE);
         SpecialTokens special = SpecialTokens.read(actorDir);
         List<Example> examples = tokenize(spark, config, actorDir, special);
-        progress.printf("sft: %d examples, actor_train on %d device(s) (dp=%d), %d iterations%n",
-                examples.size(), dp, dp, config.iterations());
+        progress.printf("sft: %d examples, actor_train on %d device(s) (dp=%d, tp=%d, pp=%d, micro_batches=%d), "
+                        + "%d iterations%n", examples.size(), trainAt.size(), dp, trainAt.tp(), trainAt.pp(),
+                trainAt.microBatches(), config.iterations());
 
         RunCheckpoints checkpoints = new RunCheckpoints(output.toUri().toString(), new Configuration());
         Optional<RunCheckpoints.Checkpoint> resumed = checkpoints.resume(config, examples.size(), resume, progress);
         DataOrder order = DataOrder.startingAt(examples.size(), config.seed(), resumed);
+        // where a lost executor reloads the actor from: the initial model, then the newest checkpoint
         ModelSource source = resumed.map(c -> c.source(ROLE)).orElseGet(() -> new ModelSource(actorDir.toString(), 0));
         long version = source.version();
         int first = resumed.map(c -> c.state().iteration() + 1).orElse(1);
-        String layout = "dp" + dp + ".tp1.pp1";
         IterationTable<MetricRow> metrics = IterationTable.metrics(spark, metricsPath(output));
+        IterationTable<PlanRow> plans = IterationTable.plans(spark, GrpoTraining.plansPath(output));
         List<Double> losses = new ArrayList<>();
         for (int iteration = first; iteration <= config.iterations(); iteration++) {
             List<Example> batch = order.next(config.data().batchSize()).stream().map(examples::get).toList();
@@ -115,35 +135,42 @@ public final class SftTraining {
                         config.optimizer()));
             }
             long start = System.nanoTime();
-            List<RankResult<SftTrainCall.Result>> results = runner.run(CALL,
-                    CALL + " iteration " + iteration + " (sft, dp=" + dp + ")", mesh, slices, new SftTrainCall());
+            // the actor lives on actor_train's placement between iterations (with its optimizer state); the
+            // first call, or one after a lost executor, loads it from the source
+            List<SftTrainCall.Result> results = trainAt.perDataRank(runner.run(
+                    CALL + " iteration " + iteration + " (sft, " + trainAt.layout() + ")", trainAt,
+                    trainAt.perRank(slices), new SftTrainCall()));
             double seconds = (System.nanoTime() - start) / 1e9;
-            double loss = results.get(0).value().loss();
-            version = results.get(0).value().version();
+            SftTrainCall.Result step = results.get(0);
+            double loss = step.loss();
+            version = step.version();
+            residency.trained(ROLE, version, trainAt);
             losses.add(loss);
             progress.printf("iter %d/%d | loss %.4f | grad norm %.3f | %s %.2f s | %.0f tokens/s%n", iteration,
-                    config.iterations(), loss, results.get(0).value().gradNorm(), CALL, seconds,
-                    (targets + batch.size()) / seconds);
+                    config.iterations(), loss, step.gradNorm(), CALL, seconds, (targets + batch.size()) / seconds);
             Instant now = Instant.now();
             metrics.appendIteration(config.name(), iteration, List.of(
                     new MetricRow("loss/actor", loss, now),
-                    new MetricRow("grad_norm/actor", results.get(0).value().gradNorm(), now),
+                    new MetricRow("grad_norm/actor", step.gradNorm(), now),
                     new MetricRow("seconds/" + CALL, seconds, now),
                     new MetricRow("tokens_per_second/" + CALL, (targets + batch.size()) / seconds, now)));
+            plans.appendIteration(config.name(), iteration, List.of(plan.planRow(Map.of(CALL, seconds), seconds, now)));
             int every = config.checkpoint().every();
             if (every > 0 && iteration % every == 0 && iteration < config.iterations()) {
+                Placement whole = residency.wholeCopy(ROLE, version, trainAt, actorSpec, source);
                 RunState state = new RunState(config.name(), iteration, config.seed(), examples.size(), order.epoch(),
                         order.offset(), 0, 0.0, Map.of(ROLE, version));
                 RunCheckpoints.Checkpoint saved = checkpoints.save(runner, state,
-                        List.of(new RunCheckpoints.TrainedModel(ROLE, version, layout, mesh, actorDir)),
+                        List.of(new RunCheckpoints.TrainedModel(ROLE, version, whole.key(), whole.devices(), actorDir)),
                         config.checkpoint().keep());
-                // a lost executor reloads the actor from here
                 source = saved.source(ROLE);
                 progress.printf("checkpoint %s%n", saved.localDir());
             }
         }
-        Path finalDir = writeFinal(runner, mesh, layout, version, actorDir, output);
+        Placement whole = residency.wholeCopy(ROLE, version, trainAt, actorSpec, source);
+        Path finalDir = writeFinal(runner, whole.devices(), whole.key(), version, actorDir, output);
         progress.printf("final model %s%n", finalDir);
+        GrpoTraining.release(runner, residency, ROLE);
         return new Summary(losses, finalDir);
     }
 
@@ -166,20 +193,6 @@ public final class SftTraining {
     /** The run's metrics Delta table. */
     public static String metricsPath(Path output) {
         return output.resolve("tables").resolve("metrics").toString();
-    }
-
-    /**
-     * The actor_train devices from the run's plan (baseline, search, plan file or manual). SFT's train
-     * call works on whole replicas, so the plan must give it a data-parallel layout.
-     */
-    static List<DeviceSlot> mesh(RunConfig config, ClusterInventory inventory, PrintStream log) {
-        Placement p = CallPlacements.choose(config, inventory, log).placement(CALL);
-        if (p.tp() != 1 || p.pp() != 1) {
-            throw new UnsupportedOperationException(config.source() + ": plan: actor_train gets the layout " + p.layout()
-                    + ", but SFT trains whole data-parallel replicas only (tp and pp shards are GRPO's so far); "
-                    + "give it tp: 1 and pp: 1 with plan.mode: manual");
-        }
-        return p.devices();
     }
 
     static void save(BarrierCallRunner runner, List<DeviceSlot> mesh, String layout, long version,
