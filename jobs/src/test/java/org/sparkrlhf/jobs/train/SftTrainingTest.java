@@ -26,7 +26,7 @@ class SftTrainingTest {
     Path dir;
 
     @Test
-    @Timeout(value = 240, unit = TimeUnit.SECONDS)
+    @Timeout(value = 360, unit = TimeUnit.SECONDS)
     void trainsWritesCheckpointsAndAFinalModel() throws Exception {
         StringBuilder jsonl = new StringBuilder();
         for (int a = 1; a <= 4; a++) {
