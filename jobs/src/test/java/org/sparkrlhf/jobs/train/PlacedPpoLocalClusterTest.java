@@ -41,7 +41,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * advantages, returns) and the iteration's losses, KL and KL coefficient equal those of the
  * single-process run (Spark local[1], every call on one device) with the same seed, over iterations
  * that sample from the trained actor and read values from the trained critic. The run's Spark jobs
- * show reward_inf and ref_inf running at one time, and the actor and the critic moved between their
+ * show reward_inf and ref_inf running at one time, critic_inf waiting for reward_inf, and the actor and the critic moved between their
  * train and inference layouts by the reallocation stages every iteration.
  *
  * <p>Tolerances: the runs compute the same sums in other orders. Tensor parallelism adds the partial
@@ -153,13 +153,16 @@ class PlacedPpoLocalClusterTest {
                     assertTrue(plans.get(0).calls().stream().anyMatch(c -> c.call().equals(call)),
                             call + " in " + plans.get(0).calls());
                 }
-                // reward_inf and ref_inf, on disjoint devices, were both running at one time
+                // reward_inf and ref_inf, on disjoint devices, were both running at one time ...
                 int rewardStart = events.indexOf("start reward_inf iteration " + i + " (ppo, dp1.tp2.pp1)");
                 int refStart = events.indexOf("start ref_inf iteration " + i + " (ppo, dp1.tp2.pp1)");
                 int rewardEnd = events.indexOf("end reward_inf iteration " + i + " (ppo, dp1.tp2.pp1)");
                 int refEnd = events.indexOf("end ref_inf iteration " + i + " (ppo, dp1.tp2.pp1)");
                 assertTrue(rewardStart >= 0 && refStart >= 0 && rewardEnd >= 0 && refEnd >= 0, events.toString());
                 assertTrue(Math.max(rewardStart, refStart) < Math.min(rewardEnd, refEnd), events.toString());
+                // and critic_inf, on reward_inf's devices, waited for it
+                int criticStart = events.indexOf("start critic_inf iteration " + i + " (ppo, dp1.tp1.pp2)");
+                assertTrue(criticStart > rewardEnd, events.toString());
             }
             // the second iteration sampled from a trained actor: its logprobs left the reference's
             // by far more than the tolerance (the first iteration's policy is the reference itself)
