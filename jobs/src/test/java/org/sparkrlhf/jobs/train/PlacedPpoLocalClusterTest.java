@@ -41,17 +41,18 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * advantages, returns) and the iteration's losses, KL and KL coefficient equal those of the
  * single-process run (Spark local[1], every call on one device) with the same seed, over iterations
  * that sample from the trained actor and read values from the trained critic. The run's Spark jobs
- * show reward_inf and ref_inf running at one time, critic_inf waiting for reward_inf, and the actor and the critic moved between their
- * train and inference layouts by the reallocation stages every iteration.
+ * show reward_inf and ref_inf running at one time, critic_inf waiting for reward_inf, and the actor
+ * and the critic moved between their train and inference layouts by the reallocation stages every
+ * iteration.
  *
  * <p>Tolerances: the runs compute the same sums in other orders. Tensor parallelism adds the partial
  * products of o_proj / down_proj and the vocabulary-parallel softmax pieces after an all-reduce,
  * pipeline parallelism and micro-batches add the gradients of the pieces of a mini-batch in another
  * order, and a data-parallel gradient is the sum of the ranks' partial sums; so activations, the
  * trained weights and everything computed from them differ in the last bits of float (measured:
- * at most 1e-6 on logprobs, reference logprobs and values, 2.2e-6 on the whitened advantages). 1e-4 absolute on quantities of order 1 is ~1000 float ulps:
- * far above rounding, far below a real difference (a wrong slice, a lost micro-batch or gradient
- * changes them at 1e-2 and more). The losses are means over steps of small numbers, compared at
+ * at most 1e-6 on logprobs, reference logprobs and values, 2.2e-6 on the whitened advantages).
+ * 1e-4 absolute on quantities of order 1 is ~1000 float ulps: far above rounding, far below a real
+ * difference (a wrong slice, a lost micro-batch or gradient changes them at 1e-2 and more). The losses are means over steps of small numbers, compared at
  * 1e-5. Sampling draws from counter-based random numbers per sequence id, so the tokens are the
  * same unless a uniform draw falls within ~1e-7 of a cumulative probability boundary.
  */
