@@ -6,6 +6,7 @@ import org.apache.spark.sql.SparkSession;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
+import org.sparkrlhf.datasets.tasks.ArithmeticReward;
 import org.sparkrlhf.gpuexec.backend.cpu.CpuBackend;
 import org.sparkrlhf.gpuexec.checkpoint.CheckpointWeights;
 import org.sparkrlhf.gpuexec.model.Batch;
@@ -166,6 +167,32 @@ class GrpoRewardModelTest {
                 && !resumed.contains("iter 1/2"), resumed);
         assertWeightsEqual(straightFinal, out.resolve("final"));
         assertEquals(ITERATIONS * BATCH * GROUP, spark.read().format("delta").load(GrpoTraining.rolloutsPath(out)).count());
+    }
+
+    /**
+     * eval/reward_mean: with a reward model, the held-out answers of a task are checked by the task's
+     * reward function, of a dataset scored by the reward model (null); a reward function scores both.
+     */
+    @Test
+    @Timeout(value = 60, unit = TimeUnit.SECONDS)
+    void heldOutAnswersAreScoredByTheTasksRewardFunctionWhenThereIsOne() throws Exception {
+        Files.writeString(dir.resolve("p.jsonl"), "{\"id\": \"a\", \"prompt\": \"1+1=\"}\n");
+        String models = "models: {actor: {path: %s}, ref: {path: %s}, reward: {path: %s}}".formatted(
+                SftTrainingTest.TINY_LLAMA, SftTrainingTest.TINY_LLAMA, PpoTrainingTest.TINY_REWARD);
+        String function = "models: {actor: {path: %s}, ref: {path: %s}}\nreward: {function: arithmetic}".formatted(
+                SftTrainingTest.TINY_LLAMA, SftTrainingTest.TINY_LLAMA);
+        String task = "data: {task: arithmetic}";
+        String dataset = "data: {path: " + dir.resolve("p.jsonl") + "}";
+        assertTrue(GrpoTraining.heldOutRewardFunction(smallConfig(models, task)) instanceof ArithmeticReward);
+        assertNull(GrpoTraining.heldOutRewardFunction(smallConfig(models, dataset)));
+        assertTrue(GrpoTraining.heldOutRewardFunction(smallConfig(function, task)) instanceof ArithmeticReward);
+        assertTrue(GrpoTraining.heldOutRewardFunction(smallConfig(function, dataset)) instanceof ArithmeticReward);
+    }
+
+    private RunConfig smallConfig(String models, String data) throws Exception {
+        Path f = dir.resolve("small.yaml");
+        Files.writeString(f, "algorithm: grpo\noutput: " + dir.resolve("out") + "\n" + models + "\n" + data + "\n");
+        return new RunConfigReader(new Configuration()).read(f.toString());
     }
 
     private Path writeConfig(Path out) throws Exception {
