@@ -19,6 +19,7 @@ import org.sparkrlhf.jobs.calls.GrpoTrainCall;
 import org.sparkrlhf.jobs.calls.ModelSource;
 import org.sparkrlhf.jobs.calls.RefLogprobsCall;
 import org.sparkrlhf.jobs.calls.ReleaseModelsCall;
+import org.sparkrlhf.jobs.calls.RewardModelCall;
 import org.sparkrlhf.jobs.checkpoint.RunCheckpoints;
 import org.sparkrlhf.jobs.checkpoint.RunState;
 import org.sparkrlhf.jobs.config.Algorithm;
@@ -28,6 +29,7 @@ import org.sparkrlhf.jobs.plan.CallPlacements;
 import org.sparkrlhf.jobs.plan.Placement;
 import org.sparkrlhf.jobs.plan.RunScenario;
 import org.sparkrlhf.jobs.runtime.BarrierCallRunner;
+import org.sparkrlhf.jobs.runtime.CallScheduler;
 import org.sparkrlhf.jobs.runtime.ClusterInventory;
 import org.sparkrlhf.jobs.runtime.ModelResidency;
 import org.sparkrlhf.planner.spec.ModelSpec;
@@ -37,20 +39,26 @@ import java.nio.file.Path;
 import java.time.Instant;
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.HashSet;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
+import java.util.Set;
 
 /**
- * GRPO (Shao et al. 2024) with a verifiable reward function, as a Spark job. Each iteration:
+ * GRPO (Shao et al. 2024) as a Spark job, with rewards from a verifiable reward function or from
+ * a reward model. Each iteration:
  * <ol>
  *   <li>the next {@code data.batch_size} prompts in the run's data order (as SFT);</li>
  *   <li>actor_gen: {@code grpo.group_size} sampled responses per prompt (seeded by the run's seed
  *       and the iteration), with their logprobs under the generating policy;</li>
- *   <li>rewards from the reward function (on the driver: it needs no model), clipped to
- *       [-reward.clip, reward.clip];</li>
- *   <li>ref_inf: the responses' logprobs under the frozen initial actor;</li>
+ *   <li>rewards, clipped to [-reward.clip, reward.clip]: from the reward function
+ *       ({@code reward.function}, on the driver: it needs no model), or reward_inf: the reward
+ *       model's ({@code models.reward}) score of each prompt + response;</li>
+ *   <li>ref_inf: the responses' logprobs under the frozen initial actor; reward_inf and ref_inf
+ *       need only the responses, so a {@link CallScheduler} runs them at the same time on
+ *       disjoint devices and one after the other where their devices overlap (as PPO's);</li>
  *   <li>group-normalised advantages, and actor_train: the clipped GRPO loss with the k3 KL
  *       term, {@code grpo.epochs} x {@code grpo.mini_batches} AdamW steps;</li>
  *   <li>the iteration's rollouts and metrics are appended (idempotently) to the run's Delta
@@ -60,15 +68,21 @@ import java.util.Optional;
  * ({@link CallPlacements}); a data-parallel rank's prompts keep all their samples on that rank.
  * Calls on the actor share its parameters: actor_train's placement is the actor's home (with the
  * optimizer state), actor_gen gets a copy reallocated from it whenever layouts or devices differ
- * ({@link ModelResidency}). The plan is appended to the run's plans table with each iteration. Every {@code data.eval_every} iterations, when
- * {@code data.eval_size > 0} (and before the first iteration, as iteration 0, and after the last),
- * the held-out prompts are answered (greedily, or {@code data.eval_samples} sampled answers each)
- * and their mean reward is logged as {@code eval/reward_mean}. At the end the actor goes
- * to {@code <output>/final} and the run's replicas leave the executors' model stores.
+ * ({@link ModelResidency}); the frozen models (ref, reward) load from their config folders where
+ * their calls run (also after {@code --resume}: checkpoints hold only the actor). The plan is
+ * appended to the run's plans table with each iteration. Every {@code data.eval_every}
+ * iterations, when {@code data.eval_size > 0} (and before the first iteration, as iteration 0,
+ * and after the last), the held-out prompts are answered (greedily, or {@code data.eval_samples}
+ * sampled answers each) and their mean clipped reward is logged as {@code eval/reward_mean}: by
+ * the reward function; with a reward model, by the task's verifiable reward function when the
+ * prompts come from a task ({@code data.task}), else by the reward model
+ * ({@link #heldOutRewardFunction}). At the end the actor goes to {@code <output>/final} and the
+ * run's replicas leave the executors' model stores.
  */
 public final class GrpoTraining {
     private static final String ACTOR = "actor";
     private static final String REF = "ref";
+    private static final String REWARD = "reward";
 
     /** Per-iteration mean rewards, held-out evaluations (iteration -> mean reward), and the final model. */
     public record Summary(List<Double> rewards, Map<Integer, Double> evaluations, Path finalModel) {
@@ -92,10 +106,6 @@ public final class GrpoTraining {
         if (config.algorithm() != Algorithm.GRPO) {
             throw new IllegalArgumentException("not a GRPO run: " + config.algorithm().key());
         }
-        if (config.reward().fromModel()) {
-            throw new UnsupportedOperationException(config.source() + ": models.reward: GRPO with a reward model is not "
-                    + "available yet; give reward.function");
-        }
         RunConfig.GrpoConfig grpo = config.grpo();
         Path output = SftTraining.localOutput(config);
         Path actorDir = new ModelSource(config.models().get(ACTOR).path(), 0).localPath();
@@ -104,7 +114,13 @@ public final class GrpoTraining {
         Placement genAt = plan.placement("actor_gen");
         Placement refAt = plan.placement("ref_inf");
         Placement trainAt = plan.placement("actor_train");
-        for (Placement p : List.of(genAt, refAt, trainAt)) {
+        // with a reward function, rewards are scored on the driver: the plan has no reward_inf
+        Placement rewardAt = config.reward().fromModel() ? plan.placement("reward_inf") : null;
+        List<Placement> placed = new ArrayList<>(List.of(genAt, refAt, trainAt));
+        if (rewardAt != null) {
+            placed.add(rewardAt);
+        }
+        for (Placement p : placed) {
             if (config.data().batchSize() < p.dp()) {
                 throw new IllegalArgumentException(config.source() + ": data.batch_size " + config.data().batchSize()
                         + " is smaller than the " + p.dp() + " data-parallel ranks of " + p.call());
@@ -120,10 +136,18 @@ public final class GrpoTraining {
         ModelResidency residency = new ModelResidency(runner, RunScenario.cluster(inventory, RunScenario.gpuPreset(config)));
         ModelSpec actorSpec = RunScenario.model(config, ACTOR);
         SftTraining.SpecialTokens special = SftTraining.SpecialTokens.read(actorDir);
-        RewardFunction reward = RewardFunctions.forTask(config.reward().function());
+        RewardFunction rewardFunction = config.reward().fromModel() ? null
+                : RewardFunctions.forTask(config.reward().function());
+        ModelSource rewardSource = config.reward().fromModel()
+                ? new ModelSource(config.models().get(REWARD).path(), 0) : null;
+        RewardFunction heldOutFunction = heldOutRewardFunction(config);
+        HeldOutScoring heldOutScoring = new HeldOutScoring(heldOutFunction, heldOutFunction == null ? rewardAt : null,
+                rewardSource, residency);
         PromptSet prompts = PromptSet.read(spark, config, actorDir, special.bos(), output);
-        progress.printf("grpo: %d prompts (%d held out), %d samples per prompt, %d iterations%n", prompts.rows().size(),
-                prompts.heldOut().size(), grpo.groupSize(), config.iterations());
+        progress.printf("grpo: %d prompts (%d held out), %d samples per prompt, rewards from %s, %d iterations%n",
+                prompts.rows().size(), prompts.heldOut().size(), grpo.groupSize(),
+                rewardFunction == null ? "the reward model " + rewardSource.path()
+                        : "the reward function " + config.reward().function(), config.iterations());
 
         RunCheckpoints checkpoints = new RunCheckpoints(output.toUri().toString(), new Configuration());
         int dataSize = prompts.rows().size();
@@ -140,13 +164,14 @@ public final class GrpoTraining {
         List<Double> rewards = new ArrayList<>();
         Map<Integer, Double> evaluations = new LinkedHashMap<>();
         long version = actorSource.version();
-        try (HfTokenizer tokenizer = HfTokenizer.open(actorDir)) {
+        try (HfTokenizer tokenizer = HfTokenizer.open(actorDir);
+             CallScheduler scheduler = new CallScheduler(2)) {
             if (first == 1 && !prompts.heldOut().isEmpty()) {
                 // the curve's starting point: the initial actor on the held-out prompts, logged as iteration 0
                 long start = System.nanoTime();
                 residency.prepare(ACTOR, version, genAt, actorSpec, actorSource, ReallocationCall.Build.MODEL, null);
-                double heldOut = evaluate(runner, genAt, config, prompts, actorSource, version, special, reward,
-                        tokenizer, 0);
+                double heldOut = evaluate(runner, genAt, config, prompts, actorSource, version, special,
+                        heldOutScoring, tokenizer, 0);
                 residency.holds(ACTOR, version, genAt);
                 double evalSeconds = (System.nanoTime() - start) / 1e9;
                 evaluations.put(0, heldOut);
@@ -204,20 +229,30 @@ public final class GrpoTraining {
                     samplePrompts[s] = batchPrompts[s / groupSize];
                 }
 
-                // rewards, on the driver
-                start = System.nanoTime();
+                // rewards: the reward function's on the driver, or reward_inf on the reward model; reward_inf
+                // and ref_inf need only the responses, so the scheduler runs them on disjoint devices at once
                 String[] texts = new String[samples];
-                Reward[] verdicts = new Reward[samples];
-                float[] scores = new float[samples];
-                double clip = config.reward().clip();
                 for (int s = 0; s < samples; s++) {
                     texts[s] = tokenizer.decode(withoutEos(responses[s], stopped[s]));
-                    verdicts[s] = reward.score(prompts.rows().get(picked.get(s / groupSize)), texts[s]);
-                    scores[s] = (float) Math.max(-clip, Math.min(clip, verdicts[s].value()));
                 }
-                seconds.put("reward", (System.nanoTime() - start) / 1e9);
-
-                // ref_inf
+                float[] scores = new float[samples];
+                String[] details = new String[samples];
+                double clip = config.reward().clip();
+                List<CallScheduler.Call> inference = new ArrayList<>();
+                if (rewardAt == null) {
+                    start = System.nanoTime();
+                    for (int s = 0; s < samples; s++) {
+                        Reward verdict = rewardFunction.score(prompts.rows().get(picked.get(s / groupSize)), texts[s]);
+                        scores[s] = (float) Math.max(-clip, Math.min(clip, verdict.value()));
+                        details[s] = verdict.detail();
+                    }
+                    seconds.put("reward", (System.nanoTime() - start) / 1e9);
+                } else {
+                    String description = "reward_inf iteration " + iteration + " (grpo, " + rewardAt.layout() + ")";
+                    inference.add(new CallScheduler.Call("reward_inf", List.of(), devices(rewardAt), () ->
+                            modelScores(runner, rewardAt, rewardSource, samplePrompts, responses, groupSize,
+                                    description)));
+                }
                 dp = refAt.dp();
                 List<RefLogprobsCall.Slice> refSlices = new ArrayList<>(dp);
                 for (int r = 0; r < dp; r++) {
@@ -226,12 +261,23 @@ public final class GrpoTraining {
                     refSlices.add(new RefLogprobsCall.Slice(REF, refSource, dp, Arrays.copyOfRange(samplePrompts, from, to),
                             Arrays.copyOfRange(responses, from, to), special.pad()));
                 }
-                start = System.nanoTime();
-                List<float[][]> refResults = refAt.perDataRank(runner.run(
-                        "ref_inf iteration " + iteration + " (grpo, " + refAt.layout() + ")", refAt,
-                        refAt.perRank(refSlices), new RefLogprobsCall()));
+                String refDescription = "ref_inf iteration " + iteration + " (grpo, " + refAt.layout() + ")";
+                inference.add(new CallScheduler.Call("ref_inf", List.of(), devices(refAt), () ->
+                        refAt.perDataRank(runner.run(refDescription, refAt, refAt.perRank(refSlices),
+                                new RefLogprobsCall()))));
+                Map<String, CallScheduler.Outcome> inferred = runAll(scheduler, inference);
                 residency.holds(REF, 0, refAt);
-                seconds.put("ref_inf", (System.nanoTime() - start) / 1e9);
+                if (rewardAt != null) {
+                    residency.holds(REWARD, 0, rewardAt);
+                    seconds.put("reward_inf", inferred.get("reward_inf").seconds());
+                    float[] modelScores = (float[]) inferred.get("reward_inf").value();
+                    for (int s = 0; s < samples; s++) {
+                        scores[s] = (float) Math.max(-clip, Math.min(clip, modelScores[s]));
+                    }
+                }
+                seconds.put("ref_inf", inferred.get("ref_inf").seconds());
+                @SuppressWarnings("unchecked")
+                List<float[][]> refResults = (List<float[][]>) inferred.get("ref_inf").value();
                 float[][] refLogprobs = new float[samples][];
                 k = 0;
                 for (float[][] rr : refResults) {
@@ -308,10 +354,10 @@ public final class GrpoTraining {
                     Arrays.fill(perToken, advantages[s]);
                     rows.add(new RolloutRow(prompt.id(), prompt.group(), prompt.prompt(), texts[s], samplePrompts[s],
                             responses[s], logprobs[s], refLogprobs[s], null, perToken, null, null, scores[s],
-                            verdicts[s].detail(), sequenceKl[s], stopped[s] ? FinishReason.STOP : FinishReason.LENGTH,
+                            details[s], sequenceKl[s], stopped[s] ? FinishReason.STOP : FinishReason.LENGTH,
                             policyVersion, now));
                     rewardSum += scores[s];
-                    if (Reward.CORRECT.equals(verdicts[s].detail())) {
+                    if (Reward.CORRECT.equals(details[s])) {
                         correct++;
                     }
                 }
@@ -329,19 +375,25 @@ public final class GrpoTraining {
                 rollouts.appendIteration(config.name(), iteration, rows);
                 List<MetricRow> figures = new ArrayList<>(List.of(
                         new MetricRow("reward/mean", rewardMean, now),
-                        new MetricRow("reward/correct_fraction", (double) correct / samples, now),
                         new MetricRow("kl/ref", kl, now),
                         new MetricRow("response_length/mean", length, now),
                         new MetricRow("loss/actor", step.loss(), now),
                         new MetricRow("grad_norm/actor", step.gradNorm(), now),
                         new MetricRow("clip_fraction/actor", scored == 0 ? 0 : (double) clipped / scored, now),
                         new MetricRow("tokens_per_second", tokensPerSecond, now)));
+                if (rewardAt == null) {
+                    // a reward model's scores have no verdicts
+                    figures.add(new MetricRow("reward/correct_fraction", (double) correct / samples, now));
+                }
                 for (Map.Entry<String, Double> e : seconds.entrySet()) {
                     figures.add(new MetricRow("seconds/" + e.getKey(), e.getValue(), now));
                 }
-                StringBuilder line = new StringBuilder(String.format(
-                        "iter %d/%d | reward %.3f | correct %.3f | kl %.5f | len %.2f | loss %.4f | grad norm %.3f",
-                        iteration, config.iterations(), rewardMean, (double) correct / samples, kl, length, step.loss(),
+                StringBuilder line = new StringBuilder(String.format("iter %d/%d | reward %.3f", iteration,
+                        config.iterations(), rewardMean));
+                if (rewardAt == null) {
+                    line.append(String.format(" | correct %.3f", (double) correct / samples));
+                }
+                line.append(String.format(" | kl %.5f | len %.2f | loss %.4f | grad norm %.3f", kl, length, step.loss(),
                         step.gradNorm()));
                 for (Map.Entry<String, Double> e : seconds.entrySet()) {
                     line.append(String.format(" | %s %.2f s", e.getKey(), e.getValue()));
@@ -352,8 +404,8 @@ public final class GrpoTraining {
                     start = System.nanoTime();
                     reallocated(seconds, residency.prepare(ACTOR, version, genAt, actorSpec, actorSource,
                             ReallocationCall.Build.MODEL, null));
-                    double heldOut = evaluate(runner, genAt, config, prompts, actorSource, version, special, reward,
-                            tokenizer, iteration);
+                    double heldOut = evaluate(runner, genAt, config, prompts, actorSource, version, special,
+                            heldOutScoring, tokenizer, iteration);
                     residency.holds(ACTOR, version, genAt);
                     double evalSeconds = (System.nanoTime() - start) / 1e9;
                     evaluations.put(iteration, heldOut);
@@ -384,6 +436,7 @@ public final class GrpoTraining {
         progress.printf("final model %s%n", finalDir);
         release(runner, residency, ACTOR);
         release(runner, residency, REF);
+        release(runner, residency, REWARD);
         return new Summary(rewards, evaluations, finalDir);
     }
 
@@ -436,12 +489,82 @@ public final class GrpoTraining {
     }
 
     /**
+     * What scores the held-out answers ({@code eval/reward_mean}): the run's reward function; with a
+     * reward model, the task's verifiable reward function when the prompts come from a task
+     * ({@code data.task}), so that the curve measures the task and not the reward model's opinion of
+     * it; else null: the reward model scores them as it scores the training responses.
+     */
+    static RewardFunction heldOutRewardFunction(RunConfig config) {
+        if (!config.reward().fromModel()) {
+            return RewardFunctions.forTask(config.reward().function());
+        }
+        return config.data().task() == null ? null : RewardFunctions.forTask(config.data().task());
+    }
+
+    /** How held-out answers are scored: by {@code function}, or (when it is null) by the reward model on {@code rewardAt}. */
+    private record HeldOutScoring(RewardFunction function, Placement rewardAt, ModelSource rewardSource,
+                                  ModelResidency residency) {
+    }
+
+    /**
+     * reward_inf: the reward model's score of each prompt + response row (unclipped), in row order.
+     * A data-parallel rank takes whole groups of {@code group} consecutive rows, as ref_inf's ranks do.
+     */
+    private static float[] modelScores(BarrierCallRunner runner, Placement rewardAt, ModelSource source, int[][] prompts,
+                                       int[][] responses, int group, String description) {
+        int dp = rewardAt.dp();
+        int groups = prompts.length / group;
+        List<RewardModelCall.Slice> slices = new ArrayList<>(dp);
+        for (int r = 0; r < dp; r++) {
+            int from = r * groups / dp * group;
+            int to = (r + 1) * groups / dp * group;
+            slices.add(new RewardModelCall.Slice(REWARD, source, dp, Arrays.copyOfRange(prompts, from, to),
+                    Arrays.copyOfRange(responses, from, to)));
+        }
+        float[] scores = new float[prompts.length];
+        int k = 0;
+        for (float[] rank : rewardAt.perDataRank(runner.run(description, rewardAt, rewardAt.perRank(slices),
+                new RewardModelCall()))) {
+            for (float v : rank) {
+                scores[k++] = v;
+            }
+        }
+        if (k != prompts.length) {
+            throw new IllegalStateException(description + ": " + k + " scores came back for " + prompts.length + " rows");
+        }
+        return scores;
+    }
+
+    /**
+     * Runs independent calls with the scheduler: at the same time where their devices are disjoint,
+     * one after another where they overlap.
+     */
+    private static Map<String, CallScheduler.Outcome> runAll(CallScheduler scheduler, List<CallScheduler.Call> calls) {
+        try {
+            return scheduler.runAll(calls);
+        } catch (RuntimeException e) {
+            throw e;
+        } catch (Exception e) {
+            throw new IllegalStateException(e.getMessage(), e);
+        }
+    }
+
+    private static Set<Integer> devices(Placement p) {
+        Set<Integer> out = new HashSet<>();
+        for (int d : p.deviceIndices()) {
+            out.add(d);
+        }
+        return out;
+    }
+
+    /**
      * The held-out prompts answered by the current actor, greedily or with data.eval_samples sampled
-     * answers each (seeded by {@link #evalSeed}, the same at every evaluation); their mean reward.
+     * answers each (seeded by {@link #evalSeed}, the same at every evaluation); their mean clipped
+     * reward, scored as {@code scoring} says.
      */
     private static double evaluate(BarrierCallRunner runner, Placement genAt, RunConfig config, PromptSet prompts,
                                    ModelSource actorSource, long version, SftTraining.SpecialTokens special,
-                                   RewardFunction reward, HfTokenizer tokenizer, int iteration) {
+                                   HeldOutScoring scoring, HfTokenizer tokenizer, int iteration) {
         int dp = genAt.dp();
         int n = prompts.heldOut().size();
         int k = config.data().evalSamples();
@@ -460,15 +583,33 @@ public final class GrpoTraining {
         List<GenerateCall.Result> results = genAt.perDataRank(runner.run(
                 "eval actor_gen iteration " + iteration + " (" + how + ", " + genAt.layout() + ")", genAt,
                 genAt.perRank(slices), new GenerateCall()));
-        double sum = 0;
+        int[][] heldOutPrompts = new int[n * k][];
+        int[][] responses = new int[n * k][];
+        double[] values = new double[n * k];
         int s = 0;
-        double clip = config.reward().clip();
         for (GenerateCall.Result result : results) {
             for (int j = 0; j < result.responses().length; j++, s++) {
-                String text = tokenizer.decode(withoutEos(result.responses()[j], result.stoppedAtEos()[j]));
-                double value = reward.score(prompts.heldOut().get(s / k), text).value();
-                sum += Math.max(-clip, Math.min(clip, value));
+                heldOutPrompts[s] = prompts.heldOutTokens().get(s / k);
+                responses[s] = result.responses()[j];
+                if (scoring.function() != null) {
+                    String text = tokenizer.decode(withoutEos(result.responses()[j], result.stoppedAtEos()[j]));
+                    values[s] = scoring.function().score(prompts.heldOut().get(s / k), text).value();
+                }
             }
+        }
+        if (scoring.function() == null) {
+            Placement rewardAt = scoring.rewardAt();
+            float[] scores = modelScores(runner, rewardAt, scoring.rewardSource(), heldOutPrompts, responses, k,
+                    "eval reward_inf iteration " + iteration + " (" + rewardAt.layout() + ")");
+            scoring.residency().holds(REWARD, 0, rewardAt);
+            for (int i = 0; i < s; i++) {
+                values[i] = scores[i];
+            }
+        }
+        double sum = 0;
+        double clip = config.reward().clip();
+        for (double value : values) {
+            sum += Math.max(-clip, Math.min(clip, value));
         }
         return sum / ((double) n * k);
     }
