@@ -258,11 +258,11 @@ public final class PpoTraining {
                 Scores[] scored = new Scores[1];
                 if (rewardAt == null) {
                     start = System.nanoTime();
-                    scored[0] = score(runner, run, promptRows, batchPrompts, responses, texts, null);
+                    scored[0] = score(runner, run, run.rewardFunction(), promptRows, batchPrompts, responses, texts, null);
                     seconds.put("reward", (System.nanoTime() - start) / 1e9);
                 } else {
                     inference.add(new CallScheduler.Call("reward_inf", List.of(), devices(rewardAt), () ->
-                            scored[0] = score(runner, run, promptRows, batchPrompts, responses, texts,
+                            scored[0] = score(runner, run, run.rewardFunction(), promptRows, batchPrompts, responses, texts,
                                     "reward_inf" + tag + rewardAt.layout() + ")")));
                 }
                 List<RefLogprobsCall.Slice> refSlices = new ArrayList<>(refAt.dp());
@@ -528,15 +528,15 @@ public final class PpoTraining {
                 .toArray(new GenerateCall.Result[0]);
     }
 
-    /** The responses' scores: reward_inf on the reward model, or the reward function on the driver. */
-    private static Scores score(BarrierCallRunner runner, Run run, List<PromptRow> promptRows, int[][] prompts,
-                                int[][] responses, String[] texts, String description) {
+    /** The responses' scores: the reward function on the driver when there is one, else reward_inf on the reward model. */
+    private static Scores score(BarrierCallRunner runner, Run run, RewardFunction function, List<PromptRow> promptRows,
+                                int[][] prompts, int[][] responses, String[] texts, String description) {
         int n = prompts.length;
         float[] values = new float[n];
         String[] details = new String[n];
-        if (run.rewardFunction() != null) {
+        if (function != null) {
             for (int s = 0; s < n; s++) {
-                Reward verdict = run.rewardFunction().score(promptRows.get(s), texts[s]);
+                Reward verdict = function.score(promptRows.get(s), texts[s]);
                 values[s] = (float) verdict.value();
                 details[s] = verdict.detail();
             }
@@ -592,9 +592,12 @@ public final class PpoTraining {
                 texts[s] = tokenizer.decode(withoutEos(responses[s], g.stoppedAtEos()[j]));
             }
         }
-        Scores scores = score(runner, run, rows, heldOut, responses, texts, run.rewardAt() == null ? null
-                : "eval reward_inf iteration " + iteration + " (" + run.rewardAt().layout() + ")");
-        if (run.rewardAt() != null) {
+        // With a reward model and prompts from a task, the task's answer checker scores held-out
+        // answers, so the curve measures the task (as GRPO's evaluation does).
+        RewardFunction heldOutFunction = GrpoTraining.heldOutRewardFunction(run.config());
+        Scores scores = score(runner, run, heldOutFunction, rows, heldOut, responses, texts, run.rewardAt() == null
+                ? null : "eval reward_inf iteration " + iteration + " (" + run.rewardAt().layout() + ")");
+        if (heldOutFunction == null && run.rewardAt() != null) {
             residency.holds(REWARD, 0, run.rewardAt());
         }
         double clip = run.config().reward().clip();
