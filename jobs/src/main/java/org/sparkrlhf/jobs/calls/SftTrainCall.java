@@ -40,7 +40,7 @@ public final class SftTrainCall implements RankFunction<SftTrainCall.Slice, SftT
         if (slice.dataParallel() != context.dataParallel()) {
             throw new IllegalArgumentException("a dp" + slice.dataParallel() + " call run with dp " + context.dataParallel());
         }
-        ResidentModel replica = Replicas.trained(slice.role(), slice.source(), slice.version(), layout, context.rank(),
+        ResidentModel replica = Replicas.trained(context, slice.role(), slice.source(), slice.version(), layout, context.rank(),
                 slice.optimizer());
         TrainStep.Result step = TrainStep.run(replica, context.communicator(), model -> {
             Batch batch = Batch.rightPadded(slice.rows(), slice.padId());
