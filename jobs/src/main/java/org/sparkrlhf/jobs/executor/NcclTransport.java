@@ -41,7 +41,7 @@ import java.util.Map;
  * so that making a group involves only its ranks. Subgroups are made once per rank set and kept:
  * each is an NCCL communicator of its own, made collectively by its ranks.
  */
-final class NcclTransport implements Communicator {
+public final class NcclTransport implements Communicator {
     private final Communicator messages;
     private final NcclCommunicator nccl;
     private final CudaBackend backend;
@@ -62,7 +62,7 @@ final class NcclTransport implements Communicator {
      * Connects rank {@code rank} of {@code size}: the TCP mesh (see {@link TcpCommunicator#connect}),
      * then NCCL with rank 0's unique id, both through {@code rendezvous}. Collective over the call.
      */
-    static NcclTransport connect(int rank, int size, String bindHost, Rendezvous rendezvous, long timeoutMillis,
+    public static NcclTransport connect(int rank, int size, String bindHost, Rendezvous rendezvous, long timeoutMillis,
                                  CudaBackend backend) {
         TcpCommunicator tcp = TcpCommunicator.connect(rank, size, bindHost, rendezvous, timeoutMillis);
         try {
