@@ -1,4 +1,4 @@
-package org.sparkrlhf.jobs.gpu;
+package org.sparkrlhf.jobs.gpuspark;
 
 import org.apache.hadoop.conf.Configuration;
 import org.apache.spark.sql.Dataset;
@@ -41,6 +41,10 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * {@code spark.task.resource.gpu.amount} is never scheduled), and local-cluster executors would
  * need Spark's launch scripts on the GPU machine. With one task slot, every call has one rank, so
  * no NCCL communicator is made (two ranks on the one GPU would be refused by NCCL anyway).
+ *
+ * <p>Kept apart from {@code org.sparkrlhf.jobs.gpu} (which needs no Spark) because it needs Spark,
+ * Delta and Hadoop on the classpath and a fuller Java runtime than the GPU machine's packed one:
+ * run it on a GPU node with the jobs module's test classpath.
  *
  * <p>Tolerances: the CUDA backend in fp32 computes every product and reduction in fp32 without
  * TF32 ({@code Precision.FP32}), so it differs from the CPU engine only in the order of additions;
