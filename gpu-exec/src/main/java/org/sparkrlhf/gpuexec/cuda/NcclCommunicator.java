@@ -58,23 +58,27 @@ public final class NcclCommunicator implements AutoCloseable {
 
     /** In-place sum over ranks of {@code count} elements. */
     public void allReduceSum(CudaBuffer buf, long count, ElementType type) {
+        requireOpen();
         stream.context.makeCurrent();
         Nccl.check(Nccl.lib().ncclAllReduce(buf.address, buf.address, count, ncclType(type), Nccl.SUM, comm,
                 stream.handle), "ncclAllReduce");
     }
 
     public void broadcast(CudaBuffer buf, long count, ElementType type, int root) {
+        requireOpen();
         stream.context.makeCurrent();
         Nccl.check(Nccl.lib().ncclBroadcast(buf.address, buf.address, count, ncclType(type), root, comm,
                 stream.handle), "ncclBroadcast");
     }
 
     public void send(CudaBuffer buf, long count, ElementType type, int peer) {
+        requireOpen();
         stream.context.makeCurrent();
         Nccl.check(Nccl.lib().ncclSend(buf.address, count, ncclType(type), peer, comm, stream.handle), "ncclSend");
     }
 
     public void receive(CudaBuffer buf, long count, ElementType type, int peer) {
+        requireOpen();
         stream.context.makeCurrent();
         Nccl.check(Nccl.lib().ncclRecv(buf.address, count, ncclType(type), peer, comm, stream.handle), "ncclRecv");
     }
@@ -99,9 +103,10 @@ public final class NcclCommunicator implements AutoCloseable {
      * {@code timeoutMillis}.
      */
     public void await(long timeoutMillis) {
+        requireOpen();
         stream.context.makeCurrent();
         long deadline = System.nanoTime() + timeoutMillis * 1_000_000L;
-        long sleepMicros = 10;
+        long polls = 0;
         while (true) {
             int status = Nccl.driver().cuStreamQuery(stream.handle);
             if (status == Nccl.Driver.CUDA_SUCCESS) {
@@ -122,14 +127,24 @@ public final class NcclCommunicator implements AutoCloseable {
                 throw new IllegalStateException("NCCL rank " + rank + " of " + ranks + ": the operation did not finish within "
                         + timeoutMillis + " ms (a peer is gone or never joined); the communicator was aborted");
             }
+            // spin for the first few milliseconds (most operations end there), then poll each millisecond
+            if (polls++ < 10_000) {
+                Thread.onSpinWait();
+                continue;
+            }
             try {
-                Thread.sleep(0, (int) Math.min(999_999, sleepMicros * 1000));
+                Thread.sleep(1);
             } catch (InterruptedException e) {
                 abort();
                 Thread.currentThread().interrupt();
                 throw new IllegalStateException("NCCL rank " + rank + " of " + ranks + ": interrupted while waiting", e);
             }
-            sleepMicros = Math.min(1000, sleepMicros * 2);
+        }
+    }
+
+    private void requireOpen() {
+        if (released) {
+            throw new IllegalStateException("NCCL rank " + rank + " of " + ranks + ": the communicator was closed or aborted");
         }
     }
 

@@ -17,6 +17,9 @@ import java.util.Map;
  *
  * <p>A communicator is the engine's {@link Collective}: the tensor- and pipeline-parallel groups
  * of a sharded model are subgroups of the call's communicator ({@link #subgroup}).
+ *
+ * <p>On GPU ranks, {@link NcclTransport} runs the collectives and {@link #exchange} over NCCL
+ * instead (same results on every rank, but not added in rank order) and keeps these messages.
  */
 public interface Communicator extends Collective, AutoCloseable {
     @Override
