@@ -28,6 +28,10 @@ final class Nccl {
 
         int ncclCommDestroy(Pointer comm);
 
+        int ncclCommAbort(Pointer comm);
+
+        int ncclCommGetAsyncError(Pointer comm, int[] asyncError);
+
         int ncclAllReduce(long send, long recv, long count, int type, int op, Pointer comm, long stream);
 
         int ncclBroadcast(long send, long recv, long count, int type, int root, Pointer comm, long stream);
@@ -47,7 +51,22 @@ final class Nccl {
         String ncclGetErrorString(int result);
     }
 
+    /** ncclInProgress: an asynchronous error check found the operation still running. */
+    static final int IN_PROGRESS = 7;
+
+    /**
+     * libcuda's cuStreamQuery, by JNA: JCuda throws on CUDA_ERROR_NOT_READY when its exceptions are
+     * enabled (they are), and a wait that polls must see "not ready" as an answer, not an error.
+     */
+    interface Driver extends Library {
+        int CUDA_SUCCESS = 0;
+        int CUDA_ERROR_NOT_READY = 600;
+
+        int cuStreamQuery(long stream);
+    }
+
     private static volatile Lib lib;
+    private static volatile Driver driver;
 
     private Nccl() {}
 
@@ -62,6 +81,20 @@ final class Nccl {
             }
         }
         return l;
+    }
+
+    static Driver driver() {
+        Driver d = driver;
+        if (d == null) {
+            synchronized (Nccl.class) {
+                if (driver == null) {
+                    driver = Native.load(NativeLibraries.firstLoadable("the CUDA driver", "libcuda.so.1", "libcuda.so"),
+                            Driver.class);
+                }
+                d = driver;
+            }
+        }
+        return d;
     }
 
     static void check(int status, String call) {

@@ -2,7 +2,6 @@ package org.sparkrlhf.jobs.calls;
 
 import org.sparkrlhf.gpuexec.backend.Backend;
 import org.sparkrlhf.gpuexec.backend.DType;
-import org.sparkrlhf.gpuexec.backend.cpu.CpuBackend;
 import org.sparkrlhf.gpuexec.checkpoint.CheckpointWeights;
 import org.sparkrlhf.gpuexec.model.LlamaModel;
 import org.sparkrlhf.gpuexec.model.LlamaWeights;
@@ -54,10 +53,10 @@ public final class Critics {
      * lacks it: version 0 from {@code models.critic} (a fresh value head where it has none), a
      * trained version from a checkpoint's critic folder (a score model) with its optimizer state.
      */
-    static ResidentModel trained(String role, ModelSource source, long version, String layout, int rank,
-                                 OptimizerConfig optimizer, long headSeed) {
+    static ResidentModel trained(RankContext context, String role, ModelSource source, long version, String layout,
+                                 int rank, OptimizerConfig optimizer, long headSeed) {
         return Replicas.trained(role, source, version, layout, rank, optimizer,
-                dir -> load(new CpuBackend(), dir, headSeed));
+                dir -> load(context.backend(), dir, headSeed));
     }
 
     /**
@@ -68,14 +67,14 @@ public final class Critics {
     static ResidentModel trained(RankContext context, String role, ModelSource source, long version,
                                  OptimizerConfig optimizer, long headSeed) {
         if (!Replicas.sharded(context)) {
-            ResidentModel copy = trained(role, source, version, context.layoutKey(), context.rank(), optimizer, headSeed);
+            ResidentModel copy = trained(context, role, source, version, context.layoutKey(), context.rank(), optimizer, headSeed);
             copy.bind(context);
             return copy;
         }
         ModelStore.Key key = new ModelStore.Key(role, version, context.layoutKey(), context.rank());
         ResidentModel copy = ModelStore.get().getOrLoad(key, () -> {
             Replicas.checkReloadable(role, source, version);
-            return ModelShards.fromWhole(load(new CpuBackend(), source.localPath(), headSeed), context.placement(),
+            return ModelShards.fromWhole(load(context.backend(), source.localPath(), headSeed), context.placement(),
                     context.rank(), version, optimizer);
         });
         copy.bind(context);

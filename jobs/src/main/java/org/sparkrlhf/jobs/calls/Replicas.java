@@ -1,6 +1,5 @@
 package org.sparkrlhf.jobs.calls;
 
-import org.sparkrlhf.gpuexec.backend.cpu.CpuBackend;
 import org.sparkrlhf.gpuexec.model.LlamaModel;
 import org.sparkrlhf.gpuexec.train.AdamW;
 import org.sparkrlhf.gpuexec.train.OptimizerState;
@@ -24,9 +23,9 @@ final class Replicas {
     }
 
     /** The trained copy of {@code role} at {@code version} (with its optimizer). */
-    static ResidentModel trained(String role, ModelSource source, long version, String layout, int rank,
-                                 OptimizerConfig optimizer) {
-        return trained(role, source, version, layout, rank, optimizer, dir -> LlamaModel.load(new CpuBackend(), dir));
+    static ResidentModel trained(RankContext context, String role, ModelSource source, long version, String layout,
+                                 int rank, OptimizerConfig optimizer) {
+        return trained(role, source, version, layout, rank, optimizer, dir -> LlamaModel.load(context.backend(), dir));
     }
 
     /**
@@ -53,10 +52,10 @@ final class Replicas {
     }
 
     /** A frozen copy (the reference model): no optimizer, always version 0. */
-    static ResidentModel frozen(String role, ModelSource source, String layout, int rank) {
+    static ResidentModel frozen(RankContext context, String role, ModelSource source, String layout, int rank) {
         ModelStore.Key key = new ModelStore.Key(role, 0, layout, rank);
         return ModelStore.get().getOrLoad(key, () -> new ResidentModel(load(role, source, 0,
-                dir -> LlamaModel.load(new CpuBackend(), dir)), null, 0));
+                dir -> LlamaModel.load(context.backend(), dir)), null, 0));
     }
 
     /**
@@ -68,12 +67,12 @@ final class Replicas {
                                  OptimizerConfig optimizer) {
         ResidentModel copy;
         if (!sharded(context)) {
-            copy = trained(role, source, version, context.layoutKey(), context.rank(), optimizer);
+            copy = trained(context, role, source, version, context.layoutKey(), context.rank(), optimizer);
         } else {
             ModelStore.Key key = new ModelStore.Key(role, version, context.layoutKey(), context.rank());
             copy = ModelStore.get().getOrLoad(key, () -> {
                 checkReloadable(role, source, version);
-                return ModelShards.load(source, context.placement(), context.rank(), version, optimizer);
+                return ModelShards.load(context.backend(), source, context.placement(), context.rank(), version, optimizer);
             });
         }
         copy.bind(context);
@@ -84,12 +83,12 @@ final class Replicas {
     static ResidentModel frozen(RankContext context, String role, ModelSource source) {
         ResidentModel copy;
         if (!sharded(context)) {
-            copy = frozen(role, source, context.layoutKey(), context.rank());
+            copy = frozen(context, role, source, context.layoutKey(), context.rank());
         } else {
             ModelStore.Key key = new ModelStore.Key(role, 0, context.layoutKey(), context.rank());
             copy = ModelStore.get().getOrLoad(key, () -> {
                 checkReloadable(role, source, 0);
-                return ModelShards.load(source, context.placement(), context.rank(), 0, null);
+                return ModelShards.load(context.backend(), source, context.placement(), context.rank(), 0, null);
             });
         }
         copy.bind(context);

@@ -28,6 +28,7 @@ import org.sparkrlhf.jobs.config.RunConfig.PlanConfig;
 import org.sparkrlhf.jobs.config.RunConfig.PpoConfig;
 import org.sparkrlhf.jobs.config.RunConfig.RewardConfig;
 import org.sparkrlhf.jobs.config.RunConfig.SparkConfig;
+import org.sparkrlhf.jobs.executor.EngineOptions;
 
 /**
  * Reads a run config (YAML) from any Hadoop FileSystem path ({@code file:}, {@code s3a://},
@@ -491,6 +492,19 @@ public final class RunConfigReader {
         if (confNode != null) {
             for (String key : confNode.keys()) {
                 conf.put(key, confNode.require(key).asString());
+            }
+            // the engine's settings (spark.rlhf.engine.precision: fp32|bf16, spark.rlhf.engine.localGpu:
+            // a CUDA ordinal for embedded runs) travel in the Spark conf to the executors; checked here
+            // to point at the line
+            for (String key : List.of(EngineOptions.PRECISION, EngineOptions.LOCAL_GPU)) {
+                if (conf.containsKey(key)) {
+                    try {
+                        EngineOptions.parse(key.equals(EngineOptions.PRECISION) ? conf.get(key) : null,
+                                key.equals(EngineOptions.LOCAL_GPU) ? conf.get(key) : null);
+                    } catch (IllegalArgumentException e) {
+                        throw confNode.require(key).error(e.getMessage());
+                    }
+                }
             }
         }
         return new SparkConfig(master, conf);

@@ -4,6 +4,7 @@ import org.sparkrlhf.gpuexec.parallel.Collective;
 
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
+import java.util.Map;
 
 /**
  * Point-to-point messages between the ranks of one model function call, and the collectives that
@@ -16,6 +17,9 @@ import java.nio.ByteOrder;
  *
  * <p>A communicator is the engine's {@link Collective}: the tensor- and pipeline-parallel groups
  * of a sharded model are subgroups of the call's communicator ({@link #subgroup}).
+ *
+ * <p>On GPU ranks, {@link NcclTransport} runs the collectives and {@link #exchange} over NCCL
+ * instead (same results on every rank, but not added in rank order) and keeps these messages.
  */
 public interface Communicator extends Collective, AutoCloseable {
     @Override
@@ -95,6 +99,21 @@ public interface Communicator extends Collective, AutoCloseable {
             }
         } else {
             recvFloats(root, buffer, 0, buffer.length);
+        }
+    }
+
+    /**
+     * Pairwise messages of float arrays (a reallocation's packed pieces): sends {@code sends.get(p)}
+     * to every peer p of {@code sends}, and fills {@code receives.get(p)} (sized to the expected
+     * message) from every peer p of {@code receives}. Here: every send (they do not wait for the
+     * peer), then every receive; a GPU transport issues them together ({@link NcclTransport}).
+     */
+    default void exchange(Map<Integer, float[]> sends, Map<Integer, float[]> receives) {
+        for (Map.Entry<Integer, float[]> e : sends.entrySet()) {
+            sendFloats(e.getKey(), e.getValue(), 0, e.getValue().length);
+        }
+        for (Map.Entry<Integer, float[]> e : receives.entrySet()) {
+            recvFloats(e.getKey(), e.getValue(), 0, e.getValue().length);
         }
     }
 

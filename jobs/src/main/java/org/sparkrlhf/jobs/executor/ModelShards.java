@@ -1,7 +1,7 @@
 package org.sparkrlhf.jobs.executor;
 
+import org.sparkrlhf.gpuexec.backend.Backend;
 import org.sparkrlhf.gpuexec.backend.DType;
-import org.sparkrlhf.gpuexec.backend.cpu.CpuBackend;
 import org.sparkrlhf.gpuexec.model.LlamaModel;
 import org.sparkrlhf.gpuexec.model.LlamaWeights;
 import org.sparkrlhf.gpuexec.model.ModelConfig;
@@ -31,18 +31,19 @@ public final class ModelShards {
      * The rank's model from its slices ({@code tensors}: HF name to row-major slice), with a fresh
      * optimizer when {@code optimizer} is given (a trained copy whose optimizer state starts here).
      * With {@code valueHead} the model has a value head whatever the source's config.json says (a
-     * critic started from a causal LM carries the value head it was given, see Critics).
+     * critic started from a causal LM carries the value head it was given, see Critics). The model
+     * lives on {@code backend} (the rank's, {@link RankContext#backend()}).
      */
-    public static ResidentModel build(ModelSource source, Placement placement, int rank, long version,
+    public static ResidentModel build(Backend backend, ModelSource source, Placement placement, int rank, long version,
                                       Map<String, float[]> tensors, OptimizerConfig optimizer, boolean valueHead) {
         ModelConfig config = ModelConfig.read(source.localPath().resolve("config.json"));
         if (valueHead && config.head() != ModelConfig.Head.SCORE) {
             config = config.withHead(ModelConfig.Head.SCORE);
         }
         if (placement.tp() != 1 || placement.pp() != 1) {
-            return sharded(config, placement, rank, version, tensors, optimizer);
+            return sharded(backend, config, placement, rank, version, tensors, optimizer);
         }
-        LlamaModel model = LlamaModel.random(new CpuBackend(), config, DType.F32, 0, 0f);
+        LlamaModel model = LlamaModel.random(backend, config, DType.F32, 0, 0f);
         LlamaWeights params = model.parameters();
         for (LlamaWeights.Spec s : params.specs()) {
             float[] values = tensors.get(s.name());
@@ -62,18 +63,18 @@ public final class ModelShards {
      * The rank's model read from a checkpoint folder: the whole model on a data-parallel layout, else
      * only the tensors its shard holds, cut to its slices.
      */
-    public static ResidentModel load(ModelSource source, Placement placement, int rank, long version,
+    public static ResidentModel load(Backend backend, ModelSource source, Placement placement, int rank, long version,
                                      OptimizerConfig optimizer) {
         Path dir = source.localPath();
         if (placement == null || (placement.tp() == 1 && placement.pp() == 1)) {
-            LlamaModel model = LlamaModel.load(new CpuBackend(), dir);
+            LlamaModel model = LlamaModel.load(backend, dir);
             return new ResidentModel(model, optimizer == null ? null : AdamW.forModel(model, SftTrainCall.hyper(optimizer)),
                     version);
         }
         ShardSpec shard = ShardSpec.ofLocalRank(rank, placement.dp(), placement.tp(), placement.pp());
         BoundCollective tensorGroup = new BoundCollective("tensor-parallel", shard.tpRank(), shard.tp());
         BoundCollective pipelineGroup = new BoundCollective("pipeline", shard.stage(), shard.pp());
-        ShardedLlama model = ShardedLlama.load(new CpuBackend(), dir, shard, tensorGroup, pipelineGroup);
+        ShardedLlama model = ShardedLlama.load(backend, dir, shard, tensorGroup, pipelineGroup);
         ShardedAdamW adamW = optimizer == null ? null : new ShardedAdamW(model, SftTrainCall.hyper(optimizer));
         return ResidentModel.sharded(model, adamW, tensorGroup, pipelineGroup, version);
     }
@@ -102,12 +103,12 @@ public final class ModelShards {
         return ResidentModel.sharded(model, adamW, tensorGroup, pipelineGroup, version);
     }
 
-    private static ResidentModel sharded(ModelConfig config, Placement placement, int rank, long version,
+    private static ResidentModel sharded(Backend backend, ModelConfig config, Placement placement, int rank, long version,
                                          Map<String, float[]> tensors, OptimizerConfig optimizer) {
         ShardSpec shard = ShardSpec.ofLocalRank(rank, placement.dp(), placement.tp(), placement.pp());
         BoundCollective tensorGroup = new BoundCollective("tensor-parallel", shard.tpRank(), shard.tp());
         BoundCollective pipelineGroup = new BoundCollective("pipeline", shard.stage(), shard.pp());
-        ShardedLlama model = new ShardedLlama(new CpuBackend(), config, shard, tensorGroup, pipelineGroup, tensors);
+        ShardedLlama model = new ShardedLlama(backend, config, shard, tensorGroup, pipelineGroup, tensors);
         ShardedAdamW adamW = optimizer == null ? null : new ShardedAdamW(model, SftTrainCall.hyper(optimizer));
         return ResidentModel.sharded(model, adamW, tensorGroup, pipelineGroup, version);
     }

@@ -1,11 +1,14 @@
 package org.sparkrlhf.jobs.executor;
 
+import org.sparkrlhf.gpuexec.backend.Backend;
+import org.sparkrlhf.gpuexec.cuda.CudaBackend;
 import org.sparkrlhf.jobs.plan.Placement;
 
 /**
  * What one rank of a model function call knows about itself inside its barrier task: its rank in
- * the call's mesh, where it runs (executor, host, GPU address or none on CPU executors), and the
- * rendezvous through which it can open a {@link Communicator} with the call's other ranks.
+ * the call's mesh, where it runs (executor, host, GPU address or none on CPU executors), the
+ * engine its models live on ({@link #backend()}), and the rendezvous through which it can open a
+ * {@link Communicator} with the call's other ranks.
  */
 public final class RankContext implements AutoCloseable {
     private final String call;
@@ -17,6 +20,8 @@ public final class RankContext implements AutoCloseable {
     private final Rendezvous rendezvous;
     private final long recvTimeoutMillis;
     private final Placement placement;
+    private final EngineOptions engine;
+    private final String device;
     private Communicator communicator;
 
     public RankContext(String call, int rank, int worldSize, String executorId, String host, String gpuAddress,
@@ -27,6 +32,13 @@ public final class RankContext implements AutoCloseable {
     /** A rank of a call placed by the plan ({@code placement} null: data parallel over its ranks). */
     public RankContext(String call, int rank, int worldSize, String executorId, String host, String gpuAddress,
                        Rendezvous rendezvous, long recvTimeoutMillis, Placement placement) {
+        this(call, rank, worldSize, executorId, host, gpuAddress, rendezvous, recvTimeoutMillis, placement,
+                EngineOptions.DEFAULT);
+    }
+
+    /** A rank whose models are built as {@code engine} says (precision, an embedded run's GPU). */
+    public RankContext(String call, int rank, int worldSize, String executorId, String host, String gpuAddress,
+                       Rendezvous rendezvous, long recvTimeoutMillis, Placement placement, EngineOptions engine) {
         if (placement != null && placement.size() != worldSize) {
             throw new IllegalArgumentException(call + ": a placement of " + placement.size() + " devices run on "
                     + worldSize + " ranks");
@@ -40,6 +52,8 @@ public final class RankContext implements AutoCloseable {
         this.gpuAddress = gpuAddress;
         this.rendezvous = rendezvous;
         this.recvTimeoutMillis = recvTimeoutMillis;
+        this.engine = engine;
+        this.device = EngineBackends.deviceOf(gpuAddress, engine);
     }
 
     public String call() {
@@ -67,6 +81,25 @@ public final class RankContext implements AutoCloseable {
         return gpuAddress;
     }
 
+    /**
+     * The CUDA device this rank's models run on: its task's GPU, or an embedded run's
+     * {@link EngineOptions#localGpu()}; null on CPU executors.
+     */
+    public String device() {
+        return device;
+    }
+
+    /**
+     * The backend for a new model of this rank: the executor's CUDA backend for this rank's
+     * {@link #device()}, shared with every model on that GPU, or a new CPU backend (see
+     * {@link EngineBackends}). Asked for only where a model is built, so that a task given a GPU
+     * on a machine without a CUDA driver fails there, with the reason, and a call that moves no
+     * model (device discovery) still runs.
+     */
+    public Backend backend() {
+        return EngineBackends.forRank(executorId, device, engine);
+    }
+
     /** The call's placement, or null when it was run data parallel over a plain list of devices. */
     public Placement placement() {
         return placement;
@@ -92,7 +125,8 @@ public final class RankContext implements AutoCloseable {
 
     /**
      * This rank's tensor-parallel group (the ranks of its data replica and pipeline stage), as a
-     * subgroup of {@link #communicator()}; collective on first use, like it.
+     * subgroup of {@link #communicator()}; collective on first use, like it (on GPU ranks over the
+     * group's ranks: each group is an NCCL communicator of its own, made once per call).
      */
     public Communicator tensorGroup() {
         Placement p = layoutOrData();
@@ -154,12 +188,21 @@ public final class RankContext implements AutoCloseable {
 
     /**
      * The call's communicator, connected on first use. Collective: every rank of the call must ask
-     * for it (the first time), as the connection set-up goes through the rendezvous.
+     * for it (the first time), as the connection set-up goes through the rendezvous. On ranks with
+     * a CUDA device and a driver its collectives run over NCCL ({@link NcclTransport}), else
+     * everything goes over TCP ({@link TcpCommunicator}). A GPU without a driver (the fake GPUs of
+     * a test cluster) carries host data over TCP; any model on it fails in {@link #backend()}.
      */
     public Communicator communicator() {
         if (communicator == null) {
-            communicator = worldSize == 1 ? new SingleRankCommunicator()
-                    : TcpCommunicator.connect(rank, worldSize, host, rendezvous, recvTimeoutMillis);
+            if (worldSize == 1) {
+                communicator = new SingleRankCommunicator();
+            } else if (device != null && CudaBackend.isAvailable()) {
+                communicator = NcclTransport.connect(rank, worldSize, host, rendezvous, recvTimeoutMillis,
+                        EngineBackends.cuda(device, engine.precision()));
+            } else {
+                communicator = TcpCommunicator.connect(rank, worldSize, host, rendezvous, recvTimeoutMillis);
+            }
         }
         return communicator;
     }

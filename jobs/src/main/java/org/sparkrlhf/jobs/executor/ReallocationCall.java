@@ -16,15 +16,17 @@ import java.util.Map;
  * pieces it sends or receives, in the plan's order, so the two ends of a pair agree on what each
  * message holds. A rank
  * <ol>
- *   <li>packs, for every peer, the pieces it sends there into one message and sends it (sends never
- *       wait for the peer, see {@link TcpCommunicator});</li>
+ *   <li>packs, for every peer, the pieces it sends there into one message, and exchanges the messages
+ *       with its peers ({@link Communicator#exchange}: over TCP the sends never wait for the peer, see
+ *       {@link TcpCommunicator}; over NCCL on GPU ranks all sends and receives go in one group);</li>
  *   <li>copies the pieces that stay on its device (same device: a copy in memory, nothing moves);</li>
- *   <li>receives one message from every peer that sends it pieces, and unpacks them;</li>
+ *   <li>unpacks the message from every peer that sends it pieces;</li>
  *   <li>checks that every element of its destination shard arrived exactly once, builds the
  *       destination's model object from the slices, and keeps it in its executor's store.</li>
  * </ol>
- * Between executors the bytes go over the call's TCP connections (see {@link TcpCommunicator} for
- * why a plain TCP transport on CPU executors); no byte goes through the driver.
+ * Between executors the bytes go over the call's TCP connections on CPU executors (see
+ * {@link TcpCommunicator} for why a plain TCP transport there) and over NCCL between GPUs
+ * ({@link NcclTransport}); no byte goes through the driver.
  */
 public final class ReallocationCall implements RankFunction<ReallocationCall.Request, Long> {
     /** What the destination keeps: the slices alone, a model for inference, or a model with a fresh optimizer. */
@@ -95,6 +97,7 @@ public final class ReallocationCall implements RankFunction<ReallocationCall.Req
         }
         Communicator comm = sends.isEmpty() && receives.isEmpty() && request.stageDevices().length == 1 ? null
                 : context.communicator();
+        Map<Integer, float[]> outgoing = new LinkedHashMap<>();
         for (Map.Entry<Integer, List<ShardPiece>> e : sends.entrySet()) {
             int total = 0;
             for (ShardPiece p : e.getValue()) {
@@ -106,7 +109,19 @@ public final class ReallocationCall implements RankFunction<ReallocationCall.Req
                 p.pack(sourceTensor(source, request, p.param()), message, at);
                 at += p.elements();
             }
-            comm.sendFloats(rankOf[e.getKey()], message, 0, total);
+            outgoing.put(rankOf[e.getKey()], message);
+        }
+        Map<Integer, float[]> incoming = new LinkedHashMap<>();
+        for (Map.Entry<Integer, List<ShardPiece>> e : receives.entrySet()) {
+            int total = 0;
+            for (ShardPiece p : e.getValue()) {
+                total = Math.addExact(total, p.elements());
+            }
+            incoming.put(rankOf[e.getKey()], new float[total]);
+        }
+        // TCP: every send, then every receive; NCCL (GPU ranks): all of them in one group
+        if (comm != null) {
+            comm.exchange(outgoing, incoming);
         }
         // 2. copies on this device
         for (ShardPiece p : local) {
@@ -117,12 +132,8 @@ public final class ReallocationCall implements RankFunction<ReallocationCall.Req
         // 3. receives
         long received = 0;
         for (Map.Entry<Integer, List<ShardPiece>> e : receives.entrySet()) {
-            int total = 0;
-            for (ShardPiece p : e.getValue()) {
-                total = Math.addExact(total, p.elements());
-            }
-            float[] message = new float[total];
-            comm.recvFloats(rankOf[e.getKey()], message, 0, total);
+            float[] message = incoming.get(rankOf[e.getKey()]);
+            int total = message.length;
             int at = 0;
             for (ShardPiece p : e.getValue()) {
                 checkStride(p, strideOf);
@@ -145,9 +156,9 @@ public final class ReallocationCall implements RankFunction<ReallocationCall.Req
         }
         Object built = switch (request.build()) {
             case TENSORS -> new ShardSet(destination);
-            case MODEL -> ModelShards.build(request.source(), request.placement(), rank(request),
+            case MODEL -> ModelShards.build(context.backend(), request.source(), request.placement(), rank(request),
                     request.destinationKey().version(), destination, null, request.valueHead());
-            case TRAINED_MODEL -> ModelShards.build(request.source(), request.placement(), rank(request),
+            case TRAINED_MODEL -> ModelShards.build(context.backend(), request.source(), request.placement(), rank(request),
                     request.destinationKey().version(), destination, request.optimizer(), request.valueHead());
         };
         store.evictBefore(request.role(), request.destinationKey().version());

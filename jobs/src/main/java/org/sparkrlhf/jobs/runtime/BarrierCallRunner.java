@@ -9,7 +9,7 @@ import org.apache.spark.resource.ResourceInformation;
 import org.apache.spark.resource.ResourceProfile;
 import org.apache.spark.resource.ResourceProfileBuilder;
 import org.apache.spark.resource.TaskResourceRequests;
-import org.sparkrlhf.gpuexec.cuda.CudaDriver;
+import org.sparkrlhf.jobs.executor.EngineOptions;
 import org.sparkrlhf.jobs.executor.RankContext;
 import org.sparkrlhf.jobs.executor.RankFunction;
 import org.sparkrlhf.jobs.plan.Placement;
@@ -38,6 +38,10 @@ import java.util.concurrent.atomic.AtomicLong;
  * address comes from {@code TaskContext.resources()}. Where a task actually ran is returned with
  * its result; the model store on that executor loads the shard when it does not hold it.
  *
+ * <p>Engine: a rank with a GPU builds its models on the CUDA backend of that GPU and runs its
+ * collectives over NCCL (see {@link RankContext#backend()} and {@link RankContext#communicator()});
+ * the precision and an embedded run's GPU come from the Spark conf ({@link EngineOptions}).
+ *
  * <p>The caller's thread gets its own job group and a job description naming the call, so the
  * Spark UI shows which call each job is and calls started from different threads run at once.
  */
@@ -48,18 +52,24 @@ public final class BarrierCallRunner {
     private final boolean gpus;
     private final boolean taskResourceProfiles;
     private final long recvTimeoutMillis;
+    private final EngineOptions engine;
     private final AtomicLong jobCounter = new AtomicLong();
 
     /**
      * @param gpus                 whether each rank gets a GPU (the cluster's executors have GPUs)
      * @param taskResourceProfiles whether the cluster manager supports task-only resource profiles
      *                             (see {@link #supportsTaskResourceProfiles(String)})
+     * @throws IllegalArgumentException when the engine settings ({@link EngineOptions}) in the Spark
+     *                                  conf are malformed or do not fit the cluster
      */
     public BarrierCallRunner(SparkContext sc, boolean gpus, boolean taskResourceProfiles, long recvTimeoutMillis) {
         if (gpus && !taskResourceProfiles && !sc.getConf().contains("spark.task.resource.gpu.amount")) {
             throw new IllegalStateException("GPU executors need either task resource profiles (a cluster manager "
                     + "other than local[N]) or spark.task.resource.gpu.amount=1");
         }
+        this.engine = EngineOptions.parse(sc.getConf().get(EngineOptions.PRECISION, null),
+                sc.getConf().get(EngineOptions.LOCAL_GPU, null));
+        engine.checkAgainst(gpus, sc.master());
         this.sc = sc;
         this.gpus = gpus;
         this.taskResourceProfiles = taskResourceProfiles;
@@ -116,7 +126,7 @@ public final class BarrierCallRunner {
         ClassTag<RankResult<R>> resultTag = classTag(RankResult.class);
         RDD<RankInput<I>> ranks = sc.makeRDD(CollectionConverters.asScala(elements).toList(), inputTag);
         RDD<RankResult<R>> results = ranks.barrier()
-                .mapPartitions(new RankTask<>(call, world, gpus, recvTimeoutMillis, placement, fn), false, resultTag);
+                .mapPartitions(new RankTask<>(call, world, gpus, recvTimeoutMillis, placement, engine, fn), false, resultTag);
         if (gpus && taskResourceProfiles) {
             results = results.withResources(oneGpuPerTask());
         }
@@ -153,10 +163,13 @@ public final class BarrierCallRunner {
         private final boolean gpus;
         private final long recvTimeoutMillis;
         private final Placement placement;
+        private final EngineOptions engine;
         private final RankFunction<I, R> fn;
 
-        RankTask(String call, int world, boolean gpus, long recvTimeoutMillis, Placement placement, RankFunction<I, R> fn) {
+        RankTask(String call, int world, boolean gpus, long recvTimeoutMillis, Placement placement, EngineOptions engine,
+                 RankFunction<I, R> fn) {
             this.call = call;
+            this.engine = engine;
             this.placement = placement;
             this.world = world;
             this.gpus = gpus;
@@ -179,19 +192,12 @@ public final class BarrierCallRunner {
                     throw new IllegalStateException(call + " rank " + rank + ": the task was not given exactly one GPU");
                 }
                 gpu = info.addresses()[0];
-                if (CudaDriver.isAvailable()) {
-                    // refused rather than run on the CPU engine beside an idle GPU without saying so
-                    throw new UnsupportedOperationException(call + " rank " + rank + ": executor " + SparkEnv.get().executorId()
-                            + " has CUDA GPU " + gpu + ", but model function calls run on the CPU engine: the CUDA "
-                            + "backend and an NCCL transport are not wired into the calls yet; run on CPU executors "
-                            + "(no spark.task.resource.gpu.amount)");
-                }
             }
             SparkEnv env = SparkEnv.get();
             String host = env.blockManager().blockManagerId().host();
             String executorId = env.executorId();
             try (RankContext context = new RankContext(call, rank, world, executorId, host, gpu,
-                    task::allGather, recvTimeoutMillis, placement)) {
+                    task::allGather, recvTimeoutMillis, placement, engine)) {
                 // A rank that runs off its planned executor (one that was lost and replaced) finds
                 // nothing in its store and loads its shard from the model's source, the last checkpoint.
                 R value = fn.apply(context, input.value());

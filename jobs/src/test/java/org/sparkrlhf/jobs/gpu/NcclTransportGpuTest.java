@@ -1,0 +1,81 @@
+package org.sparkrlhf.jobs.gpu;
+
+import org.junit.jupiter.api.Assumptions;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+import org.sparkrlhf.gpuexec.cuda.CudaBackend;
+import org.sparkrlhf.gpuexec.cuda.NcclCommunicator;
+import org.sparkrlhf.jobs.executor.Communicator;
+import org.sparkrlhf.jobs.executor.EngineBackends;
+import org.sparkrlhf.jobs.executor.EngineOptions;
+import org.sparkrlhf.jobs.executor.NcclTransport;
+
+import java.util.ArrayList;
+import java.util.HexFormat;
+import java.util.List;
+import java.util.Map;
+import java.util.SplittableRandom;
+import java.util.concurrent.TimeUnit;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertSame;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * The NCCL transport of a one-rank call on the GPU machine: the unique id goes through the
+ * rendezvous (as through {@code BarrierTaskContext.allGather}), the communicator is made from it,
+ * and the collectives run through NCCL, staged through device buffers. Skipped without a CUDA driver.
+ *
+ * <p>Only one rank: NCCL refuses two ranks of one communicator on the same GPU ("duplicate GPU"),
+ * and the GPU machine has one, so the many-rank paths (tensor- and data-parallel all-reduce over
+ * several GPUs, the reallocation's grouped sends and receives) cannot run here. A one-rank
+ * all-reduce is the identity, so its test is that the values come back bit for bit through
+ * upload, ncclAllReduce, the deadline wait and download.
+ */
+@Timeout(value = 120, unit = TimeUnit.SECONDS)
+class NcclTransportGpuTest {
+    @BeforeAll
+    static void gpu() {
+        Assumptions.assumeTrue(CudaBackend.isAvailable(), () -> "skipped: " + CudaBackend.unavailableReason());
+    }
+
+    @Test
+    void oneRankRoundTripThroughTheUniqueIdExchange() {
+        CudaBackend backend = (CudaBackend) EngineBackends.forRank("test", "0", EngineOptions.DEFAULT);
+        assertSame(backend, EngineBackends.forRank("test", "0", EngineOptions.DEFAULT), "one backend per GPU");
+        assertTrue(NcclCommunicator.version() > 0);
+        List<String> gathered = new ArrayList<>();
+        try (NcclTransport comm = NcclTransport.connect(0, 1, "127.0.0.1", mine -> {
+            gathered.add(mine);
+            return new String[]{mine};
+        }, 60_000, backend)) {
+            // first the TCP mesh's address, then rank 0's NCCL unique id: 128 bytes as hex
+            assertEquals(2, gathered.size(), gathered.toString());
+            assertEquals(128, HexFormat.of().parseHex(gathered.get(1)).length);
+            assertEquals(0, comm.rank());
+            assertEquals(1, comm.size());
+
+            SplittableRandom random = new SplittableRandom(3);
+            float[] values = new float[100_003];
+            for (int i = 0; i < values.length; i++) {
+                values[i] = (float) random.nextGaussian();
+            }
+            float[] reduced = values.clone();
+            comm.allReduceSum(reduced);
+            assertArrayEquals(values, reduced);
+            float[] broadcast = values.clone();
+            comm.broadcast(broadcast, 0);
+            assertArrayEquals(values, broadcast);
+            // all-gather of parts is built on the all-reduce
+            float[] full = values.clone();
+            comm.allGatherParts(full, new int[]{0, full.length});
+            assertArrayEquals(values, full);
+            // a reallocation step with nothing to move, and the whole group as a subgroup
+            comm.exchange(Map.of(), Map.of());
+            Communicator whole = comm.subgroup(0);
+            assertSame(comm, whole);
+        }
+    }
+}
