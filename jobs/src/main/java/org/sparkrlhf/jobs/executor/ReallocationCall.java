@@ -24,7 +24,9 @@ import java.util.Map;
  *       destination's model object from the slices, and keeps it in its executor's store.</li>
  * </ol>
  * Between executors the bytes go over the call's TCP connections (see {@link TcpCommunicator} for
- * why a plain TCP transport on CPU executors); no byte goes through the driver.
+ * why a plain TCP transport on CPU executors); no byte goes through the driver. The same pieces move
+ * a trained copy's AdamW moments ({@link ShardTensors.View}), which are cut as its weights: that is
+ * how a checkpoint gathers the optimizer state of tensor / pipeline shards onto one device.
  */
 public final class ReallocationCall implements RankFunction<ReallocationCall.Request, Long> {
     /** What the destination keeps: the slices alone, a model for inference, or a model with a fresh optimizer. */
