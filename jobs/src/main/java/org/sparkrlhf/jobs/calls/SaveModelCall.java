@@ -60,22 +60,28 @@ public final class SaveModelCall implements RankFunction<SaveModelCall.Request, 
                     saveGathered(request, replica, file);
                 }
             }
+            // moments gathered for this save are not kept (nor left behind when only the weights were asked for)
+            for (ShardTensors.View view : List.of(ShardTensors.View.EXP_AVG, ShardTensors.View.EXP_AVG_SQ)) {
+                ModelStore.get().remove(gatheredKey(request, view));
+            }
         }
         return true;
+    }
+
+    private static ModelStore.Key gatheredKey(Request request, ShardTensors.View view) {
+        return new ModelStore.Key(request.role(), request.version(), view.layoutKey(request.layout()), 0);
     }
 
     /**
      * Writes the optimizer state of a copy trained under tensor / pipeline parallelism: its AdamW
      * moments gathered beside this whole copy of its weights (ModelResidency.wholeCopy), in the
      * whole model's parameter order, with the shards' step count: the file a data-parallel replica's
-     * optimizer of the same state writes. The gathered moments are dropped once written.
+     * optimizer of the same state writes.
      */
     private static void saveGathered(Request request, ResidentModel replica, Path file) {
         ModelStore store = ModelStore.get();
-        ModelStore.Key firstKey = new ModelStore.Key(request.role(), request.version(),
-                ShardTensors.View.EXP_AVG.layoutKey(request.layout()), 0);
-        ModelStore.Key secondKey = new ModelStore.Key(request.role(), request.version(),
-                ShardTensors.View.EXP_AVG_SQ.layoutKey(request.layout()), 0);
+        ModelStore.Key firstKey = gatheredKey(request, ShardTensors.View.EXP_AVG);
+        ModelStore.Key secondKey = gatheredKey(request, ShardTensors.View.EXP_AVG_SQ);
         ShardSet first = store.find(firstKey);
         ShardSet second = store.find(secondKey);
         if (first == null || second == null) {
@@ -96,8 +102,6 @@ public final class SaveModelCall implements RankFunction<SaveModelCall.Request, 
             moments.add(new OptimizerState.Moments(s.name(), s.shape(), () -> m, () -> v));
         }
         OptimizerState.write(moments, steps.steps(), steps.hyper(), file);
-        store.remove(firstKey);
-        store.remove(secondKey);
     }
 
     /**

@@ -169,9 +169,9 @@ public final class ModelResidency {
      * Moves the AdamW first and second moments of {@code role} at {@code version} from its trained
      * copy on {@code home} to {@code to}, as tensors ({@link ReallocationCall.Build#TENSORS}) kept under
      * the layout keys of {@link ShardTensors.View}: the moments have the weights' shapes and cut, so
-     * the planner's reallocation plan of the weights moves them. They are gathered afresh for every save,
-     * not tracked as copies: the save consumes them (see SaveModelCall). {@code to} must hold home's first device, whose shard gives
-     * the step count.
+     * the planner's reallocation plan of the weights moves them. They are gathered afresh for every
+     * save, not tracked as copies: the save consumes them (see SaveModelCall). {@code to} must hold
+     * home's first device, whose shard gives the step count.
      */
     public void gatherMoments(String role, long version, Placement home, Placement to, ModelSpec spec,
                               ModelSource source) {
