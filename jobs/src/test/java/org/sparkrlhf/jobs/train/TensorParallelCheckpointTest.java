@@ -51,6 +51,10 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  *       cancel. The bound is relative to each tensor's largest magnitude, 1e-3 (the test prints the
  *       measured worst; 2.1e-4 when it was written): far below what a wrong slice, a missing step or a moment of the wrong
  *       parameter gives (differences of the order of the values themselves).</li>
+ *   <li>PPO with actor_train and critic_train tp2 (the critic a fresh value head on the actor's
+ *       decoder, cut into shards from the whole model it is built as) resumes the same way: the
+ *       checkpoint's optimizer files are the uninterrupted run's, and the final actor and critic
+ *       are its, bit for bit.</li>
  * </ol>
  * The reference model is the actor scaled by 0.9, with a KL coefficient of 1, so that the first
  * iteration's gradients are not zero (the tiny random actor earns no reward on its own).
@@ -174,7 +178,73 @@ class TensorParallelCheckpointTest {
         System.out.printf("tp2 and unsharded moments: largest difference %.3g of the tensor's largest value%n", worst);
     }
 
-    private RunConfig config(String name, Path out, Path ref, String actorTrain) throws Exception {
+    @Test
+    @Timeout(value = 400, unit = TimeUnit.SECONDS)
+    void ppoWithTensorParallelActorAndCriticTrainingResumesBitForBit() throws Exception {
+        Path ref = perturbedReference();
+        Path straight = dir.resolve("ppo-straight");
+        Path killed = dir.resolve("ppo-killed");
+        ModelStore.get().clear();
+        train(ppoConfig(straight, ref), false, false);
+
+        RunConfig config = ppoConfig(killed, ref);
+        train(config, false, true);
+        RunCheckpoints.Checkpoint cp = new RunCheckpoints(killed.toString(), new Configuration()).newestComplete()
+                .orElseThrow();
+        assertEquals(1, cp.state().iteration());
+        for (String role : List.of("actor", "critic")) {
+            Path optimizer = cp.localDir().resolve(role).resolve(OptimizerState.FILE);
+            assertEquals("1", SafeTensorsFile.open(optimizer).metadata().get("step"), role);
+            assertFilesEqual(straight.resolve("checkpoints").resolve("iter-00000001").resolve(role)
+                    .resolve(OptimizerState.FILE), optimizer);
+        }
+        String resumed = train(config, true, false);
+        assertTrue(resumed.contains("iteration 1 done") && !resumed.contains("iter 1/2") && resumed.contains("iter 2/2"),
+                resumed);
+        assertWeightsEqual(straight.resolve("final"), killed.resolve("final"), 0);
+        assertWeightsEqual(straight.resolve("final-critic"), killed.resolve("final-critic"), 0);
+        assertNotEqualWeights(cp.localDir().resolve("critic"), killed.resolve("final-critic"));
+    }
+
+    /** PPO with a value head on the actor's decoder as the critic; actor_train and critic_train tp2. */
+    private RunConfig ppoConfig(Path out, Path ref) throws Exception {
+        Path prompts = prompts();
+        Path yaml = dir.resolve(out.getFileName() + ".yaml");
+        Files.writeString(yaml, """
+                name: ppo-tp-ckpt
+                algorithm: ppo
+                seed: 13
+                iterations: 2
+                output: %s
+                models:
+                  actor: {path: %s}
+                  ref: {path: %s}
+                  critic: {path: %s}
+                reward: {function: arithmetic}
+                data:
+                  path: %s
+                  batch_size: 2
+                  eval_size: 0
+                  max_prompt_tokens: 16
+                generation: {max_new_tokens: 4, temperature: 1.0}
+                optimizer: {lr: 3.0e-3, weight_decay: 0.01}
+                ppo: {epochs: 1, mini_batches: 1, critic_lr: 1.0e-3}
+                checkpoint: {every: 1, keep: 1}
+                plan:
+                  mode: manual
+                  calls:
+                    actor_gen: {devices: [0, 1], dp: 2}
+                    ref_inf: {devices: [0, 1], dp: 2}
+                    critic_inf: {devices: [0, 1], dp: 2}
+                    actor_train: {devices: [0, 1], tp: 2}
+                    critic_train: {devices: [0, 1], tp: 2}
+                spark:
+                  master: local[2]
+                """.formatted(out, SftTrainingTest.TINY_LLAMA, ref, SftTrainingTest.TINY_LLAMA, prompts));
+        return new RunConfigReader(new Configuration()).read(yaml.toString());
+    }
+
+    private static Path prompts() throws Exception {
         Path prompts = dir.resolve("prompts.jsonl");
         if (!Files.exists(prompts)) {
             StringBuilder jsonl = new StringBuilder();
@@ -186,6 +256,11 @@ class TensorParallelCheckpointTest {
             }
             Files.writeString(prompts, jsonl);
         }
+        return prompts;
+    }
+
+    private RunConfig config(String name, Path out, Path ref, String actorTrain) throws Exception {
+        Path prompts = prompts();
         Path yaml = dir.resolve(out.getFileName() + ".yaml");
         Files.writeString(yaml, """
                 name: %s
