@@ -5,9 +5,13 @@ import org.sparkrlhf.gpuexec.backend.DType;
 import org.sparkrlhf.gpuexec.backend.Tensor;
 import org.sparkrlhf.gpuexec.model.LlamaWeights;
 import org.sparkrlhf.gpuexec.train.AdamW;
+import org.sparkrlhf.gpuexec.train.OptimizerState;
 
+import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Map;
 
 /**
  * AdamW over one rank's shard, clipping by the whole model's gradient norm, so that a step on
@@ -39,6 +43,20 @@ public final class ShardedAdamW implements AutoCloseable {
     /** The shard's optimizer (its parameters, moments, hyper-parameters and step count). */
     public AdamW optimizer() {
         return optimizer;
+    }
+
+    /**
+     * Restores this shard's part of a whole model's optimizer state ({@link OptimizerState}'s file,
+     * as a data-parallel run or a gathered tensor / pipeline run writes it): each moment cut to this
+     * shard's slice exactly as {@link ShardedLlama#load} cuts the weights, and the step count.
+     */
+    public void load(Path file) {
+        Map<String, int[]> whole = new LinkedHashMap<>();
+        for (LlamaWeights.Spec s : LlamaWeights.specs(model.config())) {
+            whole.put(s.name(), s.shape());
+        }
+        ShardSpec shard = model.shard();
+        OptimizerState.load(optimizer, file, whole, (name, shape, values) -> Sharding.slice(name, shape, values, shard));
     }
 
     /** The global L2 norm of the whole model's gradients (a collective over the tensor and pipeline groups). */

@@ -1,5 +1,6 @@
 package org.sparkrlhf.gpuexec.train;
 
+import org.sparkrlhf.gpuexec.backend.Tensor;
 import org.sparkrlhf.gpuexec.checkpoint.CheckpointException;
 import org.sparkrlhf.gpuexec.checkpoint.SafeTensorsFile;
 import org.sparkrlhf.gpuexec.checkpoint.SafeTensorsWriter;
@@ -13,6 +14,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
+import java.util.function.Supplier;
 
 /**
  * An {@link AdamW}'s state as one safetensors file, {@value #FILE}, kept beside the model's HF
@@ -40,19 +42,35 @@ public final class OptimizerState {
 
     /** Writes the optimizer's moments and step count to {@code file} (atomically: a temporary file renamed). */
     public static void save(AdamW optimizer, Path file) {
-        List<SafeTensorsWriter.Item> items = new ArrayList<>();
+        List<Moments> moments = new ArrayList<>();
         for (AdamW.Param p : optimizer.params()) {
-            items.add(SafeTensorsWriter.Item.floats(FIRST + p.name(), StDType.F32, p.m().shape(),
-                    () -> optimizer.backend().download(p.m())));
-        }
-        for (AdamW.Param p : optimizer.params()) {
-            items.add(SafeTensorsWriter.Item.floats(SECOND + p.name(), StDType.F32, p.v().shape(),
+            moments.add(new Moments(p.name(), p.m().shape(), () -> optimizer.backend().download(p.m()),
                     () -> optimizer.backend().download(p.v())));
         }
-        AdamW.Hyper h = optimizer.hyper();
+        write(moments, optimizer.stepCount(), optimizer.hyper(), file);
+    }
+
+    /** One parameter's moments as the file holds them: its name, whole shape, and the values of m and v. */
+    public record Moments(String name, int[] shape, Supplier<float[]> m, Supplier<float[]> v) {
+    }
+
+    /**
+     * Writes a whole model's moments given as arrays (gathered from the shards of a tensor / pipeline
+     * parallel optimizer), in {@code moments}' order, with the step count and settings they were
+     * taken with: the file {@link #save(AdamW, Path)} writes for an unsharded optimizer of the same state.
+     */
+    public static void write(List<Moments> moments, int step, AdamW.Hyper h, Path file) {
+        if (step < 0) throw new IllegalArgumentException("step count " + step + " is negative");
+        List<SafeTensorsWriter.Item> items = new ArrayList<>();
+        for (Moments p : moments) {
+            items.add(SafeTensorsWriter.Item.floats(FIRST + p.name(), StDType.F32, p.shape(), p.m()));
+        }
+        for (Moments p : moments) {
+            items.add(SafeTensorsWriter.Item.floats(SECOND + p.name(), StDType.F32, p.shape(), p.v()));
+        }
         Map<String, String> metadata = new LinkedHashMap<>();
         metadata.put("optimizer", "adamw");
-        metadata.put("step", Integer.toString(optimizer.stepCount()));
+        metadata.put("step", Integer.toString(step));
         metadata.put("lr", Float.toString(h.lr()));
         metadata.put("beta1", Float.toString(h.beta1()));
         metadata.put("beta2", Float.toString(h.beta2()));
@@ -67,6 +85,27 @@ public final class OptimizerState {
      * parameters must have the names and shapes of the saved ones.
      */
     public static void load(AdamW optimizer, Path file) {
+        Map<String, int[]> shapes = new LinkedHashMap<>();
+        for (AdamW.Param p : optimizer.params()) {
+            shapes.put(p.name(), p.m().shape());
+        }
+        load(optimizer, file, shapes, (name, shape, whole) -> whole);
+    }
+
+    /** What a sharded optimizer keeps of a whole parameter's moment: its slice of it. */
+    @FunctionalInterface
+    public interface Cut {
+        float[] apply(String name, int[] wholeShape, float[] whole);
+    }
+
+    /**
+     * Restores a whole model's moments and step count (the file {@link #save} or {@link #write}
+     * wrote) into an optimizer over a part of that model (a tensor / pipeline shard): the file must
+     * hold exactly the parameters of {@code wholeShapes}, with those shapes; each of
+     * {@code optimizer}'s parameters, all among them, gets {@code cut} of its moments, which must
+     * have the parameter's (shard) shape.
+     */
+    public static void load(AdamW optimizer, Path file, Map<String, int[]> wholeShapes, Cut cut) {
         SafeTensorsFile f = SafeTensorsFile.open(file);
         String kind = f.metadata().get("optimizer");
         if (!"adamw".equals(kind)) {
@@ -81,17 +120,17 @@ public final class OptimizerState {
         }
         if (step < 0) throw new CheckpointException(file + ": field '__metadata__.step' is negative (" + step + ")");
         Set<String> expected = new HashSet<>();
-        for (AdamW.Param p : optimizer.params()) {
-            for (String name : List.of(FIRST + p.name(), SECOND + p.name())) {
+        for (Map.Entry<String, int[]> w : wholeShapes.entrySet()) {
+            for (String name : List.of(FIRST + w.getKey(), SECOND + w.getKey())) {
                 expected.add(name);
                 SafeTensorsFile.Entry e = f.entries().get(name);
-                if (e == null) throw new CheckpointException(file + ": no tensor '" + name + "' for parameter " + p.name());
+                if (e == null) throw new CheckpointException(file + ": no tensor '" + name + "' for parameter " + w.getKey());
                 if (e.dtype() != StDType.F32) {
                     throw new CheckpointException(file + ": tensor '" + name + "' is " + e.dtype() + ", expected F32");
                 }
-                if (!Arrays.equals(e.shape(), p.m().shape())) {
+                if (!Arrays.equals(e.shape(), w.getValue())) {
                     throw new CheckpointException(file + ": tensor '" + name + "' has shape " + Arrays.toString(e.shape())
-                            + ", parameter " + p.name() + " has " + Arrays.toString(p.m().shape()));
+                            + ", parameter " + w.getKey() + " has " + Arrays.toString(w.getValue()));
                 }
             }
         }
@@ -101,8 +140,22 @@ public final class OptimizerState {
             }
         }
         for (AdamW.Param p : optimizer.params()) {
-            optimizer.backend().upload(p.m(), f.readFloats(FIRST + p.name()));
-            optimizer.backend().upload(p.v(), f.readFloats(SECOND + p.name()));
+            if (!wholeShapes.containsKey(p.name())) {
+                throw new IllegalArgumentException("parameter " + p.name() + " is not among the model's " + wholeShapes.keySet());
+            }
+        }
+        // one tensor at a time, so that no more than one whole moment is in host memory
+        for (AdamW.Param p : optimizer.params()) {
+            int[] whole = wholeShapes.get(p.name());
+            for (boolean first : new boolean[]{true, false}) {
+                Tensor moment = first ? p.m() : p.v();
+                float[] values = cut.apply(p.name(), whole, f.readFloats((first ? FIRST : SECOND) + p.name()));
+                if (values.length != moment.numel()) {
+                    throw new IllegalStateException(file + ": the cut of '" + p.name() + "' has " + values.length
+                            + " values, the optimizer's moment " + Arrays.toString(moment.shape()) + " needs " + moment.numel());
+                }
+                optimizer.backend().upload(moment, values);
+            }
         }
         optimizer.restoreStepCount(step);
     }

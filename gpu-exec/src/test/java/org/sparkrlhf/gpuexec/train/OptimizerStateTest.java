@@ -104,6 +104,26 @@ class OptimizerStateTest {
     }
 
     @Test
+    void momentsWrittenAsArraysGiveTheOptimizersOwnFile() throws Exception {
+        Batch batch = TrainingTest.fixtureBatch();
+        try (LlamaModel model = LlamaModel.load(backend, Fixtures.dir("tiny-llama"));
+             AdamW opt = AdamW.forModel(model, new AdamW.Hyper(3e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f))) {
+            sftStep(model, opt, batch);
+            sftStep(model, opt, batch);
+            OptimizerState.save(opt, dir.resolve("own.safetensors"));
+            List<OptimizerState.Moments> moments = new ArrayList<>();
+            for (AdamW.Param p : opt.params()) {
+                float[] m = backend.download(p.m());
+                float[] v = backend.download(p.v());
+                moments.add(new OptimizerState.Moments(p.name(), p.m().shape(), () -> m, () -> v));
+            }
+            OptimizerState.write(moments, opt.stepCount(), opt.hyper(), dir.resolve("arrays.safetensors"));
+            assertArrayEquals(java.nio.file.Files.readAllBytes(dir.resolve("own.safetensors")),
+                    java.nio.file.Files.readAllBytes(dir.resolve("arrays.safetensors")));
+        }
+    }
+
+    @Test
     void aFileOfAnotherModelIsRejectedAndChangesNothing() {
         try (LlamaModel model = LlamaModel.load(backend, Fixtures.dir("tiny-llama"));
              AdamW opt = AdamW.forModel(model, AdamW.Hyper.defaults(1e-3f))) {

@@ -75,7 +75,7 @@ public final class Critics {
         ResidentModel copy = ModelStore.get().getOrLoad(key, () -> {
             Replicas.checkReloadable(role, source, version);
             return ModelShards.fromWhole(load(context.backend(), source.localPath(), headSeed), context.placement(),
-                    context.rank(), version, optimizer);
+                    context.rank(), version, optimizer, source);
         });
         copy.bind(context);
         return copy;

@@ -99,14 +99,14 @@ final class Replicas {
         return context.placement() != null && (context.placement().tp() != 1 || context.placement().pp() != 1);
     }
 
+    /**
+     * A copy missing from the store loads from its source only at the version the source holds (a
+     * trained version then continues the optimizer state saved beside it, see ModelShards).
+     */
     static void checkReloadable(String role, ModelSource source, long version) {
         if (source.version() != version) {
             throw new IllegalStateException(role + " version " + version + " is not in this executor and "
                     + "the newest checkpoint holds version " + source.version() + " (" + source.path() + ")");
-        }
-        if (version != 0) {
-            throw new UnsupportedOperationException("reloading a trained " + role
-                    + " needs its optimizer state, which checkpoints do not hold yet");
         }
     }
 

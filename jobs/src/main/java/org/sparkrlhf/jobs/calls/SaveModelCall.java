@@ -1,11 +1,14 @@
 package org.sparkrlhf.jobs.calls;
 
 import org.sparkrlhf.gpuexec.checkpoint.StDType;
+import org.sparkrlhf.gpuexec.model.LlamaWeights;
 import org.sparkrlhf.gpuexec.train.OptimizerState;
 import org.sparkrlhf.jobs.executor.ModelStore;
 import org.sparkrlhf.jobs.executor.RankContext;
 import org.sparkrlhf.jobs.executor.RankFunction;
 import org.sparkrlhf.jobs.executor.ResidentModel;
+import org.sparkrlhf.jobs.executor.ShardSet;
+import org.sparkrlhf.jobs.executor.ShardTensors;
 import org.sparkrlhf.jobs.runtime.BarrierCallRunner;
 import org.sparkrlhf.jobs.runtime.DeviceSlot;
 
@@ -20,7 +23,9 @@ import java.util.List;
 /**
  * Writes a resident model as an HF checkpoint folder (config.json + safetensors, float32) that
  * transformers loads and, with {@code withOptimizer}, its AdamW state beside it
- * ({@link OptimizerState#FILE}). Data-parallel replicas are identical, so rank 0 writes and the
+ * ({@link OptimizerState#FILE}): a trained whole replica's own optimizer, or, for a whole copy of a
+ * model trained under tensor / pipeline parallelism, the moments gathered beside it
+ * (ModelResidency.wholeCopy). Data-parallel replicas are identical, so rank 0 writes and the
  * others only check that they hold the same version. The folder must be on a file system the
  * executor sees (local in embedded runs, a shared mount on clusters).
  */
@@ -48,10 +53,55 @@ public final class SaveModelCall implements RankFunction<SaveModelCall.Request, 
             Path dir = Path.of(request.dir());
             replica.model().save(dir, StDType.F32, 2L << 30);
             if (request.withOptimizer()) {
-                OptimizerState.save(replica.optimizer(), dir.resolve(OptimizerState.FILE));
+                Path file = dir.resolve(OptimizerState.FILE);
+                if (replica.hasOptimizer()) {
+                    OptimizerState.save(replica.optimizer(), file);
+                } else {
+                    saveGathered(request, replica, file);
+                }
+            }
+            // moments gathered for this save are not kept (nor left behind when only the weights were asked for)
+            for (ShardTensors.View view : List.of(ShardTensors.View.EXP_AVG, ShardTensors.View.EXP_AVG_SQ)) {
+                ModelStore.get().remove(gatheredKey(request, view));
             }
         }
         return true;
+    }
+
+    private static ModelStore.Key gatheredKey(Request request, ShardTensors.View view) {
+        return new ModelStore.Key(request.role(), request.version(), view.layoutKey(request.layout()), 0);
+    }
+
+    /**
+     * Writes the optimizer state of a copy trained under tensor / pipeline parallelism: its AdamW
+     * moments gathered beside this whole copy of its weights (ModelResidency.wholeCopy), in the
+     * whole model's parameter order, with the shards' step count: the file a data-parallel replica's
+     * optimizer of the same state writes.
+     */
+    private static void saveGathered(Request request, ResidentModel replica, Path file) {
+        ModelStore store = ModelStore.get();
+        ModelStore.Key firstKey = gatheredKey(request, ShardTensors.View.EXP_AVG);
+        ModelStore.Key secondKey = gatheredKey(request, ShardTensors.View.EXP_AVG_SQ);
+        ShardSet first = store.find(firstKey);
+        ShardSet second = store.find(secondKey);
+        if (first == null || second == null) {
+            throw new IllegalStateException("cannot save the optimizer state of " + request.role() + " v"
+                    + request.version() + " from " + request.layout() + ": this copy has no optimizer and its gathered "
+                    + "moments (" + (first == null ? firstKey : secondKey) + ") are not in this executor (gather them "
+                    + "with ModelResidency.wholeCopy)");
+        }
+        ShardSet.OptimizerSteps steps = first.optimizer();
+        if (steps == null || !steps.equals(second.optimizer())) {
+            throw new IllegalStateException(request.role() + " v" + request.version() + ": the gathered moments are of "
+                    + "different optimizer steps (" + steps + ", " + second.optimizer() + ")");
+        }
+        List<OptimizerState.Moments> moments = new ArrayList<>();
+        for (LlamaWeights.Spec s : replica.model().parameters().specs()) {
+            float[] m = first.tensor(s.name());
+            float[] v = second.tensor(s.name());
+            moments.add(new OptimizerState.Moments(s.name(), s.shape(), () -> m, () -> v));
+        }
+        OptimizerState.write(moments, steps.steps(), steps.hyper(), file);
     }
 
     /**

@@ -164,8 +164,9 @@ public final class RunCheckpoints {
 
     /**
      * Writes checkpoint {@code state.iteration()} of a running job: each trained model's HF weights
-     * and optimizer state go to {@code <role>/}, written by rank 0 of the devices holding it, then
-     * the state and the marker. {@code state} must record exactly these models at these versions.
+     * and optimizer state go to {@code <role>/}, written by rank 0 of the devices holding it (whole:
+     * a data-parallel home, or for a tensor / pipeline parallel one the single-device copy with the
+     * gathered moments that ModelResidency.wholeCopy makes), then the state and the marker. {@code state} must record exactly these models at these versions.
      * Keeps the newest {@code keep} complete checkpoints. The returned checkpoint's
      * {@link Checkpoint#source}s are where a lost executor reloads the models from.
      */

@@ -9,6 +9,7 @@ import org.sparkrlhf.gpuexec.parallel.ShardSpec;
 import org.sparkrlhf.gpuexec.parallel.ShardedAdamW;
 import org.sparkrlhf.gpuexec.parallel.ShardedLlama;
 import org.sparkrlhf.gpuexec.train.AdamW;
+import org.sparkrlhf.gpuexec.train.OptimizerState;
 import org.sparkrlhf.jobs.calls.ModelSource;
 import org.sparkrlhf.jobs.calls.SftTrainCall;
 import org.sparkrlhf.jobs.config.RunConfig.OptimizerConfig;
@@ -61,34 +62,37 @@ public final class ModelShards {
 
     /**
      * The rank's model read from a checkpoint folder: the whole model on a data-parallel layout, else
-     * only the tensors its shard holds, cut to its slices.
+     * only the tensors its shard holds, cut to its slices. With {@code optimizer}, a trained version
+     * (not 0) gets the folder's optimizer state ({@link OptimizerState#FILE}), cut as the weights.
      */
     public static ResidentModel load(Backend backend, ModelSource source, Placement placement, int rank, long version,
                                      OptimizerConfig optimizer) {
         Path dir = source.localPath();
         if (placement == null || (placement.tp() == 1 && placement.pp() == 1)) {
             LlamaModel model = LlamaModel.load(backend, dir);
-            return new ResidentModel(model, optimizer == null ? null : AdamW.forModel(model, SftTrainCall.hyper(optimizer)),
-                    version);
+            return withOptimizerState(new ResidentModel(model, optimizer == null ? null
+                    : AdamW.forModel(model, SftTrainCall.hyper(optimizer)), version), source, version);
         }
         ShardSpec shard = ShardSpec.ofLocalRank(rank, placement.dp(), placement.tp(), placement.pp());
         BoundCollective tensorGroup = new BoundCollective("tensor-parallel", shard.tpRank(), shard.tp());
         BoundCollective pipelineGroup = new BoundCollective("pipeline", shard.stage(), shard.pp());
         ShardedLlama model = ShardedLlama.load(backend, dir, shard, tensorGroup, pipelineGroup);
         ShardedAdamW adamW = optimizer == null ? null : new ShardedAdamW(model, SftTrainCall.hyper(optimizer));
-        return ResidentModel.sharded(model, adamW, tensorGroup, pipelineGroup, version);
+        return withOptimizerState(ResidentModel.sharded(model, adamW, tensorGroup, pipelineGroup, version), source,
+                version);
     }
 
     /**
      * The rank's copy cut from a whole model built on this executor (a critic with a fresh value
      * head, which no checkpoint folder holds): the model itself on a data-parallel layout, else its
-     * shard (the whole model is then closed).
+     * shard (the whole model is then closed). A trained copy (with {@code optimizer}) of a version
+     * other than 0 gets the optimizer state of {@code source}, the checkpoint folder it was built from.
      */
     public static ResidentModel fromWhole(LlamaModel whole, Placement placement, int rank, long version,
-                                          OptimizerConfig optimizer) {
+                                          OptimizerConfig optimizer, ModelSource source) {
         if (placement == null || (placement.tp() == 1 && placement.pp() == 1)) {
-            return new ResidentModel(whole, optimizer == null ? null : AdamW.forModel(whole, SftTrainCall.hyper(optimizer)),
-                    version);
+            return withOptimizerState(new ResidentModel(whole, optimizer == null ? null
+                    : AdamW.forModel(whole, SftTrainCall.hyper(optimizer)), version), source, version);
         }
         ShardSpec shard = ShardSpec.ofLocalRank(rank, placement.dp(), placement.tp(), placement.pp());
         BoundCollective tensorGroup = new BoundCollective("tensor-parallel", shard.tpRank(), shard.tp());
@@ -100,7 +104,30 @@ public final class ModelShards {
             whole.close();
         }
         ShardedAdamW adamW = optimizer == null ? null : new ShardedAdamW(model, SftTrainCall.hyper(optimizer));
-        return ResidentModel.sharded(model, adamW, tensorGroup, pipelineGroup, version);
+        return withOptimizerState(ResidentModel.sharded(model, adamW, tensorGroup, pipelineGroup, version), source,
+                version);
+    }
+
+    /**
+     * A trained copy of a version other than 0 continues its optimizer: the moments and step count of
+     * {@code source}'s {@link OptimizerState#FILE} (the checkpoint that holds this version), cut to the
+     * copy's slices. A copy without an optimizer, or at version 0 (a fresh optimizer), is left as it is.
+     */
+    private static ResidentModel withOptimizerState(ResidentModel copy, ModelSource source, long version) {
+        if (!copy.hasOptimizer() || version == 0) {
+            return copy;
+        }
+        try {
+            if (source == null || source.version() != version) {
+                throw new IllegalStateException("the optimizer state of version " + version + " is not in "
+                        + (source == null ? "(no source)" : source.path() + ", which holds version " + source.version()));
+            }
+            copy.loadOptimizerState(source.localPath().resolve(OptimizerState.FILE));
+            return copy;
+        } catch (RuntimeException e) {
+            copy.close();
+            throw e;
+        }
     }
 
     private static ResidentModel sharded(Backend backend, ModelConfig config, Placement placement, int rank, long version,

@@ -26,7 +26,9 @@ import java.util.Map;
  * </ol>
  * Between executors the bytes go over the call's TCP connections on CPU executors (see
  * {@link TcpCommunicator} for why a plain TCP transport there) and over NCCL between GPUs
- * ({@link NcclTransport}); no byte goes through the driver.
+ * ({@link NcclTransport}); no byte goes through the driver. The same pieces move a trained copy's
+ * AdamW moments ({@link ShardTensors.View}), which are cut as its weights: that is how a checkpoint
+ * gathers the optimizer state of tensor / pipeline shards onto one device.
  */
 public final class ReallocationCall implements RankFunction<ReallocationCall.Request, Long> {
     /** What the destination keeps: the slices alone, a model for inference, or a model with a fresh optimizer. */
@@ -40,12 +42,21 @@ public final class ReallocationCall implements RankFunction<ReallocationCall.Req
      * (null / empty when it is not in the destination layout), its pieces, and how to build the
      * destination ({@code placement} and {@code source}'s config.json for models; {@code valueHead}:
      * the model has a value head in place of the config's LM head, as a critic started from a causal LM).
+     * {@code view} says which tensors of the source move: its weights, or (to {@link Build#TENSORS}
+     * only) its AdamW first or second moment, which have the weights' shapes and cut, so the same
+     * pieces move them.
      */
     public record Request(String role, int[] stageDevices, String[] stageExecutors, ModelStore.Key sourceKey,
                           ModelStore.Key destinationKey, List<String> names, int[][] shapes, List<ShardPiece> pieces,
                           Build build, ModelSource source, OptimizerConfig optimizer, Placement placement,
-                          boolean valueHead)
+                          boolean valueHead, ShardTensors.View view)
             implements Serializable {
+        public Request {
+            if (view != ShardTensors.View.WEIGHTS && build != Build.TENSORS) {
+                throw new IllegalArgumentException("reallocation of " + role + ": the " + view
+                        + " moves as tensors (Build.TENSORS), not into a " + build);
+            }
+        }
     }
 
     @Override
@@ -155,7 +166,7 @@ public final class ReallocationCall implements RankFunction<ReallocationCall.Req
             }
         }
         Object built = switch (request.build()) {
-            case TENSORS -> new ShardSet(destination);
+            case TENSORS -> new ShardSet(destination, optimizerOf(source, request));
             case MODEL -> ModelShards.build(context.backend(), request.source(), request.placement(), rank(request),
                     request.destinationKey().version(), destination, null, request.valueHead());
             case TRAINED_MODEL -> ModelShards.build(context.backend(), request.source(), request.placement(), rank(request),
@@ -164,6 +175,23 @@ public final class ReallocationCall implements RankFunction<ReallocationCall.Req
         store.evictBefore(request.role(), request.destinationKey().version());
         store.put(request.destinationKey(), built);
         return received;
+    }
+
+    /**
+     * Which optimizer gathered moments come from (null for weights): the source copy on this very
+     * device, whose step count and settings every rank of the source shares. A moment's destination
+     * must therefore hold a source shard too (a whole copy on the home's first device does).
+     */
+    private static ShardSet.OptimizerSteps optimizerOf(ShardTensors source, Request request) {
+        if (request.view() == ShardTensors.View.WEIGHTS) {
+            return null;
+        }
+        if (!(source instanceof ResidentModel copy) || !copy.hasOptimizer()) {
+            throw new IllegalStateException("reallocation of " + request.role() + "'s " + request.view() + " to "
+                    + request.destinationKey() + ": the destination's device holds no trained source copy to take "
+                    + "the optimizer's step count from (a moment's destination must be on a device of its source)");
+        }
+        return new ShardSet.OptimizerSteps(copy.optimizer().stepCount(), copy.optimizer().hyper());
     }
 
     private static int rank(Request request) {
@@ -175,7 +203,7 @@ public final class ReallocationCall implements RankFunction<ReallocationCall.Req
             throw new IllegalStateException("reallocation of " + request.role() + ": a piece of " + name
                     + " is to be sent from a device that holds no source shard");
         }
-        return source.tensor(name);
+        return source.tensor(name, request.view());
     }
 
     private static void checkStride(ShardPiece p, Map<String, Integer> strideOf) {

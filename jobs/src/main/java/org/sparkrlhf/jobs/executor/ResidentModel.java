@@ -12,7 +12,9 @@ import org.sparkrlhf.gpuexec.parallel.ShardedAdamW;
 import org.sparkrlhf.gpuexec.parallel.ShardedGenerator;
 import org.sparkrlhf.gpuexec.parallel.ShardedLlama;
 import org.sparkrlhf.gpuexec.train.AdamW;
+import org.sparkrlhf.gpuexec.train.OptimizerState;
 
+import java.nio.file.Path;
 import java.util.LinkedHashMap;
 import java.util.Map;
 
@@ -75,7 +77,7 @@ public final class ResidentModel implements ShardTensors, AutoCloseable {
 
     /** The optimizer; an error for copies that are only used for inference. */
     public AdamW optimizer() {
-        if (optimizer == null && shardedOptimizer == null) {
+        if (!hasOptimizer()) {
             throw new IllegalStateException("this copy of the model has no optimizer (it is not trained)");
         }
         return optimizer != null ? optimizer : shardedOptimizer.optimizer();
@@ -221,6 +223,47 @@ public final class ResidentModel implements ShardTensors, AutoCloseable {
             return sharded.backend().download(t);
         }
         return model.backend().download(model.parameters().get(name));
+    }
+
+    /**
+     * A parameter's weights or AdamW moment as this copy holds it (whole, or this shard's slice: the
+     * moments have their parameter's shape); the moments only on a trained copy.
+     */
+    @Override
+    public float[] tensor(String name, View view) {
+        if (view == View.WEIGHTS) {
+            return tensor(name);
+        }
+        if (!hasOptimizer()) {
+            throw new IllegalStateException("this copy of the model has no optimizer (it is not trained), so no "
+                    + view + " of '" + name + "'");
+        }
+        AdamW adamw = optimizer();
+        for (AdamW.Param p : adamw.params()) {
+            if (p.name().equals(name)) {
+                return adamw.backend().download(view == View.EXP_AVG ? p.m() : p.v());
+            }
+        }
+        throw new IllegalArgumentException((sharded != null ? "shard " + sharded.shard().label() : "this copy")
+                + "'s optimizer holds no part of '" + name + "'");
+    }
+
+    /** Whether this copy is trained here (it has an optimizer). */
+    public boolean hasOptimizer() {
+        return optimizer != null || shardedOptimizer != null;
+    }
+
+    /**
+     * Restores this shard's optimizer state from a whole model's {@code optimizer.safetensors}
+     * (each moment cut to the shard's slice, see {@link ShardedAdamW#load}); a whole copy's
+     * optimizer loads it as it is.
+     */
+    void loadOptimizerState(Path file) {
+        if (shardedOptimizer != null) {
+            shardedOptimizer.load(file);
+        } else {
+            OptimizerState.load(optimizer(), file);
+        }
     }
 
     void advance() {

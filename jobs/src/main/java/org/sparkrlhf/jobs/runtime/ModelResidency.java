@@ -7,6 +7,7 @@ import org.sparkrlhf.jobs.config.RunConfig.OptimizerConfig;
 import org.sparkrlhf.jobs.executor.ModelStore;
 import org.sparkrlhf.jobs.executor.ReallocationCall;
 import org.sparkrlhf.jobs.executor.ShardPiece;
+import org.sparkrlhf.jobs.executor.ShardTensors;
 import org.sparkrlhf.jobs.plan.Placement;
 import org.sparkrlhf.planner.realloc.ModelParameters;
 import org.sparkrlhf.planner.realloc.Param;
@@ -72,7 +73,8 @@ public final class ModelResidency {
      * Makes {@code role} at {@code version} present on {@code target} before a call there: nothing when
      * it already is; a reallocation from a copy at that version when there is one; else nothing (the
      * call's ranks load from the source). {@code build} says what the destination ranks keep; a copy
-     * with an optimizer can only start at version 0 (a fresh optimizer state is only right there).
+     * with an optimizer is only moved at version 0 (a fresh optimizer state is only right there); at a
+     * trained version its ranks load it from the source (a checkpoint, with the optimizer state).
      * Returns the reallocation run, or null.
      */
     public Moved prepare(String role, long version, Placement target, ModelSpec spec, ModelSource source,
@@ -93,6 +95,11 @@ public final class ModelResidency {
             return null;
         }
         if (build == ReallocationCall.Build.TRAINED_MODEL && version != 0) {
+            if (source != null && source.version() == version) {
+                // a resumed run: the checkpoint holds this version with its optimizer state, which the
+                // call's ranks load, cut to their slices
+                return null;
+            }
             throw new IllegalStateException(role + " version " + version + " would get a fresh optimizer state on "
                     + target + "; a trained model's optimizer stays on its home placement");
         }
@@ -132,21 +139,63 @@ public final class ModelResidency {
 
     /**
      * A placement holding {@code role} at {@code version} whole on one rank (tp = pp = 1), to save a
-     * full HF checkpoint from: {@code home} itself when it is data parallel, else a single-device copy
-     * reallocated onto home's first device.
+     * full HF checkpoint from, with its optimizer state: {@code home} itself when it is data parallel
+     * (its replicas are whole, with their AdamW), else a single-device copy reallocated onto home's
+     * first device, beside which the AdamW moments of home's shards are gathered by the same plan
+     * (see {@link #gatherMoments}), for {@link org.sparkrlhf.jobs.calls.SaveModelCall} to write.
      */
     public Placement wholeCopy(String role, long version, Placement home, ModelSpec spec, ModelSource source) {
+        return wholeCopy(role, version, home, spec, source, true);
+    }
+
+    /**
+     * {@link #wholeCopy(String, long, Placement, ModelSpec, ModelSource)}, gathering the optimizer's
+     * moments only {@code withOptimizer} (a final model needs the weights alone).
+     */
+    public Placement wholeCopy(String role, long version, Placement home, ModelSpec spec, ModelSource source,
+                               boolean withOptimizer) {
         if (home.tp() == 1 && home.pp() == 1) {
             return home;
         }
         Placement single = new Placement(role + "_whole", role, List.of(home.devices().get(0)), 1, 1, 1, 1);
         prepare(role, version, single, spec, source, ReallocationCall.Build.MODEL, null);
+        if (withOptimizer) {
+            gatherMoments(role, version, home, single, spec, source);
+        }
         return single;
     }
 
-    /** Runs the reallocation stage of {@code role} from {@code from} to {@code to}. */
+    /**
+     * Moves the AdamW first and second moments of {@code role} at {@code version} from its trained
+     * copy on {@code home} to {@code to}, as tensors ({@link ReallocationCall.Build#TENSORS}) kept under
+     * the layout keys of {@link ShardTensors.View}: the moments have the weights' shapes and cut, so
+     * the planner's reallocation plan of the weights moves them. They are gathered afresh for every
+     * save, not tracked as copies: the save consumes them (see SaveModelCall). {@code to} must hold
+     * home's first device, whose shard gives the step count.
+     */
+    public void gatherMoments(String role, long version, Placement home, Placement to, ModelSpec spec,
+                              ModelSource source) {
+        if (to.rankOf(home.devices().get(0).index()) < 0) {
+            throw new IllegalArgumentException(role + ": moments gathered onto " + to.key() + " must include home "
+                    + home.key() + "'s first device, whose optimizer gives the step count");
+        }
+        for (ShardTensors.View view : List.of(ShardTensors.View.EXP_AVG, ShardTensors.View.EXP_AVG_SQ)) {
+            reallocate(role, version, home, to, spec, source, ReallocationCall.Build.TENSORS, null, view);
+        }
+    }
+
+    /** Runs the reallocation stage of {@code role}'s weights from {@code from} to {@code to}. */
     public Moved reallocate(String role, long version, Placement from, Placement to, ModelSpec spec, ModelSource source,
                             ReallocationCall.Build build, OptimizerConfig optimizer) {
+        return reallocate(role, version, from, to, spec, source, build, optimizer, ShardTensors.View.WEIGHTS);
+    }
+
+    /**
+     * Runs the reallocation stage of {@code view} of {@code role} from {@code from} to {@code to}: the
+     * weights, or a trained copy's AdamW moment (to tensors, kept under {@code view}'s layout key).
+     */
+    public Moved reallocate(String role, long version, Placement from, Placement to, ModelSpec spec, ModelSource source,
+                            ReallocationCall.Build build, OptimizerConfig optimizer, ShardTensors.View view) {
         long start = System.nanoTime();
         if (build != ReallocationCall.Build.TENSORS) {
             checkSameParameters(role, spec, source);
@@ -205,11 +254,12 @@ public final class ModelResidency {
             }
             requests.add(new ReallocationCall.Request(role, stageDevices, stageExecutors,
                     srcRank < 0 ? null : new ModelStore.Key(role, version, from.key(), srcRank),
-                    dstRank < 0 ? null : new ModelStore.Key(role, version, to.key(), dstRank),
+                    dstRank < 0 ? null : new ModelStore.Key(role, version, view.layoutKey(to.key()), dstRank),
                     names, shapes.toArray(new int[0][]), piecesOf.get(d), build, source, optimizer, to,
-                    spec.valueHead()));
+                    spec.valueHead(), view));
         }
-        runner.run("realloc_" + role, "reallocate " + role + " v" + version + ": " + from.key() + " -> " + to.key()
+        String what = view == ShardTensors.View.WEIGHTS ? role : role + " " + view;
+        runner.run("realloc_" + role, "reallocate " + what + " v" + version + ": " + from.key() + " -> " + to.key()
                 + " (before " + to.call() + ")", devices, requests, new ReallocationCall());
         Moved moved = new Moved(role, version, from, to, between, plan.transfers().size(),
                 (System.nanoTime() - start) / 1e9);

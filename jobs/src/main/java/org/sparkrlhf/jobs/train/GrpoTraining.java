@@ -126,13 +126,6 @@ public final class GrpoTraining {
                         + " is smaller than the " + p.dp() + " data-parallel ranks of " + p.call());
             }
         }
-        if (config.checkpoint().every() > 0 && (trainAt.tp() > 1 || trainAt.pp() > 1)) {
-            // the AdamW moments live in the train call's shards; gathering them into a checkpoint is not built
-            throw new UnsupportedOperationException(config.source() + ": checkpoint.every: checkpoints hold the actor's "
-                    + "optimizer state, which is not gathered from tensor/pipeline shards yet; actor_train runs "
-                    + trainAt.dp() + "/" + trainAt.tp() + "/" + trainAt.pp() + " (dp/tp/pp): give it a data-parallel "
-                    + "layout or set checkpoint.every: 0");
-        }
         ModelResidency residency = new ModelResidency(runner, RunScenario.cluster(inventory, RunScenario.gpuPreset(config)));
         ModelSpec actorSpec = RunScenario.model(config, ACTOR);
         SftTraining.SpecialTokens special = SftTraining.SpecialTokens.read(actorDir);
@@ -431,7 +424,7 @@ public final class GrpoTraining {
                 }
             }
         }
-        Placement whole = residency.wholeCopy(ACTOR, version, trainAt, actorSpec, actorSource);
+        Placement whole = residency.wholeCopy(ACTOR, version, trainAt, actorSpec, actorSource, false);
         Path finalDir = SftTraining.writeFinal(runner, whole.devices(), whole.key(), version, actorDir, output);
         progress.printf("final model %s%n", finalDir);
         release(runner, residency, ACTOR);

@@ -148,15 +148,6 @@ public final class PpoTraining {
                         + " is smaller than the " + p.dp() + " data-parallel ranks of " + p.call());
             }
         }
-        for (Placement p : List.of(actorTrainAt, criticTrainAt)) {
-            if (config.checkpoint().every() > 0 && (p.tp() > 1 || p.pp() > 1)) {
-                // the AdamW moments live in the train call's shards; gathering them into a checkpoint is not built
-                throw new UnsupportedOperationException(config.source() + ": checkpoint.every: checkpoints hold the "
-                        + p.role() + "'s optimizer state, which is not gathered from tensor/pipeline shards yet; "
-                        + p.call() + " runs " + p.dp() + "/" + p.tp() + "/" + p.pp() + " (dp/tp/pp): give it a "
-                        + "data-parallel layout or set checkpoint.every: 0");
-            }
-        }
         ModelResidency residency = new ModelResidency(runner, RunScenario.cluster(inventory, RunScenario.gpuPreset(config)));
         ModelSpec actorSpec = RunScenario.model(config, ACTOR);
         ModelSpec criticSpec = RunScenario.model(config, CRITIC);
@@ -480,10 +471,11 @@ public final class PpoTraining {
                 }
             }
         }
-        Placement actorWhole = residency.wholeCopy(ACTOR, actorVersion, actorTrainAt, actorSpec, actorSource);
+        Placement actorWhole = residency.wholeCopy(ACTOR, actorVersion, actorTrainAt, actorSpec, actorSource, false);
         Path finalDir = SftTraining.writeFinal(runner, actorWhole.devices(), actorWhole.key(), actorVersion, actorDir,
                 output);
-        Placement criticWhole = residency.wholeCopy(CRITIC, criticVersion, criticTrainAt, criticSpec, criticSource);
+        Placement criticWhole = residency.wholeCopy(CRITIC, criticVersion, criticTrainAt, criticSpec, criticSource,
+                false);
         Path finalCritic = writeFinalCritic(runner, criticWhole.devices(), criticWhole.key(), criticVersion, criticDir,
                 output);
         progress.printf("final model %s, critic %s%n", finalDir, finalCritic);
