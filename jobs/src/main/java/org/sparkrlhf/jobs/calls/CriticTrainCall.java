@@ -40,24 +40,39 @@ public final class CriticTrainCall implements RankFunction<CriticTrainCall.Slice
         String layout = context.layoutKey();
         ResidentModel replica = Critics.trained(context, slice.role(), slice.source(), slice.version(),
                 slice.optimizer(), slice.headSeed());
+        int microBatches = context.placement() == null ? 1 : context.placement().microBatches();
         MiniBatchSteps.Totals t = MiniBatchSteps.run(context, replica, slice.epochs(), slice.responses(),
-                slice.miniBatchTokens(), (model, from, to, denominator) -> miniBatchLoss(model, slice, from, to, denominator));
+                slice.miniBatchTokens(), (model, from, to, denominator) -> miniBatchLoss(model, slice, from, to,
+                        denominator, microBatches));
         Replicas.advanced(slice.role(), slice.version(), layout, context.rank(), replica);
         return new Result(t.meanLoss(), t.gradNorm(), t.clippedTokens(), t.tokens(), t.steps(), replica.version());
     }
 
-    /** Values over rows [from, to), the clipped value loss, and its backward into the critic's gradients. */
+    /**
+     * Values over rows [from, to) in {@code microBatches} parts (the placement's: they bound the
+     * activations a rank keeps), the clipped value loss of each part over the whole mini-batch's
+     * denominator, and its backward into the critic's gradients, which add up over the parts. The
+     * parts run one after the other: a value head's forward keeps one part's activations.
+     */
     private static MiniBatchSteps.StepLoss miniBatchLoss(ResidentModel model, Slice slice, int from, int to,
-                                                         int denominator) {
-        ResponseBatch batch = ResponseBatch.of(Arrays.copyOfRange(slice.prompts(), from, to),
-                Arrays.copyOfRange(slice.responses(), from, to), slice.padId());
-        float[] values = model.values(batch.batch());
-        float[] old = ValuePositions.spread(batch, Arrays.copyOfRange(slice.oldValues(), from, to));
-        float[] returns = ValuePositions.spread(batch, Arrays.copyOfRange(slice.returns(), from, to));
-        Losses.ValueResult loss = Losses.clippedValue(values, old, returns, ValuePositions.mask(batch),
-                slice.valueClip(), slice.valueCoef(), denominator);
-        model.backwardValues(loss.dValues());
-        return new MiniBatchSteps.StepLoss(loss.loss(),
-                loss.clipFraction() * MiniBatchSteps.scored(slice.responses(), from, to), 0);
+                                                         int denominator, int microBatches) {
+        int parts = Math.max(1, Math.min(microBatches, to - from));
+        double loss = 0;
+        double clipped = 0;
+        for (int j = 0; j < parts; j++) {
+            int a = from + j * (to - from) / parts;
+            int b = from + (j + 1) * (to - from) / parts;
+            ResponseBatch batch = ResponseBatch.of(Arrays.copyOfRange(slice.prompts(), a, b),
+                    Arrays.copyOfRange(slice.responses(), a, b), slice.padId());
+            float[] values = model.values(batch.batch());
+            float[] old = ValuePositions.spread(batch, Arrays.copyOfRange(slice.oldValues(), a, b));
+            float[] returns = ValuePositions.spread(batch, Arrays.copyOfRange(slice.returns(), a, b));
+            Losses.ValueResult part = Losses.clippedValue(values, old, returns, ValuePositions.mask(batch),
+                    slice.valueClip(), slice.valueCoef(), denominator);
+            model.backwardValues(part.dValues());
+            loss += part.loss();
+            clipped += part.clipFraction() * MiniBatchSteps.scored(slice.responses(), a, b);
+        }
+        return new MiniBatchSteps.StepLoss(loss, clipped, 0);
     }
 }

@@ -35,7 +35,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  *   ref_inf       tp2        on 2,3     /
  *   critic_inf    pp2        on 0,1     (after reward_inf, which holds 0,1; the critic moves here from 2,3)
  *   actor_train   tp2 x pp2  on 0,1,2,3 with 2 micro-batches (the actor's home)
- *   critic_train  tp2        on 2,3     (the critic's home)
+ *   critic_train  tp2        on 2,3     with 2 micro-batches (the critic's home)
  * </pre>
  * The rollouts (tokens exactly; rewards, logprobs, reference logprobs, values, per-token rewards,
  * advantages, returns) and the iteration's losses, KL and KL coefficient equal those of the
@@ -98,7 +98,7 @@ class PlacedPpoLocalClusterTest {
                     ref_inf: {devices: [2, 3], tp: 2}
                     critic_inf: {devices: [0, 1], pp: 2}
                     actor_train: {devices: [0, 1, 2, 3], tp: 2, pp: 2, micro_batches: 2}
-                    critic_train: {devices: [2, 3], tp: 2}
+                    critic_train: {devices: [2, 3], tp: 2, micro_batches: 2}
                 """, "local-cluster[2,2,1024]",
                 "spark.executor.extraClassPath: '" + System.getProperty("java.class.path") + "', "
                         + "spark.extraListeners: " + PpoTrainingTest.JobLog.class.getName() + ", "));
