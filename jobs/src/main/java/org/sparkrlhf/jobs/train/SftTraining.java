@@ -48,9 +48,9 @@ import java.util.Optional;
  * dp x tp x pp, with the plan's micro-batches), the batch split across the data-parallel
  * replicas. The actor stays resident in the executors between iterations, with its optimizer
  * state, on that placement. The plan is appended to the run's plans table with each iteration;
- * checkpoints every {@code checkpoint.every} iterations (data-parallel layouts only, for now: a
- * sharded actor's optimizer state is not gathered yet), and the final model, gathered whole when
- * it is sharded, goes to {@code <output>/final} as an HF folder (weights, config, tokenizer) that
+ * checkpoints every {@code checkpoint.every} iterations (a sharded actor's weights and AdamW
+ * moments gathered whole, see {@link ModelResidency#wholeCopy}), and the final model, gathered whole
+ * when it is sharded, goes to {@code <output>/final} as an HF folder (weights, config, tokenizer) that
  * the PPO and GRPO examples start from.
  *
  * <p>A training example is [bos] + prompt + answer + [eos], truncated to max_prompt_tokens +
@@ -95,13 +95,6 @@ public final class SftTraining {
         if (config.data().batchSize() < dp) {
             throw new IllegalArgumentException(config.source() + ": data.batch_size " + config.data().batchSize()
                     + " is smaller than the " + dp + " data-parallel ranks of actor_train");
-        }
-        if (config.checkpoint().every() > 0 && (trainAt.tp() > 1 || trainAt.pp() > 1)) {
-            // the AdamW moments live in the train call's shards; gathering them into a checkpoint is not built
-            throw new UnsupportedOperationException(config.source() + ": checkpoint.every: checkpoints hold the actor's "
-                    + "optimizer state, which is not gathered from tensor/pipeline shards yet; actor_train runs "
-                    + trainAt.dp() + "/" + trainAt.tp() + "/" + trainAt.pp() + " (dp/tp/pp): give it a data-parallel "
-                    + "layout or set checkpoint.every: 0");
         }
         ModelResidency residency = new ModelResidency(runner, RunScenario.cluster(inventory, RunScenario.gpuPreset(config)));
         ModelSpec actorSpec = RunScenario.model(config, ROLE);
@@ -167,7 +160,7 @@ public final class SftTraining {
                 progress.printf("checkpoint %s%n", saved.localDir());
             }
         }
-        Placement whole = residency.wholeCopy(ROLE, version, trainAt, actorSpec, source);
+        Placement whole = residency.wholeCopy(ROLE, version, trainAt, actorSpec, source, false);
         Path finalDir = writeFinal(runner, whole.devices(), whole.key(), version, actorDir, output);
         progress.printf("final model %s%n", finalDir);
         GrpoTraining.release(runner, residency, ROLE);

@@ -11,6 +11,7 @@ import org.junit.jupiter.api.io.TempDir;
 import org.sparkrlhf.datasets.tables.IterationTable;
 import org.sparkrlhf.datasets.tables.PlanRow;
 import org.sparkrlhf.gpuexec.checkpoint.CheckpointWeights;
+import org.sparkrlhf.gpuexec.train.OptimizerState;
 import org.sparkrlhf.jobs.config.RunConfig;
 import org.sparkrlhf.jobs.config.RunConfigReader;
 import org.sparkrlhf.jobs.executor.ModelStore;
@@ -28,7 +29,6 @@ import java.util.concurrent.TimeUnit;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
-import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
@@ -116,17 +116,29 @@ class PlacedSftTrainingTest {
         }
     }
 
+    /**
+     * A tp2 run that ends after iteration 2 with a checkpoint of iteration 1, resumed from it (the
+     * shards' AdamW moments gathered into the checkpoint and cut back into the shards) to iteration
+     * 3, ends with the weights of the run that went through 3 iterations at once, bit for bit:
+     * gathering and cutting are copies, and the sums are the same.
+     */
     @Test
-    @Timeout(value = 120, unit = TimeUnit.SECONDS)
-    void shardedActorTrainWithCheckpointsIsRefused() throws Exception {
-        Path out = dir.resolve("refused");
-        RunConfig config = config("refused", out, "{devices: [0, 1], tp: 2}", 1);
-        UnsupportedOperationException e = assertThrows(UnsupportedOperationException.class,
-                () -> TrainCommand.train(spark, config, new PrintStream(new ByteArrayOutputStream(), true,
-                        StandardCharsets.UTF_8)));
-        assertTrue(e.getMessage().contains("checkpoint.every") && e.getMessage().contains("1/2/1 (dp/tp/pp)"),
-                e.getMessage());
-        assertFalse(Files.exists(out.resolve("final")));
+    @Timeout(value = 300, unit = TimeUnit.SECONDS)
+    void shardedActorTrainResumesFromItsCheckpointToTheSameWeights() throws Exception {
+        String tp2 = "{devices: [0, 1], tp: 2}";
+        Path straight = dir.resolve("tp2-straight");
+        Path stopped = dir.resolve("tp2-stopped");
+        train(config("tp2-straight", "tp2-ckpt", 3, straight, tp2, 1));
+        train(config("tp2-stopped", "tp2-ckpt", 2, stopped, tp2, 1));
+        assertTrue(Files.exists(stopped.resolve("checkpoints").resolve("iter-00000001").resolve("actor")
+                .resolve(OptimizerState.FILE)));
+        ByteArrayOutputStream bytes = new ByteArrayOutputStream();
+        TrainCommand.train(spark, config("tp2-resumed", "tp2-ckpt", 3, stopped, tp2, 1),
+                new PrintStream(bytes, true, StandardCharsets.UTF_8), true);
+        String resumed = bytes.toString(StandardCharsets.UTF_8);
+        assertTrue(!resumed.contains("iter 1/") && resumed.contains("iter 2/3") && resumed.contains("iter 3/3"),
+                resumed);
+        assertEquals(0.0, maxWeightDifference(straight.resolve("final"), stopped.resolve("final")));
     }
 
     /** The largest absolute difference between two HF folders' weights, tensor by tensor. */
@@ -162,6 +174,11 @@ class PlacedSftTrainingTest {
     }
 
     private RunConfig config(String name, Path out, String actorTrain, int checkpointEvery) throws Exception {
+        return config(name, name, ITERATIONS, out, actorTrain, checkpointEvery);
+    }
+
+    private RunConfig config(String file, String name, int iterations, Path out, String actorTrain, int checkpointEvery)
+            throws Exception {
         Path data = dir.resolve("sft.jsonl");
         if (!Files.exists(data)) {
             StringBuilder jsonl = new StringBuilder();
@@ -173,7 +190,7 @@ class PlacedSftTrainingTest {
             }
             Files.writeString(data, jsonl);
         }
-        Path yaml = dir.resolve(name + ".yaml");
+        Path yaml = dir.resolve(file + ".yaml");
         Files.writeString(yaml, """
                 name: %s
                 algorithm: sft
@@ -195,7 +212,7 @@ class PlacedSftTrainingTest {
                     actor_train: %s
                 spark:
                   master: local[4]
-                """.formatted(name, ITERATIONS, out, SftTrainingTest.TINY_LLAMA, data, checkpointEvery, actorTrain));
+                """.formatted(name, iterations, out, SftTrainingTest.TINY_LLAMA, data, checkpointEvery, actorTrain));
         return new RunConfigReader(new Configuration()).read(yaml.toString());
     }
 
