@@ -1,5 +1,7 @@
 package org.sparkrlhf.jobs.runtime;
 
+import org.sparkrlhf.jobs.plan.Placement;
+
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.HashSet;
@@ -27,6 +29,19 @@ public final class CallScheduler implements AutoCloseable {
             after = List.copyOf(after);
             devices = Set.copyOf(devices);
         }
+
+        /** A call on {@code placement}'s devices. */
+        public Call(String name, List<String> after, Placement placement, Callable<?> work) {
+            this(name, after, deviceSet(placement), work);
+        }
+
+        private static Set<Integer> deviceSet(Placement placement) {
+            Set<Integer> out = new HashSet<>();
+            for (int d : placement.deviceIndices()) {
+                out.add(d);
+            }
+            return out;
+        }
     }
 
     /** A finished call: what it returned and its wall seconds. */
@@ -46,9 +61,9 @@ public final class CallScheduler implements AutoCloseable {
     /**
      * Runs all {@code calls}; returns each call's outcome by name, in the order the calls finished.
      * The first call that fails stops the others (running ones are interrupted, which cancels their
-     * Spark jobs) and its exception is thrown.
+     * Spark jobs) and its exception is thrown (a checked one wrapped in an IllegalStateException).
      */
-    public Map<String, Outcome> runAll(List<Call> calls) throws Exception {
+    public Map<String, Outcome> runAll(List<Call> calls) {
         Map<String, Call> byName = new LinkedHashMap<>();
         for (Call c : calls) {
             if (byName.put(c.name(), c) != null) {
@@ -81,17 +96,30 @@ public final class CallScheduler implements AutoCloseable {
                     List<String> names = waiting.stream().map(Call::name).toList();
                     throw new IllegalArgumentException("calls " + names + " can never start: their dependencies form a cycle");
                 }
-                Future<Outcome> finished = completions.take();
+                Future<Outcome> finished;
+                try {
+                    finished = completions.take();
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                    throw new IllegalStateException("interrupted while calls " + running.values().stream()
+                            .map(Call::name).toList() + " ran", e);
+                }
                 Call c = running.remove(finished);
                 busy.removeAll(c.devices());
                 try {
                     outcomes.put(c.name(), finished.get());
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                    throw new IllegalStateException("interrupted while call " + c.name() + " ran", e);
                 } catch (ExecutionException e) {
                     Throwable cause = e.getCause();
-                    if (cause instanceof Exception ex) {
+                    if (cause instanceof RuntimeException ex) {
                         throw ex;
                     }
-                    throw new IllegalStateException("call " + c.name() + " failed", cause);
+                    if (cause instanceof Error err) {
+                        throw err;
+                    }
+                    throw new IllegalStateException("call " + c.name() + " failed: " + cause.getMessage(), cause);
                 }
                 done.add(c.name());
             }

@@ -242,7 +242,7 @@ public final class GrpoTraining {
                     seconds.put("reward", (System.nanoTime() - start) / 1e9);
                 } else {
                     String description = "reward_inf iteration " + iteration + " (grpo, " + rewardAt.layout() + ")";
-                    inference.add(new CallScheduler.Call("reward_inf", List.of(), devices(rewardAt), () ->
+                    inference.add(new CallScheduler.Call("reward_inf", List.of(), rewardAt, () ->
                             modelScores(runner, rewardAt, rewardSource, samplePrompts, responses, groupSize,
                                     description)));
                 }
@@ -255,10 +255,10 @@ public final class GrpoTraining {
                             Arrays.copyOfRange(responses, from, to), special.pad()));
                 }
                 String refDescription = "ref_inf iteration " + iteration + " (grpo, " + refAt.layout() + ")";
-                inference.add(new CallScheduler.Call("ref_inf", List.of(), devices(refAt), () ->
+                inference.add(new CallScheduler.Call("ref_inf", List.of(), refAt, () ->
                         refAt.perDataRank(runner.run(refDescription, refAt, refAt.perRank(refSlices),
                                 new RefLogprobsCall()))));
-                Map<String, CallScheduler.Outcome> inferred = runAll(scheduler, inference);
+                Map<String, CallScheduler.Outcome> inferred = scheduler.runAll(inference);
                 residency.holds(REF, 0, refAt);
                 if (rewardAt != null) {
                     residency.holds(REWARD, 0, rewardAt);
@@ -526,28 +526,6 @@ public final class GrpoTraining {
             throw new IllegalStateException(description + ": " + k + " scores came back for " + prompts.length + " rows");
         }
         return scores;
-    }
-
-    /**
-     * Runs independent calls with the scheduler: at the same time where their devices are disjoint,
-     * one after another where they overlap.
-     */
-    private static Map<String, CallScheduler.Outcome> runAll(CallScheduler scheduler, List<CallScheduler.Call> calls) {
-        try {
-            return scheduler.runAll(calls);
-        } catch (RuntimeException e) {
-            throw e;
-        } catch (Exception e) {
-            throw new IllegalStateException(e.getMessage(), e);
-        }
-    }
-
-    private static Set<Integer> devices(Placement p) {
-        Set<Integer> out = new HashSet<>();
-        for (int d : p.deviceIndices()) {
-            out.add(d);
-        }
-        return out;
     }
 
     /**

@@ -252,7 +252,7 @@ public final class PpoTraining {
                     scored[0] = score(runner, run, run.rewardFunction(), promptRows, batchPrompts, responses, texts, null);
                     seconds.put("reward", (System.nanoTime() - start) / 1e9);
                 } else {
-                    inference.add(new CallScheduler.Call("reward_inf", List.of(), devices(rewardAt), () ->
+                    inference.add(new CallScheduler.Call("reward_inf", List.of(), rewardAt, () ->
                             scored[0] = score(runner, run, run.rewardFunction(), promptRows, batchPrompts, responses, texts,
                                     "reward_inf" + tag + rewardAt.layout() + ")")));
                 }
@@ -264,7 +264,7 @@ public final class PpoTraining {
                             Arrays.copyOfRange(batchPrompts, from, to), Arrays.copyOfRange(responses, from, to),
                             special.pad()));
                 }
-                inference.add(new CallScheduler.Call("ref_inf", List.of(), devices(refAt), () ->
+                inference.add(new CallScheduler.Call("ref_inf", List.of(), refAt, () ->
                         concat(refAt.perDataRank(runner.run("ref_inf" + tag + refAt.layout() + ")", refAt,
                                 refAt.perRank(refSlices), new RefLogprobsCall())), n)));
                 List<ValuesCall.Slice> valueSlices = new ArrayList<>(criticAt.dp());
@@ -275,10 +275,10 @@ public final class PpoTraining {
                             run.criticOptimizer(), run.headSeed(), Arrays.copyOfRange(batchPrompts, from, to),
                             Arrays.copyOfRange(responses, from, to), special.pad()));
                 }
-                inference.add(new CallScheduler.Call("critic_inf", List.of(), devices(criticAt), () ->
+                inference.add(new CallScheduler.Call("critic_inf", List.of(), criticAt, () ->
                         concat(criticAt.perDataRank(runner.run("critic_inf" + tag + criticAt.layout() + ")", criticAt,
                                 criticAt.perRank(valueSlices), new ValuesCall())), n)));
-                Map<String, CallScheduler.Outcome> inferred = runAll(scheduler, inference);
+                Map<String, CallScheduler.Outcome> inferred = scheduler.runAll(inference);
                 if (rewardAt != null) {
                     residency.holds(REWARD, 0, rewardAt);
                 }
@@ -327,11 +327,11 @@ public final class PpoTraining {
                         ReallocationCall.Build.TRAINED_MODEL, config.optimizer()));
                 reallocated(seconds, residency.prepare(CRITIC, criticVersion, criticTrainAt, criticSpec, criticSource,
                         ReallocationCall.Build.TRAINED_MODEL, run.criticOptimizer()));
-                Map<String, CallScheduler.Outcome> trainedCalls = runAll(scheduler, List.of(
-                        new CallScheduler.Call("actor_train", List.of(), devices(actorTrainAt), () ->
+                Map<String, CallScheduler.Outcome> trainedCalls = scheduler.runAll(List.of(
+                        new CallScheduler.Call("actor_train", List.of(), actorTrainAt, () ->
                                 actorTrainAt.perDataRank(runner.run("actor_train" + tag + actorTrainAt.layout() + ")",
                                         actorTrainAt, actorTrainAt.perRank(actorSlices), new PpoActorTrainCall()))),
-                        new CallScheduler.Call("critic_train", List.of(), devices(criticTrainAt), () ->
+                        new CallScheduler.Call("critic_train", List.of(), criticTrainAt, () ->
                                 criticTrainAt.perDataRank(runner.run("critic_train" + tag + criticTrainAt.layout() + ")",
                                         criticTrainAt, criticTrainAt.perRank(criticSlices), new CriticTrainCall())))));
                 seconds.put("actor_train", trainedCalls.get("actor_train").seconds());
@@ -611,28 +611,6 @@ public final class PpoTraining {
         }
         if (k != rows) {
             throw new IllegalStateException(k + " rows came back for " + rows + " responses");
-        }
-        return out;
-    }
-
-    /**
-     * Runs independent calls with the scheduler: at the same time where their devices are disjoint,
-     * one after another where they overlap.
-     */
-    private static Map<String, CallScheduler.Outcome> runAll(CallScheduler scheduler, List<CallScheduler.Call> calls) {
-        try {
-            return scheduler.runAll(calls);
-        } catch (RuntimeException e) {
-            throw e;
-        } catch (Exception e) {
-            throw new IllegalStateException(e.getMessage(), e);
-        }
-    }
-
-    private static Set<Integer> devices(Placement p) {
-        Set<Integer> out = new HashSet<>();
-        for (int d : p.deviceIndices()) {
-            out.add(d);
         }
         return out;
     }
