@@ -2,6 +2,7 @@ package org.sparkrlhf.jobs.testing;
 
 import org.apache.spark.SparkConf;
 import org.apache.spark.SparkContext;
+import org.apache.spark.sql.SparkSession;
 
 import java.io.IOException;
 import java.nio.file.Files;
@@ -56,5 +57,22 @@ public final class TestSpark {
                 .set("spark.driver.host", "127.0.0.1")
                 .set("spark.driver.bindAddress", "127.0.0.1");
         return new SparkContext(conf);
+    }
+
+    /**
+     * A SparkSession in local mode with {@code slots} task slots and Delta Lake, as the tests read
+     * and write run tables: no UI, the driver on the loopback address, few shuffle and Delta
+     * snapshot partitions (tiny tables; Spark's defaults of 200 and 50 tasks only cost time).
+     */
+    public static SparkSession deltaSession(String appName, int slots) {
+        return SparkSession.builder().master("local[" + slots + "]").appName(appName)
+                .config("spark.ui.enabled", "false")
+                .config("spark.driver.host", "127.0.0.1")
+                .config("spark.driver.bindAddress", "127.0.0.1")
+                .config("spark.sql.shuffle.partitions", "4")
+                .config("spark.databricks.delta.snapshotPartitions", "1")
+                .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
+                .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
+                .getOrCreate();
     }
 }

@@ -9,6 +9,7 @@ import org.junit.jupiter.api.io.TempDir;
 import org.sparkrlhf.gpuexec.backend.cpu.CpuBackend;
 import org.sparkrlhf.gpuexec.model.LlamaModel;
 import org.sparkrlhf.jobs.executor.ModelStore;
+import org.sparkrlhf.jobs.testing.TestSpark;
 
 import java.io.ByteArrayOutputStream;
 import java.io.PrintStream;
@@ -89,10 +90,7 @@ class GrpoTrainingTest {
         String retry = train(config);
         assertTrue(retry.contains("iter " + ITERATIONS + "/" + ITERATIONS), retry);
 
-        SparkSession spark = SparkSession.builder().master("local[1]")
-                .config("spark.ui.enabled", "false")
-                .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
-                .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog").getOrCreate();
+        SparkSession spark = TestSpark.deltaSession("GrpoTrainingTest", 1);
         try {
             Dataset<Row> rollouts = spark.read().format("delta").load(GrpoTraining.rolloutsPath(out));
             assertEquals((long) ITERATIONS * BATCH * GROUP, rollouts.count(), "one row per sample, written once");

@@ -12,6 +12,7 @@ import org.sparkrlhf.gpuexec.backend.Tensor;
 import org.sparkrlhf.gpuexec.backend.cpu.CpuBackend;
 import org.sparkrlhf.gpuexec.checkpoint.StDType;
 import org.sparkrlhf.gpuexec.model.LlamaModel;
+import org.sparkrlhf.jobs.testing.TestSpark;
 
 import java.io.ByteArrayOutputStream;
 import java.io.PrintStream;
@@ -87,10 +88,7 @@ class PlacedGrpoLocalClusterTest {
         assertTrue(progress.contains("plan (manual"), progress);
         assertTrue(progress.contains("| realloc "), "the actor moves between its layouts: " + progress);
 
-        SparkSession spark = SparkSession.builder().master("local[1]")
-                .config("spark.ui.enabled", "false")
-                .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
-                .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog").getOrCreate();
+        SparkSession spark = TestSpark.deltaSession("PlacedGrpoLocalClusterTest", 1);
         try {
             for (int i = 1; i <= ITERATIONS; i++) {
                 List<RolloutRow> expected = sorted(IterationTable.rollouts(spark, GrpoTraining.rolloutsPath(single))

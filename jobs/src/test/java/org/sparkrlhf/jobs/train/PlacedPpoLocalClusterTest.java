@@ -8,6 +8,7 @@ import org.sparkrlhf.datasets.tables.IterationTable;
 import org.sparkrlhf.datasets.tables.MetricRow;
 import org.sparkrlhf.datasets.tables.PlanRow;
 import org.sparkrlhf.datasets.tables.RolloutRow;
+import org.sparkrlhf.jobs.testing.TestSpark;
 
 import java.io.ByteArrayOutputStream;
 import java.io.OutputStream;
@@ -105,11 +106,7 @@ class PlacedPpoLocalClusterTest {
         assertTrue(progress.contains("plan (manual"), progress);
         List<String> events = List.copyOf(PpoTrainingTest.JobLog.EVENTS);
 
-        SparkSession spark = SparkSession.builder().master("local[1]")
-                .config("spark.ui.enabled", "false")
-                .config("spark.databricks.delta.snapshotPartitions", "1")
-                .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
-                .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog").getOrCreate();
+        SparkSession spark = TestSpark.deltaSession("PlacedPpoLocalClusterTest", 1);
         try {
             for (int i = 1; i <= ITERATIONS; i++) {
                 Map<String, RolloutRow> expected = byPrompt(IterationTable.rollouts(spark,

@@ -15,6 +15,7 @@ import org.sparkrlhf.gpuexec.train.OptimizerState;
 import org.sparkrlhf.jobs.config.RunConfig;
 import org.sparkrlhf.jobs.config.RunConfigReader;
 import org.sparkrlhf.jobs.executor.ModelStore;
+import org.sparkrlhf.jobs.testing.TestSpark;
 
 import java.io.ByteArrayOutputStream;
 import java.io.PrintStream;
@@ -56,15 +57,7 @@ class PlacedSftTrainingTest {
 
     @BeforeAll
     static void start() {
-        spark = SparkSession.builder().master("local[4]").appName("placed sft test")
-                .config("spark.ui.enabled", "false")
-                .config("spark.driver.host", "127.0.0.1")
-                .config("spark.driver.bindAddress", "127.0.0.1")
-                .config("spark.sql.shuffle.partitions", "4")
-                .config("spark.databricks.delta.snapshotPartitions", "1")
-                .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
-                .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
-                .getOrCreate();
+        spark = TestSpark.deltaSession("placed sft test", 4);
     }
 
     @AfterAll

@@ -14,6 +14,7 @@ import org.sparkrlhf.gpuexec.model.LlamaModel;
 import org.sparkrlhf.gpuexec.model.ModelConfig;
 import org.sparkrlhf.jobs.algorithms.KlEstimator;
 import org.sparkrlhf.jobs.executor.ModelStore;
+import org.sparkrlhf.jobs.testing.TestSpark;
 
 import java.io.ByteArrayOutputStream;
 import java.io.PrintStream;
@@ -366,11 +367,7 @@ class PpoTrainingTest {
     }
 
     private static SparkSession tables() {
-        return SparkSession.builder().master("local[1]")
-                .config("spark.ui.enabled", "false")
-                .config("spark.databricks.delta.snapshotPartitions", "1")
-                .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
-                .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog").getOrCreate();
+        return TestSpark.deltaSession("PpoTrainingTest", 1);
     }
 
     /** The run's metrics table, read once: name -> iteration -> value (a name written twice for an iteration fails). */

@@ -6,6 +6,7 @@ import org.junit.jupiter.api.io.TempDir;
 import org.sparkrlhf.gpuexec.backend.cpu.CpuBackend;
 import org.sparkrlhf.gpuexec.model.LlamaModel;
 import org.sparkrlhf.jobs.checkpoint.RunCheckpoints;
+import org.sparkrlhf.jobs.testing.TestSpark;
 import org.apache.hadoop.conf.Configuration;
 
 import java.io.ByteArrayOutputStream;
@@ -77,10 +78,7 @@ class SftTrainingTest {
         assertEquals(2L, cp.state().modelVersions().get("actor"));
         assertTrue(Files.exists(cp.localDir().resolve("actor/model.safetensors")));
         // one metrics row per figure per iteration, in the metrics Delta table
-        org.apache.spark.sql.SparkSession spark = org.apache.spark.sql.SparkSession.builder().master("local[1]")
-                .config("spark.ui.enabled", "false")
-                .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
-                .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog").getOrCreate();
+        org.apache.spark.sql.SparkSession spark = TestSpark.deltaSession("SftTrainingTest", 1);
         try {
             org.apache.spark.sql.Dataset<org.apache.spark.sql.Row> losses = spark.read().format("delta")
                     .load(SftTraining.metricsPath(out)).filter("name = 'loss/actor'").orderBy("iteration");

@@ -18,6 +18,7 @@ import org.sparkrlhf.jobs.checkpoint.RunCheckpoints;
 import org.sparkrlhf.jobs.config.RunConfig;
 import org.sparkrlhf.jobs.config.RunConfigReader;
 import org.sparkrlhf.jobs.executor.ModelStore;
+import org.sparkrlhf.jobs.testing.TestSpark;
 
 import java.io.ByteArrayOutputStream;
 import java.io.PrintStream;
@@ -67,14 +68,7 @@ class TensorParallelCheckpointTest {
 
     @BeforeAll
     static void start() {
-        spark = SparkSession.builder().master("local[2]").appName("tp checkpoint test")
-                .config("spark.ui.enabled", "false")
-                .config("spark.driver.host", "127.0.0.1")
-                .config("spark.driver.bindAddress", "127.0.0.1")
-                .config("spark.sql.shuffle.partitions", "4")
-                .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
-                .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
-                .getOrCreate();
+        spark = TestSpark.deltaSession("tp checkpoint test", 2);
     }
 
     @AfterAll
