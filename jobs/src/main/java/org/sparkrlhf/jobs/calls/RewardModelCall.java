@@ -3,8 +3,13 @@ package org.sparkrlhf.jobs.calls;
 import org.sparkrlhf.jobs.executor.RankContext;
 import org.sparkrlhf.jobs.executor.RankFunction;
 import org.sparkrlhf.jobs.executor.ResidentModel;
+import org.sparkrlhf.jobs.plan.Placement;
+import org.sparkrlhf.jobs.runtime.BarrierCallRunner;
 
 import java.io.Serializable;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
 
 /**
  * The reward_inf call with a reward model (an HF ...ForSequenceClassification checkpoint with one
@@ -16,6 +21,36 @@ import java.io.Serializable;
 public final class RewardModelCall implements RankFunction<RewardModelCall.Slice, float[]> {
     public record Slice(String role, ModelSource source, int dataParallel, int[][] prompts, int[][] responses)
             implements Serializable {
+    }
+
+    /**
+     * On the driver: reward_inf of {@code role} (from {@code source}) on {@code at}, the reward
+     * model's unclipped score of each prompt + response row, in row order. A data-parallel rank
+     * takes whole groups of {@code group} consecutive rows (GRPO's samples of one prompt; 1 for
+     * single rows).
+     */
+    public static float[] score(BarrierCallRunner runner, String role, Placement at, ModelSource source,
+                                int[][] prompts, int[][] responses, int group, String description) {
+        int dp = at.dp();
+        int groups = prompts.length / group;
+        List<Slice> slices = new ArrayList<>(dp);
+        for (int r = 0; r < dp; r++) {
+            int from = r * groups / dp * group;
+            int to = (r + 1) * groups / dp * group;
+            slices.add(new Slice(role, source, dp, Arrays.copyOfRange(prompts, from, to),
+                    Arrays.copyOfRange(responses, from, to)));
+        }
+        float[] scores = new float[prompts.length];
+        int k = 0;
+        for (float[] rank : at.perDataRank(runner.run(description, at, at.perRank(slices), new RewardModelCall()))) {
+            for (float v : rank) {
+                scores[k++] = v;
+            }
+        }
+        if (k != prompts.length) {
+            throw new IllegalStateException(description + ": " + k + " scores came back for " + prompts.length + " rows");
+        }
+        return scores;
     }
 
     @Override

@@ -108,6 +108,19 @@ public final class CallPlacements {
         return byCall;
     }
 
+    /**
+     * Every call's data-parallel ranks must each get at least one of the iteration's
+     * {@code data.batch_size} rows; else a clear error naming the call.
+     */
+    public void checkBatchSize(RunConfig config) {
+        for (Placement p : byCall.values()) {
+            if (config.data().batchSize() < p.dp()) {
+                throw new IllegalArgumentException(config.source() + ": data.batch_size " + config.data().batchSize()
+                        + " is smaller than the " + p.dp() + " data-parallel ranks of " + p.call());
+            }
+        }
+    }
+
     /** Every device some call runs on, ascending. */
     public List<DeviceSlot> devices() {
         Map<Integer, DeviceSlot> all = new java.util.TreeMap<>();

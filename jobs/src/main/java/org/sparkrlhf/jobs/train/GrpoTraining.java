@@ -39,12 +39,10 @@ import java.nio.file.Path;
 import java.time.Instant;
 import java.util.ArrayList;
 import java.util.Arrays;
-import java.util.HashSet;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
-import java.util.Set;
 
 /**
  * GRPO (Shao et al. 2024) as a Spark job, with rewards from a verifiable reward function or from
@@ -116,16 +114,7 @@ public final class GrpoTraining {
         Placement trainAt = plan.placement("actor_train");
         // with a reward function, rewards are scored on the driver: the plan has no reward_inf
         Placement rewardAt = config.reward().fromModel() ? plan.placement("reward_inf") : null;
-        List<Placement> placed = new ArrayList<>(List.of(genAt, refAt, trainAt));
-        if (rewardAt != null) {
-            placed.add(rewardAt);
-        }
-        for (Placement p : placed) {
-            if (config.data().batchSize() < p.dp()) {
-                throw new IllegalArgumentException(config.source() + ": data.batch_size " + config.data().batchSize()
-                        + " is smaller than the " + p.dp() + " data-parallel ranks of " + p.call());
-            }
-        }
+        plan.checkBatchSize(config);
         ModelResidency residency = new ModelResidency(runner, RunScenario.cluster(inventory, RunScenario.gpuPreset(config)));
         ModelSpec actorSpec = RunScenario.model(config, ACTOR);
         SftTraining.SpecialTokens special = SftTraining.SpecialTokens.read(actorDir);
@@ -243,8 +232,8 @@ public final class GrpoTraining {
                 } else {
                     String description = "reward_inf iteration " + iteration + " (grpo, " + rewardAt.layout() + ")";
                     inference.add(new CallScheduler.Call("reward_inf", List.of(), rewardAt, () ->
-                            modelScores(runner, rewardAt, rewardSource, samplePrompts, responses, groupSize,
-                                    description)));
+                            RewardModelCall.score(runner, REWARD, rewardAt, rewardSource, samplePrompts, responses,
+                                    groupSize, description)));
                 }
                 dp = refAt.dp();
                 List<RefLogprobsCall.Slice> refSlices = new ArrayList<>(dp);
@@ -500,35 +489,6 @@ public final class GrpoTraining {
     }
 
     /**
-     * reward_inf: the reward model's score of each prompt + response row (unclipped), in row order.
-     * A data-parallel rank takes whole groups of {@code group} consecutive rows, as ref_inf's ranks do.
-     */
-    private static float[] modelScores(BarrierCallRunner runner, Placement rewardAt, ModelSource source, int[][] prompts,
-                                       int[][] responses, int group, String description) {
-        int dp = rewardAt.dp();
-        int groups = prompts.length / group;
-        List<RewardModelCall.Slice> slices = new ArrayList<>(dp);
-        for (int r = 0; r < dp; r++) {
-            int from = r * groups / dp * group;
-            int to = (r + 1) * groups / dp * group;
-            slices.add(new RewardModelCall.Slice(REWARD, source, dp, Arrays.copyOfRange(prompts, from, to),
-                    Arrays.copyOfRange(responses, from, to)));
-        }
-        float[] scores = new float[prompts.length];
-        int k = 0;
-        for (float[] rank : rewardAt.perDataRank(runner.run(description, rewardAt, rewardAt.perRank(slices),
-                new RewardModelCall()))) {
-            for (float v : rank) {
-                scores[k++] = v;
-            }
-        }
-        if (k != prompts.length) {
-            throw new IllegalStateException(description + ": " + k + " scores came back for " + prompts.length + " rows");
-        }
-        return scores;
-    }
-
-    /**
      * The held-out prompts answered by the current actor, greedily or with data.eval_samples sampled
      * answers each (seeded by {@link #evalSeed}, the same at every evaluation); their mean clipped
      * reward, scored as {@code scoring} says.
@@ -570,8 +530,8 @@ public final class GrpoTraining {
         }
         if (scoring.function() == null) {
             Placement rewardAt = scoring.rewardAt();
-            float[] scores = modelScores(runner, rewardAt, scoring.rewardSource(), heldOutPrompts, responses, k,
-                    "eval reward_inf iteration " + iteration + " (" + rewardAt.layout() + ")");
+            float[] scores = RewardModelCall.score(runner, REWARD, rewardAt, scoring.rewardSource(), heldOutPrompts,
+                    responses, k, "eval reward_inf iteration " + iteration + " (" + rewardAt.layout() + ")");
             scoring.residency().holds(REWARD, 0, rewardAt);
             for (int i = 0; i < s; i++) {
                 values[i] = scores[i];

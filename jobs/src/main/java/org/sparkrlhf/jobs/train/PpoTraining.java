@@ -47,12 +47,10 @@ import java.nio.file.StandardCopyOption;
 import java.time.Instant;
 import java.util.ArrayList;
 import java.util.Arrays;
-import java.util.HashSet;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
-import java.util.Set;
 
 /**
  * PPO for language models (Ouyang et al. 2022; the loop of Ziegler et al. 2019) as a Spark job.
@@ -138,16 +136,7 @@ public final class PpoTraining {
         Placement criticAt = plan.placement("critic_inf");
         Placement actorTrainAt = plan.placement("actor_train");
         Placement criticTrainAt = plan.placement("critic_train");
-        List<Placement> placed = new ArrayList<>(List.of(genAt, refAt, criticAt, actorTrainAt, criticTrainAt));
-        if (rewardAt != null) {
-            placed.add(rewardAt);
-        }
-        for (Placement p : placed) {
-            if (config.data().batchSize() < p.dp()) {
-                throw new IllegalArgumentException(config.source() + ": data.batch_size " + config.data().batchSize()
-                        + " is smaller than the " + p.dp() + " data-parallel ranks of " + p.call());
-            }
-        }
+        plan.checkBatchSize(config);
         ModelResidency residency = new ModelResidency(runner, RunScenario.cluster(inventory, RunScenario.gpuPreset(config)));
         ModelSpec actorSpec = RunScenario.model(config, ACTOR);
         ModelSpec criticSpec = RunScenario.model(config, CRITIC);
@@ -534,23 +523,8 @@ public final class PpoTraining {
             }
             return new Scores(values, details);
         }
-        Placement rewardAt = run.rewardAt();
-        int dp = rewardAt.dp();
-        List<RewardModelCall.Slice> slices = new ArrayList<>(dp);
-        for (int r = 0; r < dp; r++) {
-            int from = r * n / dp;
-            int to = (r + 1) * n / dp;
-            slices.add(new RewardModelCall.Slice(REWARD, run.reward(), dp, Arrays.copyOfRange(prompts, from, to),
-                    Arrays.copyOfRange(responses, from, to)));
-        }
-        int k = 0;
-        for (float[] r : rewardAt.perDataRank(runner.run(description, rewardAt, rewardAt.perRank(slices),
-                new RewardModelCall()))) {
-            for (float v : r) {
-                values[k++] = v;
-            }
-        }
-        return new Scores(values, details);
+        return new Scores(RewardModelCall.score(runner, REWARD, run.rewardAt(), run.reward(), prompts, responses, 1,
+                description), details);
     }
 
     /**

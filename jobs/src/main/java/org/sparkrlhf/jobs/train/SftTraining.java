@@ -92,10 +92,7 @@ public final class SftTraining {
         CallPlacements plan = CallPlacements.choose(config, inventory, progress);
         Placement trainAt = plan.placement(CALL);
         int dp = trainAt.dp();
-        if (config.data().batchSize() < dp) {
-            throw new IllegalArgumentException(config.source() + ": data.batch_size " + config.data().batchSize()
-                    + " is smaller than the " + dp + " data-parallel ranks of actor_train");
-        }
+        plan.checkBatchSize(config);
         ModelResidency residency = new ModelResidency(runner, RunScenario.cluster(inventory, RunScenario.gpuPreset(config)));
         ModelSpec actorSpec = RunScenario.model(config, ROLE);
         SpecialTokens special = SpecialTokens.read(actorDir);
