@@ -36,6 +36,10 @@ import java.util.List;
  * size is 0.01 (config/loss/rdpo.yaml and ripo.yaml of the LLM code; the synthetic scripts' default
  * {@code exp_step_size}).
  * <p>
+ * One step, in order: the batch's per-pair losses at the current policy ({@link #groupLosses}),
+ * {@link #update}, then {@link #pairWeights} for the policy's gradient step; no gradient flows
+ * through alpha. This class takes one step per optimizer step over the whole batch; the authors'
+ * LLM code takes one per micro-batch (B there being the micro-batch's size).
  * The weights are part of the run state that a checkpoint saves ({@link #state()}, {@link #restore}).
  */
 public final class GroupWeights {
