@@ -1,8 +1,9 @@
 package org.sparkrlhf.jobs.algorithms;
 
 /**
- * Advantages and returns for PPO and GRPO, over flat [B, T] per-token arrays (row b, step t at
- * b * T + t) where {@code mask} marks the response tokens. Sums run in double.
+ * Advantages and returns for PPO, GRPO, RLOO and ReMax: per sequence for the group baselines, else
+ * over flat [B, T] per-token arrays (row b, step t at b * T + t) where {@code mask} marks the
+ * response tokens. Sums run in double.
  */
 public final class Advantages {
     private Advantages() {
@@ -98,6 +99,46 @@ public final class Advantages {
             for (int i = g; i < g + groupSize; i++) {
                 advantages[i] = (float) ((scores[i] - mean) / (std + 1e-4));
             }
+        }
+        return advantages;
+    }
+
+    /**
+     * RLOO's advantages (Ahmadian et al. 2024, "Back to Basics", after Kool et al. 2019): {@code
+     * rewards} holds consecutive groups of {@code k} samples of one prompt; each sample's advantage
+     * is its reward less the mean reward of the group's other k - 1 samples (its leave-one-out
+     * baseline, which does not depend on the sample itself and so keeps the gradient unbiased).
+     */
+    public static float[] rloo(float[] rewards, int k) {
+        if (k < 2 || rewards.length % k != 0) {
+            throw new IllegalArgumentException(rewards.length + " rewards do not form groups of " + k + " (k >= 2)");
+        }
+        float[] advantages = new float[rewards.length];
+        for (int g = 0; g < rewards.length; g += k) {
+            double sum = 0;
+            for (int i = g; i < g + k; i++) {
+                sum += rewards[i];
+            }
+            for (int i = g; i < g + k; i++) {
+                advantages[i] = (float) (rewards[i] - (sum - rewards[i]) / (k - 1));
+            }
+        }
+        return advantages;
+    }
+
+    /**
+     * ReMax's advantages (Li et al. 2023): {@code rewards} holds consecutive groups of {@code k}
+     * samples of one prompt, {@code greedyRewards} one reward per prompt, that of its greedy
+     * (argmax-decoded) response; each sample's advantage is its reward less its prompt's greedy reward.
+     */
+    public static float[] remax(float[] rewards, float[] greedyRewards, int k) {
+        if (k < 1 || rewards.length != (long) greedyRewards.length * k) {
+            throw new IllegalArgumentException(rewards.length + " rewards are not " + k + " samples for each of "
+                    + greedyRewards.length + " greedy rewards");
+        }
+        float[] advantages = new float[rewards.length];
+        for (int i = 0; i < rewards.length; i++) {
+            advantages[i] = (float) ((double) rewards[i] - greedyRewards[i / k]);
         }
         return advantages;
     }

@@ -72,4 +72,22 @@ class AdvantagesTest {
         // k1 = logp - ref: 0.5, -1 | 0, 0.5, -1
         assertArrayEquals(new float[]{0f, -0.05f, 0.1f + 5f, 0f, 0f, -0.05f, 0.1f - 0.5f, 0f}, r, 1e-6f);
     }
+
+    @Test
+    void rlooSubtractsTheMeanOfTheOtherSamples() {
+        float[] adv = Advantages.rloo(new float[]{1f, 0f, 0f, 1f, 2f, 4f, 6f, 8f}, 4);
+        // group 1, sum 2: 1 - (2 - 1)/3 = 2/3, 0 - (2 - 0)/3 = -2/3
+        // group 2, sum 20: 2 - 18/3 = -4, 4 - 16/3 = -4/3, 6 - 14/3 = 4/3, 8 - 12/3 = 4
+        assertArrayEquals(new float[]{2f / 3, -2f / 3, -2f / 3, 2f / 3, -4f, -4f / 3, 4f / 3, 4f}, adv, 1e-6f);
+        assertThrows(IllegalArgumentException.class, () -> Advantages.rloo(new float[4], 1));
+        assertThrows(IllegalArgumentException.class, () -> Advantages.rloo(new float[5], 2));
+    }
+
+    @Test
+    void remaxSubtractsThePromptsGreedyReward() {
+        // prompt 0: greedy 0.5, samples 1, 0.5, 0; prompt 1: greedy 2, samples 2, 3, 1
+        float[] adv = Advantages.remax(new float[]{1f, 0.5f, 0f, 2f, 3f, 1f}, new float[]{0.5f, 2f}, 3);
+        assertArrayEquals(new float[]{0.5f, 0f, -0.5f, 0f, 1f, -1f}, adv, 1e-7f);
+        assertThrows(IllegalArgumentException.class, () -> Advantages.remax(new float[5], new float[2], 3));
+    }
 }
