@@ -4,6 +4,7 @@ import org.junit.jupiter.api.Test;
 import org.sparkrlhf.planner.graph.Algorithms;
 import org.sparkrlhf.planner.graph.CallKind;
 import org.sparkrlhf.planner.graph.DataflowGraph;
+import org.sparkrlhf.planner.graph.DriverHook;
 import org.sparkrlhf.planner.graph.ModelCall;
 
 import java.util.Arrays;
@@ -73,7 +74,18 @@ class GraphTest {
         assertEquals(Set.of("actor_gen", "reward_inf", "ref_inf"), deps(grpo, "actor_train"));
         DataflowGraph remax = Algorithms.of("remax", 4);
         assertEquals(Set.of("actor_greedy_gen"), deps(remax, "reward_greedy_inf"));
-        assertEquals(Set.of("actor_sample_gen", "reward_inf", "reward_greedy_inf"), deps(remax, "actor_train"));
+        assertEquals(Set.of("actor_gen", "reward_inf", "reward_greedy_inf", "ref_inf"), deps(remax, "actor_train"));
+        // without a reward model, a hook on the driver writes the rewards: actor_train waits for what it reads
+        DataflowGraph byFunction = Algorithms.of("grpo", 4, false);
+        assertFalse(byFunction.roles().contains("reward"));
+        assertEquals("reward_fn", byFunction.producerOf("rewards"));
+        assertEquals("group_advantages", byFunction.producerOf("advantages"));
+        assertEquals(Set.of("actor_gen", "ref_inf"), deps(byFunction, "actor_train"));
+        assertEquals(List.of("packed_prompts", "group_ids"), byFunction.datasetKeys());
+        var hookCycle = assertThrows(IllegalArgumentException.class, () -> new DataflowGraph("x",
+                List.of(ModelCall.train("t", "m", List.of("a"), 1)),
+                List.of(new DriverHook("h1", List.of("b"), List.of("a")), new DriverHook("h2", List.of("a"), List.of("b")))));
+        assertTrue(hookCycle.getMessage().contains("cycle"), hookCycle.getMessage());
         DataflowGraph dpo = Algorithms.of("gr-dpo", 4);
         assertEquals(Set.of("ref_inf"), deps(dpo, "actor_train"));
         assertEquals(List.of("packed_input_ids", "prompt_mask", "group_ids"), dpo.datasetKeys());

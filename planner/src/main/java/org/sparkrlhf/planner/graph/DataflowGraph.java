@@ -9,19 +9,28 @@ import java.util.Map;
 import java.util.Set;
 
 /**
- * An algorithm as data: its model function calls, in an order where every call comes after the calls
- * producing its inputs. Edges follow keys: a call depends on the call that writes a key it reads; keys
- * no call writes come from the dataset. Across iterations, the first call on a model role in iteration
- * i+1 waits for the last call on that role in iteration i (the parameter version it must see).
+ * An algorithm as data: its model function calls and its driver hooks, each reading and writing keys
+ * of the iteration's batch. Edges follow keys: a call depends on the call that writes a key it reads,
+ * directly or through driver hooks (a hook's inputs come from calls too); keys nobody writes come
+ * from the dataset. The planner sees the calls only ({@link #calls}, {@link #dependencies}); the
+ * runtime walks calls and hooks together ({@link #hooks}, {@link #producerOf}). Across iterations,
+ * the first call on a model role in iteration i+1 waits for the last call on that role in iteration
+ * i (the parameter version it must see).
  */
 public final class DataflowGraph {
     private final String algorithm;
     private final List<ModelCall> calls;
     private final int[][] deps;
     private final List<String> datasetKeys;
+    private final List<DriverHook> hooks;
 
     public DataflowGraph(String algorithm, List<ModelCall> calls) {
+        this(algorithm, calls, List.of());
+    }
+
+    public DataflowGraph(String algorithm, List<ModelCall> calls, List<DriverHook> hooks) {
         this.algorithm = algorithm;
+        this.hooks = List.copyOf(hooks);
         if (calls.isEmpty()) {
             throw new IllegalArgumentException("algorithm " + algorithm + " has no model calls");
         }
@@ -40,24 +49,31 @@ public final class DataflowGraph {
                 }
             }
         }
+        Map<String, DriverHook> hookOf = new HashMap<>();
+        for (DriverHook h : hooks) {
+            if (byName.containsKey(h.name())) {
+                throw new IllegalArgumentException("algorithm " + algorithm + ": a call and a hook are both named " + h.name());
+            }
+            for (String k : h.outputKeys()) {
+                if (producer.containsKey(k) || hookOf.containsKey(k)) {
+                    throw new IllegalArgumentException("algorithm " + algorithm + ": key '" + k + "' has two producers");
+                }
+                hookOf.put(k, h);
+            }
+        }
         List<String> fromData = new ArrayList<>();
         int[][] d = new int[calls.size()][];
         for (int i = 0; i < calls.size(); i++) {
             Set<Integer> mine = new LinkedHashSet<>();
-            for (String k : calls.get(i).inputKeys()) {
-                Integer p = producer.get(k);
-                if (p == null) {
-                    if (!fromData.contains(k)) {
-                        fromData.add(k);
-                    }
-                } else if (p == i) {
-                    throw new IllegalArgumentException("algorithm " + algorithm + ": call " + calls.get(i).name()
-                            + " reads its own output '" + k + "'");
-                } else {
-                    mine.add(p);
-                }
+            collect(calls.get(i).name(), calls.get(i).inputKeys(), producer, hookOf, fromData, mine, new LinkedHashSet<>());
+            if (mine.contains(i)) {
+                throw new IllegalArgumentException("algorithm " + algorithm + ": call " + calls.get(i).name()
+                        + " reads its own output");
             }
             d[i] = mine.stream().mapToInt(Integer::intValue).toArray();
+        }
+        for (DriverHook h : hooks) {
+            collect(h.name(), h.inputKeys(), producer, hookOf, fromData, new LinkedHashSet<>(), new LinkedHashSet<>());
         }
         this.calls = List.copyOf(calls);
         this.deps = d;
@@ -66,6 +82,26 @@ public final class DataflowGraph {
     }
 
     private final int[] order;
+
+    /** The calls whose outputs {@code keys} come from, directly or through hooks; keys nobody writes go to {@code fromData}. */
+    private void collect(String reader, List<String> keys, Map<String, Integer> producer, Map<String, DriverHook> hookOf,
+                         List<String> fromData, Set<Integer> calls, Set<String> visiting) {
+        for (String k : keys) {
+            Integer p = producer.get(k);
+            DriverHook h = hookOf.get(k);
+            if (p != null) {
+                calls.add(p);
+            } else if (h != null) {
+                if (!visiting.add(h.name())) {
+                    throw new IllegalArgumentException("algorithm " + algorithm + ": hooks form a cycle through " + h.name());
+                }
+                collect(h.name(), h.inputKeys(), producer, hookOf, fromData, calls, visiting);
+                visiting.remove(h.name());
+            } else if (!fromData.contains(k)) {
+                fromData.add(k);
+            }
+        }
+    }
 
     private int[] computeOrder() {
         int n = calls.size();
@@ -118,7 +154,30 @@ public final class DataflowGraph {
         throw new IllegalArgumentException("algorithm " + algorithm + " has no call named '" + name + "'");
     }
 
-    /** Indices of the calls within the same iteration whose outputs call {@code i} reads. */
+    /** The driver hooks, in the order given. */
+    public List<DriverHook> hooks() {
+        return hooks;
+    }
+
+    /** The name of the call or hook that writes {@code key}, or null when the key comes from the dataset. */
+    public String producerOf(String key) {
+        for (ModelCall c : calls) {
+            if (c.outputKeys().contains(key)) {
+                return c.name();
+            }
+        }
+        for (DriverHook h : hooks) {
+            if (h.outputKeys().contains(key)) {
+                return h.name();
+            }
+        }
+        return null;
+    }
+
+    /**
+     * Indices of the calls within the same iteration whose outputs call {@code i} reads, directly or
+     * through driver hooks.
+     */
     public int[] dependencies(int i) {
         return deps[i].clone();
     }
@@ -191,6 +250,6 @@ public final class DataflowGraph {
 
     @Override
     public String toString() {
-        return "DataflowGraph[" + algorithm + ", " + calls.size() + " calls]";
+        return "DataflowGraph[" + algorithm + ", " + calls.size() + " calls, " + hooks.size() + " hooks]";
     }
 }
