@@ -5,6 +5,7 @@ import org.sparkrlhf.jobs.config.RunConfig.OptimizerConfig;
 import org.sparkrlhf.jobs.executor.RankContext;
 import org.sparkrlhf.jobs.executor.RankFunction;
 import org.sparkrlhf.jobs.executor.ResidentModel;
+import org.sparkrlhf.jobs.executor.TrainResult;
 
 import java.io.Serializable;
 import java.util.Arrays;
@@ -29,7 +30,7 @@ public final class CriticTrainCall implements RankFunction<CriticTrainCall.Slice
      * this rank's clipped and scored token counts (over all steps), and the new version.
      */
     public record Result(double loss, float gradNorm, long clippedTokens, long tokens, int steps, long version)
-            implements Serializable {
+            implements Serializable, TrainResult {
     }
 
     @Override

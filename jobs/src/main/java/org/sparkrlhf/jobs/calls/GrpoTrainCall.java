@@ -6,6 +6,7 @@ import org.sparkrlhf.jobs.config.RunConfig.OptimizerConfig;
 import org.sparkrlhf.jobs.executor.RankContext;
 import org.sparkrlhf.jobs.executor.RankFunction;
 import org.sparkrlhf.jobs.executor.ResidentModel;
+import org.sparkrlhf.jobs.executor.TrainResult;
 
 import java.io.Serializable;
 import java.util.ArrayList;
@@ -35,7 +36,7 @@ public final class GrpoTrainCall implements RankFunction<GrpoTrainCall.Slice, Gr
      * this rank's clipped and scored token counts (over all steps), and the new version.
      */
     public record Result(double loss, float gradNorm, long clippedTokens, long tokens, int steps, long version)
-            implements Serializable {
+            implements Serializable, TrainResult {
     }
 
     @Override

@@ -7,6 +7,7 @@ import org.sparkrlhf.jobs.config.RunConfig.OptimizerConfig;
 import org.sparkrlhf.jobs.executor.RankContext;
 import org.sparkrlhf.jobs.executor.RankFunction;
 import org.sparkrlhf.jobs.executor.ResidentModel;
+import org.sparkrlhf.jobs.executor.TrainResult;
 import org.sparkrlhf.jobs.executor.TrainStep;
 
 import java.io.Serializable;
@@ -36,7 +37,7 @@ public final class SftTrainCall implements RankFunction<SftTrainCall.Slice, SftT
     }
 
     /** The step's loss over the whole batch (identical on every rank), and the gradient norm. */
-    public record Result(double loss, float gradNorm, long version) implements Serializable {
+    public record Result(double loss, float gradNorm, long version) implements Serializable, TrainResult {
     }
 
     @Override

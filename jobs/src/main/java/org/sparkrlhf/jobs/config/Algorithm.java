@@ -4,21 +4,18 @@ import java.util.List;
 import java.util.Locale;
 
 /**
- * The training algorithms a run can use, with the model roles each needs and the names of its
- * model function calls (the nodes of its dataflow graph, as ReaL names them).
+ * The training algorithms a run can use, with the model roles each needs. Their calls and hooks are
+ * their dataflow graphs in the planner ({@code Algorithms.of}), the one description of each.
  */
 public enum Algorithm {
-    SFT(List.of("actor"), List.of("actor_train")),
-    PPO(List.of("actor", "ref", "critic"),
-            List.of("actor_gen", "ref_inf", "reward_inf", "critic_inf", "actor_train", "critic_train")),
-    GRPO(List.of("actor", "ref"), List.of("actor_gen", "ref_inf", "reward_inf", "actor_train"));
+    SFT(List.of("actor")),
+    PPO(List.of("actor", "ref", "critic")),
+    GRPO(List.of("actor", "ref"));
 
     private final List<String> requiredModels;
-    private final List<String> calls;
 
-    Algorithm(List<String> requiredModels, List<String> calls) {
+    Algorithm(List<String> requiredModels) {
         this.requiredModels = requiredModels;
-        this.calls = calls;
     }
 
     /** Model roles that must be given under {@code models:} (the reward comes from a model or a function). */
@@ -29,11 +26,6 @@ public enum Algorithm {
     /** Whether the algorithm scores generated responses (and so needs a reward model or function). */
     public boolean needsReward() {
         return this != SFT;
-    }
-
-    /** The model function calls of one iteration. */
-    public List<String> calls() {
-        return calls;
     }
 
     public String key() {

@@ -29,6 +29,8 @@ import org.sparkrlhf.jobs.config.RunConfig.PpoConfig;
 import org.sparkrlhf.jobs.config.RunConfig.RewardConfig;
 import org.sparkrlhf.jobs.config.RunConfig.SparkConfig;
 import org.sparkrlhf.jobs.executor.EngineOptions;
+import org.sparkrlhf.planner.graph.Algorithms;
+import org.sparkrlhf.planner.graph.ModelCall;
 
 /**
  * Reads a run config (YAML) from any Hadoop FileSystem path ({@code file:}, {@code s3a://},
@@ -410,11 +412,8 @@ public final class RunConfigReader {
 
     /** The calls of an algorithm given where its rewards come from: a reward function needs no reward_inf call. */
     public static List<String> callsOf(Algorithm algorithm, RewardConfig reward) {
-        List<String> calls = new ArrayList<>(algorithm.calls());
-        if (reward != null && !reward.fromModel()) {
-            calls.remove("reward_inf");
-        }
-        return calls;
+        boolean rewardModel = reward == null || reward.fromModel();
+        return Algorithms.of(algorithm.key(), 1, rewardModel).calls().stream().map(ModelCall::name).toList();
     }
 
     private CallLayout readLayout(String call, ConfigNode node, ModelConfig model) {

@@ -25,7 +25,7 @@ public record ForwardBinding(Output output) implements CallBinding {
     public void run(RunContext run, ModelCall call, Placement at, Keys keys) {
         Sequences rows = keys.get(call.inputKeys().get(0), Sequences.class);
         String role = call.role();
-        keys.addSeconds("realloc", run.models().prepare(role, at, false));
+        keys.addRealloc(run.models().prepare(role, at, false));
         long start = System.nanoTime();
         String description = run.describe(call.name(), keys.iteration(), at);
         int n = rows.size();

@@ -24,7 +24,7 @@ public final class Generation {
 
     public static Output run(RunContext run, String role, Placement at, Keys keys, int[][] prompts, int samples,
                              boolean greedy, long seed, boolean withLogprobs, String description) {
-        keys.addSeconds("realloc", run.models().prepare(role, at, false));
+        keys.addRealloc(run.models().prepare(role, at, false));
         long start = System.nanoTime();
         RunConfig config = run.config();
         RunConfig.GenerationConfig g = config.generation();

@@ -68,6 +68,13 @@ public final class Keys {
         seconds.merge(name, s, Double::sum);
     }
 
+    /** Adds a reallocation's seconds ({@code seconds/realloc}); none ran when {@code s} is 0. */
+    public void addRealloc(double s) {
+        if (s > 0) {
+            addSeconds("realloc", s);
+        }
+    }
+
     /** The seconds of the calls, hooks and reallocations so far, in the order they were first reported. */
     public synchronized Map<String, Double> seconds() {
         return new LinkedHashMap<>(seconds);

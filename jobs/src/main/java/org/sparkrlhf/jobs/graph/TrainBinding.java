@@ -1,5 +1,6 @@
 package org.sparkrlhf.jobs.graph;
 
+import org.sparkrlhf.jobs.executor.TrainResult;
 import org.sparkrlhf.jobs.plan.Placement;
 import org.sparkrlhf.planner.graph.ModelCall;
 
@@ -14,22 +15,23 @@ import java.util.List;
  * placement holds the new version (the model's home). The data-parallel ranks' results, in rank
  * order, are the call's result ({@code List<R>}).
  */
-public record TrainBinding<S extends Serializable, R extends Serializable>(TrainLoss<S, R> loss) implements CallBinding {
+public record TrainBinding<S extends Serializable, R extends Serializable & TrainResult>(TrainLoss<S, R> loss)
+        implements CallBinding {
     @Override
     public void run(RunContext run, ModelCall call, Placement at, Keys keys) {
         String role = call.role();
-        keys.addSeconds("realloc", run.models().prepare(role, at, true));
+        keys.addRealloc(run.models().prepare(role, at, true));
         long start = System.nanoTime();
-        int n = loss.rows(keys, call);
+        int n = keys.get("packed_input_ids", Sequences.class).size();
         int dp = at.dp();
         int group = n % run.group() == 0 ? run.group() : 1;
         List<S> slices = new ArrayList<>(dp);
         for (int r = 0; r < dp; r++) {
-            slices.add(loss.slice(run, call, keys, dp, r, RowSplit.from(n, group, dp, r), RowSplit.from(n, group, dp, r + 1)));
+            slices.add(loss.slices().slice(run, call, keys, dp, r, RowSplit.from(n, group, dp, r), RowSplit.from(n, group, dp, r + 1)));
         }
         List<R> results = at.perDataRank(run.runner().run(run.describe(call.name(), keys.iteration(), at), at,
                 at.perRank(slices), loss.function()));
-        run.models().trained(role, loss.version(results.get(0)), at);
+        run.models().trained(role, results.get(0).version(), at);
         keys.addSeconds(call.name(), (System.nanoTime() - start) / 1e9);
         keys.putResult(call.name(), List.copyOf(results));
     }

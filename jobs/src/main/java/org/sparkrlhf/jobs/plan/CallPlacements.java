@@ -76,18 +76,27 @@ public final class CallPlacements {
 
     /** The plan of {@code config} on the discovered devices; logs the choice to {@code log}. */
     public static CallPlacements choose(RunConfig config, ClusterInventory inventory, PrintStream log) {
-        CallPlacements p = choose(config, inventory);
+        return choose(config, RunScenario.graph(config), inventory, log);
+    }
+
+    /** The plan of {@code graph} (the run's, or an algorithm defined elsewhere) for {@code config}; logged. */
+    public static CallPlacements choose(RunConfig config, DataflowGraph graph, ClusterInventory inventory, PrintStream log) {
+        CallPlacements p = choose(config, graph, inventory);
         log.print(p.describe());
         return p;
     }
 
     public static CallPlacements choose(RunConfig config, ClusterInventory inventory) {
+        return choose(config, RunScenario.graph(config), inventory);
+    }
+
+    static CallPlacements choose(RunConfig config, DataflowGraph graph, ClusterInventory inventory) {
         String mode = config.plan().mode();
         if (mode.equals("manual")) {
-            return manual(config, inventory);
+            return manual(config, graph, inventory);
         }
         ClusterSpec cluster = RunScenario.cluster(inventory, RunScenario.gpuPreset(config));
-        PlanningProblem problem = RunScenario.problem(config, cluster);
+        PlanningProblem problem = RunScenario.problem(config, graph, cluster);
         return switch (mode) {
             case "search" -> searched(config, inventory, problem);
             case "baseline" -> baseline(config, inventory, problem);
@@ -192,7 +201,7 @@ public final class CallPlacements {
 
     // ------------------------------------------------------------------ the modes
 
-    private static CallPlacements manual(RunConfig config, ClusterInventory inventory) {
+    private static CallPlacements manual(RunConfig config, DataflowGraph graph, ClusterInventory inventory) {
         Map<String, Placement> byCall = new LinkedHashMap<>();
         for (RunConfig.CallLayout l : config.plan().calls().values()) {
             List<DeviceSlot> devices = new ArrayList<>();
@@ -206,14 +215,14 @@ public final class CallPlacements {
             byCall.put(l.call(), new Placement(l.call(), Algorithm.roleOf(l.call()), devices, l.dp(), l.tp(), l.pp(),
                     l.microBatches()));
         }
-        byCall = inGraphOrder(config, byCall);
+        byCall = inGraphOrder(config, graph, byCall);
         // Estimates where the layouts are ones the planner can express (consecutive, aligned meshes).
         Map<String, Double> estimates = new LinkedHashMap<>();
         double iteration = Double.NaN;
         String json;
         try {
             ClusterSpec cluster = RunScenario.cluster(inventory, RunScenario.gpuPreset(config));
-            PlanningProblem problem = RunScenario.problem(config, cluster);
+            PlanningProblem problem = RunScenario.problem(config, graph, cluster);
             List<CallPlacement> ps = new ArrayList<>();
             for (Placement p : byCall.values()) {
                 ps.add(new CallPlacement(p.call(), p.mesh(), p.strategy()));
@@ -307,7 +316,7 @@ public final class CallPlacements {
         ExecutionPlan plan = new ExecutionPlan(g.algorithm(), ps);
         String json = PlanJson.write(PlanJson.toJson(plan, problem.cluster(), r.iterationSeconds(), figures(problem, r),
                 symmetric, colocated, searchSeconds));
-        return new CallPlacements(how, inGraphOrder(config, byCall), estimates, r.iterationSeconds(), json);
+        return new CallPlacements(how, inGraphOrder(config, problem.graph(), byCall), estimates, r.iterationSeconds(), json);
     }
 
     private static List<PlanJson.CallFigures> figures(PlanningProblem problem, SimResult r) {
@@ -321,9 +330,9 @@ public final class CallPlacements {
     }
 
     /** The calls in the algorithm's order (the config's order may differ). */
-    private static Map<String, Placement> inGraphOrder(RunConfig config, Map<String, Placement> byCall) {
+    private static Map<String, Placement> inGraphOrder(RunConfig config, DataflowGraph graph, Map<String, Placement> byCall) {
         Map<String, Placement> out = new LinkedHashMap<>();
-        for (ModelCall c : RunScenario.graph(config).calls()) {
+        for (ModelCall c : graph.calls()) {
             Placement p = byCall.get(c.name());
             if (p == null) {
                 throw new IllegalArgumentException(config.source() + ": the plan places no call '" + c.name() + "'");

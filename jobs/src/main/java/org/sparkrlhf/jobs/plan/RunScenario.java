@@ -42,7 +42,11 @@ public final class RunScenario {
 
     /** The planning problem of {@code config} on {@code cluster}. */
     public static PlanningProblem problem(RunConfig config, ClusterSpec cluster) {
-        DataflowGraph graph = graph(config);
+        return problem(config, graph(config), cluster);
+    }
+
+    /** The planning problem of {@code graph} with the models and batch of {@code config}. */
+    public static PlanningProblem problem(RunConfig config, DataflowGraph graph, ClusterSpec cluster) {
         Map<String, ModelSpec> models = new LinkedHashMap<>();
         for (String role : graph.roles()) {
             models.put(role, model(config, role));
@@ -51,17 +55,14 @@ public final class RunScenario {
                 ProfileTable.empty());
     }
 
-    /** The planner's graph of the run's algorithm, with the calls the run makes. */
+    /**
+     * The planner's graph of the run's algorithm, the one description of it that the planner plans
+     * and the runtime runs; a reward function on the driver stands in for reward_inf when the
+     * rewards come from a function.
+     */
     public static DataflowGraph graph(RunConfig config) {
-        DataflowGraph full = Algorithms.of(config.algorithm().key(), optimizerSteps(config));
-        List<String> calls = RunConfigReader.callsOf(config.algorithm(), config.reward());
-        List<ModelCall> kept = new ArrayList<>();
-        for (ModelCall c : full.calls()) {
-            if (calls.contains(c.name())) {
-                kept.add(c);
-            }
-        }
-        return new DataflowGraph(full.algorithm(), kept);
+        boolean rewardModel = config.reward() == null || config.reward().fromModel();
+        return Algorithms.of(config.algorithm().key(), optimizerSteps(config), rewardModel);
     }
 
     /**

@@ -21,9 +21,9 @@ import java.util.List;
  * kept out of training; from data.task, the held-out prompts are the first eval_size of the task's
  * held-out split. Prompts need a reference answer only when a reward function scores them.
  */
-record PromptSet(List<PromptRow> rows, List<int[]> tokens, List<PromptRow> heldOut, List<int[]> heldOutTokens) {
+public record PromptSet(List<PromptRow> rows, List<int[]> tokens, List<PromptRow> heldOut, List<int[]> heldOutTokens) {
 
-    static PromptSet read(SparkSession spark, RunConfig config, Path actorDir, int bos, Path output) {
+    public static PromptSet read(SparkSession spark, RunConfig config, Path actorDir, int bos, Path output) {
         int evalSize = config.data().evalSize();
         List<PromptRow> train;
         List<PromptRow> heldOut;

@@ -88,11 +88,7 @@ public final class TrainCommand {
         ClusterInventory inventory = ClusterDiscovery.discover(sc, runner,
                 sc.getConf().getLong("spark.rlhf.executorWaitMs", 120_000L));
         progress.println(inventory);
-        switch (config.algorithm()) {
-            case SFT -> SftTraining.run(spark, config, runner, inventory, progress, resume);
-            case GRPO -> GrpoTraining.run(spark, config, runner, inventory, progress, resume);
-            case PPO -> PpoTraining.run(spark, config, runner, inventory, progress, resume);
-        }
+        RunDriver.run(spark, config, runner, inventory, progress, resume);
     }
 
     /**

@@ -13,13 +13,15 @@ import java.util.Map;
 import java.util.Set;
 
 /**
- * List scheduling of {@link #ITERATIONS} unrolled iterations; the iteration time is the steady-state
- * period, (end of the last iteration - end of the first) / (iterations - 1), as a long run measures it
- * (calls of one iteration may overlap with the next one's). Tasks are placed in order (iteration by
+ * List scheduling of {@link #ITERATIONS} unrolled iterations, as the runtime runs them (jobs'
+ * {@code IterationDriver}); the iteration time is the steady-state period, (end of the last iteration
+ * - end of the first) / (iterations - 1). An iteration starts when the previous one has ended (the
+ * runtime writes its tables and checkpoints in between). Tasks are placed in order (iteration by
  * iteration, calls in topological order, each call preceded by the reallocation of its parameters when
- * its layout is not its role's home layout); a task starts when its inputs are ready (plus the time to
- * move them when producer and consumer run on different devices) and when every device it uses is free,
- * so calls on overlapping meshes wait for each other and calls on disjoint meshes overlap.
+ * its layout is not its role's home layout, once its inputs are ready); a task starts when its inputs
+ * are ready (plus the time to move them when producer and consumer run on different devices) and when
+ * every device it uses is free, so calls on overlapping meshes wait for each other and calls on
+ * disjoint meshes overlap.
  * <p>
  * Dependencies: a call waits for the producers of its keys; the first call on a role in an iteration
  * waits for the last call on that role in the previous one; a reallocation waits for the previous call
@@ -263,16 +265,27 @@ public final class Simulator {
                 firstIterationEnd = makespan;
             }
             System.arraycopy(end, 0, prevEnd, 0, n);
+            // the runtime starts an iteration when the previous one is done (its tables and checkpoint written)
+            double iterationStart = makespan;
             for (int c : topo) {
                 int r = roleIndex[c];
                 double paramReady = firstOnRole[c] ? (it == 0 ? 0 : prevEnd[lastOnRole[r]]) : end[previousOnRole[c]];
                 DeviceMesh m = a[c].mesh();
-                double ready = paramReady;
+                double ready = Math.max(paramReady, iterationStart);
+                for (int j = 0; j < deps[c].length; j++) {
+                    int p = deps[c][j];
+                    double arrive = end[p];
+                    if (!a[p].mesh().equals(m)) {
+                        arrive += depBytes[c][j] / interBw + interLatency;
+                    }
+                    ready = Math.max(ready, arrive);
+                }
                 if (needsRealloc(a, c)) {
-                    // the destination devices and the source devices that send: a device of the home layout
+                    // the runtime moves the parameters when the call is about to run (its inputs ready): the
+                    // destination devices and the source devices that send; a device of the home layout
                     // whose copy nobody needs stays free for other calls
                     PlanningProblem.ReallocCost rc = realloc(a, c);
-                    double start = Math.max(paramReady, Math.max(busy(m), busy(rc.senders())));
+                    double start = Math.max(ready, Math.max(busy(m), busy(rc.senders())));
                     double fin = start + rc.seconds();
                     occupy(m, fin);
                     occupy(rc.senders(), fin);
@@ -282,14 +295,6 @@ public final class Simulator {
                         events.add(new TimelineEvent("realloc " + roles[r] + " -> " + graph.call(c).name(), true, it,
                                 meshesOf(m, rc.senders()), start, fin));
                     }
-                }
-                for (int j = 0; j < deps[c].length; j++) {
-                    int p = deps[c][j];
-                    double arrive = end[p];
-                    if (!a[p].mesh().equals(m)) {
-                        arrive += depBytes[c][j] / interBw + interLatency;
-                    }
-                    ready = Math.max(ready, arrive);
                 }
                 double start = Math.max(ready, busy(m));
                 double fin = start + a[c].estimate().seconds();

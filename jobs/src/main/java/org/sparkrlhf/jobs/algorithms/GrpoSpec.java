@@ -1,0 +1,135 @@
+package org.sparkrlhf.jobs.algorithms;
+
+import org.apache.spark.sql.SparkSession;
+import org.sparkrlhf.datasets.tables.MetricRow;
+import org.sparkrlhf.datasets.tasks.RewardFunctions;
+import org.sparkrlhf.jobs.calls.GrpoTrainCall;
+import org.sparkrlhf.jobs.config.RunConfig;
+import org.sparkrlhf.jobs.graph.CallBinding;
+import org.sparkrlhf.jobs.graph.ForwardBinding;
+import org.sparkrlhf.jobs.graph.GenerateBinding;
+import org.sparkrlhf.jobs.graph.Hook;
+import org.sparkrlhf.jobs.graph.Keys;
+import org.sparkrlhf.jobs.graph.RunContext;
+import org.sparkrlhf.jobs.graph.Scores;
+import org.sparkrlhf.jobs.graph.Sequences;
+import org.sparkrlhf.jobs.graph.TrainBinding;
+import org.sparkrlhf.jobs.train.AlgorithmSpec;
+import org.sparkrlhf.jobs.train.PromptData;
+import org.sparkrlhf.jobs.train.SpecialTokens;
+import org.sparkrlhf.jobs.train.TrainingData;
+
+import java.nio.file.Path;
+import java.time.Instant;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+
+/**
+ * GRPO (Shao et al. 2024): {@code grpo.group_size} samples per prompt, rewards clipped to
+ * [-reward.clip, reward.clip] and normalised within the prompt's group, the clipped surrogate with
+ * the k3 KL to the reference as the loss. Its graph is the planner's
+ * ({@code Algorithms.of("grpo", ...)}); this spec binds its calls and hooks and says what an
+ * iteration reports.
+ */
+public final class GrpoSpec implements AlgorithmSpec {
+    @Override
+    public int group(RunConfig config) {
+        return config.grpo().groupSize();
+    }
+
+    @Override
+    public Map<String, CallBinding> bindings(RunConfig config) {
+        RunConfig.GrpoConfig g = config.grpo();
+        return Map.of("actor_gen", new GenerateBinding(false),
+                "reward_inf", new ForwardBinding(ForwardBinding.Output.SCORES),
+                "ref_inf", new ForwardBinding(ForwardBinding.Output.LOGPROBS),
+                "actor_train", new TrainBinding<>(TrainLosses.grpo(g.clipRatio(), g.klCoef(), g.epochs(), g.miniBatches())));
+    }
+
+    @Override
+    public Map<String, Hook> hooks(RunConfig config) {
+        double clip = config.reward().clip();
+        Hook advantages = (run, hook, keys) -> keys.put("advantages",
+                Advantages.groupNormalised(keys.get("rewards", Scores.class).clipped(clip), run.group()));
+        return config.reward().fromModel() ? Map.of("group_advantages", advantages)
+                : Map.of("group_advantages", advantages,
+                "reward_fn", new RewardFunctionHook(RewardFunctions.forTask(config.reward().function())));
+    }
+
+    @Override
+    public TrainingData data(SparkSession spark, RunConfig config, Path tokenizerDir, SpecialTokens special, Path output) {
+        return PromptData.read(spark, config, tokenizerDir, special, output);
+    }
+
+    @Override
+    public Optional<Evaluation> evaluation(RunConfig config, TrainingData data) {
+        PromptData prompts = (PromptData) data;
+        return prompts.prompts().heldOut().isEmpty() ? Optional.empty()
+                : Optional.of(HeldOutReward.of(config, prompts.prompts()));
+    }
+
+    @Override
+    public Report report(RunContext run, Keys keys, TrainingData data) {
+        Sequences rows = keys.get("packed_input_ids", Sequences.class);
+        float[][] logprobs = keys.get("packed_logprobs", float[][].class);
+        float[][] ref = keys.get("packed_ref_logprobs", float[][].class);
+        Scores scores = keys.get("rewards", Scores.class);
+        float[] rewards = scores.clipped(run.config().reward().clip());
+        float[] advantages = keys.get("advantages", float[].class);
+        int n = rows.size();
+        double[] kl = new double[n];
+        double klSum = 0;
+        long tokens = 0;
+        float[][] perToken = new float[n][];
+        for (int s = 0; s < n; s++) {
+            double sum = 0;
+            for (int t = 0; t < rows.responses()[s].length; t++) {
+                sum += KlEstimator.K3.value(logprobs[s][t], ref[s][t]);
+            }
+            kl[s] = sum / rows.responses()[s].length;
+            klSum += sum;
+            tokens += rows.responses()[s].length;
+            perToken[s] = new float[rows.responses()[s].length];
+            Arrays.fill(perToken[s], advantages[s]);
+        }
+        @SuppressWarnings("unchecked")
+        List<GrpoTrainCall.Result> trained = keys.result("actor_train", List.class);
+        long clipped = 0;
+        long scored = 0;
+        for (GrpoTrainCall.Result t : trained) {
+            clipped += t.clippedTokens();
+            scored += t.tokens();
+        }
+        GrpoTrainCall.Result step = trained.get(0);
+        double rewardMean = mean(rewards);
+        Instant now = Instant.now();
+        List<MetricRow> figures = new ArrayList<>(List.of(
+                new MetricRow("reward/mean", rewardMean, now),
+                new MetricRow("kl/k3", klSum / tokens, now),
+                new MetricRow("response_length/mean", (double) tokens / n, now),
+                new MetricRow("loss/actor", step.loss(), now),
+                new MetricRow("grad_norm/actor", step.gradNorm(), now),
+                new MetricRow("clip_fraction/actor", scored == 0 ? 0 : (double) clipped / scored, now)));
+        StringBuilder line = new StringBuilder(String.format("reward %.3f", rewardMean));
+        if (!run.config().reward().fromModel()) {
+            double correct = RolloutRows.correctFraction(scores.details());
+            figures.add(new MetricRow("reward/correct_fraction", correct, now));
+            line.append(String.format(" | correct %.3f", correct));
+        }
+        line.append(String.format(" | kl %.5f | len %.2f | loss %.4f | grad norm %.3f", klSum / tokens,
+                (double) tokens / n, step.loss(), step.gradNorm()));
+        return new Report(figures, line.toString(), RolloutRows.of(run, keys, perToken, null, null, null, rewards,
+                scores.details(), kl, now));
+    }
+
+    static double mean(float[] x) {
+        double sum = 0;
+        for (float v : x) {
+            sum += v;
+        }
+        return sum / x.length;
+    }
+}

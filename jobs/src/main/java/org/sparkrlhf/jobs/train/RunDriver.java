@@ -1,0 +1,248 @@
+package org.sparkrlhf.jobs.train;
+
+import org.apache.hadoop.conf.Configuration;
+import org.apache.spark.sql.SparkSession;
+import org.sparkrlhf.datasets.tables.IterationTable;
+import org.sparkrlhf.datasets.tables.MetricRow;
+import org.sparkrlhf.datasets.tables.PlanRow;
+import org.sparkrlhf.datasets.tables.RolloutRow;
+import org.sparkrlhf.gpuexec.tokenizer.HfTokenizer;
+import org.sparkrlhf.jobs.calls.ModelSource;
+import org.sparkrlhf.jobs.checkpoint.RunCheckpoints;
+import org.sparkrlhf.jobs.checkpoint.RunState;
+import org.sparkrlhf.jobs.config.RunConfig;
+import org.sparkrlhf.jobs.graph.IterationDriver;
+import org.sparkrlhf.jobs.graph.Keys;
+import org.sparkrlhf.jobs.graph.RunContext;
+import org.sparkrlhf.jobs.graph.RunModels;
+import org.sparkrlhf.jobs.graph.Seeds;
+import org.sparkrlhf.jobs.graph.Sequences;
+import org.sparkrlhf.jobs.plan.CallPlacements;
+import org.sparkrlhf.jobs.plan.Placement;
+import org.sparkrlhf.jobs.plan.RunScenario;
+import org.sparkrlhf.jobs.runtime.BarrierCallRunner;
+import org.sparkrlhf.jobs.runtime.CallScheduler;
+import org.sparkrlhf.jobs.runtime.ClusterInventory;
+import org.sparkrlhf.jobs.runtime.ModelResidency;
+import org.sparkrlhf.planner.graph.CallKind;
+import org.sparkrlhf.planner.graph.DataflowGraph;
+import org.sparkrlhf.planner.graph.ModelCall;
+
+import java.io.PrintStream;
+import java.nio.file.Path;
+import java.time.Instant;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+
+/**
+ * Runs any algorithm: the one loop of the project. It reads the run's graph from the planner
+ * ({@link RunScenario#graph}), plans it, loads the data, resumes from the newest complete checkpoint
+ * when asked, and for each iteration takes the next rows in the run's data order, walks the graph
+ * ({@link IterationDriver}: calls through the spec's executor functions, hooks on the driver),
+ * appends the iteration's rollouts, metrics and plan row to the Delta tables (idempotently), prints
+ * one progress line, evaluates on the held-out data every {@code data.eval_every} iterations
+ * (before the first as iteration 0, and after the last), and checkpoints every
+ * {@code checkpoint.every}. At the end each trained model goes to {@code <output>/final} (the first)
+ * or {@code final-<role>}, and the run's copies leave the executors' model stores.
+ *
+ * <p>Figures every algorithm gets, defined once here: {@code seconds/<call>} (a call's stage),
+ * {@code seconds/realloc} (moving models between layouts), {@code seconds/<hook>},
+ * {@code seconds/iteration} (wall), {@code tokens_per_second} (prompt and response tokens of the
+ * iteration's sequences per wall second), and {@code loss/<role>}, {@code grad_norm/<role>} and the
+ * loss's own figures ({@code <figure>/<role>}) of each train call.
+ */
+public final class RunDriver {
+    /** Each iteration's figures (name -> value, iterations run here), the held-out evaluations, the final models by role. */
+    public record Summary(Map<Integer, Map<String, Double>> figures, Map<Integer, Map<String, Double>> evaluations,
+                          Map<String, Path> finals) {
+        /** A figure's value per iteration, in order. */
+        public List<Double> series(String name) {
+            List<Double> out = new ArrayList<>();
+            for (Map<String, Double> f : figures.values()) {
+                if (f.containsKey(name)) {
+                    out.add(f.get(name));
+                }
+            }
+            return out;
+        }
+    }
+
+    private RunDriver() {
+    }
+
+    /** Runs the config's algorithm: its graph from the planner, its spec from {@link AlgorithmSpecs}. */
+    public static Summary run(SparkSession spark, RunConfig config, BarrierCallRunner runner, ClusterInventory inventory,
+                              PrintStream progress, boolean resume) {
+        return run(spark, config, RunScenario.graph(config), AlgorithmSpecs.of(config), runner, inventory, progress,
+                resume);
+    }
+
+    /**
+     * Runs any algorithm given as data: {@code graph} (its calls and hooks) and {@code spec} (their
+     * bindings, its data and figures), with the run settings of {@code config}.
+     */
+    public static Summary run(SparkSession spark, RunConfig config, DataflowGraph graph, AlgorithmSpec spec,
+                              BarrierCallRunner runner, ClusterInventory inventory, PrintStream progress, boolean resume) {
+        Path output = RunOutput.local(config);
+        CallPlacements plan = CallPlacements.choose(config, graph, inventory, progress);
+        plan.checkBatchSize(config);
+        ModelResidency residency = new ModelResidency(runner, RunScenario.cluster(inventory, RunScenario.gpuPreset(config)));
+        RunModels models = new RunModels(runner, residency);
+        Path tokenizerDir = modelDir(config, spec.tokenizerRole());
+        SpecialTokens special = SpecialTokens.read(tokenizerDir);
+        TrainingData data = spec.data(spark, config, tokenizerDir, special, output);
+        progress.printf("%s: %s, %d iterations%n", graph.algorithm(), data.describe(), config.iterations());
+
+        RunCheckpoints checkpoints = new RunCheckpoints(output.toUri().toString(), new Configuration());
+        Optional<RunCheckpoints.Checkpoint> resumed = checkpoints.resume(config, data.size(), resume, progress);
+        DataOrder order = DataOrder.startingAt(data.size(), config.seed(), resumed);
+        if (graph.calls().stream().anyMatch(c -> c.kind() == CallKind.GENERATE)) {
+            Seeds.checkCounter(resumed);
+        }
+        for (String role : graph.roles()) {
+            boolean trained = graph.isTrainable(role);
+            Path dir = modelDir(config, role);
+            // a trained model reloads from the checkpoint (weights and optimizer state) after a resume
+            ModelSource source = trained && resumed.isPresent() ? resumed.get().source(role)
+                    : new ModelSource(dir.toString(), 0);
+            models.add(new RunModels.Model(role, dir, RunScenario.model(config, role),
+                    trained ? spec.optimizer(config, role) : null), source);
+        }
+        spec.restore(resumed.map(RunCheckpoints.Checkpoint::state));
+        int first = resumed.map(c -> c.state().iteration() + 1).orElse(1);
+        IterationTable<PlanRow> plans = IterationTable.plans(spark, RunOutput.plansPath(output));
+        IterationTable<MetricRow> metrics = IterationTable.metrics(spark, RunOutput.metricsPath(output));
+        IterationTable<RolloutRow> rollouts = spec.writesRollouts()
+                ? IterationTable.rollouts(spark, RunOutput.rolloutsPath(output)) : null;
+        Optional<AlgorithmSpec.Evaluation> evaluation = spec.evaluation(config, data);
+        Map<Integer, Map<String, Double>> figures = new LinkedHashMap<>();
+        Map<Integer, Map<String, Double>> evaluations = new LinkedHashMap<>();
+        int parallel = graph.size() + graph.hooks().size();
+        try (HfTokenizer tokenizer = HfTokenizer.open(tokenizerDir);
+             CallScheduler scheduler = new CallScheduler(parallel)) {
+            RunContext run = new RunContext(config, runner, plan, models, special, tokenizer, spec.group(config));
+            IterationDriver driver = new IterationDriver(graph, spec.bindings(config), spec.hooks(config));
+            if (first == 1 && evaluation.isPresent()) {
+                // the curve's starting point: the initial models on the held-out data, logged as iteration 0
+                long start = System.nanoTime();
+                AlgorithmSpec.Evaluation.Result e = evaluation.get().evaluate(run, 0);
+                evaluations.put(0, e.figures());
+                Instant now = Instant.now();
+                List<MetricRow> rows = new ArrayList<>();
+                e.figures().forEach((k, v) -> rows.add(new MetricRow(k, v, now)));
+                rows.add(new MetricRow("seconds/eval", (System.nanoTime() - start) / 1e9, now));
+                metrics.appendIteration(config.name(), 0, rows);
+                progress.printf("iter 0/%d | %s (before training)%n", config.iterations(), e.line());
+            }
+            for (int iteration = first; iteration <= config.iterations(); iteration++) {
+                Keys keys = new Keys(iteration);
+                data.batch(order.next(config.data().batchSize()), keys);
+                long start = System.nanoTime();
+                driver.run(run, keys, scheduler);
+                double wall = (System.nanoTime() - start) / 1e9;
+                AlgorithmSpec.Report report = spec.report(run, keys, data);
+                Instant now = Instant.now();
+                List<MetricRow> rows = new ArrayList<>(report.figures());
+                StringBuilder line = new StringBuilder(String.format("iter %d/%d | %s", iteration, config.iterations(),
+                        report.line()));
+                Map<String, Double> seconds = keys.seconds();
+                for (Map.Entry<String, Double> e : seconds.entrySet()) {
+                    rows.add(new MetricRow("seconds/" + e.getKey(), e.getValue(), now));
+                    line.append(String.format(" | %s %.2f s", e.getKey(), e.getValue()));
+                }
+                rows.add(new MetricRow("seconds/iteration", wall, now));
+                double tokensPerSecond = tokens(graph, keys) / wall;
+                rows.add(new MetricRow("tokens_per_second", tokensPerSecond, now));
+                line.append(String.format(" | %.0f tokens/s", tokensPerSecond));
+                if (rollouts != null && !report.rollouts().isEmpty()) {
+                    rollouts.appendIteration(config.name(), iteration, report.rollouts());
+                }
+                if (evaluation.isPresent() && (iteration % config.data().evalEvery() == 0
+                        || iteration == config.iterations())) {
+                    long evalStart = System.nanoTime();
+                    AlgorithmSpec.Evaluation.Result e = evaluation.get().evaluate(run, iteration);
+                    evaluations.put(iteration, e.figures());
+                    e.figures().forEach((k, v) -> rows.add(new MetricRow(k, v, now)));
+                    rows.add(new MetricRow("seconds/eval", (System.nanoTime() - evalStart) / 1e9, now));
+                    line.append(" | ").append(e.line());
+                }
+                metrics.appendIteration(config.name(), iteration, rows);
+                plans.appendIteration(config.name(), iteration, List.of(plan.planRow(seconds, wall, now)));
+                progress.println(line);
+                Map<String, Double> mine = new LinkedHashMap<>();
+                for (MetricRow r : rows) {
+                    mine.put(r.name(), r.value());
+                }
+                figures.put(iteration, mine);
+
+                int every = config.checkpoint().every();
+                if (every > 0 && iteration % every == 0 && iteration < config.iterations()) {
+                    checkpoint(run, plan, checkpoints, order, data, iteration, spec, progress);
+                }
+            }
+        }
+        Map<String, Path> finals = new LinkedHashMap<>();
+        boolean firstTrained = true;
+        for (RunModels.Model m : models.trainedModels()) {
+            Placement whole = models.wholeCopy(m.role(), plan.home(m.role()), false);
+            finals.put(m.role(), RunOutput.writeFinal(runner, whole.devices(), m.role(), models.version(m.role()),
+                    whole.key(), m.dir(), output, RunOutput.finalName(m.role(), firstTrained)));
+            firstTrained = false;
+        }
+        progress.printf("final %s%n", finals);
+        models.releaseAll();
+        return new Summary(figures, evaluations, finals);
+    }
+
+    /** A role's HF folder, as the run config gives it. */
+    static Path modelDir(RunConfig config, String role) {
+        RunConfig.ModelConfig m = config.models().get(role);
+        if (m == null) {
+            throw new IllegalArgumentException(config.source() + ": models." + role + ": missing (the "
+                    + config.algorithm().key() + " graph has calls on it)");
+        }
+        return new ModelSource(m.path(), 0).localPath();
+    }
+
+    /** Prompt and response tokens of the iteration's sequences: the generated ones, or the dataset's. */
+    private static long tokens(DataflowGraph graph, Keys keys) {
+        long n = 0;
+        for (ModelCall c : graph.calls()) {
+            if (c.kind() == CallKind.GENERATE && keys.has(c.outputKeys().get(0))) {
+                Sequences s = keys.get(c.outputKeys().get(0), Sequences.class);
+                n += s.promptTokens() + s.responseTokens();
+            }
+        }
+        if (n == 0 && keys.has("packed_input_ids")) {
+            Sequences s = keys.get("packed_input_ids", Sequences.class);
+            n = s.promptTokens() + s.responseTokens();
+        }
+        return n;
+    }
+
+    /** Writes a checkpoint of every trained model (gathered whole first when sharded), the data position and the coefficient. */
+    private static void checkpoint(RunContext run, CallPlacements plan, RunCheckpoints checkpoints, DataOrder order,
+                                   TrainingData data, int iteration, AlgorithmSpec spec, PrintStream progress) {
+        RunConfig config = run.config();
+        RunModels models = run.models();
+        Map<String, Long> versions = new LinkedHashMap<>();
+        List<RunCheckpoints.TrainedModel> trained = new ArrayList<>();
+        for (RunModels.Model m : models.trainedModels()) {
+            Placement whole = models.wholeCopy(m.role(), plan.home(m.role()), true);
+            versions.put(m.role(), models.version(m.role()));
+            trained.add(new RunCheckpoints.TrainedModel(m.role(), models.version(m.role()), whole.key(), whole.devices(),
+                    m.dir()));
+        }
+        // the sampling counter is the iteration (Seeds.sample)
+        RunState state = new RunState(config.name(), iteration, config.seed(), data.size(), order.epoch(), order.offset(),
+                iteration, spec.checkpointCoef(), versions);
+        RunCheckpoints.Checkpoint saved = checkpoints.save(run.runner(), state, trained, config.checkpoint().keep());
+        for (RunModels.Model m : models.trainedModels()) {
+            models.checkpointed(m.role(), saved.source(m.role()));
+        }
+        progress.printf("checkpoint %s%n", saved.localDir());
+    }
+}
