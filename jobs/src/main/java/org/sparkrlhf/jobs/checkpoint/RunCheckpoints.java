@@ -141,8 +141,9 @@ public final class RunCheckpoints {
 
     /**
      * Writes checkpoint {@code state.iteration()}: {@code contents} fills the folder, then the state
-     * and the marker are written and the folder is renamed into place. Keeps the newest {@code keep}
-     * complete checkpoints. Returns the checkpoint's folder.
+     * and the marker are written and the folder is renamed into place. A folder of that name that is
+     * not a complete checkpoint is set aside first; a complete one is an error (it is never
+     * overwritten). Keeps the newest {@code keep} complete checkpoints. Returns the checkpoint's folder.
      */
     public Path write(RunState state, Contents contents, int keep) {
         String name = String.format("iter-%08d", state.iteration());
@@ -300,7 +301,7 @@ public final class RunCheckpoints {
      * Sets aside every folder named as a checkpoint that is not complete, saying why on the
      * progress stream; returns the set-aside folders' new paths.
      */
-    public List<Path> setAsideIncomplete() {
+    private List<Path> setAsideIncomplete() {
         List<Path> moved = new ArrayList<>();
         try {
             if (!fs.exists(root)) {
