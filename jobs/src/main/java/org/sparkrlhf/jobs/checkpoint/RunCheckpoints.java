@@ -84,7 +84,7 @@ import java.util.regex.Pattern;
 public final class RunCheckpoints {
     private static final Pattern COMPLETE_NAME = Pattern.compile("iter-(\\d{8})");
     private static final Pattern SET_ASIDE_NAME = Pattern.compile("iter-(\\d{8})\\.set-aside-.+");
-    static final String SET_ASIDE = ".set-aside-";
+    private static final String SET_ASIDE = ".set-aside-";
     static final String MARKER = "_COMPLETE";
     static final String STATE = "state.json";
     private static final ObjectMapper JSON = new ObjectMapper();
@@ -297,38 +297,33 @@ public final class RunCheckpoints {
         return dirs;
     }
 
-    /**
-     * Sets aside every folder named as a checkpoint that is not complete, saying why on the
-     * progress stream; returns the set-aside folders' new paths.
-     */
-    private List<Path> setAsideIncomplete() {
-        List<Path> moved = new ArrayList<>();
+    /** Sets aside every folder named as a checkpoint that is not complete, saying why on the progress stream. */
+    private void setAsideIncomplete() {
         try {
             if (!fs.exists(root)) {
-                return moved;
+                return;
             }
             for (FileStatus s : fs.listStatus(root)) {
                 if (s.isDirectory() && COMPLETE_NAME.matcher(s.getPath().getName()).matches()) {
                     Optional<String> defect = defect(s.getPath());
                     if (defect.isPresent()) {
-                        moved.add(setAside(s.getPath(), defect.get()));
+                        setAside(s.getPath(), defect.get());
                     }
                 }
             }
         } catch (IOException e) {
-            throw new IllegalStateException("cannot list " + root + ": " + e.getMessage(), e);
+            throw new IllegalStateException("cannot set aside the incomplete checkpoints under " + root + ": "
+                    + e.getMessage(), e);
         }
-        return moved;
     }
 
     /** Renames a folder that is not a complete checkpoint out of the way; {@link #prune} removes it later. */
-    private Path setAside(Path dir, String defect) throws IOException {
+    private void setAside(Path dir, String defect) throws IOException {
         Path aside = new Path(root, dir.getName() + SET_ASIDE + UUID.randomUUID());
         if (!fs.rename(dir, aside)) {
             throw new IOException("cannot rename " + dir + " to " + aside);
         }
         notices.printf("checkpoint %s is not complete (%s): set aside as %s%n", dir, defect, aside.getName());
-        return aside;
     }
 
     /**
