@@ -96,6 +96,11 @@ public final class CheckpointWeights {
         return file(name).entry(name);
     }
 
+    /** The safetensors file that holds tensor {@code name}. */
+    public Path fileOf(String name) {
+        return file(name).file();
+    }
+
     /** The values of a float tensor whose shape must be {@code expected}. */
     public float[] floats(String name, int... expected) {
         SafeTensorsFile f = file(name);

@@ -24,6 +24,7 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.util.ArrayList;
 import java.util.Comparator;
+import java.util.Iterator;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
@@ -42,6 +43,15 @@ import java.util.regex.Pattern;
  * folder only when its name has no suffix, its marker is there and every listed file has its
  * listed size, so a checkpoint cut short at any point (a killed job, an object store whose rename
  * is a copy) is never taken for a complete one. Partial folders are removed by the next write.
+ *
+ * <p>A folder named as a checkpoint that is not complete (its marker missing or unreadable, a file
+ * shorter, longer, missing or unlisted, its state unreadable: a copy cut short, a disk that lost
+ * a file) never wedges a run: {@link #resume} sets each one aside (renames it
+ * {@code iter-NNNNNNNN.set-aside-<uuid>}, saying why on the progress stream) before it looks for
+ * the newest complete checkpoint, and {@link #write} sets aside one it meets in the way of the
+ * checkpoint it writes. A set-aside folder is kept for a look as long as a checkpoint of its
+ * iteration would be under {@code checkpoint.keep}: it is removed once it is older than the oldest
+ * complete checkpoint kept.
  *
  * <p>A training loop uses two calls: {@link #resume} once before its first iteration (where to
  * start: a fresh run, or the newest complete checkpoint with its {@link RunState} and the
@@ -73,6 +83,8 @@ import java.util.regex.Pattern;
  */
 public final class RunCheckpoints {
     private static final Pattern COMPLETE_NAME = Pattern.compile("iter-(\\d{8})");
+    private static final Pattern SET_ASIDE_NAME = Pattern.compile("iter-(\\d{8})\\.set-aside-.+");
+    private static final String SET_ASIDE = ".set-aside-";
     static final String MARKER = "_COMPLETE";
     static final String STATE = "state.json";
     private static final ObjectMapper JSON = new ObjectMapper();
@@ -110,6 +122,8 @@ public final class RunCheckpoints {
 
     private final Path root;
     private final FileSystem fs;
+    /** Where notices of set-aside folders go: the run's progress stream once {@link #resume} has it. */
+    private PrintStream notices = System.out;
 
     public RunCheckpoints(String output, Configuration hadoop) {
         try {
@@ -127,8 +141,9 @@ public final class RunCheckpoints {
 
     /**
      * Writes checkpoint {@code state.iteration()}: {@code contents} fills the folder, then the state
-     * and the marker are written and the folder is renamed into place. Keeps the newest {@code keep}
-     * complete checkpoints. Returns the checkpoint's folder.
+     * and the marker are written and the folder is renamed into place. A folder of that name that is
+     * not a complete checkpoint is set aside first; a complete one is an error (it is never
+     * overwritten). Keeps the newest {@code keep} complete checkpoints. Returns the checkpoint's folder.
      */
     public Path write(RunState state, Contents contents, int keep) {
         String name = String.format("iter-%08d", state.iteration());
@@ -138,7 +153,12 @@ public final class RunCheckpoints {
             fs.mkdirs(root);
             removePartials();
             if (fs.exists(complete)) {
-                throw new IllegalStateException("checkpoint " + complete + " already exists");
+                Optional<String> defect = defect(complete);
+                if (defect.isEmpty()) {
+                    // a complete checkpoint is never overwritten: two runs would be writing one output
+                    throw new IllegalStateException("checkpoint " + complete + " already exists");
+                }
+                setAside(complete, defect.get());
             }
             boolean local = fs instanceof LocalFileSystem || fs.getUri().getScheme().equals("file");
             if (local) {
@@ -191,7 +211,8 @@ public final class RunCheckpoints {
     }
 
     /**
-     * Where a run starts, called once before its first iteration. With {@code resume}: the newest
+     * Where a run starts, called once before its first iteration. With {@code resume}: folders that
+     * are not complete checkpoints are set aside (each said on {@code progress}), then the newest
      * complete checkpoint, after checking that it is this run's (same name and seed, a dataset of
      * {@code dataSize} rows, fewer iterations done than the config asks for); when there is none,
      * nothing (a fresh start, said on {@code progress}). Without {@code resume}: nothing, and an
@@ -199,6 +220,10 @@ public final class RunCheckpoints {
      * checkpoints and tables).
      */
     public Optional<Checkpoint> resume(RunConfig config, int dataSize, boolean resume, PrintStream progress) {
+        notices = progress;
+        if (resume) {
+            setAsideIncomplete();
+        }
         Optional<Checkpoint> newest = newestComplete();
         if (!resume) {
             if (newest.isPresent()) {
@@ -261,7 +286,7 @@ public final class RunCheckpoints {
             }
             for (FileStatus s : fs.listStatus(root)) {
                 Matcher m = COMPLETE_NAME.matcher(s.getPath().getName());
-                if (s.isDirectory() && m.matches() && isComplete(s.getPath())) {
+                if (s.isDirectory() && m.matches() && defect(s.getPath()).isEmpty()) {
                     dirs.add(s.getPath());
                 }
             }
@@ -272,29 +297,76 @@ public final class RunCheckpoints {
         return dirs;
     }
 
-    private boolean isComplete(Path dir) throws IOException {
+    /** Sets aside every folder named as a checkpoint that is not complete, saying why on the progress stream. */
+    private void setAsideIncomplete() {
+        try {
+            if (!fs.exists(root)) {
+                return;
+            }
+            for (FileStatus s : fs.listStatus(root)) {
+                if (s.isDirectory() && COMPLETE_NAME.matcher(s.getPath().getName()).matches()) {
+                    Optional<String> defect = defect(s.getPath());
+                    if (defect.isPresent()) {
+                        setAside(s.getPath(), defect.get());
+                    }
+                }
+            }
+        } catch (IOException e) {
+            throw new IllegalStateException("cannot set aside the incomplete checkpoints under " + root + ": "
+                    + e.getMessage(), e);
+        }
+    }
+
+    /** Renames a folder that is not a complete checkpoint out of the way; {@link #prune} removes it later. */
+    private void setAside(Path dir, String defect) throws IOException {
+        Path aside = new Path(root, dir.getName() + SET_ASIDE + UUID.randomUUID());
+        if (!fs.rename(dir, aside)) {
+            throw new IOException("cannot rename " + dir + " to " + aside);
+        }
+        notices.printf("checkpoint %s is not complete (%s): set aside as %s%n", dir, defect, aside.getName());
+    }
+
+    /**
+     * Why {@code dir} is not a complete checkpoint, or nothing when it is one: its marker is there
+     * and lists exactly its files with their sizes, and its state is readable.
+     */
+    private Optional<String> defect(Path dir) throws IOException {
         Path marker = new Path(dir, MARKER);
         if (!fs.exists(marker)) {
-            return false;
+            return Optional.of("no " + MARKER + ": its write was cut short, or the marker was lost");
         }
         JsonNode listed;
         try (InputStream in = fs.open(marker)) {
             listed = JSON.readTree(in);
         } catch (IOException e) {
-            return false; // a marker cut short
+            // a marker cut short, or one that no longer matches its checksum file
+            return Optional.of(MARKER + " cannot be read: " + e.getMessage().lines().findFirst().orElse(""));
+        }
+        if (listed == null || !listed.isObject()) {
+            return Optional.of(MARKER + " is not a JSON object of file sizes");
         }
         Map<String, Long> actual = listing(dir);
-        actual.remove(MARKER);
-        if (listed == null || listed.size() != actual.size()) {
-            return false;
-        }
         for (Map.Entry<String, Long> e : actual.entrySet()) {
             JsonNode size = listed.get(e.getKey());
-            if (size == null || size.asLong(-1) != e.getValue()) {
-                return false;
+            if (size == null) {
+                return Optional.of(e.getKey() + " is not listed in " + MARKER);
+            }
+            if (size.asLong(-1) != e.getValue()) {
+                return Optional.of(e.getKey() + " has " + e.getValue() + " bytes, " + MARKER + " lists " + size);
             }
         }
-        return true;
+        for (Iterator<String> names = listed.fieldNames(); names.hasNext(); ) {
+            String name = names.next();
+            if (!actual.containsKey(name)) {
+                return Optional.of(name + ", listed in " + MARKER + ", is missing");
+            }
+        }
+        try (InputStream in = fs.open(new Path(dir, STATE))) {
+            JSON.readValue(in, RunState.class);
+        } catch (IOException e) {
+            return Optional.of(STATE + " cannot be read: " + e.getMessage().lines().findFirst().orElse(""));
+        }
+        return Optional.empty();
     }
 
     /** Every file under {@code dir} (relative path to size), the marker excluded. */
@@ -326,11 +398,34 @@ public final class RunCheckpoints {
         }
     }
 
+    /**
+     * Removes all but the newest {@code keep} complete checkpoints, and the set-aside folders older
+     * than the oldest checkpoint kept.
+     */
     private void prune(int keep) throws IOException {
         List<Path> complete = completeDirs();
-        for (int i = 0; i < complete.size() - keep; i++) {
+        int oldestKept = Math.max(0, complete.size() - keep);
+        for (int i = 0; i < oldestKept; i++) {
             fs.delete(complete.get(i), true);
         }
+        if (oldestKept == complete.size()) {
+            return;
+        }
+        int keptFrom = iteration(complete.get(oldestKept).getName());
+        for (FileStatus s : fs.listStatus(root)) {
+            Matcher m = SET_ASIDE_NAME.matcher(s.getPath().getName());
+            if (m.matches() && Integer.parseInt(m.group(1)) < keptFrom) {
+                fs.delete(s.getPath(), true);
+            }
+        }
+    }
+
+    private static int iteration(String checkpointName) {
+        Matcher m = COMPLETE_NAME.matcher(checkpointName);
+        if (!m.matches()) {
+            throw new IllegalArgumentException("not a checkpoint folder name: " + checkpointName);
+        }
+        return Integer.parseInt(m.group(1));
     }
 
     /** The state of a checkpoint as JSON text (for progress lines and tests). */

@@ -4,6 +4,7 @@ import org.apache.hadoop.conf.Configuration;
 import org.apache.spark.SparkContext;
 import org.apache.spark.sql.SparkSession;
 import org.sparkrlhf.jobs.config.ConfigException;
+import org.sparkrlhf.jobs.config.ModelFolders;
 import org.sparkrlhf.jobs.config.RunConfig;
 import org.sparkrlhf.jobs.config.RunConfigReader;
 import org.sparkrlhf.jobs.runtime.BarrierCallRunner;
@@ -14,8 +15,9 @@ import java.io.PrintStream;
 import java.util.Map;
 
 /**
- * {@code spark-rlhf train RUN.yaml [--resume]}: validates the run config before anything starts,
- * starts (or joins, under spark-submit) the Spark application, finds the devices, and runs the
+ * {@code spark-rlhf train RUN.yaml [--resume]}: validates the run config and the model folders it
+ * names ({@link ModelFolders}) before anything starts, exiting with 2 and nothing written when one is
+ * bad; starts (or joins, under spark-submit) the Spark application, finds the devices, and runs the
  * algorithm.
  */
 public final class TrainCommand {
@@ -54,6 +56,8 @@ public final class TrainCommand {
         RunConfig config;
         try {
             config = new RunConfigReader(new Configuration()).read(configPath);
+            // before Spark starts: a model folder cut short is an error naming its file, not a failed stage
+            ModelFolders.check(config);
         } catch (ConfigException e) {
             err.println("spark-rlhf train: " + e.getMessage());
             return 2;
@@ -70,7 +74,7 @@ public final class TrainCommand {
         }
     }
 
-    /** Runs a validated config on a started Spark application, from the start. */
+    /** Runs a validated config (its model folders checked too) on a started Spark application, from the start. */
     public static void train(SparkSession spark, RunConfig config, PrintStream progress) {
         train(spark, config, progress, false);
     }
