@@ -139,7 +139,7 @@ public final class PpoSpec implements AlgorithmSpec {
             perTokenKl[s] = targets.sequenceKl()[s] / rows.responses()[s].length;
         }
         kl.update(sequenceKlSum / n, n);
-        double rewardMean = GrpoSpec.mean(scores.values());
+        double rewardMean = SampledPolicySpec.mean(scores.values());
         String estimator = run.config().ppo().kl().estimator();
         double clipFraction = actorScored == 0 ? 0 : (double) actorClipped / actorScored;
         Instant now = Instant.now();

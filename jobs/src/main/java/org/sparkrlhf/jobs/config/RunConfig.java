@@ -24,6 +24,7 @@ public record RunConfig(
         OptimizerConfig optimizer,
         PpoConfig ppo,
         GrpoConfig grpo,
+        PreferenceConfig preference,
         CheckpointConfig checkpoint,
         PlanConfig plan,
         SparkConfig spark) {
@@ -49,8 +50,9 @@ public record RunConfig(
      * reward of {@code evalSamples} answers per prompt sampled at the generation settings (with the
      * same seeds at every evaluation, so that evaluations differ only by the policy).
      */
+    /** {@code evalPath}: a held-out dataset of the training data's kind (preference pairs), or null. */
     public record DataConfig(String path, String format, String task, int batchSize, int evalSize,
-                             int evalEvery, int evalSamples, int maxPromptTokens) {
+                             int evalEvery, int evalSamples, int maxPromptTokens, String evalPath) {
     }
 
     public record GenerationConfig(int maxNewTokens, double temperature, double topP, int topK) {
@@ -72,7 +74,21 @@ public record RunConfig(
                             boolean whitenAdvantages, int epochs, int miniBatches, KlConfig kl, double criticLr) {
     }
 
+    /**
+     * The settings of the sampled policy-gradient algorithms (GRPO, RLOO, ReMax), from the section
+     * named after the algorithm: samples per prompt (1 for ReMax, whose baseline is a greedy answer),
+     * the surrogate's clip, the k3 KL coefficient to the reference, epochs and mini-batches.
+     */
     public record GrpoConfig(int groupSize, double clipRatio, double klCoef, int epochs, int miniBatches) {
+    }
+
+    /**
+     * DPO, IPO and the group-robust variants, from the section named after the algorithm: beta, and
+     * for GR-DPO / GR-IPO the step size of the group weights' exponentiated-gradient update, how group
+     * losses are scaled ({@code dataset}: by N / N_g over the training set; {@code batch}: the mean
+     * over the batch's pairs of the group), and chi (1: the worst-group objective; 0: the average).
+     */
+    public record PreferenceConfig(double beta, double groupStepSize, String groupScaling, double chi) {
     }
 
     /** Checkpoints every {@code every} iterations (0: only at the end), keeping the newest {@code keep}. */

@@ -26,6 +26,7 @@ import org.sparkrlhf.jobs.config.RunConfig.ModelConfig;
 import org.sparkrlhf.jobs.config.RunConfig.OptimizerConfig;
 import org.sparkrlhf.jobs.config.RunConfig.PlanConfig;
 import org.sparkrlhf.jobs.config.RunConfig.PpoConfig;
+import org.sparkrlhf.jobs.config.RunConfig.PreferenceConfig;
 import org.sparkrlhf.jobs.config.RunConfig.RewardConfig;
 import org.sparkrlhf.jobs.config.RunConfig.SparkConfig;
 import org.sparkrlhf.jobs.executor.EngineOptions;
@@ -72,11 +73,12 @@ public final class RunConfigReader {
     /** Validates an already parsed config; {@code location} is used as the config's source. */
     public RunConfig validate(String location, ConfigNode root) {
         root.allowOnly("name", "algorithm", "seed", "iterations", "output", "models", "reward", "data",
-                "generation", "optimizer", "ppo", "grpo", "checkpoint", "plan", "spark");
+                "generation", "optimizer", "ppo", "grpo", "rloo", "remax", "dpo", "ipo", "gr-dpo", "gr-ipo", "checkpoint",
+                "plan", "spark");
         ConfigNode algorithmNode = root.require("algorithm");
         Algorithm algorithm = parseAlgorithm(algorithmNode);
         for (Algorithm other : Algorithm.values()) {
-            if (other != algorithm && other != Algorithm.SFT && root.has(other.key())) {
+            if (other != algorithm && root.has(other.key())) {
                 throw root.get(other.key()).error("section is for " + other.key() + " but the algorithm is " + algorithm.key());
             }
         }
@@ -91,22 +93,24 @@ public final class RunConfigReader {
         GenerationConfig generation = readGeneration(root.section("generation"));
         OptimizerConfig optimizer = readOptimizer(root.section("optimizer"));
         PpoConfig ppo = algorithm == Algorithm.PPO ? readPpo(root.section("ppo"), optimizer.lr(), data) : null;
-        GrpoConfig grpo = algorithm == Algorithm.GRPO ? readGrpo(root.section("grpo")) : null;
+        GrpoConfig grpo = algorithm.isSampledPolicyGradient()
+                ? readGrpo(root.section(algorithm.key()), algorithm != Algorithm.REMAX) : null;
+        PreferenceConfig preference = algorithm.isPreferenceOptimisation()
+                ? readPreference(root.section(algorithm.key()), algorithm.isGroupRobust()) : null;
         CheckpointConfig checkpoint = readCheckpoint(root.section("checkpoint"));
         PlanConfig plan = readPlan(root.section("plan"), algorithm, models, reward);
         SparkConfig spark = readSpark(root.section("spark"));
         return new RunConfig(location, name, algorithm, seed, iterations, output, models, reward, data,
-                generation, optimizer, ppo, grpo, checkpoint, plan, spark);
+                generation, optimizer, ppo, grpo, preference, checkpoint, plan, spark);
     }
 
     private static Algorithm parseAlgorithm(ConfigNode node) {
-        String value = node.asString().toLowerCase(Locale.ROOT);
-        for (Algorithm a : Algorithm.values()) {
-            if (a.key().equals(value)) {
-                return a;
-            }
+        Algorithm a = Algorithm.byKey(node.asString().toLowerCase(Locale.ROOT));
+        if (a == null) {
+            throw node.error("unknown algorithm '" + node.asString() + "' (one of: "
+                    + String.join(", ", java.util.Arrays.stream(Algorithm.values()).map(Algorithm::key).toList()) + ")");
         }
-        throw node.error("unknown algorithm '" + node.asString() + "' (one of: sft, ppo, grpo)");
+        return a;
     }
 
     private Map<String, ModelConfig> readModels(ConfigNode node, Algorithm algorithm) {
@@ -124,7 +128,8 @@ public final class RunConfigReader {
                 throw node.error(role + ": give the model's path (models." + role + ".path)");
             }
             m.allowOnly("path", "trainable");
-            boolean trainableRole = role.equals("actor") || role.equals("critic");
+            boolean trainableRole = role.equals("actor") || role.equals("critic")
+                    || (role.equals("reward") && algorithm == Algorithm.RW);
             boolean trainable = m.bool("trainable", trainableRole);
             if (trainable && !trainableRole) {
                 throw m.require("trainable").error("the " + role + " model is never trained; remove 'trainable: true'");
@@ -132,7 +137,7 @@ public final class RunConfigReader {
             ConfigNode pathNode = m.require("path");
             String modelPath = pathNode.asString();
             requireCheckpoint(pathNode, modelPath);
-            if (role.equals("reward") && !checkpointJson(modelPath, pathNode).path("architectures").path(0).asText("")
+            if (role.equals("reward") && algorithm != Algorithm.RW && !checkpointJson(modelPath, pathNode).path("architectures").path(0).asText("")
                     .endsWith("ForSequenceClassification")) {
                 throw pathNode.error(modelPath + " is not a reward model: a reward model is an HF "
                         + "...ForSequenceClassification checkpoint with one label (its config.json's architectures)");
@@ -177,7 +182,7 @@ public final class RunConfigReader {
         node.allowOnly("function", "clip");
         if (!algorithm.needsReward()) {
             if (root.has("reward")) {
-                throw root.get("reward").error("sft uses no reward; remove this section");
+                throw root.get("reward").error(algorithm.key() + " uses no reward; remove this section");
             }
             return null;
         }
@@ -204,7 +209,7 @@ public final class RunConfigReader {
 
     private static DataConfig readData(ConfigNode node, Algorithm algorithm) {
         node.allowOnly("path", "format", "task", "batch_size", "eval_size", "eval_every", "eval_samples",
-                "max_prompt_tokens");
+                "max_prompt_tokens", "eval_path");
         String path = node.string("path", null);
         String task = node.string("task", null);
         if ((path == null) == (task == null)) {
@@ -226,7 +231,19 @@ public final class RunConfigReader {
         int evalEvery = positive(node, "eval_every", node.integer("eval_every", 1));
         int evalSamples = positive(node, "eval_samples", node.integer("eval_samples", 1));
         int maxPrompt = positive(node, "max_prompt_tokens", node.integer("max_prompt_tokens", 128));
-        return new DataConfig(path, format, task, batch, evalSize, evalEvery, evalSamples, maxPrompt);
+        String evalPath = node.string("eval_path", null);
+        if (evalPath != null && !algorithm.fromPreferences()) {
+            throw node.require("eval_path").error("a held-out dataset is read for preference pairs only; "
+                    + algorithm.key() + " holds out data.eval_size prompts of its dataset");
+        }
+        if (evalPath != null && evalSize > 0) {
+            throw node.require("eval_size").error("give either data.eval_path or data.eval_size, not both");
+        }
+        if (algorithm.fromPreferences() && task != null) {
+            throw node.require("task").error(algorithm.key() + " trains on preference pairs: give data.path (prompt, "
+                    + "chosen, rejected and an optional group per row)");
+        }
+        return new DataConfig(path, format, task, batch, evalSize, evalEvery, evalSamples, maxPrompt, evalPath);
     }
 
     private static String formatOf(String path) {
@@ -341,11 +358,16 @@ public final class RunConfigReader {
         return new KlConfig(adaptive, coef, target, horizon, estimator);
     }
 
-    private static GrpoConfig readGrpo(ConfigNode node) {
-        node.allowOnly("group_size", "clip_ratio", "kl_coef", "epochs", "mini_batches");
-        int group = node.integer("group_size", 4);
-        if (group < 2) {
-            throw node.require("group_size").error("must be >= 2 (advantages are normalised within a group)");
+    private static GrpoConfig readGrpo(ConfigNode node, boolean grouped) {
+        if (grouped) {
+            node.allowOnly("group_size", "clip_ratio", "kl_coef", "epochs", "mini_batches");
+        } else {
+            // ReMax's baseline is the greedy answer: one sample per prompt
+            node.allowOnly("clip_ratio", "kl_coef", "epochs", "mini_batches");
+        }
+        int group = grouped ? node.integer("group_size", 4) : 1;
+        if (grouped && group < 2) {
+            throw node.require("group_size").error("must be >= 2 (each sample's baseline comes from the others of its group)");
         }
         double clipRatio = positiveNumber(node, "clip_ratio", node.number("clip_ratio", 0.2));
         double klCoef = node.number("kl_coef", 0.04);
@@ -355,6 +377,25 @@ public final class RunConfigReader {
         int epochs = positive(node, "epochs", node.integer("epochs", 1));
         int miniBatches = positive(node, "mini_batches", node.integer("mini_batches", 1));
         return new GrpoConfig(group, clipRatio, klCoef, epochs, miniBatches);
+    }
+
+    private static PreferenceConfig readPreference(ConfigNode node, boolean groupRobust) {
+        if (groupRobust) {
+            node.allowOnly("beta", "group_step_size", "group_scaling", "chi");
+        } else {
+            node.allowOnly("beta");
+        }
+        double beta = positiveNumber(node, "beta", node.number("beta", 0.1));
+        double step = groupRobust ? positiveNumber(node, "group_step_size", node.number("group_step_size", 0.01)) : 0;
+        String scaling = groupRobust ? node.string("group_scaling", "dataset") : "dataset";
+        if (!scaling.equals("dataset") && !scaling.equals("batch")) {
+            throw node.require("group_scaling").error("must be dataset or batch");
+        }
+        double chi = groupRobust ? node.number("chi", 1.0) : 1.0;
+        if (chi < 0 || chi > 1) {
+            throw node.require("chi").error("must be in [0, 1]");
+        }
+        return new PreferenceConfig(beta, step, scaling, chi);
     }
 
     private static CheckpointConfig readCheckpoint(ConfigNode node) {

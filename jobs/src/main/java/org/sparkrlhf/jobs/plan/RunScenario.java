@@ -71,11 +71,10 @@ public final class RunScenario {
      * that of one epoch (its layout choice scales alike).
      */
     static int optimizerSteps(RunConfig config) {
-        return switch (config.algorithm()) {
-            case SFT -> 1;
-            case PPO -> config.ppo().miniBatches();
-            case GRPO -> config.grpo().miniBatches();
-        };
+        if (config.ppo() != null) {
+            return config.ppo().miniBatches();
+        }
+        return config.grpo() != null ? config.grpo().miniBatches() : 1;
     }
 
     /** The model of a role from its config.json; critics and reward models score with a value head. */
@@ -98,8 +97,11 @@ public final class RunScenario {
     /** One iteration's batch: prompts of data.max_prompt_tokens, answers of generation.max_new_tokens. */
     public static Workload workload(RunConfig config) {
         int prompt = config.data().maxPromptTokens();
-        int gen = config.algorithm() == Algorithm.SFT ? 0 : config.generation().maxNewTokens();
-        long sequences = (long) config.data().batchSize() * (config.algorithm() == Algorithm.GRPO ? config.grpo().groupSize() : 1);
+        Algorithm a = config.algorithm();
+        // preference pairs: a chosen and a rejected answer of up to max_new_tokens per pair
+        int gen = a == Algorithm.SFT ? 0 : config.generation().maxNewTokens();
+        int perRow = a.fromPreferences() ? 2 : config.grpo() != null ? config.grpo().groupSize() : 1;
+        long sequences = (long) config.data().batchSize() * perRow;
         return new Workload(prompt, gen, sequences * (prompt + gen));
     }
 

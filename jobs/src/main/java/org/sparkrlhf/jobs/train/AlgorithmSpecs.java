@@ -1,6 +1,6 @@
 package org.sparkrlhf.jobs.train;
 
-import org.sparkrlhf.jobs.algorithms.GrpoSpec;
+import org.sparkrlhf.jobs.algorithms.SampledPolicySpec;
 import org.sparkrlhf.jobs.algorithms.PpoSpec;
 import org.sparkrlhf.jobs.algorithms.SftSpec;
 import org.sparkrlhf.jobs.config.RunConfig;
@@ -13,8 +13,10 @@ public final class AlgorithmSpecs {
     public static AlgorithmSpec of(RunConfig config) {
         return switch (config.algorithm()) {
             case SFT -> new SftSpec();
-            case GRPO -> new GrpoSpec();
+            case GRPO, RLOO, REMAX -> new SampledPolicySpec();
             case PPO -> new PpoSpec();
+            default -> throw new UnsupportedOperationException(config.source() + ": algorithm " + config.algorithm().key()
+                    + " has a graph in the planner but no runtime spec yet");
         };
     }
 }

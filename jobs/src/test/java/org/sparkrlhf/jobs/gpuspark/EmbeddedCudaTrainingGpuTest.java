@@ -18,8 +18,7 @@ import org.sparkrlhf.gpuexec.model.TokenStats;
 import org.sparkrlhf.jobs.config.RunConfig;
 import org.sparkrlhf.jobs.config.RunConfigReader;
 import org.sparkrlhf.jobs.executor.EngineOptions;
-import org.sparkrlhf.jobs.train.GrpoTraining;
-import org.sparkrlhf.jobs.train.SftTraining;
+import org.sparkrlhf.jobs.train.RunOutput;
 import org.sparkrlhf.jobs.train.TrainCommand;
 
 import java.nio.file.Files;
@@ -110,7 +109,7 @@ class EmbeddedCudaTrainingGpuTest {
         SparkSession spark = session();
         List<Row> rows;
         try {
-            Dataset<Row> rollouts = spark.read().format("delta").load(GrpoTraining.rolloutsPath(out));
+            Dataset<Row> rollouts = spark.read().format("delta").load(RunOutput.rolloutsPath(out));
             rows = rollouts.collectAsList();
         } finally {
             spark.stop();
@@ -208,7 +207,7 @@ class EmbeddedCudaTrainingGpuTest {
     }
 
     private static double loss(SparkSession spark, Path out) {
-        return spark.read().format("delta").load(SftTraining.metricsPath(out))
+        return spark.read().format("delta").load(RunOutput.metricsPath(out))
                 .filter("name = 'loss/actor' and iteration = 1").first().<Double>getAs("value");
     }
 

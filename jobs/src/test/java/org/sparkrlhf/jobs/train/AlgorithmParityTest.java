@@ -151,13 +151,13 @@ class AlgorithmParityTest {
         SparkSession spark = TestSpark.deltaSession("AlgorithmParityTest", 1);
         try {
             List<String> lines = new ArrayList<>();
-            for (Row r : spark.read().format("delta").load(SftTraining.metricsPath(out)).collectAsList()) {
+            for (Row r : spark.read().format("delta").load(RunOutput.metricsPath(out)).collectAsList()) {
                 String name = r.getAs("name");
                 if (PINNED.contains(name)) {
                     lines.add("metric " + r.getAs("iteration") + " " + name + " " + r.<Double>getAs("value"));
                 }
             }
-            Path rollouts = Path.of(GrpoTraining.rolloutsPath(out));
+            Path rollouts = Path.of(RunOutput.rolloutsPath(out));
             if (Files.exists(rollouts)) {
                 for (Row r : spark.read().format("delta").load(rollouts.toString()).collectAsList()) {
                     StringBuilder line = new StringBuilder("rollout " + r.getAs("iteration") + " " + r.getAs("prompt_id"));

@@ -161,7 +161,7 @@ class BrokenCheckpointResumeTest {
         }
         assertTrue(Files.isRegularFile(out.resolve("final/model.safetensors")));
         Map<Long, Integer> losses = new TreeMap<>();
-        for (Row r : spark.read().format("delta").load(SftTraining.metricsPath(out)).filter("name = 'loss/actor'")
+        for (Row r : spark.read().format("delta").load(RunOutput.metricsPath(out)).filter("name = 'loss/actor'")
                 .collectAsList()) {
             losses.merge(r.<Long>getAs("iteration"), 1, Integer::sum);
         }

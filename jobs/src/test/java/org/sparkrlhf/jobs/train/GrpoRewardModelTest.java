@@ -14,6 +14,7 @@ import org.sparkrlhf.gpuexec.model.GenerationResult;
 import org.sparkrlhf.gpuexec.model.Generator;
 import org.sparkrlhf.gpuexec.model.LlamaModel;
 import org.sparkrlhf.jobs.config.RunConfig;
+import org.sparkrlhf.jobs.algorithms.HeldOutReward;
 import org.sparkrlhf.jobs.config.RunConfigReader;
 import org.sparkrlhf.jobs.executor.ModelStore;
 
@@ -96,7 +97,7 @@ class GrpoRewardModelTest {
         try (CpuBackend backend = new CpuBackend();
              LlamaModel reward = LlamaModel.load(backend, PpoTrainingTest.TINY_REWARD);
              LlamaModel actor = LlamaModel.load(backend, SftTrainingTest.TINY_LLAMA)) {
-            List<Row> rollouts = spark.read().format("delta").load(GrpoTraining.rolloutsPath(out)).collectAsList();
+            List<Row> rollouts = spark.read().format("delta").load(RunOutput.rolloutsPath(out)).collectAsList();
             assertEquals(ITERATIONS * BATCH * GROUP, rollouts.size(), "one row per sample");
             Map<String, List<double[]>> groups = new TreeMap<>();
             for (Row r : rollouts) {
@@ -133,7 +134,7 @@ class GrpoRewardModelTest {
             assertTrue(spread, "some group's rewards differ, so some advantages are not 0");
 
             Map<String, Map<Long, Double>> metrics = metrics(spark, out);
-            for (String name : List.of("reward/mean", "kl/ref", "loss/actor", "seconds/actor_gen",
+            for (String name : List.of("reward/mean", "kl/k3", "loss/actor", "seconds/actor_gen",
                     "seconds/reward_inf", "seconds/ref_inf", "seconds/actor_train")) {
                 assertEquals(Set.of(1L, 2L), metrics.get(name).keySet(), name);
             }
@@ -145,7 +146,7 @@ class GrpoRewardModelTest {
             // before training, the held-out prompts (one per generating rank) answered greedily by the
             // initial actor and scored by the reward model
             assertEquals(Set.of(0L, 2L), metrics.get("eval/reward_mean").keySet());
-            SftTraining.SpecialTokens special = SftTraining.SpecialTokens.read(SftTrainingTest.TINY_LLAMA);
+            SpecialTokens special = SpecialTokens.read(SftTrainingTest.TINY_LLAMA);
             PromptSet prompts = PromptSet.read(spark, config, SftTrainingTest.TINY_LLAMA, special.bos(), out);
             assertEquals(EVAL, prompts.heldOutTokens().size());
             double sum = 0;
@@ -166,7 +167,7 @@ class GrpoRewardModelTest {
         assertTrue(resumed.contains("resume: from") && resumed.contains("iter 2/2 | reward ")
                 && !resumed.contains("iter 1/2"), resumed);
         assertWeightsEqual(straightFinal, out.resolve("final"));
-        assertEquals(ITERATIONS * BATCH * GROUP, spark.read().format("delta").load(GrpoTraining.rolloutsPath(out)).count());
+        assertEquals(ITERATIONS * BATCH * GROUP, spark.read().format("delta").load(RunOutput.rolloutsPath(out)).count());
     }
 
     /**
@@ -183,10 +184,10 @@ class GrpoRewardModelTest {
                 SftTrainingTest.TINY_LLAMA, SftTrainingTest.TINY_LLAMA);
         String task = "data: {task: arithmetic}";
         String dataset = "data: {path: " + dir.resolve("p.jsonl") + "}";
-        assertTrue(GrpoTraining.heldOutRewardFunction(smallConfig(models, task)) instanceof ArithmeticReward);
-        assertNull(GrpoTraining.heldOutRewardFunction(smallConfig(models, dataset)));
-        assertTrue(GrpoTraining.heldOutRewardFunction(smallConfig(function, task)) instanceof ArithmeticReward);
-        assertTrue(GrpoTraining.heldOutRewardFunction(smallConfig(function, dataset)) instanceof ArithmeticReward);
+        assertTrue(HeldOutReward.scoringFunction(smallConfig(models, task)) instanceof ArithmeticReward);
+        assertNull(HeldOutReward.scoringFunction(smallConfig(models, dataset)));
+        assertTrue(HeldOutReward.scoringFunction(smallConfig(function, task)) instanceof ArithmeticReward);
+        assertTrue(HeldOutReward.scoringFunction(smallConfig(function, dataset)) instanceof ArithmeticReward);
     }
 
     private RunConfig smallConfig(String models, String data) throws Exception {
@@ -258,7 +259,7 @@ class GrpoRewardModelTest {
     /** The run's metrics table: name -> iteration -> value. */
     private static Map<String, Map<Long, Double>> metrics(SparkSession spark, Path out) {
         Map<String, Map<Long, Double>> metrics = new HashMap<>();
-        for (Row r : spark.read().format("delta").load(SftTraining.metricsPath(out)).collectAsList()) {
+        for (Row r : spark.read().format("delta").load(RunOutput.metricsPath(out)).collectAsList()) {
             Double previous = metrics.computeIfAbsent(r.getAs("name"), x -> new HashMap<>())
                     .put(r.getAs("iteration"), r.getAs("value"));
             assertNull(previous, "metric " + r.getAs("name") + " written twice");

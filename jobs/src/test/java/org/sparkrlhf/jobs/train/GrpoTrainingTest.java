@@ -92,7 +92,7 @@ class GrpoTrainingTest {
 
         SparkSession spark = TestSpark.deltaSession("GrpoTrainingTest", 1);
         try {
-            Dataset<Row> rollouts = spark.read().format("delta").load(GrpoTraining.rolloutsPath(out));
+            Dataset<Row> rollouts = spark.read().format("delta").load(RunOutput.rolloutsPath(out));
             assertEquals((long) ITERATIONS * BATCH * GROUP, rollouts.count(), "one row per sample, written once");
             Map<String, float[]> advantageSums = new HashMap<>();
             for (Row r : rollouts.collectAsList()) {
@@ -121,8 +121,8 @@ class GrpoTrainingTest {
                 assertEquals(GROUP, e.getValue()[1], e.getKey());
                 assertEquals(0.0, e.getValue()[0], 1e-3, e.getKey());
             }
-            Dataset<Row> metrics = spark.read().format("delta").load(SftTraining.metricsPath(out));
-            for (String name : List.of("reward/mean", "kl/ref", "response_length/mean", "loss/actor",
+            Dataset<Row> metrics = spark.read().format("delta").load(RunOutput.metricsPath(out));
+            for (String name : List.of("reward/mean", "kl/k3", "response_length/mean", "loss/actor",
                     "seconds/actor_gen", "seconds/ref_inf", "seconds/actor_train")) {
                 assertEquals(ITERATIONS, metrics.filter(metrics.col("name").equalTo(name)).count(), name);
             }
@@ -134,7 +134,7 @@ class GrpoTrainingTest {
                 assertEquals(Math.rint(sixths), sixths, 1e-9);
             }
             // the first iteration's KL is 0: the policy that sampled is the reference
-            assertEquals(0.0, metrics.filter("name = 'kl/ref' and iteration = 1").first().<Double>getAs("value"), 1e-6);
+            assertEquals(0.0, metrics.filter("name = 'kl/k3' and iteration = 1").first().<Double>getAs("value"), 1e-6);
             double meanReward = rollouts.filter("iteration = 1").agg(org.apache.spark.sql.functions.avg("reward"))
                     .first().getDouble(0);
             assertEquals(meanReward, metrics.filter("name = 'reward/mean' and iteration = 1").first()

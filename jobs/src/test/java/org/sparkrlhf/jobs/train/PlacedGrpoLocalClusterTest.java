@@ -91,9 +91,9 @@ class PlacedGrpoLocalClusterTest {
         SparkSession spark = TestSpark.deltaSession("PlacedGrpoLocalClusterTest", 1);
         try {
             for (int i = 1; i <= ITERATIONS; i++) {
-                List<RolloutRow> expected = sorted(IterationTable.rollouts(spark, GrpoTraining.rolloutsPath(single))
+                List<RolloutRow> expected = sorted(IterationTable.rollouts(spark, RunOutput.rolloutsPath(single))
                         .collectIteration("single", i));
-                List<RolloutRow> got = sorted(IterationTable.rollouts(spark, GrpoTraining.rolloutsPath(placed))
+                List<RolloutRow> got = sorted(IterationTable.rollouts(spark, RunOutput.rolloutsPath(placed))
                         .collectIteration("placed", i));
                 assertEquals(expected.size(), got.size());
                 double maxLogprobDiff = 0;
@@ -118,12 +118,12 @@ class PlacedGrpoLocalClusterTest {
                 if (i == ITERATIONS) {
                     // the KL term trained the actor away from the reference: the second iteration samples from
                     // trained weights (the first iteration's KL is the perturbed reference's alone)
-                    assertTrue(metric(spark, single, "single", i, "kl/ref") > 10 * metric(spark, single, "single", 1, "kl/ref"),
+                    assertTrue(metric(spark, single, "single", i, "kl/k3") > 10 * metric(spark, single, "single", 1, "kl/k3"),
                             "the actor was trained between the iterations");
                 }
-                assertEquals(metric(spark, single, "single", i, "kl/ref"),
-                        metric(spark, placed, "placed", i, "kl/ref"), 1e-5, "KL of iteration " + i);
-                List<PlanRow> plans = IterationTable.plans(spark, GrpoTraining.plansPath(placed)).collectIteration("placed", i);
+                assertEquals(metric(spark, single, "single", i, "kl/k3"),
+                        metric(spark, placed, "placed", i, "kl/k3"), 1e-5, "KL of iteration " + i);
+                List<PlanRow> plans = IterationTable.plans(spark, RunOutput.plansPath(placed)).collectIteration("placed", i);
                 assertEquals(1, plans.size());
                 assertTrue(plans.get(0).planJson().contains("\"actor_train\""), plans.get(0).planJson());
                 assertEquals(List.of("actor_gen", "ref_inf", "actor_train"),
@@ -191,7 +191,7 @@ class PlacedGrpoLocalClusterTest {
 
     private static double metric(SparkSession spark, Path out, String run, int iteration, String name) {
         Map<String, Double> byName = new TreeMap<>();
-        for (MetricRow m : IterationTable.metrics(spark, SftTraining.metricsPath(out)).collectIteration(run, iteration)) {
+        for (MetricRow m : IterationTable.metrics(spark, RunOutput.metricsPath(out)).collectIteration(run, iteration)) {
             byName.put(m.name(), m.value());
         }
         Double v = byName.get(name);

@@ -110,9 +110,9 @@ class PlacedPpoLocalClusterTest {
         try {
             for (int i = 1; i <= ITERATIONS; i++) {
                 Map<String, RolloutRow> expected = byPrompt(IterationTable.rollouts(spark,
-                        GrpoTraining.rolloutsPath(single)).collectIteration("single", i));
+                        RunOutput.rolloutsPath(single)).collectIteration("single", i));
                 Map<String, RolloutRow> got = byPrompt(IterationTable.rollouts(spark,
-                        GrpoTraining.rolloutsPath(placed)).collectIteration("placed", i));
+                        RunOutput.rolloutsPath(placed)).collectIteration("placed", i));
                 assertEquals(BATCH, expected.size());
                 assertEquals(expected.keySet(), got.keySet(), "iteration " + i + "'s prompts");
                 Map<String, Double> largest = new TreeMap<>();
@@ -133,7 +133,7 @@ class PlacedPpoLocalClusterTest {
                 }
                 Map<String, Double> s = metrics(spark, single, "single", i);
                 Map<String, Double> p = metrics(spark, placed, "placed", i);
-                for (String name : List.of("loss/actor", "loss/critic", "kl/ref", "kl/coef", "reward/mean",
+                for (String name : List.of("loss/actor", "loss/critic", "kl/k3", "kl/coef", "reward/mean",
                         "value/mean", "return/mean")) {
                     double e = value(s, name, "single", i);
                     double g = value(p, name, "placed", i);
@@ -143,7 +143,7 @@ class PlacedPpoLocalClusterTest {
                 System.out.printf("iteration %d: largest differences %s%n", i, largest);
                 // both trained models were moved to another layout for their next calls, every iteration
                 assertTrue(p.containsKey("seconds/realloc"), "iteration " + i + " reallocated: " + p.keySet());
-                List<PlanRow> plans = IterationTable.plans(spark, GrpoTraining.plansPath(placed))
+                List<PlanRow> plans = IterationTable.plans(spark, RunOutput.plansPath(placed))
                         .collectIteration("placed", i);
                 assertEquals(1, plans.size());
                 assertTrue(plans.get(0).planJson().contains("\"critic_train\""), plans.get(0).planJson());
@@ -164,8 +164,8 @@ class PlacedPpoLocalClusterTest {
             }
             // the second iteration sampled from a trained actor: its logprobs left the reference's
             // by far more than the tolerance (the first iteration's policy is the reference itself)
-            double klBefore = value(metrics(spark, single, "single", 1), "kl/ref", "single", 1);
-            double klAfter = value(metrics(spark, single, "single", 2), "kl/ref", "single", 2);
+            double klBefore = value(metrics(spark, single, "single", 1), "kl/k3", "single", 1);
+            double klAfter = value(metrics(spark, single, "single", 2), "kl/k3", "single", 2);
             assertTrue(Math.abs(klBefore) < 1e-6 && klAfter > 1e-3, "the actor was trained between the iterations: kl "
                     + klBefore + ", then " + klAfter);
         } finally {
@@ -241,7 +241,7 @@ class PlacedPpoLocalClusterTest {
 
     private static Map<String, Double> metrics(SparkSession spark, Path out, String run, int iteration) {
         Map<String, Double> byName = new HashMap<>();
-        for (MetricRow m : IterationTable.metrics(spark, SftTraining.metricsPath(out)).collectIteration(run, iteration)) {
+        for (MetricRow m : IterationTable.metrics(spark, RunOutput.metricsPath(out)).collectIteration(run, iteration)) {
             byName.put(m.name(), m.value());
         }
         return byName;

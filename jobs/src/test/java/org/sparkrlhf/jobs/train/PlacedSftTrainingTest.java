@@ -84,7 +84,7 @@ class PlacedSftTrainingTest {
                     ModelStore.get().keys().toString());
             losses.put(l.getKey(), losses(out));
             // one plans row per iteration: this plan, with actor_train's measured seconds
-            IterationTable<PlanRow> table = IterationTable.plans(spark, GrpoTraining.plansPath(out));
+            IterationTable<PlanRow> table = IterationTable.plans(spark, RunOutput.plansPath(out));
             assertEquals(java.util.stream.LongStream.rangeClosed(1, ITERATIONS).boxed().toList(), table.read().select("iteration").collectAsList().stream()
                     .map(r -> r.getLong(0)).sorted().toList(), l.getKey());
             PlanRow plan = table.collectIteration(l.getKey(), ITERATIONS).get(0);
@@ -156,7 +156,7 @@ class PlacedSftTrainingTest {
     private static double[] losses(Path out) {
         double[] losses = new double[ITERATIONS];
         java.util.Arrays.fill(losses, Double.NaN);
-        for (Row r : spark.read().format("delta").load(SftTraining.metricsPath(out)).filter("name = 'loss/actor'")
+        for (Row r : spark.read().format("delta").load(RunOutput.metricsPath(out)).filter("name = 'loss/actor'")
                 .collectAsList()) {
             losses[Math.toIntExact(r.<Long>getAs("iteration")) - 1] = r.<Double>getAs("value");
         }

@@ -93,7 +93,7 @@ class PpoTrainingTest {
 
         SparkSession spark = tables();
         try (CpuBackend backend = new CpuBackend(); LlamaModel reward = LlamaModel.load(backend, TINY_REWARD)) {
-            List<Row> rollouts = spark.read().format("delta").load(GrpoTraining.rolloutsPath(out)).collectAsList();
+            List<Row> rollouts = spark.read().format("delta").load(RunOutput.rolloutsPath(out)).collectAsList();
             assertEquals(ITERATIONS * BATCH, rollouts.size(), "one row per prompt");
             Map<String, Map<Long, Double>> metrics = metrics(spark, out);
             for (Row r : rollouts) {
@@ -117,7 +117,7 @@ class PpoTrainingTest {
                 double coef = metrics.get("kl/coef").get(iteration);
                 checkRewardsAndGae(r, coef, KlEstimator.K3, 0.05, 0.9, 0.8);
             }
-            for (String name : List.of("reward/mean", "kl/ref", "kl/coef", "response_length/mean", "loss/actor",
+            for (String name : List.of("reward/mean", "kl/k3", "kl/coef", "response_length/mean", "loss/actor",
                     "loss/critic", "clip_fraction/actor", "clip_fraction/critic", "tokens_per_second",
                     "seconds/actor_gen", "seconds/reward_inf", "seconds/ref_inf", "seconds/critic_inf",
                     "seconds/actor_train", "seconds/critic_train")) {
@@ -125,7 +125,7 @@ class PpoTrainingTest {
             }
             // the policy that sampled iteration 1 is the reference, so its KL is 0, and the adaptive
             // controller, below its target, lowers the coefficient: 0.2 * (1 - 0.2 * 4 / 100)
-            assertEquals(0.0, metrics.get("kl/ref").get(1L), 1e-6);
+            assertEquals(0.0, metrics.get("kl/k3").get(1L), 1e-6);
             assertEquals(0.2, metrics.get("kl/coef").get(1L), 1e-12);
             assertEquals(0.2 * (1 - 0.2 * BATCH / 100.0), metrics.get("kl/coef").get(2L), 1e-12);
             double meanReward = rollouts.stream().filter(r -> r.<Long>getAs("iteration") == 1)
@@ -157,7 +157,7 @@ class PpoTrainingTest {
 
         SparkSession spark = tables();
         try {
-            List<Row> rollouts = spark.read().format("delta").load(GrpoTraining.rolloutsPath(out)).collectAsList();
+            List<Row> rollouts = spark.read().format("delta").load(RunOutput.rolloutsPath(out)).collectAsList();
             assertEquals(ITERATIONS * BATCH, rollouts.size());
             Map<Long, double[]> advantages = new HashMap<>();
             for (Row r : rollouts) {
@@ -238,10 +238,10 @@ class PpoTrainingTest {
         SparkSession spark = tables();
         try {
             Map<String, Row> expected = new HashMap<>();
-            for (Row r : spark.read().format("delta").load(GrpoTraining.rolloutsPath(baseline)).collectAsList()) {
+            for (Row r : spark.read().format("delta").load(RunOutput.rolloutsPath(baseline)).collectAsList()) {
                 expected.put(r.getAs("iteration") + "/" + r.getAs("prompt_id"), r);
             }
-            List<Row> rows = spark.read().format("delta").load(GrpoTraining.rolloutsPath(placed)).collectAsList();
+            List<Row> rows = spark.read().format("delta").load(RunOutput.rolloutsPath(placed)).collectAsList();
             assertEquals(ITERATIONS * BATCH, rows.size());
             for (Row r : rows) {
                 String id = r.getAs("iteration") + "/" + r.getAs("prompt_id");
@@ -373,7 +373,7 @@ class PpoTrainingTest {
     /** The run's metrics table, read once: name -> iteration -> value (a name written twice for an iteration fails). */
     private static Map<String, Map<Long, Double>> metrics(SparkSession spark, Path out) {
         Map<String, Map<Long, Double>> metrics = new HashMap<>();
-        for (Row r : spark.read().format("delta").load(SftTraining.metricsPath(out)).collectAsList()) {
+        for (Row r : spark.read().format("delta").load(RunOutput.metricsPath(out)).collectAsList()) {
             Double previous = metrics.computeIfAbsent(r.getAs("name"), x -> new HashMap<>())
                     .put(r.getAs("iteration"), r.getAs("value"));
             assertEquals(null, previous, "metric " + r.getAs("name") + " written twice");

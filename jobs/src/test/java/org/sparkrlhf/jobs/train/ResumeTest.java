@@ -261,14 +261,14 @@ class ResumeTest {
     }
 
     private static long lastIteration(Path out) {
-        return org.sparkrlhf.datasets.tables.IterationTable.rollouts(spark, GrpoTraining.rolloutsPath(out))
+        return org.sparkrlhf.datasets.tables.IterationTable.rollouts(spark, RunOutput.rolloutsPath(out))
                 .lastWrittenIteration("grpo-resume").orElseThrow();
     }
 
     /** iteration -> its rows (prompt, policy version, response tokens, reward), sorted. */
     private static Map<String, List<String>> rollouts(Path out) {
         Map<String, List<String>> byIteration = new TreeMap<>();
-        for (Row r : spark.read().format("delta").load(GrpoTraining.rolloutsPath(out)).collectAsList()) {
+        for (Row r : spark.read().format("delta").load(RunOutput.rolloutsPath(out)).collectAsList()) {
             String row = r.getAs("prompt_id") + " v" + r.getAs("policy_version") + " "
                     + r.getList(r.fieldIndex("response_tokens")) + " reward " + r.getAs("reward");
             byIteration.computeIfAbsent(Long.toString(r.<Long>getAs("iteration")), k -> new ArrayList<>()).add(row);
@@ -373,7 +373,7 @@ class ResumeTest {
     /** iteration -> the KL coefficient the iteration used. */
     private static Map<Long, Double> klCoefs(Path out) {
         Map<Long, Double> coefs = new TreeMap<>();
-        for (Row r : spark.read().format("delta").load(SftTraining.metricsPath(out)).filter("name = 'kl/coef'")
+        for (Row r : spark.read().format("delta").load(RunOutput.metricsPath(out)).filter("name = 'kl/coef'")
                 .collectAsList()) {
             assertEquals(null, coefs.put(r.<Long>getAs("iteration"), r.<Double>getAs("value")));
         }
@@ -427,9 +427,9 @@ class ResumeTest {
         assertTrue(resumed.contains("iteration 1 done") && !resumed.contains("iter 1/3") && resumed.contains("iter 2/3")
                 && resumed.contains("iter 3/3"), resumed);
         assertFinalWeightsEqual(straight, killed);
-        List<Row> a = spark.read().format("delta").load(SftTraining.metricsPath(straight))
+        List<Row> a = spark.read().format("delta").load(RunOutput.metricsPath(straight))
                 .filter("name = 'loss/actor'").orderBy("iteration").collectAsList();
-        List<Row> b = spark.read().format("delta").load(SftTraining.metricsPath(killed))
+        List<Row> b = spark.read().format("delta").load(RunOutput.metricsPath(killed))
                 .filter("name = 'loss/actor'").orderBy("iteration").collectAsList();
         assertEquals(3, b.size());
         for (int i = 0; i < 3; i++) {

@@ -81,7 +81,7 @@ class SftTrainingTest {
         org.apache.spark.sql.SparkSession spark = TestSpark.deltaSession("SftTrainingTest", 1);
         try {
             org.apache.spark.sql.Dataset<org.apache.spark.sql.Row> losses = spark.read().format("delta")
-                    .load(SftTraining.metricsPath(out)).filter("name = 'loss/actor'").orderBy("iteration");
+                    .load(RunOutput.metricsPath(out)).filter("name = 'loss/actor'").orderBy("iteration");
             assertEquals(4, losses.count());
             assertEquals(first, losses.first().<Double>getAs("value"), 1e-4);
         } finally {

@@ -22,19 +22,28 @@ import org.sparkrlhf.jobs.train.TrainingData;
 import java.nio.file.Path;
 import java.time.Instant;
 import java.util.ArrayList;
+import java.util.HashMap;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
 
 /**
- * GRPO (Shao et al. 2024): {@code grpo.group_size} samples per prompt, rewards clipped to
- * [-reward.clip, reward.clip] and normalised within the prompt's group, the clipped surrogate with
- * the k3 KL to the reference as the loss. Its graph is the planner's
- * ({@code Algorithms.of("grpo", ...)}); this spec binds its calls and hooks and says what an
- * iteration reports.
+ * The sampled policy-gradient algorithms, which differ only in their advantage hook (their graphs are
+ * the planner's, {@code Algorithms.of}): rewards are clipped to [-reward.clip, reward.clip], and the
+ * loss is the clipped surrogate on each sample's advantage with the k3 KL to the reference
+ * ({@code kl_coef}), {@code epochs} x {@code mini_batches} steps.
+ * <ul>
+ *   <li>GRPO (Shao et al. 2024): {@code group_size} samples per prompt, advantages normalised within
+ *   the prompt's group ({@code group_advantages});</li>
+ *   <li>RLOO (Ahmadian et al. 2024): {@code group_size} samples per prompt, each one's baseline the
+ *   mean reward of the other samples of its prompt ({@code leave_one_out_advantages});</li>
+ *   <li>ReMax (Li et al. 2023): one sample and one greedy answer per prompt ({@code actor_greedy_gen}),
+ *   the greedy answer's reward the baseline ({@code greedy_baseline_advantages}). With one epoch and
+ *   one mini-batch the surrogate's gradient is REINFORCE's, as in the paper.</li>
+ * </ul>
  */
-public final class GrpoSpec implements AlgorithmSpec {
+public final class SampledPolicySpec implements AlgorithmSpec {
     @Override
     public int group(RunConfig config) {
         return config.grpo().groupSize();
@@ -44,7 +53,9 @@ public final class GrpoSpec implements AlgorithmSpec {
     public Map<String, CallBinding> bindings(RunConfig config) {
         RunConfig.GrpoConfig g = config.grpo();
         return Map.of("actor_gen", new GenerateBinding(false),
+                "actor_greedy_gen", new GenerateBinding(true),
                 "reward_inf", new ForwardBinding(ForwardBinding.Output.SCORES),
+                "reward_greedy_inf", new ForwardBinding(ForwardBinding.Output.SCORES),
                 "ref_inf", new ForwardBinding(ForwardBinding.Output.LOGPROBS),
                 "actor_train", new TrainBinding<>(TrainLosses.grpo(g.clipRatio(), g.klCoef(), g.epochs(), g.miniBatches())));
     }
@@ -52,11 +63,20 @@ public final class GrpoSpec implements AlgorithmSpec {
     @Override
     public Map<String, Hook> hooks(RunConfig config) {
         double clip = config.reward().clip();
-        Hook advantages = (run, hook, keys) -> keys.put("advantages",
-                Advantages.groupNormalised(keys.get("rewards", Scores.class).clipped(clip), run.group()));
-        return config.reward().fromModel() ? Map.of("group_advantages", advantages)
-                : Map.of("group_advantages", advantages,
-                "reward_fn", new RewardFunctionHook(RewardFunctions.forTask(config.reward().function())));
+        Map<String, Hook> hooks = new HashMap<>(Map.of(
+                "group_advantages", (run, hook, keys) -> keys.put("advantages",
+                        Advantages.groupNormalised(keys.get("rewards", Scores.class).clipped(clip), run.group())),
+                "leave_one_out_advantages", (run, hook, keys) -> keys.put("advantages",
+                        Advantages.rloo(keys.get("rewards", Scores.class).clipped(clip), run.group())),
+                "greedy_baseline_advantages", (run, hook, keys) -> keys.put("advantages",
+                        Advantages.remax(keys.get("rewards", Scores.class).clipped(clip),
+                                keys.get("greedy_rewards", Scores.class).clipped(clip), 1))));
+        if (!config.reward().fromModel()) {
+            RewardFunctionHook function = new RewardFunctionHook(RewardFunctions.forTask(config.reward().function()));
+            hooks.put("reward_fn", function);
+            hooks.put("greedy_reward_fn", function);
+        }
+        return hooks;
     }
 
     @Override
