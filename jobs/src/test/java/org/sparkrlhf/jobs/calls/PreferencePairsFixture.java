@@ -57,13 +57,26 @@ final class PreferencePairsFixture {
 
     /** The only rank of a call on one device that the plan gives {@code microBatches} micro-batches. */
     static RankContext placed(String call, int microBatches) {
-        Placement at = new Placement(call, "", List.of(new DeviceSlot(0, 0, "127.0.0.1", "driver", "", false)),
-                1, 1, 1, microBatches);
-        return new RankContext(call, 0, 1, "driver", "127.0.0.1", null, null, 20_000, at);
+        return new RankContext(call, 0, 1, "driver", "127.0.0.1", null, null, 20_000, mesh(call, 1, 1, 1, microBatches));
+    }
+
+    /** A placement on devices 0 .. dp * tp * pp - 1 of this JVM. */
+    static Placement mesh(String call, int dp, int tp, int pp, int microBatches) {
+        List<DeviceSlot> devices = new ArrayList<>();
+        for (int i = 0; i < dp * tp * pp; i++) {
+            devices.add(new DeviceSlot(i, 0, "127.0.0.1", "driver", "", false));
+        }
+        return new Placement(call, "", devices, dp, tp, pp, microBatches);
     }
 
     /** Runs {@code function} on {@code slices.size()} ranks at once, each rank a thread; the results in rank order. */
     static <S, R> List<R> onRanks(String call, List<S> slices, RankFunction<S, R> function) throws Exception {
+        return onRanks(call, null, slices, function);
+    }
+
+    /** {@link #onRanks(String, List, RankFunction)} on a placement of one device per rank ({@link #mesh}). */
+    static <S, R> List<R> onRanks(String call, Placement at, List<S> slices, RankFunction<S, R> function)
+            throws Exception {
         int n = slices.size();
         InMemoryRendezvous rendezvous = new InMemoryRendezvous(n);
         ExecutorService pool = Executors.newFixedThreadPool(n);
@@ -72,7 +85,9 @@ final class PreferencePairsFixture {
             for (int r = 0; r < n; r++) {
                 int rank = r;
                 futures.add(pool.submit(() -> {
-                    try (RankContext context = context(call, rank, n, rendezvous)) {
+                    try (RankContext context = at == null ? context(call, rank, n, rendezvous)
+                            : new RankContext(call, rank, n, "driver", "127.0.0.1", null, rendezvous.forRank(rank),
+                            20_000, at)) {
                         return function.apply(context, slices.get(rank));
                     }
                 }));
