@@ -1,5 +1,6 @@
 package org.sparkrlhf.jobs.algorithms;
 
+import java.io.Serializable;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
@@ -59,7 +60,7 @@ public final class GroupWeights {
     }
 
     /** What a checkpoint holds: the group names and their weights alpha, in the same order. */
-    public record State(List<String> groups, List<Double> weights) {
+    public record State(List<String> groups, List<Double> weights) implements Serializable {
         public State {
             groups = List.copyOf(groups);
             weights = List.copyOf(weights);
@@ -163,18 +164,39 @@ public final class GroupWeights {
     public double[] groupLosses(float[] pairLosses, int[] pairGroups) {
         int b = checkPairs(pairLosses.length, pairGroups);
         double[] sums = new double[alpha.length];
-        int[] inBatch = new int[alpha.length];
         for (int i = 0; i < b; i++) {
             sums[pairGroups[i]] += pairLosses[i];
-            inBatch[pairGroups[i]]++;
+        }
+        return groupLosses(sums, batchCounts(pairGroups));
+    }
+
+    /**
+     * L_g of each group from the step's per-group sums of the (unweighted) pair losses and per-group
+     * pair counts, over the whole batch: what data-parallel ranks get by summing their own pairs'
+     * sums and counts, without gathering the pairs.
+     */
+    public double[] groupLosses(double[] groupSums, long[] batchCounts) {
+        long b = checkBatch(batchCounts);
+        if (groupSums.length != alpha.length) {
+            throw new IllegalArgumentException(groupSums.length + " group loss sums for " + alpha.length + " groups");
         }
         double[] losses = new double[alpha.length];
         for (int g = 0; g < alpha.length; g++) {
             losses[g] = scaling == Scaling.DATASET
-                    ? (double) total / counts[g] * sums[g] / b
-                    : inBatch[g] == 0 ? 0.0 : sums[g] / inBatch[g];
+                    ? (double) total / counts[g] * groupSums[g] / b
+                    : batchCounts[g] == 0 ? 0.0 : groupSums[g] / batchCounts[g];
         }
         return losses;
+    }
+
+    /** Each group's number of pairs among {@code pairGroups} (none or some of the batch's). */
+    public long[] batchCounts(int[] pairGroups) {
+        checkIndices(pairGroups);
+        long[] inBatch = new long[alpha.length];
+        for (int g : pairGroups) {
+            inBatch[g]++;
+        }
+        return inBatch;
     }
 
     /** One mirror-ascent step of alpha on the groups' losses {@link #groupLosses}; returns the new alpha. */
@@ -221,29 +243,58 @@ public final class GroupWeights {
      * Call it after {@link #update}, on the whole batch's groups; micro-batches take their slices.
      */
     public float[] pairWeights(int[] pairGroups) {
-        int b = checkPairs(pairGroups.length, pairGroups);
-        int[] inBatch = new int[alpha.length];
-        for (int g : pairGroups) {
-            inBatch[g]++;
-        }
-        float[] w = new float[b];
-        for (int i = 0; i < b; i++) {
+        return pairWeights(pairGroups, batchCounts(pairGroups));
+    }
+
+    /**
+     * {@link #pairWeights(int[])} of some of the batch's pairs (a data-parallel rank's, a
+     * micro-batch's; none on a rank without pairs), given the whole batch's per-group pair counts.
+     */
+    public float[] pairWeights(int[] pairGroups, long[] batchCounts) {
+        long b = checkBatch(batchCounts);
+        checkIndices(pairGroups);
+        float[] w = new float[pairGroups.length];
+        for (int i = 0; i < w.length; i++) {
             int g = pairGroups[i];
-            double scale = scaling == Scaling.DATASET ? (double) total / counts[g] : (double) b / inBatch[g];
+            if (batchCounts[g] == 0) {
+                throw new IllegalArgumentException("a pair of group '" + groups.get(g) + "', which has no pairs in the batch");
+            }
+            double scale = scaling == Scaling.DATASET ? (double) total / counts[g] : (double) b / batchCounts[g];
             w[i] = (float) (objectiveWeight(g) * scale);
         }
         return w;
+    }
+
+    private long checkBatch(long[] batchCounts) {
+        if (batchCounts.length != alpha.length) {
+            throw new IllegalArgumentException(batchCounts.length + " group counts for " + alpha.length + " groups");
+        }
+        long b = 0;
+        for (long c : batchCounts) {
+            if (c < 0) {
+                throw new IllegalArgumentException("a group count of " + c);
+            }
+            b += c;
+        }
+        if (b == 0) {
+            throw new IllegalArgumentException("a batch of no pairs");
+        }
+        return b;
     }
 
     private int checkPairs(int pairs, int[] pairGroups) {
         if (pairs == 0 || pairGroups.length != pairs) {
             throw new IllegalArgumentException(pairs + " pair losses and " + pairGroups.length + " group indices");
         }
+        checkIndices(pairGroups);
+        return pairs;
+    }
+
+    private void checkIndices(int[] pairGroups) {
         for (int g : pairGroups) {
             if (g < 0 || g >= alpha.length) {
                 throw new IllegalArgumentException("group index " + g + " outside [0, " + alpha.length + ")");
             }
         }
-        return pairs;
     }
 }

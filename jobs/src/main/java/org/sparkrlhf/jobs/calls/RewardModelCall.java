@@ -1,5 +1,6 @@
 package org.sparkrlhf.jobs.calls;
 
+import org.sparkrlhf.gpuexec.model.Batch;
 import org.sparkrlhf.jobs.executor.RankContext;
 import org.sparkrlhf.jobs.executor.RankFunction;
 import org.sparkrlhf.jobs.executor.ResidentModel;
@@ -60,22 +61,40 @@ public final class RewardModelCall implements RankFunction<RewardModelCall.Slice
         }
         // the model first, also on a rank with no rows: the driver counts on every rank holding it after the call
         ResidentModel reward = Replicas.frozen(context, slice.role(), slice.source());
-        int rows = slice.prompts().length;
+        return scores(reward, slice.prompts(), slice.responses());
+    }
+
+    /** Each prompt + response row's score, forward only (see {@link #scoreBatches}). */
+    static float[] scores(ResidentModel reward, int[][] prompts, int[][] responses) {
+        float[] out = new float[prompts.length];
+        int k = 0;
+        for (Batch batch : scoreBatches(reward, prompts, responses)) {
+            float[] scores = reward.scores(batch);
+            reward.releaseActivations();
+            System.arraycopy(scores, 0, out, k, scores.length);
+            k += scores.length;
+        }
+        return out;
+    }
+
+    /**
+     * The rows as the reward model scores them: one batch padded with the model's own pad token, or,
+     * for a model without one, one batch per row (its last token is then the row's last token, as
+     * transformers does for a batch of one); none for no rows.
+     */
+    static List<Batch> scoreBatches(ResidentModel reward, int[][] prompts, int[][] responses) {
+        int rows = prompts.length;
         if (rows == 0) {
-            return new float[0];
+            return List.of();
         }
         int pad = reward.config().padTokenId();
         if (pad >= 0) {
-            float[] scores = reward.scores(ResponseBatch.of(slice.prompts(), slice.responses(), pad).batch());
-            reward.releaseActivations();
-            return scores;
+            return List.of(ResponseBatch.of(prompts, responses, pad).batch());
         }
-        float[] scores = new float[rows];
+        List<Batch> out = new ArrayList<>(rows);
         for (int b = 0; b < rows; b++) {
-            scores[b] = reward.scores(ResponseBatch.of(new int[][]{slice.prompts()[b]},
-                    new int[][]{slice.responses()[b]}, 0).batch())[0];
-            reward.releaseActivations();
+            out.add(ResponseBatch.of(new int[][]{prompts[b]}, new int[][]{responses[b]}, 0).batch());
         }
-        return scores;
+        return out;
     }
 }

@@ -124,6 +124,15 @@ public final class ResidentModel implements ShardTensors, AutoCloseable {
         return model != null ? model.scores(batch) : sharded.scores(batch);
     }
 
+    /** The backward of {@link #scores} from dLoss/dScore [B] into this copy's gradients. */
+    public void backwardScores(float[] dScores) {
+        if (model != null) {
+            model.backwardScores(dScores);
+        } else {
+            sharded.backwardScores(dScores);
+        }
+    }
+
     public TokenStats forward(Batch batch, boolean withEntropy) {
         return model != null ? model.forward(batch, withEntropy) : sharded.forward(batch, withEntropy);
     }

@@ -78,6 +78,26 @@ class GroupWeightsTest {
     }
 
     @Test
+    void sumsAndCountsOfSplitPairsGiveTheWholeBatchs() {
+        // pairs a, b, a, a, b with their losses, as two data-parallel ranks hold them: {0, 1} and {2, 3, 4}
+        float[] losses = {1f, 0.5f, 2f, 0.25f, 3f};
+        int[] groups = {0, 1, 0, 0, 1};
+        for (GroupWeights.Scaling scaling : GroupWeights.Scaling.values()) {
+            GroupWeights w = new GroupWeights(GROUPS, COUNTS, 0.5, 0.7, scaling);
+            // summed over the ranks: a: 1 + 2 + 0.25 over 3 pairs, b: 0.5 + 3 over 2
+            double[] sums = {3.25, 3.5};
+            long[] counts = {3, 2};
+            assertArrayEquals(counts, w.batchCounts(groups));
+            assertArrayEquals(w.groupLosses(losses, groups), w.groupLosses(sums, counts), 1e-12);
+            w.update(w.groupLosses(sums, counts));
+            float[] all = w.pairWeights(groups);
+            assertArrayEquals(new float[]{all[0], all[1]}, w.pairWeights(new int[]{0, 1}, counts), 0f);
+            assertArrayEquals(new float[]{all[2], all[3], all[4]}, w.pairWeights(new int[]{0, 0, 1}, counts), 0f);
+            assertArrayEquals(new float[0], w.pairWeights(new int[0], counts), 0f); // a rank without pairs
+        }
+    }
+
+    @Test
     void stateRoundTripsThroughACheckpoint() {
         GroupWeights w = new GroupWeights(GROUPS, COUNTS, 0.5, 1.0, GroupWeights.Scaling.DATASET);
         w.update(new double[]{2.0 / 3, 8.0 / 3});

@@ -2,6 +2,7 @@ package org.sparkrlhf.jobs.executor;
 
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
+import org.sparkrlhf.jobs.testing.InMemoryRendezvous;
 
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -30,7 +31,7 @@ class CommunicatorExchangeTest {
     @Test
     void allPairsExchangeTheirMessagesInOneStep() throws Exception {
         int n = 3;
-        TcpCommunicatorTest.InMemoryRendezvous rendezvous = new TcpCommunicatorTest.InMemoryRendezvous(n);
+        InMemoryRendezvous rendezvous = new InMemoryRendezvous(n);
         ExecutorService pool = Executors.newFixedThreadPool(n);
         try {
             List<Future<Map<Integer, float[]>>> futures = new ArrayList<>();

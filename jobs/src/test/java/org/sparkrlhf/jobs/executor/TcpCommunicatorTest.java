@@ -2,11 +2,10 @@ package org.sparkrlhf.jobs.executor;
 
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
+import org.sparkrlhf.jobs.testing.InMemoryRendezvous;
 
 import java.util.ArrayList;
 import java.util.List;
-import java.util.concurrent.BrokenBarrierException;
-import java.util.concurrent.CyclicBarrier;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
@@ -21,31 +20,6 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 /** The TCP mesh between ranks, each rank a thread of this JVM; the rendezvous is an in-memory all-gather. */
 @Timeout(value = 60, unit = TimeUnit.SECONDS)
 class TcpCommunicatorTest {
-
-    /** An all-gather among {@code n} threads, like {@code BarrierTaskContext.allGather}. */
-    static final class InMemoryRendezvous {
-        private final String[] slots;
-        private final CyclicBarrier barrier;
-
-        InMemoryRendezvous(int n) {
-            slots = new String[n];
-            barrier = new CyclicBarrier(n);
-        }
-
-        Rendezvous forRank(int rank) {
-            return mine -> {
-                try {
-                    slots[rank] = mine;
-                    barrier.await();
-                    String[] all = slots.clone();
-                    barrier.await();
-                    return all;
-                } catch (InterruptedException | BrokenBarrierException e) {
-                    throw new IllegalStateException(e);
-                }
-            };
-        }
-    }
 
     private static <R> List<R> onRanks(int n, Function<Communicator, R> body) throws Exception {
         InMemoryRendezvous rendezvous = new InMemoryRendezvous(n);

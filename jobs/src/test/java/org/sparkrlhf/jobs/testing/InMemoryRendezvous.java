@@ -1,0 +1,31 @@
+package org.sparkrlhf.jobs.testing;
+
+import org.sparkrlhf.jobs.executor.Rendezvous;
+
+import java.util.concurrent.BrokenBarrierException;
+import java.util.concurrent.CyclicBarrier;
+
+/** An all-gather among {@code n} threads of one JVM, like {@code BarrierTaskContext.allGather}. */
+public final class InMemoryRendezvous {
+    private final String[] slots;
+    private final CyclicBarrier barrier;
+
+    public InMemoryRendezvous(int n) {
+        slots = new String[n];
+        barrier = new CyclicBarrier(n);
+    }
+
+    public Rendezvous forRank(int rank) {
+        return mine -> {
+            try {
+                slots[rank] = mine;
+                barrier.await();
+                String[] all = slots.clone();
+                barrier.await();
+                return all;
+            } catch (InterruptedException | BrokenBarrierException e) {
+                throw new IllegalStateException(e);
+            }
+        };
+    }
+}
