@@ -8,6 +8,7 @@ import org.sparkrlhf.jobs.config.RunConfig.OptimizerConfig;
 import org.sparkrlhf.jobs.executor.RankContext;
 import org.sparkrlhf.jobs.executor.RankFunction;
 import org.sparkrlhf.jobs.executor.ResidentModel;
+import org.sparkrlhf.jobs.executor.TrainResult;
 import org.sparkrlhf.jobs.executor.TrainStep;
 
 import java.io.Serializable;
@@ -69,7 +70,8 @@ public final class PreferenceTrainCall implements RankFunction<PreferenceTrainCa
      */
     public record Result(double loss, float gradNorm, long version, int pairs, float accuracy, float meanMargin,
                          float[] pairLosses, float[] margins, double[] groupLossSums, long[] groupPairs,
-                         GroupWeights.State weights) implements Serializable {
+                         GroupWeights.State weights)
+            implements Serializable, TrainResult {
     }
 
     @Override

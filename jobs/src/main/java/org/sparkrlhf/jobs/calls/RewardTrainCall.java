@@ -6,6 +6,7 @@ import org.sparkrlhf.jobs.config.RunConfig.OptimizerConfig;
 import org.sparkrlhf.jobs.executor.RankContext;
 import org.sparkrlhf.jobs.executor.RankFunction;
 import org.sparkrlhf.jobs.executor.ResidentModel;
+import org.sparkrlhf.jobs.executor.TrainResult;
 import org.sparkrlhf.jobs.executor.TrainStep;
 
 import java.io.Serializable;
@@ -40,7 +41,7 @@ public final class RewardTrainCall implements RankFunction<RewardTrainCall.Slice
      * count, the fraction scored the right way round and the mean margin s_c - s_r.
      */
     public record Result(double loss, float gradNorm, long version, int pairs, float accuracy, float meanMargin)
-            implements Serializable {
+            implements Serializable, TrainResult {
     }
 
     @Override

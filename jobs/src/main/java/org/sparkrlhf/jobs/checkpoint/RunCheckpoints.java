@@ -75,7 +75,8 @@ import java.util.regex.Pattern;
  *   for (int iteration = resumed.map(c -> c.state().iteration() + 1).orElse(1); ...) {
  *       ... // calls, tables
  *       Checkpoint saved = checkpoints.save(runner, new RunState(config.name(), iteration, config.seed(),
- *               dataSize, order.epoch(), order.offset(), rngCounter, klCoef, Map.of("actor", actorVersion)),
+ *               dataSize, order.epoch(), order.offset(), rngCounter, klCoef, Map.of("actor", actorVersion),
+ *               Map.of()),
  *               List.of(new TrainedModel("actor", actorVersion, layout, mesh, actorDir)), keep);
  *       actor = saved.source("actor"); // where a lost executor reloads it from
  *   }

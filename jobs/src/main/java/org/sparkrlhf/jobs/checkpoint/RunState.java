@@ -8,13 +8,16 @@ import java.util.Map;
  * iterations done, the position in the prompt stream (the dataset's size, and the epoch and rows
  * consumed in it, under the data order of {@code seed}), the sampling RNG's counter (the number
  * of sampling seeds drawn: the sampling seed of an iteration is a function of the run's seed and
- * this counter, so the stream continues where it stopped), the KL controller's coefficient, and
- * each trained model's parameter version (optimizer steps applied).
+ * this counter, so the stream continues where it stopped), the KL controller's coefficient,
+ * each trained model's parameter version (optimizer steps applied), and the group weights of a
+ * group-robust run (group name to weight; empty otherwise, and in checkpoints written before they
+ * were kept).
  */
 public record RunState(String run, int iteration, long seed, int dataSize, long dataEpoch, long dataOffset,
-                       long rngCounter, double klCoef, Map<String, Long> modelVersions) {
+                       long rngCounter, double klCoef, Map<String, Long> modelVersions, Map<String, Double> groupWeights) {
     public RunState {
         modelVersions = Map.copyOf(modelVersions);
+        groupWeights = groupWeights == null ? Map.of() : Map.copyOf(groupWeights);
         if (run == null || run.isBlank()) {
             throw new IllegalArgumentException("run state without a run name");
         }

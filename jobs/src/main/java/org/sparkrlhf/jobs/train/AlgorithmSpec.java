@@ -76,7 +76,12 @@ public interface AlgorithmSpec {
         return 0.0;
     }
 
-    /** Continues from a checkpoint's state (its coefficient). */
+    /** The group weights a checkpoint keeps (a group-robust run's; empty otherwise). */
+    default Map<String, Double> checkpointGroupWeights() {
+        return Map.of();
+    }
+
+    /** Continues from a checkpoint's state (its coefficient, its group weights). */
     default void restore(Optional<RunState> state) {
     }
 }

@@ -2,6 +2,8 @@ package org.sparkrlhf.jobs.train;
 
 import org.sparkrlhf.jobs.algorithms.SampledPolicySpec;
 import org.sparkrlhf.jobs.algorithms.PpoSpec;
+import org.sparkrlhf.jobs.algorithms.PreferenceSpec;
+import org.sparkrlhf.jobs.algorithms.RwSpec;
 import org.sparkrlhf.jobs.algorithms.SftSpec;
 import org.sparkrlhf.jobs.config.RunConfig;
 
@@ -15,8 +17,8 @@ public final class AlgorithmSpecs {
             case SFT -> new SftSpec();
             case GRPO, RLOO, REMAX -> new SampledPolicySpec();
             case PPO -> new PpoSpec();
-            default -> throw new UnsupportedOperationException(config.source() + ": algorithm " + config.algorithm().key()
-                    + " has a graph in the planner but no runtime spec yet");
+            case RW -> new RwSpec();
+            case DPO, IPO, GR_DPO, GR_IPO -> new PreferenceSpec();
         };
     }
 }

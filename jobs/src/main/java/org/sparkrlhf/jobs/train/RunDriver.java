@@ -238,7 +238,7 @@ public final class RunDriver {
         }
         // the sampling counter is the iteration (Seeds.sample)
         RunState state = new RunState(config.name(), iteration, config.seed(), data.size(), order.epoch(), order.offset(),
-                iteration, spec.checkpointCoef(), versions);
+                iteration, spec.checkpointCoef(), versions, spec.checkpointGroupWeights());
         RunCheckpoints.Checkpoint saved = checkpoints.save(run.runner(), state, trained, config.checkpoint().keep());
         for (RunModels.Model m : models.trainedModels()) {
             models.checkpointed(m.role(), saved.source(m.role()));

@@ -30,7 +30,7 @@ class RunCheckpointsTest {
 
     private static RunState state(int iteration) {
         return new RunState("run-a", iteration, 1, 1000, 0, iteration * 8L, iteration * 100L, 0.05,
-                Map.of("actor", (long) iteration));
+                Map.of("actor", (long) iteration), Map.of());
     }
 
     private static RunCheckpoints.Contents weights(String text) {
