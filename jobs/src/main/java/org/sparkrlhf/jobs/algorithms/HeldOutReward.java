@@ -11,9 +11,12 @@ import org.sparkrlhf.jobs.graph.Seeds;
 import org.sparkrlhf.jobs.graph.Sequences;
 import org.sparkrlhf.jobs.plan.Placement;
 import org.sparkrlhf.jobs.train.AlgorithmSpec;
+import org.sparkrlhf.jobs.train.PromptData;
 import org.sparkrlhf.jobs.train.PromptSet;
+import org.sparkrlhf.jobs.train.TrainingData;
 
 import java.util.Map;
+import java.util.Optional;
 
 /**
  * The held-out evaluation of the algorithms that generate: the held-out prompts answered by the
@@ -24,9 +27,11 @@ import java.util.Map;
  * and not the reward model's opinion of it, else by the reward model on reward_inf's placement.
  */
 public record HeldOutReward(PromptSet prompts, RewardFunction function) implements AlgorithmSpec.Evaluation {
-    /** The evaluation of a run whose held-out prompts are {@code prompts}. */
-    public static HeldOutReward of(RunConfig config, PromptSet prompts) {
-        return new HeldOutReward(prompts, scoringFunction(config));
+    /** The evaluation of a run that reads {@code data} (prompts), when it holds prompts out. */
+    public static Optional<AlgorithmSpec.Evaluation> of(RunConfig config, TrainingData data) {
+        PromptSet prompts = ((PromptData) data).prompts();
+        return prompts.heldOut().isEmpty() ? Optional.empty()
+                : Optional.of(new HeldOutReward(prompts, scoringFunction(config)));
     }
 
     /** What scores held-out answers: a reward function, or null for the reward model. */

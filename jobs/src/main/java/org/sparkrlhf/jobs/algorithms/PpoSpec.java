@@ -91,9 +91,7 @@ public final class PpoSpec implements AlgorithmSpec {
 
     @Override
     public Optional<Evaluation> evaluation(RunConfig config, TrainingData data) {
-        PromptData prompts = (PromptData) data;
-        return prompts.prompts().heldOut().isEmpty() ? Optional.empty()
-                : Optional.of(HeldOutReward.of(config, prompts.prompts()));
+        return HeldOutReward.of(config, data);
     }
 
     @Override

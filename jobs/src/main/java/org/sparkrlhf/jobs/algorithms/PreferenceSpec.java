@@ -2,6 +2,7 @@ package org.sparkrlhf.jobs.algorithms;
 
 import org.apache.spark.sql.SparkSession;
 import org.sparkrlhf.datasets.tables.MetricRow;
+import org.sparkrlhf.jobs.calls.PairFigures;
 import org.sparkrlhf.jobs.calls.PreferenceTrainCall;
 import org.sparkrlhf.jobs.checkpoint.RunState;
 import org.sparkrlhf.jobs.config.RunConfig;
@@ -134,22 +135,15 @@ public final class PreferenceSpec implements AlgorithmSpec {
         @SuppressWarnings("unchecked")
         List<PreferenceTrainCall.Result> results = keys.result("actor_train", List.class);
         PreferenceTrainCall.Result step = results.get(0);
-        double correct = 0;
-        double margin = 0;
-        int pairs = 0;
-        for (PreferenceTrainCall.Result r : results) {
-            correct += (double) r.accuracy() * r.pairs();
-            margin += (double) r.meanMargin() * r.pairs();
-            pairs += r.pairs();
-        }
+        double[] pairs = PairFigures.overRanks(results);
         Instant now = Instant.now();
         List<MetricRow> figures = new ArrayList<>(List.of(
                 new MetricRow("loss/actor", step.loss(), now),
                 new MetricRow("grad_norm/actor", step.gradNorm(), now),
-                new MetricRow("train/accuracy", correct / pairs, now),
-                new MetricRow("train/margin", margin / pairs, now)));
+                new MetricRow("train/accuracy", pairs[0], now),
+                new MetricRow("train/margin", pairs[1], now)));
         StringBuilder line = new StringBuilder(String.format("loss %.4f | acc %.3f | margin %.4f | grad norm %.3f",
-                step.loss(), correct / pairs, margin / pairs, step.gradNorm()));
+                step.loss(), pairs[0], pairs[1], step.gradNorm()));
         if (step.weights() != null) {
             weights = step.weights();
             line.append(" | weights");

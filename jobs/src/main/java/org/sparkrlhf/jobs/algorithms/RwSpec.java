@@ -2,6 +2,7 @@ package org.sparkrlhf.jobs.algorithms;
 
 import org.apache.spark.sql.SparkSession;
 import org.sparkrlhf.datasets.tables.MetricRow;
+import org.sparkrlhf.jobs.calls.PairFigures;
 import org.sparkrlhf.jobs.calls.RewardTrainCall;
 import org.sparkrlhf.jobs.config.RunConfig;
 import org.sparkrlhf.jobs.graph.CallBinding;
@@ -81,21 +82,14 @@ public final class RwSpec implements AlgorithmSpec {
     public Report report(RunContext run, Keys keys, TrainingData training) {
         @SuppressWarnings("unchecked")
         List<RewardTrainCall.Result> results = keys.result("reward_train", List.class);
-        double correct = 0;
-        double margin = 0;
-        int pairs = 0;
-        for (RewardTrainCall.Result r : results) {
-            correct += (double) r.accuracy() * r.pairs();
-            margin += (double) r.meanMargin() * r.pairs();
-            pairs += r.pairs();
-        }
+        double[] pairs = PairFigures.overRanks(results);
         RewardTrainCall.Result step = results.get(0);
         Instant now = Instant.now();
         return new Report(List.of(new MetricRow("loss/reward", step.loss(), now),
                 new MetricRow("grad_norm/reward", step.gradNorm(), now),
-                new MetricRow("train/accuracy", correct / pairs, now),
-                new MetricRow("train/margin", margin / pairs, now)),
-                String.format("loss %.4f | acc %.3f | margin %.4f | grad norm %.3f", step.loss(), correct / pairs,
-                        margin / pairs, step.gradNorm()), List.of());
+                new MetricRow("train/accuracy", pairs[0], now),
+                new MetricRow("train/margin", pairs[1], now)),
+                String.format("loss %.4f | acc %.3f | margin %.4f | grad norm %.3f", step.loss(), pairs[0],
+                        pairs[1], step.gradNorm()), List.of());
     }
 }

@@ -71,7 +71,7 @@ public final class PreferenceTrainCall implements RankFunction<PreferenceTrainCa
     public record Result(double loss, float gradNorm, long version, int pairs, float accuracy, float meanMargin,
                          float[] pairLosses, float[] margins, double[] groupLossSums, long[] groupPairs,
                          GroupWeights.State weights)
-            implements Serializable, TrainResult {
+            implements Serializable, TrainResult, PairFigures {
     }
 
     @Override

@@ -41,7 +41,7 @@ public final class RewardTrainCall implements RankFunction<RewardTrainCall.Slice
      * count, the fraction scored the right way round and the mean margin s_c - s_r.
      */
     public record Result(double loss, float gradNorm, long version, int pairs, float accuracy, float meanMargin)
-            implements Serializable, TrainResult {
+            implements Serializable, TrainResult, PairFigures {
     }
 
     @Override
