@@ -5,8 +5,4 @@ package org.sparkrlhf.jobs.graph;
  * and end, a call's reallocation before its stage included (the call holds its devices for both).
  */
 public record CallSpan(String name, boolean hook, long startNanos, long endNanos) {
-    /** Whether the two ran at the same time (each started before the other ended). */
-    public boolean overlaps(CallSpan other) {
-        return startNanos < other.endNanos && other.startNanos < endNanos;
-    }
 }
