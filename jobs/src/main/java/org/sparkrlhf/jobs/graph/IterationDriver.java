@@ -71,6 +71,8 @@ public final class IterationDriver {
             }));
         }
         for (Map.Entry<String, CallScheduler.Outcome> e : scheduler.runAll(work).entrySet()) {
+            keys.addSpan(new CallSpan(e.getKey(), !bindings.containsKey(e.getKey()), e.getValue().startNanos(),
+                    e.getValue().endNanos()));
             // a call reports its own stage's seconds (its reallocation apart); a hook is timed here
             if (!bindings.containsKey(e.getKey())) {
                 keys.addSeconds(e.getKey(), e.getValue().seconds());

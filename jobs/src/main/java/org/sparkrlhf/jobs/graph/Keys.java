@@ -1,12 +1,15 @@
 package org.sparkrlhf.jobs.graph;
 
+import java.util.ArrayList;
+import java.util.Comparator;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
 
 /**
  * One iteration's batch, by the keys of the algorithm's graph ({@code packed_prompts},
  * {@code packed_input_ids}, {@code rewards}, ...), plus what each call reported (its result, by call
- * name) and the seconds each call and reallocation took. Calls and hooks on different threads read
+ * name), the seconds each call and reallocation took, and when each call and hook ran. Calls and hooks on different threads read
  * and write it, so every method is synchronized; values are never changed once written.
  */
 public final class Keys {
@@ -14,6 +17,7 @@ public final class Keys {
     private final Map<String, Object> values = new LinkedHashMap<>();
     private final Map<String, Object> results = new LinkedHashMap<>();
     private final Map<String, Double> seconds = new LinkedHashMap<>();
+    private final List<CallSpan> spans = new ArrayList<>();
 
     public Keys(int iteration) {
         this.iteration = iteration;
@@ -78,5 +82,17 @@ public final class Keys {
     /** The seconds of the calls, hooks and reallocations so far, in the order they were first reported. */
     public synchronized Map<String, Double> seconds() {
         return new LinkedHashMap<>(seconds);
+    }
+
+    /** Records when a call or hook of the iteration ran. */
+    public synchronized void addSpan(CallSpan span) {
+        spans.add(span);
+    }
+
+    /** The iteration's calls and hooks as they ran, by start time: the schedule the run executed. */
+    public synchronized List<CallSpan> schedule() {
+        List<CallSpan> out = new ArrayList<>(spans);
+        out.sort(Comparator.comparingLong(CallSpan::startNanos));
+        return out;
     }
 }

@@ -44,8 +44,15 @@ public final class CallScheduler implements AutoCloseable {
         }
     }
 
-    /** A finished call: what it returned and its wall seconds. */
-    public record Outcome(Object value, double seconds) {
+    /**
+     * A finished call: what it returned, and when its work started and ended ({@link System#nanoTime}
+     * on the driver), so that the schedule a run executed can be set beside the simulator's.
+     */
+    public record Outcome(Object value, long startNanos, long endNanos) {
+        /** Its wall seconds. */
+        public double seconds() {
+            return (endNanos - startNanos) / 1e9;
+        }
     }
 
     private final ExecutorService threads;
@@ -134,7 +141,7 @@ public final class CallScheduler implements AutoCloseable {
     private static Outcome timed(Call c) throws Exception {
         long start = System.nanoTime();
         Object value = c.work().call();
-        return new Outcome(value, (System.nanoTime() - start) / 1e9);
+        return new Outcome(value, start, System.nanoTime());
     }
 
     private static boolean disjoint(Set<Integer> a, Set<Integer> b) {
