@@ -458,6 +458,10 @@ public final class RunConfigReader {
     }
 
     private CallLayout readLayout(String call, ConfigNode node, ModelConfig model) {
+        if (node.has("zero3")) {
+            throw node.get("zero3").error("ZeRO-3 sharding is not run by this runtime (it keeps "
+                    + "whole data-parallel replicas); remove zero3 and give the call a dp x tp x pp layout");
+        }
         node.allowOnly("devices", "dp", "tp", "pp", "micro_batches");
         List<Integer> devices = new ArrayList<>();
         Set<Integer> seen = new HashSet<>();

@@ -51,8 +51,9 @@ public final class RunScenario {
         for (String role : graph.roles()) {
             models.put(role, model(config, role));
         }
+        // the engine keeps whole data-parallel replicas: no ZeRO-3 layouts, so the estimate is of what runs
         return new PlanningProblem(graph, models, cluster, workload(config), CostConstants.calibrated(),
-                ProfileTable.empty());
+                ProfileTable.empty(), false);
     }
 
     /**
