@@ -59,11 +59,13 @@ public final class RunScenario {
     /**
      * The planner's graph of the run's algorithm, the one description of it that the planner plans
      * and the runtime runs; a reward function on the driver stands in for reward_inf when the
-     * rewards come from a function.
+     * rewards come from a function, and a model given with {@code trainable: false} has no train
+     * call (its other calls run it frozen).
      */
     public static DataflowGraph graph(RunConfig config) {
         boolean rewardModel = config.reward() == null || config.reward().fromModel();
-        return Algorithms.of(config.algorithm().key(), optimizerSteps(config), rewardModel);
+        return Algorithms.of(config.algorithm().key(), optimizerSteps(config), rewardModel)
+                .withoutTraining(RunConfigReader.frozenRoles(config.models()));
     }
 
     /**
