@@ -109,4 +109,22 @@ class GraphTest {
                 ModelCall.inference("a", "m", List.of("in"), List.of("k2")))));
         assertThrows(IllegalArgumentException.class, () -> new ModelCall("g", "m", CallKind.GENERATE, List.of(), List.of(), 2));
     }
+
+    /** A frozen role keeps its other calls and loses its train call; a train call whose output is read cannot go. */
+    @Test
+    void withoutTrainingDropsTheFrozenRolesTrainCalls() {
+        DataflowGraph ppo = Algorithms.ppo(4);
+        DataflowGraph frozen = ppo.withoutTraining(Set.of("critic", "ref"));
+        assertEquals(List.of("actor_gen", "reward_inf", "ref_inf", "critic_inf", "actor_train"),
+                frozen.calls().stream().map(ModelCall::name).toList());
+        assertFalse(frozen.isTrainable("critic"));
+        assertEquals(frozen.indexOf("critic_inf"), frozen.homeCall("critic"));
+        assertEquals(ppo.hooks(), frozen.hooks());
+        assertTrue(ppo == ppo.withoutTraining(Set.of("ref")), "nothing to drop: the same graph");
+        DataflowGraph chained = new DataflowGraph("chained", List.of(
+                new ModelCall("m_train", "m", CallKind.TRAIN, List.of("in"), List.of("stats"), 1),
+                ModelCall.inference("n_inf", "n", List.of("stats"), List.of("out"))));
+        var e = assertThrows(IllegalArgumentException.class, () -> chained.withoutTraining(Set.of("m")));
+        assertTrue(e.getMessage().contains("'stats'"), e.getMessage());
+    }
 }

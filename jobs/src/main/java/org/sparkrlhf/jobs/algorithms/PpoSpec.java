@@ -112,8 +112,10 @@ public final class PpoSpec implements AlgorithmSpec {
         PpoTargets.Result targets = keys.result("ppo_targets", PpoTargets.Result.class);
         @SuppressWarnings("unchecked")
         List<PpoActorTrainCall.Result> actor = keys.result("actor_train", List.class);
+        // a critic given trainable: false has no critic_train call, so no loss, norm or clip figures
         @SuppressWarnings("unchecked")
-        List<CriticTrainCall.Result> critic = keys.result("critic_train", List.class);
+        List<CriticTrainCall.Result> critic = keys.hasResult("critic_train") ? keys.result("critic_train", List.class)
+                : List.of();
         int n = rows.size();
         long actorClipped = 0;
         long actorScored = 0;
@@ -148,21 +150,24 @@ public final class PpoSpec implements AlgorithmSpec {
                 new MetricRow("kl/coef", klUsed, now),
                 new MetricRow("response_length/mean", (double) tokens / n, now),
                 new MetricRow("loss/actor", actor.get(0).loss(), now),
-                new MetricRow("loss/critic", critic.get(0).loss(), now),
                 new MetricRow("grad_norm/actor", actor.get(0).gradNorm(), now),
-                new MetricRow("grad_norm/critic", critic.get(0).gradNorm(), now),
                 new MetricRow("clip_fraction/actor", clipFraction, now),
-                new MetricRow("clip_fraction/critic", criticScored == 0 ? 0 : (double) criticClipped / criticScored, now),
                 new MetricRow("kl/policy_update", actorScored == 0 ? 0 : policyKl / actorScored, now),
                 new MetricRow("value/mean", meanOf(values, tokens), now),
                 new MetricRow("advantage/mean", meanOf(targets.advantages(), tokens), now),
                 new MetricRow("return/mean", meanOf(targets.returns(), tokens), now)));
+        if (!critic.isEmpty()) {
+            figures.add(new MetricRow("loss/critic", critic.get(0).loss(), now));
+            figures.add(new MetricRow("grad_norm/critic", critic.get(0).gradNorm(), now));
+            figures.add(new MetricRow("clip_fraction/critic", criticScored == 0 ? 0 : (double) criticClipped / criticScored, now));
+        }
         if (!run.config().reward().fromModel()) {
             figures.add(new MetricRow("reward/correct_fraction", RolloutRows.correctFraction(scores.details()), now));
         }
-        String line = String.format("reward %.3f | kl %.5f | kl coef %.4f | len %.2f | policy loss %.4f | value loss %.4f"
+        String line = String.format("reward %.3f | kl %.5f | kl coef %.4f | len %.2f | policy loss %.4f | %s"
                         + " | clip %.3f", rewardMean, sequenceKlSum / tokens, klUsed, (double) tokens / n,
-                actor.get(0).loss(), critic.get(0).loss(), clipFraction);
+                actor.get(0).loss(), critic.isEmpty() ? "critic frozen" : String.format("value loss %.4f", critic.get(0).loss()),
+                clipFraction);
         return new Report(figures, line, RolloutRows.of(run, keys, targets.advantages(), values, targets.returns(),
                 targets.tokenRewards(), scores.values(), scores.details(), perTokenKl, now));
     }

@@ -60,6 +60,22 @@ public final class Critics {
     }
 
     /**
+     * This rank's copy of a critic the run does not train ({@code trainable: false}): no optimizer,
+     * version 0, whole or sharded as the call's placement says, bound to the call. Its values are
+     * those of {@code models.critic} as it is (a value model's own head).
+     */
+    static ResidentModel frozen(RankContext context, String role, ModelSource source, long headSeed) {
+        ModelStore.Key key = new ModelStore.Key(role, 0, context.layoutKey(), context.rank());
+        ResidentModel copy = ModelStore.get().getOrLoad(key, () -> {
+            Replicas.checkReloadable(role, source, 0);
+            return ModelShards.fromWhole(load(context.backend(), source.localPath(), headSeed), context.placement(),
+                    context.rank(), 0, null, source);
+        });
+        copy.bind(context);
+        return copy;
+    }
+
+    /**
      * This rank's copy of the critic at {@code version} for its call, with its optimizer: a whole
      * replica on a data-parallel placement, else its tensor / pipeline shard, cut from the critic
      * built whole (its value head may be a fresh one that no checkpoint holds), bound to the call.

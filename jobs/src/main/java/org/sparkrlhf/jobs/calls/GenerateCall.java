@@ -3,13 +3,15 @@ package org.sparkrlhf.jobs.calls;
 import org.sparkrlhf.gpuexec.backend.SamplingParams;
 import org.sparkrlhf.gpuexec.model.GenerationResult;
 import org.sparkrlhf.gpuexec.model.Generator;
-import org.sparkrlhf.gpuexec.model.TokenStats;
 import org.sparkrlhf.jobs.config.RunConfig.OptimizerConfig;
 import org.sparkrlhf.jobs.executor.RankContext;
 import org.sparkrlhf.jobs.executor.RankFunction;
 import org.sparkrlhf.jobs.executor.ResidentModel;
 
 import java.io.Serializable;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
 
 /**
  * The actor_gen call on a data-parallel layout: each rank samples {@code groupSize} responses for
@@ -18,7 +20,9 @@ import java.io.Serializable;
  * Sample k of the rank (prompt k / groupSize) draws with sequence id {@code firstSequenceId + k},
  * so a run's samples depend on the seed alone, not on how the batch was split over ranks. With
  * {@code withLogprobs}, a forward over prompt + response gives each response token's logprob
- * under the generating policy (the "old" logprobs of the clipped loss).
+ * under the generating policy (the "old" logprobs of the clipped loss). Both run in the placement's
+ * micro-batches ({@link MicroBatches}): generation one micro-batch after the other, the forward
+ * pipelined over a sharded copy's stages.
  */
 public final class GenerateCall implements RankFunction<GenerateCall.Slice, GenerateCall.Result> {
     public record Slice(String role, ModelSource source, long version, int dataParallel, OptimizerConfig optimizer,
@@ -47,19 +51,27 @@ public final class GenerateCall implements RankFunction<GenerateCall.Slice, Gene
             prompts[k] = slice.prompts()[k / slice.groupSize()];
             sequenceIds[k] = slice.firstSequenceId() + k;
         }
-        SamplingParams sampling = new SamplingParams(slice.temperature(), slice.topK(), slice.topP());
-        GenerationResult generated = replica.generate(prompts, sequenceIds, new Generator.Options(slice.maxNewTokens(),
-                sampling, slice.seed(), slice.eosIds(), slice.padId(), false));
-        float[][] logprobs = null;
-        if (slice.withLogprobs()) {
-            ResponseBatch batch = ResponseBatch.of(prompts, generated.tokens(), slice.padId());
-            TokenStats stats = replica.forward(batch.batch(), false);
-            replica.releaseActivations();
-            logprobs = new float[samples][];
-            for (int k = 0; k < samples; k++) {
-                logprobs[k] = batch.response(stats.logprobs(), k);
-            }
+        // the plan's micro-batches, one after the other (the generators have no pipelined decode); sequence
+        // ids keep every sample's draws, and so its tokens, those of a single batch
+        int[] starts = MicroBatches.starts(context, samples);
+        List<int[][]> promptParts = new ArrayList<>(starts.length - 1);
+        List<int[]> idParts = new ArrayList<>(starts.length - 1);
+        for (int j = 0; j + 1 < starts.length; j++) {
+            promptParts.add(Arrays.copyOfRange(prompts, starts[j], starts[j + 1]));
+            idParts.add(Arrays.copyOfRange(sequenceIds, starts[j], starts[j + 1]));
         }
-        return new Result(generated.tokens(), generated.stoppedAtEos(), logprobs);
+        SamplingParams sampling = new SamplingParams(slice.temperature(), slice.topK(), slice.topP());
+        List<GenerationResult> parts = replica.generate(promptParts, idParts, new Generator.Options(slice.maxNewTokens(),
+                sampling, slice.seed(), slice.eosIds(), slice.padId(), false));
+        int[][] tokens = new int[samples][];
+        boolean[] stoppedAtEos = new boolean[samples];
+        for (int j = 0; j < parts.size(); j++) {
+            GenerationResult part = parts.get(j);
+            System.arraycopy(part.tokens(), 0, tokens, starts[j], part.tokens().length);
+            System.arraycopy(part.stoppedAtEos(), 0, stoppedAtEos, starts[j], part.stoppedAtEos().length);
+        }
+        float[][] logprobs = slice.withLogprobs()
+                ? RefLogprobsCall.logprobs(context, replica, prompts, tokens, slice.padId()) : null;
+        return new Result(tokens, stoppedAtEos, logprobs);
     }
 }

@@ -1,18 +1,19 @@
 package org.sparkrlhf.jobs.calls;
 
+import org.sparkrlhf.gpuexec.model.TokenStats;
 import org.sparkrlhf.jobs.config.RunConfig.OptimizerConfig;
 import org.sparkrlhf.jobs.executor.RankContext;
 import org.sparkrlhf.jobs.executor.RankFunction;
 import org.sparkrlhf.jobs.executor.ResidentModel;
 
 import java.io.Serializable;
-import java.util.Arrays;
+import java.util.List;
 
 /**
  * A forward-only call on preference pairs (held-out evaluation): per pair, the chosen and the
  * rejected response's summed log-prob under a policy (DPO, IPO and their robust variants; the
  * reference's too, from the frozen ref model) or their scores under a reward model (RW), in the
- * placement's micro-batches of whole pairs. With the reference's sums the driver has each pair's
+ * placement's micro-batches of whole pairs (a pipeline's stages overlap on them). With the reference's sums the driver has each pair's
  * implicit reward margin and loss ({@code PreferenceLosses}), per group as it likes. Scores are
  * read as {@link RewardModelCall} reads them.
  */
@@ -50,20 +51,22 @@ public final class PreferenceEvalCall implements RankFunction<PreferenceEvalCall
         // the model first, also on a rank with no rows: the driver counts on every rank holding it after the call
         ResidentModel model = model(context, slice);
         int[] starts = PreferencePairs.microBatchStarts(context, pairs);
-        float[] perRow = new float[2 * pairs];
-        for (int j = 0; pairs > 0 && j + 1 < starts.length; j++) {
-            int a = starts[j];
-            int b = starts[j + 1];
-            float[] part;
-            if (slice.output() == Output.SCORES) {
-                part = RewardModelCall.scores(model, Arrays.copyOfRange(slice.prompts(), 2 * a, 2 * b),
-                        Arrays.copyOfRange(slice.responses(), 2 * a, 2 * b));
-            } else {
-                ResponseBatch batch = PreferencePairs.batch(slice.prompts(), slice.responses(), a, b, slice.padId());
-                part = PreferencePairs.sums(batch, model.forward(batch.batch(), false).logprobs());
-                model.releaseActivations();
+        int[] rowStarts = new int[starts.length];
+        for (int j = 0; j < starts.length; j++) {
+            rowStarts[j] = 2 * starts[j];
+        }
+        float[] perRow;
+        if (slice.output() == Output.SCORES) {
+            perRow = RewardModelCall.scores(model, slice.prompts(), slice.responses(), rowStarts);
+        } else {
+            perRow = new float[2 * pairs];
+            List<ResponseBatch> batches = pairs == 0 ? List.of() : ResponseBatch.microBatches(slice.prompts(),
+                    slice.responses(), slice.padId(), rowStarts);
+            List<TokenStats> stats = model.forward(ResponseBatch.inputs(batches));
+            for (int j = 0; j < stats.size(); j++) {
+                float[] part = PreferencePairs.sums(batches.get(j), stats.get(j).logprobs());
+                System.arraycopy(part, 0, perRow, rowStarts[j], part.length);
             }
-            System.arraycopy(part, 0, perRow, 2 * a, part.length);
         }
         return new Result(PreferencePairs.chosen(perRow), PreferencePairs.rejected(perRow));
     }

@@ -31,18 +31,9 @@ final class PreferencePairs {
         return prompts.length / 2;
     }
 
-    /**
-     * The first pair of each of the call's micro-batches and one past the last: the placement's
-     * micro-batch count (1 without a placement), at most one per pair.
-     */
+    /** The first pair of each of the call's micro-batches and one past the last ({@link MicroBatches}). */
     static int[] microBatchStarts(RankContext context, int pairs) {
-        int microBatches = context.placement() == null ? 1 : context.placement().microBatches();
-        int parts = Math.max(1, Math.min(microBatches, pairs));
-        int[] starts = new int[parts + 1];
-        for (int j = 0; j <= parts; j++) {
-            starts[j] = j * pairs / parts;
-        }
-        return starts;
+        return MicroBatches.starts(context, pairs);
     }
 
     /** Pairs [from, to) laid out for a causal LM forward. */

@@ -1,6 +1,7 @@
 package org.sparkrlhf.jobs.calls;
 
 import org.sparkrlhf.gpuexec.model.Batch;
+import org.sparkrlhf.gpuexec.model.TokenStats;
 import org.sparkrlhf.jobs.algorithms.GroupWeights;
 import org.sparkrlhf.jobs.algorithms.PreferenceLosses;
 import org.sparkrlhf.jobs.algorithms.SequenceLogprobs;
@@ -150,14 +151,13 @@ public final class PreferenceTrainCall implements RankFunction<PreferenceTrainCa
                 margins, groupSums, groupPairs, groups == null ? null : groups.state());
     }
 
-    /** Each row's summed response log-prob under the current policy, forward only, micro-batch by micro-batch. */
+    /** Each row's summed response log-prob under the current policy, forward only, in the micro-batches (pipelined on a shard). */
     private static float[] policySums(ResidentModel model, List<ResponseBatch> batches) {
         float[][] parts = new float[batches.size()][];
         int rows = 0;
+        List<TokenStats> stats = model.forward(ResponseBatch.inputs(batches));
         for (int j = 0; j < parts.length; j++) {
-            ResponseBatch batch = batches.get(j);
-            parts[j] = PreferencePairs.sums(batch, model.forward(batch.batch(), false).logprobs());
-            model.releaseActivations();
+            parts[j] = PreferencePairs.sums(batches.get(j), stats.get(j).logprobs());
             rows += parts[j].length;
         }
         float[] out = new float[rows];

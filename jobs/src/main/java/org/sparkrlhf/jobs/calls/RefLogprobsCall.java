@@ -6,10 +6,12 @@ import org.sparkrlhf.jobs.executor.RankFunction;
 import org.sparkrlhf.jobs.executor.ResidentModel;
 
 import java.io.Serializable;
+import java.util.List;
 
 /**
  * The ref_inf call: each rank scores its prompt + response rows with the frozen reference model
- * (the initial actor, loaded once per rank and never trained) and returns each response token's
+ * (the initial actor, loaded once per rank and never trained) in the placement's micro-batches
+ * ({@link MicroBatches}; a pipeline's stages overlap on them) and returns each response token's
  * logprob under it.
  */
 public final class RefLogprobsCall implements RankFunction<RefLogprobsCall.Slice, float[][]> {
@@ -24,16 +26,23 @@ public final class RefLogprobsCall implements RankFunction<RefLogprobsCall.Slice
         }
         // the model first, also on a rank with no rows: the driver counts on every rank holding it after the call
         ResidentModel ref = Replicas.frozen(context, slice.role(), slice.source());
-        int rows = slice.prompts().length;
-        if (rows == 0) {
-            return new float[0][];
-        }
-        ResponseBatch batch = ResponseBatch.of(slice.prompts(), slice.responses(), slice.padId());
-        TokenStats stats = ref.forward(batch.batch(), false);
-        ref.releaseActivations();
+        return logprobs(context, ref, slice.prompts(), slice.responses(), slice.padId());
+    }
+
+    /** Each row's response-token log-probs under {@code model}, forward only, in the call's micro-batches. */
+    static float[][] logprobs(RankContext context, ResidentModel model, int[][] prompts, int[][] responses, int padId) {
+        int rows = prompts.length;
         float[][] out = new float[rows][];
-        for (int b = 0; b < rows; b++) {
-            out[b] = batch.response(stats.logprobs(), b);
+        if (rows == 0) {
+            return out;
+        }
+        int[] starts = MicroBatches.starts(context, rows);
+        List<ResponseBatch> batches = ResponseBatch.microBatches(prompts, responses, padId, starts);
+        List<TokenStats> stats = model.forward(ResponseBatch.inputs(batches));
+        for (int j = 0; j < batches.size(); j++) {
+            for (int b = starts[j]; b < starts[j + 1]; b++) {
+                out[b] = batches.get(j).response(stats.get(j).logprobs(), b - starts[j]);
+            }
         }
         return out;
     }

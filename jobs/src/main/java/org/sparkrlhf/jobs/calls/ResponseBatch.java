@@ -2,6 +2,10 @@ package org.sparkrlhf.jobs.calls;
 
 import org.sparkrlhf.gpuexec.model.Batch;
 
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+
 /**
  * Prompt + response sequences laid out for a causal LM forward: right-padded [B, T] ids, and the
  * response positions in the forward's [B, T - 1] next-token space (response token j of row b is
@@ -36,6 +40,25 @@ record ResponseBatch(Batch batch, int[] responseMask, int[] promptLengths, int[]
             }
         }
         return new ResponseBatch(batch, mask, promptLengths, responseLengths);
+    }
+
+    /** Rows [starts[j], starts[j + 1]) as micro-batch j, for each j. */
+    static List<ResponseBatch> microBatches(int[][] prompts, int[][] responses, int padId, int[] starts) {
+        List<ResponseBatch> out = new ArrayList<>(starts.length - 1);
+        for (int j = 0; j + 1 < starts.length; j++) {
+            out.add(of(Arrays.copyOfRange(prompts, starts[j], starts[j + 1]),
+                    Arrays.copyOfRange(responses, starts[j], starts[j + 1]), padId));
+        }
+        return out;
+    }
+
+    /** The engine's batches of {@code batches}. */
+    static List<Batch> inputs(List<ResponseBatch> batches) {
+        List<Batch> out = new ArrayList<>(batches.size());
+        for (ResponseBatch b : batches) {
+            out.add(b.batch());
+        }
+        return out;
     }
 
     int steps() {

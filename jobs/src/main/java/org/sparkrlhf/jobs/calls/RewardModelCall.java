@@ -14,8 +14,8 @@ import java.util.List;
 
 /**
  * The reward_inf call with a reward model (an HF ...ForSequenceClassification checkpoint with one
- * label, frozen): each rank scores its prompt + response rows, each row's reward being the score
- * at its last non-pad token, as transformers computes it. Rows are padded with the reward model's
+ * label, frozen): each rank scores its prompt + response rows in the placement's micro-batches
+ * ({@link MicroBatches}), each row's reward being the score at its last non-pad token, as transformers computes it. Rows are padded with the reward model's
  * own pad token; a reward model without one scores its rows one at a time (its last token is then
  * the row's last token, as transformers does for a batch of one).
  */
@@ -61,18 +61,29 @@ public final class RewardModelCall implements RankFunction<RewardModelCall.Slice
         }
         // the model first, also on a rank with no rows: the driver counts on every rank holding it after the call
         ResidentModel reward = Replicas.frozen(context, slice.role(), slice.source());
-        return scores(reward, slice.prompts(), slice.responses());
+        return scores(reward, slice.prompts(), slice.responses(), MicroBatches.starts(context, slice.prompts().length));
     }
 
-    /** Each prompt + response row's score, forward only (see {@link #scoreBatches}). */
+    /** Each prompt + response row's score, forward only, all rows as one micro-batch (see {@link #scoreBatches}). */
     static float[] scores(ResidentModel reward, int[][] prompts, int[][] responses) {
+        return scores(reward, prompts, responses, new int[]{0, prompts.length});
+    }
+
+    /**
+     * Each prompt + response row's score, forward only, rows [starts[j], starts[j + 1]) being
+     * micro-batch j (each laid out by {@link #scoreBatches}); a pipeline's stages overlap on them.
+     */
+    static float[] scores(ResidentModel reward, int[][] prompts, int[][] responses, int[] starts) {
+        List<Batch> batches = new ArrayList<>();
+        for (int j = 0; j + 1 < starts.length; j++) {
+            batches.addAll(scoreBatches(reward, Arrays.copyOfRange(prompts, starts[j], starts[j + 1]),
+                    Arrays.copyOfRange(responses, starts[j], starts[j + 1])));
+        }
         float[] out = new float[prompts.length];
         int k = 0;
-        for (Batch batch : scoreBatches(reward, prompts, responses)) {
-            float[] scores = reward.scores(batch);
-            reward.releaseActivations();
-            System.arraycopy(scores, 0, out, k, scores.length);
-            k += scores.length;
+        for (float[] part : reward.scores(batches)) {
+            System.arraycopy(part, 0, out, k, part.length);
+            k += part.length;
         }
         return out;
     }

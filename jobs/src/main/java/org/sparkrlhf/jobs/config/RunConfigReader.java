@@ -134,9 +134,19 @@ public final class RunConfigReader {
             if (trainable && !trainableRole) {
                 throw m.require("trainable").error("the " + role + " model is never trained; remove 'trainable: true'");
             }
+            if (!trainable && role.equals(algorithm.trainedRole())) {
+                throw m.require("trainable").error(algorithm.key() + " trains the " + role + " model (that is what it is "
+                        + "for); remove 'trainable: false'");
+            }
             ConfigNode pathNode = m.require("path");
             String modelPath = pathNode.asString();
             requireCheckpoint(pathNode, modelPath);
+            if (role.equals("critic") && !trainable && !checkpointJson(modelPath, pathNode).path("architectures").path(0)
+                    .asText("").endsWith("ForSequenceClassification")) {
+                throw m.require("trainable").error("a critic that is not trained must be a value model (an HF "
+                        + "...ForSequenceClassification checkpoint); " + modelPath + " is not, and would get a fresh, "
+                        + "random value head");
+            }
             if (role.equals("reward") && algorithm != Algorithm.RW && !checkpointJson(modelPath, pathNode).path("architectures").path(0).asText("")
                     .endsWith("ForSequenceClassification")) {
                 throw pathNode.error(modelPath + " is not a reward model: a reward model is an HF "
@@ -433,9 +443,9 @@ public final class RunConfigReader {
         }
         if (callsNode == null) {
             throw node.error("plan.mode is manual: give plan.calls with a layout for each call ("
-                    + String.join(", ", callsOf(algorithm, reward)) + ")");
+                    + String.join(", ", callsOf(algorithm, reward, models)) + ")");
         }
-        List<String> expected = callsOf(algorithm, reward);
+        List<String> expected = callsOf(algorithm, reward, models);
         for (String call : callsNode.keys()) {
             ConfigNode c = callsNode.section(call);
             if (!expected.contains(call)) {
@@ -453,11 +463,32 @@ public final class RunConfigReader {
 
     /** The calls of an algorithm given where its rewards come from: a reward function needs no reward_inf call. */
     public static List<String> callsOf(Algorithm algorithm, RewardConfig reward) {
+        return callsOf(algorithm, reward, Map.of());
+    }
+
+    /** {@link #callsOf(Algorithm, RewardConfig)} without the train calls of models given {@code trainable: false}. */
+    public static List<String> callsOf(Algorithm algorithm, RewardConfig reward, Map<String, ModelConfig> models) {
         boolean rewardModel = reward == null || reward.fromModel();
-        return Algorithms.of(algorithm.key(), 1, rewardModel).calls().stream().map(ModelCall::name).toList();
+        return Algorithms.of(algorithm.key(), 1, rewardModel).withoutTraining(frozenRoles(models)).calls().stream()
+                .map(ModelCall::name).toList();
+    }
+
+    /** The roles a run does not train: {@code trainable: false}, given or by default (ref, reward outside RW). */
+    public static Set<String> frozenRoles(Map<String, ModelConfig> models) {
+        Set<String> out = new java.util.LinkedHashSet<>();
+        for (ModelConfig m : models.values()) {
+            if (!m.trainable()) {
+                out.add(m.role());
+            }
+        }
+        return out;
     }
 
     private CallLayout readLayout(String call, ConfigNode node, ModelConfig model) {
+        if (node.has("zero3")) {
+            throw node.get("zero3").error("ZeRO-3 sharding is not run by this runtime (it keeps "
+                    + "whole data-parallel replicas); remove zero3 and give the call a dp x tp x pp layout");
+        }
         node.allowOnly("devices", "dp", "tp", "pp", "micro_batches");
         List<Integer> devices = new ArrayList<>();
         Set<Integer> seen = new HashSet<>();

@@ -15,8 +15,12 @@ import org.sparkrlhf.gpuexec.train.AdamW;
 import org.sparkrlhf.gpuexec.train.OptimizerState;
 
 import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Collections;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
+import java.util.function.Function;
 
 /**
  * A model replica or shard kept in an executor's {@link ModelStore}: the engine's model (a whole
@@ -156,7 +160,7 @@ public final class ResidentModel implements ShardTensors, AutoCloseable {
      * (every forward, then every backward, so pipeline stages overlap), a whole model one after the
      * other (it keeps one forward's activations). The same sums either way.
      */
-    public void forwardBackward(java.util.List<Batch> microBatches, MicroBatchLoss loss) {
+    public void forwardBackward(List<Batch> microBatches, MicroBatchLoss loss) {
         if (sharded == null || microBatches.size() == 1) {
             for (int i = 0; i < microBatches.size(); i++) {
                 TokenStats stats = forward(microBatches.get(i), false);
@@ -164,12 +168,53 @@ public final class ResidentModel implements ShardTensors, AutoCloseable {
             }
             return;
         }
-        java.util.List<TokenStats> stats = sharded.forward(microBatches, false);
-        java.util.List<float[]> d = new java.util.ArrayList<>(stats.size());
+        List<TokenStats> stats = sharded.forward(microBatches, false);
+        List<float[]> d = new ArrayList<>(stats.size());
         for (int i = 0; i < stats.size(); i++) {
             d.add(loss.dLogprobs(i, stats.get(i)));
         }
         sharded.backward(d, null);
+    }
+
+    /**
+     * Forward-only log-probs of several micro-batches, one {@link TokenStats} each: a shard runs
+     * them through its pipeline together (stage s works on micro-batch i while stage s + 1 works on
+     * i - 1), a whole model one after the other. Activations are released at the end.
+     */
+    public List<TokenStats> forward(List<Batch> microBatches) {
+        return forwardOnly(microBatches, b -> model.forward(b, false), b -> sharded.forward(b, false));
+    }
+
+    /** {@link #values(Batch)} of several micro-batches, forward only, as {@link #forward(List)}. */
+    public List<float[]> values(List<Batch> microBatches) {
+        return forwardOnly(microBatches, b -> model.values(b), b -> sharded.values(b));
+    }
+
+    /** {@link #scores(Batch)} of several micro-batches, forward only, as {@link #forward(List)}. */
+    public List<float[]> scores(List<Batch> microBatches) {
+        return forwardOnly(microBatches, b -> model.scores(b), b -> sharded.scores(b));
+    }
+
+    private <T> List<T> forwardOnly(List<Batch> microBatches,
+                                              Function<Batch, T> whole,
+                                              Function<List<Batch>, List<T>> shard) {
+        if (microBatches.isEmpty()) {
+            return List.of();
+        }
+        try {
+            if (sharded != null) {
+                return shard.apply(microBatches);
+            }
+            List<T> out = new ArrayList<>(microBatches.size());
+            for (Batch b : microBatches) {
+                out.add(whole.apply(b));
+                // a whole model keeps one forward's activations: drop them before the next micro-batch
+                model.releaseActivations();
+            }
+            return out;
+        } finally {
+            releaseActivations();
+        }
     }
 
     public void releaseActivations() {
@@ -202,12 +247,35 @@ public final class ResidentModel implements ShardTensors, AutoCloseable {
     }
 
     public GenerationResult generate(int[][] prompts, int[] sequenceIds, Generator.Options options) {
+        return generate(Collections.singletonList(prompts), Collections.singletonList(sequenceIds), options).get(0);
+    }
+
+    /**
+     * Generation in micro-batches ({@code prompts.get(i)} with {@code sequenceIds.get(i)}), one after
+     * the other: neither generator pipelines decode steps across micro-batches, so on a shard the
+     * micro-batches bound the decode state's memory but do not overlap stages. A whole model's
+     * generator keeps its decode buffers from one micro-batch to the next when they fit.
+     */
+    public List<GenerationResult> generate(List<int[][]> prompts,
+                                                     List<int[]> sequenceIds, Generator.Options options) {
+        if (prompts.size() != sequenceIds.size()) {
+            throw new IllegalArgumentException(prompts.size() + " micro-batches of prompts and " + sequenceIds.size()
+                    + " of sequence ids");
+        }
+        List<GenerationResult> out = new ArrayList<>(prompts.size());
         if (sharded != null) {
-            return new ShardedGenerator(sharded).generate(prompts, sequenceIds, options);
+            ShardedGenerator generator = new ShardedGenerator(sharded);
+            for (int i = 0; i < prompts.size(); i++) {
+                out.add(generator.generate(prompts.get(i), sequenceIds.get(i), options));
+            }
+            return out;
         }
         try (Generator generator = new Generator(model)) {
-            return generator.generate(prompts, sequenceIds, options);
+            for (int i = 0; i < prompts.size(); i++) {
+                out.add(generator.generate(prompts.get(i), sequenceIds.get(i), options));
+            }
         }
+        return out;
     }
 
     /** One optimizer step (a shard's clips by the whole model's gradient norm); advances the version. */

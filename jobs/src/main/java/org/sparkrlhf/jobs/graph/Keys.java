@@ -59,6 +59,11 @@ public final class Keys {
         results.put(call, result);
     }
 
+    /** Whether call {@code call} reported a result (a call the run's graph does not have never does). */
+    public synchronized boolean hasResult(String call) {
+        return results.containsKey(call);
+    }
+
     public synchronized <T> T result(String call, Class<T> type) {
         Object v = results.get(call);
         if (v == null) {

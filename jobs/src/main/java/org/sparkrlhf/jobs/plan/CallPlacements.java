@@ -51,9 +51,9 @@ import java.util.Set;
  *       graph and the cluster;</li>
  *   <li>{@code manual}: the layouts of {@code plan.calls}, on the devices given.</li>
  * </ul>
- * A planner layout with ZeRO-3 sharding runs as plain data-parallel replicas: the same arithmetic,
- * more memory than the planner estimated (the engine keeps whole replicas and optimizer states).
- * The loops ask {@link #placement(String)} per call, so every algorithm places its calls the
+ * The engine has no ZeRO-3 sharding (it keeps whole data-parallel replicas and optimizer states), so
+ * the planner's problem excludes ZeRO-3 layouts ({@link RunScenario#problem}) and a plan file with
+ * one is refused, naming the call. The loops ask {@link #placement(String)} per call, so every algorithm places its calls the
  * same way.
  */
 public final class CallPlacements {
@@ -279,7 +279,12 @@ public final class CallPlacements {
             throw new IllegalArgumentException(config.source() + ": plan.file " + file + ": cannot read: " + e.getMessage(), e);
         }
         ExecutionPlan plan = PlanJson.read(text, problem.graph(), problem.cluster(), file);
-        Candidate[] a = PlanEvaluation.candidates(problem, plan);
+        Candidate[] a;
+        try {
+            a = PlanEvaluation.candidates(problem, plan);
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException(config.source() + ": plan.file " + file + ": " + e.getMessage(), e);
+        }
         return fromCandidates("read from " + file, config, inventory, problem, a, new Simulator(problem).simulate(a),
                 null, null, null);
     }
@@ -299,19 +304,9 @@ public final class CallPlacements {
             for (int d : mesh.gpus()) {
                 devices.add(inventory.device(d));
             }
-            // ZeRO-3 layouts run as whole data-parallel replicas (see the class comment)
             byCall.put(call.name(), new Placement(call.name(), call.role(), devices, s.dp(), s.tp(), s.pp(), s.microBatches()));
             estimates.put(call.name(), r.callSeconds()[c]);
             ps.add(new CallPlacement(call.name(), mesh, s));
-        }
-        List<String> zero3 = new ArrayList<>();
-        for (int c = 0; c < g.size(); c++) {
-            if (a[c].strategy().zero3()) {
-                zero3.add(g.call(c).name());
-            }
-        }
-        if (!zero3.isEmpty()) {
-            how += "; " + zero3 + " planned with ZeRO-3 run as whole data-parallel replicas";
         }
         ExecutionPlan plan = new ExecutionPlan(g.algorithm(), ps);
         String json = PlanJson.write(PlanJson.toJson(plan, problem.cluster(), r.iterationSeconds(), figures(problem, r),

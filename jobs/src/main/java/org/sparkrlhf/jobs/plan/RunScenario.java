@@ -51,18 +51,21 @@ public final class RunScenario {
         for (String role : graph.roles()) {
             models.put(role, model(config, role));
         }
+        // the engine keeps whole data-parallel replicas: no ZeRO-3 layouts, so the estimate is of what runs
         return new PlanningProblem(graph, models, cluster, workload(config), CostConstants.calibrated(),
-                ProfileTable.empty());
+                ProfileTable.empty(), false);
     }
 
     /**
      * The planner's graph of the run's algorithm, the one description of it that the planner plans
      * and the runtime runs; a reward function on the driver stands in for reward_inf when the
-     * rewards come from a function.
+     * rewards come from a function, and a model given with {@code trainable: false} has no train
+     * call (its other calls run it frozen).
      */
     public static DataflowGraph graph(RunConfig config) {
         boolean rewardModel = config.reward() == null || config.reward().fromModel();
-        return Algorithms.of(config.algorithm().key(), optimizerSteps(config), rewardModel);
+        return Algorithms.of(config.algorithm().key(), optimizerSteps(config), rewardModel)
+                .withoutTraining(RunConfigReader.frozenRoles(config.models()));
     }
 
     /**

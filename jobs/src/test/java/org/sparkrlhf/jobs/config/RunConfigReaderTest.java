@@ -194,6 +194,47 @@ class RunConfigReaderTest {
         assertEquals(3.0e-5, read(PPO.replace("ppo: {mini_batches: 2}", "ppo: {critic_lr: 3.0e-5}")).ppo().criticLr());
     }
 
+    /** A critic given trainable: false is run frozen: no critic_train call in the run's graph or its manual plan. */
+    @Test
+    void aFrozenCriticHasNoTrainCall() throws IOException {
+        RunConfig c = read(PPO.replace("critic: {path: MODEL}", "critic: {path: REWARD_MODEL, trainable: false}"));
+        assertFalse(c.models().get("critic").trainable());
+        assertEquals(java.util.Set.of("ref", "critic"), RunConfigReader.frozenRoles(c.models()));
+        assertEquals(java.util.List.of("actor_gen", "ref_inf", "critic_inf", "actor_train"),
+                RunConfigReader.callsOf(Algorithm.PPO, c.reward(), c.models()));
+        var graph = org.sparkrlhf.jobs.plan.RunScenario.graph(c);
+        assertEquals(java.util.List.of("actor_gen", "ref_inf", "critic_inf", "actor_train"),
+                graph.calls().stream().map(org.sparkrlhf.planner.graph.ModelCall::name).toList());
+        assertFalse(graph.isTrainable("critic"));
+        assertTrue(graph.isTrainable("actor"));
+        // the hooks still read the frozen critic's values
+        assertTrue(graph.hooks().stream().anyMatch(h -> h.inputKeys().contains("values")));
+    }
+
+    /** trainable: false is refused, naming file:line, for the model an algorithm exists to train and for a critic with no value head. */
+    @Test
+    void trainableFalseThatCannotWork() {
+        String actor = error(GRPO.replace("actor: {path: MODEL}", "actor: {path: MODEL, trainable: false}"));
+        assertTrue(actor.contains("run.yaml:7: models.actor.trainable: grpo trains the actor model"), actor);
+        String ppoActor = error(PPO.replace("actor: {path: MODEL}", "actor: {path: MODEL, trainable: false}"));
+        assertTrue(ppoActor.contains("run.yaml:4: models.actor.trainable: ppo trains the actor model"), ppoActor);
+        String rw = error("""
+                algorithm: rw
+                output: /tmp/out
+                models:
+                  reward:
+                    path: MODEL
+                    trainable: false
+                data: {path: pairs.jsonl}
+                """);
+        assertTrue(rw.contains("run.yaml:6: models.reward.trainable: rw trains the reward model"), rw);
+        String causalCritic = error(PPO.replace("critic: {path: MODEL}", "critic: {path: MODEL, trainable: false}"));
+        assertTrue(causalCritic.contains("run.yaml:6: models.critic.trainable: a critic that is not trained must be a "
+                + "value model"), causalCritic);
+        String ref = error(PPO.replace("ref: {path: MODEL}", "ref: {path: MODEL, trainable: true}"));
+        assertTrue(ref.contains("models.ref.trainable: the ref model is never trained"), ref);
+    }
+
     @Test
     void ppoModelErrors() {
         String noCritic = error(PPO.replace("  critic: {path: MODEL}\n", ""));

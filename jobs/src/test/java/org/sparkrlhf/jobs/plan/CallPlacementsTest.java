@@ -4,6 +4,7 @@ import org.apache.hadoop.conf.Configuration;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
+import org.sparkrlhf.jobs.config.ConfigException;
 import org.sparkrlhf.jobs.config.RunConfig;
 import org.sparkrlhf.jobs.config.RunConfigReader;
 import org.sparkrlhf.jobs.runtime.ClusterInventory;
@@ -127,6 +128,41 @@ class CallPlacementsTest {
         for (String call : searched.placements().keySet()) {
             assertTrue(searched.placement(call).holdsSameShardsAs(fromFile.placement(call)), call);
         }
+    }
+
+    /** The engine keeps whole data-parallel replicas: a plan file or a manual layout with ZeRO-3 is refused, naming the call. */
+    @Test
+    void zero3LayoutsAreRefusedNamingTheCall() throws Exception {
+        ClusterInventory inventory = cpus(2, 2);
+        CallPlacements baseline = CallPlacements.choose(read(config("plan: {mode: baseline}", "local[1]")), inventory);
+        Path planFile = dir.resolve("zero3.json");
+        String json = baseline.planJson();
+        int train = json.indexOf("\"actor_train\"");
+        String off = "\"zero3\" : false";
+        int flag = json.indexOf(off, train);
+        assertTrue(train > 0 && flag > train, json);
+        Files.writeString(planFile, json.substring(0, flag) + "\"zero3\" : true" + json.substring(flag + off.length()));
+        RunConfig fromFile = read(config("plan: {mode: file, file: " + planFile + "}", "local[1]"));
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                () -> CallPlacements.choose(fromFile, inventory));
+        assertTrue(e.getMessage().contains(planFile.toString()) && e.getMessage().contains("call actor_train")
+                && e.getMessage().contains("ZeRO-3"), e.getMessage());
+        // nor does the search choose one
+        CallPlacements searched = CallPlacements.choose(read(config("plan: {mode: search, search_seconds: 0.5}",
+                "local[1]")), inventory);
+        assertTrue(!searched.planJson().contains("\"zero3\" : true"), searched.planJson());
+
+        Path manual = config("""
+                plan:
+                  mode: manual
+                  calls:
+                    actor_train: {devices: [0, 1, 2, 3], dp: 4, zero3: true}
+                    actor_gen: {devices: [0]}
+                    ref_inf: {devices: [0]}
+                """, "local[1]");
+        ConfigException m = assertThrows(ConfigException.class, () -> read(manual));
+        assertTrue(m.getMessage().contains(manual.toString()) && m.getMessage().contains("plan.calls.actor_train.zero3")
+                && m.getMessage().contains("ZeRO-3"), m.getMessage());
     }
 
     @Test

@@ -53,9 +53,12 @@ public final class PlanCommand {
               --search-seconds S     search time budget                                          (20)
               --search-steps N       stop the search after N proposals (reproducible with --seed)
               --seed S               random seed of the search                                   (1)
-              --baseline B           symmetric | colocated: report that baseline instead of searching
+              --baseline B           symmetric | colocated (all devices data parallel, ZeRO-3 with --zero3):
+                                     report that baseline instead of searching
               --profile FILE.csv     measured compute times (model,gpu,op,tp,tokens,context,seconds)
               --evaluate PLAN.json   estimate a given plan instead of searching
+              --zero3                also consider ZeRO-3 data parallel (DeepSpeed's sharding), which this
+                                     project's runtime does not run: its runs refuse such plans
               --json                 print the plan as one JSON object
               --timeline FILE.svg    write a Gantt chart, one row per device
             """;
@@ -124,7 +127,7 @@ public final class PlanCommand {
             profile.read(Path.of(p));
         }
         Workload w = new Workload(o.promptLen, o.genLen, o.batchTokens);
-        return new PlanningProblem(graph, models, cluster, w, CostConstants.calibrated(), profile);
+        return new PlanningProblem(graph, models, cluster, w, CostConstants.calibrated(), profile, o.zero3);
     }
 
     private static int execute(PlanOptions o, PlanningProblem problem, PrintStream out, PrintStream err)

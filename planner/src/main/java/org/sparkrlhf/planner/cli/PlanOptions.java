@@ -21,7 +21,7 @@ final class PlanOptions {
     static final List<String> VALUE_KEYS = List.of("algorithm", "actor", "critic", "ref", "reward", "nodes",
             "gpus_per_node", "gpu", "gpu_memory_gib", "prompt_len", "gen_len", "batch_tokens", "ppo_minibatches",
             "search_seconds", "search_steps", "seed", "baseline", "timeline", "profile", "evaluate");
-    static final List<String> FLAG_KEYS = List.of("json");
+    static final List<String> FLAG_KEYS = List.of("json", "zero3");
 
     String algorithm = "ppo";
     String actor = "llama2-7b";
@@ -41,6 +41,7 @@ final class PlanOptions {
     long seed = 1;
     String baseline;
     boolean json;
+    boolean zero3;
     String timeline;
     final List<String> profiles = new ArrayList<>();
     String evaluate;
@@ -157,6 +158,7 @@ final class PlanOptions {
                 baseline = v;
             }
             case "json" -> json = Boolean.parseBoolean(v);
+            case "zero3" -> zero3 = Boolean.parseBoolean(v);
             case "timeline" -> timeline = v;
             case "profile" -> profiles.add(v);
             case "evaluate" -> evaluate = v;

@@ -201,6 +201,37 @@ public final class DataflowGraph {
         return List.copyOf(r);
     }
 
+    /**
+     * This graph without the train calls of {@code frozen} roles (models a run keeps as they are): their
+     * other calls stay, now of a frozen model. An error when a dropped call writes a key something reads.
+     */
+    public DataflowGraph withoutTraining(java.util.Collection<String> frozen) {
+        List<ModelCall> kept = new ArrayList<>();
+        Set<String> dropped = new LinkedHashSet<>();
+        for (ModelCall c : calls) {
+            if (c.kind() == CallKind.TRAIN && frozen.contains(c.role())) {
+                dropped.addAll(c.outputKeys());
+            } else {
+                kept.add(c);
+            }
+        }
+        if (kept.size() == calls.size()) {
+            return this;
+        }
+        List<List<String>> readers = new ArrayList<>();
+        kept.forEach(c -> readers.add(c.inputKeys()));
+        hooks.forEach(h -> readers.add(h.inputKeys()));
+        for (List<String> inputs : readers) {
+            for (String k : inputs) {
+                if (dropped.contains(k)) {
+                    throw new IllegalArgumentException("algorithm " + algorithm + ": key '" + k
+                            + "' comes from the training of a frozen model " + frozen);
+                }
+            }
+        }
+        return new DataflowGraph(algorithm, kept, hooks);
+    }
+
     /** A role is trainable when some call trains it. */
     public boolean isTrainable(String role) {
         for (ModelCall c : calls) {

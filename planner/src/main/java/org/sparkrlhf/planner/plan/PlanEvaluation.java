@@ -21,6 +21,7 @@ public final class PlanEvaluation {
             if (why != null) {
                 throw new IllegalArgumentException("call " + call.name() + ": " + why);
             }
+            problem.checkRunnable(call.name(), p.strategy());
             var e = problem.costModel().estimateFixed(call, model, problem.workload(),
                     g.isTrainable(call.role()), p.mesh(), p.strategy(), problem.isHome(c));
             a[c] = new Candidate(c, p.mesh(), p.strategy(), e, -1);

@@ -28,6 +28,7 @@ public final class PlanningProblem {
     private final Workload workload;
     private final CallCostModel costModel;
     private final ReallocationPlanner reallocPlanner;
+    private final boolean zero3;
     private final Map<String, ReallocCost> reallocCache = new HashMap<>();
 
     /**
@@ -37,8 +38,19 @@ public final class PlanningProblem {
     public record ReallocCost(double seconds, int[] senders) {
     }
 
+    /** A problem whose plans may shard a data-parallel layout with ZeRO-3. */
     public PlanningProblem(DataflowGraph graph, Map<String, ModelSpec> models, ClusterSpec cluster, Workload workload,
                            CostConstants constants, ProfileTable profile) {
+        this(graph, models, cluster, workload, constants, profile, true);
+    }
+
+    /**
+     * A problem for a runtime that runs ZeRO-3 sharding ({@code zero3}) or not: without it, no
+     * candidate, baseline or given plan has a ZeRO-3 layout ({@link #checkRunnable}), so the estimate
+     * and the run describe the same layouts.
+     */
+    public PlanningProblem(DataflowGraph graph, Map<String, ModelSpec> models, ClusterSpec cluster, Workload workload,
+                           CostConstants constants, ProfileTable profile, boolean zero3) {
         for (String role : graph.roles()) {
             if (!models.containsKey(role)) {
                 throw new IllegalArgumentException("algorithm " + graph.algorithm() + " needs a model for role '" + role + "'");
@@ -50,6 +62,25 @@ public final class PlanningProblem {
         this.workload = workload;
         this.costModel = new CallCostModel(cluster, constants, profile);
         this.reallocPlanner = new ReallocationPlanner(cluster);
+        this.zero3 = zero3;
+    }
+
+    /** Whether plans may use ZeRO-3 layouts (the runtime they are for shards parameters that way). */
+    public boolean allowsZero3() {
+        return zero3;
+    }
+
+    /**
+     * An error naming {@code call} when its layout is one this problem's runtime does not run (a
+     * ZeRO-3 layout where ZeRO-3 is not allowed).
+     */
+    public void checkRunnable(String call, ParallelStrategy layout) {
+        if (layout.zero3() && !zero3) {
+            throw new IllegalArgumentException("call " + call + ": layout " + layout.label() + " shards parameters, "
+                    + "gradients and optimizer state with ZeRO-3, which this runtime does not run (it would keep whole "
+                    + "data-parallel replicas, beyond the plan's memory estimate); give the call a dp x tp x pp layout "
+                    + "(\"zero3\": false)");
+        }
     }
 
     public DataflowGraph graph() {

@@ -16,7 +16,8 @@ import java.util.List;
  * <ul>
  *   <li>symmetric: every call on all devices with one Megatron layout, TP = the devices of a node (at most
  *   8), PP = the number of nodes, DP = 1 (the heuristic plans of ReaL's paper);</li>
- *   <li>colocated: every call on all devices, pure data parallel with ZeRO-3 sharding (DeepSpeed-Chat).</li>
+ *   <li>colocated: every call on all devices, pure data parallel with ZeRO-3 sharding (DeepSpeed-Chat); for a
+ *   runtime without ZeRO-3 ({@link PlanningProblem#allowsZero3}) plain data-parallel replicas.</li>
  * </ul>
  * Micro-batches are derived as for any candidate. A baseline is absent (null) when its layout is not
  * valid for a model or the plan does not fit in memory.
@@ -33,7 +34,11 @@ public final class Baselines {
     }
 
     public static ParallelStrategy colocatedLayout(ClusterSpec cluster) {
-        return new ParallelStrategy(cluster.totalGpus(), 1, 1, 1, true);
+        return colocatedLayout(cluster, true);
+    }
+
+    public static ParallelStrategy colocatedLayout(ClusterSpec cluster, boolean zero3) {
+        return new ParallelStrategy(cluster.totalGpus(), 1, 1, 1, zero3);
     }
 
     public static Candidate[] symmetric(PlanningProblem problem, Simulator sim) {
@@ -44,7 +49,7 @@ public final class Baselines {
         if (problem.cluster().totalGpus() == 1) {
             return null;
         }
-        return sameEverywhere(problem, sim, colocatedLayout(problem.cluster()));
+        return sameEverywhere(problem, sim, colocatedLayout(problem.cluster(), problem.allowsZero3()));
     }
 
     /**
@@ -53,6 +58,9 @@ public final class Baselines {
      * rank, the same for every call (a call with fewer variants keeps its last), that fits.
      */
     public static Candidate[] sameEverywhere(PlanningProblem problem, Simulator sim, ParallelStrategy layout) {
+        if (layout.zero3() && !problem.allowsZero3()) {
+            return null;
+        }
         DeviceMesh all = DeviceMesh.all(problem.cluster());
         int n = problem.graph().size();
         List<List<CallEstimate>> variants = new java.util.ArrayList<>();

@@ -17,7 +17,8 @@ import java.util.Map;
 
 /**
  * Every choice the search may make for every call: each valid mesh, each valid parameter layout on it
- * (dp x tp x pp with tp inside a node, and pure data parallel with ZeRO-3), and the variants the cost
+ * (dp x tp x pp with tp inside a node, and pure data parallel with ZeRO-3 where the problem allows it),
+ * and the variants the cost
  * model keeps (fastest, least memory) that fit on their own. Estimates depend on the mesh size only,
  * so they are computed once per size and layout.
  */
@@ -50,7 +51,7 @@ public final class CandidateSpace {
             Map<Long, List<Integer>> shapeMap = new HashMap<>();
             for (int mi = 0; mi < meshes.size(); mi++) {
                 DeviceMesh mesh = meshes.get(mi);
-                for (ParallelStrategy layout : layoutsFor(model, mesh, cluster)) {
+                for (ParallelStrategy layout : layoutsFor(model, mesh, cluster, problem.allowsZero3())) {
                     int li = layoutId(layout);
                     String key = mesh.size() + ":" + li;
                     List<CallEstimate> ests = memo.computeIfAbsent(key, x -> problem.costModel()
@@ -73,6 +74,11 @@ public final class CandidateSpace {
 
     /** Layouts valid for {@code model} on {@code mesh}: every dp x tp x pp and pure ZeRO-3 data parallel. */
     public static List<ParallelStrategy> layoutsFor(ModelSpec model, DeviceMesh mesh, ClusterSpec cluster) {
+        return layoutsFor(model, mesh, cluster, true);
+    }
+
+    /** Layouts valid for {@code model} on {@code mesh}: every dp x tp x pp, and pure ZeRO-3 data parallel with {@code zero3}. */
+    public static List<ParallelStrategy> layoutsFor(ModelSpec model, DeviceMesh mesh, ClusterSpec cluster, boolean zero3) {
         List<ParallelStrategy> r = new ArrayList<>();
         int size = mesh.size();
         for (int tp = 1; tp <= cluster.gpusPerNode() && tp <= size; tp *= 2) {
@@ -90,7 +96,7 @@ public final class CandidateSpace {
                 }
             }
         }
-        if (size > 1) {
+        if (zero3 && size > 1) {
             r.add(new ParallelStrategy(size, 1, 1, 1, true));
         }
         return r;
