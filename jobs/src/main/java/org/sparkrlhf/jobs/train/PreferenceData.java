@@ -22,7 +22,8 @@ import java.util.TreeSet;
  * Preference pairs for RW, DPO, IPO and the group-robust variants: a PREFERENCES dataset (JSONL,
  * Parquet or Delta: prompt, chosen, rejected, optional group), sorted by id, and its held-out pairs
  * ({@code data.eval_path}, a dataset of the same kind, or {@code data.eval_size} pairs drawn from the
- * dataset by the run's seed). A prompt is [bos] + its tokens (at most data.max_prompt_tokens); an
+ * dataset by the run's seed). A prompt is its text or its chat messages under the model's chat
+ * template ({@link PromptTokens}), at most data.max_prompt_tokens tokens; an
  * answer is its tokens + [eos], cut to generation.max_new_tokens. A batch's {@code packed_input_ids}
  * has pair i's chosen answer in row 2i and its rejected one in row 2i + 1; {@code group_ids} is each
  * pair's group index in {@link #groups} (the training set's group names, sorted; pairs without a
@@ -68,11 +69,11 @@ public record PreferenceData(List<Pair> pairs, List<Pair> heldOut, List<String> 
         List<String> groups = List.copyOf(names);
         long[] sizes = new long[groups.size()];
         try (HfTokenizer tokenizer = HfTokenizer.open(tokenizerDir)) {
-            List<Pair> pairs = tokenize(tokenizer, train, groups, config, special, d.path());
+            List<Pair> pairs = tokenize(tokenizer, tokenizerDir, train, groups, config, special, d.path());
             for (Pair p : pairs) {
                 sizes[p.group()]++;
             }
-            return new PreferenceData(pairs, tokenize(tokenizer, held, groups, config, special,
+            return new PreferenceData(pairs, tokenize(tokenizer, tokenizerDir, held, groups, config, special,
                     d.evalPath() != null ? d.evalPath() : d.path() + " (held out)"), groups, sizes);
         }
     }
@@ -95,29 +96,23 @@ public record PreferenceData(List<Pair> pairs, List<Pair> heldOut, List<String> 
         return r.group() == null || r.group().isBlank() ? NO_GROUP : r.group();
     }
 
-    private static List<Pair> tokenize(HfTokenizer tokenizer, List<PreferenceRow> rows, List<String> groups,
-                                       RunConfig config, SpecialTokens special, String source) {
+    private static List<Pair> tokenize(HfTokenizer tokenizer, Path tokenizerDir, List<PreferenceRow> rows,
+                                       List<String> groups, RunConfig config, SpecialTokens special, String source) {
         int maxPrompt = config.data().maxPromptTokens();
         int maxAnswer = config.generation().maxNewTokens();
         List<Pair> out = new ArrayList<>(rows.size());
+        PromptTokens prompts = new PromptTokens(tokenizer, tokenizerDir, special.bos());
         for (PreferenceRow r : rows) {
-            if (r.prompt() == null) {
-                throw new UnsupportedOperationException(source + ": pair " + r.id()
-                        + ": chat messages need a chat template, which is not applied yet; give a prompt text");
-            }
             int group = groups.indexOf(groupOf(r));
             if (group < 0) {
                 throw new IllegalArgumentException(source + ": pair " + r.id() + ": field group: '" + groupOf(r)
                         + "' is not a group of the training pairs " + groups);
             }
-            int[] text = tokenizer.encodeInts(r.prompt());
-            if (1 + text.length > maxPrompt) {
-                throw new IllegalArgumentException(source + ": pair " + r.id() + ": the prompt has " + (1 + text.length)
+            int[] prompt = prompts.of(r.prompt(), r.messages(), source + ": pair " + r.id());
+            if (prompt.length > maxPrompt) {
+                throw new IllegalArgumentException(source + ": pair " + r.id() + ": the prompt has " + prompt.length
                         + " tokens, more than data.max_prompt_tokens = " + maxPrompt);
             }
-            int[] prompt = new int[1 + text.length];
-            prompt[0] = special.bos();
-            System.arraycopy(text, 0, prompt, 1, text.length);
             out.add(new Pair(r.id(), prompt, answer(tokenizer, r.chosen(), special, maxAnswer),
                     answer(tokenizer, r.rejected(), special, maxAnswer), group));
         }

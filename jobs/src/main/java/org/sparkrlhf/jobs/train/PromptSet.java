@@ -60,8 +60,8 @@ public record PromptSet(List<PromptRow> rows, List<int[]> tokens, List<PromptRow
             heldOut = held.subList(0, evalSize);
         }
         try (HfTokenizer tokenizer = HfTokenizer.open(actorDir)) {
-            return new PromptSet(train, tokenize(tokenizer, train, config, bos, trainSource), heldOut,
-                    tokenize(tokenizer, heldOut, config, bos, trainSource + " (held out)"));
+            return new PromptSet(train, tokenize(tokenizer, actorDir, train, config, bos, trainSource), heldOut,
+                    tokenize(tokenizer, actorDir, heldOut, config, bos, trainSource + " (held out)"));
         }
     }
 
@@ -76,26 +76,20 @@ public record PromptSet(List<PromptRow> rows, List<int[]> tokens, List<PromptRow
     }
 
     /** A prompt longer than data.max_prompt_tokens is an error naming it. */
-    private static List<int[]> tokenize(HfTokenizer tokenizer, List<PromptRow> rows, RunConfig config, int bos,
-                                        String source) {
+    private static List<int[]> tokenize(HfTokenizer tokenizer, Path tokenizerDir, List<PromptRow> rows,
+                                        RunConfig config, int bos, String source) {
         List<int[]> out = new ArrayList<>(rows.size());
+        PromptTokens prompts = new PromptTokens(tokenizer, tokenizerDir, bos);
         for (PromptRow row : rows) {
-            if (row.prompt() == null) {
-                throw new UnsupportedOperationException(source + ": prompt " + row.id()
-                        + ": chat messages need a chat template, which is not applied yet; give a prompt text");
-            }
             if (!config.reward().fromModel() && row.reference() == null) {
                 throw new IllegalArgumentException(source + ": prompt " + row.id() + ": field reference: the reward "
                         + "function " + config.reward().function() + " needs a reference answer");
             }
-            int[] text = tokenizer.encodeInts(row.prompt());
-            if (1 + text.length > config.data().maxPromptTokens()) {
-                throw new IllegalArgumentException(source + ": prompt " + row.id() + ": " + (1 + text.length)
+            int[] ids = prompts.of(row.prompt(), row.messages(), source + ": prompt " + row.id());
+            if (ids.length > config.data().maxPromptTokens()) {
+                throw new IllegalArgumentException(source + ": prompt " + row.id() + ": " + ids.length
                         + " tokens, more than data.max_prompt_tokens = " + config.data().maxPromptTokens());
             }
-            int[] ids = new int[1 + text.length];
-            ids[0] = bos;
-            System.arraycopy(text, 0, ids, 1, text.length);
             out.add(ids);
         }
         return out;
