@@ -82,8 +82,8 @@ class PlacedPreferenceLocalClusterTest {
         Path placed = dir.resolve("placed");
         PpoTrainingTest.JobLog.EVENTS.clear();
         // the executors are fresh JVMs that run for a minute or two: C1 alone compiles their hot code
-        // sooner than C2 would, and halves the placed run's time on a loaded two-core machine (Java's
-        // floating point is the same under either compiler)
+        // sooner than C2 would (on the shared two-core machine the placed run took 277 s without, 132 s
+        // with, under somewhat different loads); Java's floating point is the same under either compiler
         String progress = train(config("placed", placed, """
                 plan:
                   mode: manual
