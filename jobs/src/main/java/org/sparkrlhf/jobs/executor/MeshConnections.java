@@ -76,11 +76,24 @@ public final class MeshConnections {
         return held.containsKey(key(meshId, rank));
     }
 
-    /** Closes and forgets rank {@code rank}'s communicator on {@code meshId} (after a failed call), if kept. */
+    /** Closes and forgets rank {@code rank}'s communicator on {@code meshId}, if kept. */
     public void discard(String meshId, int rank) {
         String key = key(meshId, rank);
         Held h = held.get(key);
         if (h != null) {
+            close(key, h);
+        }
+    }
+
+    /**
+     * Closes and forgets {@code used}, rank {@code rank}'s communicator on {@code meshId}, if it is
+     * still the one kept (a call that failed with it; a later call may have connected anew since,
+     * while the failed task was still unwinding).
+     */
+    public void discard(String meshId, int rank, Communicator used) {
+        String key = key(meshId, rank);
+        Held h = held.get(key);
+        if (h != null && h.communicator() == used) {
             close(key, h);
         }
     }

@@ -234,6 +234,17 @@ public final class RankContext implements AutoCloseable {
         return TcpCommunicator.connect(rank, worldSize, host, through, recvTimeoutMillis);
     }
 
+    /**
+     * The call failed on this rank: closes its communicator even when its executor keeps it, as its
+     * streams may hold half a message that the next call on the mesh must not read (that call then
+     * connects anew). Call before {@link #close()}.
+     */
+    public void discardCommunicator() {
+        if (communicator != null && meshId != null && worldSize > 1) {
+            MeshConnections.get().discard(meshId, rank, communicator);
+        }
+    }
+
     /** Closes the call's communicator unless its executor keeps it for the next call on the mesh. */
     @Override
     public void close() {

@@ -306,9 +306,10 @@ public final class BarrierCallRunner implements AutoCloseable {
             // a retried stage is a new attempt: its ranks meet afresh
             RendezvousClient meeting = new RendezvousClient(rendezvous, callId + " attempt " + task.stageAttemptNumber(),
                     rank, world, recvTimeoutMillis, task::isInterrupted);
+            RankContext context = new RankContext(call, rank, world, executorId, host, gpu, meeting, recvTimeoutMillis,
+                    placement, engine, meshId);
             boolean done = false;
-            try (RankContext context = new RankContext(call, rank, world, executorId, host, gpu,
-                    meeting, recvTimeoutMillis, placement, engine, meshId)) {
+            try {
                 // A rank that runs off its planned executor (one that was lost and replaced) finds
                 // nothing in its store and loads its shard from the model's source, the last checkpoint.
                 R value = fn.apply(context, input.value());
@@ -319,9 +320,15 @@ public final class BarrierCallRunner implements AutoCloseable {
             } catch (Exception e) {
                 throw new IllegalStateException(call + " rank " + rank + " failed: " + e.getMessage(), e);
             } finally {
-                if (!done && meshId != null) {
-                    // its streams may hold half a message: the next call on the mesh must not read it
-                    MeshConnections.get().discard(meshId, rank);
+                if (done) {
+                    context.close();
+                } else {
+                    try {
+                        context.discardCommunicator();
+                        context.close();
+                    } catch (RuntimeException e) {
+                        // the call's own failure is the one to report
+                    }
                 }
             }
         }

@@ -106,4 +106,14 @@ class MeshConnectionsTest {
         List<Communicator> third = call("test:m5");
         assertSame(second.get(0), third.get(0));
     }
+
+    @Test
+    void aFailedTaskThatUnwindsLateClosesOnlyItsOwnCommunicator() throws Exception {
+        List<Communicator> first = call("test:m6");
+        connections.discard("test:m6", 1);
+        List<Communicator> second = call("test:m6"); // connected anew while rank 0 of the first call still ran
+        connections.discard("test:m6", 0, first.get(0));
+        assertTrue(connections.holds("test:m6", 0));
+        assertSame(second.get(0), call("test:m6").get(0));
+    }
 }
