@@ -186,9 +186,9 @@ public final class BarrierCallRunner implements AutoCloseable {
     /**
      * Closes the connections that executors keep for calls on {@code mesh} (see
      * {@link MeshConnections}), when no further call will run on it; a later call on it connects
-     * anew. Must not run while a call on {@code mesh} does. On a cluster this is a short stage on
-     * the mesh's executors (no barrier RPC); a rank that runs off its executor closes nothing, and
-     * that executor's connections go when it exits.
+     * anew. Refused (IllegalStateException) while a call on {@code mesh} runs. On a cluster this is
+     * a short stage on the mesh's executors (no barrier RPC); a rank that runs off its executor
+     * closes nothing, and that executor's connections go when it exits.
      */
     public void releaseMesh(List<DeviceSlot> mesh) {
         String id = meshes.forget(mesh);

@@ -56,10 +56,21 @@ final class MeshRegistry {
         }
     }
 
-    /** Forgets {@code mesh} (a later call on it gets a new id); returns its id, or null if it had none. */
+    /**
+     * Forgets {@code mesh} (a later call on it gets a new id); returns its id, or null if it had none.
+     *
+     * @throws IllegalStateException while a call holds it (its connections are in use)
+     */
     synchronized String forget(List<DeviceSlot> mesh) {
-        Entry e = byDevices.remove(key(mesh));
-        return e == null ? null : e.id;
+        Entry e = byDevices.get(key(mesh));
+        if (e == null) {
+            return null;
+        }
+        if (e.lent) {
+            throw new IllegalStateException("mesh " + e.id + " " + mesh + " is in use by a running call");
+        }
+        byDevices.remove(key(mesh));
+        return e.id;
     }
 
     /** Every mesh with an id, in the order they were first used. */
