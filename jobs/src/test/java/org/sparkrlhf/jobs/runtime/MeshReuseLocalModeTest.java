@@ -119,4 +119,22 @@ class MeshReuseLocalModeTest {
         assertNotEquals(before.get(0).communicator(), after.get(0).communicator());
         assertNotEquals(before.get(1).communicator(), after.get(1).communicator());
     }
+
+    @Test
+    void aRankThatNeverArrivesFailsTheCallNamingItWithinTheTimeout() {
+        // a runner of this application with a 1 s rendezvous timeout (spark.rlhf.comm.timeoutMs)
+        BarrierCallRunner impatient = new BarrierCallRunner(sc, false, false, 1_000);
+        List<DeviceSlot> mesh = List.of(left.get(0), right.get(1)); // devices 0, 2
+        Exception failed = assertThrows(Exception.class, () -> impatient.run("late_rank", "a rank comes late", mesh,
+                List.of(0, 1), (context, rank) -> {
+                    if (rank == 1) {
+                        Thread.sleep(2_500); // still busy when rank 0 gives up
+                    }
+                    return context.communicator().size();
+                }));
+        assertTrue(failed.getMessage().contains("call late_rank#"), failed.getMessage());
+        assertTrue(failed.getMessage().contains("ranks [1] of 2 did not reach the driver's rendezvous"),
+                failed.getMessage());
+        impatient.close();
+    }
 }
