@@ -20,6 +20,8 @@ final class RendezvousProtocol {
     static final byte ERROR = 1;
     /** Bounds what one request may make the driver allocate (addresses and NCCL ids are far smaller). */
     static final int MAX_STRING_BYTES = 1 << 20;
+    /** Bounds the token and call id, read before the token is checked. */
+    static final int MAX_NAME_BYTES = 1 << 12;
     static final int MAX_WORLD = 1 << 16;
 
     /** One rank's arrival at one round of a call. */
@@ -44,7 +46,9 @@ final class RendezvousProtocol {
         if (in.readInt() != MAGIC) {
             throw new IOException("not a rendezvous request");
         }
-        return new Request(readString(in), readString(in), in.readInt(), in.readInt(), in.readInt(), readString(in));
+        String token = readString(in, MAX_NAME_BYTES);
+        String callId = readString(in, MAX_NAME_BYTES);
+        return new Request(token, callId, in.readInt(), in.readInt(), in.readInt(), readString(in, MAX_STRING_BYTES));
     }
 
     static void writeOk(DataOutputStream out, String[] payloads) throws IOException {
@@ -66,7 +70,7 @@ final class RendezvousProtocol {
     static String[] readReply(DataInputStream in) throws IOException {
         byte status = in.readByte();
         if (status == ERROR) {
-            throw new IllegalStateException(readString(in));
+            throw new IllegalStateException(readString(in, MAX_STRING_BYTES));
         }
         if (status != OK) {
             throw new IOException("not a rendezvous reply");
@@ -77,7 +81,7 @@ final class RendezvousProtocol {
         }
         String[] payloads = new String[n];
         for (int i = 0; i < n; i++) {
-            payloads[i] = readString(in);
+            payloads[i] = readString(in, MAX_STRING_BYTES);
         }
         return payloads;
     }
@@ -92,9 +96,9 @@ final class RendezvousProtocol {
         out.write(bytes);
     }
 
-    private static String readString(DataInputStream in) throws IOException {
+    private static String readString(DataInputStream in, int max) throws IOException {
         int length = in.readInt();
-        if (length < 0 || length > MAX_STRING_BYTES) {
+        if (length < 0 || length > max) {
             throw new IOException("a string of " + length + " bytes");
         }
         byte[] bytes = new byte[length];
