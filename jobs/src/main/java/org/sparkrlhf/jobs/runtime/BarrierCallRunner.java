@@ -43,9 +43,10 @@ import java.util.concurrent.atomic.AtomicLong;
  * closure), never through Spark's barrier RPCs ({@code BarrierTaskContext.barrier/allGather}),
  * whose task side polls for the reply once a second. A round that misses ranks fails within
  * {@code recvTimeoutMillis} (spark.rlhf.comm.timeoutMs) naming the call and the missing ranks.
- * The barrier stage itself costs nothing more than a plain one when those RPCs are not called
- * (Spark 4.0's tasks do nothing barrier-specific at their end). The service listens on the
- * driver's host, on {@value #RENDEZVOUS_PORT} (default: any free port).
+ * Without those RPCs a barrier stage costs little more than a plain one: in Spark 4.0 a barrier
+ * task does nothing barrier-specific at its end, and at its start only looks up the driver's
+ * barrier coordinator (one endpoint check, a round trip to the driver). The service listens on
+ * the driver's host, on {@value #RENDEZVOUS_PORT} (default: any free port).
  *
  * <p>Connections: a call run on a mesh of devices gets a mesh id ({@link MeshRegistry}), under
  * which each executor keeps the call's TCP mesh and NCCL communicators for the next call on the
