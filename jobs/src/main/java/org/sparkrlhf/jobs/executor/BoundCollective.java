@@ -4,8 +4,9 @@ import org.sparkrlhf.gpuexec.parallel.Collective;
 
 /**
  * The tensor- or pipeline-parallel group of a resident sharded model. The model lives in the
- * executor across stages, but the connections of a group live only as long as one call's barrier
- * stage; so the model is built with this stand-in, and every call binds it to its own
+ * executor across stages, but the connections of a group belong to the mesh of the call that uses
+ * it (kept per mesh, see {@link MeshConnections}; a call on other devices, or one that connected
+ * anew, has others); so the model is built with this stand-in, and every call binds it to its own
  * communicator's subgroup before using the model ({@link ResidentModel#bind}). Calls on one model
  * never run at the same time (the driver schedules calls on overlapping devices one after the
  * other), so one bound group at a time is enough.

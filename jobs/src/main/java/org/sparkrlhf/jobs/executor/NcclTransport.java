@@ -36,10 +36,11 @@ import java.util.Map;
  * tensor-parallel shards in sync.
  *
  * <p>The NCCL unique id of the call's communicator is made by rank 0 and exchanged through the
- * rendezvous ({@code BarrierTaskContext.allGather}); a subgroup's (a tensor-, pipeline- or
+ * rendezvous (the driver's, see {@code BarrierCallRunner}); a subgroup's (a tensor-, pipeline- or
  * data-parallel group) is made by the subgroup's first rank and sent to its other ranks over TCP,
  * so that making a group involves only its ranks. Subgroups are made once per rank set and kept:
- * each is an NCCL communicator of its own, made collectively by its ranks.
+ * each is an NCCL communicator of its own, made collectively by its ranks. Executors keep the
+ * transport, with its subgroups, for the next call on the same devices ({@link MeshConnections}).
  */
 public final class NcclTransport implements Communicator {
     private final Communicator messages;

@@ -8,7 +8,8 @@ import org.sparkrlhf.jobs.plan.Placement;
  * What one rank of a model function call knows about itself inside its barrier task: its rank in
  * the call's mesh, where it runs (executor, host, GPU address or none on CPU executors), the
  * engine its models live on ({@link #backend()}), and the rendezvous through which it can open a
- * {@link Communicator} with the call's other ranks.
+ * {@link Communicator} with the call's other ranks (the driver's, see
+ * {@code org.sparkrlhf.jobs.rendezvous.RendezvousServer}).
  */
 public final class RankContext implements AutoCloseable {
     private final String call;
@@ -22,6 +23,7 @@ public final class RankContext implements AutoCloseable {
     private final Placement placement;
     private final EngineOptions engine;
     private final String device;
+    private final String meshId;
     private Communicator communicator;
 
     public RankContext(String call, int rank, int worldSize, String executorId, String host, String gpuAddress,
@@ -39,6 +41,16 @@ public final class RankContext implements AutoCloseable {
     /** A rank whose models are built as {@code engine} says (precision, an embedded run's GPU). */
     public RankContext(String call, int rank, int worldSize, String executorId, String host, String gpuAddress,
                        Rendezvous rendezvous, long recvTimeoutMillis, Placement placement, EngineOptions engine) {
+        this(call, rank, worldSize, executorId, host, gpuAddress, rendezvous, recvTimeoutMillis, placement, engine, null);
+    }
+
+    /**
+     * A rank whose communicator is kept in its executor between calls on the mesh {@code meshId}
+     * ({@link MeshConnections}); null: the call connects its own, closed with this context.
+     */
+    public RankContext(String call, int rank, int worldSize, String executorId, String host, String gpuAddress,
+                       Rendezvous rendezvous, long recvTimeoutMillis, Placement placement, EngineOptions engine,
+                       String meshId) {
         if (placement != null && placement.size() != worldSize) {
             throw new IllegalArgumentException(call + ": a placement of " + placement.size() + " devices run on "
                     + worldSize + " ranks");
@@ -54,6 +66,7 @@ public final class RankContext implements AutoCloseable {
         this.recvTimeoutMillis = recvTimeoutMillis;
         this.engine = engine;
         this.device = EngineBackends.deviceOf(gpuAddress, engine);
+        this.meshId = meshId;
     }
 
     public String call() {
@@ -98,6 +111,11 @@ public final class RankContext implements AutoCloseable {
      */
     public Backend backend() {
         return EngineBackends.forRank(executorId, device, engine);
+    }
+
+    /** The id under which this rank's executor keeps the call's communicator, or null when it is not kept. */
+    public String meshId() {
+        return meshId;
     }
 
     /** The call's placement, or null when it was run data parallel over a plain list of devices. */
@@ -192,24 +210,45 @@ public final class RankContext implements AutoCloseable {
      * a CUDA device and a driver its collectives run over NCCL ({@link NcclTransport}), else
      * everything goes over TCP ({@link TcpCommunicator}). A GPU without a driver (the fake GPUs of
      * a test cluster) carries host data over TCP; any model on it fails in {@link #backend()}.
+     * With a {@link #meshId()}, the connections of an earlier call on the same devices are reused
+     * when all ranks still hold them (one rendezvous round), and kept for the next call.
      */
     public Communicator communicator() {
         if (communicator == null) {
             if (worldSize == 1) {
                 communicator = new SingleRankCommunicator();
-            } else if (device != null && CudaBackend.isAvailable()) {
-                communicator = NcclTransport.connect(rank, worldSize, host, rendezvous, recvTimeoutMillis,
-                        EngineBackends.cuda(device, engine.precision()));
+            } else if (meshId != null) {
+                communicator = MeshConnections.get().connect(meshId, rank, rendezvous, this::connect);
             } else {
-                communicator = TcpCommunicator.connect(rank, worldSize, host, rendezvous, recvTimeoutMillis);
+                communicator = connect(rendezvous);
             }
         }
         return communicator;
     }
 
+    private Communicator connect(Rendezvous through) {
+        if (device != null && CudaBackend.isAvailable()) {
+            return NcclTransport.connect(rank, worldSize, host, through, recvTimeoutMillis,
+                    EngineBackends.cuda(device, engine.precision()));
+        }
+        return TcpCommunicator.connect(rank, worldSize, host, through, recvTimeoutMillis);
+    }
+
+    /**
+     * The call failed on this rank: closes its communicator even when its executor keeps it, as its
+     * streams may hold half a message that the next call on the mesh must not read (that call then
+     * connects anew). Call before {@link #close()}.
+     */
+    public void discardCommunicator() {
+        if (communicator != null && meshId != null && worldSize > 1) {
+            MeshConnections.get().discard(meshId, rank, communicator);
+        }
+    }
+
+    /** Closes the call's communicator unless its executor keeps it for the next call on the mesh. */
     @Override
     public void close() {
-        if (communicator != null) {
+        if (communicator != null && (meshId == null || worldSize == 1)) {
             communicator.close();
         }
     }

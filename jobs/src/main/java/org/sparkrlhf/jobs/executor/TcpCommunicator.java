@@ -17,8 +17,9 @@ import java.util.concurrent.TimeUnit;
 
 /**
  * The CPU transport between the ranks of one call: a full mesh of TCP connections, one per pair of
- * ranks, set up through a {@link Rendezvous} (in a barrier stage, {@code BarrierTaskContext.allGather}
- * of each rank's {@code host:port}, as NCCL's unique id is exchanged).
+ * ranks, set up through a {@link Rendezvous} (the driver's, see {@code BarrierCallRunner}: an
+ * all-gather of each rank's {@code host:port}, as NCCL's unique id is exchanged). Executors keep it
+ * for the next call on the same devices ({@link MeshConnections}).
  *
  * <p>Why plain sockets and not a transport Spark already has: Spark's block manager is a store
  * (blocks live in executor memory or disk until removed, its remote-fetch API is internal), the

@@ -9,10 +9,16 @@ import org.apache.spark.resource.ResourceInformation;
 import org.apache.spark.resource.ResourceProfile;
 import org.apache.spark.resource.ResourceProfileBuilder;
 import org.apache.spark.resource.TaskResourceRequests;
+import org.apache.spark.scheduler.SparkListener;
+import org.apache.spark.scheduler.SparkListenerApplicationEnd;
 import org.sparkrlhf.jobs.executor.EngineOptions;
+import org.sparkrlhf.jobs.executor.MeshConnections;
 import org.sparkrlhf.jobs.executor.RankContext;
 import org.sparkrlhf.jobs.executor.RankFunction;
 import org.sparkrlhf.jobs.plan.Placement;
+import org.sparkrlhf.jobs.rendezvous.RendezvousAddress;
+import org.sparkrlhf.jobs.rendezvous.RendezvousClient;
+import org.sparkrlhf.jobs.rendezvous.RendezvousServer;
 import scala.Tuple2;
 import scala.collection.Iterator;
 import scala.jdk.javaapi.CollectionConverters;
@@ -22,15 +28,30 @@ import scala.runtime.AbstractFunction1;
 
 import java.io.Serializable;
 import java.util.ArrayList;
+import java.util.Collections;
 import java.util.Comparator;
 import java.util.List;
 import java.util.concurrent.atomic.AtomicLong;
 
 /**
  * Runs one model function call as a Spark barrier stage with one task per rank: rank =
- * partition id, all ranks start together (so they can rendezvous through
- * {@code BarrierTaskContext.allGather} and talk directly), each task runs the call's
- * {@link RankFunction} on its slice of the input and returns one result.
+ * partition id, all ranks start together (the barrier stage is kept for this gang scheduling),
+ * each task runs the call's {@link RankFunction} on its slice of the input and returns one result.
+ *
+ * <p>Rendezvous: the ranks of a call find each other through a small TCP service on the driver
+ * ({@link RendezvousServer}, started here; its address and the run's token travel in the task
+ * closure), never through Spark's barrier RPCs ({@code BarrierTaskContext.barrier/allGather}),
+ * whose task side polls for the reply once a second. A round that misses ranks fails within
+ * {@code recvTimeoutMillis} (spark.rlhf.comm.timeoutMs) naming the call and the missing ranks.
+ * Without those RPCs a barrier stage costs little more than a plain one: in Spark 4.0 a barrier
+ * task does nothing barrier-specific at its end, and at its start only looks up the driver's
+ * barrier coordinator (one endpoint check, a round trip to the driver). The service listens on
+ * the driver's host, on {@value #RENDEZVOUS_PORT} (default: any free port).
+ *
+ * <p>Connections: a call run on a mesh of devices gets a mesh id ({@link MeshRegistry}), under
+ * which each executor keeps the call's TCP mesh and NCCL communicators for the next call on the
+ * same devices ({@link MeshConnections}); {@link #releaseMesh} closes them when the mesh is no
+ * longer used, and an embedded run closes all of its own when its application ends.
  *
  * <p>Placement: each task prefers the executor of its mesh device (a preferred location, as for
  * cached blocks); on GPU clusters whose cluster manager supports task-only resource profiles
@@ -45,8 +66,10 @@ import java.util.concurrent.atomic.AtomicLong;
  * <p>The caller's thread gets its own job group and a job description naming the call, so the
  * Spark UI shows which call each job is and calls started from different threads run at once.
  */
-public final class BarrierCallRunner {
+public final class BarrierCallRunner implements AutoCloseable {
     public static final String GPU = "gpu";
+    /** The port of the driver's rendezvous (default 0: any free port). */
+    public static final String RENDEZVOUS_PORT = "spark.rlhf.rendezvous.port";
 
     private final SparkContext sc;
     private final boolean gpus;
@@ -54,6 +77,8 @@ public final class BarrierCallRunner {
     private final long recvTimeoutMillis;
     private final EngineOptions engine;
     private final AtomicLong jobCounter = new AtomicLong();
+    private final RendezvousServer rendezvous;
+    private final MeshRegistry meshes;
 
     /**
      * @param gpus                 whether each rank gets a GPU (the cluster's executors have GPUs)
@@ -74,6 +99,16 @@ public final class BarrierCallRunner {
         this.gpus = gpus;
         this.taskResourceProfiles = taskResourceProfiles;
         this.recvTimeoutMillis = recvTimeoutMillis;
+        String advertised = sc.getConf().get("spark.driver.host");
+        this.rendezvous = RendezvousServer.start(sc.getConf().get("spark.driver.bindAddress", advertised), advertised,
+                sc.getConf().getInt(RENDEZVOUS_PORT, 0), recvTimeoutMillis);
+        this.meshes = new MeshRegistry("run-" + rendezvous.address().token().substring(0, 12) + ":");
+        sc.addSparkListener(new SparkListener() {
+            @Override
+            public void onApplicationEnd(SparkListenerApplicationEnd end) {
+                ended();
+            }
+        });
     }
 
     /**
@@ -94,7 +129,7 @@ public final class BarrierCallRunner {
      */
     public <I extends Serializable, R extends Serializable> List<RankResult<R>> run(
             String call, String description, List<DeviceSlot> mesh, List<I> inputs, RankFunction<I, R> fn) {
-        return run(call, description, mesh, null, inputs, fn);
+        return run(call, description, mesh, null, inputs, fn, true);
     }
 
     /**
@@ -103,12 +138,12 @@ public final class BarrierCallRunner {
      */
     public <I extends Serializable, R extends Serializable> List<RankResult<R>> run(
             String description, Placement placement, List<I> inputs, RankFunction<I, R> fn) {
-        return run(placement.call(), description, placement.devices(), placement, inputs, fn);
+        return run(placement.call(), description, placement.devices(), placement, inputs, fn, true);
     }
 
     private <I extends Serializable, R extends Serializable> List<RankResult<R>> run(
             String call, String description, List<DeviceSlot> mesh, Placement placement, List<I> inputs,
-            RankFunction<I, R> fn) {
+            RankFunction<I, R> fn, boolean keepConnections) {
         int world = inputs.size();
         if (world == 0) {
             throw new IllegalArgumentException(call + ": a call needs at least one rank");
@@ -122,22 +157,84 @@ public final class BarrierCallRunner {
             elements.add(new Tuple2<>(new RankInput<>(r, inputs.get(r)),
                     CollectionConverters.asScala(locations).toList()));
         }
-        ClassTag<RankInput<I>> inputTag = classTag(RankInput.class);
-        ClassTag<RankResult<R>> resultTag = classTag(RankResult.class);
-        RDD<RankInput<I>> ranks = sc.makeRDD(CollectionConverters.asScala(elements).toList(), inputTag);
-        RDD<RankResult<R>> results = ranks.barrier()
-                .mapPartitions(new RankTask<>(call, world, gpus, recvTimeoutMillis, placement, engine, fn), false, resultTag);
-        if (gpus && taskResourceProfiles) {
-            results = results.withResources(oneGpuPerTask());
-        }
-        String group = "spark-rlhf-" + call + "-" + jobCounter.incrementAndGet();
-        sc.setJobGroup(group, description, true);
+        long number = jobCounter.incrementAndGet();
+        String meshId = mesh != null && keepConnections ? meshes.lend(mesh) : null;
         try {
-            List<RankResult<R>> collected = new ArrayList<>(JavaRDD.fromRDD(results, resultTag).collect());
-            collected.sort(Comparator.comparingInt(RankResult::rank));
-            return collected;
+            ClassTag<RankInput<I>> inputTag = classTag(RankInput.class);
+            ClassTag<RankResult<R>> resultTag = classTag(RankResult.class);
+            RDD<RankInput<I>> ranks = sc.makeRDD(CollectionConverters.asScala(elements).toList(), inputTag);
+            RankTask<I, R> task = new RankTask<>(call, call + "#" + number, world, gpus, recvTimeoutMillis, placement,
+                    engine, rendezvous.address(), meshId, fn);
+            RDD<RankResult<R>> results = ranks.barrier().mapPartitions(task, false, resultTag);
+            if (gpus && taskResourceProfiles) {
+                results = results.withResources(oneGpuPerTask());
+            }
+            sc.setJobGroup("spark-rlhf-" + call + "-" + number, description, true);
+            try {
+                List<RankResult<R>> collected = new ArrayList<>(JavaRDD.fromRDD(results, resultTag).collect());
+                collected.sort(Comparator.comparingInt(RankResult::rank));
+                return collected;
+            } finally {
+                sc.clearJobGroup();
+            }
         } finally {
-            sc.clearJobGroup();
+            if (meshId != null) {
+                meshes.giveBack(meshId);
+            }
+        }
+    }
+
+    /**
+     * Closes the connections that executors keep for calls on {@code mesh} (see
+     * {@link MeshConnections}), when no further call will run on it; a later call on it connects
+     * anew. Refused (IllegalStateException) while a call on {@code mesh} runs. On a cluster this is
+     * a short stage on the mesh's executors (no barrier RPC); a rank that runs off its executor
+     * closes nothing, and that executor's connections go when it exits.
+     */
+    public void releaseMesh(List<DeviceSlot> mesh) {
+        String id = meshes.forget(mesh);
+        if (id == null) {
+            return;
+        }
+        if (sc.isLocal()) {
+            MeshConnections.get().release(id); // every rank of an embedded run is in this JVM
+            return;
+        }
+        run("release_mesh", "spark-rlhf: close the connections of " + id, mesh, null,
+                new ArrayList<>(Collections.nCopies(mesh.size(), 0)), (context, ignored) -> {
+                    MeshConnections.get().discard(id, context.rank());
+                    return Boolean.TRUE;
+                }, false);
+    }
+
+    /** {@link #releaseMesh} for a placement's devices. */
+    public void releaseMesh(Placement placement) {
+        releaseMesh(placement.devices());
+    }
+
+    /**
+     * Releases every mesh (see {@link #releaseMesh}; failures are skipped: the executor may be
+     * gone) and stops the driver's rendezvous. Calls can no longer run afterwards.
+     */
+    @Override
+    public void close() {
+        if (!sc.isStopped()) {
+            for (List<DeviceSlot> mesh : meshes.meshes()) {
+                try {
+                    releaseMesh(mesh);
+                } catch (RuntimeException e) {
+                    // a lost executor: its connections went with it
+                }
+            }
+        }
+        ended();
+    }
+
+    /** The application ended (or the runner was closed): no more calls. */
+    private void ended() {
+        rendezvous.close();
+        if (sc.isLocal()) {
+            MeshConnections.get().releaseAll(meshes.prefix());
         }
     }
 
@@ -155,20 +252,31 @@ public final class BarrierCallRunner {
     record RankInput<I>(int rank, I value) implements Serializable {
     }
 
-    /** The barrier task body: builds the rank's context from the task's and runs the call's function. */
+    /**
+     * The barrier task body: builds the rank's context from the task's (with the driver's
+     * rendezvous, and the mesh id under which its executor keeps the call's connections) and runs
+     * the call's function. A rank that fails closes the connections it kept, so that the next call
+     * on the mesh connects anew.
+     */
     private static final class RankTask<I, R> extends AbstractFunction1<Iterator<RankInput<I>>, Iterator<RankResult<R>>>
             implements Serializable {
         private final String call;
+        private final String callId;
         private final int world;
         private final boolean gpus;
         private final long recvTimeoutMillis;
         private final Placement placement;
         private final EngineOptions engine;
+        private final RendezvousAddress rendezvous;
+        private final String meshId;
         private final RankFunction<I, R> fn;
 
-        RankTask(String call, int world, boolean gpus, long recvTimeoutMillis, Placement placement, EngineOptions engine,
-                 RankFunction<I, R> fn) {
+        RankTask(String call, String callId, int world, boolean gpus, long recvTimeoutMillis, Placement placement,
+                 EngineOptions engine, RendezvousAddress rendezvous, String meshId, RankFunction<I, R> fn) {
             this.call = call;
+            this.callId = callId;
+            this.rendezvous = rendezvous;
+            this.meshId = meshId;
             this.engine = engine;
             this.placement = placement;
             this.world = world;
@@ -196,16 +304,33 @@ public final class BarrierCallRunner {
             SparkEnv env = SparkEnv.get();
             String host = env.blockManager().blockManagerId().host();
             String executorId = env.executorId();
-            try (RankContext context = new RankContext(call, rank, world, executorId, host, gpu,
-                    task::allGather, recvTimeoutMillis, placement, engine)) {
+            // a retried stage is a new attempt: its ranks meet afresh
+            RendezvousClient meeting = new RendezvousClient(rendezvous, callId + " attempt " + task.stageAttemptNumber(),
+                    rank, world, recvTimeoutMillis, task::isInterrupted);
+            RankContext context = new RankContext(call, rank, world, executorId, host, gpu, meeting, recvTimeoutMillis,
+                    placement, engine, meshId);
+            boolean done = false;
+            try {
                 // A rank that runs off its planned executor (one that was lost and replaced) finds
                 // nothing in its store and loads its shard from the model's source, the last checkpoint.
                 R value = fn.apply(context, input.value());
+                done = true;
                 return CollectionConverters.asScala(List.of(new RankResult<>(rank, executorId, host, gpu, value)).iterator());
             } catch (RuntimeException e) {
                 throw e;
             } catch (Exception e) {
                 throw new IllegalStateException(call + " rank " + rank + " failed: " + e.getMessage(), e);
+            } finally {
+                if (done) {
+                    context.close();
+                } else {
+                    try {
+                        context.discardCommunicator();
+                        context.close();
+                    } catch (RuntimeException e) {
+                        // the call's own failure is the one to report
+                    }
+                }
             }
         }
     }
