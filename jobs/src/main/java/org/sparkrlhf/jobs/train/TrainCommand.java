@@ -87,12 +87,14 @@ public final class TrainCommand {
         SparkContext sc = spark.sparkContext();
         boolean gpus = sc.getConf().contains("spark.executor.resource.gpu.amount");
         long timeoutMs = sc.getConf().getLong("spark.rlhf.comm.timeoutMs", 600_000L);
-        BarrierCallRunner runner = new BarrierCallRunner(sc, gpus,
-                BarrierCallRunner.supportsTaskResourceProfiles(sc.master()), timeoutMs);
-        ClusterInventory inventory = ClusterDiscovery.discover(sc, runner,
-                sc.getConf().getLong("spark.rlhf.executorWaitMs", 120_000L));
-        progress.println(inventory);
-        RunDriver.run(spark, config, runner, inventory, progress, resume);
+        // the runner's meshes keep their ranks' connections between calls; closing it releases them
+        try (BarrierCallRunner runner = new BarrierCallRunner(sc, gpus,
+                BarrierCallRunner.supportsTaskResourceProfiles(sc.master()), timeoutMs)) {
+            ClusterInventory inventory = ClusterDiscovery.discover(sc, runner,
+                    sc.getConf().getLong("spark.rlhf.executorWaitMs", 120_000L));
+            progress.println(inventory);
+            RunDriver.run(spark, config, runner, inventory, progress, resume);
+        }
     }
 
     /**
