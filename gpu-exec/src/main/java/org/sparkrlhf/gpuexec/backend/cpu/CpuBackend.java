@@ -10,35 +10,70 @@ import java.util.Arrays;
 import java.util.concurrent.ForkJoinPool;
 
 /**
- * The reference backend: pure Java, fp32 compute, parallel loops over rows, heads or tiles on one
- * ForkJoinPool. Every op checks the shapes it is given. Like a device stream, a backend takes ops
- * from one thread at a time (models on different threads use different backends).
+ * The CPU backend: fp32 compute, parallel loops over rows, heads or tiles on one ForkJoinPool.
+ * Every op checks the shapes it is given. Like a device stream, a backend takes ops from one
+ * thread at a time (models on different threads use different backends).
+ *
+ * <p>Two kernel sets ({@link CpuKernels}): FAST runs matrix products on OpenBLAS and is what runs
+ * use; REFERENCE is pure Java, the reference the fast kernels are tested against. Threads: the
+ * default constructor shares one pool per JVM of {@value #THREADS_PROPERTY} threads (default: the
+ * available cores), so that the tasks of a Spark executor together never run more; OpenBLAS
+ * itself runs single-threaded inside the pool's threads.
  */
 public final class CpuBackend implements Backend {
+    /** The system property that sizes the JVM's shared CPU engine pool. */
+    public static final String THREADS_PROPERTY = "sparkrlhf.cpu.threads";
+
     private static ForkJoinPool sharedPool;
 
     private final ForkJoinPool pool;
     private final boolean ownsPool;
     private final Parallel par;
+    private final CpuKernels kernels;
+    private final Matmul matmul;
 
-    /** A backend on a pool shared by all default CPU backends of this JVM, one thread per core. */
+    /** A backend with the default kernels on the pool shared by all default CPU backends of this JVM. */
     public CpuBackend() {
-        this.pool = shared();
-        this.ownsPool = false;
-        this.par = new Parallel(pool);
+        this(shared(), false, CpuKernels.defaultKernels());
     }
 
-    /** A backend on its own pool of {@code threads} threads (closed with the backend). */
+    /** A backend with the default kernels on its own pool of {@code threads} threads (closed with the backend). */
     public CpuBackend(int threads) {
-        if (threads < 1) throw new IllegalArgumentException("threads must be >= 1, got " + threads);
-        this.pool = new ForkJoinPool(threads);
-        this.ownsPool = true;
+        this(threads, CpuKernels.defaultKernels());
+    }
+
+    /** A backend with the given kernels on its own pool of {@code threads} threads (closed with the backend). */
+    public CpuBackend(int threads, CpuKernels kernels) {
+        this(ownPool(threads), true, kernels);
+    }
+
+    private CpuBackend(ForkJoinPool pool, boolean ownsPool, CpuKernels kernels) {
+        kernels.requireAvailable();
+        this.pool = pool;
+        this.ownsPool = ownsPool;
         this.par = new Parallel(pool);
+        this.kernels = kernels;
+        this.matmul = kernels == CpuKernels.FAST ? new BlasMatmul(par) : new ReferenceMatmul(par);
+    }
+
+    private static ForkJoinPool ownPool(int threads) {
+        if (threads < 1) throw new IllegalArgumentException("threads must be >= 1, got " + threads);
+        return new ForkJoinPool(threads);
     }
 
     private static synchronized ForkJoinPool shared() {
         if (sharedPool == null) {
-            sharedPool = new ForkJoinPool(Runtime.getRuntime().availableProcessors(), p -> {
+            int threads = Runtime.getRuntime().availableProcessors();
+            String v = System.getProperty(THREADS_PROPERTY);
+            if (v != null && !v.isBlank()) {
+                try {
+                    threads = Integer.parseInt(v.trim());
+                } catch (NumberFormatException e) {
+                    threads = 0;
+                }
+                if (threads < 1) throw new IllegalArgumentException("-D" + THREADS_PROPERTY + "=" + v + ": expected a thread count >= 1");
+            }
+            sharedPool = new ForkJoinPool(threads, p -> {
                 var t = ForkJoinPool.defaultForkJoinWorkerThreadFactory.newThread(p);
                 t.setDaemon(true);
                 t.setName("cpu-backend-" + t.getPoolIndex());
@@ -48,17 +83,14 @@ public final class CpuBackend implements Backend {
         return sharedPool;
     }
 
-    /** Transposed activations of a weight-gradient matmul, kept between calls (ops run one at a time). */
-    private final float[][] scratch = new float[2][];
-
-    private float[] scratch(int slot, int size) {
-        if (scratch[slot] == null || scratch[slot].length < size) scratch[slot] = new float[size];
-        return scratch[slot];
+    /** The kernels this backend runs. */
+    public CpuKernels kernels() {
+        return kernels;
     }
 
     @Override
     public String name() {
-        return "cpu(" + par.threads() + " threads)";
+        return "cpu(" + par.threads() + " threads, " + (kernels == CpuKernels.FAST ? "openblas" : "reference") + " kernels)";
     }
 
     // ---------------------------------------------------------------- checks
@@ -236,7 +268,7 @@ public final class CpuBackend implements Backend {
         int N = x.rows();
         require(o.size() == N * OC && o.dim(-1) == OC, "matmul", "out " + o.describe() + " for " + N + " rows of " + OC);
         require(b == null || b.size() == OC, "matmul", "bias " + (b == null ? "" : b.describe()) + " for " + OC + " outputs");
-        Gemm.run(o.write(), x.read(), w.read(), b == null ? null : b.read(), N, IC, OC, false, par);
+        matmul.forward(o, x, w, b == null ? null : b.read(), N, IC, OC);
     }
 
     @Override
@@ -247,23 +279,12 @@ public final class CpuBackend implements Backend {
         int N = x.rows();
         require(x.dim(-1) == IC && g.size() == N * OC, "matmulBackward",
                 "dOut " + g.describe() + ", in " + x.describe() + ", weight " + w.describe() + " disagree");
-        float[] ga = g.read();
-        if (dx != null) {
-            // dIn[n, i] = sum_o dOut[n, o] W[o, i]: rows of dOut against rows of W^T
-            sameSize("matmulBackward dIn", dx, x);
-            Gemm.run(dx.write(), ga, w.transposed(par), null, N, OC, IC, true, par);
-        }
-        if (dw != null) {
-            // dW[o, i] = sum_n dOut[n, o] in[n, i]: rows of dOut^T against rows of in^T
-            sameSize("matmulBackward dWeight", dw, w);
-            float[] gt = scratch(0, N * OC), xt = scratch(1, N * IC);
-            Transpose.run(ga, N, OC, gt, par);
-            Transpose.run(x.read(), N, IC, xt, par);
-            Gemm.run(dw.write(), gt, xt, null, OC, N, IC, true, par);
-        }
+        if (dx != null) sameSize("matmulBackward dIn", dx, x);
+        if (dw != null) sameSize("matmulBackward dWeight", dw, w);
+        matmul.backward(dx, dw, g, x, w, N, IC, OC);
         if (db != null) {
             require(db.size() == OC, "matmulBackward", "dBias " + db.describe() + " for " + OC + " outputs");
-            float[] dba = db.write();
+            float[] dba = db.write(), ga = g.read();
             par.range(OC, N, (lo, hi) -> {
                 for (int o = lo; o < hi; o++) {
                     float s = 0f;
@@ -640,6 +661,7 @@ public final class CpuBackend implements Backend {
 
     @Override
     public void close() {
+        matmul.close();
         if (ownsPool) pool.shutdown();
     }
 }

@@ -45,6 +45,22 @@ final class Parallel {
         else pool.invoke(task);
     }
 
+    /**
+     * Runs body over [0, n) cut into one contiguous block per thread (for kernels such as a
+     * library's matrix product, whose blocks should be few and large).
+     */
+    void blocks(int n, RangeBody body) {
+        if (n <= 0) return;
+        int parts = Math.min(threads, n);
+        if (parts == 1) {
+            body.run(0, n);
+            return;
+        }
+        Chunk task = new Chunk(body, n, parts, 0, parts);
+        if (java.util.concurrent.ForkJoinTask.getPool() == pool) task.invoke();
+        else pool.invoke(task);
+    }
+
     private static final class Chunk extends RecursiveAction {
         private final RangeBody body;
         private final int n, chunks, c0, c1;
