@@ -31,6 +31,8 @@ public final class CpuBackend implements Backend {
     private final Parallel par;
     private final CpuKernels kernels;
     private final Matmul matmul;
+    /** The fast kernels' attention (null with the reference kernels). */
+    private final BlasAttention blasAttention;
 
     /** A backend with the default kernels on the pool shared by all default CPU backends of this JVM. */
     public CpuBackend() {
@@ -54,6 +56,7 @@ public final class CpuBackend implements Backend {
         this.par = new Parallel(pool);
         this.kernels = kernels;
         this.matmul = kernels == CpuKernels.FAST ? new BlasMatmul(par) : new ReferenceMatmul(par);
+        this.blasAttention = kernels == CpuKernels.FAST ? new BlasAttention(par) : null;
     }
 
     private static ForkJoinPool ownPool(int threads) {
@@ -408,8 +411,13 @@ public final class CpuBackend implements Backend {
         int[] d = attentionDims("attention", qq, kk, vv, m, heads, kvHeads);
         sameSize("attention out", o, qq);
         require(l.size() == d[0] * heads * d[1], "attention", "lse " + l.describe() + " must be [B, heads, T]");
-        Attention.forward(o.write(), l.write(), qq.read(), kk.read(), vv.read(), m.readInts(),
-                d[0], d[1], heads, kvHeads, d[2], slidingWindow, par);
+        if (blasAttention != null) {
+            blasAttention.forward(o.write(), l.write(), qq.read(), kk.read(), vv.read(), m.readInts(),
+                    d[0], d[1], heads, kvHeads, d[2], slidingWindow);
+        } else {
+            Attention.forward(o.write(), l.write(), qq.read(), kk.read(), vv.read(), m.readInts(),
+                    d[0], d[1], heads, kvHeads, d[2], slidingWindow, par);
+        }
     }
 
     @Override
@@ -422,8 +430,13 @@ public final class CpuBackend implements Backend {
         sameSize("attentionBackward dk", dkk, kk);
         sameSize("attentionBackward dv", dvv, vv);
         sameSize("attentionBackward dOut", g, qq);
-        Attention.backward(dqq.write(), dkk.write(), dvv.write(), g.read(), o.read(), l.read(),
-                qq.read(), kk.read(), vv.read(), m.readInts(), d[0], d[1], heads, kvHeads, d[2], slidingWindow, par);
+        if (blasAttention != null) {
+            blasAttention.backward(dqq.write(), dkk.write(), dvv.write(), g.read(), o.read(), l.read(),
+                    qq.read(), kk.read(), vv.read(), m.readInts(), d[0], d[1], heads, kvHeads, d[2], slidingWindow);
+        } else {
+            Attention.backward(dqq.write(), dkk.write(), dvv.write(), g.read(), o.read(), l.read(),
+                    qq.read(), kk.read(), vv.read(), m.readInts(), d[0], d[1], heads, kvHeads, d[2], slidingWindow, par);
+        }
     }
 
     @Override
@@ -432,6 +445,10 @@ public final class CpuBackend implements Backend {
         sameSize("swiglu", o, g);
         sameSize("swiglu", o, u);
         float[] oa = o.write(), ga = g.read(), ua = u.read();
+        if (kernels == CpuKernels.FAST) {
+            FastKernels.swiglu(oa, ga, ua, par);
+            return;
+        }
         par.range(oa.length, 20, (lo, hi) -> {
             for (int i = lo; i < hi; i++) {
                 float x = ga[i];
@@ -447,6 +464,10 @@ public final class CpuBackend implements Backend {
         sameSize("swigluBackward", du, ua);
         sameSize("swigluBackward", g, ga);
         float[] dga = dg.write(), dua = du.write(), go = g.read(), gv = ga.read(), uv = ua.read();
+        if (kernels == CpuKernels.FAST) {
+            FastKernels.swigluBackward(dga, dua, go, gv, uv, par);
+            return;
+        }
         par.range(dga.length, 20, (lo, hi) -> {
             for (int i = lo; i < hi; i++) {
                 float x = gv[i];
@@ -466,6 +487,10 @@ public final class CpuBackend implements Backend {
         sameSize("logSoftmax", o, z);
         int V = z.dim(-1), N = z.rows();
         float[] oa = o.write(), za = z.read();
+        if (kernels == CpuKernels.FAST) {
+            FastKernels.logSoftmax(oa, za, N, V, par);
+            return;
+        }
         par.range(N, V * 3L, (lo, hi) -> {
             for (int n = lo; n < hi; n++) {
                 float l = logSumExp(za, n * V, V);
@@ -490,6 +515,10 @@ public final class CpuBackend implements Backend {
         require(tg.length == N && lp.size() == N && l.size() == N && (e == null || e.size() == N), "tokenLogprobs",
                 "logits " + z.describe() + " need targets, logprobs, lse and entropy of " + N);
         float[] za = z.read(), lpa = lp.write(), la = l.write(), ea = e == null ? null : e.write();
+        if (kernels == CpuKernels.FAST) {
+            FastKernels.tokenLogprobs(lpa, ea, la, za, tg, N, V, par);
+            return;
+        }
         par.range(N, V * 4L, (lo, hi) -> {
             for (int n = lo; n < hi; n++) {
                 int off = n * V;
@@ -519,6 +548,10 @@ public final class CpuBackend implements Backend {
         int V = z.dim(-1), N = z.rows();
         float[] dza = dz.write(), za = z.read(), la = l.read();
         float[] dlpa = dlp == null ? null : dlp.read(), dea = de == null ? null : de.read(), ea = e == null ? null : e.read();
+        if (kernels == CpuKernels.FAST) {
+            FastKernels.tokenLogprobsBackward(dza, dlpa, dea, za, la, ea, tg, N, V, par);
+            return;
+        }
         par.range(N, V * 4L, (lo, hi) -> {
             for (int n = lo; n < hi; n++) {
                 float gl = dlpa == null ? 0f : dlpa[n];
@@ -633,7 +666,11 @@ public final class CpuBackend implements Backend {
         require(qq.size() == B * heads * D, "decodeAttention", "q " + qq.describe() + " for " + B + " x " + heads + " heads of " + D);
         sameSize("decodeAttention out", o, qq);
         require(m.size() == B * S && sl.length == B, "decodeAttention", "cacheMask " + m.describe() + " / slots for cache " + kc.describe());
-        Attention.decode(o.write(), qq.read(), kc.read(), vc.read(), m.readInts(), sl, B, S, heads, kvHeads, D, slidingWindow, par);
+        if (kernels == CpuKernels.FAST) {
+            FastDecodeAttention.decode(o.write(), qq.read(), kc.read(), vc.read(), m.readInts(), sl, B, S, heads, kvHeads, D, slidingWindow, par);
+        } else {
+            Attention.decode(o.write(), qq.read(), kc.read(), vc.read(), m.readInts(), sl, B, S, heads, kvHeads, D, slidingWindow, par);
+        }
     }
 
     @Override
@@ -662,6 +699,7 @@ public final class CpuBackend implements Backend {
     @Override
     public void close() {
         matmul.close();
+        if (blasAttention != null) blasAttention.close();
         if (ownsPool) pool.shutdown();
     }
 }
