@@ -8,14 +8,19 @@ import org.bytedeco.javacpp.FloatPointer;
  * through native scratch buffers, because JavaCPP would otherwise copy whole Java arrays in and
  * out on every call. A product is cut into as many blocks as the pool has threads: rows of the
  * output when there are enough of them, else columns (a decode step's few rows), each block one
- * single-threaded sgemm.
+ * single-threaded sgemm. A forward over few rows computes out^T = W in^T and transposes it back:
+ * OpenBLAS streams the weight about 1.5x faster that way round (measured on its Zen kernels).
  */
 final class BlasMatmul implements Matmul {
     /** Fewest output rows per thread for which blocks of rows beat blocks of columns. */
     private static final int MIN_ROWS = 32;
+    /** Most rows for which a forward computes out^T = W in^T (decode steps). */
+    private static final int FEW_ROWS = 32;
     /** Floats moved per step when adding a native result into a Java array. */
     private static final int ADD_BLOCK = 8192;
     private static final ThreadLocal<float[]> ADD_BUFFER = ThreadLocal.withInitial(() -> new float[ADD_BLOCK]);
+    /** A thread's block of out^T on its way back to out (grown to the largest block). */
+    private static final ThreadLocal<float[]> TRANSPOSED = ThreadLocal.withInitial(() -> new float[0]);
 
     private final Parallel par;
     private final NativeScratch a = new NativeScratch(), c = new NativeScratch(), g = new NativeScratch();
@@ -33,7 +38,23 @@ final class BlasMatmul implements Matmul {
         FloatPointer w = weight.nativeMirror();
         FloatPointer ap = a.get((long) N * IC), cp = c.get((long) N * OC);
         float[] x = in.read(), o = out.write();
-        if (rowBlocks(N)) {
+        if (N <= FEW_ROWS) {
+            // out^T [OC, N] = W [OC, IC] in^T, in blocks of weight rows, then transposed into out
+            ap.put(x, 0, N * IC);
+            par.blocks(OC, (c0, c1) -> {
+                FloatPointer cb = cp.getPointer((long) c0 * N);
+                OpenBlas.sgemm(false, true, c1 - c0, N, IC, 1f, w.getPointer((long) c0 * IC), IC, ap, IC, 0f, cb, N);
+                float[] t = TRANSPOSED.get();
+                int n = (c1 - c0) * N;
+                if (t.length < n) TRANSPOSED.set(t = new float[n]);
+                cb.get(t, 0, n);
+                for (int r = 0; r < N; r++) {
+                    int off = r * OC;
+                    for (int j = c0; j < c1; j++) o[off + j] = t[(j - c0) * N + r];
+                }
+            });
+            addBias(o, bias, 0, N, OC);
+        } else if (rowBlocks(N)) {
             par.blocks(N, (r0, r1) -> {
                 int rows = r1 - r0;
                 FloatPointer ab = ap.getPointer((long) r0 * IC).put(x, r0 * IC, rows * IC);
