@@ -31,6 +31,28 @@ final class Timing {
         return new Seconds(median(wall), median(cpu));
     }
 
+    /**
+     * Medians of a and of b (b may be null) run in turns, a then b, after a warm-up run of each,
+     * so that both see the same share of a machine whose load changes.
+     */
+    static Seconds[] interleaved(int iterations, Runnable a, Runnable b) {
+        a.run();
+        if (b != null) b.run();
+        double[][] wall = new double[2][iterations], cpu = new double[2][iterations];
+        for (int i = 0; i < iterations; i++) {
+            Runnable[] both = {a, b};
+            for (int k = 0; k < 2; k++) {
+                if (both[k] == null) continue;
+                long c0 = OS.getProcessCpuTime(), t0 = System.nanoTime();
+                both[k].run();
+                wall[k][i] = (System.nanoTime() - t0) / 1e9;
+                cpu[k][i] = (OS.getProcessCpuTime() - c0) / 1e9;
+            }
+        }
+        Seconds first = new Seconds(median(wall[0]), median(cpu[0]));
+        return new Seconds[]{first, b == null ? null : new Seconds(median(wall[1]), median(cpu[1]))};
+    }
+
     private static double median(double[] t) {
         Arrays.sort(t);
         int n = t.length;
