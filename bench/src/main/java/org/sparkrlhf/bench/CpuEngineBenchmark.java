@@ -30,7 +30,7 @@ import java.util.SplittableRandom;
  * cores), --kernels fast|reference (default: the CPU backend's default), --no-peer.
  * Figures are tokens per wall-clock second and tokens per CPU-second of the process (steadier
  * when other work shares the machine); the timed runs of the two engines alternate, so that both
- * see the same load.
+ * see the same load; forward and forward+backward are warmed up by 3 runs each, decode by 1.
  */
 public final class CpuEngineBenchmark {
     private CpuEngineBenchmark() {
@@ -109,7 +109,8 @@ public final class CpuEngineBenchmark {
                         () -> tp.forward(ids, B, T), () -> tp.forwardBackward(ids, B, T),
                         () -> peerTokens[0] = tp.generate(ids, B, T, s.newTokens())};
                 for (int i = 0; i < 3; i++) {
-                    Timing.Seconds[] r = Timing.interleaved(i == 2 ? Math.max(1, iterations / 2) : iterations, mine[i], theirs[i]);
+                    Timing.Seconds[] r = i == 2 ? Timing.interleaved(1, Math.max(1, iterations / 2), mine[i], theirs[i])
+                            : Timing.interleaved(3, iterations, mine[i], theirs[i]);
                     engine[i] = r[0];
                     if (torch != null) torch[i] = r[1];
                 }

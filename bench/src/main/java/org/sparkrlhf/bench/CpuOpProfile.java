@@ -28,6 +28,8 @@ import java.util.TreeMap;
  * </pre>
  */
 public final class CpuOpProfile {
+    private static final com.sun.management.OperatingSystemMXBean PROCESS =
+            (com.sun.management.OperatingSystemMXBean) java.lang.management.ManagementFactory.getOperatingSystemMXBean();
     private static final java.lang.management.ThreadMXBean THREAD_CPU = java.lang.management.ManagementFactory.getThreadMXBean();
 
     private CpuOpProfile() {
@@ -82,11 +84,12 @@ public final class CpuOpProfile {
                     work[w].run();
                     times.clear();
                     on[0] = true;
-                    long t0 = THREAD_CPU.getCurrentThreadCpuTime();
+                    long t0 = THREAD_CPU.getCurrentThreadCpuTime(), p0 = PROCESS.getProcessCpuTime();
                     for (int i = 0; i < iterations; i++) work[w].run();
                     double total = (THREAD_CPU.getCurrentThreadCpuTime() - t0) / 1e9 / iterations;
+                    double process = (PROCESS.getProcessCpuTime() - p0) / 1e9 / iterations;
                     on[0] = false;
-                    System.out.printf("%n== %s: %.4f CPU-s per run%n", names[w], total);
+                    System.out.printf("%n== %s: %.4f CPU-s per run on the calling thread, %.4f in the whole process%n", names[w], total, process);
                     int runs = iterations;
                     times.entrySet().stream().sorted((x, y) -> Long.compare(y.getValue()[0], x.getValue()[0])).forEach(e ->
                             System.out.printf("  %-24s %9.4f s %6.1f%%  (%d calls)%n", e.getKey(), e.getValue()[0] / 1e9 / runs,

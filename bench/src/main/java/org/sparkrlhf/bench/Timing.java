@@ -32,12 +32,16 @@ final class Timing {
     }
 
     /**
-     * Medians of a and of b (b may be null) run in turns, a then b, after a warm-up run of each,
-     * so that both see the same share of a machine whose load changes.
+     * Medians of a and of b (b may be null) run in turns, a then b, after warm-up runs of each
+     * (the JIT compiles the Java engine's kernels during the first runs, on threads whose CPU time
+     * the process's figure counts), so that both see the same share of a machine whose load
+     * changes.
      */
-    static Seconds[] interleaved(int iterations, Runnable a, Runnable b) {
-        a.run();
-        if (b != null) b.run();
+    static Seconds[] interleaved(int warmups, int iterations, Runnable a, Runnable b) {
+        for (int i = 0; i < warmups; i++) {
+            a.run();
+            if (b != null) b.run();
+        }
         double[][] wall = new double[2][iterations], cpu = new double[2][iterations];
         for (int i = 0; i < iterations; i++) {
             Runnable[] both = {a, b};

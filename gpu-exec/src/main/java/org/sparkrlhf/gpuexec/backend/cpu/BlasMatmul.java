@@ -24,6 +24,9 @@ final class BlasMatmul implements Matmul {
 
     private final Parallel par;
     private final NativeScratch a = new NativeScratch(), c = new NativeScratch(), g = new NativeScratch();
+    /** The input whose values scratch a holds, and its version then: q, k and v (gate and up) share one. */
+    private CpuTensor staged;
+    private long stagedVersion;
 
     BlasMatmul(Parallel par) {
         this.par = par;
@@ -36,11 +39,12 @@ final class BlasMatmul implements Matmul {
     @Override
     public void forward(CpuTensor out, CpuTensor in, CpuTensor weight, float[] bias, int N, int IC, int OC) {
         FloatPointer w = weight.nativeMirror();
+        boolean fresh = isStaged(in);
         FloatPointer ap = a.get((long) N * IC), cp = c.get((long) N * OC);
         float[] x = in.read(), o = out.write();
         if (N <= FEW_ROWS) {
             // out^T [OC, N] = W [OC, IC] in^T, in blocks of weight rows, then transposed into out
-            ap.put(x, 0, N * IC);
+            if (!fresh) ap.put(x, 0, N * IC);
             par.blocks(OC, (c0, c1) -> {
                 FloatPointer cb = cp.getPointer((long) c0 * N);
                 OpenBlas.sgemm(false, true, c1 - c0, N, IC, 1f, w.getPointer((long) c0 * IC), IC, ap, IC, 0f, cb, N);
@@ -57,19 +61,31 @@ final class BlasMatmul implements Matmul {
         } else if (rowBlocks(N)) {
             par.blocks(N, (r0, r1) -> {
                 int rows = r1 - r0;
-                FloatPointer ab = ap.getPointer((long) r0 * IC).put(x, r0 * IC, rows * IC);
+                FloatPointer ab = ap.getPointer((long) r0 * IC);
+                if (!fresh) ab.put(x, r0 * IC, rows * IC);
                 FloatPointer cb = cp.getPointer((long) r0 * OC);
                 OpenBlas.sgemm(false, true, rows, OC, IC, 1f, ab, IC, w, IC, 0f, cb, OC);
                 cb.get(o, r0 * OC, rows * OC);
                 addBias(o, bias, r0, r1, OC);
             });
         } else {
-            ap.put(x, 0, N * IC);
+            if (!fresh) ap.put(x, 0, N * IC);
             par.blocks(OC, (c0, c1) -> OpenBlas.sgemm(false, true, N, c1 - c0, IC, 1f, ap, IC,
                     w.getPointer((long) c0 * IC), IC, 0f, cp.getPointer(c0), OC));
             cp.get(o, 0, N * OC);
             addBias(o, bias, 0, N, OC);
         }
+        markStaged(in);
+    }
+
+    /** Whether scratch a already holds in's current values. */
+    private boolean isStaged(CpuTensor in) {
+        return staged == in && stagedVersion == in.version();
+    }
+
+    private void markStaged(CpuTensor in) {
+        staged = in;
+        stagedVersion = in.version();
     }
 
     private static void addBias(float[] o, float[] bias, int r0, int r1, int OC) {
@@ -102,7 +118,9 @@ final class BlasMatmul implements Matmul {
         }
         if (dWeight != null) {
             // dW [OC, IC] += dOut^T [OC, N] @ in [N, IC], in blocks of rows of dW
-            FloatPointer ap = a.get((long) N * IC).put(in.read(), 0, N * IC);
+            FloatPointer ap = a.get((long) N * IC);
+            if (!isStaged(in)) ap.put(in.read(), 0, N * IC);
+            markStaged(in);
             FloatPointer cp = c.get((long) OC * IC);
             float[] dw = dWeight.write();
             par.blocks(OC, (o0, o1) -> {
@@ -128,6 +146,7 @@ final class BlasMatmul implements Matmul {
 
     @Override
     public void close() {
+        staged = null;
         a.free();
         c.free();
         g.free();

@@ -48,6 +48,11 @@ final class CpuTensor implements Tensor {
         return shape;
     }
 
+    /** Bumped by every {@link #write}: equal versions mean equal contents. */
+    long version() {
+        return version;
+    }
+
     int size() {
         return dtype == DType.I32 ? ints.length : floats.length;
     }

@@ -25,6 +25,7 @@ final class FastDecodeAttention {
         }
         par.range(B * H, (long) S * D * 2, (lo, hi) -> {
             float[] scores = new float[S], keep = new float[S], r = new float[S], kk = new float[S], tmp = new float[S];
+            float[] acc = new float[D], row = new float[D];
             for (int bh = lo; bh < hi; bh++) {
                 int b = bh / H, h = bh % H, kh = h / group;
                 int t = slots[b], m = b * S;
@@ -65,12 +66,15 @@ final class FastDecodeAttention {
                 for (int i = 0; i < n; i++) r[i] *= kk[i];
                 System.arraycopy(r, 0, scores, j0, n);
                 float inv = 1f / FastExp.sum(scores, j0, n);
+                // out += p_j v_j, summed in acc from index 0 so that the JIT vectorises it
+                Arrays.fill(acc, 0f);
                 for (j = j0; j <= t; j++) {
                     float p = scores[j] * inv;
                     if (p == 0f) continue;
-                    int vo = (m + j) * kvStride + kh * D;
-                    for (int d = 0; d < D; d++) out[qo + d] += p * vc[vo + d];
+                    System.arraycopy(vc, (m + j) * kvStride + kh * D, row, 0, D);
+                    for (int d = 0; d < D; d++) acc[d] += p * row[d];
                 }
+                System.arraycopy(acc, 0, out, qo, D);
             }
         });
     }
