@@ -4,7 +4,7 @@ import java.lang.management.ManagementFactory;
 import java.util.Arrays;
 
 /**
- * Median wall time and median process CPU time of repeated runs after a warm-up run. CPU time
+ * Median wall time and median process CPU time of repeated runs after warm-up runs. CPU time
  * (all threads of the process, native ones included) is the steadier figure on a shared machine:
  * it does not count the time other processes hold the cores.
  */
@@ -17,18 +17,6 @@ final class Timing {
             (com.sun.management.OperatingSystemMXBean) ManagementFactory.getOperatingSystemMXBean();
 
     private Timing() {
-    }
-
-    static Seconds median(int iterations, Runnable body) {
-        body.run();
-        double[] wall = new double[iterations], cpu = new double[iterations];
-        for (int i = 0; i < iterations; i++) {
-            long c0 = OS.getProcessCpuTime(), t0 = System.nanoTime();
-            body.run();
-            wall[i] = (System.nanoTime() - t0) / 1e9;
-            cpu[i] = (OS.getProcessCpuTime() - c0) / 1e9;
-        }
-        return new Seconds(median(wall), median(cpu));
     }
 
     /**

@@ -93,9 +93,10 @@ class FastCpuKernelsTest {
     @ParameterizedTest
     @ValueSource(ints = {1, 2})
     void matmulForwardAndBackwardMatchTheReference(int threads) {
-        // rows: one (decode), few (out^T path), between (blocks of columns with two threads), many (blocks of rows)
-        for (int N : new int[]{1, 7, 40, 200}) {
-            int IC = 96, OC = 136;
+        // rows: one (decode), few (the out^T path), more; with two threads the products are cut
+        // by rows or by columns depending on which operand is smaller, so both orders of IC and OC
+        for (int[] shape : new int[][]{{1, 96, 136}, {7, 96, 136}, {40, 96, 136}, {200, 96, 136}, {200, 136, 96}, {40, 136, 96}}) {
+            int N = shape[0], IC = shape[1], OC = shape[2];
             float[] x = gaussian(N * IC, N, 1), w = gaussian(OC * IC, 2, 0.1), bias = gaussian(OC, 3, 1);
             float[] g = gaussian(N * OC, 4, 1), dx0 = gaussian(N * IC, 5, 1), dw0 = gaussian(OC * IC, 6, 1), db0 = gaussian(OC, 7, 1);
             same("matmul N=" + N, threads, 1e-5, b -> {

@@ -6,14 +6,14 @@ import org.bytedeco.javacpp.FloatPointer;
  * The products on OpenBLAS's sgemm. A weight is read from its native mirror (copied once per
  * write of the weight, see {@link CpuTensor#nativeMirror}); activations and gradients are staged
  * through native scratch buffers, because JavaCPP would otherwise copy whole Java arrays in and
- * out on every call. A product is cut into as many blocks as the pool has threads: rows of the
- * output when there are enough of them, else columns (a decode step's few rows), each block one
- * single-threaded sgemm. A forward over few rows computes out^T = W in^T and transposes it back:
- * OpenBLAS streams the weight about 1.5x faster that way round (measured on its Zen kernels).
+ * out on every call. With several threads a product is cut into one block per thread, each one
+ * single-threaded sgemm: blocks of the output's rows or of its columns, whichever leaves the
+ * smaller operand to be read (and packed by OpenBLAS) by every block (rows: all of the right-hand
+ * operand; columns: all of the left-hand one). A forward over few rows computes out^T = W in^T
+ * and transposes it back: OpenBLAS streams the weight about 1.5x faster that way round (measured
+ * on its Zen kernels).
  */
 final class BlasMatmul implements Matmul {
-    /** Fewest output rows per thread for which blocks of rows beat blocks of columns. */
-    private static final int MIN_ROWS = 32;
     /** Most rows for which a forward computes out^T = W in^T (decode steps). */
     private static final int FEW_ROWS = 32;
     /** Floats moved per step when adding a native result into a Java array. */
@@ -32,8 +32,12 @@ final class BlasMatmul implements Matmul {
         this.par = par;
     }
 
-    private boolean rowBlocks(int rows) {
-        return par.threads() == 1 || rows >= MIN_ROWS * par.threads();
+    /**
+     * Whether a product C [m, n] = L [m, k] R [k, n] is cut into blocks of rows (each block reads
+     * all of R, k x n) rather than of columns (each reads all of L, m x k).
+     */
+    private boolean rowBlocks(int m, int n) {
+        return par.threads() == 1 || n <= m;
     }
 
     @Override
@@ -58,7 +62,7 @@ final class BlasMatmul implements Matmul {
                 }
             });
             addBias(o, bias, 0, N, OC);
-        } else if (rowBlocks(N)) {
+        } else if (rowBlocks(N, OC)) {
             par.blocks(N, (r0, r1) -> {
                 int rows = r1 - r0;
                 FloatPointer ab = ap.getPointer((long) r0 * IC);
@@ -104,7 +108,7 @@ final class BlasMatmul implements Matmul {
             FloatPointer w = weight.nativeMirror();
             FloatPointer cp = c.get((long) N * IC);
             float[] dx = dIn.write();
-            if (rowBlocks(N)) {
+            if (rowBlocks(N, IC)) {
                 par.blocks(N, (r0, r1) -> {
                     FloatPointer cb = cp.getPointer((long) r0 * IC);
                     OpenBlas.sgemm(false, false, r1 - r0, IC, OC, 1f, gp.getPointer((long) r0 * OC), OC, w, IC, 0f, cb, IC);
@@ -113,21 +117,27 @@ final class BlasMatmul implements Matmul {
             } else {
                 par.blocks(IC, (c0, c1) -> OpenBlas.sgemm(false, false, N, c1 - c0, OC, 1f, gp, OC,
                         w.getPointer(c0), IC, 0f, cp.getPointer(c0), IC));
-                addInto(dx, 0, cp, N * IC);
+                par.blocks(N, (r0, r1) -> addInto(dx, r0 * IC, cp.getPointer((long) r0 * IC), (r1 - r0) * IC));
             }
         }
         if (dWeight != null) {
-            // dW [OC, IC] += dOut^T [OC, N] @ in [N, IC], in blocks of rows of dW
+            // dW [OC, IC] += dOut^T [OC, N] @ in [N, IC]
             FloatPointer ap = a.get((long) N * IC);
             if (!isStaged(in)) ap.put(in.read(), 0, N * IC);
             markStaged(in);
             FloatPointer cp = c.get((long) OC * IC);
             float[] dw = dWeight.write();
-            par.blocks(OC, (o0, o1) -> {
-                FloatPointer cb = cp.getPointer((long) o0 * IC);
-                OpenBlas.sgemm(true, false, o1 - o0, IC, N, 1f, gp.getPointer(o0), OC, ap, IC, 0f, cb, IC);
-                addInto(dw, o0 * IC, cb, (o1 - o0) * IC);
-            });
+            if (rowBlocks(OC, IC)) {
+                par.blocks(OC, (o0, o1) -> {
+                    FloatPointer cb = cp.getPointer((long) o0 * IC);
+                    OpenBlas.sgemm(true, false, o1 - o0, IC, N, 1f, gp.getPointer(o0), OC, ap, IC, 0f, cb, IC);
+                    addInto(dw, o0 * IC, cb, (o1 - o0) * IC);
+                });
+            } else {
+                par.blocks(IC, (c0, c1) -> OpenBlas.sgemm(true, false, OC, c1 - c0, N, 1f, gp, OC,
+                        ap.getPointer(c0), IC, 0f, cp.getPointer(c0), IC));
+                par.blocks(OC, (o0, o1) -> addInto(dw, o0 * IC, cp.getPointer((long) o0 * IC), (o1 - o0) * IC));
+            }
         }
     }
 
