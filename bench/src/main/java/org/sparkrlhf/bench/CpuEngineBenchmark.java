@@ -26,18 +26,19 @@ import java.util.SplittableRandom;
  *   mvn -B -o -q -pl bench -am package -DskipTests
  *   java -cp bench/target/bench-0.1.0-SNAPSHOT.jar:$(cat bench/target/classpath.txt) org.sparkrlhf.bench.CpuEngineBenchmark
  * </pre>
- * Options: --model 9m|134m (default 9m), --iterations N (default 5), --threads N (default: all
- * cores), --kernels fast|reference (default: the CPU backend's default), --no-peer.
+ * Options: --model 9m|134m (default 9m), --iterations N (default 5), --warmups N (default 3),
+ * --threads N (default: all cores), --kernels fast|reference (default: the CPU backend's
+ * default), --no-peer.
  * Figures are tokens per wall-clock second and tokens per CPU-second of the process (steadier
  * when other work shares the machine); the timed runs of the two engines alternate, so that both
- * see the same load; forward and forward+backward are warmed up by 3 runs each, decode by 1.
+ * see the same load; forward and forward+backward are warmed up by --warmups runs each, decode by 1.
  */
 public final class CpuEngineBenchmark {
     private CpuEngineBenchmark() {
     }
 
     public static void main(String[] args) {
-        int iterations = 5;
+        int iterations = 5, warmups = 3;
         int threads = Runtime.getRuntime().availableProcessors();
         boolean peer = true;
         String modelName = "9m";
@@ -45,12 +46,13 @@ public final class CpuEngineBenchmark {
         for (int i = 0; i < args.length; i++) {
             switch (args[i]) {
                 case "--iterations" -> iterations = Integer.parseInt(args[++i]);
+                case "--warmups" -> warmups = Integer.parseInt(args[++i]);
                 case "--threads" -> threads = Integer.parseInt(args[++i]);
                 case "--no-peer" -> peer = false;
                 case "--model" -> modelName = args[++i];
                 case "--kernels" -> kernels = CpuKernels.valueOf(args[++i].toUpperCase(java.util.Locale.ROOT));
                 default -> {
-                    System.err.println("usage: CpuEngineBenchmark [--model 9m|134m] [--iterations N] [--threads N] [--kernels fast|reference] [--no-peer]");
+                    System.err.println("usage: CpuEngineBenchmark [--model 9m|134m] [--iterations N] [--warmups N] [--threads N] [--kernels fast|reference] [--no-peer]");
                     System.exit(2);
                 }
             }
@@ -110,7 +112,7 @@ public final class CpuEngineBenchmark {
                         () -> peerTokens[0] = tp.generate(ids, B, T, s.newTokens())};
                 for (int i = 0; i < 3; i++) {
                     Timing.Seconds[] r = i == 2 ? Timing.interleaved(1, Math.max(1, iterations / 2), mine[i], theirs[i])
-                            : Timing.interleaved(3, iterations, mine[i], theirs[i]);
+                            : Timing.interleaved(warmups, iterations, mine[i], theirs[i]);
                     engine[i] = r[0];
                     if (torch != null) torch[i] = r[1];
                 }
