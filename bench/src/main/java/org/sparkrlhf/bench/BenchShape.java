@@ -6,6 +6,15 @@ import org.sparkrlhf.gpuexec.model.ModelConfig;
 record BenchShape(int vocab, int hidden, int intermediate, int layers, int heads, int kvHeads,
                   int batch, int seq, int newTokens, int iterations) {
 
+    /** The benchmarks' models: 9m (8.94M parameters) and 134m (the GPU benchmark's 134M LLaMA). */
+    static BenchShape named(String name, int iterations) {
+        return switch (name) {
+            case "9m" -> new BenchShape(8192, 256, 688, 6, 8, 8, 8, 64, 64, iterations);
+            case "134m" -> new BenchShape(32000, 768, 2048, 12, 12, 12, 8, 64, 64, iterations);
+            default -> throw new IllegalArgumentException("model " + name + ": expected 9m or 134m");
+        };
+    }
+
     ModelConfig config() {
         return ModelConfig.llama(vocab, hidden, intermediate, layers, heads, kvHeads, Math.max(1024, seq + newTokens));
     }

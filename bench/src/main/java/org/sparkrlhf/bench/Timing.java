@@ -4,7 +4,7 @@ import java.lang.management.ManagementFactory;
 import java.util.Arrays;
 
 /**
- * Median wall time and median process CPU time of repeated runs after a warm-up run. CPU time
+ * Median wall time and median process CPU time of repeated runs after warm-up runs. CPU time
  * (all threads of the process, native ones included) is the steadier figure on a shared machine:
  * it does not count the time other processes hold the cores.
  */
@@ -19,16 +19,30 @@ final class Timing {
     private Timing() {
     }
 
-    static Seconds median(int iterations, Runnable body) {
-        body.run();
-        double[] wall = new double[iterations], cpu = new double[iterations];
-        for (int i = 0; i < iterations; i++) {
-            long c0 = OS.getProcessCpuTime(), t0 = System.nanoTime();
-            body.run();
-            wall[i] = (System.nanoTime() - t0) / 1e9;
-            cpu[i] = (OS.getProcessCpuTime() - c0) / 1e9;
+    /**
+     * Medians of a and of b (b may be null) run in turns, a then b, after warm-up runs of each
+     * (the JIT compiles the Java engine's kernels during the first runs, on threads whose CPU time
+     * the process's figure counts), so that both see the same share of a machine whose load
+     * changes.
+     */
+    static Seconds[] interleaved(int warmups, int iterations, Runnable a, Runnable b) {
+        for (int i = 0; i < warmups; i++) {
+            a.run();
+            if (b != null) b.run();
         }
-        return new Seconds(median(wall), median(cpu));
+        double[][] wall = new double[2][iterations], cpu = new double[2][iterations];
+        for (int i = 0; i < iterations; i++) {
+            Runnable[] both = {a, b};
+            for (int k = 0; k < 2; k++) {
+                if (both[k] == null) continue;
+                long c0 = OS.getProcessCpuTime(), t0 = System.nanoTime();
+                both[k].run();
+                wall[k][i] = (System.nanoTime() - t0) / 1e9;
+                cpu[k][i] = (OS.getProcessCpuTime() - c0) / 1e9;
+            }
+        }
+        Seconds first = new Seconds(median(wall[0]), median(cpu[0]));
+        return new Seconds[]{first, b == null ? null : new Seconds(median(wall[1]), median(cpu[1]))};
     }
 
     private static double median(double[] t) {

@@ -2,30 +2,41 @@ package org.sparkrlhf.gpuexec.model;
 
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
-import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.params.ParameterizedTest;
-import org.junit.jupiter.params.provider.ValueSource;
+import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.EnumSource;
+import org.junit.jupiter.params.provider.MethodSource;
 import org.sparkrlhf.gpuexec.Fixtures;
 import org.sparkrlhf.gpuexec.backend.cpu.CpuBackend;
+import org.sparkrlhf.gpuexec.backend.cpu.CpuKernels;
 import org.sparkrlhf.gpuexec.checkpoint.SafeTensorsFile;
+
+import java.util.Arrays;
+import java.util.EnumMap;
+import java.util.Map;
+import java.util.stream.Stream;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-/** The engine against what HF transformers computed for the three fixture models. */
+/** The engine, with the fast and the reference CPU kernels, against what HF transformers computed for the three fixture models. */
 @Timeout(120)
 class FixtureModelTest {
-    static CpuBackend backend;
+    static final Map<CpuKernels, CpuBackend> BACKENDS = new EnumMap<>(CpuKernels.class);
 
     @BeforeAll
     static void start() {
-        backend = new CpuBackend();
+        for (CpuKernels k : CpuKernels.values()) BACKENDS.put(k, new CpuBackend(2, k));
     }
 
     @AfterAll
     static void stop() {
-        backend.close();
+        BACKENDS.values().forEach(CpuBackend::close);
+    }
+
+    static Stream<Arguments> modelsAndKernels() {
+        return Stream.of("tiny-llama", "tiny-qwen2").flatMap(n -> Arrays.stream(CpuKernels.values()).map(k -> Arguments.of(n, k)));
     }
 
     static Batch batch(SafeTensorsFile e) {
@@ -34,8 +45,9 @@ class FixtureModelTest {
     }
 
     @ParameterizedTest
-    @ValueSource(strings = {"tiny-llama", "tiny-qwen2"})
-    void logitsLogprobsLossAndGradientsMatchTransformers(String name) {
+    @MethodSource("modelsAndKernels")
+    void logitsLogprobsLossAndGradientsMatchTransformers(String name, CpuKernels kernels) {
+        CpuBackend backend = BACKENDS.get(kernels);
         SafeTensorsFile e = Fixtures.expected(name);
         Batch batch = batch(e);
         try (LlamaModel model = LlamaModel.load(backend, Fixtures.dir(name))) {
@@ -58,12 +70,14 @@ class FixtureModelTest {
 
             model.zeroGradients();
             model.backward(loss.dLogprobs(), null);
-            checkGradients(name, e, model);
+            checkGradients(name, e, model, backend);
         }
     }
 
-    @Test
-    void rewardScoresAndGradientsMatchTransformers() {
+    @ParameterizedTest
+    @EnumSource(CpuKernels.class)
+    void rewardScoresAndGradientsMatchTransformers(CpuKernels kernels) {
+        CpuBackend backend = BACKENDS.get(kernels);
         String name = "tiny-llama-reward";
         SafeTensorsFile e = Fixtures.expected(name);
         Batch batch = batch(e);
@@ -73,13 +87,15 @@ class FixtureModelTest {
             assertTrue(d < 1e-4, "scores differ by " + d);
             model.zeroGradients();
             model.backwardScores(new float[]{1f, 1f});
-            checkGradients(name, e, model);
+            checkGradients(name, e, model, backend);
         }
     }
 
     /** A critic's per-position values: the value head read at the reward rows gives the reward and its gradients. */
-    @Test
-    void valueHeadAgreesWithTheRewardAtTheScoredPositions() {
+    @ParameterizedTest
+    @EnumSource(CpuKernels.class)
+    void valueHeadAgreesWithTheRewardAtTheScoredPositions(CpuKernels kernels) {
+        CpuBackend backend = BACKENDS.get(kernels);
         String name = "tiny-llama-reward";
         SafeTensorsFile e = Fixtures.expected(name);
         Batch batch = batch(e);
@@ -95,11 +111,11 @@ class FixtureModelTest {
             }
             model.zeroGradients();
             model.backwardValues(dValues);
-            checkGradients(name, e, model);
+            checkGradients(name, e, model, backend);
         }
     }
 
-    static void checkGradients(String name, SafeTensorsFile e, LlamaModel model) {
+    static void checkGradients(String name, SafeTensorsFile e, LlamaModel model, CpuBackend backend) {
         int checked = 0;
         for (LlamaWeights.Spec s : model.parameters().specs()) {
             float[] expected = e.readFloats("grad." + s.name());

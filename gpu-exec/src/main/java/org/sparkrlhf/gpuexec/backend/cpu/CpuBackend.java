@@ -10,35 +10,73 @@ import java.util.Arrays;
 import java.util.concurrent.ForkJoinPool;
 
 /**
- * The reference backend: pure Java, fp32 compute, parallel loops over rows, heads or tiles on one
- * ForkJoinPool. Every op checks the shapes it is given. Like a device stream, a backend takes ops
- * from one thread at a time (models on different threads use different backends).
+ * The CPU backend: fp32 compute, parallel loops over rows, heads or tiles on one ForkJoinPool.
+ * Every op checks the shapes it is given. Like a device stream, a backend takes ops from one
+ * thread at a time (models on different threads use different backends).
+ *
+ * <p>Two kernel sets ({@link CpuKernels}): FAST runs matrix products on OpenBLAS and is what runs
+ * use; REFERENCE is pure Java, the reference the fast kernels are tested against. Threads: the
+ * default constructor shares one pool per JVM of {@value #THREADS_PROPERTY} threads (default: the
+ * available cores), so that the tasks of a Spark executor together never run more; OpenBLAS
+ * itself runs single-threaded inside the pool's threads.
  */
 public final class CpuBackend implements Backend {
+    /** The system property that sizes the JVM's shared CPU engine pool. */
+    public static final String THREADS_PROPERTY = "sparkrlhf.cpu.threads";
+
     private static ForkJoinPool sharedPool;
 
     private final ForkJoinPool pool;
     private final boolean ownsPool;
     private final Parallel par;
+    private final CpuKernels kernels;
+    private final Matmul matmul;
+    /** The fast kernels' attention (null with the reference kernels). */
+    private final BlasAttention blasAttention;
 
-    /** A backend on a pool shared by all default CPU backends of this JVM, one thread per core. */
+    /** A backend with the default kernels on the pool shared by all default CPU backends of this JVM. */
     public CpuBackend() {
-        this.pool = shared();
-        this.ownsPool = false;
-        this.par = new Parallel(pool);
+        this(shared(), false, CpuKernels.defaultKernels());
     }
 
-    /** A backend on its own pool of {@code threads} threads (closed with the backend). */
+    /** A backend with the default kernels on its own pool of {@code threads} threads (closed with the backend). */
     public CpuBackend(int threads) {
-        if (threads < 1) throw new IllegalArgumentException("threads must be >= 1, got " + threads);
-        this.pool = new ForkJoinPool(threads);
-        this.ownsPool = true;
+        this(threads, CpuKernels.defaultKernels());
+    }
+
+    /** A backend with the given kernels on its own pool of {@code threads} threads (closed with the backend). */
+    public CpuBackend(int threads, CpuKernels kernels) {
+        this(ownPool(threads), true, kernels);
+    }
+
+    private CpuBackend(ForkJoinPool pool, boolean ownsPool, CpuKernels kernels) {
+        kernels.requireAvailable();
+        this.pool = pool;
+        this.ownsPool = ownsPool;
         this.par = new Parallel(pool);
+        this.kernels = kernels;
+        this.matmul = kernels == CpuKernels.FAST ? new BlasMatmul(par) : new ReferenceMatmul(par);
+        this.blasAttention = kernels == CpuKernels.FAST ? new BlasAttention(par) : null;
+    }
+
+    private static ForkJoinPool ownPool(int threads) {
+        if (threads < 1) throw new IllegalArgumentException("threads must be >= 1, got " + threads);
+        return new ForkJoinPool(threads);
     }
 
     private static synchronized ForkJoinPool shared() {
         if (sharedPool == null) {
-            sharedPool = new ForkJoinPool(Runtime.getRuntime().availableProcessors(), p -> {
+            int threads = Runtime.getRuntime().availableProcessors();
+            String v = System.getProperty(THREADS_PROPERTY);
+            if (v != null && !v.isBlank()) {
+                try {
+                    threads = Integer.parseInt(v.trim());
+                } catch (NumberFormatException e) {
+                    threads = 0;
+                }
+                if (threads < 1) throw new IllegalArgumentException("-D" + THREADS_PROPERTY + "=" + v + ": expected a thread count >= 1");
+            }
+            sharedPool = new ForkJoinPool(threads, p -> {
                 var t = ForkJoinPool.defaultForkJoinWorkerThreadFactory.newThread(p);
                 t.setDaemon(true);
                 t.setName("cpu-backend-" + t.getPoolIndex());
@@ -48,17 +86,14 @@ public final class CpuBackend implements Backend {
         return sharedPool;
     }
 
-    /** Transposed activations of a weight-gradient matmul, kept between calls (ops run one at a time). */
-    private final float[][] scratch = new float[2][];
-
-    private float[] scratch(int slot, int size) {
-        if (scratch[slot] == null || scratch[slot].length < size) scratch[slot] = new float[size];
-        return scratch[slot];
+    /** The kernels this backend runs. */
+    public CpuKernels kernels() {
+        return kernels;
     }
 
     @Override
     public String name() {
-        return "cpu(" + par.threads() + " threads)";
+        return "cpu(" + par.threads() + " threads, " + (kernels == CpuKernels.FAST ? "openblas" : "reference") + " kernels)";
     }
 
     // ---------------------------------------------------------------- checks
@@ -236,7 +271,7 @@ public final class CpuBackend implements Backend {
         int N = x.rows();
         require(o.size() == N * OC && o.dim(-1) == OC, "matmul", "out " + o.describe() + " for " + N + " rows of " + OC);
         require(b == null || b.size() == OC, "matmul", "bias " + (b == null ? "" : b.describe()) + " for " + OC + " outputs");
-        Gemm.run(o.write(), x.read(), w.read(), b == null ? null : b.read(), N, IC, OC, false, par);
+        matmul.forward(o, x, w, b == null ? null : b.read(), N, IC, OC);
     }
 
     @Override
@@ -247,23 +282,12 @@ public final class CpuBackend implements Backend {
         int N = x.rows();
         require(x.dim(-1) == IC && g.size() == N * OC, "matmulBackward",
                 "dOut " + g.describe() + ", in " + x.describe() + ", weight " + w.describe() + " disagree");
-        float[] ga = g.read();
-        if (dx != null) {
-            // dIn[n, i] = sum_o dOut[n, o] W[o, i]: rows of dOut against rows of W^T
-            sameSize("matmulBackward dIn", dx, x);
-            Gemm.run(dx.write(), ga, w.transposed(par), null, N, OC, IC, true, par);
-        }
-        if (dw != null) {
-            // dW[o, i] = sum_n dOut[n, o] in[n, i]: rows of dOut^T against rows of in^T
-            sameSize("matmulBackward dWeight", dw, w);
-            float[] gt = scratch(0, N * OC), xt = scratch(1, N * IC);
-            Transpose.run(ga, N, OC, gt, par);
-            Transpose.run(x.read(), N, IC, xt, par);
-            Gemm.run(dw.write(), gt, xt, null, OC, N, IC, true, par);
-        }
+        if (dx != null) sameSize("matmulBackward dIn", dx, x);
+        if (dw != null) sameSize("matmulBackward dWeight", dw, w);
+        matmul.backward(dx, dw, g, x, w, N, IC, OC);
         if (db != null) {
             require(db.size() == OC, "matmulBackward", "dBias " + db.describe() + " for " + OC + " outputs");
-            float[] dba = db.write();
+            float[] dba = db.write(), ga = g.read();
             par.range(OC, N, (lo, hi) -> {
                 for (int o = lo; o < hi; o++) {
                     float s = 0f;
@@ -387,8 +411,13 @@ public final class CpuBackend implements Backend {
         int[] d = attentionDims("attention", qq, kk, vv, m, heads, kvHeads);
         sameSize("attention out", o, qq);
         require(l.size() == d[0] * heads * d[1], "attention", "lse " + l.describe() + " must be [B, heads, T]");
-        Attention.forward(o.write(), l.write(), qq.read(), kk.read(), vv.read(), m.readInts(),
-                d[0], d[1], heads, kvHeads, d[2], slidingWindow, par);
+        if (blasAttention != null) {
+            blasAttention.forward(o.write(), l.write(), qq.read(), kk.read(), vv.read(), m.readInts(),
+                    d[0], d[1], heads, kvHeads, d[2], slidingWindow);
+        } else {
+            Attention.forward(o.write(), l.write(), qq.read(), kk.read(), vv.read(), m.readInts(),
+                    d[0], d[1], heads, kvHeads, d[2], slidingWindow, par);
+        }
     }
 
     @Override
@@ -401,8 +430,13 @@ public final class CpuBackend implements Backend {
         sameSize("attentionBackward dk", dkk, kk);
         sameSize("attentionBackward dv", dvv, vv);
         sameSize("attentionBackward dOut", g, qq);
-        Attention.backward(dqq.write(), dkk.write(), dvv.write(), g.read(), o.read(), l.read(),
-                qq.read(), kk.read(), vv.read(), m.readInts(), d[0], d[1], heads, kvHeads, d[2], slidingWindow, par);
+        if (blasAttention != null) {
+            blasAttention.backward(dqq.write(), dkk.write(), dvv.write(), g.read(), o.read(), l.read(),
+                    qq.read(), kk.read(), vv.read(), m.readInts(), d[0], d[1], heads, kvHeads, d[2], slidingWindow);
+        } else {
+            Attention.backward(dqq.write(), dkk.write(), dvv.write(), g.read(), o.read(), l.read(),
+                    qq.read(), kk.read(), vv.read(), m.readInts(), d[0], d[1], heads, kvHeads, d[2], slidingWindow, par);
+        }
     }
 
     @Override
@@ -411,6 +445,10 @@ public final class CpuBackend implements Backend {
         sameSize("swiglu", o, g);
         sameSize("swiglu", o, u);
         float[] oa = o.write(), ga = g.read(), ua = u.read();
+        if (kernels == CpuKernels.FAST) {
+            FastKernels.swiglu(oa, ga, ua, par);
+            return;
+        }
         par.range(oa.length, 20, (lo, hi) -> {
             for (int i = lo; i < hi; i++) {
                 float x = ga[i];
@@ -426,6 +464,10 @@ public final class CpuBackend implements Backend {
         sameSize("swigluBackward", du, ua);
         sameSize("swigluBackward", g, ga);
         float[] dga = dg.write(), dua = du.write(), go = g.read(), gv = ga.read(), uv = ua.read();
+        if (kernels == CpuKernels.FAST) {
+            FastKernels.swigluBackward(dga, dua, go, gv, uv, par);
+            return;
+        }
         par.range(dga.length, 20, (lo, hi) -> {
             for (int i = lo; i < hi; i++) {
                 float x = gv[i];
@@ -445,6 +487,10 @@ public final class CpuBackend implements Backend {
         sameSize("logSoftmax", o, z);
         int V = z.dim(-1), N = z.rows();
         float[] oa = o.write(), za = z.read();
+        if (kernels == CpuKernels.FAST) {
+            FastKernels.logSoftmax(oa, za, N, V, par);
+            return;
+        }
         par.range(N, V * 3L, (lo, hi) -> {
             for (int n = lo; n < hi; n++) {
                 float l = logSumExp(za, n * V, V);
@@ -469,6 +515,10 @@ public final class CpuBackend implements Backend {
         require(tg.length == N && lp.size() == N && l.size() == N && (e == null || e.size() == N), "tokenLogprobs",
                 "logits " + z.describe() + " need targets, logprobs, lse and entropy of " + N);
         float[] za = z.read(), lpa = lp.write(), la = l.write(), ea = e == null ? null : e.write();
+        if (kernels == CpuKernels.FAST) {
+            FastKernels.tokenLogprobs(lpa, ea, la, za, tg, N, V, par);
+            return;
+        }
         par.range(N, V * 4L, (lo, hi) -> {
             for (int n = lo; n < hi; n++) {
                 int off = n * V;
@@ -498,6 +548,10 @@ public final class CpuBackend implements Backend {
         int V = z.dim(-1), N = z.rows();
         float[] dza = dz.write(), za = z.read(), la = l.read();
         float[] dlpa = dlp == null ? null : dlp.read(), dea = de == null ? null : de.read(), ea = e == null ? null : e.read();
+        if (kernels == CpuKernels.FAST) {
+            FastKernels.tokenLogprobsBackward(dza, dlpa, dea, za, la, ea, tg, N, V, par);
+            return;
+        }
         par.range(N, V * 4L, (lo, hi) -> {
             for (int n = lo; n < hi; n++) {
                 float gl = dlpa == null ? 0f : dlpa[n];
@@ -612,7 +666,11 @@ public final class CpuBackend implements Backend {
         require(qq.size() == B * heads * D, "decodeAttention", "q " + qq.describe() + " for " + B + " x " + heads + " heads of " + D);
         sameSize("decodeAttention out", o, qq);
         require(m.size() == B * S && sl.length == B, "decodeAttention", "cacheMask " + m.describe() + " / slots for cache " + kc.describe());
-        Attention.decode(o.write(), qq.read(), kc.read(), vc.read(), m.readInts(), sl, B, S, heads, kvHeads, D, slidingWindow, par);
+        if (kernels == CpuKernels.FAST) {
+            FastDecodeAttention.decode(o.write(), qq.read(), kc.read(), vc.read(), m.readInts(), sl, B, S, heads, kvHeads, D, slidingWindow, par);
+        } else {
+            Attention.decode(o.write(), qq.read(), kc.read(), vc.read(), m.readInts(), sl, B, S, heads, kvHeads, D, slidingWindow, par);
+        }
     }
 
     @Override
@@ -640,6 +698,8 @@ public final class CpuBackend implements Backend {
 
     @Override
     public void close() {
+        matmul.close();
+        if (blasAttention != null) blasAttention.close();
         if (ownsPool) pool.shutdown();
     }
 }

@@ -1,5 +1,6 @@
 package org.sparkrlhf.gpuexec.backend.cpu;
 
+import org.bytedeco.javacpp.FloatPointer;
 import org.sparkrlhf.gpuexec.backend.DType;
 import org.sparkrlhf.gpuexec.backend.Tensor;
 
@@ -8,8 +9,8 @@ import java.util.Arrays;
 /**
  * A CPU tensor: a float[] for F32 and BF16 (BF16 values are floats rounded to bf16 whenever an op
  * writes them), an int[] for I32. Ops reach the data through {@link #read} and {@link #write};
- * write bumps a version so that derived data (the transposed copy a matmul keeps of a weight)
- * knows when it is stale.
+ * write bumps a version so that derived data (the transposed copy a matmul keeps of a weight,
+ * the native mirror OpenBLAS reads it from) knows when it is stale.
  */
 final class CpuTensor implements Tensor {
     private final DType dtype;
@@ -19,6 +20,8 @@ final class CpuTensor implements Tensor {
     private long version;
     private float[] transposed;
     private long transposedVersion = -1;
+    private FloatPointer mirror;
+    private long mirrorVersion = -1;
 
     CpuTensor(DType dtype, int[] shape) {
         this.dtype = dtype;
@@ -43,6 +46,11 @@ final class CpuTensor implements Tensor {
     @Override
     public int[] shape() {
         return shape;
+    }
+
+    /** Bumped by every {@link #write}: equal versions mean equal contents. */
+    long version() {
+        return version;
     }
 
     int size() {
@@ -86,10 +94,26 @@ final class CpuTensor implements Tensor {
         return transposed;
     }
 
-    void release() {
+    /**
+     * A native copy of this float tensor's values for OpenBLAS, copied again only after the tensor
+     * was written (weights: once per optimizer step).
+     */
+    synchronized FloatPointer nativeMirror() {
+        float[] a = read();
+        if (mirror == null) mirror = new FloatPointer(Math.max(1, a.length));
+        if (mirrorVersion != version) {
+            mirror.position(0).put(a, 0, a.length);
+            mirrorVersion = version;
+        }
+        return mirror.position(0);
+    }
+
+    synchronized void release() {
         floats = null;
         ints = null;
         transposed = null;
+        if (mirror != null) mirror.close();
+        mirror = null;
     }
 
     private String freedOr(String message) {

@@ -2,11 +2,11 @@ package org.sparkrlhf.gpuexec.backend.cpu;
 
 /**
  * C[i, j] (+)= sum_p A[i, p] * B[j, p], with A [m, k] and B [n, k] both row-major (the layout of
- * out = in @ W^T): the one matrix kernel of the CPU backend. A 4 x 4 block of C is summed in
- * sixteen scalar accumulators while A's and B's rows stream through once (plain loops: on the
- * JIT this beats the vectorised axpy order, which is bound by loads and stores of C). C is tiled
- * so that a tile's rows of A and B stay in cache, k in blocks for long rows; each element is
- * summed in increasing p order whatever the tiling.
+ * out = in @ W^T): the one matrix kernel of the reference CPU kernels. A 4 x 4 block of C is
+ * summed in sixteen scalar accumulators while A's and B's rows stream through once (plain loops:
+ * on the JIT this beats the vectorised axpy order, which is bound by loads and stores of C). C is
+ * tiled so that a tile's rows of A and B stay in cache, k in blocks for long rows; each element
+ * is summed in increasing p order whatever the tiling.
  */
 final class Gemm {
     /** Rows of A (rows of C) per tile. */

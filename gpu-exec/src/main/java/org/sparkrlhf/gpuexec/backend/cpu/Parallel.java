@@ -15,6 +15,11 @@ final class Parallel {
         void run(int lo, int hi);
     }
 
+    /** The body of block {@code part} (of at most {@link #threads()}) of a loop, over [lo, hi). */
+    interface PartBody {
+        void run(int part, int lo, int hi);
+    }
+
     private final ForkJoinPool pool;
     private final int threads;
 
@@ -40,16 +45,37 @@ final class Parallel {
             body.run(0, n);
             return;
         }
-        Chunk task = new Chunk(body, n, chunks, 0, chunks);
+        Chunk task = new Chunk((part, lo, hi) -> body.run(lo, hi), n, chunks, 0, chunks);
+        if (java.util.concurrent.ForkJoinTask.getPool() == pool) task.invoke();
+        else pool.invoke(task);
+    }
+
+    /**
+     * Runs body over [0, n) cut into one contiguous block per thread (for kernels such as a
+     * library's matrix product, whose blocks should be few and large).
+     */
+    void blocks(int n, RangeBody body) {
+        parts(n, (part, lo, hi) -> body.run(lo, hi));
+    }
+
+    /** As {@link #blocks}, telling each block its index (for per-block scratch of a kernel). */
+    void parts(int n, PartBody body) {
+        if (n <= 0) return;
+        int parts = Math.min(threads, n);
+        if (parts == 1) {
+            body.run(0, 0, n);
+            return;
+        }
+        Chunk task = new Chunk(body, n, parts, 0, parts);
         if (java.util.concurrent.ForkJoinTask.getPool() == pool) task.invoke();
         else pool.invoke(task);
     }
 
     private static final class Chunk extends RecursiveAction {
-        private final RangeBody body;
+        private final PartBody body;
         private final int n, chunks, c0, c1;
 
-        Chunk(RangeBody body, int n, int chunks, int c0, int c1) {
+        Chunk(PartBody body, int n, int chunks, int c0, int c1) {
             this.body = body;
             this.n = n;
             this.chunks = chunks;
@@ -61,7 +87,7 @@ final class Parallel {
         protected void compute() {
             if (c1 - c0 == 1) {
                 int lo = (int) ((long) n * c0 / chunks), hi = (int) ((long) n * c1 / chunks);
-                if (lo < hi) body.run(lo, hi);
+                if (lo < hi) body.run(c0, lo, hi);
                 return;
             }
             int mid = (c0 + c1) >>> 1;

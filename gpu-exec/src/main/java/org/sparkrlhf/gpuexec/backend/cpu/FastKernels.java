@@ -1,0 +1,133 @@
+package org.sparkrlhf.gpuexec.backend.cpu;
+
+/**
+ * The fast kernels' exp-bound ops (softmax over the vocabulary, SwiGLU), on {@link FastExp} and
+ * loops the JIT vectorises: rows and blocks are copied into scratch arrays at index 0 first,
+ * because the JIT leaves a loop scalar when two arrays are indexed at different offsets (they
+ * might overlap). Same definitions as the reference code in {@link CpuBackend}, sums in a
+ * different order.
+ */
+final class FastKernels {
+    /** Elements per step of the SwiGLU loops: their scratch stays in L1. */
+    private static final int BLOCK = 1024;
+
+    private FastKernels() {
+    }
+
+    /** out = log_softmax(z) per row of V. */
+    static void logSoftmax(float[] out, float[] z, int N, int V, Parallel par) {
+        par.range(N, V * 3L, (lo, hi) -> {
+            float[] e = new float[V], zr = new float[V], tmp = new float[V];
+            for (int n = lo; n < hi; n++) {
+                int off = n * V;
+                System.arraycopy(z, off, zr, 0, V);
+                float l = logSumExp(zr, V, e, tmp);
+                for (int j = 0; j < V; j++) zr[j] -= l;
+                System.arraycopy(zr, 0, out, off, V);
+            }
+        });
+    }
+
+    /** log(sum(exp(zr))) over V values; leaves exp(zr - max) in e. */
+    private static float logSumExp(float[] zr, int V, float[] e, float[] tmp) {
+        float max = FastExp.max(zr, 0, V);
+        System.arraycopy(zr, 0, e, 0, V);
+        FastExp.expInPlace(e, V, max, tmp);
+        return max + (float) Math.log(FastExp.sum(e, 0, V));
+    }
+
+    static void tokenLogprobs(float[] lp, float[] entropy, float[] lse, float[] z, int[] targets, int N, int V, Parallel par) {
+        par.range(N, V * 4L, (lo, hi) -> {
+            float[] e = new float[V], zr = new float[V], tmp = new float[V];
+            for (int n = lo; n < hi; n++) {
+                int off = n * V;
+                if (targets[n] < 0 || targets[n] >= V) {
+                    throw new IllegalArgumentException("tokenLogprobs: target id " + targets[n] + " at row " + n + " outside [0, " + V + ")");
+                }
+                System.arraycopy(z, off, zr, 0, V);
+                float max = FastExp.max(zr, 0, V);
+                System.arraycopy(zr, 0, e, 0, V);
+                FastExp.expInPlace(e, V, max, tmp);
+                float sum = FastExp.sum(e, 0, V);
+                float l = max + (float) Math.log(sum);
+                lse[n] = l;
+                lp[n] = zr[targets[n]] - l;
+                if (entropy != null) {
+                    // H = -sum_j p_j log p_j with p_j = e_j / sum and log p_j = z_j - lse
+                    for (int j = 0; j < V; j++) zr[j] -= l;
+                    entropy[n] = -FastExp.dot(e, 0, zr, 0, V) / sum;
+                }
+            }
+        });
+    }
+
+    static void tokenLogprobsBackward(float[] dz, float[] dLogprobs, float[] dEntropy, float[] z, float[] lse, float[] entropy,
+                                      int[] targets, int N, int V, Parallel par) {
+        par.range(N, V * 4L, (lo, hi) -> {
+            float[] p = new float[V], logp = new float[V], d = new float[V], tmp = new float[V];
+            for (int n = lo; n < hi; n++) {
+                float gl = dLogprobs == null ? 0f : dLogprobs[n];
+                float ge = dEntropy == null ? 0f : dEntropy[n];
+                if (gl == 0f && ge == 0f) continue;
+                int off = n * V;
+                float l = lse[n];
+                System.arraycopy(z, off, p, 0, V);
+                System.arraycopy(dz, off, d, 0, V);
+                if (ge == 0f) {
+                    FastExp.expInPlace(p, V, l, tmp);
+                    for (int j = 0; j < V; j++) d[j] -= gl * p[j];
+                } else {
+                    float h = entropy[n];
+                    for (int j = 0; j < V; j++) logp[j] = p[j] - l;
+                    FastExp.expInPlace(p, V, l, tmp);
+                    for (int j = 0; j < V; j++) d[j] += -gl * p[j] - ge * p[j] * (logp[j] + h);
+                }
+                d[targets[n]] += gl;
+                System.arraycopy(d, 0, dz, off, V);
+            }
+        });
+    }
+
+    /** out = silu(gate) * up. */
+    static void swiglu(float[] out, float[] gate, float[] up, Parallel par) {
+        int blocks = (out.length + BLOCK - 1) / BLOCK;
+        par.range(blocks, BLOCK * 4L, (lo, hi) -> {
+            float[] x = new float[BLOCK], e = new float[BLOCK], u = new float[BLOCK], tmp = new float[BLOCK];
+            for (int blk = lo; blk < hi; blk++) {
+                int i0 = blk * BLOCK, n = Math.min(BLOCK, out.length - i0);
+                System.arraycopy(gate, i0, x, 0, n);
+                System.arraycopy(gate, i0, e, 0, n);
+                System.arraycopy(up, i0, u, 0, n);
+                FastExp.expNegatedInPlace(e, n, tmp);
+                for (int i = 0; i < n; i++) e[i] = x[i] / (1f + e[i]) * u[i];
+                System.arraycopy(e, 0, out, i0, n);
+            }
+        });
+    }
+
+    /** dGate += dOut * up * s (1 + x (1 - s)), dUp += dOut * silu(x), s = sigmoid(x), x = gate. */
+    static void swigluBackward(float[] dGate, float[] dUp, float[] dOut, float[] gate, float[] up, Parallel par) {
+        int blocks = (dGate.length + BLOCK - 1) / BLOCK;
+        par.range(blocks, BLOCK * 6L, (lo, hi) -> {
+            float[] x = new float[BLOCK], s = new float[BLOCK], u = new float[BLOCK], g = new float[BLOCK],
+                    dg = new float[BLOCK], du = new float[BLOCK], tmp = new float[BLOCK];
+            for (int blk = lo; blk < hi; blk++) {
+                int i0 = blk * BLOCK, n = Math.min(BLOCK, dGate.length - i0);
+                System.arraycopy(gate, i0, x, 0, n);
+                System.arraycopy(gate, i0, s, 0, n);
+                System.arraycopy(up, i0, u, 0, n);
+                System.arraycopy(dOut, i0, g, 0, n);
+                System.arraycopy(dGate, i0, dg, 0, n);
+                System.arraycopy(dUp, i0, du, 0, n);
+                FastExp.expNegatedInPlace(s, n, tmp);
+                for (int i = 0; i < n; i++) {
+                    float sg = 1f / (1f + s[i]);
+                    du[i] += g[i] * x[i] * sg;
+                    dg[i] += g[i] * u[i] * sg * (1f + x[i] * (1f - sg));
+                }
+                System.arraycopy(dg, 0, dGate, i0, n);
+                System.arraycopy(du, 0, dUp, i0, n);
+            }
+        });
+    }
+}

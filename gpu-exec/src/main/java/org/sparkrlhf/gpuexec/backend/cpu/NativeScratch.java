@@ -1,0 +1,22 @@
+package org.sparkrlhf.gpuexec.backend.cpu;
+
+import org.bytedeco.javacpp.FloatPointer;
+
+/** A native float buffer that grows to the largest size asked for and is kept between calls. */
+final class NativeScratch {
+    private FloatPointer p;
+
+    /** At least n floats, positioned at 0; the contents are undefined. */
+    FloatPointer get(long n) {
+        if (p == null || p.capacity() < n) {
+            if (p != null) p.close();
+            p = new FloatPointer(Math.max(1, n));
+        }
+        return p.position(0);
+    }
+
+    void free() {
+        if (p != null) p.close();
+        p = null;
+    }
+}

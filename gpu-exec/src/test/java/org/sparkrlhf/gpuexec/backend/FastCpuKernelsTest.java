@@ -1,0 +1,245 @@
+package org.sparkrlhf.gpuexec.backend;
+
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
+import org.sparkrlhf.gpuexec.backend.cpu.CpuBackend;
+import org.sparkrlhf.gpuexec.backend.cpu.CpuKernels;
+import org.sparkrlhf.gpuexec.model.Batch;
+import org.sparkrlhf.gpuexec.model.GenerationResult;
+import org.sparkrlhf.gpuexec.model.Generator;
+import org.sparkrlhf.gpuexec.model.LlamaModel;
+import org.sparkrlhf.gpuexec.model.LlamaWeights;
+import org.sparkrlhf.gpuexec.model.ModelConfig;
+import org.sparkrlhf.gpuexec.model.SftLoss;
+import org.sparkrlhf.gpuexec.model.TokenStats;
+
+import java.util.SplittableRandom;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * The fast CPU kernels (OpenBLAS products, BLAS attention, the vectorisable exp) against the
+ * pure-Java reference kernels: each op on random inputs, with one and two threads (two exercise
+ * the blocks of rows and of columns a product is cut into), and whole models forward, backward
+ * and decoding.
+ */
+@Timeout(120)
+class FastCpuKernelsTest {
+    static CpuBackend reference, fast1, fast2;
+
+    @BeforeAll
+    static void start() {
+        reference = new CpuBackend(1, CpuKernels.REFERENCE);
+        fast1 = new CpuBackend(1, CpuKernels.FAST);
+        fast2 = new CpuBackend(2, CpuKernels.FAST);
+    }
+
+    @AfterAll
+    static void stop() {
+        reference.close();
+        fast1.close();
+        fast2.close();
+    }
+
+    static CpuBackend fast(int threads) {
+        return threads == 1 ? fast1 : fast2;
+    }
+
+    static float[] gaussian(int n, long seed, double std) {
+        SplittableRandom r = new SplittableRandom(seed);
+        float[] v = new float[n];
+        for (int i = 0; i < n; i++) v[i] = (float) (r.nextGaussian() * std);
+        return v;
+    }
+
+    /** Runs the same op on both backends: op gets a backend and uploads, returns what it compares. */
+    interface Op {
+        float[][] run(Backend b);
+    }
+
+    static Tensor floats(Backend b, float[] v, int... shape) {
+        Tensor t = b.allocate(DType.F32, shape);
+        b.upload(t, v);
+        return t;
+    }
+
+    static Tensor ints(Backend b, int[] v, int... shape) {
+        Tensor t = b.allocate(DType.I32, shape);
+        b.upload(t, v);
+        return t;
+    }
+
+    /** Each output of op on the fast backend within tol * max(1, max |reference|) of the reference's. */
+    static void same(String what, int threads, double tol, Op op) {
+        float[][] want = op.run(reference), got = op.run(fast(threads));
+        assertEquals(want.length, got.length);
+        for (int i = 0; i < want.length; i++) {
+            double scale = 1, diff = 0;
+            for (float v : want[i]) scale = Math.max(scale, Math.abs(v));
+            for (int j = 0; j < want[i].length; j++) {
+                assertTrue(Float.isFinite(got[i][j]) == Float.isFinite(want[i][j]), what + " output " + i + " at " + j + ": " + got[i][j] + " vs " + want[i][j]);
+                if (Float.isFinite(want[i][j])) diff = Math.max(diff, Math.abs(got[i][j] - want[i][j]));
+            }
+            assertTrue(diff <= tol * scale, what + " (" + threads + " threads) output " + i + " differs by " + diff + " (largest " + scale + ")");
+        }
+    }
+
+    @ParameterizedTest
+    @ValueSource(ints = {1, 2})
+    void matmulForwardAndBackwardMatchTheReference(int threads) {
+        // rows: one (decode), few (the out^T path), more; with two threads the products are cut
+        // by rows or by columns depending on which operand is smaller, so both orders of IC and OC
+        for (int[] shape : new int[][]{{1, 96, 136}, {7, 96, 136}, {40, 96, 136}, {200, 96, 136}, {200, 136, 96}, {40, 136, 96}}) {
+            int N = shape[0], IC = shape[1], OC = shape[2];
+            float[] x = gaussian(N * IC, N, 1), w = gaussian(OC * IC, 2, 0.1), bias = gaussian(OC, 3, 1);
+            float[] g = gaussian(N * OC, 4, 1), dx0 = gaussian(N * IC, 5, 1), dw0 = gaussian(OC * IC, 6, 1), db0 = gaussian(OC, 7, 1);
+            same("matmul N=" + N, threads, 1e-5, b -> {
+                Tensor out = b.allocate(DType.F32, N, OC), noBias = b.allocate(DType.F32, N, OC);
+                Tensor in = floats(b, x, N, IC), weight = floats(b, w, OC, IC);
+                b.matmul(out, in, weight, floats(b, bias, OC));
+                b.matmul(noBias, in, weight, null);
+                Tensor dx = floats(b, dx0, N, IC), dw = floats(b, dw0, OC, IC), db = floats(b, db0, OC);
+                b.matmulBackward(dx, dw, db, floats(b, g, N, OC), in, weight);
+                return new float[][]{b.download(out), b.download(noBias), b.download(dx), b.download(dw), b.download(db)};
+            });
+        }
+    }
+
+    @Test
+    void aWeightWrittenAfterAProductIsReadAfresh() {
+        // the native mirror of a weight must follow writes (uploads, optimizer steps)
+        int N = 50, IC = 16, OC = 24;
+        same("matmul after a write", 1, 1e-5, b -> {
+            Tensor in = floats(b, gaussian(N * IC, 1, 1), N, IC), weight = floats(b, gaussian(OC * IC, 2, 1), OC, IC);
+            Tensor out = b.allocate(DType.F32, N, OC);
+            b.matmul(out, in, weight, null);
+            b.scale(weight, -0.5f);
+            b.matmul(out, in, weight, null);
+            float[] first = b.download(out);
+            b.upload(weight, gaussian(OC * IC, 3, 1));
+            b.matmul(out, in, weight, null);
+            return new float[][]{first, b.download(out)};
+        });
+    }
+
+    /** Attention inputs: padding on the right of row 0, on the left of row 1 (queries with no key), GQA. */
+    static void attentionCase(int threads, int window) {
+        int B = 2, T = 9, H = 4, KV = 2, D = 8;
+        int[] mask = new int[B * T];
+        for (int t = 0; t < T; t++) {
+            mask[t] = t < 6 ? 1 : 0;
+            mask[T + t] = t >= 3 ? 1 : 0;
+        }
+        float[] q = gaussian(B * T * H * D, 1, 1), k = gaussian(B * T * KV * D, 2, 1), v = gaussian(B * T * KV * D, 3, 1);
+        float[] g = gaussian(B * T * H * D, 4, 1), dq0 = gaussian(q.length, 5, 1), dk0 = gaussian(k.length, 6, 1), dv0 = gaussian(v.length, 7, 1);
+        same("attention window " + window, threads, 1e-5, b -> {
+            Tensor qt = floats(b, q, B, T, H * D), kt = floats(b, k, B, T, KV * D), vt = floats(b, v, B, T, KV * D), m = ints(b, mask, B, T);
+            Tensor out = b.allocate(DType.F32, B, T, H * D), lse = b.allocate(DType.F32, B, H, T);
+            b.attention(out, lse, qt, kt, vt, m, H, KV, window);
+            Tensor dq = floats(b, dq0, B, T, H * D), dk = floats(b, dk0, B, T, KV * D), dv = floats(b, dv0, B, T, KV * D);
+            b.attentionBackward(dq, dk, dv, floats(b, g, B, T, H * D), out, lse, qt, kt, vt, m, H, KV, window);
+            return new float[][]{b.download(out), b.download(lse), b.download(dq), b.download(dk), b.download(dv)};
+        });
+    }
+
+    @ParameterizedTest
+    @ValueSource(ints = {1, 2})
+    void attentionAndItsBackwardMatchTheReference(int threads) {
+        attentionCase(threads, 0);
+        attentionCase(threads, 3);
+    }
+
+    @ParameterizedTest
+    @ValueSource(ints = {1, 2})
+    void decodeAttentionMatchesTheReference(int threads) {
+        int B = 3, S = 13, H = 4, KV = 2, D = 8;
+        float[] q = gaussian(B * H * D, 1, 1), kc = gaussian(B * S * KV * D, 2, 1), vc = gaussian(B * S * KV * D, 3, 1);
+        int[] mask = new int[B * S];
+        for (int i = 0; i < mask.length; i++) mask[i] = i % 5 == 1 ? 0 : 1;
+        int[] slots = {12, 4, 9};
+        for (int window : new int[]{0, 4}) {
+            same("decodeAttention window " + window, threads, 1e-5, b -> {
+                Tensor out = b.allocate(DType.F32, B, H * D);
+                b.decodeAttention(out, floats(b, q, B, H * D), floats(b, kc, B, S, KV * D), floats(b, vc, B, S, KV * D),
+                        ints(b, mask, B, S), ints(b, slots, B), H, KV, window);
+                return new float[][]{b.download(out)};
+            });
+        }
+    }
+
+    @ParameterizedTest
+    @ValueSource(ints = {1, 2})
+    void softmaxLogprobsAndSwigluMatchTheReference(int threads) {
+        int N = 6, V = 1037, I = 2500;
+        float[] z = gaussian(N * V, 1, 3);
+        z[5] = -120f; // below FastExp's clamp: its probability is about 0 either way
+        int[] targets = {0, 5, 1036, 17, 400, 999};
+        float[] gl = gaussian(N, 2, 1), ge = gaussian(N, 3, 1), dz0 = gaussian(N * V, 4, 1);
+        same("logSoftmax, tokenLogprobs", threads, 1e-5, b -> {
+            Tensor logits = floats(b, z, N, V), tg = ints(b, targets, N);
+            Tensor ls = b.allocate(DType.F32, N, V), lp = b.allocate(DType.F32, N), ent = b.allocate(DType.F32, N), lse = b.allocate(DType.F32, N);
+            b.logSoftmax(ls, logits);
+            b.tokenLogprobs(lp, ent, lse, logits, tg);
+            Tensor dz = floats(b, dz0, N, V), dz2 = floats(b, dz0, N, V);
+            b.tokenLogprobsBackward(dz, floats(b, gl, N), floats(b, ge, N), logits, lse, ent, tg);
+            b.tokenLogprobsBackward(dz2, floats(b, gl, N), null, logits, lse, null, tg);
+            return new float[][]{b.download(ls), b.download(lp), b.download(ent), b.download(lse), b.download(dz), b.download(dz2)};
+        });
+        float[] gate = gaussian(I, 5, 4), up = gaussian(I, 6, 1), g = gaussian(I, 7, 1), dg0 = gaussian(I, 8, 1), du0 = gaussian(I, 9, 1);
+        same("swiglu", threads, 1e-5, b -> {
+            Tensor gt = floats(b, gate, I), ut = floats(b, up, I), out = b.allocate(DType.F32, I);
+            b.swiglu(out, gt, ut);
+            Tensor dg = floats(b, dg0, I), du = floats(b, du0, I);
+            b.swigluBackward(dg, du, floats(b, g, I), gt, ut);
+            return new float[][]{b.download(out), b.download(dg), b.download(du)};
+        });
+    }
+
+    /** What a model computed: token logprobs, every parameter's gradient, greedy continuations. */
+    record ModelRun(float[] logprobs, float[][] gradients, int[][] tokens) {
+    }
+
+    /** A small GQA model with random weights: forward with entropies, backward of the SFT loss, greedy decoding. */
+    static ModelRun run(CpuBackend b, int[][] rows) {
+        Batch batch = Batch.rightPadded(rows, 0);
+        try (LlamaModel m = LlamaModel.random(b, ModelConfig.llama(300, 48, 100, 2, 4, 2, 64), DType.F32, 11, 0.1f);
+             Generator gen = new Generator(m)) {
+            TokenStats st = m.forward(batch, true);
+            m.zeroGradients();
+            m.backward(SftLoss.of(batch, st).dLogprobs(), null);
+            float[][] g = new float[m.parameters().specs().size()][];
+            int j = 0;
+            for (LlamaWeights.Spec s : m.parameters().specs()) g[j++] = b.download(m.gradients().get(s.name()));
+            GenerationResult res = gen.generate(rows, Generator.Options.greedy(10, new int[0], 0));
+            return new ModelRun(st.logprobs(), g, res.tokens());
+        }
+    }
+
+    @ParameterizedTest
+    @ValueSource(ints = {1, 2})
+    void aModelsLogprobsGradientsAndGreedyTokensMatchTheReference(int threads) {
+        int[][] rows = new int[5][];
+        SplittableRandom r = new SplittableRandom(3);
+        for (int b = 0; b < rows.length; b++) {
+            rows[b] = new int[12 + 7 * b];
+            for (int t = 0; t < rows[b].length; t++) rows[b][t] = r.nextInt(300);
+        }
+        ModelRun want = run(reference, rows), got = run(fast(threads), rows);
+        double d = 0;
+        for (int i = 0; i < want.logprobs().length; i++) d = Math.max(d, Math.abs(want.logprobs()[i] - got.logprobs()[i]));
+        assertTrue(d < 1e-4, "token logprobs differ by " + d);
+        for (int p = 0; p < want.gradients().length; p++) {
+            double scale = 1e-12, diff = 0;
+            for (float v : want.gradients()[p]) scale = Math.max(scale, Math.abs(v));
+            for (int i = 0; i < want.gradients()[p].length; i++) diff = Math.max(diff, Math.abs(want.gradients()[p][i] - got.gradients()[p][i]));
+            assertTrue(diff <= 1e-3 * scale, "gradient " + p + " differs by " + diff + " (largest " + scale + ")");
+        }
+        for (int b = 0; b < rows.length; b++) assertArrayEquals(want.tokens()[b], got.tokens()[b], "greedy tokens of row " + b);
+    }
+}
