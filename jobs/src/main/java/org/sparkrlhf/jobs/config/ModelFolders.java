@@ -21,26 +21,32 @@ public final class ModelFolders {
         for (ModelConfig model : config.models().values()) {
             String where = config.source() + ": models." + model.role() + ".path: ";
             try {
-                ModelFolderCheck.check(new ModelSource(model.path(), 0).localPath(), use(model.role()),
-                        tokenizer(model.role()));
+                ModelFolderCheck.check(new ModelSource(model.path(), 0).localPath(),
+                        use(model.role(), config.algorithm()), tokenizer(model.role(), config.algorithm()));
             } catch (CheckpointException | UnsupportedOperationException e) {
                 throw new ConfigException(where + e.getMessage(), e);
             }
         }
     }
 
-    /** How the run loads a role: the critic gets a value head, the reward model keeps its score head. */
-    static Use use(String role) {
+    /**
+     * How the run loads a role: the critic gets a value head, the reward model keeps its score head;
+     * the reward model that RW trains may also start from a causal LM, which gets a fresh score head.
+     */
+    static Use use(String role, Algorithm algorithm) {
         return switch (role) {
             case "actor", "ref" -> Use.CAUSAL_LM;
             case "critic" -> Use.VALUE;
-            case "reward" -> Use.SCORE;
+            case "reward" -> algorithm == Algorithm.RW ? Use.VALUE : Use.SCORE;
             default -> throw new IllegalArgumentException("unknown model role '" + role + "'");
         };
     }
 
-    /** The driver tokenizes prompts and decodes responses with the actor's tokenizer; the other roles read its tokens. */
-    static boolean tokenizer(String role) {
-        return role.equals("actor");
+    /**
+     * The driver tokenizes prompts and decodes responses with the trained model's tokenizer (the
+     * actor's; RW's reward model's); the other roles read its tokens.
+     */
+    static boolean tokenizer(String role, Algorithm algorithm) {
+        return role.equals(algorithm.trainedRole());
     }
 }
