@@ -94,7 +94,10 @@ public final class RunDriver {
         Path tokenizerDir = modelDir(config, spec.tokenizerRole());
         SpecialTokens special = SpecialTokens.read(tokenizerDir);
         TrainingData data = spec.data(spark, config, tokenizerDir, special, output);
-        progress.printf("%s: %s, %d iterations%n", graph.algorithm(), data.describe(), config.iterations());
+        String rewards = config.reward() == null ? ""
+                : config.reward().fromModel() ? ", rewards from the reward model " + config.models().get("reward").path()
+                : ", rewards from the reward function " + config.reward().function();
+        progress.printf("%s: %s%s, %d iterations%n", graph.algorithm(), data.describe(), rewards, config.iterations());
 
         RunCheckpoints checkpoints = new RunCheckpoints(output.toUri().toString(), new Configuration());
         Optional<RunCheckpoints.Checkpoint> resumed = checkpoints.resume(config, data.size(), resume, progress);
