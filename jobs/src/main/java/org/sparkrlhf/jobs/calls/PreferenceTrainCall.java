@@ -138,17 +138,9 @@ public final class PreferenceTrainCall implements RankFunction<PreferenceTrainCa
         TrainStep.Result step = TrainStep.step(replica, context.dataGroup(), model -> pairs == 0 ? 0.0
                 : loss(model, slice, batches, starts, refChosen, refRejected, weights, pairLosses, margins));
         Replicas.advanced(slice.role(), slice.version(), context.layoutKey(), context.rank(), replica);
-        int correct = 0;
-        double marginSum = 0;
-        for (float m : margins) {
-            marginSum += m;
-            if (m > 0) {
-                correct++;
-            }
-        }
-        return new Result(step.loss(), step.step().gradNorm(), replica.version(), pairs,
-                pairs == 0 ? 0f : (float) correct / pairs, pairs == 0 ? 0f : (float) (marginSum / pairs), pairLosses,
-                margins, groupSums, groupPairs, groups == null ? null : groups.state());
+        float[] figures = PairFigures.ofMargins(margins);
+        return new Result(step.loss(), step.step().gradNorm(), replica.version(), pairs, figures[0], figures[1],
+                pairLosses, margins, groupSums, groupPairs, groups == null ? null : groups.state());
     }
 
     /** Each row's summed response log-prob under the current policy, forward only, in the micro-batches (pipelined on a shard). */

@@ -62,16 +62,8 @@ public final class RewardTrainCall implements RankFunction<RewardTrainCall.Slice
             return loss;
         });
         Replicas.advanced(slice.role(), slice.version(), context.layoutKey(), context.rank(), replica);
-        int correct = 0;
-        double sum = 0;
-        for (float m : margins) {
-            sum += m;
-            if (m > 0) {
-                correct++;
-            }
-        }
-        return new Result(step.loss(), step.step().gradNorm(), replica.version(), pairs,
-                pairs == 0 ? 0f : (float) correct / pairs, pairs == 0 ? 0f : (float) (sum / pairs));
+        float[] figures = PairFigures.ofMargins(margins);
+        return new Result(step.loss(), step.step().gradNorm(), replica.version(), pairs, figures[0], figures[1]);
     }
 
     /**
