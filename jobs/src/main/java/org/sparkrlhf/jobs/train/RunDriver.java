@@ -11,6 +11,7 @@ import org.sparkrlhf.jobs.calls.ModelSource;
 import org.sparkrlhf.jobs.checkpoint.RunCheckpoints;
 import org.sparkrlhf.jobs.checkpoint.RunState;
 import org.sparkrlhf.jobs.config.RunConfig;
+import org.sparkrlhf.jobs.graph.CallSpan;
 import org.sparkrlhf.jobs.graph.IterationDriver;
 import org.sparkrlhf.jobs.graph.Keys;
 import org.sparkrlhf.jobs.graph.RunContext;
@@ -50,7 +51,8 @@ import java.util.Optional;
  *
  * <p>Figures every algorithm gets, defined once here: {@code seconds/<call>} (a call's stage),
  * {@code seconds/realloc} (moving models between layouts), {@code seconds/<hook>},
- * {@code seconds/iteration} (wall), {@code tokens_per_second} (prompt and response tokens of the
+ * {@code seconds/iteration} (wall), {@code timeline/<call or hook>/start} and {@code .../end} (seconds
+ * from the iteration's start), {@code tokens_per_second} (prompt and response tokens of the
  * iteration's sequences per wall second), and {@code loss/<role>}, {@code grad_norm/<role>} and the
  * loss's own figures ({@code <figure>/<role>}) of each train call.
  */
@@ -157,6 +159,11 @@ public final class RunDriver {
                     line.append(String.format(" | %s %.2f s", e.getKey(), e.getValue()));
                 }
                 rows.add(new MetricRow("seconds/iteration", wall, now));
+                // when each call and hook ran, in seconds from the iteration's start (the run's timeline)
+                for (CallSpan span : keys.schedule()) {
+                    rows.add(new MetricRow("timeline/" + span.name() + "/start", (span.startNanos() - start) / 1e9, now));
+                    rows.add(new MetricRow("timeline/" + span.name() + "/end", (span.endNanos() - start) / 1e9, now));
+                }
                 double tokensPerSecond = tokens(graph, keys) / wall;
                 rows.add(new MetricRow("tokens_per_second", tokensPerSecond, now));
                 line.append(String.format(" | %.0f tokens/s", tokensPerSecond));

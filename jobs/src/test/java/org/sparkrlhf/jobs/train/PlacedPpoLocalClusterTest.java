@@ -151,16 +151,16 @@ class PlacedPpoLocalClusterTest {
                     assertTrue(plans.get(0).calls().stream().anyMatch(c -> c.call().equals(call)),
                             call + " in " + plans.get(0).calls());
                 }
-                // reward_inf and ref_inf, on disjoint devices, were both running at one time ...
+                // reward_inf and ref_inf, on disjoint devices, were both running at one time (the runtime's
+                // own timeline: Spark's job events can miss an overlap of calls this short) ...
+                assertTrue(p.get("timeline/reward_inf/start") < p.get("timeline/ref_inf/end")
+                        && p.get("timeline/ref_inf/start") < p.get("timeline/reward_inf/end"), p.toString());
+                // and critic_inf, on reward_inf's devices, waited for it
+                assertTrue(p.get("timeline/critic_inf/start") >= p.get("timeline/reward_inf/end"), p.toString());
                 int rewardStart = events.indexOf("start reward_inf iteration " + i + " (ppo, dp1.tp2.pp1)");
                 int refStart = events.indexOf("start ref_inf iteration " + i + " (ppo, dp1.tp2.pp1)");
-                int rewardEnd = events.indexOf("end reward_inf iteration " + i + " (ppo, dp1.tp2.pp1)");
-                int refEnd = events.indexOf("end ref_inf iteration " + i + " (ppo, dp1.tp2.pp1)");
-                assertTrue(rewardStart >= 0 && refStart >= 0 && rewardEnd >= 0 && refEnd >= 0, events.toString());
-                assertTrue(Math.max(rewardStart, refStart) < Math.min(rewardEnd, refEnd), events.toString());
-                // and critic_inf, on reward_inf's devices, waited for it
                 int criticStart = events.indexOf("start critic_inf iteration " + i + " (ppo, dp1.tp1.pp2)");
-                assertTrue(criticStart > rewardEnd, events.toString());
+                assertTrue(rewardStart >= 0 && refStart >= 0 && criticStart >= 0, events.toString());
             }
             // the second iteration sampled from a trained actor: its logprobs left the reference's
             // by far more than the tolerance (the first iteration's policy is the reference itself)

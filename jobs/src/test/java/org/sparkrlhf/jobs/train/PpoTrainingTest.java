@@ -235,8 +235,14 @@ class PpoTrainingTest {
         assertTrue(ModelStore.get().keys().stream().noneMatch(k -> k.role().equals("actor") || k.role().equals("ref")
                 || k.role().equals("critic")), ModelStore.get().keys().toString());
 
+        Map<String, Double> timeline = new HashMap<>();
         SparkSession spark = tables();
         try {
+            for (Map.Entry<String, Map<Long, Double>> e : metrics(spark, placed).entrySet()) {
+                if (e.getKey().startsWith("timeline/") && e.getValue().containsKey(1L)) {
+                    timeline.put(e.getKey(), e.getValue().get(1L));
+                }
+            }
             Map<String, Row> expected = new HashMap<>();
             for (Row r : spark.read().format("delta").load(RunOutput.rolloutsPath(baseline)).collectAsList()) {
                 expected.put(r.getAs("iteration") + "/" + r.getAs("prompt_id"), r);
@@ -257,14 +263,13 @@ class PpoTrainingTest {
             spark.stop();
         }
 
-        // iteration 1's ref_inf and critic_inf: both jobs started before either ended
+        // iteration 1's ref_inf and critic_inf ran, each on its own device ...
         List<String> events = List.copyOf(JobLog.EVENTS);
-        int refStart = events.indexOf("start ref_inf iteration 1 (ppo, dp1.tp1.pp1)");
-        int criticStart = events.indexOf("start critic_inf iteration 1 (ppo, dp1.tp1.pp1)");
-        int refEnd = events.indexOf("end ref_inf iteration 1 (ppo, dp1.tp1.pp1)");
-        int criticEnd = events.indexOf("end critic_inf iteration 1 (ppo, dp1.tp1.pp1)");
-        assertTrue(refStart >= 0 && criticStart >= 0 && refEnd >= 0 && criticEnd >= 0, events.toString());
-        assertTrue(Math.max(refStart, criticStart) < Math.min(refEnd, criticEnd), events.toString());
+        assertTrue(events.contains("start ref_inf iteration 1 (ppo, dp1.tp1.pp1)")
+                && events.contains("start critic_inf iteration 1 (ppo, dp1.tp1.pp1)"), events.toString());
+        // ... at one time (the runtime's own timeline: Spark's job events can miss an overlap of calls this short)
+        assertTrue(timeline.get("timeline/ref_inf/start") < timeline.get("timeline/critic_inf/end")
+                && timeline.get("timeline/critic_inf/start") < timeline.get("timeline/ref_inf/end"), timeline.toString());
     }
 
     /** Spark job starts and ends by description, in the order the listener bus delivers them. */
