@@ -39,6 +39,7 @@ import java.util.Optional;
  */
 public final class PreferenceSpec implements AlgorithmSpec {
     private PreferenceData data;
+    /** The robust variants' group weights before the next step; null for DPO and IPO. */
     private GroupWeights.State weights;
 
     @Override
@@ -89,8 +90,9 @@ public final class PreferenceSpec implements AlgorithmSpec {
     @Override
     public TrainingData data(SparkSession spark, RunConfig config, Path tokenizerDir, SpecialTokens special, Path output) {
         data = PreferenceData.read(spark, config, tokenizerDir, special);
-        weights = new GroupWeights(data.groups(), data.groupSizes(), Math.max(config.preference().groupStepSize(), 1e-12),
-                config.preference().chi(), GroupWeights.Scaling.of(config.preference().groupScaling())).state();
+        RunConfig.PreferenceConfig p = config.preference();
+        weights = config.algorithm().isGroupRobust() ? new GroupWeights(data.groups(), data.groupSizes(),
+                p.groupStepSize(), p.chi(), GroupWeights.Scaling.of(p.groupScaling())).state() : null;
         return data;
     }
 
@@ -108,6 +110,9 @@ public final class PreferenceSpec implements AlgorithmSpec {
     @Override
     public Map<String, Double> checkpointGroupWeights() {
         Map<String, Double> out = new LinkedHashMap<>();
+        if (weights == null) {
+            return out;
+        }
         for (int g = 0; g < weights.groups().size(); g++) {
             out.put(weights.groups().get(g), weights.weights().get(g));
         }
@@ -116,7 +121,7 @@ public final class PreferenceSpec implements AlgorithmSpec {
 
     @Override
     public void restore(Optional<RunState> state) {
-        state.filter(s -> !s.groupWeights().isEmpty()).ifPresent(s -> {
+        state.filter(s -> weights != null && !s.groupWeights().isEmpty()).ifPresent(s -> {
             List<Double> w = new ArrayList<>();
             for (String g : weights.groups()) {
                 Double v = s.groupWeights().get(g);
