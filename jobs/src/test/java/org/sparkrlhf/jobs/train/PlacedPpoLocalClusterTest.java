@@ -239,7 +239,8 @@ class PlacedPpoLocalClusterTest {
         return out;
     }
 
-    private static Map<String, Double> metrics(SparkSession spark, Path out, String run, int iteration) {
+    /** The figures of a run's iteration by name (PlacedPreferenceLocalClusterTest reads its runs with it too). */
+    static Map<String, Double> metrics(SparkSession spark, Path out, String run, int iteration) {
         Map<String, Double> byName = new HashMap<>();
         for (MetricRow m : IterationTable.metrics(spark, RunOutput.metricsPath(out)).collectIteration(run, iteration)) {
             byName.put(m.name(), m.value());
@@ -247,7 +248,8 @@ class PlacedPpoLocalClusterTest {
         return byName;
     }
 
-    private static String train(Path config) {
+    /** Runs {@code spark-rlhf train config}, its progress teed to the test's output; the progress. */
+    static String train(Path config) {
         long start = System.nanoTime();
         ByteArrayOutputStream stdout = new ByteArrayOutputStream();
         ByteArrayOutputStream stderr = new ByteArrayOutputStream();

@@ -6,14 +6,12 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
 import org.sparkrlhf.datasets.tables.IterationTable;
-import org.sparkrlhf.datasets.tables.MetricRow;
 import org.sparkrlhf.datasets.tables.PlanRow;
 import org.sparkrlhf.gpuexec.checkpoint.CheckpointWeights;
 import org.sparkrlhf.jobs.config.RunConfigReader;
 import org.sparkrlhf.jobs.testing.TestSpark;
 
 import java.io.ByteArrayOutputStream;
-import java.io.OutputStream;
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -84,7 +82,7 @@ class PlacedPreferenceLocalClusterTest {
         // the executors are fresh JVMs that run for a minute or two: C1 alone compiles their hot code
         // sooner than C2 would (on the shared two-core machine the placed run took 277 s without, 132 s
         // with, under somewhat different loads); Java's floating point is the same under either compiler
-        String progress = train(config("placed", placed, """
+        String progress = PlacedPpoLocalClusterTest.train(config("placed", placed, """
                 plan:
                   mode: manual
                   calls:
@@ -120,8 +118,8 @@ class PlacedPreferenceLocalClusterTest {
                         actor_train: {devices: [0]}
                     """, "local[1]", ""));
             for (int i = 0; i <= ITERATIONS; i++) {
-                Map<String, Double> s = metrics(spark, single, "single", i);
-                Map<String, Double> p = metrics(spark, placed, "placed", i);
+                Map<String, Double> s = PlacedPpoLocalClusterTest.metrics(spark, single, "single", i);
+                Map<String, Double> p = PlacedPpoLocalClusterTest.metrics(spark, placed, "placed", i);
                 List<String> names = new ArrayList<>(evalFigures);
                 if (i > 0) {
                     names.addAll(trainFigures);
@@ -152,8 +150,8 @@ class PlacedPreferenceLocalClusterTest {
             }
             // the comparisons are of a run that moved: the weights left their uniform start in the
             // direction of the groups' losses, and the held-out loss left log 2
-            Map<String, Double> last = metrics(spark, single, "single", ITERATIONS);
-            Map<String, Double> before = metrics(spark, single, "single", 0);
+            Map<String, Double> last = PlacedPpoLocalClusterTest.metrics(spark, single, "single", ITERATIONS);
+            Map<String, Double> before = PlacedPpoLocalClusterTest.metrics(spark, single, "single", 0);
             double spread = 0;
             for (String g : GROUPS) {
                 spread = Math.max(spread, Math.abs(value(last, "train/group_weight/" + g, "single", ITERATIONS) - 1.0 / 3));
@@ -269,40 +267,5 @@ class PlacedPreferenceLocalClusterTest {
             System.out.print(progress.toString(StandardCharsets.UTF_8));
             System.out.printf("%s: %.1f s%n", config.getFileName(), (System.nanoTime() - start) / 1e9);
         }
-    }
-
-    private static Map<String, Double> metrics(SparkSession spark, Path out, String run, int iteration) {
-        Map<String, Double> byName = new HashMap<>();
-        for (MetricRow m : IterationTable.metrics(spark, RunOutput.metricsPath(out)).collectIteration(run, iteration)) {
-            byName.put(m.name(), m.value());
-        }
-        return byName;
-    }
-
-    private static String train(Path config) {
-        long start = System.nanoTime();
-        ByteArrayOutputStream stdout = new ByteArrayOutputStream();
-        ByteArrayOutputStream stderr = new ByteArrayOutputStream();
-        // progress goes to the test's output as it comes (a slow machine shows where the run is)
-        OutputStream tee = new OutputStream() {
-            @Override
-            public void write(int b) {
-                stdout.write(b);
-                System.out.write(b);
-            }
-
-            @Override
-            public void write(byte[] b, int off, int len) {
-                stdout.write(b, off, len);
-                System.out.write(b, off, len);
-            }
-        };
-        int code = TrainCommand.run(new String[]{config.toString()},
-                new PrintStream(tee, true, StandardCharsets.UTF_8), new PrintStream(stderr, true, StandardCharsets.UTF_8));
-        System.out.printf("%s: %.1f s%n", config.getFileName(), (System.nanoTime() - start) / 1e9);
-        System.out.flush();
-        String progress = stdout.toString(StandardCharsets.UTF_8);
-        assertEquals(0, code, stderr.toString(StandardCharsets.UTF_8) + progress);
-        return progress;
     }
 }
