@@ -83,6 +83,11 @@ class SimulatorTest {
         assertEquals(train1.end(), gen2.start(), 1e-12);
     }
 
+    /**
+     * gen on tp 4, train (x's home) on dp 4. From the second iteration on, gen takes x from train's layout
+     * by a reallocation before it. In the first nothing holds x yet: gen loads it (not timed), and train
+     * takes it from gen's layout, as the runtime does.
+     */
     @Test
     void aCallOffItsHomeLayoutIsReallocatedFirst() {
         PlanningProblem p = problem();
@@ -90,9 +95,13 @@ class SimulatorTest {
                 cand(2, 0, 4, DP4, 3, 0)};
         SimResult r = new Simulator(p).simulate(a);
         assertTrue(r.reallocSeconds()[0] > 0);
-        TimelineEvent first = r.timeline().get(0);
-        assertTrue(first.reallocation());
-        assertEquals(first.end(), r.timeline().get(1).start(), 1e-12);
+        assertEquals(0.0, r.reallocSeconds()[2], 0);
+        List<String> first = r.timeline().stream().filter(e -> e.iteration() == 0).map(TimelineEvent::label).toList();
+        assertEquals(List.of("gen", "score", "realloc x -> train", "train"), first);
+        assertEquals(0.0, r.timeline().get(0).start(), 0);
+        List<TimelineEvent> second = r.timeline().stream().filter(e -> e.iteration() == 1).toList();
+        assertEquals("realloc x -> gen", second.get(0).label());
+        assertEquals(second.get(0).end(), second.get(1).start(), 1e-12);
         assertEquals(6.0 + r.reallocSeconds()[0], r.iterationSeconds(), 1e-9);
     }
 
@@ -139,11 +148,9 @@ class SimulatorTest {
             if (e.iteration() == 0 && e.label().equals("train_y")) {
                 trainY0 = e;
             }
-            if (e.iteration() == 0 && e.reallocation()) {
-                realloc = e.end() - e.start();
-            }
             if (e.iteration() == 1 && e.reallocation()) {
                 realloc1 = e;
+                realloc = e.end() - e.start();
             }
         }
         assertEquals(trainY0.end(), realloc1.start(), 1e-12, "iteration 1 starts when iteration 0 has ended");

@@ -2,6 +2,7 @@ package org.sparkrlhf.jobs.graph;
 
 import org.sparkrlhf.jobs.plan.Placement;
 import org.sparkrlhf.jobs.runtime.CallScheduler;
+import org.sparkrlhf.planner.graph.CallKind;
 import org.sparkrlhf.planner.graph.DataflowGraph;
 import org.sparkrlhf.planner.graph.DriverHook;
 import org.sparkrlhf.planner.graph.ModelCall;
@@ -15,8 +16,10 @@ import java.util.Set;
 /**
  * Runs one iteration of an algorithm's graph: every model call through its {@link CallBinding},
  * every driver hook through its {@link Hook}. A call or hook starts when the calls and hooks writing
- * the keys it reads are done and (for a call) no running call uses any of its devices; calls on
- * disjoint devices run at the same time ({@link CallScheduler}). Hooks use no devices. The
+ * the keys it reads are done, and (for a call) when the previous call on its model is done (a model's
+ * calls run in the graph's order) and no running call uses any of its devices (those of its
+ * placement and, when its model is moved there first, those that send it); calls on disjoint
+ * devices run at the same time ({@link CallScheduler}). Hooks use no devices. The
  * iteration ends when every call and hook is done: the next iteration's calls start after it (the
  * simulator models the same barrier between iterations). Each call reports the seconds of its stage
  * and of the reallocation before it ({@code realloc}); each hook's seconds are measured here.
@@ -58,7 +61,13 @@ public final class IterationDriver {
         for (ModelCall c : graph.calls()) {
             Placement at = run.placement(c.name());
             CallBinding binding = bindings.get(c.name());
-            work.add(new CallScheduler.Call(c.name(), after(c.inputKeys()), at, () -> {
+            List<String> after = new ArrayList<>(after(c.inputKeys()));
+            ModelCall previous = previousOnRole(c);
+            if (previous != null && !after.contains(previous.name())) {
+                after.add(previous.name());
+            }
+            boolean trains = c.kind() == CallKind.TRAIN;
+            work.add(new CallScheduler.Call(c.name(), after, () -> run.models().devices(c.role(), at, trains), () -> {
                 binding.run(run, c, at, keys);
                 return null;
             }));
@@ -88,6 +97,18 @@ public final class IterationDriver {
                 check(keys, h.name(), k);
             }
         }
+    }
+
+    /** The call on {@code c}'s model before it in the graph's order, or null. */
+    private ModelCall previousOnRole(ModelCall c) {
+        ModelCall previous = null;
+        for (int i : graph.callsOnRole(c.role())) {
+            if (graph.call(i) == c) {
+                return previous;
+            }
+            previous = graph.call(i);
+        }
+        throw new IllegalStateException(c.name() + " is not on " + c.role());
     }
 
     /** The calls and hooks that write {@code inputs}. */

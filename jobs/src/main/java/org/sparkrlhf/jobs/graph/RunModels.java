@@ -88,6 +88,19 @@ public final class RunModels {
         return moved == null ? 0 : moved.seconds();
     }
 
+    /**
+     * The devices a call on {@code role} at {@code at} uses: its placement's, and, when {@link #prepare}
+     * will reallocate the model there, the devices that send it.
+     */
+    public synchronized java.util.Set<Integer> devices(String role, Placement at, boolean forTraining) {
+        Model m = model(role);
+        if (!m.trained()) {
+            return java.util.Set.copyOf(java.util.Arrays.stream(at.deviceIndices()).boxed().toList());
+        }
+        return residency.devicesFor(role, versions.get(role), at, m.spec(), sources.get(role),
+                forTraining ? ReallocationCall.Build.TRAINED_MODEL : ReallocationCall.Build.MODEL);
+    }
+
     /** After a call that used {@code role} on {@code at}: its ranks hold the current version. */
     public synchronized void holds(String role, Placement at) {
         residency.holds(role, versions.get(role), at);

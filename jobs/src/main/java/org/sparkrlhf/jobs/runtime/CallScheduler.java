@@ -15,6 +15,7 @@ import java.util.concurrent.ExecutorCompletionService;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
+import java.util.function.Supplier;
 
 /**
  * Runs the model function calls of one iteration on the driver: a call starts once the calls it
@@ -23,16 +24,28 @@ import java.util.concurrent.Future;
  * group). This is the list scheduling the planner's simulator assumes.
  */
 public final class CallScheduler implements AutoCloseable {
-    /** A call to run: its name, the calls it waits for, the devices of its mesh, and its work. */
-    public record Call(String name, List<String> after, Set<Integer> devices, Callable<?> work) {
+    /**
+     * A call to run: its name, the calls it waits for, the devices it uses, and its work. The devices
+     * are asked for once the calls it waits for are done: a call that moves a model first uses the
+     * devices that send it, which depend on where the earlier calls left the model.
+     */
+    public record Call(String name, List<String> after, Supplier<Set<Integer>> devices, Callable<?> work) {
         public Call {
             after = List.copyOf(after);
-            devices = Set.copyOf(devices);
+        }
+
+        /** A call on fixed devices. */
+        public Call(String name, List<String> after, Set<Integer> devices, Callable<?> work) {
+            this(name, after, constant(Set.copyOf(devices)), work);
         }
 
         /** A call on {@code placement}'s devices. */
         public Call(String name, List<String> after, Placement placement, Callable<?> work) {
             this(name, after, deviceSet(placement), work);
+        }
+
+        private static Supplier<Set<Integer>> constant(Set<Integer> devices) {
+            return () -> devices;
         }
 
         private static Set<Integer> deviceSet(Placement placement) {
@@ -87,15 +100,20 @@ public final class CallScheduler implements AutoCloseable {
         List<Call> waiting = new ArrayList<>(calls);
         Set<String> done = new HashSet<>();
         Map<Future<Outcome>, Call> running = new HashMap<>();
+        Map<String, Set<Integer>> devicesOf = new HashMap<>();
         Set<Integer> busy = new HashSet<>();
         Map<String, Outcome> outcomes = new LinkedHashMap<>();
         ExecutorCompletionService<Outcome> completions = new ExecutorCompletionService<>(threads);
         try {
             while (!waiting.isEmpty() || !running.isEmpty()) {
                 for (Call c : new ArrayList<>(waiting)) {
-                    if (done.containsAll(c.after()) && disjoint(busy, c.devices())) {
+                    if (!done.containsAll(c.after())) {
+                        continue;
+                    }
+                    Set<Integer> devices = devicesOf.computeIfAbsent(c.name(), n -> Set.copyOf(c.devices().get()));
+                    if (disjoint(busy, devices)) {
                         waiting.remove(c);
-                        busy.addAll(c.devices());
+                        busy.addAll(devices);
                         running.put(completions.submit(() -> timed(c)), c);
                     }
                 }
@@ -112,7 +130,7 @@ public final class CallScheduler implements AutoCloseable {
                             .map(Call::name).toList() + " ran", e);
                 }
                 Call c = running.remove(finished);
-                busy.removeAll(c.devices());
+                busy.removeAll(devicesOf.get(c.name()));
                 try {
                     outcomes.put(c.name(), finished.get());
                 } catch (InterruptedException e) {

@@ -20,18 +20,20 @@ import org.sparkrlhf.planner.spec.ClusterSpec;
 import org.sparkrlhf.planner.spec.ModelSpec;
 
 import java.util.ArrayList;
+import java.util.HashMap;
 import java.util.HashSet;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.TreeMap;
+import java.util.TreeSet;
 
 /**
  * The driver's view of where each model's parameters are: for every role, the placements whose
  * ranks hold it in their executors' stores, at which version. Before a call on a model whose
  * layout or devices differ from every place the model is, {@link #prepare} runs the planner's
- * reallocation plan as a barrier stage over the union of the source and destination devices (see
+ * reallocation plan as a barrier stage over the destination devices and the source devices that send (see
  * {@link ReallocationCall}); when the model is nowhere (the first call, or a version no executor
  * holds), the call's ranks load their slices from the model's source (the last checkpoint).
  *
@@ -53,6 +55,7 @@ public final class ModelResidency {
     private final ClusterSpec cluster;
     private final Map<String, Map<String, Copy>> copies = new LinkedHashMap<>();
     private final List<Moved> log = new ArrayList<>();
+    private final Map<String, Set<Integer>> sendersByMove = new HashMap<>();
 
     public ModelResidency(BarrierCallRunner runner, ClusterSpec cluster) {
         this.runner = runner;
@@ -79,6 +82,33 @@ public final class ModelResidency {
      */
     public Moved prepare(String role, long version, Placement target, ModelSpec spec, ModelSource source,
                          ReallocationCall.Build build, OptimizerConfig optimizer) {
+        Copy from = sourceFor(role, version, target, build, source);
+        if (from == null) {
+            return null;
+        }
+        Moved moved;
+        try {
+            moved = reallocate(role, version, from.placement(), target, spec, source, build, optimizer);
+        } catch (RuntimeException e) {
+            if (source == null || source.version() != version) {
+                throw new IllegalStateException("cannot move " + role + " v" + version + " from " + from.placement().key()
+                        + " to " + target.key() + " (lost executor?), and its source " + (source == null ? "(none)"
+                        : source.path() + " holds version " + source.version()) + ": " + e.getMessage(), e);
+            }
+            // An executor that held a copy is gone: the call's ranks load their slices from the source.
+            copies.get(role).clear();
+            return null;
+        }
+        copies.get(role).put(target.key(), new Copy(target, version));
+        return moved;
+    }
+
+    /**
+     * The copy {@link #prepare} would move to {@code target}, or null when it would move none (the
+     * target holds the version, or its ranks load it from the source).
+     */
+    private Copy sourceFor(String role, long version, Placement target, ReallocationCall.Build build,
+                           ModelSource source) {
         Map<String, Copy> mine = copies.computeIfAbsent(role, r -> new LinkedHashMap<>());
         Copy here = mine.get(target.key());
         if (here != null && here.version() == version) {
@@ -103,21 +133,39 @@ public final class ModelResidency {
             throw new IllegalStateException(role + " version " + version + " would get a fresh optimizer state on "
                     + target + "; a trained model's optimizer stays on its home placement");
         }
-        Moved moved;
-        try {
-            moved = reallocate(role, version, from.placement(), target, spec, source, build, optimizer);
-        } catch (RuntimeException e) {
-            if (source == null || source.version() != version) {
-                throw new IllegalStateException("cannot move " + role + " v" + version + " from " + from.placement().key()
-                        + " to " + target.key() + " (lost executor?), and its source " + (source == null ? "(none)"
-                        : source.path() + " holds version " + source.version()) + ": " + e.getMessage(), e);
-            }
-            // An executor that held a copy is gone: the call's ranks load their slices from the source.
-            mine.clear();
-            return null;
+        return from;
+    }
+
+    /**
+     * The devices a call on {@code target} uses, its reallocation included: the target's, and the
+     * devices of the copy {@link #prepare} would move from that send parameters. The call scheduler
+     * holds them all, as the planner's simulator does.
+     */
+    public Set<Integer> devicesFor(String role, long version, Placement target, ModelSpec spec, ModelSource source,
+                                   ReallocationCall.Build build) {
+        Set<Integer> out = new TreeSet<>();
+        for (int d : target.deviceIndices()) {
+            out.add(d);
         }
-        mine.put(target.key(), new Copy(target, version));
-        return moved;
+        Copy from = sourceFor(role, version, target, build, source);
+        if (from != null) {
+            out.addAll(senders(spec, from.placement(), target));
+        }
+        return out;
+    }
+
+    /** The devices of {@code from} that send parameters to {@code to} in the planner's reallocation plan. */
+    private Set<Integer> senders(ModelSpec spec, Placement from, Placement to) {
+        return sendersByMove.computeIfAbsent(spec.name() + "|" + from.key() + "|" + to.key(), k -> {
+            Set<Integer> out = new TreeSet<>();
+            for (Transfer t : new ReallocationPlanner(cluster).plan(spec, from.mesh(), from.strategy(), to.mesh(),
+                    to.strategy(), 4).transfers()) {
+                if (!t.local()) {
+                    out.add(t.srcGpu());
+                }
+            }
+            return Set.copyOf(out);
+        });
     }
 
     /** Records that {@code placement}'s ranks hold {@code role} at {@code version} (after a call loaded it). */
@@ -208,9 +256,19 @@ public final class ModelResidency {
         for (Param p : ModelParameters.all(spec)) {
             params.put(p.name(), p);
         }
+        // the stage: the destination's devices and the source's that send (a source device whose pieces
+        // nobody needs stays free for other calls, as the call scheduler and the simulator assume)
+        Set<Integer> senders = new HashSet<>();
+        for (Transfer t : plan.transfers()) {
+            if (!t.local()) {
+                senders.add(t.srcGpu());
+            }
+        }
         TreeMap<Integer, DeviceSlot> stage = new TreeMap<>();
         for (DeviceSlot d : from.devices()) {
-            stage.put(d.index(), d);
+            if (senders.contains(d.index())) {
+                stage.put(d.index(), d);
+            }
         }
         for (DeviceSlot d : to.devices()) {
             stage.put(d.index(), d);

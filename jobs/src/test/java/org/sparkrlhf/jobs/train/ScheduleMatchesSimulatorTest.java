@@ -41,24 +41,28 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
- * The schedule a PPO run executes is the one the planner's simulator assumes for the same plan. Two
- * manual plans on local[2] (devices 0 and 1), with every model's calls on one layout so that no
- * reallocation runs:
+ * The schedule a PPO run executes is the one the planner's simulator assumes for the same plan. Three
+ * manual plans on local[2] (devices 0 and 1); in the first two every model's calls share one layout,
+ * so that no reallocation runs; in the third the actor and the critic move between layouts:
  * <pre>
- *                 disjoint       overlapping
- *   actor_gen     dp2 on 0,1     dp2 on 0,1
- *   reward_inf    on 0           dp2 on 0,1
- *   ref_inf       on 1           on 1
- *   critic_inf    dp2 on 0,1     on 0
- *   actor_train   dp2 on 0,1     dp2 on 0,1
- *   critic_train  dp2 on 0,1     on 0
+ *                 disjoint       overlapping    reallocating
+ *   actor_gen     dp2 on 0,1     dp2 on 0,1     dp2 on 0,1
+ *   reward_inf    on 0           dp2 on 0,1     dp2 on 0,1
+ *   ref_inf       on 1           on 1           on 1
+ *   critic_inf    dp2 on 0,1     on 0           on 0
+ *   actor_train   dp2 on 0,1     dp2 on 0,1     tp2 on 0,1
+ *   critic_train  dp2 on 0,1     on 0           on 1
  * </pre>
  * In the first, reward_inf and ref_inf run at the same time and critic_inf waits for both; in the
- * second, reward_inf holds both devices, then ref_inf and critic_inf run at the same time. For every
- * pair of calls of an iteration the run's relation (one ended before the other started, or they
- * overlapped) must be the simulator's, iteration by iteration, and an iteration starts after the
- * previous one ended in both. Wall times are not compared: the simulator's durations are estimates
- * for GPUs, and the orders and overlaps it derives from the dependencies and devices must hold anyway.
+ * second, reward_inf holds both devices, then ref_inf and critic_inf run at the same time. In the
+ * third, the first iteration is the second's schedule (critic_inf loads the critic on device 0, and
+ * critic_train takes it from there); from the second iteration on, critic_inf takes the trained critic
+ * from device 1, which sends it, so critic_inf's reallocation waits for ref_inf there instead of
+ * overlapping it. For every pair of calls of an iteration the run's relation (one ended before the
+ * other started, or they overlapped; a call's span includes the reallocation before it) must be the
+ * simulator's, iteration by iteration, and an iteration starts after the previous one ended in both.
+ * Wall times are not compared: the simulator's durations are estimates for GPUs, and the orders and
+ * overlaps it derives from the dependencies and devices must hold anyway.
  */
 class ScheduleMatchesSimulatorTest {
     private static final int ITERATIONS = 2;
@@ -92,24 +96,37 @@ class ScheduleMatchesSimulatorTest {
                     actor_train: {devices: [0, 1], dp: 2}
                     critic_train: {devices: [0]}
                 """));
+        RunConfig reallocating = EmbeddedRun.config(config("reallocating", """
+                    actor_gen: {devices: [0, 1], dp: 2}
+                    reward_inf: {devices: [0, 1], dp: 2}
+                    ref_inf: {devices: [1]}
+                    critic_inf: {devices: [0]}
+                    actor_train: {devices: [0, 1], tp: 2}
+                    critic_train: {devices: [1]}
+                """));
         try (EmbeddedRun run = EmbeddedRun.start(disjoint)) {
-            Map<String, String> first = compare(run, disjoint);
+            Map<String, String> first = compare(run, disjoint, false).get(0);
             assertEquals("overlap", first.get("reward_inf|ref_inf"), first.toString());
             assertEquals("before", first.get("reward_inf|critic_inf"), first.toString());
             assertEquals("before", first.get("ref_inf|critic_inf"), first.toString());
-            Map<String, String> second = compare(run, overlapping);
+            Map<String, String> second = compare(run, overlapping, false).get(0);
             assertEquals("before", second.get("reward_inf|ref_inf"), second.toString());
             assertEquals("before", second.get("reward_inf|critic_inf"), second.toString());
             assertEquals("overlap", second.get("ref_inf|critic_inf"), second.toString());
             assertEquals("before", second.get("actor_train|critic_train"), second.toString());
+            List<Map<String, String>> third = compare(run, reallocating, true);
+            assertEquals("overlap", third.get(0).get("ref_inf|critic_inf"), third.toString());
+            assertEquals("before", third.get(1).get("ref_inf|critic_inf"), third.toString());
+            assertEquals("before", third.get(1).get("actor_train|critic_train"), third.toString());
         }
     }
 
     /**
-     * Runs {@code config}'s PPO with the run's schedule recorded, simulates its plan, asserts that every
-     * iteration's pairwise relations are the same in both, and returns the first iteration's.
+     * Runs {@code config}'s PPO with the run's schedule recorded, simulates its plan (which reallocates
+     * models or not, as {@code reallocates} says), asserts that every iteration's pairwise relations are
+     * the same in both, and returns them, iteration by iteration.
      */
-    private static Map<String, String> compare(EmbeddedRun run, RunConfig config) {
+    private static List<Map<String, String>> compare(EmbeddedRun run, RunConfig config, boolean reallocates) {
         DataflowGraph graph = RunScenario.graph(config);
         ScheduleRecorder spec = new ScheduleRecorder(AlgorithmSpecs.of(config));
         PrintStream progress = new PrintStream(System.out, true, StandardCharsets.UTF_8);
@@ -126,12 +143,11 @@ class ScheduleMatchesSimulatorTest {
         SimResult sim = PlanEvaluation.evaluate(RunScenario.problem(config, graph, cluster),
                 new ExecutionPlan(graph.algorithm(), placements));
         assertTrue(sim.feasible(), sim.infeasibleReason());
-        assertTrue(sim.timeline().stream().noneMatch(TimelineEvent::reallocation),
-                "every model's calls share one layout: " + sim.timeline());
+        assertEquals(reallocates, sim.timeline().stream().anyMatch(TimelineEvent::reallocation), sim.timeline().toString());
 
         List<String> calls = graph.calls().stream().map(ModelCall::name).toList();
         assertEquals(ITERATIONS, spec.schedules.size());
-        Map<String, String> firstRelations = null;
+        List<Map<String, String>> all = new ArrayList<>();
         double previousSimulatedEnd = Double.NEGATIVE_INFINITY;
         long previousRunEnd = Long.MIN_VALUE;
         for (Map.Entry<Integer, List<CallSpan>> e : spec.schedules.entrySet()) {
@@ -142,10 +158,14 @@ class ScheduleMatchesSimulatorTest {
                     ran.put(s.name(), new double[]{s.startNanos(), s.endNanos()});
                 }
             }
+            // a call's span from the start of the reallocation before it, as the run's spans are
             Map<String, double[]> simulated = new LinkedHashMap<>();
+            Map<String, Double> reallocStart = new LinkedHashMap<>();
             for (TimelineEvent t : sim.timeline()) {
-                if (t.iteration() == iteration - 1) {
-                    simulated.put(t.label(), new double[]{t.start(), t.end()});
+                if (t.iteration() == iteration - 1 && t.reallocation()) {
+                    reallocStart.put(t.label().substring(t.label().indexOf("-> ") + 3), t.start());
+                } else if (t.iteration() == iteration - 1) {
+                    simulated.put(t.label(), new double[]{reallocStart.getOrDefault(t.label(), t.start()), t.end()});
                 }
             }
             assertEquals(new java.util.TreeSet<>(calls), new java.util.TreeSet<>(ran.keySet()), "iteration " + iteration);
@@ -162,11 +182,9 @@ class ScheduleMatchesSimulatorTest {
             previousSimulatedEnd = simulated.values().stream().mapToDouble(x -> x[1]).max().orElseThrow();
             previousRunEnd = (long) ran.values().stream().mapToDouble(x -> x[1]).max().orElseThrow();
             System.out.printf("%s iteration %d: %s%n", config.name(), iteration, runRelations);
-            if (firstRelations == null) {
-                firstRelations = runRelations;
-            }
+            all.add(runRelations);
         }
-        return firstRelations;
+        return all;
     }
 
     /**

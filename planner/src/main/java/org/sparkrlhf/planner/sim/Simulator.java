@@ -23,10 +23,17 @@ import java.util.Set;
  * every device it uses is free, so calls on overlapping meshes wait for each other and calls on
  * disjoint meshes overlap.
  * <p>
- * Dependencies: a call waits for the producers of its keys; the first call on a role in an iteration
- * waits for the last call on that role in the previous one; a reallocation waits for the previous call
- * on its role (it copies the current parameters) and holds the destination devices and the source devices
- * that send parameters (the reallocation planner's choice of sources), not the rest of the home layout.
+ * Dependencies: a call waits for the producers of its keys and for the previous call on its role (the
+ * runtime runs a model's calls in the graph's order); the first call on a role in an iteration waits for
+ * the last call on that role in the previous one; a reallocation holds the destination devices and the
+ * source devices that send parameters (the reallocation planner's choice of sources), not the rest of the
+ * source layout, as the runtime's reallocation stage does.
+ * <p>
+ * Where parameters come from, as in the runtime (jobs' {@code ModelResidency}): a trained role's calls
+ * take its current version from its home layout (its train call's), by reallocation when their layout
+ * differs. In the first iteration nothing holds the model yet: its first call loads it where it runs (a
+ * load is not timed here) and the calls up to the train call take it from there. A frozen role's calls
+ * load it where they run, once, and keep it: no reallocation.
  * <p>
  * Memory: a role's home state (training state of a trained role, weights of a frozen one) stays on its
  * home mesh; each call adds its transient bytes, and a parameter copy when reallocated. A plan where
@@ -49,6 +56,9 @@ public final class Simulator {
     private final int[] home;
     private final int[] previousOnRole;
     private final boolean[] firstOnRole;
+    private final int[] firstCallOnRole;
+    private final int[] positionOnRole;
+    private final boolean[] trainedRole;
     private final int[] lastOnRole;
     private final String[] roles;
     private final double[] free;
@@ -69,6 +79,9 @@ public final class Simulator {
         this.previousOnRole = new int[n];
         this.firstOnRole = new boolean[n];
         this.lastOnRole = new int[roles.length];
+        this.firstCallOnRole = new int[roles.length];
+        this.positionOnRole = new int[n];
+        this.trainedRole = new boolean[roles.length];
         for (int r = 0; r < roles.length; r++) {
             List<Integer> on = graph.callsOnRole(roles[r]);
             int h = graph.homeCall(roles[r]);
@@ -77,9 +90,12 @@ public final class Simulator {
                 roleIndex[c] = r;
                 home[c] = h;
                 firstOnRole[c] = k == 0;
+                positionOnRole[c] = k;
                 previousOnRole[c] = k == 0 ? -1 : on.get(k - 1);
             }
             lastOnRole[r] = on.get(on.size() - 1);
+            firstCallOnRole[r] = on.get(0);
+            trainedRole[r] = graph.call(h).kind() == org.sparkrlhf.planner.graph.CallKind.TRAIN;
         }
         this.deps = new int[n][];
         this.depBytes = new double[n][];
@@ -124,17 +140,25 @@ public final class Simulator {
         return problem;
     }
 
-    /** Whether call {@code c} runs on a layout other than its role's home one (and needs a reallocation). */
-    private boolean needsRealloc(Candidate[] a, int c) {
-        int h = home[c];
-        if (h == c) {
-            return false;
+    /**
+     * The call whose layout holds the parameters call {@code c} takes in iteration {@code it}, when they
+     * must be moved (its layout differs), else -1: see the class comment.
+     */
+    private int reallocSource(Candidate[] a, int c, int it) {
+        int r = roleIndex[c];
+        if (!trainedRole[r]) {
+            return -1;
         }
-        return !(a[c].mesh().equals(a[h].mesh()) && a[c].strategy().sameLayout(a[h].strategy()));
+        int from = it == 0 && positionOnRole[c] <= positionOnRole[home[c]] ? firstCallOnRole[r] : home[c];
+        if (from == c || a[c].mesh().equals(a[from].mesh()) && a[c].strategy().sameLayout(a[from].strategy())) {
+            return -1;
+        }
+        return from;
     }
 
-    private PlanningProblem.ReallocCost realloc(Candidate[] a, int c) {
-        Candidate src = a[home[c]];
+    /** Moving {@code c}'s role from {@code from}'s layout to {@code c}'s. */
+    private PlanningProblem.ReallocCost realloc(Candidate[] a, int from, int c) {
+        Candidate src = a[from];
         Candidate dst = a[c];
         int r = roleIndex[c];
         if (src.id() >= 0 && dst.id() >= 0) {
@@ -195,7 +219,9 @@ public final class Simulator {
         double[] re = new double[n];
         for (int c = 0; c < n; c++) {
             secs[c] = a[c].estimate().seconds();
-            re[c] = needsRealloc(a, c) ? realloc(a, c).seconds() : 0;
+            // the steady state's: what every iteration after the first moves
+            int from = reallocSource(a, c, 1);
+            re[c] = from >= 0 ? realloc(a, from, c).seconds() : 0;
         }
         List<TimelineEvent> events = new ArrayList<>();
         double t = schedule(a, events);
@@ -233,7 +259,10 @@ public final class Simulator {
         }
         String why = null;
         for (int c = 0; c < n; c++) {
-            double need = a[c].estimate().transientBytes() + (needsRealloc(a, c) ? a[c].estimate().weightCopyBytes() : 0);
+            // a copy of the parameters in another layout than the home one, reallocated or loaded there
+            boolean copy = home[c] != c && !(a[c].mesh().equals(a[home[c]].mesh())
+                    && a[c].strategy().sameLayout(a[home[c]].strategy()));
+            double need = a[c].estimate().transientBytes() + (copy ? a[c].estimate().weightCopyBytes() : 0);
             DeviceMesh m = a[c].mesh();
             double peak = 0;
             for (int g = m.first() / bs; g < m.end() / bs; g++) {
@@ -270,6 +299,7 @@ public final class Simulator {
             for (int c : topo) {
                 int r = roleIndex[c];
                 double paramReady = firstOnRole[c] ? (it == 0 ? 0 : prevEnd[lastOnRole[r]]) : end[previousOnRole[c]];
+                int from = reallocSource(a, c, it);
                 DeviceMesh m = a[c].mesh();
                 double ready = Math.max(paramReady, iterationStart);
                 for (int j = 0; j < deps[c].length; j++) {
@@ -280,11 +310,11 @@ public final class Simulator {
                     }
                     ready = Math.max(ready, arrive);
                 }
-                if (needsRealloc(a, c)) {
+                if (from >= 0) {
                     // the runtime moves the parameters when the call is about to run (its inputs ready): the
-                    // destination devices and the source devices that send; a device of the home layout
+                    // destination devices and the source devices that send; a device of the source layout
                     // whose copy nobody needs stays free for other calls
-                    PlanningProblem.ReallocCost rc = realloc(a, c);
+                    PlanningProblem.ReallocCost rc = realloc(a, from, c);
                     double start = Math.max(ready, Math.max(busy(m), busy(rc.senders())));
                     double fin = start + rc.seconds();
                     occupy(m, fin);
