@@ -17,13 +17,16 @@ import java.util.SplittableRandom;
  *   <li>{@code explained} prefers a worked answer ("37 + 58 = 95. The answer is 95."),</li>
  *   <li>{@code boxed} prefers the answer boxed ("\boxed{95}"),</li>
  * </ul>
- * and every group prefers a right answer to a wrong one in its own style. The groups are
- * imbalanced (150, 90 and 60 pairs): plain DPO fits the majority; a group-robust objective must
- * serve the smallest group too. Prompt k of every group is the same question (the k-th of the
- * arithmetic problems from seed {@code PROMPT_SEED}, levels 1 and 2, no question twice), so
- * prompts 0-59 appear in all three groups with opposite preferences. For each pair, with probability 3/4 the rejected answer is the right
- * answer in another group's style (chosen uniformly), else a wrong answer (off by 1 to 3) in the
- * group's own style.
+ * and every group prefers a right answer to a wrong one in its own style. Each prompt says which
+ * group asks, as the paper's prompts name the group (its "opinion of people in country X"): the
+ * group's instruction ({@link #instruction}) before the question, so one policy can serve every
+ * group. The groups are imbalanced (150, 90 and 60 pairs): plain DPO fits the majority; a
+ * group-robust objective must serve the smallest group too. Pair k of every group is on the same
+ * question (the k-th of the arithmetic problems from seed {@code PROMPT_SEED}, levels 1 and 2, no
+ * question twice), so questions 0-59 appear in all three groups with opposite preferences. For each
+ * pair, with probability 3/4 the rejected answer is the right answer in another group's style
+ * (chosen uniformly), else a wrong answer (off by 1 to 3) in the group's own style. The seed picks
+ * the rejected answers only: another seed gives a held-out set on the same questions.
  *
  * <pre>GroupPreferences --seed 7 --out pairs.jsonl</pre>
  */
@@ -34,6 +37,16 @@ public final class GroupPreferences {
     public static final long PROMPT_SEED = 2_000_000L;
     public static final List<String> GROUPS = List.of("concise", "explained", "boxed");
     public static final List<Integer> PAIRS_PER_GROUP = List.of(150, 90, 60);
+
+    /** What a group's prompt says before the question: the style it wants. */
+    public static String instruction(String group) {
+        return switch (group) {
+            case "concise" -> "Just the number.";
+            case "explained" -> "Show your work.";
+            case "boxed" -> "Box the answer.";
+            default -> throw new IllegalArgumentException("no group " + group);
+        };
+    }
 
     /** The right (or given) answer to a problem in a group's style. */
     public static String inStyle(String group, ArithmeticTask.Problem p, long answer) {
@@ -63,7 +76,8 @@ public final class GroupPreferences {
                     long wrong = p.answer() - off >= 0 && rng.nextBoolean() ? p.answer() - off : p.answer() + off;
                     rejected = inStyle(group, p, wrong);
                 }
-                out.add(new PreferenceRow(group + "-" + k, p.question(), null, chosen, rejected, group));
+                out.add(new PreferenceRow(group + "-" + k, instruction(group) + " " + p.question(), null, chosen, rejected,
+                        group));
             }
         }
         return out;

@@ -94,7 +94,7 @@ class TaskGeneratorsTest {
     }
 
     @Test
-    void groupPreferencesDifferByGroupOnTheSamePrompts() {
+    void groupPreferencesDifferByGroupOnTheSameQuestions() {
         List<PreferenceRow> pairs = GroupPreferences.generate(7);
         assertEquals(pairs, GroupPreferences.generate(7));
         Map<String, Integer> perGroup = new HashMap<>();
@@ -102,8 +102,12 @@ class TaskGeneratorsTest {
         int styleConflicts = 0;
         for (PreferenceRow r : pairs) {
             perGroup.merge(r.group(), 1, Integer::sum);
-            byPromptAndGroup.computeIfAbsent(r.prompt(), k -> new HashMap<>()).put(r.group(), r);
-            Matcher m = QUESTION.matcher(r.prompt());
+            // the prompt names the group's wish, then asks the question
+            String instruction = GroupPreferences.instruction(r.group()) + " ";
+            assertTrue(r.prompt().startsWith(instruction), r.toString());
+            String question = r.prompt().substring(instruction.length());
+            byPromptAndGroup.computeIfAbsent(question, k -> new HashMap<>()).put(r.group(), r);
+            Matcher m = QUESTION.matcher(question);
             assertTrue(m.matches());
             BigInteger x = new BigInteger(m.group(1)), y = new BigInteger(m.group(3));
             String answer = (m.group(2).equals("+") ? x.add(y) : m.group(2).equals("-") ? x.subtract(y) : x.multiply(y)).toString();
@@ -117,7 +121,7 @@ class TaskGeneratorsTest {
             }
         }
         assertEquals(Map.of("concise", 150, "explained", 90, "boxed", 60), perGroup);
-        // The same prompt, opposite preferences: what one group chooses another rejects.
+        // The same question, opposite preferences: what one group chooses another rejects.
         for (Map<String, PreferenceRow> groups : byPromptAndGroup.values()) {
             for (PreferenceRow x : groups.values()) {
                 for (PreferenceRow y : groups.values()) {
