@@ -124,7 +124,26 @@ public final class IterationTable<T> {
         createIfAbsent();
         OptionalLong last = lastWrittenIteration(runId);
         if (last.isPresent() && last.getAsLong() >= iteration) return AppendResult.ALREADY_WRITTEN;
+        write(runId, iteration, rows, true);
+        return AppendResult.WRITTEN;
+    }
 
+    /**
+     * Appends rows about an event of the run at {@code iteration} (a restart after a failure), each
+     * time it is called: an event happens once, whatever the table holds, and it does not count as
+     * the iteration's rows ({@link #lastWrittenIteration} does not move).
+     */
+    public void appendEvent(String runId, long iteration, List<T> rows) {
+        if (runId == null || runId.isBlank()) throw new IllegalArgumentException("run id is empty");
+        if (iteration < 0) throw new IllegalArgumentException("iteration " + iteration + " is negative");
+        createIfAbsent();
+        List<Row> input = new ArrayList<>(rows.size());
+        for (T r : rows) input.add(layout.toInputRow(r));
+        write(runId, iteration, spark.createDataFrame(input, layout.inputSchema()), false);
+    }
+
+    /** Checks and writes rows; with {@code idempotent}, as the run's write of {@code iteration} (Delta's txn options). */
+    private void write(String runId, long iteration, Dataset<Row> rows, boolean idempotent) {
         // Cached: the check and the write read the rows once, even when they are an expensive stage's output.
         Dataset<Row> complete = complete(runId, iteration, rows).persist(StorageLevel.MEMORY_AND_DISK());
         try {
@@ -138,14 +157,14 @@ public final class IterationTable<T> {
                 for (Row r : bad) b.append("\n  ").append(r.getString(0)).append(": ").append(String.join("; ", r.<String>getList(1)));
                 throw new IllegalArgumentException(b.toString());
             }
-            complete.write().format("delta").mode("append")
-                    .option("txnAppId", appId(runId))
-                    .option("txnVersion", iteration)
-                    .save(path);
+            var writer = complete.write().format("delta").mode("append");
+            if (idempotent) {
+                writer = writer.option("txnAppId", appId(runId)).option("txnVersion", iteration);
+            }
+            writer.save(path);
         } finally {
             complete.unpersist();
         }
-        return AppendResult.WRITTEN;
     }
 
     /**

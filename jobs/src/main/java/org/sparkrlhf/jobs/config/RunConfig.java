@@ -26,6 +26,7 @@ public record RunConfig(
         GrpoConfig grpo,
         PreferenceConfig preference,
         CheckpointConfig checkpoint,
+        RecoveryConfig recovery,
         PlanConfig plan,
         SparkConfig spark) {
 
@@ -93,6 +94,13 @@ public record RunConfig(
 
     /** Checkpoints every {@code every} iterations (0: only at the end), keeping the newest {@code keep}. */
     public record CheckpointConfig(int every, int keep) {
+    }
+
+    /**
+     * In-job recovery: how many times a run restarts from its newest checkpoint after a failure a
+     * retry can cure (a lost executor, a failed stage) before it gives up; 0 turns it off.
+     */
+    public record RecoveryConfig(int maxRestarts) {
     }
 
     /**

@@ -18,6 +18,7 @@ import java.util.Set;
 
 import org.sparkrlhf.jobs.config.RunConfig.CallLayout;
 import org.sparkrlhf.jobs.config.RunConfig.CheckpointConfig;
+import org.sparkrlhf.jobs.config.RunConfig.RecoveryConfig;
 import org.sparkrlhf.jobs.config.RunConfig.DataConfig;
 import org.sparkrlhf.jobs.config.RunConfig.GenerationConfig;
 import org.sparkrlhf.jobs.config.RunConfig.GrpoConfig;
@@ -73,7 +74,7 @@ public final class RunConfigReader {
     /** Validates an already parsed config; {@code location} is used as the config's source. */
     public RunConfig validate(String location, ConfigNode root) {
         root.allowOnly("name", "algorithm", "seed", "iterations", "output", "models", "reward", "data",
-                "generation", "optimizer", "ppo", "grpo", "rloo", "remax", "dpo", "ipo", "gr-dpo", "gr-ipo", "checkpoint",
+                "generation", "optimizer", "ppo", "grpo", "rloo", "remax", "dpo", "ipo", "gr-dpo", "gr-ipo", "checkpoint", "recovery",
                 "plan", "spark");
         ConfigNode algorithmNode = root.require("algorithm");
         Algorithm algorithm = parseAlgorithm(algorithmNode);
@@ -98,10 +99,11 @@ public final class RunConfigReader {
         PreferenceConfig preference = algorithm.isPreferenceOptimisation()
                 ? readPreference(root.section(algorithm.key()), algorithm.isGroupRobust()) : null;
         CheckpointConfig checkpoint = readCheckpoint(root.section("checkpoint"));
+        RecoveryConfig recovery = readRecovery(root.section("recovery"));
         PlanConfig plan = readPlan(root.section("plan"), algorithm, models, reward);
         SparkConfig spark = readSpark(root.section("spark"));
         return new RunConfig(location, name, algorithm, seed, iterations, output, models, reward, data,
-                generation, optimizer, ppo, grpo, preference, checkpoint, plan, spark);
+                generation, optimizer, ppo, grpo, preference, checkpoint, recovery, plan, spark);
     }
 
     private static Algorithm parseAlgorithm(ConfigNode node) {
@@ -413,6 +415,11 @@ public final class RunConfigReader {
         int every = nonNegative(node, "every", node.integer("every", 0));
         int keep = positive(node, "keep", node.integer("keep", 2));
         return new CheckpointConfig(every, keep);
+    }
+
+    private static RecoveryConfig readRecovery(ConfigNode node) {
+        node.allowOnly("max_restarts");
+        return new RecoveryConfig(nonNegative(node, "max_restarts", node.integer("max_restarts", 2)));
     }
 
     private PlanConfig readPlan(ConfigNode node, Algorithm algorithm, Map<String, ModelConfig> models,

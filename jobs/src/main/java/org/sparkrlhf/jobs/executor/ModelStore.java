@@ -105,6 +105,31 @@ public final class ModelStore {
         return dropped;
     }
 
+    /**
+     * Drops every shard of {@code roles}, whatever its version or layout, closing those that hold
+     * native memory; returns how many were dropped. A run that recovers from a lost executor starts
+     * its survivors empty, so no copy of the failed attempt is taken for the new one's.
+     */
+    public int dropRoles(java.util.Collection<String> roles) {
+        int dropped = 0;
+        for (Key k : new ArrayList<>(shards.keySet())) {
+            if (roles.contains(k.role())) {
+                CompletableFuture<Object> f = shards.remove(k);
+                if (f != null) {
+                    dropped++;
+                    if (f.isDone() && !f.isCompletedExceptionally() && f.join() instanceof AutoCloseable c) {
+                        try {
+                            c.close();
+                        } catch (Exception e) {
+                            // dropping is what matters; a copy that cannot close leaves its memory to the GC
+                        }
+                    }
+                }
+            }
+        }
+        return dropped;
+    }
+
     /** The keys held now, for the driver's view of where shards are. */
     public List<Key> keys() {
         List<Key> keys = new ArrayList<>();

@@ -84,7 +84,8 @@ public final class RunDriver {
 
     /**
      * Runs any algorithm given as data: {@code graph} (its calls and hooks) and {@code spec} (their
-     * bindings, its data and figures), with the run settings of {@code config}.
+     * bindings, its data and figures), with the run settings of {@code config}. A failure after the
+     * set-up is a {@link RunFailure} naming the iteration.
      */
     public static Summary run(SparkSession spark, RunConfig config, DataflowGraph graph, AlgorithmSpec spec,
                               BarrierCallRunner runner, ClusterInventory inventory, PrintStream progress, boolean resume) {
@@ -126,6 +127,7 @@ public final class RunDriver {
         Map<Integer, Map<String, Double>> figures = new LinkedHashMap<>();
         Map<Integer, Map<String, Double>> evaluations = new LinkedHashMap<>();
         int parallel = graph.size() + graph.hooks().size();
+        int iteration = first;
         try (HfTokenizer tokenizer = HfTokenizer.open(tokenizerDir);
              CallScheduler scheduler = new CallScheduler(parallel)) {
             RunContext run = new RunContext(config, runner, plan, models, special, tokenizer, spec.group(config));
@@ -142,7 +144,7 @@ public final class RunDriver {
                 metrics.appendIteration(config.name(), 0, rows);
                 progress.printf("iter 0/%d | %s (before training)%n", config.iterations(), e.line());
             }
-            for (int iteration = first; iteration <= config.iterations(); iteration++) {
+            for (; iteration <= config.iterations(); iteration++) {
                 Keys keys = new Keys(iteration);
                 data.batch(order.next(config.data().batchSize()), keys);
                 long start = System.nanoTime();
@@ -193,14 +195,20 @@ public final class RunDriver {
                     checkpoint(run, plan, checkpoints, order, data, iteration, spec, progress);
                 }
             }
+        } catch (RuntimeException e) {
+            throw new RunFailure(Math.min(iteration, config.iterations()), e);
         }
         Map<String, Path> finals = new LinkedHashMap<>();
         boolean firstTrained = true;
-        for (RunModels.Model m : models.trainedModels()) {
-            Placement whole = models.wholeCopy(m.role(), plan.home(m.role()), false);
-            finals.put(m.role(), RunOutput.writeFinal(runner, whole.devices(), m.role(), models.version(m.role()),
-                    whole.key(), m.dir(), output, RunOutput.finalName(m.role(), firstTrained)));
-            firstTrained = false;
+        try {
+            for (RunModels.Model m : models.trainedModels()) {
+                Placement whole = models.wholeCopy(m.role(), plan.home(m.role()), false);
+                finals.put(m.role(), RunOutput.writeFinal(runner, whole.devices(), m.role(), models.version(m.role()),
+                        whole.key(), m.dir(), output, RunOutput.finalName(m.role(), firstTrained)));
+                firstTrained = false;
+            }
+        } catch (RuntimeException e) {
+            throw new RunFailure(config.iterations(), e);
         }
         progress.printf("final %s%n", finals);
         models.releaseAll();

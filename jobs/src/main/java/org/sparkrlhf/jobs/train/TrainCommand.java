@@ -82,18 +82,37 @@ public final class TrainCommand {
     /**
      * Runs a validated config on a started Spark application; with {@code resume}, from the newest
      * complete checkpoint under its output (from the start, said on {@code progress}, when there is none).
+     * A failure that a retry can cure ({@link Recovery#curable}: a lost executor, a failed stage) restarts
+     * the run in the same application, up to {@code recovery.max_restarts} times: the devices are found
+     * again (a lost executor's replacement among them), every copy of the run's models leaves the
+     * executors' stores, and the run resumes from its newest complete checkpoint (or the start), its
+     * tables skipping the iterations they hold. Each restart is said on {@code progress} and written to the
+     * metrics table at the failed iteration ({@code recovery/restart}).
      */
     public static void train(SparkSession spark, RunConfig config, PrintStream progress, boolean resume) {
         SparkContext sc = spark.sparkContext();
         boolean gpus = sc.getConf().contains("spark.executor.resource.gpu.amount");
         long timeoutMs = sc.getConf().getLong("spark.rlhf.comm.timeoutMs", 600_000L);
-        // the runner's meshes keep their ranks' connections between calls; closing it releases them
-        try (BarrierCallRunner runner = new BarrierCallRunner(sc, gpus,
-                BarrierCallRunner.supportsTaskResourceProfiles(sc.master()), timeoutMs)) {
-            ClusterInventory inventory = ClusterDiscovery.discover(sc, runner,
-                    sc.getConf().getLong("spark.rlhf.executorWaitMs", 120_000L));
-            progress.println(inventory);
-            RunDriver.run(spark, config, runner, inventory, progress, resume);
+        Recovery recovery = new Recovery(config.recovery().maxRestarts());
+        boolean fromCheckpoint = resume;
+        while (true) {
+            // the runner's meshes keep their ranks' connections between calls; closing it releases them
+            try (BarrierCallRunner runner = new BarrierCallRunner(sc, gpus,
+                    BarrierCallRunner.supportsTaskResourceProfiles(sc.master()), timeoutMs)) {
+                ClusterInventory inventory = ClusterDiscovery.discover(sc, runner,
+                        sc.getConf().getLong("spark.rlhf.executorWaitMs", 120_000L));
+                progress.println(inventory);
+                if (recovery.restarts() > 0) {
+                    recovery.clearModels(runner, inventory, config);
+                }
+                RunDriver.run(spark, config, runner, inventory, progress, fromCheckpoint);
+                return;
+            } catch (RunFailure f) {
+                if (!recovery.restart(spark, config, f, progress)) {
+                    throw (RuntimeException) f.getCause();
+                }
+                fromCheckpoint = true;
+            }
         }
     }
 

@@ -148,8 +148,12 @@ class ResumeTest {
         }
     }
 
-    /** Nine arithmetic prompts with their answers. */
     private Path prompts() throws Exception {
+        return prompts(dir);
+    }
+
+    /** Nine arithmetic prompts with their answers, in {@code dir}. */
+    static Path prompts(Path dir) throws Exception {
         Path prompts = dir.resolve("prompts.jsonl");
         if (!Files.exists(prompts)) {
             StringBuilder jsonl = new StringBuilder();
@@ -165,7 +169,18 @@ class ResumeTest {
     }
 
     private RunConfig grpoConfig(String name, Path out) throws Exception {
-        Path prompts = prompts();
+        return grpoConfig(dir, name, out, 0);
+    }
+
+    /** The GRPO run of these tests, its config written in {@code dir}, restarting at most {@code maxRestarts} times. */
+    static RunConfig grpoConfig(Path dir, String name, Path out, int maxRestarts) throws Exception {
+        return new RunConfigReader(new Configuration()).read(grpoConfig(dir, name, out, maxRestarts, "master: local[2]")
+                .toString());
+    }
+
+    /** {@link #grpoConfig(Path, String, Path, int)}'s file, with {@code spark} as its spark section's lines. */
+    static Path grpoConfig(Path dir, String name, Path out, int maxRestarts, String spark) throws Exception {
+        Path prompts = prompts(dir);
         Path config = dir.resolve(name + "-" + out.getFileName() + ".yaml");
         Files.writeString(config, """
                 name: %s
@@ -185,12 +200,13 @@ class ResumeTest {
                 optimizer: {lr: 3.0e-3, weight_decay: 0.01}
                 grpo: {group_size: %d, kl_coef: 0.04, clip_ratio: 0.2, mini_batches: 2}
                 checkpoint: {every: 2, keep: 2}
+                recovery: {max_restarts: %d}
                 plan: {mode: baseline}
                 spark:
-                  master: local[2]
+                  %s
                 """.formatted(name, ITERATIONS, out, SftTrainingTest.TINY_LLAMA, SftTrainingTest.TINY_LLAMA, prompts,
-                BATCH, MAX_NEW, GROUP));
-        return new RunConfigReader(new Configuration()).read(config.toString());
+                BATCH, MAX_NEW, GROUP, maxRestarts, spark.strip().replace("\n", "\n  ")));
+        return config;
     }
 
     @Test
@@ -267,6 +283,11 @@ class ResumeTest {
 
     /** iteration -> its rows (prompt, policy version, response tokens, reward), sorted. */
     private static Map<String, List<String>> rollouts(Path out) {
+        return rollouts(spark, out);
+    }
+
+    /** iteration -> its rows (prompt, policy version, response tokens, reward), sorted. */
+    static Map<String, List<String>> rollouts(SparkSession spark, Path out) {
         Map<String, List<String>> byIteration = new TreeMap<>();
         for (Row r : spark.read().format("delta").load(RunOutput.rolloutsPath(out)).collectAsList()) {
             String row = r.getAs("prompt_id") + " v" + r.getAs("policy_version") + " "
@@ -277,7 +298,7 @@ class ResumeTest {
         return byIteration;
     }
 
-    private static void assertFinalWeightsEqual(Path a, Path b) {
+    static void assertFinalWeightsEqual(Path a, Path b) {
         assertWeightsEqual(a.resolve("final"), b.resolve("final"));
     }
 
