@@ -6,6 +6,10 @@ import org.apache.spark.sql.Column;
 import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.Row;
 import org.apache.spark.sql.SparkSession;
+import org.apache.spark.sql.types.StructType;
+import org.sparkrlhf.datasets.tables.MetricsTable;
+import org.sparkrlhf.datasets.tables.PlansTable;
+import org.sparkrlhf.datasets.tables.RolloutsTable;
 
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -159,9 +163,25 @@ public final class RunTables {
         return t == null ? null : t.filter(col("run_id").equalTo(run));
     }
 
+    /** A table of the run's output, null when absent; one without the columns the report reads is an error. */
     private Dataset<Row> table(String name) {
         String p = path(name);
-        return DeltaTable.isDeltaTable(spark, p) ? spark.read().format("delta").load(p) : null;
+        if (!DeltaTable.isDeltaTable(spark, p)) {
+            return null;
+        }
+        Dataset<Row> t = spark.read().format("delta").load(p);
+        StructType expected = switch (name) {
+            case "metrics" -> MetricsTable.SCHEMA;
+            case "plans" -> PlansTable.SCHEMA;
+            default -> RolloutsTable.SCHEMA;
+        };
+        List<String> missing = new ArrayList<>(List.of(expected.fieldNames()));
+        missing.removeAll(List.of(t.schema().fieldNames()));
+        if (!missing.isEmpty()) {
+            throw new IllegalArgumentException(p + ": the " + name + " table has no column " + String.join(", ", missing)
+                    + " (written by an older version of spark-rlhf; run the run again to report on it)");
+        }
+        return t;
     }
 
     private String path(String name) {

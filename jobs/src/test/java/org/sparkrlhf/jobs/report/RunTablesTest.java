@@ -110,9 +110,16 @@ class RunTablesTest {
     }
 
     @Test
-    void aFolderWithoutTablesIsAClearError(@TempDir Path dir) {
+    void aFolderWithoutTablesOrWithOldTablesIsAClearError(@TempDir Path dir) {
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
                 () -> new RunTables(spark, dir.toString()).read(null));
         assertTrue(e.getMessage().contains("no metrics table"), e.getMessage());
+
+        // a table of an older layout is named with the column it lacks
+        spark.sql("select 'r' as run_id, 1L as iteration, 'loss' as name, 0.5d as value").write().format("delta")
+                .save(dir.resolve("tables").resolve("metrics").toString());
+        e = assertThrows(IllegalArgumentException.class, () -> new RunTables(spark, dir.toString()).read(null));
+        assertTrue(e.getMessage().endsWith("metrics: the metrics table has no column time (written by an older version "
+                + "of spark-rlhf; run the run again to report on it)"), e.getMessage());
     }
 }
