@@ -2,6 +2,7 @@ package org.sparkrlhf.jobs;
 
 import org.sparkrlhf.gpuexec.cli.EngineCli;
 import org.sparkrlhf.jobs.plan.RunPlanCommand;
+import org.sparkrlhf.jobs.report.ReportCommand;
 import org.sparkrlhf.jobs.train.TrainCommand;
 import org.sparkrlhf.planner.cli.PlanCommand;
 
@@ -22,6 +23,9 @@ public final class Main {
               plan [scenario flags | --config PLANNER.yaml | --config RUN.yaml [--json]]
                                     an execution plan for an RLHF dataflow graph; with a run
                                     config, the plan that run would start with
+              report OUTPUT [--run RUN_ID] [--html FILE]
+                                    one self-contained HTML page of a run's curves, timeline and
+                                    samples, from its Delta tables (default OUTPUT/report.html)
               test                  runs the test suite (bin/spark-rlhf only)
             """;
 
@@ -43,6 +47,7 @@ public final class Main {
             case "plan" -> RunPlanCommand.isRunConfig(rest) ? RunPlanCommand.run(rest, System.out, System.err)
                     : PlanCommand.run(rest);
             case "train" -> TrainCommand.run(rest);
+            case "report" -> ReportCommand.run(rest);
             default -> {
                 System.err.println("spark-rlhf: unknown command '" + args[0] + "'");
                 System.err.print(USAGE);

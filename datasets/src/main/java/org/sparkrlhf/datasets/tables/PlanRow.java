@@ -19,8 +19,14 @@ public record PlanRow(String planJson, List<CallTiming> calls, double estimatedS
         calls = List.copyOf(calls);
     }
 
-    /** One call (e.g. "actor_gen") of the plan; measuredSeconds is null when the call did not run. */
-    public record CallTiming(String call, double estimatedSeconds, Double measuredSeconds) {
+    /**
+     * One call (e.g. "actor_gen") of the plan; measuredSeconds is null when the call did not run.
+     * estimatedStart and estimatedEnd place the call in the simulator's schedule of an iteration, in
+     * seconds from the iteration's start (the runtime's {@code timeline/<call>/start|end} metrics are
+     * the measured counterpart); null where the planner has no estimate.
+     */
+    public record CallTiming(String call, double estimatedSeconds, Double measuredSeconds, Double estimatedStart,
+                             Double estimatedEnd) {
         public CallTiming {
             Objects.requireNonNull(call, "call");
         }

@@ -19,11 +19,13 @@ public final class PlansTable implements TableLayout<PlanRow> {
     public static final StructType CALL = new StructType()
             .add(column("call", DataTypes.StringType, "the model function call, e.g. actor_gen"))
             .add(column("estimated_seconds", DataTypes.DoubleType, "the planner's estimate"))
-            .add(column("measured_seconds", DataTypes.DoubleType, "measured wall-clock seconds; null if not run"));
+            .add(column("measured_seconds", DataTypes.DoubleType, "measured wall-clock seconds; null if not run"))
+            .add(column("estimated_start", DataTypes.DoubleType, "the simulator's start of the call, seconds from the iteration's start"))
+            .add(column("estimated_end", DataTypes.DoubleType, "the simulator's end of the call, seconds from the iteration's start"));
 
     public static final StructType SCHEMA = keyColumns()
             .add(column("plan_json", DataTypes.StringType, "the plan as the planner writes it (JSON)"))
-            .add(column("calls", DataTypes.createArrayType(CALL), "per call: estimated and measured seconds"))
+            .add(column("calls", DataTypes.createArrayType(CALL), "per call: estimated and measured seconds, and the estimated schedule"))
             .add(column("estimated_seconds", DataTypes.DoubleType, "the simulator's estimate for the iteration"))
             .add(column("measured_seconds", DataTypes.DoubleType, "the iteration's measured seconds"))
             .add(column("time", DataTypes.TimestampType, "when the plan was recorded"));
@@ -45,7 +47,8 @@ public final class PlansTable implements TableLayout<PlanRow> {
     public Row toInputRow(PlanRow r) {
         List<Row> calls = new ArrayList<>();
         for (PlanRow.CallTiming c : r.calls()) {
-            calls.add(RowFactory.create(c.call(), c.estimatedSeconds(), c.measuredSeconds()));
+            calls.add(RowFactory.create(c.call(), c.estimatedSeconds(), c.measuredSeconds(), c.estimatedStart(),
+                    c.estimatedEnd()));
         }
         return RowFactory.create(r.planJson(), calls, r.estimatedSeconds(), r.measuredSeconds(),
                 RowValues.timestamp(r.time()));
@@ -56,7 +59,7 @@ public final class PlansTable implements TableLayout<PlanRow> {
         List<PlanRow.CallTiming> calls = new ArrayList<>();
         for (Row c : r.<Row>getList(r.fieldIndex("calls"))) {
             calls.add(new PlanRow.CallTiming(c.getAs("call"), c.<Double>getAs("estimated_seconds"),
-                    c.getAs("measured_seconds")));
+                    c.getAs("measured_seconds"), c.getAs("estimated_start"), c.getAs("estimated_end")));
         }
         return new PlanRow(r.getAs("plan_json"), calls, r.<Double>getAs("estimated_seconds"),
                 r.getAs("measured_seconds"), RowValues.instant(r, "time"));

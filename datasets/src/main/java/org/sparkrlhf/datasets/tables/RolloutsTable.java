@@ -22,7 +22,9 @@ public final class RolloutsTable implements TableLayout<RolloutRow> {
             "logprobs", "ref_logprobs", "values", "advantages", "returns", "token_rewards");
 
     public static final StructType SCHEMA = keyColumns()
+            .add(column("row_id", DataTypes.StringType, "the row's key: run_id/iteration/prompt_id/sample"))
             .add(column("prompt_id", DataTypes.StringType, "the prompt's id in its dataset"))
+            .add(column("sample", DataTypes.IntegerType, "the response's index among its prompt's samples in the iteration, from 0"))
             .add(column("group", DataTypes.StringType, "the prompt's group, if the dataset has groups"))
             .add(column("prompt_text", DataTypes.StringType, "the prompt as the model saw it (after the chat template)"))
             .add(column("response_text", DataTypes.StringType, "the decoded response"))
@@ -59,14 +61,15 @@ public final class RolloutsTable implements TableLayout<RolloutRow> {
 
     @Override
     public Map<String, Column> derivedColumns() {
-        return Map.of("prompt_length", size(col("prompt_tokens")),
+        return Map.of("row_id", concat_ws("/", col("run_id"), col("iteration"), col("prompt_id"), col("sample")),
+                "prompt_length", size(col("prompt_tokens")),
                 "response_length", size(col("response_tokens")),
                 "written_at", current_timestamp());
     }
 
     @Override
     public Row toInputRow(RolloutRow r) {
-        return RowFactory.create(r.promptId(), r.group(), r.promptText(), r.responseText(),
+        return RowFactory.create(r.promptId(), r.sample(), r.group(), r.promptText(), r.responseText(),
                 RowValues.boxed(r.promptTokens()), RowValues.boxed(r.responseTokens()),
                 RowValues.boxed(r.logprobs()), RowValues.boxed(r.refLogprobs()), RowValues.boxed(r.values()),
                 RowValues.boxed(r.advantages()), RowValues.boxed(r.returns()), RowValues.boxed(r.tokenRewards()),
@@ -76,7 +79,7 @@ public final class RolloutsTable implements TableLayout<RolloutRow> {
 
     @Override
     public RolloutRow fromRow(Row r) {
-        return new RolloutRow(r.getAs("prompt_id"), r.getAs("group"), r.getAs("prompt_text"), r.getAs("response_text"),
+        return new RolloutRow(r.getAs("prompt_id"), r.<Integer>getAs("sample"), r.getAs("group"), r.getAs("prompt_text"), r.getAs("response_text"),
                 RowValues.ints(r, "prompt_tokens"), RowValues.ints(r, "response_tokens"),
                 RowValues.floats(r, "logprobs"), RowValues.floats(r, "ref_logprobs"), RowValues.floats(r, "values"),
                 RowValues.floats(r, "advantages"), RowValues.floats(r, "returns"), RowValues.floats(r, "token_rewards"),
@@ -97,6 +100,7 @@ public final class RolloutsTable implements TableLayout<RolloutRow> {
                     concat(lit(c + ": "), size(col(c)).cast("string"), lit(" values for "),
                             responseLength.cast("string"), lit(" response tokens"))));
         }
+        checks.add(when(col("sample").isNull().or(col("sample").lt(0)), lit("sample: missing or negative")));
         checks.add(when(col("reward").isNull().or(isnan(col("reward"))), lit("reward: missing or NaN")));
         checks.add(when(not(coalesce(col("finish_reason").isin("stop", "length"), lit(false))),
                 concat(lit("finish_reason: expected stop or length, got "), coalesce(col("finish_reason"), lit("null")))));
@@ -108,6 +112,7 @@ public final class RolloutsTable implements TableLayout<RolloutRow> {
 
     @Override
     public Column rowLabel() {
-        return concat(lit("prompt_id="), coalesce(col("prompt_id"), lit("null")));
+        return concat(lit("prompt_id="), coalesce(col("prompt_id"), lit("null")), lit(" sample="),
+                coalesce(col("sample").cast("string"), lit("null")));
     }
 }

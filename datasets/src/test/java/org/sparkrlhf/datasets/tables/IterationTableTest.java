@@ -46,7 +46,7 @@ class IterationTableTest {
             ref[t] = -0.5f * (t + 1);
             adv[t] = 0.125f * t - scale;
         }
-        return new RolloutRow(promptId, n % 2 == 0 ? "add" : null, "What is 1 + " + n + "?", "answer " + n,
+        return new RolloutRow(promptId, n - 2, n % 2 == 0 ? "add" : null, "What is 1 + " + n + "?", "answer " + n,
                 new int[]{1, 40, 41, 42}, response, lp, ref, null, adv, adv.clone(), null,
                 n % 2 == 0 ? 1.0 : 0.0, n % 2 == 0 ? "correct" : "wrong", 0.0625 * n,
                 n == 4 ? FinishReason.LENGTH : FinishReason.STOP, iteration, T0.plusSeconds(n));
@@ -89,10 +89,12 @@ class IterationTableTest {
         List<String> partitions = DeltaTable.forPath(spark, path).detail().select("partitionColumns").first().getList(0);
         assertEquals(List.of("run_id"), partitions);
         Row lengths = table.readIteration("run-a", 1).filter(col("prompt_id").equalTo("p3"))
-                .select("prompt_length", "response_length", "written_at").first();
+                .select("prompt_length", "response_length", "written_at", "sample", "row_id").first();
         assertEquals(4, lengths.getInt(0));
         assertEquals(4, lengths.getInt(1));
         assertFalse(lengths.isNullAt(2));
+        assertEquals(2, lengths.getInt(3));
+        assertEquals("run-a/1/p3/2", lengths.getString(4));
         assertEquals(RolloutsTable.SCHEMA.fieldNames().length, table.read().schema().fields().length);
     }
 
@@ -100,12 +102,12 @@ class IterationTableTest {
     void badRowsAreReportedAndNothingIsWritten(@TempDir Path dir) {
         IterationTable<RolloutRow> table = IterationTable.rollouts(spark, dir.resolve("rollouts").toString());
         RolloutRow good = rollout("p1", 0, 2, 1f);
-        RolloutRow shortLogprobs = new RolloutRow("p2", null, "q", "a", new int[]{1}, new int[]{5, 6, 7},
+        RolloutRow shortLogprobs = new RolloutRow("p2", 0, null, "q", "a", new int[]{1}, new int[]{5, 6, 7},
                 new float[]{-1f, -2f}, null, null, null, null, null, Double.NaN, null, null, FinishReason.STOP, 0, T0);
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
                 () -> table.appendIteration("run-a", 0, List.of(good, shortLogprobs)));
         assertTrue(e.getMessage().contains("run run-a, iteration 0"), e.getMessage());
-        assertTrue(e.getMessage().contains("prompt_id=p2: logprobs: 2 values for 3 response tokens; reward: missing or NaN"),
+        assertTrue(e.getMessage().contains("prompt_id=p2 sample=0: logprobs: 2 values for 3 response tokens; reward: missing or NaN"),
                 e.getMessage());
         assertEquals(0, table.read().count());
         assertEquals(OptionalLong.empty(), table.lastWrittenIteration("run-a"));
@@ -144,7 +146,8 @@ class IterationTableTest {
 
         IterationTable<PlanRow> plans = IterationTable.plans(spark, dir.resolve("plans").toString());
         PlanRow plan = new PlanRow("{\"calls\": [\"actor_gen\", \"actor_train\"]}",
-                List.of(new PlanRow.CallTiming("actor_gen", 1.5, 1.75), new PlanRow.CallTiming("actor_train", 2.0, null)),
+                List.of(new PlanRow.CallTiming("actor_gen", 1.5, 1.75, 0.0, 1.5),
+                        new PlanRow.CallTiming("actor_train", 2.0, null, 1.5, 3.5)),
                 3.5, null, T0);
         assertEquals(WRITTEN, plans.appendIteration("r", 4, List.of(plan)));
         assertEquals(ALREADY_WRITTEN, plans.appendIteration("r", 4, List.of(plan)));

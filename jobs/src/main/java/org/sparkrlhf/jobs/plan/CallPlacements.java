@@ -24,6 +24,7 @@ import org.sparkrlhf.planner.plan.PlanJson;
 import org.sparkrlhf.planner.plan.PlanningProblem;
 import org.sparkrlhf.planner.search.Baselines;
 import org.sparkrlhf.planner.sim.SimResult;
+import org.sparkrlhf.planner.sim.TimelineEvent;
 import org.sparkrlhf.planner.sim.Simulator;
 import org.sparkrlhf.planner.spec.ClusterSpec;
 
@@ -61,15 +62,19 @@ public final class CallPlacements {
 
     private final String how;
     private final Map<String, Placement> byCall;
-    private final Map<String, Double> estimatedSeconds;
+    private final Map<String, Estimate> estimates;
     private final double estimatedIterationSeconds;
     private final String planJson;
 
-    CallPlacements(String how, Map<String, Placement> byCall, Map<String, Double> estimatedSeconds,
+    /** A call's simulated seconds and its place in the simulated iteration (seconds from its start). */
+    record Estimate(double seconds, double start, double end) {
+    }
+
+    CallPlacements(String how, Map<String, Placement> byCall, Map<String, Estimate> estimates,
                    double estimatedIterationSeconds, String planJson) {
         this.how = how;
         this.byCall = new LinkedHashMap<>(byCall);
-        this.estimatedSeconds = new LinkedHashMap<>(estimatedSeconds);
+        this.estimates = new LinkedHashMap<>(estimates);
         this.estimatedIterationSeconds = estimatedIterationSeconds;
         this.planJson = planJson;
     }
@@ -177,8 +182,9 @@ public final class CallPlacements {
     public PlanRow planRow(Map<String, Double> measuredSeconds, Double measuredIterationSeconds, Instant time) {
         List<PlanRow.CallTiming> calls = new ArrayList<>();
         for (String call : byCall.keySet()) {
-            calls.add(new PlanRow.CallTiming(call, estimatedSeconds.getOrDefault(call, Double.NaN),
-                    measuredSeconds.get(call)));
+            Estimate e = estimates.get(call);
+            calls.add(e == null ? new PlanRow.CallTiming(call, Double.NaN, measuredSeconds.get(call), null, null)
+                    : new PlanRow.CallTiming(call, e.seconds(), measuredSeconds.get(call), e.start(), e.end()));
         }
         return new PlanRow(planJson, calls, estimatedIterationSeconds, measuredIterationSeconds, time);
     }
@@ -190,7 +196,8 @@ public final class CallPlacements {
                 ? String.format(Locale.ROOT, "estimated %.3g s per iteration%n", estimatedIterationSeconds)
                 : "no estimate" + System.lineSeparator());
         for (Placement p : byCall.values()) {
-            Double e = estimatedSeconds.get(p.call());
+            Estimate est = estimates.get(p.call());
+            Double e = est == null ? null : est.seconds();
             s.append(String.format(Locale.ROOT, "  %-12s %-7s devices %-12s dp=%d tp=%d pp=%d micro_batches=%d%s%n",
                     p.call(), p.role(), java.util.Arrays.toString(p.deviceIndices()).replace(" ", ""), p.dp(), p.tp(),
                     p.pp(), p.microBatches(),
@@ -217,7 +224,7 @@ public final class CallPlacements {
         }
         byCall = inGraphOrder(config, graph, byCall);
         // Estimates where the layouts are ones the planner can express (consecutive, aligned meshes).
-        Map<String, Double> estimates = new LinkedHashMap<>();
+        Map<String, Estimate> estimates = new LinkedHashMap<>();
         double iteration = Double.NaN;
         String json;
         try {
@@ -231,9 +238,7 @@ public final class CallPlacements {
             Candidate[] a = PlanEvaluation.candidates(problem, plan);
             SimResult r = new Simulator(problem).simulate(a);
             iteration = r.iterationSeconds();
-            for (int c = 0; c < a.length; c++) {
-                estimates.put(problem.graph().call(c).name(), r.callSeconds()[c]);
-            }
+            estimates = estimates(problem.graph(), r);
             json = PlanJson.write(PlanJson.toJson(plan, cluster, iteration, figures(problem, r), null, null, null));
         } catch (IllegalArgumentException e) {
             json = plainJson(config, byCall, e.getMessage());
@@ -294,7 +299,6 @@ public final class CallPlacements {
                                                  Double colocated, Double searchSeconds) {
         DataflowGraph g = problem.graph();
         Map<String, Placement> byCall = new LinkedHashMap<>();
-        Map<String, Double> estimates = new LinkedHashMap<>();
         List<CallPlacement> ps = new ArrayList<>();
         for (int c = 0; c < g.size(); c++) {
             ModelCall call = g.call(c);
@@ -305,13 +309,30 @@ public final class CallPlacements {
                 devices.add(inventory.device(d));
             }
             byCall.put(call.name(), new Placement(call.name(), call.role(), devices, s.dp(), s.tp(), s.pp(), s.microBatches()));
-            estimates.put(call.name(), r.callSeconds()[c]);
             ps.add(new CallPlacement(call.name(), mesh, s));
         }
         ExecutionPlan plan = new ExecutionPlan(g.algorithm(), ps);
         String json = PlanJson.write(PlanJson.toJson(plan, problem.cluster(), r.iterationSeconds(), figures(problem, r),
                 symmetric, colocated, searchSeconds));
-        return new CallPlacements(how, inGraphOrder(config, problem.graph(), byCall), estimates, r.iterationSeconds(), json);
+        return new CallPlacements(how, inGraphOrder(config, problem.graph(), byCall), estimates(g, r),
+                r.iterationSeconds(), json);
+    }
+
+    /**
+     * Each call's simulated seconds, start and end, from the first simulated iteration: the runtime
+     * starts an iteration when the previous one has ended, so every iteration has its schedule.
+     */
+    private static Map<String, Estimate> estimates(DataflowGraph graph, SimResult r) {
+        Map<String, Estimate> out = new LinkedHashMap<>();
+        for (int c = 0; c < graph.size(); c++) {
+            String name = graph.call(c).name();
+            for (TimelineEvent e : r.timeline()) {
+                if (e.iteration() == 0 && !e.reallocation() && e.label().equals(name)) {
+                    out.put(name, new Estimate(r.callSeconds()[c], e.start(), e.end()));
+                }
+            }
+        }
+        return out;
     }
 
     private static List<PlanJson.CallFigures> figures(PlanningProblem problem, SimResult r) {

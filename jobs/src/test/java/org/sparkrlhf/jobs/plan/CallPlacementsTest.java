@@ -4,6 +4,7 @@ import org.apache.hadoop.conf.Configuration;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
+import org.sparkrlhf.datasets.tables.PlanRow;
 import org.sparkrlhf.jobs.config.ConfigException;
 import org.sparkrlhf.jobs.config.RunConfig;
 import org.sparkrlhf.jobs.config.RunConfigReader;
@@ -16,11 +17,14 @@ import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.time.Instant;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.TimeUnit;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -103,6 +107,21 @@ class CallPlacementsTest {
         assertEquals(1, train.tensorRankOf(3));
         assertTrue(Double.isFinite(p.estimatedIterationSeconds()), p.describe());
         assertTrue(p.planJson().contains("\"ref_inf\""), p.planJson());
+
+        // the plans-table row places each call in the simulator's schedule of an iteration
+        List<PlanRow.CallTiming> calls = p.planRow(Map.of("actor_gen", 1.0), 2.0, Instant.EPOCH).calls();
+        assertEquals(List.of("actor_gen", "ref_inf", "actor_train"), calls.stream().map(PlanRow.CallTiming::call).toList());
+        for (PlanRow.CallTiming t : calls) {
+            assertEquals(t.estimatedSeconds(), t.estimatedEnd() - t.estimatedStart(), 1e-9, t.toString());
+        }
+        assertEquals(1.0, calls.get(0).measuredSeconds());
+        assertNull(calls.get(1).measuredSeconds());
+        // actor_gen runs after the actor's parameters moved to its layout; ref_inf reads its samples,
+        // actor_train the reference log-probs; the last call ends the iteration (its steady-state period)
+        assertTrue(calls.get(0).estimatedStart() > 0, calls.toString());
+        assertTrue(calls.get(1).estimatedStart() >= calls.get(0).estimatedEnd(), calls.toString());
+        assertTrue(calls.get(2).estimatedStart() >= calls.get(1).estimatedEnd(), calls.toString());
+        assertEquals(p.estimatedIterationSeconds(), calls.get(2).estimatedEnd(), 1e-9 * p.estimatedIterationSeconds());
     }
 
     @Test

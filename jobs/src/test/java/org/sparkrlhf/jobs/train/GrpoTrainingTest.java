@@ -94,6 +94,11 @@ class GrpoTrainingTest {
         try {
             Dataset<Row> rollouts = spark.read().format("delta").load(RunOutput.rolloutsPath(out));
             assertEquals((long) ITERATIONS * BATCH * GROUP, rollouts.count(), "one row per sample, written once");
+            assertEquals(rollouts.count(), rollouts.select("row_id").distinct().count(), "row_id is a key");
+            // each prompt's samples are numbered 0..GROUP-1 within an iteration
+            assertEquals(0, rollouts.groupBy("iteration", "prompt_id")
+                    .agg(org.apache.spark.sql.functions.collect_set("sample").as("s"))
+                    .filter("size(s) <> " + GROUP + " or array_max(s) <> " + (GROUP - 1)).count());
             Map<String, float[]> advantageSums = new HashMap<>();
             for (Row r : rollouts.collectAsList()) {
                 long iteration = r.getAs("iteration");
