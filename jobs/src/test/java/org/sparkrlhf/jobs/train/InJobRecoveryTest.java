@@ -52,7 +52,7 @@ class InJobRecoveryTest {
     }
 
     @Test
-    @Timeout(value = 600, unit = TimeUnit.SECONDS)
+    @Timeout(value = 900, unit = TimeUnit.SECONDS)
     void aRunThatLosesItsActorTwiceRestartsByItselfAndEndsAsAnUninterruptedRun() throws Exception {
         Path straight = dir.resolve("straight");
         Path recovered = dir.resolve("recovered");
