@@ -3,10 +3,10 @@ package org.sparkrlhf.jobs.plan;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.dataformat.yaml.YAMLFactory;
-import org.apache.hadoop.conf.Configuration;
 import org.sparkrlhf.jobs.config.ConfigException;
 import org.sparkrlhf.jobs.config.RunConfig;
 import org.sparkrlhf.jobs.config.RunConfigReader;
+import org.sparkrlhf.jobs.files.HadoopFiles;
 import org.sparkrlhf.jobs.runtime.ClusterInventory;
 import org.sparkrlhf.jobs.runtime.DeviceSlot;
 import org.sparkrlhf.planner.spec.ClusterSpec;
@@ -74,7 +74,7 @@ public final class RunPlanCommand {
             return 2;
         }
         try {
-            RunConfig config = new RunConfigReader(new Configuration()).read(file);
+            RunConfig config = new RunConfigReader(HadoopFiles.conf()).read(file);
             ClusterSpec cluster = RunScenario.cluster(config);
             CallPlacements plan = CallPlacements.choose(config, inventory(cluster, !cluster.gpu().name().equals("cpu")));
             out.print(json ? plan.planJson() + System.lineSeparator() : plan.describe());
