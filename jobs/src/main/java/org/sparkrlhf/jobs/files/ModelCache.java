@@ -1,6 +1,8 @@
 package org.sparkrlhf.jobs.files;
 
 import org.apache.hadoop.fs.FileStatus;
+import org.apache.spark.SparkConf;
+import org.apache.spark.SparkEnv;
 
 import java.io.IOException;
 import java.io.UncheckedIOException;
@@ -31,6 +33,8 @@ import java.util.concurrent.ConcurrentHashMap;
  * {@code <java.io.tmpdir>/spark-rlhf-models}; copies are not removed while the JVM runs.
  */
 public final class ModelCache {
+    /** The Spark conf naming the cache's folder. */
+    public static final String DIR_CONF = "spark.rlhf.modelCache.dir";
     private static final Map<String, Object> LOCKS = new ConcurrentHashMap<>();
 
     private ModelCache() {
@@ -78,11 +82,9 @@ public final class ModelCache {
     }
 
     private static Path root() {
-        String dir = null;
-        org.apache.spark.SparkEnv env = org.apache.spark.SparkEnv.get();
-        if (env != null) {
-            dir = env.conf().get("spark.rlhf.modelCache.dir", null);
-        }
+        // the application's conf; before Spark starts (the driver's checks), spark-submit's system properties
+        SparkEnv env = SparkEnv.get();
+        String dir = (env != null ? env.conf() : new SparkConf()).get(DIR_CONF, null);
         Path root = dir != null ? Path.of(dir) : Path.of(System.getProperty("java.io.tmpdir"), "spark-rlhf-models");
         try {
             return Files.createDirectories(root);
