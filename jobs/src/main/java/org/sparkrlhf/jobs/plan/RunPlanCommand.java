@@ -11,9 +11,9 @@ import org.sparkrlhf.jobs.runtime.ClusterInventory;
 import org.sparkrlhf.jobs.runtime.DeviceSlot;
 import org.sparkrlhf.planner.spec.ClusterSpec;
 
-import java.io.File;
 import java.io.IOException;
 import java.io.PrintStream;
+import java.io.UncheckedIOException;
 import java.util.ArrayList;
 import java.util.List;
 
@@ -41,13 +41,17 @@ public final class RunPlanCommand {
                 file = args[i].substring("--config=".length());
             }
         }
-        if (file == null || !new File(file).isFile()) {
+        if (file == null) {
             return false;
         }
         try {
-            JsonNode root = new ObjectMapper(new YAMLFactory()).readTree(new File(file));
+            // on any Hadoop file system, as the run config it may be
+            if (!HadoopFiles.exists(file)) {
+                return false;
+            }
+            JsonNode root = new ObjectMapper(new YAMLFactory()).readTree(HadoopFiles.read(file));
             return root != null && root.isObject() && root.has("models");
-        } catch (IOException e) {
+        } catch (IOException | UncheckedIOException | IllegalArgumentException e) {
             return false;
         }
     }

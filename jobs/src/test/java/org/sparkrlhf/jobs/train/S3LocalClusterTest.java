@@ -112,7 +112,7 @@ class S3LocalClusterTest {
         String progress = out.toString(StandardCharsets.UTF_8);
         System.out.print(progress);
         assertEquals(0, code, err.toString(StandardCharsets.UTF_8) + progress);
-        assertTrue(progress.contains("4 CPU slots on 2 node(s)") || progress.contains("4 CPU slots"), progress);
+        assertTrue(progress.contains("4 CPU slots"), progress);
         assertTrue(progress.contains("final {actor=" + output + "/final}"), progress);
 
         // one copy of the model on this machine, made by the driver's check; no copy cut short
