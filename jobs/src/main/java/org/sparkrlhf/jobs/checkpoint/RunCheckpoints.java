@@ -144,9 +144,9 @@ public final class RunCheckpoints {
     /**
      * Writes checkpoint {@code state.iteration()}: {@code contents} fills the folder, then the state
      * and the marker are written and the folder is renamed into place (on object stores: filled in
-     * place, the marker last). A folder of that name that is
-     * not a complete checkpoint is set aside first; a complete one is an error (it is never
-     * overwritten). Keeps the newest {@code keep} complete checkpoints. Returns the checkpoint's folder.
+     * place, the marker last). A folder of that name that is not a complete checkpoint is set aside
+     * first; a complete one is an error (it is never overwritten). Keeps the newest {@code keep}
+     * complete checkpoints. Returns the checkpoint's folder.
      */
     public Path write(RunState state, Contents contents, int keep) {
         String name = String.format("iter-%08d", state.iteration());
