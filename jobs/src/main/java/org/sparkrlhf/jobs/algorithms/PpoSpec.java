@@ -83,7 +83,7 @@ public final class PpoSpec implements AlgorithmSpec {
     }
 
     @Override
-    public TrainingData data(SparkSession spark, RunConfig config, Path tokenizerDir, SpecialTokens special, Path output) {
+    public TrainingData data(SparkSession spark, RunConfig config, Path tokenizerDir, SpecialTokens special, String output) {
         RunConfig.KlConfig k = config.ppo().kl();
         kl = new KlController(k.adaptive(), k.coef(), k.target(), k.horizon());
         return PromptData.read(spark, config, tokenizerDir, special, output);

@@ -88,7 +88,7 @@ public final class PreferenceSpec implements AlgorithmSpec {
     }
 
     @Override
-    public TrainingData data(SparkSession spark, RunConfig config, Path tokenizerDir, SpecialTokens special, Path output) {
+    public TrainingData data(SparkSession spark, RunConfig config, Path tokenizerDir, SpecialTokens special, String output) {
         data = PreferenceData.read(spark, config, tokenizerDir, special);
         RunConfig.PreferenceConfig p = config.preference();
         weights = config.algorithm().isGroupRobust() ? new GroupWeights(data.groups(), data.groupSizes(),

@@ -63,7 +63,7 @@ public final class RwSpec implements AlgorithmSpec {
     }
 
     @Override
-    public TrainingData data(SparkSession spark, RunConfig config, Path tokenizerDir, SpecialTokens special, Path output) {
+    public TrainingData data(SparkSession spark, RunConfig config, Path tokenizerDir, SpecialTokens special, String output) {
         data = PreferenceData.read(spark, config, tokenizerDir, special);
         return data;
     }

@@ -80,7 +80,7 @@ public final class SampledPolicySpec implements AlgorithmSpec {
     }
 
     @Override
-    public TrainingData data(SparkSession spark, RunConfig config, Path tokenizerDir, SpecialTokens special, Path output) {
+    public TrainingData data(SparkSession spark, RunConfig config, Path tokenizerDir, SpecialTokens special, String output) {
         return PromptData.read(spark, config, tokenizerDir, special, output);
     }
 

@@ -37,7 +37,7 @@ public final class SftSpec implements AlgorithmSpec {
     }
 
     @Override
-    public TrainingData data(SparkSession spark, RunConfig config, Path tokenizerDir, SpecialTokens special, Path output) {
+    public TrainingData data(SparkSession spark, RunConfig config, Path tokenizerDir, SpecialTokens special, String output) {
         return SftData.read(spark, config, tokenizerDir, special);
     }
 

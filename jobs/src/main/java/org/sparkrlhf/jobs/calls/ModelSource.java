@@ -1,24 +1,18 @@
 package org.sparkrlhf.jobs.calls;
 
+import org.sparkrlhf.jobs.files.ModelCache;
+
 import java.io.Serializable;
-import java.net.URI;
 import java.nio.file.Path;
 
 /**
- * Where an executor reloads a model from when its store does not hold it: a local HF checkpoint
- * folder holding parameter version {@code version} (the initial model is version 0). Remote paths
- * (s3a://, dbfs:/) are not read by executors yet.
+ * Where an executor reloads a model from when its store does not hold it: an HF checkpoint folder
+ * on any Hadoop file system ({@code file:}, {@code s3a://}, {@code dbfs:/}, ...) holding parameter
+ * version {@code version} (the initial model is version 0).
  */
 public record ModelSource(String path, long version) implements Serializable {
+    /** The folder on this machine's disk: itself when local, else its copy in the model cache ({@link ModelCache}). */
     public Path localPath() {
-        URI uri = URI.create(path.replace(" ", "%20"));
-        if (uri.getScheme() == null) {
-            return Path.of(path);
-        }
-        if (uri.getScheme().equals("file")) {
-            return Path.of(uri);
-        }
-        throw new UnsupportedOperationException("executors load models from local folders only, not " + path
-                + " (copy the checkpoint to the executors' local disk)");
+        return ModelCache.local(path);
     }
 }

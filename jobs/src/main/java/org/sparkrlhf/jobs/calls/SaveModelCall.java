@@ -4,6 +4,7 @@ import org.sparkrlhf.gpuexec.checkpoint.StDType;
 import org.sparkrlhf.gpuexec.model.LlamaWeights;
 import org.sparkrlhf.gpuexec.train.OptimizerState;
 import org.sparkrlhf.jobs.executor.ModelStore;
+import org.sparkrlhf.jobs.files.HadoopFiles;
 import org.sparkrlhf.jobs.executor.RankContext;
 import org.sparkrlhf.jobs.executor.RankFunction;
 import org.sparkrlhf.jobs.executor.ResidentModel;
@@ -14,10 +15,11 @@ import org.sparkrlhf.jobs.runtime.DeviceSlot;
 
 import java.io.IOException;
 import java.io.Serializable;
+import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 import java.util.ArrayList;
+import java.util.Comparator;
 import java.util.List;
 
 /**
@@ -26,8 +28,8 @@ import java.util.List;
  * ({@link OptimizerState#FILE}): a trained whole replica's own optimizer, or, for a whole copy of a
  * model trained under tensor / pipeline parallelism, the moments gathered beside it
  * (ModelResidency.wholeCopy). Data-parallel replicas are identical, so rank 0 writes and the
- * others only check that they hold the same version. The folder must be on a file system the
- * executor sees (local in embedded runs, a shared mount on clusters).
+ * others only check that they hold the same version. The folder may be on any Hadoop file system
+ * ({@link HadoopFiles}): a remote one is written on the executor's disk first and copied up.
  */
 public final class SaveModelCall implements RankFunction<SaveModelCall.Request, Boolean> {
     public record Request(String role, long version, String layout, String dir, boolean withOptimizer)
@@ -50,14 +52,29 @@ public final class SaveModelCall implements RankFunction<SaveModelCall.Request, 
                     + " does not hold it (lost executor?)");
         }
         if (context.rank() == 0) {
-            Path dir = Path.of(request.dir());
-            replica.model().save(dir, StDType.F32, 2L << 30);
-            if (request.withOptimizer()) {
-                Path file = dir.resolve(OptimizerState.FILE);
-                if (replica.hasOptimizer()) {
-                    OptimizerState.save(replica.optimizer(), file);
-                } else {
-                    saveGathered(request, replica, file);
+            boolean local = HadoopFiles.isLocal(request.dir());
+            Path dir;
+            try {
+                dir = local ? HadoopFiles.localPath(request.dir()) : Files.createTempDirectory("spark-rlhf-save");
+            } catch (IOException e) {
+                throw new UncheckedIOException("cannot stage " + request.dir() + " on local disk: " + e.getMessage(), e);
+            }
+            try {
+                replica.model().save(dir, StDType.F32, 2L << 30);
+                if (request.withOptimizer()) {
+                    Path file = dir.resolve(OptimizerState.FILE);
+                    if (replica.hasOptimizer()) {
+                        OptimizerState.save(replica.optimizer(), file);
+                    } else {
+                        saveGathered(request, replica, file);
+                    }
+                }
+                if (!local) {
+                    HadoopFiles.uploadFolder(dir, request.dir());
+                }
+            } finally {
+                if (!local) {
+                    deleteStaging(dir);
                 }
             }
             // moments gathered for this save are not kept (nor left behind when only the weights were asked for)
@@ -66,6 +83,16 @@ public final class SaveModelCall implements RankFunction<SaveModelCall.Request, 
             }
         }
         return true;
+    }
+
+    private static void deleteStaging(Path dir) {
+        try (var walk = Files.walk(dir)) {
+            for (Path p : walk.sorted(Comparator.reverseOrder()).toList()) {
+                Files.deleteIfExists(p);
+            }
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot remove the staged copy " + dir + ": " + e.getMessage(), e);
+        }
     }
 
     private static ModelStore.Key gatheredKey(Request request, ShardTensors.View view) {
@@ -106,20 +133,20 @@ public final class SaveModelCall implements RankFunction<SaveModelCall.Request, 
 
     /**
      * On the driver: writes {@code role} at {@code version}, resident on {@code mesh} in
-     * {@code layout}, to {@code dir} (weights, optimizer state when asked, and the tokenizer files
-     * of {@code sourceDir}).
+     * {@code layout}, to folder {@code dir} on any Hadoop file system (weights, optimizer state
+     * when asked, and the tokenizer files of local folder {@code sourceDir}).
      */
     public static void save(BarrierCallRunner runner, List<DeviceSlot> mesh, String role, long version, String layout,
-                            Path sourceDir, Path dir, boolean withOptimizer) throws IOException {
-        Files.createDirectories(dir);
+                            Path sourceDir, String dir, boolean withOptimizer) {
+        HadoopFiles.mkdirs(dir);
         List<Request> requests = new ArrayList<>();
         for (int r = 0; r < mesh.size(); r++) {
-            requests.add(new Request(role, version, layout, dir.toString(), withOptimizer));
+            requests.add(new Request(role, version, layout, dir, withOptimizer));
         }
         runner.run(role + "_save", "save " + role + " version " + version, mesh, requests, new SaveModelCall());
         for (String file : TOKENIZER_FILES) {
             if (Files.exists(sourceDir.resolve(file))) {
-                Files.copy(sourceDir.resolve(file), dir.resolve(file), StandardCopyOption.REPLACE_EXISTING);
+                HadoopFiles.upload(sourceDir.resolve(file), HadoopFiles.resolve(dir, file));
             }
         }
     }

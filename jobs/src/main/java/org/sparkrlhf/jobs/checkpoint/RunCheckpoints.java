@@ -7,13 +7,13 @@ import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.FSDataOutputStream;
 import org.apache.hadoop.fs.FileStatus;
 import org.apache.hadoop.fs.FileSystem;
-import org.apache.hadoop.fs.LocalFileSystem;
 import org.apache.hadoop.fs.Path;
 import org.apache.hadoop.fs.RemoteIterator;
 import org.apache.hadoop.fs.LocatedFileStatus;
 import org.sparkrlhf.jobs.calls.ModelSource;
 import org.sparkrlhf.jobs.calls.SaveModelCall;
 import org.sparkrlhf.jobs.config.RunConfig;
+import org.sparkrlhf.jobs.files.HadoopFiles;
 import org.sparkrlhf.jobs.runtime.BarrierCallRunner;
 import org.sparkrlhf.jobs.runtime.DeviceSlot;
 
@@ -21,7 +21,6 @@ import java.io.IOException;
 import java.io.InputStream;
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
 import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.Iterator;
@@ -38,11 +37,13 @@ import java.util.regex.Pattern;
  *
  * <p>A checkpoint is the folder {@code iter-NNNNNNNN} holding whatever the run writes (one HF
  * folder per trained model, optimizer states, ...), {@code state.json} ({@link RunState}) and,
- * written last, {@code _COMPLETE}: the list of every file with its size. It is written under a
- * temporary name ({@code iter-NNNNNNNN.partial-<uuid>}) and renamed once complete. A reader takes a
- * folder only when its name has no suffix, its marker is there and every listed file has its
- * listed size, so a checkpoint cut short at any point (a killed job, an object store whose rename
- * is a copy) is never taken for a complete one. Partial folders are removed by the next write.
+ * written last, {@code _COMPLETE}: the list of every file with its size. Where a folder's rename is
+ * atomic (local disks, HDFS) it is written under a temporary name
+ * ({@code iter-NNNNNNNN.partial-<uuid>}) and renamed once complete; on the object stores (s3a,
+ * abfss, gs, ...), whose rename is a copy of every file, it is written in place, the marker last.
+ * A reader takes a folder only when its name has no suffix, its marker is there and every listed
+ * file has its listed size, so a checkpoint cut short at any point (a killed job, a copy cut
+ * short) is never taken for a complete one. Partial folders are removed by the next write.
  *
  * <p>A folder named as a checkpoint that is not complete (its marker missing or unreadable, a file
  * shorter, longer, missing or unlisted, its state unreadable: a copy cut short, a disk that lost
@@ -90,10 +91,10 @@ public final class RunCheckpoints {
     static final String STATE = "state.json";
     private static final ObjectMapper JSON = new ObjectMapper();
 
-    /** Writes the run's files of one checkpoint into a local folder. */
+    /** Writes the run's files of one checkpoint into a folder (a qualified path on the checkpoints' file system). */
     @FunctionalInterface
     public interface Contents {
-        void write(java.nio.file.Path dir) throws IOException;
+        void write(String dir) throws IOException;
     }
 
     /**
@@ -109,7 +110,7 @@ public final class RunCheckpoints {
     public record Checkpoint(Path dir, RunState state) {
         /** Where an executor (re)loads trained model {@code role} of this checkpoint from: its folder and version. */
         public ModelSource source(String role) {
-            return new ModelSource(localDir().resolve(role).toString(), state.version(role));
+            return new ModelSource(new Path(dir, role).toString(), state.version(role));
         }
 
         /** The folder as a local path (for the engine's readers); an error on remote file systems. */
@@ -142,9 +143,10 @@ public final class RunCheckpoints {
 
     /**
      * Writes checkpoint {@code state.iteration()}: {@code contents} fills the folder, then the state
-     * and the marker are written and the folder is renamed into place. A folder of that name that is
-     * not a complete checkpoint is set aside first; a complete one is an error (it is never
-     * overwritten). Keeps the newest {@code keep} complete checkpoints. Returns the checkpoint's folder.
+     * and the marker are written and the folder is renamed into place (on object stores: filled in
+     * place, the marker last). A folder of that name that is not a complete checkpoint is set aside
+     * first; a complete one is an error (it is never overwritten). Keeps the newest {@code keep}
+     * complete checkpoints. Returns the checkpoint's folder.
      */
     public Path write(RunState state, Contents contents, int keep) {
         String name = String.format("iter-%08d", state.iteration());
@@ -161,19 +163,13 @@ public final class RunCheckpoints {
                 }
                 setAside(complete, defect.get());
             }
-            boolean local = fs instanceof LocalFileSystem || fs.getUri().getScheme().equals("file");
-            if (local) {
-                java.nio.file.Path dir = java.nio.file.Path.of(fs.makeQualified(partial).toUri().getPath());
-                Files.createDirectories(dir);
-                contents.write(dir);
-            } else {
-                java.nio.file.Path staging = Files.createTempDirectory("spark-rlhf-checkpoint");
-                contents.write(staging);
-                fs.copyFromLocalFile(true, true, new Path(staging.toUri()), partial);
-            }
-            writeBytes(new Path(partial, STATE), JSON.writerWithDefaultPrettyPrinter().writeValueAsBytes(state));
-            writeBytes(new Path(partial, MARKER), JSON.writerWithDefaultPrettyPrinter().writeValueAsBytes(listing(partial)));
-            if (!fs.rename(partial, complete)) {
+            boolean rename = HadoopFiles.atomicRename(fs);
+            Path dir = rename ? partial : complete;
+            fs.mkdirs(dir);
+            contents.write(dir.toString());
+            writeBytes(new Path(dir, STATE), JSON.writerWithDefaultPrettyPrinter().writeValueAsBytes(state));
+            writeBytes(new Path(dir, MARKER), JSON.writerWithDefaultPrettyPrinter().writeValueAsBytes(listing(dir)));
+            if (rename && !fs.rename(partial, complete)) {
                 throw new IOException("cannot rename " + partial + " to " + complete);
             }
             prune(keep);
@@ -202,10 +198,10 @@ public final class RunCheckpoints {
                         + " but version " + m.version() + " is saved");
             }
         }
-        Path dir = write(state, staging -> {
+        Path dir = write(state, folder -> {
             for (TrainedModel m : models) {
                 SaveModelCall.save(runner, m.mesh(), m.role(), m.version(), m.layout(), m.sourceDir(),
-                        staging.resolve(m.role()), true);
+                        new Path(folder, m.role()).toString(), true);
             }
         }, keep);
         return new Checkpoint(dir, state);

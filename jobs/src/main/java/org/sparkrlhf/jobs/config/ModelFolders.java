@@ -10,7 +10,8 @@ import org.sparkrlhf.jobs.config.RunConfig.ModelConfig;
  * The model folders of a run, checked on the driver before the first stage: each role's folder as
  * the run loads it ({@link ModelFolderCheck}), so that a folder cut short or a tensor that does not
  * match its config is an error naming the file, not a failed barrier stage on the executors. The
- * folders are read where the executors read them today: a local path ({@link ModelSource}).
+ * folders are read as the executors read them ({@link ModelSource}): a folder on a remote file
+ * system is checked in the driver's copy of it, which the driver's own reads then use.
  */
 public final class ModelFolders {
     private ModelFolders() {
@@ -23,7 +24,7 @@ public final class ModelFolders {
             try {
                 ModelFolderCheck.check(new ModelSource(model.path(), 0).localPath(),
                         use(model.role(), config.algorithm()), tokenizer(model.role(), config.algorithm()));
-            } catch (CheckpointException | UnsupportedOperationException e) {
+            } catch (CheckpointException | java.io.UncheckedIOException | IllegalArgumentException e) {
                 throw new ConfigException(where + e.getMessage(), e);
             }
         }

@@ -3,12 +3,12 @@ package org.sparkrlhf.jobs.plan;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.FSDataInputStream;
 import org.apache.hadoop.fs.FileSystem;
 import org.sparkrlhf.datasets.tables.PlanRow;
 import org.sparkrlhf.jobs.config.Algorithm;
 import org.sparkrlhf.jobs.config.RunConfig;
+import org.sparkrlhf.jobs.files.HadoopFiles;
 import org.sparkrlhf.jobs.runtime.ClusterInventory;
 import org.sparkrlhf.jobs.runtime.DeviceSlot;
 import org.sparkrlhf.planner.Planner;
@@ -276,7 +276,7 @@ public final class CallPlacements {
         String text;
         try {
             org.apache.hadoop.fs.Path path = new org.apache.hadoop.fs.Path(file);
-            FileSystem fs = path.getFileSystem(new Configuration());
+            FileSystem fs = path.getFileSystem(HadoopFiles.conf());
             try (FSDataInputStream in = fs.open(path)) {
                 text = new String(in.readAllBytes(), StandardCharsets.UTF_8);
             }

@@ -3,17 +3,17 @@ package org.sparkrlhf.jobs.plan;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.dataformat.yaml.YAMLFactory;
-import org.apache.hadoop.conf.Configuration;
 import org.sparkrlhf.jobs.config.ConfigException;
 import org.sparkrlhf.jobs.config.RunConfig;
 import org.sparkrlhf.jobs.config.RunConfigReader;
+import org.sparkrlhf.jobs.files.HadoopFiles;
 import org.sparkrlhf.jobs.runtime.ClusterInventory;
 import org.sparkrlhf.jobs.runtime.DeviceSlot;
 import org.sparkrlhf.planner.spec.ClusterSpec;
 
-import java.io.File;
 import java.io.IOException;
 import java.io.PrintStream;
+import java.io.UncheckedIOException;
 import java.util.ArrayList;
 import java.util.List;
 
@@ -41,13 +41,17 @@ public final class RunPlanCommand {
                 file = args[i].substring("--config=".length());
             }
         }
-        if (file == null || !new File(file).isFile()) {
+        if (file == null) {
             return false;
         }
         try {
-            JsonNode root = new ObjectMapper(new YAMLFactory()).readTree(new File(file));
+            // on any Hadoop file system, as the run config it may be
+            if (!HadoopFiles.exists(file)) {
+                return false;
+            }
+            JsonNode root = new ObjectMapper(new YAMLFactory()).readTree(HadoopFiles.read(file));
             return root != null && root.isObject() && root.has("models");
-        } catch (IOException e) {
+        } catch (IOException | UncheckedIOException | IllegalArgumentException e) {
             return false;
         }
     }
@@ -74,7 +78,7 @@ public final class RunPlanCommand {
             return 2;
         }
         try {
-            RunConfig config = new RunConfigReader(new Configuration()).read(file);
+            RunConfig config = new RunConfigReader(HadoopFiles.conf()).read(file);
             ClusterSpec cluster = RunScenario.cluster(config);
             CallPlacements plan = CallPlacements.choose(config, inventory(cluster, !cluster.gpu().name().equals("cpu")));
             out.print(json ? plan.planJson() + System.lineSeparator() : plan.describe());

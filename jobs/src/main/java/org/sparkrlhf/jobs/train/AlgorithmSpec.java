@@ -44,7 +44,7 @@ public interface AlgorithmSpec {
     }
 
     /** The training data (read and tokenized on the driver), and its held-out part. */
-    TrainingData data(SparkSession spark, RunConfig config, Path tokenizerDir, SpecialTokens special, Path output);
+    TrainingData data(SparkSession spark, RunConfig config, Path tokenizerDir, SpecialTokens special, String output);
 
     /** An iteration's figures (besides seconds and tokens per second), its progress-line text, and its rollouts. */
     record Report(List<MetricRow> figures, String line, List<RolloutRow> rollouts) {

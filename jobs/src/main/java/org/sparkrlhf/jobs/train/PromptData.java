@@ -17,7 +17,7 @@ import java.util.List;
  */
 public record PromptData(PromptSet prompts) implements TrainingData {
     public static PromptData read(SparkSession spark, RunConfig config, Path tokenizerDir, SpecialTokens special,
-                                  Path output) {
+                                  String output) {
         return new PromptData(PromptSet.read(spark, config, tokenizerDir, special.bos(), output));
     }
 

@@ -7,9 +7,13 @@ import org.sparkrlhf.datasets.DatasetReader;
 import org.sparkrlhf.datasets.PromptRow;
 import org.sparkrlhf.datasets.ReadOptions;
 import org.sparkrlhf.datasets.tasks.ShippedDatasets;
+import org.sparkrlhf.jobs.files.HadoopFiles;
 import org.sparkrlhf.gpuexec.tokenizer.HfTokenizer;
 import org.sparkrlhf.jobs.config.RunConfig;
 
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Comparator;
@@ -23,7 +27,7 @@ import java.util.List;
  */
 public record PromptSet(List<PromptRow> rows, List<int[]> tokens, List<PromptRow> heldOut, List<int[]> heldOutTokens) {
 
-    public static PromptSet read(SparkSession spark, RunConfig config, Path actorDir, int bos, Path output) {
+    public static PromptSet read(SparkSession spark, RunConfig config, Path actorDir, int bos, String output) {
         int evalSize = config.data().evalSize();
         List<PromptRow> train;
         List<PromptRow> heldOut;
@@ -46,13 +50,13 @@ public record PromptSet(List<PromptRow> rows, List<int[]> tokens, List<PromptRow
                 (held[i] ? heldOut : train).add(all.get(i));
             }
         } else {
-            Path dir = output.resolve("data");
+            String dir = HadoopFiles.resolve(output, "data");
             String task = config.data().task();
-            Path trainFile = ShippedDatasets.copyTo(task + "/train.jsonl", dir);
-            trainSource = trainFile.toString();
-            train = read(spark, trainFile.toString(), "jsonl");
+            String trainFile = shipped(task + "/train.jsonl", dir);
+            trainSource = trainFile;
+            train = read(spark, trainFile, "jsonl");
             List<PromptRow> held = evalSize == 0 ? List.of()
-                    : read(spark, ShippedDatasets.copyTo(task + "/heldout.jsonl", dir).toString(), "jsonl");
+                    : read(spark, shipped(task + "/heldout.jsonl", dir), "jsonl");
             if (evalSize > held.size()) {
                 throw new IllegalArgumentException(config.source() + ": data.eval_size " + evalSize + " is more than the "
                         + held.size() + " held-out prompts of task " + task);
@@ -62,6 +66,24 @@ public record PromptSet(List<PromptRow> rows, List<int[]> tokens, List<PromptRow
         try (HfTokenizer tokenizer = HfTokenizer.open(actorDir)) {
             return new PromptSet(train, tokenize(tokenizer, actorDir, train, config, bos, trainSource), heldOut,
                     tokenize(tokenizer, actorDir, heldOut, config, bos, trainSource + " (held out)"));
+        }
+    }
+
+    /** A shipped dataset copied into {@code dir} of the run's output, where the executors read it; returns the file. */
+    private static String shipped(String name, String dir) {
+        if (HadoopFiles.isLocal(dir)) {
+            return ShippedDatasets.copyTo(name, HadoopFiles.localPath(dir)).toString();
+        }
+        try {
+            Path staging = Files.createTempDirectory("spark-rlhf-data");
+            Path file = ShippedDatasets.copyTo(name, staging);
+            String to = HadoopFiles.resolve(dir, file.getFileName().toString());
+            HadoopFiles.upload(file, to);
+            Files.delete(file);
+            Files.delete(staging);
+            return to;
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot stage shipped dataset " + name + ": " + e.getMessage(), e);
         }
     }
 

@@ -1,6 +1,5 @@
 package org.sparkrlhf.jobs.train;
 
-import org.apache.hadoop.conf.Configuration;
 import org.apache.spark.sql.SparkSession;
 import org.sparkrlhf.datasets.tables.IterationTable;
 import org.sparkrlhf.datasets.tables.MetricRow;
@@ -11,6 +10,7 @@ import org.sparkrlhf.jobs.calls.ModelSource;
 import org.sparkrlhf.jobs.checkpoint.RunCheckpoints;
 import org.sparkrlhf.jobs.checkpoint.RunState;
 import org.sparkrlhf.jobs.config.RunConfig;
+import org.sparkrlhf.jobs.files.HadoopFiles;
 import org.sparkrlhf.jobs.graph.CallSpan;
 import org.sparkrlhf.jobs.graph.IterationDriver;
 import org.sparkrlhf.jobs.graph.Keys;
@@ -59,7 +59,7 @@ import java.util.Optional;
 public final class RunDriver {
     /** Each iteration's figures (name -> value, iterations run here), the held-out evaluations, the final models by role. */
     public record Summary(Map<Integer, Map<String, Double>> figures, Map<Integer, Map<String, Double>> evaluations,
-                          Map<String, Path> finals) {
+                          Map<String, String> finals) {
         /** A figure's value per iteration, in order. */
         public List<Double> series(String name) {
             List<Double> out = new ArrayList<>();
@@ -89,7 +89,7 @@ public final class RunDriver {
      */
     public static Summary run(SparkSession spark, RunConfig config, DataflowGraph graph, AlgorithmSpec spec,
                               BarrierCallRunner runner, ClusterInventory inventory, PrintStream progress, boolean resume) {
-        Path output = RunOutput.local(config);
+        String output = RunOutput.create(config);
         CallPlacements plan = CallPlacements.choose(config, graph, inventory, progress);
         plan.checkBatchSize(config);
         ModelResidency residency = new ModelResidency(runner, RunScenario.cluster(inventory, RunScenario.gpuPreset(config)));
@@ -102,7 +102,7 @@ public final class RunDriver {
                 : ", rewards from the reward function " + config.reward().function();
         progress.printf("%s: %s%s, %d iterations%n", graph.algorithm(), data.describe(), rewards, config.iterations());
 
-        RunCheckpoints checkpoints = new RunCheckpoints(output.toUri().toString(), new Configuration());
+        RunCheckpoints checkpoints = new RunCheckpoints(output, HadoopFiles.conf());
         Optional<RunCheckpoints.Checkpoint> resumed = checkpoints.resume(config, data.size(), resume, progress);
         DataOrder order = DataOrder.startingAt(data.size(), config.seed(), resumed);
         if (graph.calls().stream().anyMatch(c -> c.kind() == CallKind.GENERATE)) {
@@ -111,9 +111,10 @@ public final class RunDriver {
         for (String role : graph.roles()) {
             boolean trained = graph.isTrainable(role);
             Path dir = modelDir(config, role);
-            // a trained model reloads from the checkpoint (weights and optimizer state) after a resume
+            // a trained model reloads from the checkpoint (weights and optimizer state) after a resume;
+            // executors read the config's folder (not the driver's copy of a remote one)
             ModelSource source = trained && resumed.isPresent() ? resumed.get().source(role)
-                    : new ModelSource(dir.toString(), 0);
+                    : new ModelSource(config.models().get(role).path(), 0);
             models.add(new RunModels.Model(role, dir, RunScenario.model(config, role),
                     trained ? spec.optimizer(config, role) : null), source);
         }
@@ -198,7 +199,7 @@ public final class RunDriver {
         } catch (RuntimeException e) {
             throw new RunFailure(Math.min(iteration, config.iterations()), e);
         }
-        Map<String, Path> finals = new LinkedHashMap<>();
+        Map<String, String> finals = new LinkedHashMap<>();
         boolean firstTrained = true;
         try {
             for (RunModels.Model m : models.trainedModels()) {
@@ -215,7 +216,7 @@ public final class RunDriver {
         return new Summary(figures, evaluations, finals);
     }
 
-    /** A role's HF folder, as the run config gives it. */
+    /** A role's HF folder on the driver's disk: the config's, or the driver's copy of a remote one (ModelCache). */
     static Path modelDir(RunConfig config, String role) {
         RunConfig.ModelConfig m = config.models().get(role);
         if (m == null) {
@@ -261,6 +262,6 @@ public final class RunDriver {
         for (RunModels.Model m : models.trainedModels()) {
             models.checkpointed(m.role(), saved.source(m.role()));
         }
-        progress.printf("checkpoint %s%n", saved.localDir());
+        progress.printf("checkpoint %s%n", saved.dir());
     }
 }

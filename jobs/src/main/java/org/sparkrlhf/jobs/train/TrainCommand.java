@@ -1,12 +1,12 @@
 package org.sparkrlhf.jobs.train;
 
-import org.apache.hadoop.conf.Configuration;
 import org.apache.spark.SparkContext;
 import org.apache.spark.sql.SparkSession;
 import org.sparkrlhf.jobs.config.ConfigException;
 import org.sparkrlhf.jobs.config.ModelFolders;
 import org.sparkrlhf.jobs.config.RunConfig;
 import org.sparkrlhf.jobs.config.RunConfigReader;
+import org.sparkrlhf.jobs.files.HadoopFiles;
 import org.sparkrlhf.jobs.runtime.BarrierCallRunner;
 import org.sparkrlhf.jobs.runtime.ClusterDiscovery;
 import org.sparkrlhf.jobs.runtime.ClusterInventory;
@@ -55,7 +55,7 @@ public final class TrainCommand {
         }
         RunConfig config;
         try {
-            config = new RunConfigReader(new Configuration()).read(configPath);
+            config = new RunConfigReader(HadoopFiles.conf()).read(configPath);
             // before Spark starts: a model folder cut short is an error naming its file, not a failed stage
             ModelFolders.check(config);
         } catch (ConfigException e) {

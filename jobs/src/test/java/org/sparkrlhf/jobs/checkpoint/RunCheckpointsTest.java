@@ -8,6 +8,7 @@ import org.junit.jupiter.params.provider.EnumSource;
 import org.sparkrlhf.jobs.calls.ModelSource;
 import org.sparkrlhf.jobs.config.RunConfig;
 import org.sparkrlhf.jobs.config.RunConfigReader;
+import org.sparkrlhf.jobs.files.HadoopFiles;
 
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
@@ -34,10 +35,8 @@ class RunCheckpointsTest {
     }
 
     private static RunCheckpoints.Contents weights(String text) {
-        return dir -> {
-            Files.createDirectories(dir.resolve("actor"));
-            Files.writeString(dir.resolve("actor/model.safetensors"), text);
-        };
+        return dir -> HadoopFiles.write(HadoopFiles.resolve(dir, "actor/model.safetensors"),
+                text.getBytes(StandardCharsets.UTF_8));
     }
 
     @Test
@@ -58,7 +57,7 @@ class RunCheckpointsTest {
         RunCheckpoints cps = new RunCheckpoints(out.toString(), new Configuration());
         cps.write(state(5), weights("five"), 3);
         assertThrows(IllegalStateException.class, () -> cps.write(state(6), dir -> {
-            Files.writeString(dir.resolve("half-written"), "x");
+            HadoopFiles.write(HadoopFiles.resolve(dir, "half-written"), new byte[] {'x'});
             throw new IOException("killed");
         }, 3));
         assertEquals(5, cps.newestComplete().orElseThrow().state().iteration());
@@ -121,7 +120,8 @@ class RunCheckpointsTest {
         cps.write(state(30), weights("thirty"), 2);
         RunCheckpoints.Checkpoint cp = cps.resume(run, 1000, true, progress).orElseThrow();
         assertEquals(state(30), cp.state());
-        assertEquals(new ModelSource(cp.localDir().resolve("actor").toString(), 30), cp.source("actor"));
+        assertEquals(new ModelSource("file:" + out.resolve("checkpoints/iter-00000030/actor"), 30), cp.source("actor"));
+        assertEquals(cp.localDir().resolve("actor"), cp.source("actor").localPath());
         assertThrows(IllegalArgumentException.class, () -> cp.source("critic"));
 
         String fresh = assertThrows(IllegalArgumentException.class, () -> cps.resume(run, 1000, false, progress))

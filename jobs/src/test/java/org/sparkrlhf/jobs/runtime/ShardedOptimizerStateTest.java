@@ -166,7 +166,7 @@ class ShardedOptimizerStateTest {
         Placement whole = residency.wholeCopy(role, STEPS, home, spec, source);
         assertEquals(1, whole.size());
         Path saved = dir.resolve(fixture + "-saved");
-        SaveModelCall.save(runner, whole.devices(), role, STEPS, whole.key(), model, saved, true);
+        SaveModelCall.save(runner, whole.devices(), role, STEPS, whole.key(), model, saved.toString(), true);
 
         SafeTensorsFile want = SafeTensorsFile.open(checkpoint.resolve(OptimizerState.FILE));
         SafeTensorsFile got = SafeTensorsFile.open(saved.resolve(OptimizerState.FILE));

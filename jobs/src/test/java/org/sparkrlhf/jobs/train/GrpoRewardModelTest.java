@@ -148,7 +148,7 @@ class GrpoRewardModelTest {
             // initial actor and scored by the reward model
             assertEquals(Set.of(0L, 2L), metrics.get("eval/reward_mean").keySet());
             SpecialTokens special = SpecialTokens.read(SftTrainingTest.TINY_LLAMA);
-            PromptSet prompts = PromptSet.read(spark, config, SftTrainingTest.TINY_LLAMA, special.bos(), out);
+            PromptSet prompts = PromptSet.read(spark, config, SftTrainingTest.TINY_LLAMA, special.bos(), out.toString());
             assertEquals(EVAL, prompts.heldOutTokens().size());
             double sum = 0;
             try (Generator generator = new Generator(actor)) {

@@ -283,7 +283,7 @@ class ScheduleMatchesSimulatorTest {
 
         @Override
         public TrainingData data(SparkSession spark, RunConfig config, Path tokenizerDir, SpecialTokens special,
-                                 Path output) {
+                                 String output) {
             return spec.data(spark, config, tokenizerDir, special, output);
         }
 

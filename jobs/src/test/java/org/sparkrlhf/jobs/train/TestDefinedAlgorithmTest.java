@@ -149,7 +149,7 @@ class TestDefinedAlgorithmTest {
 
         @Override
         public TrainingData data(SparkSession spark, RunConfig config, Path tokenizerDir, SpecialTokens special,
-                                 Path output) {
+                                 String output) {
             return PromptData.read(spark, config, tokenizerDir, special, output);
         }
 
