@@ -67,7 +67,7 @@ final class Recovery {
             return false;
         }
         restarts++;
-        IterationTable.metrics(spark, RunOutput.metricsPath(RunOutput.local(config))).appendEvent(config.name(),
+        IterationTable.metrics(spark, RunOutput.metricsPath(RunOutput.create(config))).appendEvent(config.name(),
                 f.iteration(), List.of(new MetricRow("recovery/restart", restarts, Instant.now())));
         progress.printf("recovery: restart %d/%d after iteration %d failed (%s); resuming from the newest checkpoint%n",
                 restarts, maxRestarts, f.iteration(), firstLine(f.getCause()));
