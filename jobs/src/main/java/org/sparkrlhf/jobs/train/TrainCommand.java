@@ -22,6 +22,7 @@ import java.util.Map;
  */
 public final class TrainCommand {
     static final String USAGE = "usage: spark-rlhf train RUN.yaml [--resume]";
+    private static final String BARRIER_TIMEOUT = "spark.barrier.sync.timeout";
 
     private TrainCommand() {
     }
@@ -135,6 +136,13 @@ public final class TrainCommand {
                 // every append; a run's tables are small
                 builder.config("spark.databricks.delta.snapshotPartitions", "2");
             }
+        }
+        // the one Spark barrier wait of a run (the devices' discovery) gets the ranks' deadline, not
+        // Spark's default of a year, unless the run or spark-submit sets its own
+        String commTimeout = config.spark().conf().getOrDefault("spark.rlhf.comm.timeoutMs",
+                System.getProperty("spark.rlhf.comm.timeoutMs", "600000"));
+        if (!config.spark().conf().containsKey(BARRIER_TIMEOUT) && System.getProperty(BARRIER_TIMEOUT) == null) {
+            builder.config(BARRIER_TIMEOUT, Math.max(1, Long.parseLong(commTimeout) / 1000) + "s");
         }
         for (Map.Entry<String, String> e : config.spark().conf().entrySet()) {
             builder.config(e.getKey(), e.getValue());
