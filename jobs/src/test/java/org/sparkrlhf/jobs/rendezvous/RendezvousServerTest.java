@@ -4,6 +4,7 @@ import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
+import org.sparkrlhf.jobs.executor.RunSecret;
 
 import java.util.ArrayList;
 import java.util.List;
@@ -30,7 +31,7 @@ class RendezvousServerTest {
 
     @BeforeEach
     void start() {
-        server = RendezvousServer.start("127.0.0.1", "127.0.0.1", 0, TIMEOUT_MS);
+        server = RendezvousServer.start("127.0.0.1", "127.0.0.1", 0, TIMEOUT_MS, RunSecret.generate());
     }
 
     @AfterEach
@@ -110,11 +111,11 @@ class RendezvousServerTest {
     }
 
     @Test
-    void aRequestWithoutTheRunsTokenIsRefused() {
-        RendezvousAddress other = new RendezvousAddress("127.0.0.1", server.address().port(), "another-run");
+    void aRankWithAnotherRunsSecretIsRefused() {
+        RendezvousAddress other = new RendezvousAddress("127.0.0.1", server.address().port(), RunSecret.generate());
         IllegalStateException e = assertThrows(IllegalStateException.class,
                 () -> new RendezvousClient(other, "c#1 attempt 0", 0, 1, TIMEOUT_MS, () -> false).allGather("x"));
-        assertTrue(e.getMessage().contains("wrong token"), e.getMessage());
+        assertTrue(e.getMessage().contains("do not share the run's secret"), e.getMessage());
     }
 
     @Test
