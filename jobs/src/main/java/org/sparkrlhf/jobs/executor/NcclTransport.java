@@ -8,7 +8,6 @@ import org.sparkrlhf.gpuexec.cuda.NcclCommunicator;
 
 import java.util.ArrayList;
 import java.util.Arrays;
-import java.util.HexFormat;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -35,10 +34,11 @@ import java.util.Map;
  * is reduced once and the result copied to all), which is what keeps data-parallel replicas and
  * tensor-parallel shards in sync.
  *
- * <p>The NCCL unique id of the call's communicator is made by rank 0 and exchanged through the
- * rendezvous (the driver's, see {@code BarrierCallRunner}); a subgroup's (a tensor-, pipeline- or
- * data-parallel group) is made by the subgroup's first rank and sent to its other ranks over TCP,
- * so that making a group involves only its ranks. Subgroups are made once per rank set and kept:
+ * <p>The NCCL unique id of the call's communicator is made by rank 0 and sent to the other ranks
+ * over the TCP mesh, which only holders of the run's secret can join ({@link PeerHandshake}); a
+ * subgroup's (a tensor-, pipeline- or data-parallel group) is made by the subgroup's first rank and
+ * sent to its other ranks the same way, so that making a group involves only its ranks. An id is a
+ * ticket into the communicator: it is never sent through the driver, logged, or put in a message. Subgroups are made once per rank set and kept:
  * each is an NCCL communicator of its own, made collectively by its ranks. Executors keep the
  * transport, with its subgroups, for the next call on the same devices ({@link MeshConnections}).
  */
@@ -61,18 +61,24 @@ public final class NcclTransport implements Communicator {
 
     /**
      * Connects rank {@code rank} of {@code size}: the TCP mesh (see {@link TcpCommunicator#connect}),
-     * then NCCL with rank 0's unique id, both through {@code rendezvous}. Collective over the call.
+     * then NCCL with rank 0's unique id, sent to the others over that mesh. Collective over the call.
      */
     public static NcclTransport connect(int rank, int size, String bindHost, Rendezvous rendezvous, long timeoutMillis,
                                  CudaBackend backend) {
         TcpCommunicator tcp = TcpCommunicator.connect(rank, size, bindHost, rendezvous, timeoutMillis);
         try {
-            String mine = rank == 0 ? HexFormat.of().formatHex(NcclCommunicator.newUniqueId()) : "";
-            String[] all = rendezvous.allGather(mine);
-            if (all.length != size || all[0].isEmpty()) {
-                throw new IllegalStateException("rank " + rank + ": the rendezvous did not return rank 0's NCCL id");
+            // the unique id lets whoever holds it join the NCCL communicator: it goes only over the
+            // authenticated mesh (never through the driver, never into a log or a message)
+            byte[] id;
+            if (rank == 0) {
+                id = NcclCommunicator.newUniqueId();
+                for (int peer = 1; peer < size; peer++) {
+                    tcp.send(peer, id);
+                }
+            } else {
+                id = tcp.recv(0);
             }
-            NcclCommunicator nccl = new NcclCommunicator(backend.stream(), size, HexFormat.of().parseHex(all[0]), rank);
+            NcclCommunicator nccl = new NcclCommunicator(backend.stream(), size, id, rank);
             return new NcclTransport(tcp, nccl, backend, timeoutMillis, true);
         } catch (RuntimeException e) {
             tcp.close();

@@ -5,8 +5,13 @@ package org.sparkrlhf.jobs.executor;
  * gets all of them back, indexed by rank; all ranks call it the same number of times. In a call
  * run by {@code BarrierCallRunner} this is the driver's rendezvous
  * ({@code org.sparkrlhf.jobs.rendezvous.RendezvousClient}), not Spark's barrier RPC.
+ *
+ * <p>It also carries the run's {@link RunSecret}, which the ranks it brings together prove to each
+ * other when they connect ({@link PeerHandshake}).
  */
-@FunctionalInterface
 public interface Rendezvous {
     String[] allGather(String mine);
+
+    /** The secret of the run whose ranks meet here. */
+    RunSecret secret();
 }

@@ -1,5 +1,8 @@
 package org.sparkrlhf.jobs.executor;
 
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
 import java.io.BufferedInputStream;
 import java.io.BufferedOutputStream;
 import java.io.DataInputStream;
@@ -11,6 +14,8 @@ import java.net.InetSocketAddress;
 import java.net.ServerSocket;
 import java.net.Socket;
 import java.net.SocketTimeoutException;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.concurrent.BlockingQueue;
 import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
@@ -30,9 +35,23 @@ import java.util.concurrent.TimeUnit;
  *
  * <p>Each connection has a reader thread that drains incoming messages into a queue, so a send
  * never blocks on the peer (two ranks sending large buffers to each other cannot deadlock).
- * Messages are framed as a 4-byte length followed by the bytes.
+ * Messages are framed as a 4-byte length followed by the bytes; a length over the receiver's
+ * limit fails the connection, naming the peer, before any allocation.
+ *
+ * <p>Every connection opens with a {@link PeerHandshake}: both ends prove the run's secret (carried
+ * by the {@link Rendezvous}), so a process that reaches a rank's port without it cannot announce
+ * itself as a rank and feed it bytes. See {@link PeerHandshake} for what that does not cover.
  */
 public final class TcpCommunicator implements Communicator {
+    /**
+     * The largest frame a rank accepts unless told otherwise: a length above it (a corrupt stream,
+     * a peer gone wrong) fails the connection before anything is allocated. 1 GiB, far above the
+     * messages of the models this runs (a piece of a reallocation, a gathered gradient bucket).
+     */
+    public static final int DEFAULT_MAX_FRAME_BYTES = 1 << 30;
+    /** How long an accepted connection may take to prove the run's secret (a silent stranger). */
+    private static final long HANDSHAKE_MILLIS = 10_000;
+    private static final Logger LOG = LoggerFactory.getLogger(TcpCommunicator.class);
     private static final byte[] CLOSED = new byte[0];
 
     private final int rank;
@@ -43,18 +62,37 @@ public final class TcpCommunicator implements Communicator {
     private final Thread[] readers;
     private final String[] readerErrors;
     private final long recvTimeoutMillis;
+    private final int maxFrameBytes;
 
     /**
      * Connects rank {@code rank} of {@code size} to all others. Binds a listening socket on
      * {@code bindHost} (its advertised name, e.g. the executor's host), exchanges addresses through
      * {@code rendezvous}, then rank i connects to every rank below it and accepts every rank above.
-     * A {@code recv} that waits longer than {@code recvTimeoutMillis} fails (a peer died).
+     * A {@code recv} that waits longer than {@code recvTimeoutMillis} fails (a peer died). Frames
+     * up to {@link #DEFAULT_MAX_FRAME_BYTES}.
      */
     public static TcpCommunicator connect(int rank, int size, String bindHost, Rendezvous rendezvous,
                                           long recvTimeoutMillis) {
+        return connect(rank, size, bindHost, rendezvous, recvTimeoutMillis, DEFAULT_MAX_FRAME_BYTES);
+    }
+
+    /**
+     * {@link #connect(int, int, String, Rendezvous, long)} with frames of at most {@code maxFrameBytes}
+     * each way. Every connection opens with the {@link PeerHandshake} on the rendezvous' secret; a
+     * connection to this rank's port that fails it (a stranger, another run's rank, a replay) is
+     * closed and logged, and the rank keeps waiting for its real peers.
+     */
+    public static TcpCommunicator connect(int rank, int size, String bindHost, Rendezvous rendezvous,
+                                          long recvTimeoutMillis, int maxFrameBytes) {
         if (size < 1 || rank < 0 || rank >= size) {
             throw new IllegalArgumentException("rank " + rank + " of " + size);
         }
+        if (maxFrameBytes < 0) {
+            throw new IllegalArgumentException("a frame limit of " + maxFrameBytes + " bytes");
+        }
+        RunSecret secret = rendezvous.secret();
+        Socket[] sockets = new Socket[size];
+        boolean connected = false;
         try (ServerSocket server = new ServerSocket()) {
             server.bind(new InetSocketAddress(InetAddress.getByName(bindHost), 0), size);
             String mine = bindHost + ":" + server.getLocalPort();
@@ -62,43 +100,92 @@ public final class TcpCommunicator implements Communicator {
             if (addresses.length != size) {
                 throw new IllegalStateException("rendezvous returned " + addresses.length + " addresses for " + size + " ranks");
             }
-            Socket[] sockets = new Socket[size];
+            int handshakeMillis = (int) Math.min(HANDSHAKE_MILLIS, recvTimeoutMillis);
             for (int peer = 0; peer < rank; peer++) {
                 String address = addresses[peer];
                 int colon = address.lastIndexOf(':');
                 Socket s = new Socket();
+                sockets[peer] = s;
                 s.connect(new InetSocketAddress(address.substring(0, colon), Integer.parseInt(address.substring(colon + 1))),
                         (int) Math.min(Integer.MAX_VALUE, recvTimeoutMillis));
-                DataOutputStream out = new DataOutputStream(s.getOutputStream());
-                out.writeInt(rank);
-                out.flush();
-                sockets[peer] = s;
+                // the lower rank answers once it reaches this connection in its accept loop
+                PeerHandshake.connect(s, secret, handshakeContext(peer, size), rank,
+                        (int) Math.min(Integer.MAX_VALUE, recvTimeoutMillis));
             }
-            server.setSoTimeout((int) Math.min(Integer.MAX_VALUE, recvTimeoutMillis));
-            for (int accepted = 0; accepted < size - 1 - rank; accepted++) {
+            long deadline = System.currentTimeMillis() + recvTimeoutMillis;
+            int missing = size - 1 - rank;
+            while (missing > 0) {
+                long left = deadline - System.currentTimeMillis();
                 Socket s;
                 try {
+                    if (left <= 0) {
+                        throw new SocketTimeoutException();
+                    }
+                    server.setSoTimeout((int) Math.min(Integer.MAX_VALUE, left));
                     s = server.accept();
                 } catch (SocketTimeoutException e) {
-                    throw new IllegalStateException("rank " + rank + ": a higher rank did not connect within "
-                            + recvTimeoutMillis + " ms", e);
+                    throw new IllegalStateException("rank " + rank + ": higher ranks " + absent(sockets, rank)
+                            + " did not connect within " + recvTimeoutMillis + " ms", e);
                 }
-                int peer = new DataInputStream(s.getInputStream()).readInt();
-                if (peer <= rank || peer >= size || sockets[peer] != null) {
-                    s.close();
-                    throw new IllegalStateException("rank " + rank + ": unexpected connection from rank " + peer);
+                try {
+                    int peer = PeerHandshake.accept(s, secret, handshakeContext(rank, size),
+                            (int) Math.max(1, Math.min(handshakeMillis, left)));
+                    if (peer <= rank || peer >= size || sockets[peer] != null) {
+                        throw new PeerHandshake.RefusedException("a connection from " + s.getRemoteSocketAddress()
+                                + " proved the secret but claims rank " + peer + ", which rank " + rank
+                                + " does not wait for");
+                    }
+                    sockets[peer] = s;
+                    missing--;
+                } catch (IOException e) {
+                    LOG.warn("rank {} of {}: refused a connection: {}", rank, size, e.getMessage());
+                    closeQuietly(s);
                 }
-                sockets[peer] = s;
             }
-            return new TcpCommunicator(rank, size, sockets, recvTimeoutMillis);
+            TcpCommunicator communicator = new TcpCommunicator(rank, size, sockets, recvTimeoutMillis, maxFrameBytes);
+            connected = true;
+            return communicator;
         } catch (IOException e) {
             throw new IllegalStateException("rank " + rank + ": cannot connect the TCP mesh: " + e.getMessage(), e);
+        } finally {
+            if (!connected) {
+                for (Socket s : sockets) {
+                    closeQuietly(s);
+                }
+            }
+        }
+    }
+
+    /** What both ends of the connection to rank {@code acceptor} bind their proofs to. */
+    private static String handshakeContext(int acceptor, int size) {
+        return "tcp-mesh rank " + acceptor + " of " + size;
+    }
+
+    private static List<Integer> absent(Socket[] sockets, int rank) {
+        List<Integer> absent = new ArrayList<>();
+        for (int peer = rank + 1; peer < sockets.length; peer++) {
+            if (sockets[peer] == null) {
+                absent.add(peer);
+            }
+        }
+        return absent;
+    }
+
+    private static void closeQuietly(Socket s) {
+        if (s != null) {
+            try {
+                s.close();
+            } catch (IOException ignored) {
+                // closing a refused or unfinished connection
+            }
         }
     }
 
     @SuppressWarnings("unchecked")
-    private TcpCommunicator(int rank, int size, Socket[] sockets, long recvTimeoutMillis) throws IOException {
+    private TcpCommunicator(int rank, int size, Socket[] sockets, long recvTimeoutMillis, int maxFrameBytes)
+            throws IOException {
         this.rank = rank;
+        this.maxFrameBytes = maxFrameBytes;
         this.size = size;
         this.sockets = sockets;
         this.recvTimeoutMillis = recvTimeoutMillis;
@@ -126,6 +213,14 @@ public final class TcpCommunicator implements Communicator {
         try {
             while (true) {
                 int length = in.readInt();
+                if (length < 0 || length > maxFrameBytes) {
+                    readerErrors[peer] = "rank " + peer + " (" + sockets[peer].getRemoteSocketAddress() + ") sent a frame of "
+                            + Integer.toUnsignedString(length) + " bytes, more than the " + maxFrameBytes
+                            + " this rank accepts; the connection is closed";
+                    LOG.warn("rank {}: {}", rank, readerErrors[peer]);
+                    closeQuietly(sockets[peer]);
+                    break;
+                }
                 byte[] message = new byte[length];
                 in.readFully(message);
                 inboxes[peer].add(message);
@@ -151,6 +246,10 @@ public final class TcpCommunicator implements Communicator {
     @Override
     public void send(int peer, byte[] message) {
         checkPeer(peer);
+        if (message.length > maxFrameBytes) {
+            throw new IllegalArgumentException("rank " + rank + ": a message of " + message.length + " bytes to rank "
+                    + peer + " is over the frame limit of " + maxFrameBytes + " bytes");
+        }
         DataOutputStream out = outputs[peer];
         synchronized (out) {
             try {

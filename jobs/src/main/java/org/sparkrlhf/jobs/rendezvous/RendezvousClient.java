@@ -1,6 +1,8 @@
 package org.sparkrlhf.jobs.rendezvous;
 
+import org.sparkrlhf.jobs.executor.PeerHandshake;
 import org.sparkrlhf.jobs.executor.Rendezvous;
+import org.sparkrlhf.jobs.executor.RunSecret;
 import org.sparkrlhf.jobs.rendezvous.RendezvousProtocol.Request;
 
 import java.io.BufferedInputStream;
@@ -52,14 +54,27 @@ public final class RendezvousClient implements Rendezvous {
     }
 
     @Override
+    public RunSecret secret() {
+        return server.secret();
+    }
+
+    @Override
     public String[] allGather(String mine) {
         int thisRound = round++;
         long giveUp = System.currentTimeMillis() + timeoutMillis + GRACE_MILLIS;
         try (Socket s = new Socket()) {
             s.connect(new InetSocketAddress(server.host(), server.port()), (int) Math.min(timeoutMillis, 30_000));
             s.setTcpNoDelay(true);
+            try {
+                PeerHandshake.connect(s, server.secret(), RendezvousProtocol.HANDSHAKE_CONTEXT, rank,
+                        (int) Math.min(timeoutMillis, 30_000));
+            } catch (PeerHandshake.RefusedException e) {
+                throw new IllegalStateException("call " + callId + " rank " + rank + ": the driver's rendezvous at "
+                        + server + " and this rank do not share the run's secret (a task of another run?): "
+                        + e.getMessage(), e);
+            }
             DataOutputStream out = new DataOutputStream(new BufferedOutputStream(s.getOutputStream()));
-            RendezvousProtocol.writeRequest(out, new Request(server.token(), callId, thisRound, rank, world, mine));
+            RendezvousProtocol.writeRequest(out, new Request(callId, thisRound, rank, world, mine));
             BufferedInputStream in = new BufferedInputStream(s.getInputStream());
             awaitFirstByte(s, in, thisRound, giveUp);
             s.setSoTimeout((int) Math.min(Integer.MAX_VALUE, timeoutMillis + GRACE_MILLIS));

@@ -6,26 +6,28 @@ import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 
 /**
- * The rendezvous' wire format, one request and one reply per connection.
+ * The rendezvous' wire format, one request and one reply per connection, after the connection's
+ * {@link org.sparkrlhf.jobs.executor.PeerHandshake} (context {@value #HANDSHAKE_CONTEXT}).
  * <pre>
- * request: int MAGIC, str token, str callId, int round, int rank, int world, str payload
+ * request: int MAGIC, str callId, int round, int rank, int world, str payload
  * reply:   byte OK,    int n, n x str   (every rank's payload, by rank)
  *        | byte ERROR, str message
  * </pre>
  * where {@code str} is an int byte length and the UTF-8 bytes.
  */
 final class RendezvousProtocol {
-    static final int MAGIC = 0x52445631; // "RDV1"
+    static final int MAGIC = 0x52445632; // "RDV2"
+    static final String HANDSHAKE_CONTEXT = "rendezvous";
     static final byte OK = 0;
     static final byte ERROR = 1;
     /** Bounds what one request may make the driver allocate (addresses and NCCL ids are far smaller). */
     static final int MAX_STRING_BYTES = 1 << 20;
-    /** Bounds the token and call id, read before the token is checked. */
+    /** Bounds the call id. */
     static final int MAX_NAME_BYTES = 1 << 12;
     static final int MAX_WORLD = 1 << 16;
 
     /** One rank's arrival at one round of a call. */
-    record Request(String token, String callId, int round, int rank, int world, String payload) {
+    record Request(String callId, int round, int rank, int world, String payload) {
     }
 
     private RendezvousProtocol() {
@@ -33,7 +35,6 @@ final class RendezvousProtocol {
 
     static void writeRequest(DataOutputStream out, Request r) throws IOException {
         out.writeInt(MAGIC);
-        writeString(out, r.token());
         writeString(out, r.callId());
         out.writeInt(r.round());
         out.writeInt(r.rank());
@@ -46,9 +47,8 @@ final class RendezvousProtocol {
         if (in.readInt() != MAGIC) {
             throw new IOException("not a rendezvous request");
         }
-        String token = readString(in, MAX_NAME_BYTES);
         String callId = readString(in, MAX_NAME_BYTES);
-        return new Request(token, callId, in.readInt(), in.readInt(), in.readInt(), readString(in, MAX_STRING_BYTES));
+        return new Request(callId, in.readInt(), in.readInt(), in.readInt(), readString(in, MAX_STRING_BYTES));
     }
 
     static void writeOk(DataOutputStream out, String[] payloads) throws IOException {

@@ -1,5 +1,9 @@
 package org.sparkrlhf.jobs.rendezvous;
 
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+import org.sparkrlhf.jobs.executor.PeerHandshake;
+import org.sparkrlhf.jobs.executor.RunSecret;
 import org.sparkrlhf.jobs.rendezvous.RendezvousProtocol.Request;
 
 import java.io.BufferedInputStream;
@@ -11,12 +15,8 @@ import java.net.InetAddress;
 import java.net.InetSocketAddress;
 import java.net.ServerSocket;
 import java.net.Socket;
-import java.nio.charset.StandardCharsets;
-import java.security.MessageDigest;
-import java.security.SecureRandom;
 import java.util.ArrayList;
 import java.util.HashMap;
-import java.util.HexFormat;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -28,13 +28,14 @@ import java.util.concurrent.Executors;
  * in place of Spark's barrier RPC ({@code BarrierTaskContext.allGather}, whose task side polls for
  * its reply once a second, so that every call paid about a second before any work). As
  * XGBoost4J-Spark's tracker and PyTorch's TCPStore for TorchDistributor: the driver starts it,
- * its address and a random token reach the tasks in their closure ({@link RendezvousAddress}), and
- * each rank of a call sends (call id, round, rank, world size, its string) and gets back every
+ * its address and the run's secret reach the tasks in their closure ({@link RendezvousAddress}), and
+ * each rank of a call proves the secret ({@link PeerHandshake}), sends (call id, round, rank, world size, its string) and gets back every
  * rank's string once all have arrived ({@link RendezvousClient}).
  *
  * <p>A round that does not fill up within {@code timeoutMillis} of its first arrival fails on every
  * waiting rank with a message naming the call, the round and the missing ranks; ranks that arrive
- * later get the same message at once. A request without the run's token is refused.
+ * later get the same message at once. A connection that does not prove the run's secret is closed
+ * before its request is read, and logged.
  *
  * <p>One thread per waiting rank (blocking sockets): a call's ranks wait here only for the moment
  * the slowest one takes to arrive.
@@ -44,10 +45,11 @@ public final class RendezvousServer implements AutoCloseable {
     private static final int REQUEST_READ_MILLIS = 30_000;
     /** Failed rounds remembered, so that their late ranks fail at once rather than waiting again. */
     private static final int FAILED_KEPT = 1024;
+    private static final Logger LOG = LoggerFactory.getLogger(RendezvousServer.class);
 
     private final ServerSocket socket;
     private final RendezvousAddress address;
-    private final byte[] token;
+    private final RunSecret secret;
     private final long timeoutMillis;
     private final ExecutorService handlers;
     private final Thread acceptor;
@@ -79,14 +81,11 @@ public final class RendezvousServer implements AutoCloseable {
         }
     }
 
-    private RendezvousServer(ServerSocket socket, String advertisedHost, long timeoutMillis) {
+    private RendezvousServer(ServerSocket socket, String advertisedHost, long timeoutMillis, RunSecret secret) {
         this.socket = socket;
         this.timeoutMillis = timeoutMillis;
-        byte[] random = new byte[16];
-        new SecureRandom().nextBytes(random);
-        String tokenText = HexFormat.of().formatHex(random);
-        this.token = tokenText.getBytes(StandardCharsets.UTF_8);
-        this.address = new RendezvousAddress(advertisedHost, socket.getLocalPort(), tokenText);
+        this.secret = secret;
+        this.address = new RendezvousAddress(advertisedHost, socket.getLocalPort(), secret);
         this.handlers = Executors.newCachedThreadPool(r -> {
             Thread t = new Thread(r, "spark-rlhf-rendezvous-rank");
             t.setDaemon(true);
@@ -99,9 +98,11 @@ public final class RendezvousServer implements AutoCloseable {
     /**
      * Listens on {@code bindHost}:{@code port} (0: any free port) and advertises
      * {@code advertisedHost} with the bound port; rounds fail {@code timeoutMillis} after their
-     * first rank arrived when some rank is still missing.
+     * first rank arrived when some rank is still missing. Only ranks that hold {@code secret} (the
+     * run's, made on the driver) are answered.
      */
-    public static RendezvousServer start(String bindHost, String advertisedHost, int port, long timeoutMillis) {
+    public static RendezvousServer start(String bindHost, String advertisedHost, int port, long timeoutMillis,
+                                         RunSecret secret) {
         if (timeoutMillis <= 0) {
             throw new IllegalArgumentException("rendezvous timeout " + timeoutMillis + " ms");
         }
@@ -109,7 +110,7 @@ public final class RendezvousServer implements AutoCloseable {
             ServerSocket socket = new ServerSocket();
             socket.setReuseAddress(true);
             socket.bind(new InetSocketAddress(InetAddress.getByName(bindHost), port), 1024);
-            RendezvousServer server = new RendezvousServer(socket, advertisedHost, timeoutMillis);
+            RendezvousServer server = new RendezvousServer(socket, advertisedHost, timeoutMillis, secret);
             server.acceptor.start();
             return server;
         } catch (IOException e) {
@@ -118,7 +119,7 @@ public final class RendezvousServer implements AutoCloseable {
         }
     }
 
-    /** Where tasks reach it, with the token they must send. */
+    /** Where tasks reach it, with the secret they must prove. */
     public RendezvousAddress address() {
         return address;
     }
@@ -141,17 +142,18 @@ public final class RendezvousServer implements AutoCloseable {
             s.setTcpNoDelay(true);
             s.setSoTimeout(REQUEST_READ_MILLIS);
             DataInputStream in = new DataInputStream(new BufferedInputStream(s.getInputStream()));
+            try {
+                PeerHandshake.accept(s, secret, RendezvousProtocol.HANDSHAKE_CONTEXT, REQUEST_READ_MILLIS);
+            } catch (PeerHandshake.RefusedException e) {
+                LOG.warn("the driver's rendezvous at {} refused a connection: {}", address, e.getMessage());
+                return;
+            }
             DataOutputStream out = new DataOutputStream(new BufferedOutputStream(s.getOutputStream()));
             Request request;
             try {
                 request = RendezvousProtocol.readRequest(in);
             } catch (IOException e) {
                 return; // not a rank of this run, or one that went away
-            }
-            if (!MessageDigest.isEqual(token, request.token().getBytes(StandardCharsets.UTF_8))) {
-                RendezvousProtocol.writeError(out, "the rendezvous at " + address + " refused call "
-                        + request.callId() + ": wrong token (a task of another run?)");
-                return;
             }
             String[] all;
             try {

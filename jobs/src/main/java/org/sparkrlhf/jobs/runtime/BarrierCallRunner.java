@@ -15,6 +15,7 @@ import org.sparkrlhf.jobs.executor.EngineOptions;
 import org.sparkrlhf.jobs.executor.MeshConnections;
 import org.sparkrlhf.jobs.executor.RankContext;
 import org.sparkrlhf.jobs.executor.RankFunction;
+import org.sparkrlhf.jobs.executor.RunSecret;
 import org.sparkrlhf.jobs.plan.Placement;
 import org.sparkrlhf.jobs.rendezvous.RendezvousAddress;
 import org.sparkrlhf.jobs.rendezvous.RendezvousClient;
@@ -31,6 +32,7 @@ import java.util.ArrayList;
 import java.util.Collections;
 import java.util.Comparator;
 import java.util.List;
+import java.util.UUID;
 import java.util.concurrent.atomic.AtomicLong;
 
 /**
@@ -47,6 +49,15 @@ import java.util.concurrent.atomic.AtomicLong;
  * task does nothing barrier-specific at its end, and at its start only looks up the driver's
  * barrier coordinator (one endpoint check, a round trip to the driver). The service listens on
  * the driver's host, on {@value #RENDEZVOUS_PORT} (default: any free port).
+ *
+ * <p>Security: each runner makes a run secret ({@link RunSecret}, 32 random bytes) that travels to
+ * the tasks only in their closure. Every connection to the rendezvous and between ranks opens with
+ * a mutual HMAC challenge-response on it ({@link PeerHandshake}) and is closed when the peer fails
+ * it, whatever {@code spark.authenticate} says: the rank transport is always authenticated (with
+ * {@code spark.authenticate} on, the closure carrying the secret is itself shipped over Spark's
+ * authenticated RPC). It is not encrypted: with {@value #NETWORK_CRYPTO} on, the runner refuses to
+ * start rather than send tensors in the clear where the cluster asked for encryption. NCCL's own
+ * traffic (GPU ranks) is not encrypted either; its unique id goes only over the authenticated mesh.
  *
  * <p>Connections: a call run on a mesh of devices gets a mesh id ({@link MeshRegistry}), under
  * which each executor keeps the call's TCP mesh and NCCL communicators for the next call on the
@@ -70,6 +81,8 @@ public final class BarrierCallRunner implements AutoCloseable {
     public static final String GPU = "gpu";
     /** The port of the driver's rendezvous (default 0: any free port). */
     public static final String RENDEZVOUS_PORT = "spark.rlhf.rendezvous.port";
+    /** Spark's switch for encrypting its own RPC and block transfers (AES, keyed by spark.authenticate). */
+    static final String NETWORK_CRYPTO = "spark.network.crypto.enabled";
 
     private final SparkContext sc;
     private final boolean gpus;
@@ -99,10 +112,17 @@ public final class BarrierCallRunner implements AutoCloseable {
         this.gpus = gpus;
         this.taskResourceProfiles = taskResourceProfiles;
         this.recvTimeoutMillis = recvTimeoutMillis;
+        if (sc.getConf().getBoolean(NETWORK_CRYPTO, false)) {
+            throw new IllegalStateException(NETWORK_CRYPTO + " is on, but the transport between a call's ranks and to "
+                    + "the driver's rendezvous is authenticated, not encrypted: encryption of the rank transport is not "
+                    + "supported yet (turn " + NETWORK_CRYPTO + " off to run on a trusted network)");
+        }
         String advertised = sc.getConf().get("spark.driver.host");
+        RunSecret secret = RunSecret.generate();
         this.rendezvous = RendezvousServer.start(sc.getConf().get("spark.driver.bindAddress", advertised), advertised,
-                sc.getConf().getInt(RENDEZVOUS_PORT, 0), recvTimeoutMillis);
-        this.meshes = new MeshRegistry("run-" + rendezvous.address().token().substring(0, 12) + ":");
+                sc.getConf().getInt(RENDEZVOUS_PORT, 0), recvTimeoutMillis, secret);
+        // the mesh ids name a run in executors' logs; drawn apart from the secret
+        this.meshes = new MeshRegistry("run-" + UUID.randomUUID().toString().substring(0, 12) + ":");
         sc.addSparkListener(new SparkListener() {
             @Override
             public void onApplicationEnd(SparkListenerApplicationEnd end) {

@@ -23,7 +23,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 /** Communicators kept per mesh across calls, with the calls' ranks as threads meeting at a real rendezvous. */
 @Timeout(value = 60, unit = TimeUnit.SECONDS)
 class MeshConnectionsTest {
-    private final RendezvousServer server = RendezvousServer.start("127.0.0.1", "127.0.0.1", 0, 10_000);
+    private final RendezvousServer server = RendezvousServer.start("127.0.0.1", "127.0.0.1", 0, 10_000, RunSecret.generate());
     private final ExecutorService threads = Executors.newCachedThreadPool();
     private final MeshConnections connections = new MeshConnections();
     private final AtomicLong calls = new AtomicLong();

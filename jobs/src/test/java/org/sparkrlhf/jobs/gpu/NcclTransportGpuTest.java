@@ -10,9 +10,10 @@ import org.sparkrlhf.jobs.executor.Communicator;
 import org.sparkrlhf.jobs.executor.EngineBackends;
 import org.sparkrlhf.jobs.executor.EngineOptions;
 import org.sparkrlhf.jobs.executor.NcclTransport;
+import org.sparkrlhf.jobs.executor.Rendezvous;
+import org.sparkrlhf.jobs.executor.RunSecret;
 
 import java.util.ArrayList;
-import java.util.HexFormat;
 import java.util.List;
 import java.util.Map;
 import java.util.SplittableRandom;
@@ -47,13 +48,24 @@ class NcclTransportGpuTest {
         assertSame(backend, EngineBackends.forRank("test", "0", EngineOptions.DEFAULT), "one backend per GPU");
         assertTrue(NcclCommunicator.version() > 0);
         List<String> gathered = new ArrayList<>();
-        try (NcclTransport comm = NcclTransport.connect(0, 1, "127.0.0.1", mine -> {
-            gathered.add(mine);
-            return new String[]{mine};
-        }, 60_000, backend)) {
-            // first the TCP mesh's address, then rank 0's NCCL unique id: 128 bytes as hex
-            assertEquals(2, gathered.size(), gathered.toString());
-            assertEquals(128, HexFormat.of().parseHex(gathered.get(1)).length);
+        RunSecret secret = RunSecret.generate();
+        Rendezvous recording = new Rendezvous() {
+            @Override
+            public String[] allGather(String mine) {
+                gathered.add(mine);
+                return new String[]{mine};
+            }
+
+            @Override
+            public RunSecret secret() {
+                return secret;
+            }
+        };
+        try (NcclTransport comm = NcclTransport.connect(0, 1, "127.0.0.1", recording, 60_000, backend)) {
+            // only the TCP mesh's address: the NCCL unique id goes over the authenticated mesh, never
+            // through the driver's rendezvous
+            assertEquals(1, gathered.size(), "one rendezvous round");
+            assertTrue(gathered.get(0).startsWith("127.0.0.1:"));
             assertEquals(0, comm.rank());
             assertEquals(1, comm.size());
 

@@ -4,7 +4,10 @@ import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
+import org.sparkrlhf.jobs.executor.RunSecret;
 
+import java.io.DataOutputStream;
+import java.net.Socket;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.ExecutionException;
@@ -30,7 +33,7 @@ class RendezvousServerTest {
 
     @BeforeEach
     void start() {
-        server = RendezvousServer.start("127.0.0.1", "127.0.0.1", 0, TIMEOUT_MS);
+        server = RendezvousServer.start("127.0.0.1", "127.0.0.1", 0, TIMEOUT_MS, RunSecret.generate());
     }
 
     @AfterEach
@@ -110,11 +113,25 @@ class RendezvousServerTest {
     }
 
     @Test
-    void aRequestWithoutTheRunsTokenIsRefused() {
-        RendezvousAddress other = new RendezvousAddress("127.0.0.1", server.address().port(), "another-run");
+    void aRankWithAnotherRunsSecretIsRefused() {
+        RendezvousAddress other = new RendezvousAddress("127.0.0.1", server.address().port(), RunSecret.generate());
         IllegalStateException e = assertThrows(IllegalStateException.class,
                 () -> new RendezvousClient(other, "c#1 attempt 0", 0, 1, TIMEOUT_MS, () -> false).allGather("x"));
-        assertTrue(e.getMessage().contains("wrong token"), e.getMessage());
+        assertTrue(e.getMessage().contains("do not share the run's secret"), e.getMessage());
+    }
+
+    @Test
+    void aStrangerIsClosedBeforeItsRequestIsReadAndTheCallGoesOn() throws Exception {
+        // the old opening (the request itself, a token in the clear) with a string that claims 2 GiB
+        try (Socket s = new Socket("127.0.0.1", server.address().port())) {
+            s.setSoTimeout((int) TIMEOUT_MS * 5);
+            DataOutputStream out = new DataOutputStream(s.getOutputStream());
+            out.writeInt(0x52445631);
+            out.writeInt(0x7fffffff);
+            out.flush();
+            assertEquals(-1, s.getInputStream().read(), "closed without an answer");
+        }
+        assertGathered(call("ref#1 attempt 0", 2, 2, "r"), "r", 2);
     }
 
     @Test

@@ -1,14 +1,19 @@
 package org.sparkrlhf.jobs.testing;
 
 import org.sparkrlhf.jobs.executor.Rendezvous;
+import org.sparkrlhf.jobs.executor.RunSecret;
 
 import java.util.concurrent.BrokenBarrierException;
 import java.util.concurrent.CyclicBarrier;
 
-/** An all-gather among {@code n} threads of one JVM, like {@code BarrierTaskContext.allGather}. */
+/**
+ * An all-gather among {@code n} threads of one JVM, like {@code BarrierTaskContext.allGather}; its
+ * ranks share one run secret, made here.
+ */
 public final class InMemoryRendezvous {
     private final String[] slots;
     private final CyclicBarrier barrier;
+    private final RunSecret secret = RunSecret.generate();
 
     public InMemoryRendezvous(int n) {
         slots = new String[n];
@@ -16,15 +21,23 @@ public final class InMemoryRendezvous {
     }
 
     public Rendezvous forRank(int rank) {
-        return mine -> {
-            try {
-                slots[rank] = mine;
-                barrier.await();
-                String[] all = slots.clone();
-                barrier.await();
-                return all;
-            } catch (InterruptedException | BrokenBarrierException e) {
-                throw new IllegalStateException(e);
+        return new Rendezvous() {
+            @Override
+            public String[] allGather(String mine) {
+                try {
+                    slots[rank] = mine;
+                    barrier.await();
+                    String[] all = slots.clone();
+                    barrier.await();
+                    return all;
+                } catch (InterruptedException | BrokenBarrierException e) {
+                    throw new IllegalStateException(e);
+                }
+            }
+
+            @Override
+            public RunSecret secret() {
+                return secret;
             }
         };
     }
