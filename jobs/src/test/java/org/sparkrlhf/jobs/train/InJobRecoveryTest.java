@@ -105,6 +105,12 @@ class InJobRecoveryTest {
             }
 
             @Override
+            public void println(Object x) {
+                super.println(x);
+                check(String.valueOf(x));
+            }
+
+            @Override
             public PrintStream format(String format, Object... args) {
                 super.format(format, args);
                 check(String.format(format, args));
