@@ -50,8 +50,10 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * submitted jar (see jobs/pom.xml), which must carry no Spark, Delta or Scala classes. Each Worker
  * offers three CPU slots: two for its executor, one for the driver in cluster mode.
  *
- * <p>Runs in the integration-test phase, after the package phase built the jar: {@code mvn verify}
- * (select with {@code -Dit.test=StandaloneSubmitIT}, skip with {@code -DskipITs}).
+ * <p>Runs in the integration-test phase, after the package phase built the jar: {@code mvn verify},
+ * unless {@code -Dtest} picks unit tests or {@code -DskipITs} is given (the profile
+ * {@code standalone-submit} of jobs/pom.xml; {@code -Pstandalone-submit -Dtest=NONE
+ * -Dsurefire.failIfNoSpecifiedTests=false} runs it alone).
  */
 @Tag("cluster")
 class StandaloneSubmitIT {
