@@ -8,10 +8,6 @@ import org.sparkrlhf.datasets.tables.IterationTable;
 import org.sparkrlhf.datasets.tables.MetricRow;
 import org.sparkrlhf.datasets.tables.PlanRow;
 import org.sparkrlhf.datasets.tables.RolloutRow;
-import org.sparkrlhf.gpuexec.backend.Tensor;
-import org.sparkrlhf.gpuexec.backend.cpu.CpuBackend;
-import org.sparkrlhf.gpuexec.checkpoint.StDType;
-import org.sparkrlhf.gpuexec.model.LlamaModel;
 import org.sparkrlhf.jobs.testing.TestSpark;
 
 import java.io.ByteArrayOutputStream;
@@ -77,7 +73,7 @@ class PlacedGrpoLocalClusterTest {
             }
         }
         Files.writeString(dir.resolve("prompts.jsonl"), jsonl);
-        Path ref = perturbedReference();
+        Path ref = PerturbedReference.under(dir);
         Path single = dir.resolve("single");
         Path placed = dir.resolve("placed");
         train(config("single", single, ref, "plan: {mode: baseline}", "local[1]", ""));
@@ -137,25 +133,6 @@ class PlacedGrpoLocalClusterTest {
         } finally {
             spark.stop();
         }
-    }
-
-    /** The actor with every parameter scaled by 0.9: a reference the actor is measurably far from. */
-    private Path perturbedReference() throws Exception {
-        Path ref = dir.resolve("ref");
-        try (CpuBackend backend = new CpuBackend(); LlamaModel m = LlamaModel.load(backend, SftTrainingTest.TINY_LLAMA)) {
-            for (Tensor t : m.parameters().byName().values()) {
-                float[] v = backend.download(t);
-                for (int i = 0; i < v.length; i++) {
-                    v[i] *= 0.9f;
-                }
-                backend.upload(t, v);
-            }
-            m.save(ref, StDType.F32, 1L << 30);
-        }
-        for (String f : List.of("tokenizer.json", "generation_config.json")) {
-            Files.copy(SftTrainingTest.TINY_LLAMA.resolve(f), ref.resolve(f));
-        }
-        return ref;
     }
 
     private Path config(String name, Path out, Path ref, String plan, String master, String extraConf) throws Exception {

@@ -7,12 +7,8 @@ import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
-import org.sparkrlhf.gpuexec.backend.Tensor;
-import org.sparkrlhf.gpuexec.backend.cpu.CpuBackend;
 import org.sparkrlhf.gpuexec.checkpoint.CheckpointWeights;
 import org.sparkrlhf.gpuexec.checkpoint.SafeTensorsFile;
-import org.sparkrlhf.gpuexec.checkpoint.StDType;
-import org.sparkrlhf.gpuexec.model.LlamaModel;
 import org.sparkrlhf.gpuexec.train.OptimizerState;
 import org.sparkrlhf.jobs.checkpoint.RunCheckpoints;
 import org.sparkrlhf.jobs.config.RunConfig;
@@ -117,7 +113,7 @@ class TensorParallelCheckpointTest {
     @Test
     @Timeout(value = 400, unit = TimeUnit.SECONDS)
     void tensorParallelActorCheckpointsResumeBitForBitAndMatchTheUnshardedOptimizerFile() throws Exception {
-        Path ref = perturbedReference();
+        Path ref = PerturbedReference.under(dir);
         String tp2 = "{devices: [0, 1], tp: 2}";
         Path straight = dir.resolve("tp-straight");
         Path killed = dir.resolve("tp-killed");
@@ -175,7 +171,7 @@ class TensorParallelCheckpointTest {
     @Test
     @Timeout(value = 400, unit = TimeUnit.SECONDS)
     void ppoWithTensorParallelActorAndCriticTrainingResumesBitForBit() throws Exception {
-        Path ref = perturbedReference();
+        Path ref = PerturbedReference.under(dir);
         Path straight = dir.resolve("ppo-straight");
         Path killed = dir.resolve("ppo-killed");
         ModelStore.get().clear();
@@ -285,28 +281,6 @@ class TensorParallelCheckpointTest {
                   master: local[2]
                 """.formatted(name, out, SftTrainingTest.TINY_LLAMA, ref, prompts, actorTrain));
         return new RunConfigReader(new Configuration()).read(yaml.toString());
-    }
-
-    /** The actor with every parameter scaled by 0.9: a reference the actor is measurably far from. */
-    private static Path perturbedReference() throws Exception {
-        Path ref = dir.resolve("ref");
-        if (Files.exists(ref)) {
-            return ref;
-        }
-        try (CpuBackend backend = new CpuBackend(); LlamaModel m = LlamaModel.load(backend, SftTrainingTest.TINY_LLAMA)) {
-            for (Tensor t : m.parameters().byName().values()) {
-                float[] v = backend.download(t);
-                for (int i = 0; i < v.length; i++) {
-                    v[i] *= 0.9f;
-                }
-                backend.upload(t, v);
-            }
-            m.save(ref, StDType.F32, 1L << 30);
-        }
-        for (String f : List.of("tokenizer.json", "generation_config.json")) {
-            Files.copy(SftTrainingTest.TINY_LLAMA.resolve(f), ref.resolve(f));
-        }
-        return ref;
     }
 
     private static void assertFilesEqual(Path a, Path b) throws Exception {
