@@ -196,7 +196,8 @@ public final class RunDriver {
                     checkpoint(run, plan, checkpoints, order, data, iteration, spec, progress);
                 }
             }
-        } catch (RuntimeException e) {
+        } catch (Exception e) {
+            // Exception, not RuntimeException: a failed Spark job throws SparkException, checked, from Scala
             throw new RunFailure(Math.min(iteration, config.iterations()), e);
         }
         Map<String, String> finals = new LinkedHashMap<>();
@@ -208,7 +209,7 @@ public final class RunDriver {
                         whole.key(), m.dir(), output, RunOutput.finalName(m.role(), firstTrained)));
                 firstTrained = false;
             }
-        } catch (RuntimeException e) {
+        } catch (Exception e) {
             throw new RunFailure(config.iterations(), e);
         }
         progress.printf("final %s%n", finals);

@@ -7,12 +7,17 @@ package org.sparkrlhf.jobs.train;
 public final class RunFailure extends RuntimeException {
     private final int iteration;
 
-    public RunFailure(int iteration, RuntimeException cause) {
+    public RunFailure(int iteration, Exception cause) {
         super("iteration " + iteration + ": " + cause.getMessage(), cause);
         this.iteration = iteration;
     }
 
     public int iteration() {
         return iteration;
+    }
+
+    /** What failed, as it was thrown when it is unchecked, else this failure. */
+    public RuntimeException unwrapped() {
+        return getCause() instanceof RuntimeException r ? r : this;
     }
 }

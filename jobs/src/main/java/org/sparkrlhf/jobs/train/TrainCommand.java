@@ -110,7 +110,7 @@ public final class TrainCommand {
                 return;
             } catch (RunFailure f) {
                 if (!recovery.restart(spark, config, f, progress)) {
-                    throw (RuntimeException) f.getCause();
+                    throw f.unwrapped();
                 }
                 fromCheckpoint = true;
             }
