@@ -25,18 +25,19 @@ public final class JsonText {
 
     /** The whole text re-written as JSON, strings quoted; null for JSON null or invalid text. */
     public static Column value(Column text) {
-        return get_json_object(inArray(text), "$[*]");
+        return nullForJsonNull(get_json_object(inArray(text), "$[*]"));
     }
 
     /** The JSON text of a top-level key's value in an object's text; null if absent or JSON null. */
     public static Column member(Column objectText, String key) {
-        return get_json_object(inArray(objectText), "$[*]" + keyStep(key));
+        return nullForJsonNull(get_json_object(inArray(objectText), "$[*]" + keyStep(key)));
     }
 
-    /** The JSON text of an array's element at a (0-based) index column. */
+    /** The JSON text of an array's element at a (0-based) index column; null past the end or for JSON null. */
     public static Column element(Column arrayText, Column index) {
         // get_json_object takes a computed path only through its SQL name.
-        return call_function("get_json_object", inArray(arrayText), concat(lit("$[*]["), index.cast("string"), lit("]")));
+        return nullForJsonNull(call_function("get_json_object", inArray(arrayText),
+                concat(lit("$[*]["), index.cast("string"), lit("]"))));
     }
 
     /** Whether an object's text has the key (with any value, null included). */
@@ -74,6 +75,15 @@ public final class JsonText {
                 .when(isArray(valueText), lit("an array"))
                 .when(valueText.isin("true", "false"), lit("a boolean"))
                 .otherwise(lit("a number"));
+    }
+
+    /**
+     * get_json_object writes a JSON null that it matched as the text null in some paths (an array
+     * element) and as SQL null in others (an object member); a string's text is quoted, so the
+     * bare text null is always JSON null.
+     */
+    private static Column nullForJsonNull(Column valueText) {
+        return when(valueText.notEqual("null"), valueText);
     }
 
     /** A path step for a key, quoted so that any key but one with a quote works. */

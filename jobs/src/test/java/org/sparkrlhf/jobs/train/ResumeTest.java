@@ -5,7 +5,6 @@ import org.apache.spark.sql.Row;
 import org.apache.spark.sql.SparkSession;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
-import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
@@ -58,7 +57,6 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * checkpoint with their optimizer states, continues the adaptive KL coefficient, and ends with
  * the uninterrupted run's rollouts, coefficients and final weights.
  */
-@Tag("end-to-end")
 class ResumeTest {
     static final int ITERATIONS = 5;
     static final int BATCH = 2;
