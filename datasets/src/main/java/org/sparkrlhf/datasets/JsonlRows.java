@@ -4,19 +4,23 @@ import org.apache.spark.sql.Column;
 import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.Row;
 import org.apache.spark.sql.SparkSession;
+import org.apache.spark.sql.types.DataType;
 
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 
 import static org.apache.spark.sql.functions.*;
 import static org.sparkrlhf.datasets.CheckedRows.*;
 
 /**
- * JSONL through Spark's built-ins only: lines from the text source, each parsed into a VARIANT
- * ({@code try_parse_json}), whose {@code schema_of_variant} tells a string from a number, an
- * array or null, so that a wrong type is an error rather than silently turned into text.
+ * JSONL through Spark's built-ins only: lines from the text source, each field read as its JSON
+ * text ({@link JsonText}), whose type tells a string from a number, an array or null, so that a
+ * wrong type is an error rather than silently turned into text.
  */
 final class JsonlRows {
+    private static final String MESSAGES = "array<struct<role:string,content:string>>";
+
     private JsonlRows() {
     }
 
@@ -27,39 +31,38 @@ final class JsonlRows {
                 col("_metadata.file_block_start").as(BLOCK),
                 monotonically_increasing_id().as(MID),
                 col("value").as("_line"));
-        Column json = try_parse_json(col("_line"));
-        Column jsonType = schema_of_variant(json);
-        Column lineError = when(json.isNull(), lit("not valid JSON"))
-                .when(not(jsonType.startsWith("OBJECT")),
-                        concat(lit("expected a JSON object, got "), typeName(jsonType)));
+        Column line = col("_line");
+        Column lineError = when(not(JsonText.isOneValue(line)), lit("not valid JSON"))
+                .when(json_object_keys(line).isNull(),
+                        concat(lit("expected a JSON object, got "), JsonText.typeName(JsonText.value(line))));
 
         List<FieldCheck> checks = new ArrayList<>();
         for (DatasetKind.Field f : kind.fields()) {
             String source = o.sourceColumn(f.name());
-            Column v = try_variant_get(json, keyPath(source), "variant");
+            Field v = Field.of(line, source);
             String label = CheckedRows.label(o, f.name());
-            Column present = v.isNotNull().and(not(is_variant_null(v)));
+            Column present = v.text().isNotNull();
             checks.add(switch (f.type()) {
-                case TEXT -> new FieldCheck(
-                        when(schema_of_variant(v).equalTo("STRING"), try_variant_get(v, "$", "string")),
-                        present, labelled(label, textReason(v, f.required())));
+                case TEXT -> new FieldCheck(JsonText.string(v.text()), present,
+                        labelled(label, textReason(v, f.required())));
                 case ID -> new FieldCheck(
-                        when(isId(schema_of_variant(v)), try_variant_get(v, "$", "string")),
+                        when(JsonText.isInteger(v.text()), v.text()).otherwise(JsonText.string(v.text())),
                         present, labelled(label, idReason(v, f.required())));
                 case MESSAGES -> new FieldCheck(
-                        try_variant_get(v, "$", "array<struct<role:string,content:string>>"),
-                        present, messagesError(source, label, v));
+                        from_json(v.text(), DataType.fromDDL(MESSAGES), Map.of()),
+                        present, messagesError(source, label, v.text()));
             });
         }
         Dataset<Row> checked = CheckedRows.assemble(lines, kind, o, checks,
-                trim(col("_line")).equalTo(""), lineError);
+                trim(line).equalTo(""), lineError);
         return new CheckedRows(checked, "line", 1);
     }
 
-    /** The variant path of a top-level key, quoted so that any key but one with a quote works. */
-    private static String keyPath(String key) {
-        if (key.contains("'")) throw new IllegalArgumentException("JSON key " + key + ": quotes in key names are not supported");
-        return "$['" + key + "']";
+    /** A key of an object: whether it is there, and its value's JSON text (null if absent or null). */
+    private record Field(Column exists, Column text) {
+        static Field of(Column objectText, String key) {
+            return new Field(JsonText.hasKey(objectText, key), JsonText.member(objectText, key));
+        }
     }
 
     private static Column labelled(String label, Column reason) {
@@ -67,24 +70,19 @@ final class JsonlRows {
     }
 
     /** Why a text value is bad, or null: absent (if required), null, not a string, or blank. */
-    private static Column textReason(Column v, boolean required) {
-        Column type = schema_of_variant(v);
-        return when(v.isNull(), required ? lit("missing") : lit(null))
-                .when(is_variant_null(v), required ? lit("null") : lit(null))
-                .when(type.notEqual("STRING"), concat(lit("expected a string, got "), typeName(type)))
-                .when(trim(try_variant_get(v, "$", "string")).equalTo(""), lit("empty text"));
+    private static Column textReason(Field v, boolean required) {
+        return when(not(v.exists()), required ? lit("missing") : lit(null))
+                .when(v.text().isNull(), required ? lit("null") : lit(null))
+                .when(not(JsonText.isString(v.text())), concat(lit("expected a string, got "), JsonText.typeName(v.text())))
+                .when(trim(JsonText.string(v.text())).equalTo(""), lit("empty text"));
     }
 
-    private static Column idReason(Column v, boolean required) {
-        Column type = schema_of_variant(v);
-        return when(v.isNull(), required ? lit("missing") : lit(null))
-                .when(is_variant_null(v), required ? lit("null") : lit(null))
-                .when(not(isId(type)), concat(lit("expected a string or an integer, got "), typeName(type)))
-                .when(trim(try_variant_get(v, "$", "string")).equalTo(""), lit("empty text"));
-    }
-
-    private static Column isId(Column type) {
-        return type.isin("STRING", "BIGINT", "INT", "SMALLINT", "TINYINT");
+    private static Column idReason(Field v, boolean required) {
+        return when(not(v.exists()), required ? lit("missing") : lit(null))
+                .when(v.text().isNull(), required ? lit("null") : lit(null))
+                .when(not(JsonText.isString(v.text()).or(JsonText.isInteger(v.text()))),
+                        concat(lit("expected a string or an integer, got "), JsonText.typeName(v.text())))
+                .when(trim(JsonText.string(v.text())).equalTo(""), lit("empty text"));
     }
 
     /**
@@ -92,39 +90,24 @@ final class JsonlRows {
      * Absence is left to the prompt-or-messages rule.
      */
     private static Column messagesError(String source, String label, Column v) {
-        Column type = schema_of_variant(v);
-        Column items = try_variant_get(v, "$", "array<variant>");
-        Column itemErrors = flatten(transform(items, (m, i) -> {
+        // Each element as a string only to count and index them; its type comes from its JSON text.
+        Column items = from_json(v, DataType.fromDDL("array<string>"), Map.of());
+        Column itemErrors = flatten(transform(items, (ignored, i) -> {
             Column at = concat(lit("field '" + source + "["), i.cast("string"), lit("]"));
-            Column mType = schema_of_variant(m);
-            Column role = try_variant_get(m, "$.role", "variant");
-            Column content = try_variant_get(m, "$.content", "variant");
-            Column roleReason = textReason(role, true);
-            Column contentReason = textReason(content, true);
-            return when(is_variant_null(m), array(concat(at, lit("': null"))))
-                    .when(not(mType.startsWith("OBJECT")),
-                            array(concat(at, lit("': expected an object with role and content, got "), typeName(mType))))
+            Column m = JsonText.element(v, i);
+            Column roleReason = textReason(Field.of(m, "role"), true);
+            Column contentReason = textReason(Field.of(m, "content"), true);
+            return when(m.isNull(), array(concat(at, lit("': null"))))
+                    .when(not(JsonText.isObject(m)),
+                            array(concat(at, lit("': expected an object with role and content, got "), JsonText.typeName(m))))
                     .otherwise(array_compact(array(
                             when(roleReason.isNotNull(), concat(at, lit(".role': "), roleReason)),
                             when(contentReason.isNotNull(), concat(at, lit(".content': "), contentReason)))));
         }));
-        return when(v.isNull().or(is_variant_null(v)), lit(null))
-                .when(not(type.startsWith("ARRAY")),
-                        concat(lit("field " + label + ": expected an array of {role, content} objects, got "), typeName(type)))
+        return when(v.isNull(), lit(null))
+                .when(not(JsonText.isArray(v)),
+                        concat(lit("field " + label + ": expected an array of {role, content} objects, got "), JsonText.typeName(v)))
                 .when(size(items).equalTo(0), lit("field " + label + ": no messages"))
                 .when(size(itemErrors).gt(0), array_join(itemErrors, "; "));
-    }
-
-    /** JSON's name for a variant type as schema_of_variant writes it ("BIGINT", "OBJECT<a: STRING>", ...). */
-    private static Column typeName(Column variantType) {
-        Column t = regexp_extract(variantType, "^[A-Z]+", 0);
-        return when(t.equalTo("STRING"), lit("a string"))
-                .when(t.isin("BIGINT", "INT", "SMALLINT", "TINYINT"), lit("an integer"))
-                .when(t.isin("DECIMAL", "DOUBLE", "FLOAT"), lit("a number"))
-                .when(t.equalTo("BOOLEAN"), lit("a boolean"))
-                .when(t.equalTo("ARRAY"), lit("an array"))
-                .when(t.equalTo("OBJECT"), lit("an object"))
-                .when(t.equalTo("VOID"), lit("null"))
-                .otherwise(lower(t));
     }
 }

@@ -2,6 +2,7 @@ package org.sparkrlhf.datasets;
 
 import org.apache.spark.sql.SparkSession;
 import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
@@ -14,6 +15,7 @@ import java.util.concurrent.TimeUnit;
 import static org.junit.jupiter.api.Assertions.*;
 
 /** Every kind of bad JSONL row is reported with its file, line and field; nothing is written. */
+@Tag("spark-data")
 @Timeout(value = 300, unit = TimeUnit.SECONDS)
 class JsonlValidationTest {
     static SparkSession spark;

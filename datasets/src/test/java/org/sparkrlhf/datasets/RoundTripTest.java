@@ -3,6 +3,7 @@ package org.sparkrlhf.datasets;
 import org.apache.spark.sql.Row;
 import org.apache.spark.sql.SparkSession;
 import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
@@ -19,6 +20,7 @@ import java.util.function.Function;
 import static org.junit.jupiter.api.Assertions.*;
 
 /** Every format round-trips through JSONL (one file and Spark's part files), Parquet and Delta. */
+@Tag("spark-data")
 @Timeout(value = 300, unit = TimeUnit.SECONDS)
 class RoundTripTest {
     static SparkSession spark;

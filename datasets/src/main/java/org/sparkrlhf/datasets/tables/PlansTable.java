@@ -5,6 +5,7 @@ import org.apache.spark.sql.Row;
 import org.apache.spark.sql.RowFactory;
 import org.apache.spark.sql.types.DataTypes;
 import org.apache.spark.sql.types.StructType;
+import org.sparkrlhf.datasets.JsonText;
 
 import java.util.ArrayList;
 import java.util.List;
@@ -72,7 +73,7 @@ public final class PlansTable implements TableLayout<PlanRow> {
                 .or(c.getField("estimated_seconds").lt(0)));
         return array_compact(array(
                 blank("plan_json"),
-                when(col("plan_json").isNotNull().and(try_parse_json(col("plan_json")).isNull()),
+                when(col("plan_json").isNotNull().and(not(JsonText.isOneValue(col("plan_json")))),
                         lit("plan_json: not valid JSON")),
                 missing("calls"),
                 when(size(badCalls).gt(0), lit("calls: a call without a name or a non-negative estimate")),

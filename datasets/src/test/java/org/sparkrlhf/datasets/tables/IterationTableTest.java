@@ -5,6 +5,7 @@ import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.Row;
 import org.apache.spark.sql.SparkSession;
 import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
@@ -24,6 +25,7 @@ import static org.sparkrlhf.datasets.tables.IterationTable.AppendResult.ALREADY_
 import static org.sparkrlhf.datasets.tables.IterationTable.AppendResult.WRITTEN;
 
 /** The Delta tables: schemas, round trips, and a retried iteration leaving exactly one copy of its rows. */
+@Tag("spark-data")
 @Timeout(value = 300, unit = TimeUnit.SECONDS)
 class IterationTableTest {
     static SparkSession spark;

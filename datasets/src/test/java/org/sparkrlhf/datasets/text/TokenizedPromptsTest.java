@@ -2,6 +2,7 @@ package org.sparkrlhf.datasets.text;
 
 import org.apache.spark.sql.Row;
 import org.apache.spark.sql.SparkSession;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
@@ -21,6 +22,7 @@ import static org.apache.spark.sql.functions.col;
 import static org.junit.jupiter.api.Assertions.*;
 
 /** Tokenizing a prompt dataset on Spark gives the driver-side tokenizer's ids and counts truncations. */
+@Tag("spark-data")
 @Timeout(value = 300, unit = TimeUnit.SECONDS)
 class TokenizedPromptsTest {
     static final Path TOKENIZER = Path.of("src/test/resources/tokenizer");

@@ -22,7 +22,7 @@ import org.sparkrlhf.jobs.rendezvous.RendezvousClient;
 import org.sparkrlhf.jobs.rendezvous.RendezvousServer;
 import scala.Tuple2;
 import scala.collection.Iterator;
-import scala.jdk.javaapi.CollectionConverters;
+import scala.collection.JavaConverters;
 import scala.reflect.ClassTag;
 import scala.reflect.ClassTag$;
 import scala.runtime.AbstractFunction1;
@@ -171,18 +171,17 @@ public final class BarrierCallRunner implements AutoCloseable {
         if (mesh != null && mesh.size() != world) {
             throw new IllegalArgumentException(call + ": " + world + " rank inputs for a mesh of " + mesh.size() + " devices");
         }
-        List<Tuple2<RankInput<I>, scala.collection.immutable.Seq<String>>> elements = new ArrayList<>(world);
+        List<Tuple2<RankInput<I>, scala.collection.immutable.List<String>>> elements = new ArrayList<>(world);
         for (int r = 0; r < world; r++) {
             List<String> locations = mesh == null ? List.of() : List.of(mesh.get(r).taskLocation());
-            elements.add(new Tuple2<>(new RankInput<>(r, inputs.get(r)),
-                    CollectionConverters.asScala(locations).toList()));
+            elements.add(new Tuple2<>(new RankInput<>(r, inputs.get(r)), scalaList(locations)));
         }
         long number = jobCounter.incrementAndGet();
         String meshId = mesh != null && keepConnections ? meshes.lend(mesh) : null;
         try {
             ClassTag<RankInput<I>> inputTag = classTag(RankInput.class);
             ClassTag<RankResult<R>> resultTag = classTag(RankResult.class);
-            RDD<RankInput<I>> ranks = sc.makeRDD(CollectionConverters.asScala(elements).toList(), inputTag);
+            RDD<RankInput<I>> ranks = makeRdd(scalaList(elements), inputTag);
             RankTask<I, R> task = new RankTask<>(call, call + "#" + number, world, gpus, recvTimeoutMillis, placement,
                     engine, rendezvous.address(), meshId, fn);
             RDD<RankResult<R>> results = ranks.barrier().mapPartitions(task, false, resultTag);
@@ -264,6 +263,22 @@ public final class BarrierCallRunner implements AutoCloseable {
     }
 
     @SuppressWarnings("unchecked")
+    /*
+     * Scala 2.12 and 2.13 differ in what Seq is (collection.Seq; collection.immutable.Seq), so
+     * Java code that names it compiles against one Scala only. An immutable List is both, and
+     * scala.collection.JavaConverters (deprecated in 2.13, still there) makes one on both.
+     */
+    private static <T> scala.collection.immutable.List<T> scalaList(List<T> list) {
+        return JavaConverters.asScalaBuffer(list).toList();
+    }
+
+    /** makeRDD with each element's preferred locations, whose Seq type is the Scala version's. */
+    @SuppressWarnings({"unchecked", "rawtypes"})
+    private <T> RDD<T> makeRdd(scala.collection.immutable.List<? extends Tuple2<T, scala.collection.immutable.List<String>>> elements,
+                               ClassTag<T> tag) {
+        return sc.makeRDD((scala.collection.immutable.List) elements, tag);
+    }
+
     private static <T> ClassTag<T> classTag(Class<?> c) {
         return (ClassTag<T>) ClassTag$.MODULE$.apply(c);
     }
@@ -335,7 +350,7 @@ public final class BarrierCallRunner implements AutoCloseable {
                 // nothing in its store and loads its shard from the model's source, the last checkpoint.
                 R value = fn.apply(context, input.value());
                 done = true;
-                return CollectionConverters.asScala(List.of(new RankResult<>(rank, executorId, host, gpu, value)).iterator());
+                return JavaConverters.asScalaIterator(List.of(new RankResult<>(rank, executorId, host, gpu, value)).iterator());
             } catch (RuntimeException e) {
                 throw e;
             } catch (Exception e) {

@@ -3,6 +3,7 @@ package org.sparkrlhf.jobs.runtime;
 import org.apache.spark.SparkContext;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.TestInstance;
 import org.junit.jupiter.api.Timeout;
@@ -22,6 +23,7 @@ import static org.junit.jupiter.api.Assumptions.assumeFalse;
  * a call that builds no model runs (device discovery does), and one that builds a model fails
  * with the executor, the GPU and the driver's reason, instead of running on the CPU engine.
  */
+@Tag("local-cluster")
 @TestInstance(TestInstance.Lifecycle.PER_CLASS)
 @Timeout(value = 180, unit = TimeUnit.SECONDS)
 class GpuTasksWithoutDriverLocalClusterTest {

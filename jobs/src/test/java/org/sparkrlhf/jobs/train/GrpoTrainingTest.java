@@ -3,6 +3,7 @@ package org.sparkrlhf.jobs.train;
 import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.Row;
 import org.apache.spark.sql.SparkSession;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
@@ -29,6 +30,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * tiny fixture model: the rollouts and metrics tables get the right rows, and running the same
  * job again (a retry) writes none of its iterations twice.
  */
+@Tag("end-to-end")
 class GrpoTrainingTest {
     static final int ITERATIONS = 2;
     static final int BATCH = 2;

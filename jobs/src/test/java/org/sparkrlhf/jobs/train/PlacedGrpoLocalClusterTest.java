@@ -1,6 +1,7 @@
 package org.sparkrlhf.jobs.train;
 
 import org.apache.spark.sql.SparkSession;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
@@ -48,6 +49,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * Sampling draws from counter-based random numbers per sequence id, so the tokens are the same
  * unless a uniform draw falls within ~1e-7 of a cumulative probability boundary.
  */
+@Tag("local-cluster")
 class PlacedGrpoLocalClusterTest {
     /** Absolute tolerance on logprobs and losses between the placed and the single-process run. */
     static final float TOLERANCE = 5e-4f;

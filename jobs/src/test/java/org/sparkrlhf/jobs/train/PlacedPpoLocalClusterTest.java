@@ -1,6 +1,7 @@
 package org.sparkrlhf.jobs.train;
 
 import org.apache.spark.sql.SparkSession;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
@@ -57,6 +58,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * 1e-5. Sampling draws from counter-based random numbers per sequence id, so the tokens are the
  * same unless a uniform draw falls within ~1e-7 of a cumulative probability boundary.
  */
+@Tag("local-cluster")
 class PlacedPpoLocalClusterTest {
     private static final int ITERATIONS = 2;
     private static final int BATCH = 4;

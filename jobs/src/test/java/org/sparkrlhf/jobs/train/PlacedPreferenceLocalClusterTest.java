@@ -2,6 +2,7 @@ package org.sparkrlhf.jobs.train;
 
 import org.apache.hadoop.conf.Configuration;
 import org.apache.spark.sql.SparkSession;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
@@ -54,6 +55,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * rounding noise of either sign in the placed run; the held-out accuracy before training and the
  * training accuracy of iteration 1 are not compared.
  */
+@Tag("local-cluster")
 class PlacedPreferenceLocalClusterTest {
     private static final int ITERATIONS = 2;
     private static final List<String> GROUPS = List.of("concise", "explained", "boxed");

@@ -3,6 +3,7 @@ package org.sparkrlhf.jobs.train;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.spark.sql.Row;
 import org.apache.spark.sql.SparkSession;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
@@ -31,6 +32,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * groups' losses, which at iteration 1 are IPO's loss at a zero margin. RW's final model is a
  * reward model that a GRPO run config takes as models.reward.
  */
+@Tag("end-to-end")
 class PreferenceTrainingTest {
     private static final Path TINY = SftTrainingTest.TINY_LLAMA;
     private static final Path PAIRS = Path.of("../examples/data/group-preferences.jsonl").toAbsolutePath().normalize();

@@ -1,5 +1,6 @@
 package org.sparkrlhf.jobs.train;
 
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
@@ -20,6 +21,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /** {@code spark-rlhf train} on an SFT config, embedded (local[2]), from the tiny fixture model. */
+@Tag("end-to-end")
 class SftTrainingTest {
     static final Path TINY_LLAMA = Path.of("../gpu-exec/src/test/resources/fixtures/tiny-llama").toAbsolutePath().normalize();
 
