@@ -138,15 +138,20 @@ class StandaloneSubmitIT {
      * trained), one mini-batch, and its output under {@code output}. Spark's master here serves the embedded run;
      * spark-submit sets its own.
      */
+    /** {@code parent}'s object under {@code name}, added when absent (Jackson 2.15, the 3.5 line's, has no withObjectProperty). */
+    private static ObjectNode child(ObjectNode parent, String name) {
+        return parent.get(name) instanceof ObjectNode o ? o : parent.putObject(name);
+    }
+
     private Path config(String name, Path output) throws Exception {
         ObjectMapper yaml = new ObjectMapper(new YAMLFactory());
         ObjectNode root = (ObjectNode) yaml.readTree(EXAMPLE.toFile());
         root.put("iterations", ITERATIONS);
         root.put("output", output.toString());
-        ObjectNode models = root.withObjectProperty("models");
-        models.withObjectProperty("actor").put("path", SftTrainingTest.TINY_LLAMA.toString());
-        models.withObjectProperty("ref").put("path", PerturbedReference.under(dir).toString());
-        ObjectNode data = root.withObjectProperty("data");
+        ObjectNode models = child(root, "models");
+        child(models, "actor").put("path", SftTrainingTest.TINY_LLAMA.toString());
+        child(models, "ref").put("path", PerturbedReference.under(dir).toString());
+        ObjectNode data = child(root, "data");
         // the example names its data relative to the repository root
         data.put("path", EXAMPLE.getParent().getParent().resolve(data.path("path").asText()).normalize().toString());
         data.put("batch_size", 4);
@@ -155,10 +160,10 @@ class StandaloneSubmitIT {
         // one optimizer step per iteration: each data-parallel rank cuts its own rows into the
         // mini-batches, so with several the steps' samples depend on the data-parallel degree, which
         // differs between the embedded and the submitted runs
-        root.withObjectProperty("grpo").put("mini_batches", 1);
-        ObjectNode sparkSection = root.withObjectProperty("spark");
+        child(root, "grpo").put("mini_batches", 1);
+        ObjectNode sparkSection = child(root, "spark");
         sparkSection.put("master", "local[2]");
-        sparkSection.withObjectProperty("conf").put("spark.driver.host", "127.0.0.1").put("spark.driver.bindAddress", "127.0.0.1")
+        child(sparkSection, "conf").put("spark.driver.host", "127.0.0.1").put("spark.driver.bindAddress", "127.0.0.1")
                 .put("spark.rlhf.comm.timeoutMs", "120000");
         Path config = dir.resolve(name + ".yaml");
         yaml.writeValue(config.toFile(), root);
