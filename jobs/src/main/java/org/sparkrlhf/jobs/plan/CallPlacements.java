@@ -319,16 +319,23 @@ public final class CallPlacements {
     }
 
     /**
-     * Each call's simulated seconds, start and end, from the first simulated iteration: the runtime
-     * starts an iteration when the previous one has ended, so every iteration has its schedule.
+     * Each call's simulated seconds, start and end, in the second simulated iteration, from its start:
+     * the steady state every iteration after the first has (the runtime starts an iteration when the
+     * previous one has ended; the first differs, as its models load where their first calls run).
      */
     private static Map<String, Estimate> estimates(DataflowGraph graph, SimResult r) {
+        double start = 0;
+        for (TimelineEvent e : r.timeline()) {
+            if (e.iteration() == 0) {
+                start = Math.max(start, e.end());
+            }
+        }
         Map<String, Estimate> out = new LinkedHashMap<>();
         for (int c = 0; c < graph.size(); c++) {
             String name = graph.call(c).name();
             for (TimelineEvent e : r.timeline()) {
-                if (e.iteration() == 0 && !e.reallocation() && e.label().equals(name)) {
-                    out.put(name, new Estimate(r.callSeconds()[c], e.start(), e.end()));
+                if (e.iteration() == 1 && !e.reallocation() && e.label().equals(name)) {
+                    out.put(name, new Estimate(r.callSeconds()[c], e.start() - start, e.end() - start));
                 }
             }
         }
