@@ -26,6 +26,11 @@ import java.util.List;
  * keeps its roofline for tp > 1).
  */
 public final class EngineProfiler {
+    /**
+     * The engine's timing generation: profiles cached under another version are not used. Raise it with
+     * a change that makes the engine's passes faster or slower (kernels, backends, the model's code).
+     */
+    public static final String VERSION = "1";
     static final int FEW = 1;
     static final int MORE = 3;
 
