@@ -44,7 +44,7 @@ import java.util.Map;
  */
 public final class RunProfiler {
     /** Repeats of each timed point and of the empty call (after one warm-up); the median is kept. */
-    static final int REPEATS = 3;
+    static final int REPEATS = 5;
     static final int EMPTY_CALLS = 7;
     /** Passes beyond this many tokens are not measured: the table scales the largest proportionally. */
     static final long MAX_PASS_TOKENS = 8192;
