@@ -35,6 +35,8 @@ public final class EngineProfiler {
     static final int MORE = 4;
     /** The shortest sample: ops faster than this are timed in loops. */
     static final double MIN_SAMPLE_SECONDS = 0.02;
+    /** An op this slow is warmed up once and sampled fewer times; a pass sweep stops after such a point. */
+    static final double SLOW_SECONDS = 1.0;
 
     private final Backend backend;
     private final ModelConfig config;
@@ -98,6 +100,9 @@ public final class EngineProfiler {
                         // the planner asks for the head without a context
                         rows.add(new ProfileRow(model, gpu, "head_fwd", 1, tokens, 0, headFwd));
                         rows.add(new ProfileRow(model, gpu, "head_bwd", 1, tokens, 0, headBwd));
+                    }
+                    if (bothMore > SLOW_SECONDS) {
+                        break; // larger passes: the table scales this one proportionally
                     }
                 }
                 few.releaseActivations();
@@ -182,10 +187,13 @@ public final class EngineProfiler {
             r.run();
             once = (System.nanoTime() - t0) / 1e9;
             runs++;
-        } while (runs < 3 || (System.nanoTime() - warm) / 1e9 < MIN_SAMPLE_SECONDS);
+        } while ((runs < 3 && once < SLOW_SECONDS) || (System.nanoTime() - warm) / 1e9 < MIN_SAMPLE_SECONDS);
         int loop = (int) Math.max(1, Math.ceil(MIN_SAMPLE_SECONDS / Math.max(once, 1e-7)));
-        double[] s = new double[repeats];
-        for (int i = 0; i < repeats; i++) {
+        // a big model on a CPU: fewer samples of a slow op (its noise is small against it), so that a
+        // 1B-class profile stays within minutes
+        int samples = once < SLOW_SECONDS ? repeats : Math.max(1, Math.min(repeats, (int) (2 * SLOW_SECONDS / once)));
+        double[] s = new double[samples];
+        for (int i = 0; i < samples; i++) {
             long t0 = System.nanoTime();
             for (int j = 0; j < loop; j++) {
                 r.run();
@@ -193,7 +201,7 @@ public final class EngineProfiler {
             s[i] = (System.nanoTime() - t0) / 1e9 / loop;
         }
         Arrays.sort(s);
-        return s[repeats / 2];
+        return s[samples / 2];
     }
 
     private static double medianOf(List<Double> v) {
