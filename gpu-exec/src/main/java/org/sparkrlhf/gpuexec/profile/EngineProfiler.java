@@ -132,9 +132,11 @@ public final class EngineProfiler {
                 prompts[b][t] = token(b, t);
             }
         }
-        // no eos ids: every row decodes every step, as the planner assumes
-        Generator.Options many = new Generator.Options(steps, SamplingParams.GREEDY, 0, new int[0], config.padTokenId(), false);
-        Generator.Options one = new Generator.Options(1, SamplingParams.GREEDY, 0, new int[0], config.padTokenId(), false);
+        // no eos ids: every row decodes every step, as the planner assumes; no row finishes, so the pad
+        // id is never fed (a config without one, as Llama 3's, gets 0)
+        int pad = Math.max(0, config.padTokenId());
+        Generator.Options many = new Generator.Options(steps, SamplingParams.GREEDY, 0, new int[0], pad, false);
+        Generator.Options one = new Generator.Options(1, SamplingParams.GREEDY, 0, new int[0], pad, false);
         try (Generator g = new Generator(m)) {
             double all = median(() -> g.generate(prompts, many));
             double first = median(() -> g.generate(prompts, one));
