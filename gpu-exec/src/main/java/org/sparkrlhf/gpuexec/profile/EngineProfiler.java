@@ -74,8 +74,7 @@ public final class EngineProfiler {
              LlamaModel more = LlamaModel.random(backend, withLayers(config, MORE), dtype, 1, 0.02f)) {
             int extra = MORE - FEW;
             // the JIT compiles the kernels during the first passes: a discarded point before the sweep
-            Batch warm = batch(grid.passSequences().get(Math.min(1, grid.passSequences().size() - 1)),
-                    Math.min(grid.passContexts().get(0), config.maxPositions()));
+            Batch warm = batch(1, Math.min(grid.passContexts().get(0), config.maxPositions()));
             median(() -> forwardBackward(more, warm));
             median(() -> forwardBackward(few, warm));
             for (int context : grid.passContexts()) {
@@ -117,6 +116,9 @@ public final class EngineProfiler {
                     double layer = positive((stepMore - stepFew) / extra);
                     rows.add(new ProfileRow(model, gpu, "layer_decode", 1, b, ctx, layer));
                     stepRest.add(stepFew - FEW * layer);
+                    if (stepMore * steps > SLOW_SECONDS) {
+                        break; // larger batches: the table scales this one proportionally
+                    }
                 }
             }
         }

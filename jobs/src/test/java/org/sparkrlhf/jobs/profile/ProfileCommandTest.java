@@ -93,7 +93,9 @@ class ProfileCommandTest {
             assertEquals(costs.callOverhead(), p.costModel().constants().callOverhead(), 1e-9);
             assertEquals(table.lookup(model, "cpu", ProfileTable.Op.LAYER_FWD, 1, 24, 12),
                     p.costModel().compute().layerForward(p.model("actor"), 24, 12, 1), 1e-12);
-            Files.walk(out.resolve("profile")).sorted((a, b) -> b.compareTo(a)).forEach(f -> f.toFile().delete());
+            try (Stream<Path> files = Files.walk(out.resolve("profile"))) {
+                files.sorted((a, b) -> b.compareTo(a)).forEach(f -> f.toFile().delete());
+            }
             PlanningProblem fromCache = RunScenario.problem(run, ClusterSpec.cpu(1, 2, 8L << 30));
             assertEquals(costs.callOverhead(), fromCache.costModel().constants().callOverhead(), 1e-9);
             assertFalse(Files.exists(out.resolve("profile")));
