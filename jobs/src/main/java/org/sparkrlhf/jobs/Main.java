@@ -2,6 +2,7 @@ package org.sparkrlhf.jobs;
 
 import org.sparkrlhf.gpuexec.cli.EngineCli;
 import org.sparkrlhf.jobs.plan.RunPlanCommand;
+import org.sparkrlhf.jobs.profile.ProfileCommand;
 import org.sparkrlhf.jobs.report.ReportCommand;
 import org.sparkrlhf.jobs.train.TrainCommand;
 import org.sparkrlhf.planner.cli.PlanCommand;
@@ -20,6 +21,9 @@ public final class Main {
               train RUN.yaml [--resume]
                                     runs a training job (SFT so far) from a run config; embedded
                                     (Spark local[*]) or under spark-submit
+              profile RUN.yaml      profiles the run's models on its executors (the engine's layer,
+                                    decoding and head times, the per-call overhead) into
+                                    OUTPUT/profile/ and the cache, for train and plan to use
               plan [scenario flags | --config PLANNER.yaml | --config RUN.yaml [--json]]
                                     an execution plan for an RLHF dataflow graph; with a run
                                     config, the plan that run would start with
@@ -48,6 +52,7 @@ public final class Main {
                     : PlanCommand.run(rest);
             case "train" -> TrainCommand.run(rest);
             case "report" -> ReportCommand.run(rest);
+            case "profile" -> ProfileCommand.run(rest);
             default -> {
                 System.err.println("spark-rlhf: unknown command '" + args[0] + "'");
                 System.err.print(USAGE);

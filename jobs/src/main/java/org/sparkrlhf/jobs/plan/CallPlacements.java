@@ -27,6 +27,7 @@ import org.sparkrlhf.planner.sim.SimResult;
 import org.sparkrlhf.planner.sim.TimelineEvent;
 import org.sparkrlhf.planner.sim.Simulator;
 import org.sparkrlhf.planner.spec.ClusterSpec;
+import org.sparkrlhf.planner.spec.ModelSpec;
 
 import java.io.IOException;
 import java.io.PrintStream;
@@ -88,7 +89,27 @@ public final class CallPlacements {
     public static CallPlacements choose(RunConfig config, DataflowGraph graph, ClusterInventory inventory, PrintStream log) {
         CallPlacements p = choose(config, graph, inventory);
         log.print(p.describe());
+        if (!config.plan().mode().equals("manual")) {
+            log.println(estimateSource(config, graph, inventory));
+        }
         return p;
+    }
+
+    /** Which profile tables the estimates come from, or that they come from ReaL's H100-fitted constants. */
+    static String estimateSource(RunConfig config, DataflowGraph graph, ClusterInventory inventory) {
+        String device = RunScenario.cluster(inventory, RunScenario.gpuPreset(config)).gpu().name();
+        Map<String, ModelSpec> models = new LinkedHashMap<>();
+        for (String role : graph.roles()) {
+            models.put(role, RunScenario.model(config, role));
+        }
+        RunScenario.Profiles p = RunScenario.profiles(config, models, device);
+        if (p.sources().isEmpty()) {
+            return "  estimates: roofline with constants fitted to ReaL on H100s (no profile table for " + device
+                    + "; spark-rlhf profile makes one)";
+        }
+        return "  estimates: profile " + String.join(", ", p.sources()) + " (call overhead "
+                + String.format(Locale.ROOT, "%.4f s", p.constants().callOverhead()) + ")"
+                + (p.missing().isEmpty() ? "" : "; roofline for " + p.missing());
     }
 
     public static CallPlacements choose(RunConfig config, ClusterInventory inventory) {
@@ -187,6 +208,17 @@ public final class CallPlacements {
                     : new PlanRow.CallTiming(call, e.seconds(), measuredSeconds.get(call), e.start(), e.end()));
         }
         return new PlanRow(planJson, calls, estimatedIterationSeconds, measuredIterationSeconds, time);
+    }
+
+    /** Each call's estimated seconds (calls without an estimate are left out). */
+    public Map<String, Double> estimatedSeconds() {
+        Map<String, Double> out = new LinkedHashMap<>();
+        estimates.forEach((call, e) -> {
+            if (Double.isFinite(e.seconds())) {
+                out.put(call, e.seconds());
+            }
+        });
+        return out;
     }
 
     /** One line per call, for the run's log. */

@@ -5,6 +5,8 @@ import org.sparkrlhf.jobs.calls.ModelSource;
 import org.sparkrlhf.jobs.config.Algorithm;
 import org.sparkrlhf.jobs.config.RunConfig;
 import org.sparkrlhf.jobs.config.RunConfigReader;
+import org.sparkrlhf.jobs.profile.ProfileStore;
+import org.sparkrlhf.jobs.profile.RunProfiler;
 import org.sparkrlhf.jobs.runtime.ClusterDiscovery;
 import org.sparkrlhf.jobs.runtime.ClusterInventory;
 import org.sparkrlhf.jobs.runtime.DeviceSlot;
@@ -23,6 +25,7 @@ import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 
 /**
  * A run config as the planner's problem: the algorithm's dataflow graph (without reward_inf when
@@ -51,9 +54,54 @@ public final class RunScenario {
         for (String role : graph.roles()) {
             models.put(role, model(config, role));
         }
+        Profiles profiles = profiles(config, models, cluster.gpu().name());
         // the engine keeps whole data-parallel replicas: no ZeRO-3 layouts, so the estimate is of what runs
-        return new PlanningProblem(graph, models, cluster, workload(config), CostConstants.calibrated(),
-                ProfileTable.empty(), false);
+        return new PlanningProblem(graph, models, cluster, workload(config), profiles.constants(), profiles.table(),
+                false);
+    }
+
+    /** Whether a run plans with profile tables: {@code use} (default) those that exist, {@code auto} profiles first, {@code off}. */
+    public static final String PROFILE = "spark.rlhf.profile";
+
+    /**
+     * The profile tables found for the run's models on {@code device} ({@link ProfileStore}) and the
+     * constants to plan with: ReaL's, with the measured runtime costs in place of its fixed ones when a
+     * table was found. {@code sources} lists the tables used; roles without one keep the roofline.
+     */
+    public record Profiles(ProfileTable table, CostConstants constants, List<String> sources, List<String> missing) {
+    }
+
+    public static Profiles profiles(RunConfig config, Map<String, ModelSpec> models, String device) {
+        ProfileTable table = ProfileTable.empty();
+        CostConstants k = CostConstants.calibrated();
+        List<String> sources = new ArrayList<>();
+        List<String> missing = new ArrayList<>();
+        if (profileMode(config).equals("off")) {
+            return new Profiles(table, k, sources, missing);
+        }
+        for (Map.Entry<String, ModelSpec> e : models.entrySet()) {
+            Optional<ProfileStore.Found> found = ProfileStore.find(config.output(), e.getValue().name(), device,
+                    RunProfiler.configJson(config, e.getKey()));
+            if (found.isEmpty()) {
+                missing.add(e.getKey());
+                continue;
+            }
+            if (!sources.contains(found.get().source())) {
+                sources.add(found.get().source());
+                table.read(found.get().source(), found.get().tableLines());
+                k = CostConstants.calibrated().withRuntimeCosts(found.get().costs());
+            }
+        }
+        return new Profiles(table, k, sources, missing);
+    }
+
+    public static String profileMode(RunConfig config) {
+        String mode = config.spark().conf().getOrDefault(PROFILE, System.getProperty(PROFILE, "use"));
+        if (!List.of("use", "auto", "off").contains(mode)) {
+            throw new IllegalArgumentException(config.source() + ": spark.conf." + PROFILE + ": expected use, auto or off, got "
+                    + mode);
+        }
+        return mode;
     }
 
     /**

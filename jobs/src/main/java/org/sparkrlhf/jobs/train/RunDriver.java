@@ -72,6 +72,9 @@ public final class RunDriver {
         }
     }
 
+    /** Every how many iterations the progress shows the plan's estimate against the measured seconds (0: only at the end). */
+    public static final String ESTIMATE_EVERY = "spark.rlhf.estimateEvery";
+
     private RunDriver() {
     }
 
@@ -127,6 +130,12 @@ public final class RunDriver {
         Optional<AlgorithmSpec.Evaluation> evaluation = spec.evaluation(config, data);
         Map<Integer, Map<String, Double>> figures = new LinkedHashMap<>();
         Map<Integer, Map<String, Double>> evaluations = new LinkedHashMap<>();
+        Map<String, Double> estimated = new LinkedHashMap<>(plan.estimatedSeconds());
+        if (Double.isFinite(plan.estimatedIterationSeconds())) {
+            estimated.put(EstimateCheck.ITERATION, plan.estimatedIterationSeconds());
+        }
+        EstimateCheck check = new EstimateCheck(estimated, first);
+        int checkEvery = Integer.parseInt(config.spark().conf().getOrDefault(ESTIMATE_EVERY, "5"));
         int parallel = graph.size() + graph.hooks().size();
         int iteration = first;
         try (HfTokenizer tokenizer = HfTokenizer.open(tokenizerDir);
@@ -185,6 +194,13 @@ public final class RunDriver {
                 metrics.appendIteration(config.name(), iteration, rows);
                 plans.appendIteration(config.name(), iteration, List.of(plan.planRow(seconds, wall, now)));
                 progress.println(line);
+                Map<String, Double> measured = new LinkedHashMap<>(seconds);
+                measured.put(EstimateCheck.ITERATION, wall);
+                check.add(iteration, measured);
+                if (checkEvery > 0 && iteration % checkEvery == 0 && iteration < config.iterations()
+                        && !check.line().isEmpty()) {
+                    progress.println(check.line());
+                }
                 Map<String, Double> mine = new LinkedHashMap<>();
                 for (MetricRow r : rows) {
                     mine.put(r.name(), r.value());
@@ -211,6 +227,9 @@ public final class RunDriver {
             }
         } catch (Exception e) {
             throw new RunFailure(config.iterations(), e);
+        }
+        if (!check.line().isEmpty()) {
+            progress.println(check.line());
         }
         progress.printf("final %s%n", finals);
         models.releaseAll();

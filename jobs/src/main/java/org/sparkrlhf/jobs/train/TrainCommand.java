@@ -7,11 +7,17 @@ import org.sparkrlhf.jobs.config.ModelFolders;
 import org.sparkrlhf.jobs.config.RunConfig;
 import org.sparkrlhf.jobs.config.RunConfigReader;
 import org.sparkrlhf.jobs.files.HadoopFiles;
+import org.sparkrlhf.jobs.plan.RunScenario;
+import org.sparkrlhf.jobs.profile.RunProfiler;
+import org.sparkrlhf.planner.spec.ClusterSpec;
+import org.sparkrlhf.planner.spec.ModelSpec;
 import org.sparkrlhf.jobs.runtime.BarrierCallRunner;
 import org.sparkrlhf.jobs.runtime.ClusterDiscovery;
 import org.sparkrlhf.jobs.runtime.ClusterInventory;
 
 import java.io.PrintStream;
+import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
 
 /**
@@ -106,6 +112,7 @@ public final class TrainCommand {
                 if (recovery.restarts() > 0) {
                     recovery.clearModels(runner, inventory, config);
                 }
+                profileFirst(config, runner, inventory, progress);
                 RunDriver.run(spark, config, runner, inventory, progress, fromCheckpoint);
                 return;
             } catch (RunFailure f) {
@@ -118,10 +125,32 @@ public final class TrainCommand {
     }
 
     /**
+     * With {@code spark.rlhf.profile: auto}, profiles the run's models when the planner would find no table
+     * for some of them (a short run: seconds for the examples' tiny models), so that the plan's estimate
+     * is of this engine on these devices.
+     */
+    private static void profileFirst(RunConfig config, BarrierCallRunner runner, ClusterInventory inventory,
+                                     PrintStream progress) {
+        if (!RunScenario.profileMode(config).equals("auto")) {
+            return;
+        }
+        ClusterSpec cluster = RunScenario.cluster(inventory, RunScenario.gpuPreset(config));
+        Map<String, ModelSpec> models = new LinkedHashMap<>();
+        for (String role : RunScenario.graph(config).roles()) {
+            models.put(role, RunScenario.model(config, role));
+        }
+        List<String> missing = RunScenario.profiles(config, models, cluster.gpu().name()).missing();
+        if (!missing.isEmpty()) {
+            progress.printf("profile: no table for %s on %s; profiling first%n", missing, cluster.gpu().name());
+            RunProfiler.profile(config, RunOutput.create(config), runner, inventory, progress);
+        }
+    }
+
+    /**
      * The Spark application: under spark-submit the master and conf come from it (spark.master is
      * set); embedded, from the config's spark section.
      */
-    static SparkSession start(RunConfig config) {
+    public static SparkSession start(RunConfig config) {
         SparkSession.Builder builder = SparkSession.builder().appName("spark-rlhf " + config.name())
                 // the rollouts, metrics and plans tables are Delta tables
                 .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")

@@ -91,4 +91,11 @@ public record CostConstants(double gemmEfficiency, double attentionEfficiency, d
                 activationTraffic, layerOverhead, tpCollectiveOverhead, d * (1 - share), d * share / 2,
                 decodeStepOverhead, callOverhead, reallocOverhead, memoryUsable);
     }
+
+    /** These constants with the runtime's fixed costs measured on the cluster in place of ReaL's. */
+    public CostConstants withRuntimeCosts(RuntimeCosts measured) {
+        return new CostConstants(gemmEfficiency, attentionEfficiency, memoryEfficiency, networkEfficiency,
+                activationTraffic, layerOverhead, tpCollectiveOverhead, decodeLayerOverhead, decodeTpOverhead,
+                measured.decodeStepOverhead(), measured.callOverhead(), reallocOverhead, memoryUsable);
+    }
 }

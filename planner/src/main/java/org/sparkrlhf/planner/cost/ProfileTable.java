@@ -82,6 +82,11 @@ public final class ProfileTable {
         } catch (IOException e) {
             throw new IllegalArgumentException(csv + ": cannot read profile: " + e.getMessage(), e);
         }
+        return read(csv.toString(), lines);
+    }
+
+    /** Reads (and adds) the lines of a profile CSV read elsewhere; {@code csv} names it in errors. */
+    public ProfileTable read(String csv, List<String> lines) {
         if (lines.isEmpty() || !lines.get(0).trim().toLowerCase(Locale.ROOT).equals("model,gpu,op,tp,tokens,context,seconds")) {
             throw new IllegalArgumentException(csv + ":1: expected the header model,gpu,op,tp,tokens,context,seconds");
         }

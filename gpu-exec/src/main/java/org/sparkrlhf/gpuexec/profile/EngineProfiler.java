@@ -1,0 +1,223 @@
+package org.sparkrlhf.gpuexec.profile;
+
+import org.sparkrlhf.gpuexec.backend.Backend;
+import org.sparkrlhf.gpuexec.backend.DType;
+import org.sparkrlhf.gpuexec.backend.SamplingParams;
+import org.sparkrlhf.gpuexec.model.Batch;
+import org.sparkrlhf.gpuexec.model.Generator;
+import org.sparkrlhf.gpuexec.model.LlamaModel;
+import org.sparkrlhf.gpuexec.model.ModelConfig;
+
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+
+/**
+ * Measures the engine's own passes on one backend for the planner's profile table.
+ *
+ * <p>A layer is timed by difference: the same architecture is built (random weights) with {@link #FEW}
+ * and {@link #MORE} decoder layers and the whole forward (or forward + backward, or decoding step) of
+ * each is timed through {@link LlamaModel} and {@link Generator}, so what is measured is exactly the code
+ * a call runs; one layer is the difference divided by the extra layers, and the head (embedding, final
+ * norm, LM head, log-softmax, the download of the logprobs) is what the {@link #FEW}-layer model spends
+ * beyond its layers. Each point is the median of {@code repeats} runs after one warm-up.
+ *
+ * <p>Only tp = 1 is measured: tensor-parallel shards and the collectives are not profiled (the planner
+ * keeps its roofline for tp > 1).
+ */
+public final class EngineProfiler {
+    /**
+     * The engine's timing generation: profiles cached under another version are not used. Raise it with
+     * a change that makes the engine's passes faster or slower (kernels, backends, the model's code).
+     */
+    public static final String VERSION = "1";
+    static final int FEW = 1;
+    static final int MORE = 4;
+    /** The shortest sample: ops faster than this are timed in loops. */
+    static final double MIN_SAMPLE_SECONDS = 0.02;
+    /** An op this slow is warmed up once and sampled fewer times; a pass sweep stops after such a point. */
+    static final double SLOW_SECONDS = 1.0;
+
+    private final Backend backend;
+    private final ModelConfig config;
+    private final DType dtype;
+    private final int repeats;
+
+    public EngineProfiler(Backend backend, ModelConfig config, DType dtype, int repeats) {
+        if (repeats < 1) {
+            throw new IllegalArgumentException("repeats must be >= 1, got " + repeats);
+        }
+        if (config.head() != ModelConfig.Head.CAUSAL_LM) {
+            // a score head is one column: the causal head bounds it from above; profile the causal LM
+            config = config.withHead(ModelConfig.Head.CAUSAL_LM);
+        }
+        this.backend = backend;
+        this.config = config;
+        this.dtype = dtype;
+        this.repeats = repeats;
+    }
+
+    /** The architecture with {@code layers} decoder layers (sliding windows of the first layers). */
+    static ModelConfig withLayers(ModelConfig c, int layers) {
+        int[] windows = Arrays.copyOf(c.slidingWindows(), layers);
+        return new ModelConfig(c.architecture(), c.modelType(), c.head(), c.vocabSize(), c.hiddenSize(),
+                c.intermediateSize(), layers, c.numHeads(), c.numKvHeads(), c.headDim(), c.rmsNormEps(), c.ropeTheta(),
+                c.rope(), Math.max(c.maxPositions(), 1), c.qkvBias(), c.oBias(), c.mlpBias(), c.tieWordEmbeddings(), windows,
+                c.padTokenId(), c.bosTokenId(), c.eosTokenIds(), null);
+    }
+
+    /** Profiles {@code grid}; rows are named {@code model} and {@code gpu} as the planner names them. */
+    public EngineProfile run(String model, String gpu, ProfileGrid grid) {
+        List<ProfileRow> rows = new ArrayList<>();
+        List<Double> stepRest = new ArrayList<>();
+        try (LlamaModel few = LlamaModel.random(backend, withLayers(config, FEW), dtype, 1, 0.02f);
+             LlamaModel more = LlamaModel.random(backend, withLayers(config, MORE), dtype, 1, 0.02f)) {
+            int extra = MORE - FEW;
+            // the JIT compiles the kernels during the first passes: a discarded point before the sweep
+            Batch warm = batch(1, Math.min(grid.passContexts().get(0), config.maxPositions()));
+            median(() -> forwardBackward(more, warm));
+            median(() -> forwardBackward(few, warm));
+            for (int context : grid.passContexts()) {
+                int ctx = Math.min(context, config.maxPositions());
+                for (int seqs : grid.passSequences()) {
+                    long tokens = (long) seqs * ctx;
+                    if (tokens > grid.maxPassTokens() && seqs > 1) {
+                        break;
+                    }
+                    Batch batch = batch(seqs, ctx);
+                    double fwdFew = median(() -> forward(few, batch));
+                    double fwdMore = median(() -> forward(more, batch));
+                    double bothFew = median(() -> forwardBackward(few, batch));
+                    double bothMore = median(() -> forwardBackward(more, batch));
+                    double layerFwd = positive((fwdMore - fwdFew) / extra);
+                    double layerBwd = positive((bothMore - bothFew) / extra - layerFwd);
+                    rows.add(new ProfileRow(model, gpu, "layer_fwd", 1, tokens, ctx, layerFwd));
+                    rows.add(new ProfileRow(model, gpu, "layer_bwd", 1, tokens, ctx, layerBwd));
+                    if (context == grid.passContexts().get(grid.passContexts().size() - 1)) {
+                        double headFwd = positive(fwdFew - FEW * layerFwd);
+                        double headBwd = positive(bothFew - fwdFew - FEW * layerBwd);
+                        // the planner asks for the head without a context
+                        rows.add(new ProfileRow(model, gpu, "head_fwd", 1, tokens, 0, headFwd));
+                        rows.add(new ProfileRow(model, gpu, "head_bwd", 1, tokens, 0, headBwd));
+                    }
+                    if (bothMore > SLOW_SECONDS) {
+                        break; // larger passes: the table scales this one proportionally
+                    }
+                }
+                few.releaseActivations();
+                more.releaseActivations();
+            }
+            int steps = Math.min(grid.decodeSteps(), config.maxPositions() - grid.decodeContext());
+            if (steps >= 2) {
+                long ctx = grid.decodeContext() + steps / 2;
+                for (int b : grid.decodeBatches()) {
+                    double stepFew = decodeStep(few, b, grid.decodeContext(), steps);
+                    double stepMore = decodeStep(more, b, grid.decodeContext(), steps);
+                    double layer = positive((stepMore - stepFew) / extra);
+                    rows.add(new ProfileRow(model, gpu, "layer_decode", 1, b, ctx, layer));
+                    stepRest.add(stepFew - FEW * layer);
+                    if (stepMore * steps > SLOW_SECONDS) {
+                        break; // larger batches: the table scales this one proportionally
+                    }
+                }
+            }
+        }
+        double rest = stepRest.isEmpty() ? 0 : Math.max(0, medianOf(stepRest));
+        return new EngineProfile(rows, rest);
+    }
+
+    /** Seconds of one decoding step: generating {@code steps} tokens minus generating one, per extra token. */
+    private double decodeStep(LlamaModel m, int batch, int prompt, int steps) {
+        int[][] prompts = new int[batch][prompt];
+        for (int b = 0; b < batch; b++) {
+            for (int t = 0; t < prompt; t++) {
+                prompts[b][t] = token(b, t);
+            }
+        }
+        // no eos ids: every row decodes every step, as the planner assumes; no row finishes, so the pad
+        // id is never fed (a config without one, as Llama 3's, gets 0)
+        int pad = Math.max(0, config.padTokenId());
+        Generator.Options many = new Generator.Options(steps, SamplingParams.GREEDY, 0, new int[0], pad, false);
+        Generator.Options one = new Generator.Options(1, SamplingParams.GREEDY, 0, new int[0], pad, false);
+        try (Generator g = new Generator(m)) {
+            double all = median(() -> g.generate(prompts, many));
+            double first = median(() -> g.generate(prompts, one));
+            return (all - first) / (steps - 1);
+        }
+    }
+
+    private void forward(LlamaModel m, Batch batch) {
+        m.forward(batch, false);
+        backend.synchronize();
+    }
+
+    private void forwardBackward(LlamaModel m, Batch batch) {
+        m.forward(batch, false);
+        float[] d = new float[batch.batch() * (batch.time() - 1)];
+        Arrays.fill(d, -1f / d.length);
+        m.backward(d, null);
+        backend.synchronize();
+    }
+
+    private Batch batch(int seqs, int len) {
+        int[][] rows = new int[seqs][len];
+        for (int b = 0; b < seqs; b++) {
+            for (int t = 0; t < len; t++) {
+                rows[b][t] = token(b, t);
+            }
+        }
+        return Batch.rightPadded(rows, config.padTokenId());
+    }
+
+    /** A token id that is never the pad token (padding would shorten the rows). */
+    private int token(int b, int t) {
+        int v = config.vocabSize();
+        int id = (int) ((b * 31L + t * 7L + 3) % v);
+        return id == config.padTokenId() ? (id + 1) % v : id;
+    }
+
+    /**
+     * The median over {@code repeats} samples of one run of {@code r}. Short ops are timed in loops of
+     * at least {@link #MIN_SAMPLE_SECONDS} per sample (a sample is the loop's mean), so that the clock,
+     * the JIT and the scheduler's noise do not swamp microsecond layers; warm-up runs first until it has
+     * taken at least 3 runs and {@link #MIN_SAMPLE_SECONDS}.
+     */
+    private double median(Runnable r) {
+        long warm = System.nanoTime();
+        int runs = 0;
+        double once;
+        do {
+            long t0 = System.nanoTime();
+            r.run();
+            once = (System.nanoTime() - t0) / 1e9;
+            runs++;
+        } while ((runs < 3 && once < SLOW_SECONDS) || (System.nanoTime() - warm) / 1e9 < MIN_SAMPLE_SECONDS);
+        int loop = (int) Math.max(1, Math.ceil(MIN_SAMPLE_SECONDS / Math.max(once, 1e-7)));
+        // a big model on a CPU: fewer samples of a slow op (its noise is small against it), so that a
+        // 1B-class profile stays within minutes
+        int samples = once < SLOW_SECONDS ? repeats : Math.max(1, Math.min(repeats, (int) (2 * SLOW_SECONDS / once)));
+        double[] s = new double[samples];
+        for (int i = 0; i < samples; i++) {
+            long t0 = System.nanoTime();
+            for (int j = 0; j < loop; j++) {
+                r.run();
+            }
+            s[i] = (System.nanoTime() - t0) / 1e9 / loop;
+        }
+        Arrays.sort(s);
+        return s[samples / 2];
+    }
+
+    private static double medianOf(List<Double> v) {
+        double[] s = v.stream().mapToDouble(Double::doubleValue).sorted().toArray();
+        return s[s.length / 2];
+    }
+
+    /**
+     * A difference of two noisy timings can come out at or below zero when the op is much cheaper than
+     * the noise; the table needs a positive time, and a nanosecond says "negligible".
+     */
+    private static double positive(double s) {
+        return Math.max(s, 1e-9);
+    }
+}

@@ -1,0 +1,130 @@
+package org.sparkrlhf.jobs.profile;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import org.sparkrlhf.gpuexec.backend.DType;
+import org.sparkrlhf.gpuexec.model.ModelConfig;
+import org.sparkrlhf.gpuexec.profile.EngineProfile;
+import org.sparkrlhf.gpuexec.profile.EngineProfiler;
+import org.sparkrlhf.gpuexec.profile.ProfileCsv;
+import org.sparkrlhf.gpuexec.profile.ProfileGrid;
+import org.sparkrlhf.jobs.calls.ModelSource;
+import org.sparkrlhf.jobs.config.RunConfig;
+import org.sparkrlhf.jobs.plan.RunScenario;
+import org.sparkrlhf.jobs.runtime.BarrierCallRunner;
+import org.sparkrlhf.jobs.runtime.ClusterInventory;
+import org.sparkrlhf.jobs.runtime.DeviceSlot;
+import org.sparkrlhf.jobs.runtime.RankResult;
+import org.sparkrlhf.planner.cost.RuntimeCosts;
+import org.sparkrlhf.planner.spec.ModelSpec;
+import org.sparkrlhf.planner.spec.Workload;
+
+import java.io.IOException;
+import java.io.PrintStream;
+import java.io.Serializable;
+import java.io.UncheckedIOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Collections;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+
+/**
+ * Profiles a run's models on its executors: for each distinct model (same name and config.json), one
+ * Spark task on the run's first device runs the engine's profiler ({@link EngineProfiler}) over the
+ * token counts and lengths of the run's batch; then the driver times empty calls through the
+ * {@link BarrierCallRunner} over all the run's devices (the per-call overhead). The planner's clusters
+ * are homogeneous, so the first device stands for every device of the run. Tables go next to the run's
+ * output and into the cache ({@link ProfileStore}).
+ */
+public final class RunProfiler {
+    /** Repeats of each timed point and of the empty call (after one warm-up); the median is kept. */
+    static final int REPEATS = 5;
+    static final int EMPTY_CALLS = 7;
+    /** Passes beyond this many tokens are not measured: the table scales the largest proportionally. */
+    static final long MAX_PASS_TOKENS = 8192;
+
+    /** What a profiling task needs: the model's config.json and the batch's shape. */
+    record Job(String model, String device, String configJson, int promptLen, int genLen, long sequences)
+            implements Serializable {
+    }
+
+    record Measured(String csv, double decodeStepSeconds, int rows) implements Serializable {
+    }
+
+    private RunProfiler() {
+    }
+
+    /** The config.json of a role's model, as bytes (its digest keys the cache). */
+    public static byte[] configJson(RunConfig config, String role) {
+        Path json = new ModelSource(config.models().get(role).path(), 0).localPath().resolve("config.json");
+        try {
+            return Files.readAllBytes(json);
+        } catch (IOException e) {
+            throw new UncheckedIOException(json + ": cannot read: " + e.getMessage(), e);
+        }
+    }
+
+    /** Profiles every distinct model of the run and stores the tables; returns the CSV paths under the output. */
+    public static List<String> profile(RunConfig config, String output, BarrierCallRunner runner,
+                                       ClusterInventory inventory, PrintStream progress) {
+        String device = RunScenario.cluster(inventory, RunScenario.gpuPreset(config)).gpu().name();
+        Workload w = RunScenario.workload(config);
+        Map<String, String> distinct = new LinkedHashMap<>();
+        for (String role : RunScenario.graph(config).roles()) {
+            ModelSpec spec = RunScenario.model(config, role);
+            String json = new String(configJson(config, role), StandardCharsets.UTF_8);
+            distinct.putIfAbsent(spec.name() + "\u0000" + json, role);
+        }
+        double callOverhead = emptyCallSeconds(runner, inventory);
+        progress.printf(Locale.ROOT, "profile: an empty call over %d devices takes %.4f s (median of %d)%n",
+                inventory.size(), callOverhead, EMPTY_CALLS);
+        List<String> stored = new ArrayList<>();
+        for (String role : distinct.values()) {
+            ModelSpec spec = RunScenario.model(config, role);
+            byte[] json = configJson(config, role);
+            Job job = new Job(spec.name(), device, new String(json, StandardCharsets.UTF_8), w.promptLen(), w.genLen(),
+                    w.sequences());
+            long start = System.nanoTime();
+            List<RankResult<Measured>> r = runner.run("profile", "spark-rlhf: profile " + spec.name() + " on " + device,
+                    List.of(inventory.device(0)), List.of(job), (context, in) -> measure(context.backend(), in));
+            Measured m = r.get(0).value();
+            RuntimeCosts costs = new RuntimeCosts(callOverhead, m.decodeStepSeconds());
+            String path = ProfileStore.store(output, spec.name(), device, json, m.csv(), costs);
+            progress.printf(Locale.ROOT, "profile: %s (%s) on %s: %d rows in %.1f s, decoding step overhead %.4f s -> %s%n",
+                    spec.name(), role, device, m.rows(), (System.nanoTime() - start) / 1e9, m.decodeStepSeconds(), path);
+            stored.add(path);
+        }
+        return stored;
+    }
+
+    static Measured measure(org.sparkrlhf.gpuexec.backend.Backend backend, Job job) throws IOException {
+        ModelConfig config = ModelConfig.parse((ObjectNode) new ObjectMapper().readTree(job.configJson()),
+                job.model() + "/config.json");
+        ProfileGrid grid = ProfileGrid.forWorkload(job.promptLen(), job.genLen(), job.sequences(), MAX_PASS_TOKENS);
+        // the engine keeps every model in fp32 (bf16 only as a GPU storage type of its kernels)
+        EngineProfile p = new EngineProfiler(backend, config, DType.F32, REPEATS).run(job.model(), job.device(), grid);
+        return new Measured(ProfileCsv.format(p.rows()), p.decodeStepSeconds(), p.rows().size());
+    }
+
+    /** The median wall time of a call that does nothing, on every device of the run, after one warm-up. */
+    static double emptyCallSeconds(BarrierCallRunner runner, ClusterInventory inventory) {
+        List<DeviceSlot> all = inventory.devices();
+        List<Integer> inputs = new ArrayList<>(Collections.nCopies(all.size(), 0));
+        double[] s = new double[EMPTY_CALLS];
+        for (int i = -1; i < EMPTY_CALLS; i++) {
+            long t0 = System.nanoTime();
+            runner.run("empty", "spark-rlhf: an empty call", all, inputs, (context, in) -> in);
+            if (i >= 0) {
+                s[i] = (System.nanoTime() - t0) / 1e9;
+            }
+        }
+        Arrays.sort(s);
+        return s[EMPTY_CALLS / 2];
+    }
+}

@@ -1,0 +1,110 @@
+package org.sparkrlhf.jobs.profile;
+
+import org.apache.hadoop.conf.Configuration;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.io.TempDir;
+import org.sparkrlhf.jobs.config.RunConfig;
+import org.sparkrlhf.jobs.config.RunConfigReader;
+import org.sparkrlhf.jobs.plan.RunScenario;
+import org.sparkrlhf.planner.cost.ProfileTable;
+import org.sparkrlhf.planner.cost.RuntimeCosts;
+import org.sparkrlhf.planner.plan.PlanningProblem;
+import org.sparkrlhf.planner.spec.ClusterSpec;
+
+import java.io.ByteArrayOutputStream;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import java.util.stream.Stream;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * {@code spark-rlhf profile} on a GRPO config, embedded (local[2]), from the tiny fixture model: the
+ * table lands next to the output and in the cache, reads back through the planner's reader, the
+ * per-call overhead is measured, and the run's planning problem then uses both.
+ */
+class ProfileCommandTest {
+    static final Path TINY_LLAMA = Path.of("../gpu-exec/src/test/resources/fixtures/tiny-llama").toAbsolutePath().normalize();
+
+    @TempDir
+    Path dir;
+
+    @Test
+    @Timeout(value = 300, unit = TimeUnit.SECONDS)
+    void profilesIntoTheOutputAndTheCacheAndThePlanUsesIt() throws Exception {
+        Files.writeString(dir.resolve("prompts.jsonl"), "{\"id\": \"q\", \"prompt\": \"1+2=\", \"reference\": \"3\"}\n");
+        Path out = dir.resolve("run");
+        Path config = dir.resolve("grpo.yaml");
+        Files.writeString(config, """
+                name: profile-test
+                algorithm: grpo
+                seed: 5
+                iterations: 1
+                output: %s
+                models:
+                  actor: {path: %s}
+                  ref: {path: %s}
+                reward: {function: arithmetic}
+                data: {path: %s, batch_size: 2, max_prompt_tokens: 8}
+                generation: {max_new_tokens: 4, temperature: 1.0}
+                optimizer: {lr: 1.0e-3}
+                grpo: {group_size: 4}
+                plan: {mode: baseline}
+                spark:
+                  master: local[2]
+                  conf: {spark.ui.enabled: "false", spark.driver.host: 127.0.0.1, spark.driver.bindAddress: 127.0.0.1}
+                """.formatted(out, TINY_LLAMA, TINY_LLAMA, dir.resolve("prompts.jsonl")));
+        Path cache = dir.resolve("cache");
+        String before = System.getProperty(ProfileStore.CACHE_PROPERTY);
+        System.setProperty(ProfileStore.CACHE_PROPERTY, cache.toString());
+        try {
+            ByteArrayOutputStream bytes = new ByteArrayOutputStream();
+            PrintStream progress = new PrintStream(bytes, true, StandardCharsets.UTF_8);
+            assertEquals(0, ProfileCommand.run(new String[]{config.toString()}, progress, progress));
+            String log = bytes.toString(StandardCharsets.UTF_8);
+            assertTrue(log.contains("profile: an empty call over 2 devices"), log);
+
+            RunConfig run = new RunConfigReader(new Configuration()).read(config.toString());
+            String model = RunScenario.model(run, "actor").name();
+            Path csv = out.resolve("profile").resolve(model + "-cpu.csv");
+            ProfileTable table = ProfileTable.empty().read(csv);
+            for (ProfileTable.Op op : ProfileTable.Op.values()) {
+                double s = table.lookup(model, "cpu", op, 1, 16, 12);
+                assertTrue(s > 0 && Double.isFinite(s), op + ": " + s);
+            }
+            RuntimeCosts costs = RuntimeCosts.parse("costs",
+                    Files.readAllLines(out.resolve("profile").resolve(model + "-cpu.costs")));
+            // measured, not a constant: positive and finite (its size is the machine's)
+            assertTrue(costs.callOverhead() > 0 && Double.isFinite(costs.callOverhead()), costs.toString());
+            try (Stream<Path> files = Files.walk(cache)) {
+                List<String> cached = files.map(p -> p.getFileName().toString()).filter(n -> n.endsWith(".csv")).toList();
+                assertEquals(1, cached.size(), "actor and ref are one model: " + cached);
+            }
+
+            // the run plans with the table and the measured overhead, from the output or (output gone) the cache
+            PlanningProblem p = RunScenario.problem(run, ClusterSpec.cpu(1, 2, 8L << 30));
+            assertEquals(costs.callOverhead(), p.costModel().constants().callOverhead(), 1e-9);
+            assertEquals(table.lookup(model, "cpu", ProfileTable.Op.LAYER_FWD, 1, 24, 12),
+                    p.costModel().compute().layerForward(p.model("actor"), 24, 12, 1), 1e-12);
+            try (Stream<Path> files = Files.walk(out.resolve("profile"))) {
+                files.sorted((a, b) -> b.compareTo(a)).forEach(f -> f.toFile().delete());
+            }
+            PlanningProblem fromCache = RunScenario.problem(run, ClusterSpec.cpu(1, 2, 8L << 30));
+            assertEquals(costs.callOverhead(), fromCache.costModel().constants().callOverhead(), 1e-9);
+            assertFalse(Files.exists(out.resolve("profile")));
+        } finally {
+            if (before == null) {
+                System.clearProperty(ProfileStore.CACHE_PROPERTY);
+            } else {
+                System.setProperty(ProfileStore.CACHE_PROPERTY, before);
+            }
+        }
+    }
+}

@@ -1,0 +1,25 @@
+package org.sparkrlhf.jobs.train;
+
+import org.junit.jupiter.api.Test;
+
+import java.util.LinkedHashMap;
+import java.util.Map;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+
+class EstimateCheckTest {
+    @Test
+    void meanFromTheSecondIterationAgainstTheEstimate() {
+        Map<String, Double> est = new LinkedHashMap<>();
+        est.put("actor_gen", 0.6);
+        est.put(EstimateCheck.ITERATION, 2.0);
+        EstimateCheck c = new EstimateCheck(est, 1);
+        assertEquals("", c.line());
+        c.add(1, Map.of("actor_gen", 9.0, EstimateCheck.ITERATION, 20.0)); // the first iteration is not counted
+        c.add(2, Map.of("actor_gen", 0.1, EstimateCheck.ITERATION, 1.0, "reward_fn", 0.01));
+        c.add(3, Map.of("actor_gen", 0.2, EstimateCheck.ITERATION, 3.0));
+        // means 0.15 s and 2.0 s: ratios 0.6 / 0.15 = 4 and 2.0 / 2.0 = 1
+        assertEquals("estimated/measured (mean of 2 iterations from 2 on): actor_gen 0.600/0.150 s = 4.00, "
+                + "iteration 2.000/2.000 s = 1.00", c.line());
+    }
+}
