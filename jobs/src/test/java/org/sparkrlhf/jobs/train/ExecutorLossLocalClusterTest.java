@@ -23,7 +23,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
  * In-job recovery on real executor JVMs ({@code local-cluster}: two executors of two slots, every
- * call data parallel on all four): a GRPO run of 5 iterations, checkpoints every 2, loses an executor
+ * call data parallel on one slot of each, devices 0 and 2): a GRPO run of 5 iterations, checkpoints every 2, loses an executor
  * JVM (killed by its pid, SIGKILL) when iteration 3's generate call starts, and the replacement
  * executor's sibling when iteration 5's does. Each time the stage fails, the run finds its devices
  * again (the cluster manager starts a new executor), clears its models from the survivor, resumes
@@ -49,15 +49,17 @@ class ExecutorLossLocalClusterTest {
                        spark.databricks.delta.snapshotPartitions: "1",
                        spark.driver.host: 127.0.0.1, spark.driver.bindAddress: 127.0.0.1}
                 """.formatted(System.getProperty("java.class.path"), ExecutorKiller.class.getName());
+        String plan = "{mode: manual, calls: {actor_gen: {devices: [0, 2], dp: 2}, ref_inf: {devices: [0, 2], dp: 2}, "
+                + "actor_train: {devices: [0, 2], dp: 2}}}";
         Path straight = dir.resolve("straight");
         Path recovered = dir.resolve("recovered");
         ExecutorKiller.AT.clear();
-        PlacedPpoLocalClusterTest.train(ResumeTest.grpoConfig(dir, "loss", straight, 2, spark));
+        PlacedPpoLocalClusterTest.train(ResumeTest.grpoConfig(dir, "loss", straight, 2, spark, plan));
 
         ExecutorKiller.AT.addAll(List.of("actor_gen iteration 3 ", "actor_gen iteration 5 "));
         ExecutorKiller.KILLED.clear();
         ExecutorKiller.DONE.clear();
-        String progress = PlacedPpoLocalClusterTest.train(ResumeTest.grpoConfig(dir, "loss", recovered, 2, spark));
+        String progress = PlacedPpoLocalClusterTest.train(ResumeTest.grpoConfig(dir, "loss", recovered, 2, spark, plan));
         assertEquals(2, ExecutorKiller.KILLED.size(), "executors killed: " + ExecutorKiller.KILLED);
         assertTrue(progress.contains("recovery: restart 1/2") && progress.contains("recovery: restart 2/2"), progress);
 

@@ -174,12 +174,15 @@ class ResumeTest {
 
     /** The GRPO run of these tests, its config written in {@code dir}, restarting at most {@code maxRestarts} times. */
     static RunConfig grpoConfig(Path dir, String name, Path out, int maxRestarts) throws Exception {
-        return new RunConfigReader(new Configuration()).read(grpoConfig(dir, name, out, maxRestarts, "master: local[2]")
-                .toString());
+        return new RunConfigReader(new Configuration()).read(grpoConfig(dir, name, out, maxRestarts, "master: local[2]",
+                "{mode: baseline}").toString());
     }
 
-    /** {@link #grpoConfig(Path, String, Path, int)}'s file, with {@code spark} as its spark section's lines. */
-    static Path grpoConfig(Path dir, String name, Path out, int maxRestarts, String spark) throws Exception {
+    /**
+     * {@link #grpoConfig(Path, String, Path, int)}'s file, with {@code spark} as its spark section's lines
+     * and {@code plan} as its plan section (flow style).
+     */
+    static Path grpoConfig(Path dir, String name, Path out, int maxRestarts, String spark, String plan) throws Exception {
         Path prompts = prompts(dir);
         Path config = dir.resolve(name + "-" + out.getFileName() + ".yaml");
         Files.writeString(config, """
@@ -201,11 +204,11 @@ class ResumeTest {
                 grpo: {group_size: %d, kl_coef: 0.04, clip_ratio: 0.2, mini_batches: 2}
                 checkpoint: {every: 2, keep: 2}
                 recovery: {max_restarts: %d}
-                plan: {mode: baseline}
+                plan: %s
                 spark:
                   %s
                 """.formatted(name, ITERATIONS, out, SftTrainingTest.TINY_LLAMA, SftTrainingTest.TINY_LLAMA, prompts,
-                BATCH, MAX_NEW, GROUP, maxRestarts, spark.strip().replace("\n", "\n  ")));
+                BATCH, MAX_NEW, GROUP, maxRestarts, plan, spark.strip().replace("\n", "\n  ")));
         return config;
     }
 
