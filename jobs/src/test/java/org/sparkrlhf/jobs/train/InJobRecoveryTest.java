@@ -89,34 +89,13 @@ class InJobRecoveryTest {
     private static String train(RunConfig config, Set<Integer> lossAfter) {
         ByteArrayOutputStream sink = new ByteArrayOutputStream();
         Set<Integer> done = new HashSet<>();
-        PrintStream progress = new PrintStream(sink, true, StandardCharsets.UTF_8) {
-            private void check(String text) {
-                for (int i : lossAfter) {
-                    if (text.startsWith("iter " + i + "/") && done.add(i)) {
-                        ResumeTest.loseActor().run();
-                    }
+        PrintStream progress = ResumeTest.progress(sink, text -> {
+            for (int i : lossAfter) {
+                if (text.startsWith("iter " + i + "/") && done.add(i)) {
+                    ResumeTest.loseActor().run();
                 }
             }
-
-            @Override
-            public void println(String x) {
-                super.println(x);
-                check(x);
-            }
-
-            @Override
-            public void println(Object x) {
-                super.println(x);
-                check(String.valueOf(x));
-            }
-
-            @Override
-            public PrintStream format(String format, Object... args) {
-                super.format(format, args);
-                check(String.format(format, args));
-                return this;
-            }
-        };
+        });
         try {
             TrainCommand.train(spark, config, progress);
         } finally {

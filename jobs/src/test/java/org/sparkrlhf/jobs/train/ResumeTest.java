@@ -88,29 +88,32 @@ class ResumeTest {
 
     /** A progress stream that runs {@code action} right after it prints iteration {@code iteration}'s line. */
     static PrintStream progress(ByteArrayOutputStream sink, int iteration, Runnable action) {
-        return new PrintStream(sink, true, StandardCharsets.UTF_8) {
-            private void check(String text) {
-                if (iteration > 0 && text.startsWith("iter " + iteration + "/")) {
-                    action.run();
-                }
+        return progress(sink, text -> {
+            if (iteration > 0 && text.startsWith("iter " + iteration + "/")) {
+                action.run();
             }
+        });
+    }
 
+    /** A progress stream that hands every line it prints to {@code onLine}, right after printing it. */
+    static PrintStream progress(ByteArrayOutputStream sink, java.util.function.Consumer<String> onLine) {
+        return new PrintStream(sink, true, StandardCharsets.UTF_8) {
             @Override
             public void println(String x) {
                 super.println(x);
-                check(x);
+                onLine.accept(x);
             }
 
             @Override
             public void println(Object x) {
                 super.println(x);
-                check(String.valueOf(x));
+                onLine.accept(String.valueOf(x));
             }
 
             @Override
             public PrintStream format(String format, Object... args) {
                 super.format(format, args);
-                check(String.format(format, args));
+                onLine.accept(String.format(format, args));
                 return this;
             }
         };
