@@ -4,8 +4,10 @@ import io.delta.tables.DeltaTable;
 import org.apache.spark.sql.Column;
 import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.Row;
+import org.apache.spark.sql.RowFactory;
 import org.apache.spark.sql.SparkSession;
 import org.apache.spark.sql.delta.DeltaLog;
+import org.apache.spark.sql.types.DataTypes;
 import org.apache.spark.sql.types.StructField;
 import org.apache.spark.sql.types.StructType;
 import org.apache.spark.storage.StorageLevel;
@@ -16,6 +18,8 @@ import java.util.List;
 import java.util.Map;
 import java.util.Objects;
 import java.util.OptionalLong;
+import java.util.SortedMap;
+import java.util.TreeMap;
 
 import static org.apache.spark.sql.functions.*;
 
@@ -43,6 +47,8 @@ public final class IterationTable<T> {
     }
 
     private static final int REPORTED_ROWS = 5;
+    /** The column in which {@link #appendIterations} gives each row's iteration (a name no layout uses). */
+    private static final String ROW_ITERATION = "_spark_rlhf_iteration";
 
     private final SparkSession spark;
     private final String path;
@@ -109,9 +115,40 @@ public final class IterationTable<T> {
     }
 
     public AppendResult appendIteration(String runId, long iteration, List<T> rows) {
-        List<Row> input = new ArrayList<>(rows.size());
-        for (T r : rows) input.add(layout.toInputRow(r));
-        return appendIteration(runId, iteration, spark.createDataFrame(input, layout.inputSchema()));
+        return appendIterations(runId, new TreeMap<>(Map.of(iteration, rows)));
+    }
+
+    /**
+     * Appends the rows of several iterations of a run (iteration -> rows) in one Delta commit, as the
+     * run's write of the newest one: iterations the table already holds are left out (a resumed run
+     * replays iterations it may have written before it stopped), the others are written together or,
+     * if the commit fails, not at all. A run that writes in the background so commits, in one go,
+     * the iterations that finished while the last commit was made.
+     */
+    public AppendResult appendIterations(String runId, SortedMap<Long, List<T>> rowsByIteration) {
+        if (runId == null || runId.isBlank()) throw new IllegalArgumentException("run id is empty");
+        if (rowsByIteration.isEmpty()) throw new IllegalArgumentException("no iteration to append");
+        if (rowsByIteration.firstKey() < 0) {
+            throw new IllegalArgumentException("iteration " + rowsByIteration.firstKey() + " is negative");
+        }
+        createIfAbsent();
+        OptionalLong last = lastWrittenIteration(runId);
+        SortedMap<Long, List<T>> missing = last.isPresent() ? rowsByIteration.tailMap(last.getAsLong() + 1) : rowsByIteration;
+        if (missing.isEmpty()) return AppendResult.ALREADY_WRITTEN;
+        StructType schema = layout.inputSchema().add(ROW_ITERATION, DataTypes.LongType, false);
+        List<Row> input = new ArrayList<>();
+        for (Map.Entry<Long, List<T>> e : missing.entrySet()) {
+            for (T r : e.getValue()) input.add(withIteration(layout.toInputRow(r), e.getKey()));
+        }
+        write(runId, missing.lastKey(), spark.createDataFrame(input, schema), true, false);
+        return AppendResult.WRITTEN;
+    }
+
+    private static Row withIteration(Row row, long iteration) {
+        Object[] values = new Object[row.size() + 1];
+        for (int i = 0; i < row.size(); i++) values[i] = row.get(i);
+        values[row.size()] = iteration;
+        return RowFactory.create(values);
     }
 
     /**
@@ -119,12 +156,16 @@ public final class IterationTable<T> {
      * input columns that are absent are written as nulls.
      */
     public AppendResult appendIteration(String runId, long iteration, Dataset<Row> rows) {
+        return append(runId, iteration, rows, true);
+    }
+
+    private AppendResult append(String runId, long iteration, Dataset<Row> rows, boolean cache) {
         if (runId == null || runId.isBlank()) throw new IllegalArgumentException("run id is empty");
         if (iteration < 0) throw new IllegalArgumentException("iteration " + iteration + " is negative");
         createIfAbsent();
         OptionalLong last = lastWrittenIteration(runId);
         if (last.isPresent() && last.getAsLong() >= iteration) return AppendResult.ALREADY_WRITTEN;
-        write(runId, iteration, rows, true);
+        write(runId, iteration, rows, true, cache);
         return AppendResult.WRITTEN;
     }
 
@@ -139,13 +180,21 @@ public final class IterationTable<T> {
         createIfAbsent();
         List<Row> input = new ArrayList<>(rows.size());
         for (T r : rows) input.add(layout.toInputRow(r));
-        write(runId, iteration, spark.createDataFrame(input, layout.inputSchema()), false);
+        write(runId, iteration, spark.createDataFrame(input, layout.inputSchema()), false, false);
     }
 
-    /** Checks and writes rows; with {@code idempotent}, as the run's write of {@code iteration} (Delta's txn options). */
-    private void write(String runId, long iteration, Dataset<Row> rows, boolean idempotent) {
-        // Cached: the check and the write read the rows once, even when they are an expensive stage's output.
-        Dataset<Row> complete = complete(runId, iteration, rows).persist(StorageLevel.MEMORY_AND_DISK());
+    /**
+     * Checks and writes rows; with {@code idempotent}, as the run's write of {@code iteration} (Delta's
+     * txn options). With {@code cache}, the check and the write read the rows once, even when they
+     * are an expensive stage's output; rows given from the driver are not cached: over a local
+     * relation Spark's optimizer evaluates the check on the driver without a job, where caching
+     * would run one to fill the cache.
+     */
+    private void write(String runId, long iteration, Dataset<Row> rows, boolean idempotent, boolean cache) {
+        Dataset<Row> complete = complete(runId, iteration, rows);
+        if (cache) {
+            complete = complete.persist(StorageLevel.MEMORY_AND_DISK());
+        }
         try {
             List<Row> bad = complete.filter(size(layout.problems()).gt(0))
                     .select(layout.rowLabel(), layout.problems())
@@ -157,13 +206,16 @@ public final class IterationTable<T> {
                 for (Row r : bad) b.append("\n  ").append(r.getString(0)).append(": ").append(String.join("; ", r.<String>getList(1)));
                 throw new IllegalArgumentException(b.toString());
             }
-            var writer = complete.write().format("delta").mode("append");
+            // rows from the driver are a few hundred: one file per commit, not one per CPU slot
+            var writer = (cache ? complete : complete.coalesce(1)).write().format("delta").mode("append");
             if (idempotent) {
                 writer = writer.option("txnAppId", appId(runId)).option("txnVersion", iteration);
             }
             writer.save(path);
         } finally {
-            complete.unpersist();
+            if (cache) {
+                complete.unpersist();
+            }
         }
     }
 
@@ -173,7 +225,9 @@ public final class IterationTable<T> {
      */
     private Dataset<Row> complete(String runId, long iteration, Dataset<Row> rows) {
         List<String> problems = new ArrayList<>();
-        List<Column> input = new ArrayList<>(List.of(lit(runId).as("run_id"), lit(iteration).as("iteration")));
+        // rows of several iterations carry their own; otherwise they are all of this one
+        Column iterationOfRow = find(rows.schema(), ROW_ITERATION) != null ? col(ROW_ITERATION) : lit(iteration);
+        List<Column> input = new ArrayList<>(List.of(lit(runId).as("run_id"), iterationOfRow.as("iteration")));
         for (StructField f : layout.inputSchema().fields()) {
             StructField given = find(rows.schema(), f.name());
             if (given == null) {

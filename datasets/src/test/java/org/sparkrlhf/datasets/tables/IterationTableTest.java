@@ -16,7 +16,9 @@ import java.time.Instant;
 import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.List;
+import java.util.Map;
 import java.util.OptionalLong;
+import java.util.TreeMap;
 import java.util.concurrent.TimeUnit;
 
 import static org.apache.spark.sql.functions.col;
@@ -57,6 +59,26 @@ class IterationTableTest {
     static List<RolloutRow> iterationRows(int iteration, float scale) {
         return List.of(rollout("p1", iteration, 2, scale), rollout("p2", iteration, 3, scale),
                 rollout("p3", iteration, 4, scale));
+    }
+
+    @Test
+    void severalIterationsGoInOneCommitAndAReplayWritesOnlyTheMissingOnes(@TempDir Path dir) {
+        String path = dir.resolve("rollouts").toString();
+        IterationTable<RolloutRow> table = IterationTable.rollouts(spark, path);
+        assertEquals(WRITTEN, table.appendIterations("run-a", new TreeMap<>(Map.of(
+                1L, iterationRows(1, 1f), 2L, iterationRows(2, 1f)))));
+        assertEquals(OptionalLong.of(2), table.lastWrittenIteration("run-a"));
+        long commits = DeltaTable.forPath(spark, path).history().count();
+        // a resumed run replays 2..4 (its checkpoint was at 1): only 3 and 4 are new, in one more commit
+        assertEquals(WRITTEN, table.appendIterations("run-a", new TreeMap<>(Map.of(
+                2L, iterationRows(2, 5f), 3L, iterationRows(3, 1f), 4L, iterationRows(4, 1f)))));
+        assertEquals(commits + 1, DeltaTable.forPath(spark, path).history().count());
+        assertEquals(ALREADY_WRITTEN, table.appendIterations("run-a", new TreeMap<>(Map.of(4L, iterationRows(4, 5f)))));
+        for (int i = 1; i <= 4; i++) {
+            assertEquals(iterationRows(i, 1f), sorted(table.collectIteration("run-a", i)), "iteration " + i);
+        }
+        assertEquals(12, table.read().count());
+        assertEquals(OptionalLong.of(4), table.lastWrittenIteration("run-a"));
     }
 
     @Test

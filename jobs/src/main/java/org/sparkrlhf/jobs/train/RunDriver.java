@@ -1,10 +1,7 @@
 package org.sparkrlhf.jobs.train;
 
 import org.apache.spark.sql.SparkSession;
-import org.sparkrlhf.datasets.tables.IterationTable;
 import org.sparkrlhf.datasets.tables.MetricRow;
-import org.sparkrlhf.datasets.tables.PlanRow;
-import org.sparkrlhf.datasets.tables.RolloutRow;
 import org.sparkrlhf.gpuexec.tokenizer.HfTokenizer;
 import org.sparkrlhf.jobs.calls.ModelSource;
 import org.sparkrlhf.jobs.checkpoint.RunCheckpoints;
@@ -43,7 +40,8 @@ import java.util.Optional;
  * ({@link RunScenario#graph}), plans it, loads the data, resumes from the newest complete checkpoint
  * when asked, and for each iteration takes the next rows in the run's data order, walks the graph
  * ({@link IterationDriver}: calls through the spec's executor functions, hooks on the driver),
- * appends the iteration's rollouts, metrics and plan row to the Delta tables (idempotently), prints
+ * appends the iteration's rollouts, metrics and plan row to the Delta tables (idempotently, in the
+ * background: {@link TableWriter}), prints
  * one progress line, evaluates on the held-out data every {@code data.eval_every} iterations
  * (before the first as iteration 0, and after the last), and checkpoints every
  * {@code checkpoint.every}. At the end each trained model goes to {@code <output>/final} (the first)
@@ -123,10 +121,6 @@ public final class RunDriver {
         }
         spec.restore(resumed.map(RunCheckpoints.Checkpoint::state));
         int first = resumed.map(c -> c.state().iteration() + 1).orElse(1);
-        IterationTable<PlanRow> plans = IterationTable.plans(spark, RunOutput.plansPath(output));
-        IterationTable<MetricRow> metrics = IterationTable.metrics(spark, RunOutput.metricsPath(output));
-        IterationTable<RolloutRow> rollouts = spec.writesRollouts()
-                ? IterationTable.rollouts(spark, RunOutput.rolloutsPath(output)) : null;
         Optional<AlgorithmSpec.Evaluation> evaluation = spec.evaluation(config, data);
         Map<Integer, Map<String, Double>> figures = new LinkedHashMap<>();
         Map<Integer, Map<String, Double>> evaluations = new LinkedHashMap<>();
@@ -139,7 +133,8 @@ public final class RunDriver {
         int parallel = graph.size() + graph.hooks().size();
         int iteration = first;
         try (HfTokenizer tokenizer = HfTokenizer.open(tokenizerDir);
-             CallScheduler scheduler = new CallScheduler(parallel)) {
+             CallScheduler scheduler = new CallScheduler(parallel);
+             TableWriter tables = new TableWriter(spark, output, config.name(), spec.writesRollouts())) {
             RunContext run = new RunContext(config, runner, plan, models, special, tokenizer, spec.group(config));
             IterationDriver driver = new IterationDriver(graph, spec.bindings(config), spec.hooks(config));
             if (first == 1 && evaluation.isPresent()) {
@@ -151,7 +146,7 @@ public final class RunDriver {
                 List<MetricRow> rows = new ArrayList<>();
                 e.figures().forEach((k, v) -> rows.add(new MetricRow(k, v, now)));
                 rows.add(new MetricRow("seconds/eval", (System.nanoTime() - start) / 1e9, now));
-                metrics.appendIteration(config.name(), 0, rows);
+                tables.append(0, List.of(), rows, null);
                 progress.printf("iter 0/%d | %s (before training)%n", config.iterations(), e.line());
             }
             for (; iteration <= config.iterations(); iteration++) {
@@ -179,9 +174,6 @@ public final class RunDriver {
                 double tokensPerSecond = tokens(graph, keys) / wall;
                 rows.add(new MetricRow("tokens_per_second", tokensPerSecond, now));
                 line.append(String.format(" | %.0f tokens/s", tokensPerSecond));
-                if (rollouts != null && !report.rollouts().isEmpty()) {
-                    rollouts.appendIteration(config.name(), iteration, report.rollouts());
-                }
                 if (evaluation.isPresent() && (iteration % config.data().evalEvery() == 0
                         || iteration == config.iterations())) {
                     long evalStart = System.nanoTime();
@@ -191,8 +183,7 @@ public final class RunDriver {
                     rows.add(new MetricRow("seconds/eval", (System.nanoTime() - evalStart) / 1e9, now));
                     line.append(" | ").append(e.line());
                 }
-                metrics.appendIteration(config.name(), iteration, rows);
-                plans.appendIteration(config.name(), iteration, List.of(plan.planRow(seconds, wall, now)));
+                tables.append(iteration, report.rollouts(), rows, plan.planRow(seconds, wall, now));
                 progress.println(line);
                 Map<String, Double> measured = new LinkedHashMap<>(seconds);
                 measured.put(EstimateCheck.ITERATION, wall);
@@ -209,9 +200,11 @@ public final class RunDriver {
 
                 int every = config.checkpoint().every();
                 if (every > 0 && iteration % every == 0 && iteration < config.iterations()) {
+                    tables.awaitWritten(); // a resumed run starts after the checkpoint: its tables must hold what it saw
                     checkpoint(run, plan, checkpoints, order, data, iteration, spec, progress);
                 }
             }
+            tables.awaitWritten();
         } catch (Exception e) {
             // Exception, not RuntimeException: a failed Spark job throws SparkException, checked, from Scala
             throw new RunFailure(Math.min(iteration, config.iterations()), e);
