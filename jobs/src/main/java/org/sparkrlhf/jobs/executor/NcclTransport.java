@@ -65,7 +65,14 @@ public final class NcclTransport implements Communicator {
      */
     public static NcclTransport connect(int rank, int size, String bindHost, Rendezvous rendezvous, long timeoutMillis,
                                  CudaBackend backend) {
-        TcpCommunicator tcp = TcpCommunicator.connect(rank, size, bindHost, rendezvous, timeoutMillis);
+        return connect(rank, size, bindHost, rendezvous, CommSettings.of(timeoutMillis), backend);
+    }
+
+    /** {@link #connect(int, int, String, Rendezvous, long, CudaBackend)} with the TCP mesh as {@code settings} say. */
+    public static NcclTransport connect(int rank, int size, String bindHost, Rendezvous rendezvous,
+                                        CommSettings settings, CudaBackend backend) {
+        long timeoutMillis = settings.timeoutMillis();
+        TcpCommunicator tcp = TcpCommunicator.connect(rank, size, bindHost, rendezvous, settings);
         try {
             // the unique id lets whoever holds it join the NCCL communicator: it goes only over the
             // authenticated mesh (never through the driver, never into a log or a message)
