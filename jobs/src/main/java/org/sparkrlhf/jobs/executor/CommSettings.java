@@ -21,9 +21,9 @@ public record CommSettings(long timeoutMillis, int maxFrameBytes, boolean encryp
     public static final int DEFAULT_MAX_FRAME_BYTES = 1 << 30;
     /**
      * The largest configurable limit: a frame is one Java array, which the JVM caps a few bytes
-     * under Integer.MAX_VALUE, and an encrypted frame carries the GCM tag on top of its bytes.
+     * under Integer.MAX_VALUE, and an encrypted frame carries GCM tags on top of its bytes.
      */
-    public static final int MAX_FRAME_LIMIT = Integer.MAX_VALUE - 8 - FrameCipher.TAG_BYTES;
+    public static final int MAX_FRAME_LIMIT = Integer.MAX_VALUE - 8 - FrameCipher.MAX_OVERHEAD;
 
     public CommSettings {
         if (timeoutMillis <= 0) {

@@ -17,15 +17,26 @@ import java.security.GeneralSecurityException;
  * the handshake's context and claim. So no key serves two connections or both directions of one,
  * and a frame cannot be reflected back to its sender or moved to another connection.
  *
- * <p>Nonces: the 96-bit GCM nonce is the direction's frame counter (4 zero bytes, then the 64-bit
- * count), never sent: both ends count the frames. A nonce is thus never reused under a key, and a
- * frame that is replayed, dropped, reordered or altered is opened under another nonce than it was
+ * <p>Pieces: a frame is sealed as consecutive pieces of at most {@value #PIECE_BYTES} bytes, each
+ * followed by its tag, each with the frame's length as associated data. Why not one GCM message per
+ * frame: the JDK opens a GCM message only whole (it buffers all of it before the tag is checked),
+ * and its AES and GHASH intrinsics only replace methods once they are compiled, which takes
+ * thousands of calls: a few large messages run interpreted, at tens of MiB/s (measured on JDK 17),
+ * where 64 KiB pieces reach the intrinsics after some tens of MiB and then run at GiB/s.
+ *
+ * <p>Nonces: the 96-bit GCM nonce is the direction's piece counter (4 zero bytes, then the 64-bit
+ * count), never sent: both ends count. A nonce is thus never reused under a key, and a frame or
+ * piece that is replayed, dropped, reordered or altered is opened under another nonce than it was
  * sealed with, so its tag fails and the connection ends. The length before each frame is not
- * sealed: a changed length misaligns the stream, which the next tag catches the same way.
+ * encrypted but is in every piece's associated data: a frame cut or joined on the way fails too.
  */
 final class FrameCipher {
-    /** The GCM tag appended to each sealed frame. */
+    /** The GCM tag after each sealed piece. */
     static final int TAG_BYTES = 16;
+    /** The plaintext bytes of each sealed piece (the last piece of a frame may be shorter, or empty). */
+    static final int PIECE_BYTES = 1 << 16;
+    /** The most a frame of up to Integer.MAX_VALUE bytes grows by when sealed. */
+    static final int MAX_OVERHEAD = TAG_BYTES * (Integer.MAX_VALUE / PIECE_BYTES + 1);
     private static final String TRANSFORMATION = "AES/GCM/NoPadding";
     private static final byte[] CONNECTOR_TO_ACCEPTOR = "spark-rlhf frame key connector->acceptor".getBytes(StandardCharsets.US_ASCII);
     private static final byte[] ACCEPTOR_TO_CONNECTOR = "spark-rlhf frame key acceptor->connector".getBytes(StandardCharsets.US_ASCII);
@@ -34,6 +45,7 @@ final class FrameCipher {
     private final Cipher cipher;
     private final int mode;
     private long frames;
+    private long pieces;
 
     private FrameCipher(byte[] key, int mode) {
         this.key = new SecretKeySpec(key, "AES");
@@ -66,12 +78,29 @@ final class FrameCipher {
         return secret.derive(salt, info, 32);
     }
 
-    /** The next frame to send, sealed: {@code plain.length + TAG_BYTES} bytes. */
+    /** How long a frame of {@code plainBytes} is once sealed: one tag per piece, at least one piece. */
+    static long sealedLength(long plainBytes) {
+        long pieceCount = Math.max(1, (plainBytes + PIECE_BYTES - 1) / PIECE_BYTES);
+        return plainBytes + pieceCount * TAG_BYTES;
+    }
+
+    /** The next frame to send, sealed: {@link #sealedLength} bytes. */
     byte[] seal(byte[] plain) {
         check(Cipher.ENCRYPT_MODE);
+        byte[] sealed = new byte[Math.toIntExact(sealedLength(plain.length))];
+        byte[] length = frameLength(plain.length);
+        frames++;
         try {
-            cipher.init(Cipher.ENCRYPT_MODE, key, nextNonce());
-            return cipher.doFinal(plain);
+            int in = 0;
+            int out = 0;
+            do {
+                int n = Math.min(PIECE_BYTES, plain.length - in);
+                cipher.init(Cipher.ENCRYPT_MODE, key, nextNonce());
+                cipher.updateAAD(length);
+                out += cipher.doFinal(plain, in, n, sealed, out);
+                in += n;
+            } while (in < plain.length);
+            return sealed;
         } catch (GeneralSecurityException e) {
             throw new IllegalStateException("cannot seal a frame of " + plain.length + " bytes: " + e.getMessage(), e);
         }
@@ -83,12 +112,27 @@ final class FrameCipher {
      */
     byte[] open(byte[] sealed) throws AEADBadTagException {
         check(Cipher.DECRYPT_MODE);
-        if (sealed.length < TAG_BYTES) {
-            throw new AEADBadTagException("a frame of " + sealed.length + " bytes is shorter than its tag");
+        frames++;
+        // the plaintext length that seals to this many bytes: full pieces, then the rest less its tag
+        long fullPieces = sealed.length / (PIECE_BYTES + TAG_BYTES);
+        long rest = sealed.length % (PIECE_BYTES + TAG_BYTES);
+        long plainBytes = fullPieces * PIECE_BYTES + Math.max(0, rest - TAG_BYTES);
+        if (sealed.length < TAG_BYTES || (rest > 0 && rest < TAG_BYTES) || sealedLength(plainBytes) != sealed.length) {
+            throw new AEADBadTagException("a sealed frame cannot be " + sealed.length + " bytes long");
         }
+        byte[] plain = new byte[(int) plainBytes];
+        byte[] length = frameLength(plain.length);
         try {
-            cipher.init(Cipher.DECRYPT_MODE, key, nextNonce());
-            return cipher.doFinal(sealed);
+            int in = 0;
+            int out = 0;
+            do {
+                int n = Math.min(PIECE_BYTES + TAG_BYTES, sealed.length - in);
+                cipher.init(Cipher.DECRYPT_MODE, key, nextNonce());
+                cipher.updateAAD(length);
+                out += cipher.doFinal(sealed, in, n, plain, out);
+                in += n;
+            } while (in < sealed.length);
+            return plain;
         } catch (AEADBadTagException e) {
             throw e;
         } catch (GeneralSecurityException e) {
@@ -96,7 +140,11 @@ final class FrameCipher {
         }
     }
 
-    /** How many frames this side has sealed or opened. */
+    private static byte[] frameLength(int plainBytes) {
+        return ByteBuffer.allocate(4).putInt(plainBytes).array();
+    }
+
+    /** How many frames this side has sealed or opened (the one that failed included). */
     long frames() {
         return frames;
     }
@@ -108,10 +156,10 @@ final class FrameCipher {
     }
 
     private GCMParameterSpec nextNonce() {
-        if (frames == Long.MAX_VALUE) {
-            throw new IllegalStateException("the connection's frame counter is spent; connect anew");
+        if (pieces == Long.MAX_VALUE) {
+            throw new IllegalStateException("the connection's nonce counter is spent; connect anew");
         }
-        byte[] nonce = ByteBuffer.allocate(12).putInt(0).putLong(frames++).array();
+        byte[] nonce = ByteBuffer.allocate(12).putInt(0).putLong(pieces++).array();
         return new GCMParameterSpec(TAG_BYTES * 8, nonce);
     }
 }

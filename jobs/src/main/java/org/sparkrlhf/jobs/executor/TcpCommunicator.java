@@ -232,7 +232,7 @@ public final class TcpCommunicator implements Communicator {
 
     private void readLoop(int peer, DataInputStream in) {
         FrameCipher opener = openers == null ? null : openers[peer];
-        long limit = maxFrameBytes + (opener == null ? 0L : FrameCipher.TAG_BYTES);
+        long limit = opener == null ? maxFrameBytes : FrameCipher.sealedLength(maxFrameBytes);
         try {
             while (true) {
                 int length = in.readInt();

@@ -11,16 +11,16 @@ class CommSettingsTest {
     void unsetMeansOneGiBInTheClear() {
         assertEquals(new CommSettings(5_000, 1 << 30, false), CommSettings.parse(5_000, null, false));
         assertEquals(new CommSettings(5_000, 4096, true), CommSettings.parse(5_000, " 4096 ", true));
-        assertEquals(Integer.MAX_VALUE - 8 - 16, CommSettings.parse(5_000, "2147483623", false).maxFrameBytes());
+        assertEquals(2146959351, CommSettings.parse(5_000, "2146959351", false).maxFrameBytes());
     }
 
     @Test
     void malformedOrOutOfRangeLimitsAreRefusedNamingTheSetting() {
         assertEquals("spark.rlhf.comm.maxFrameBytes must be a number of bytes, not '1g'", refusal("1g"));
-        assertEquals("spark.rlhf.comm.maxFrameBytes must be between 1 and 2147483623 bytes, not 0", refusal("0"));
-        assertEquals("spark.rlhf.comm.maxFrameBytes must be between 1 and 2147483623 bytes, not -5", refusal("-5"));
-        assertEquals("spark.rlhf.comm.maxFrameBytes must be between 1 and 2147483623 bytes, not 2147483624",
-                refusal("2147483624"));
+        assertEquals("spark.rlhf.comm.maxFrameBytes must be between 1 and 2146959351 bytes, not 0", refusal("0"));
+        assertEquals("spark.rlhf.comm.maxFrameBytes must be between 1 and 2146959351 bytes, not -5", refusal("-5"));
+        assertEquals("spark.rlhf.comm.maxFrameBytes must be between 1 and 2146959351 bytes, not 2146959352",
+                refusal("2146959352"));
         assertEquals("spark.rlhf.comm.timeoutMs must be positive, not 0",
                 assertThrows(IllegalArgumentException.class, () -> CommSettings.parse(0, null, false)).getMessage());
     }

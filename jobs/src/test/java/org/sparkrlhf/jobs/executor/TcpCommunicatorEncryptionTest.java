@@ -7,6 +7,7 @@ import org.sparkrlhf.jobs.testing.InMemoryRendezvous;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.ExecutorService;
@@ -25,12 +26,14 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * The TCP mesh with {@link CommSettings#encrypted()}: a two-rank exchange through a man in the
  * middle ({@link FrameRelay}) completes with the exact floats while the relay sees none of the
  * tensor's bytes (and, as a control, sees them on a clear mesh); a frame with one byte flipped, a
- * frame replayed and two frames swapped each fail the receiving rank, naming the peer.
+ * frame replayed, two frames swapped and a frame cut in two at a piece boundary each fail the
+ * receiving rank, naming the peer.
  */
 @Timeout(value = 60, unit = TimeUnit.SECONDS)
 class TcpCommunicatorEncryptionTest {
     private static final int TIMEOUT_MS = 20_000;
-    private static final int FLOATS = 4096;
+    /** 160,000 bytes: two full sealed pieces and a short one. */
+    private static final int FLOATS = 40_000;
 
     /** The known tensor rank r sends: distinct, non-trivial values (no run of equal bytes). */
     private static float[] tensor(int rank) {
@@ -94,6 +97,15 @@ class TcpCommunicatorEncryptionTest {
             }
             return index == 1 ? List.of(frame, held[0]) : List.of(frame);
         }, 1);
+        assertTrue(failure.contains("encrypted frame 0 failed authentication"), failure);
+    }
+
+    @Test
+    void aFrameCutAtAPieceBoundaryFailsTheReceive() throws Exception {
+        int firstPiece = FrameCipher.PIECE_BYTES + FrameCipher.TAG_BYTES;
+        String failure = failureAtRank0((index, frame) -> index == 0
+                ? List.of(Arrays.copyOf(frame, firstPiece), Arrays.copyOfRange(frame, firstPiece, frame.length))
+                : List.of(frame), 1);
         assertTrue(failure.contains("encrypted frame 0 failed authentication"), failure);
     }
 
