@@ -189,7 +189,13 @@ public final class NcclCommunicator implements AutoCloseable {
      */
     public void groupEnd(String step) {
         stream.context.makeCurrent();
-        enqueued(Nccl.lib().ncclGroupEnd(), "ncclGroupEnd of " + step);
+        int status = Nccl.lib().ncclGroupEnd();
+        if (released) {
+            // an operation of the group failed and aborted the communicator: the group is closed
+            // (NCCL's per-thread group state must be), and there is nothing left to wait for
+            return;
+        }
+        enqueued(status, "ncclGroupEnd of " + step);
     }
 
     /** {@link #await(long, String)} of whatever was queued. */

@@ -43,8 +43,8 @@ import java.util.concurrent.TimeUnit;
  * by the {@link Rendezvous}), so a process that reaches a rank's port without it cannot announce
  * itself as a rank and feed it bytes. With {@link CommSettings#encrypted()} (Spark's
  * {@code spark.network.crypto.enabled}) every frame after the handshake is also sealed with
- * AES-GCM under that connection's keys ({@link FrameCipher}): a frame read, altered, replayed or
- * reordered on the path is unreadable to the reader, or fails the connection naming the peer.
+ * AES-GCM under that connection's keys ({@link FrameCipher}): whoever reads the path sees no
+ * tensor, and a frame altered, replayed or reordered on it fails the connection, naming the peer.
  */
 public final class TcpCommunicator implements Communicator {
     /** How long an accepted connection may take to prove the run's secret (a silent stranger). */
@@ -193,8 +193,8 @@ public final class TcpCommunicator implements Communicator {
         }
     }
 
-    @SuppressWarnings("unchecked")
     /** {@code secret} null: frames in the clear; else sealed with keys from it and each peer's session. */
+    @SuppressWarnings("unchecked")
     private TcpCommunicator(int rank, int size, Socket[] sockets, long recvTimeoutMillis, int maxFrameBytes,
                             RunSecret secret, PeerHandshake.Session[] sessions) throws IOException {
         this.rank = rank;
