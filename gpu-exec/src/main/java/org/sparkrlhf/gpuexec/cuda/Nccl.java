@@ -26,6 +26,9 @@ final class Nccl {
 
         int ncclCommInitRank(PointerByReference comm, int nranks, UniqueId.ByValue id, int rank);
 
+        /** Since NCCL 2.14; {@code config} points at an ncclConfig_t ({@link NcclCommunicator}'s). */
+        int ncclCommInitRankConfig(PointerByReference comm, int nranks, UniqueId.ByValue id, int rank, Pointer config);
+
         int ncclCommDestroy(Pointer comm);
 
         int ncclCommAbort(Pointer comm);
@@ -51,17 +54,11 @@ final class Nccl {
         String ncclGetErrorString(int result);
     }
 
-    /** ncclInProgress: an asynchronous error check found the operation still running. */
-    static final int IN_PROGRESS = 7;
-
     /**
      * libcuda's cuStreamQuery, by JNA: JCuda throws on CUDA_ERROR_NOT_READY when its exceptions are
      * enabled (they are), and a wait that polls must see "not ready" as an answer, not an error.
      */
     interface Driver extends Library {
-        int CUDA_SUCCESS = 0;
-        int CUDA_ERROR_NOT_READY = 600;
-
         int cuStreamQuery(long stream);
     }
 

@@ -1,19 +1,31 @@
 package org.sparkrlhf.gpuexec.cuda;
 
+import com.sun.jna.Memory;
 import com.sun.jna.Pointer;
 import com.sun.jna.ptr.PointerByReference;
 
 /**
  * One rank's NCCL communicator on one stream. The unique id is made by rank 0 and handed to the
- * others out of band (on Spark, through BarrierTaskContext.allGather) as 128 bytes.
+ * others out of band (on Spark, over the call's authenticated TCP mesh) as 128 bytes.
  *
- * <p>The operations only queue work on the stream. {@link #await} waits for it with a deadline:
- * NCCL itself never times out, so a peer that died would otherwise leave this rank blocked in a
- * stream synchronization that no Spark task kill can interrupt.
+ * <p>The communicator is non-blocking ({@code ncclCommInitRankConfig} with {@code blocking = 0}):
+ * its set-up, and any operation that NCCL cannot enqueue at once (connections are made on first
+ * use), return ncclInProgress and complete in the background. Every such wait, and the stream
+ * synchronisation after the operations ({@link #await}), has a deadline ({@link NcclDeadline}):
+ * NCCL itself never times out, so a peer that died or never joined would otherwise leave this rank
+ * blocked where no Spark task kill can interrupt it. On a timeout or an asynchronous error the
+ * communicator is aborted and the error names the call, this rank and the step that did not complete.
  */
 public final class NcclCommunicator implements AutoCloseable {
+    /** ncclCommInitRankConfig and the non-blocking mode came with NCCL 2.14. */
+    static final int MIN_VERSION = 21400;
+    /** The ten minutes spark.rlhf.comm.timeoutMs defaults to, for callers that give no deadline. */
+    private static final long DEFAULT_TIMEOUT_MILLIS = 600_000;
+
     private final CudaStream stream;
     private final Pointer comm;
+    private final long timeoutMillis;
+    private final NcclDeadline.Polled polled;
     public final int ranks;
     public final int rank;
     /** Destroyed or aborted: the handle is gone. */
@@ -33,19 +45,83 @@ public final class NcclCommunicator implements AutoCloseable {
         return id.internal.clone();
     }
 
+    /** A communicator whose set-up and operations wait at most ten minutes. */
     public NcclCommunicator(CudaStream stream, int ranks, byte[] uniqueId, int rank) {
+        this(stream, ranks, uniqueId, rank, DEFAULT_TIMEOUT_MILLIS);
+    }
+
+    /**
+     * Joins the communicator of {@code ranks} ranks named by {@code uniqueId} as {@code rank}; fails,
+     * having aborted it, when not every rank has joined within {@code timeoutMillis}, which also
+     * bounds every later wait for an operation to be enqueued.
+     */
+    public NcclCommunicator(CudaStream stream, int ranks, byte[] uniqueId, int rank, long timeoutMillis) {
         if (uniqueId.length != 128) throw new IllegalArgumentException("an NCCL unique id is 128 bytes, not " + uniqueId.length);
         if (rank < 0 || rank >= ranks) throw new IllegalArgumentException("rank " + rank + " of " + ranks);
+        if (timeoutMillis <= 0) throw new IllegalArgumentException("an NCCL deadline of " + timeoutMillis + " ms");
+        int version = version();
+        if (version < MIN_VERSION) {
+            throw new IllegalStateException("NCCL " + version + " has no non-blocking communicators, which the "
+                    + "deadlines on its calls need; install NCCL 2.14 or later");
+        }
         this.stream = stream;
         this.ranks = ranks;
         this.rank = rank;
+        this.timeoutMillis = timeoutMillis;
         stream.context.makeCurrent();
         Nccl.UniqueId.ByValue id = new Nccl.UniqueId.ByValue();
         System.arraycopy(uniqueId, 0, id.internal, 0, 128);
         id.write();
         PointerByReference c = new PointerByReference();
-        Nccl.check(Nccl.lib().ncclCommInitRank(c, ranks, id, rank), "ncclCommInitRank");
-        comm = c.getValue();
+        int status = Nccl.lib().ncclCommInitRankConfig(c, ranks, id, rank, nonBlockingConfig());
+        if (status != NcclDeadline.SUCCESS && status != NcclDeadline.IN_PROGRESS) {
+            // NCCL returns the handle even when its set-up fails; free what it holds
+            if (c.getValue() != null) {
+                Nccl.lib().ncclCommAbort(c.getValue());
+            }
+            Nccl.check(status, "NCCL rank " + rank + " of " + ranks + ": ncclCommInitRankConfig");
+        }
+        this.comm = c.getValue();
+        this.polled = new NcclDeadline.Polled() {
+            @Override
+            public int asyncError() {
+                int[] state = {0};
+                int status = Nccl.lib().ncclCommGetAsyncError(comm, state);
+                return status != NcclDeadline.SUCCESS ? status : state[0];
+            }
+
+            @Override
+            public int streamQuery() {
+                return Nccl.driver().cuStreamQuery(stream.handle);
+            }
+
+            @Override
+            public void abort() {
+                NcclCommunicator.this.abort();
+            }
+        };
+        NcclDeadline.awaitReady(polled, timeoutMillis, who(), "ncclCommInitRankConfig (the communicator forms once "
+                + "all " + ranks + " ranks have joined; one whose task failed or never started never does)");
+    }
+
+    /**
+     * NCCL_CONFIG_INITIALIZER with {@code blocking = 0}, in the layout of NCCL 2.14's ncclConfig_t
+     * (nccl.h's ncclConfig_v21400: size_t size, unsigned magic, unsigned version, int blocking, padded
+     * to 24 bytes). Later NCCLs read a config by its size and version, giving the fields they added
+     * their defaults, so this first layout is read alike by every version that has the call.
+     */
+    private static Pointer nonBlockingConfig() {
+        Memory config = new Memory(24);
+        config.clear();
+        config.setLong(0, 24);                  // size
+        config.setInt(8, 0xcafebeef);           // magic (NCCL_API_MAGIC)
+        config.setInt(12, MIN_VERSION);         // version: the layout's, 2.14.0
+        config.setInt(16, 0);                   // blocking
+        return config;
+    }
+
+    private String who() {
+        return "NCCL rank " + rank + " of " + ranks;
     }
 
     private static int ncclType(ElementType t) {
@@ -56,95 +132,92 @@ public final class NcclCommunicator implements AutoCloseable {
         };
     }
 
+    /**
+     * An operation's return: ncclSuccess, or ncclInProgress (a non-blocking communicator could not
+     * enqueue it yet), waited out within the deadline; anything else fails naming the call.
+     */
+    private void enqueued(int status, String step) {
+        if (status == NcclDeadline.IN_PROGRESS) {
+            NcclDeadline.awaitReady(polled, timeoutMillis, who(), step);
+        } else if (status != NcclDeadline.SUCCESS) {
+            Nccl.check(status, who() + ": " + step);
+        }
+    }
+
     /** In-place sum over ranks of {@code count} elements. */
     public void allReduceSum(CudaBuffer buf, long count, ElementType type) {
         requireOpen();
         stream.context.makeCurrent();
-        Nccl.check(Nccl.lib().ncclAllReduce(buf.address, buf.address, count, ncclType(type), Nccl.SUM, comm,
-                stream.handle), "ncclAllReduce");
+        enqueued(Nccl.lib().ncclAllReduce(buf.address, buf.address, count, ncclType(type), Nccl.SUM, comm,
+                stream.handle), "ncclAllReduce of " + count + " " + type);
     }
 
     public void broadcast(CudaBuffer buf, long count, ElementType type, int root) {
         requireOpen();
         stream.context.makeCurrent();
-        Nccl.check(Nccl.lib().ncclBroadcast(buf.address, buf.address, count, ncclType(type), root, comm,
-                stream.handle), "ncclBroadcast");
+        enqueued(Nccl.lib().ncclBroadcast(buf.address, buf.address, count, ncclType(type), root, comm,
+                stream.handle), "ncclBroadcast of " + count + " " + type + " from rank " + root);
     }
 
     public void send(CudaBuffer buf, long count, ElementType type, int peer) {
         requireOpen();
         stream.context.makeCurrent();
-        Nccl.check(Nccl.lib().ncclSend(buf.address, count, ncclType(type), peer, comm, stream.handle), "ncclSend");
+        enqueued(Nccl.lib().ncclSend(buf.address, count, ncclType(type), peer, comm, stream.handle),
+                "ncclSend of " + count + " " + type + " to rank " + peer);
     }
 
     public void receive(CudaBuffer buf, long count, ElementType type, int peer) {
         requireOpen();
         stream.context.makeCurrent();
-        Nccl.check(Nccl.lib().ncclRecv(buf.address, count, ncclType(type), peer, comm, stream.handle), "ncclRecv");
+        enqueued(Nccl.lib().ncclRecv(buf.address, count, ncclType(type), peer, comm, stream.handle),
+                "ncclRecv of " + count + " " + type + " from rank " + peer);
     }
 
     /**
-     * Opens a group: the sends and receives issued until {@link #groupEnd} are started together, so
-     * that two ranks that each send to and receive from the other cannot deadlock on the order.
+     * Opens a group of this communicator's operations: the sends and receives issued until
+     * {@link #groupEnd} are started together, so that two ranks that each send to and receive from
+     * the other cannot deadlock on the order.
      */
-    public static void groupStart() {
-        Nccl.check(Nccl.lib().ncclGroupStart(), "ncclGroupStart");
+    public void groupStart() {
+        requireOpen();
+        Nccl.check(Nccl.lib().ncclGroupStart(), who() + ": ncclGroupStart");
     }
 
-    /** Closes the group opened by {@link #groupStart} and launches its operations. */
-    public static void groupEnd() {
-        Nccl.check(Nccl.lib().ncclGroupEnd(), "ncclGroupEnd");
+    /**
+     * Closes the group opened by {@link #groupStart} and launches its operations; {@code step} says
+     * what the group holds (its peers), for the error should it not be launched within the deadline.
+     */
+    public void groupEnd(String step) {
+        stream.context.makeCurrent();
+        int status = Nccl.lib().ncclGroupEnd();
+        if (released) {
+            // an operation of the group failed and aborted the communicator: the group is closed
+            // (NCCL's per-thread group state must be), and there is nothing left to wait for
+            return;
+        }
+        enqueued(status, "ncclGroupEnd of " + step);
+    }
+
+    /** {@link #await(long, String)} of whatever was queued. */
+    public void await(long timeoutMillis) {
+        await(timeoutMillis, "the operations queued on the stream");
     }
 
     /**
      * Waits until the work queued on this communicator's stream so far has finished. Fails, and
      * aborts the communicator (which makes every later operation on it fail too), when NCCL reports
      * an asynchronous error (a peer's connection broke) or the work has not finished within
-     * {@code timeoutMillis}.
+     * {@code timeoutMillis}; {@code step} names that work and the peers it waits on.
      */
-    public void await(long timeoutMillis) {
+    public void await(long timeoutMillis, String step) {
         requireOpen();
         stream.context.makeCurrent();
-        long deadline = System.nanoTime() + timeoutMillis * 1_000_000L;
-        long polls = 0;
-        while (true) {
-            int status = Nccl.driver().cuStreamQuery(stream.handle);
-            if (status == Nccl.Driver.CUDA_SUCCESS) {
-                return;
-            }
-            if (status != Nccl.Driver.CUDA_ERROR_NOT_READY) {
-                throw new IllegalStateException("NCCL rank " + rank + " of " + ranks + ": the stream failed with CUresult " + status);
-            }
-            int[] async = {0};
-            Nccl.check(Nccl.lib().ncclCommGetAsyncError(comm, async), "ncclCommGetAsyncError");
-            if (async[0] != 0 && async[0] != Nccl.IN_PROGRESS) {
-                String error = Nccl.lib().ncclGetErrorString(async[0]);
-                abort();
-                throw new IllegalStateException("NCCL rank " + rank + " of " + ranks + " failed: " + error);
-            }
-            if (System.nanoTime() > deadline) {
-                abort();
-                throw new IllegalStateException("NCCL rank " + rank + " of " + ranks + ": the operation did not finish within "
-                        + timeoutMillis + " ms (a peer is gone or never joined); the communicator was aborted");
-            }
-            // spin for the first few milliseconds (most operations end there), then poll each millisecond
-            if (polls++ < 10_000) {
-                Thread.onSpinWait();
-                continue;
-            }
-            try {
-                Thread.sleep(1);
-            } catch (InterruptedException e) {
-                abort();
-                Thread.currentThread().interrupt();
-                throw new IllegalStateException("NCCL rank " + rank + " of " + ranks + ": interrupted while waiting", e);
-            }
-        }
+        NcclDeadline.awaitStream(polled, timeoutMillis, who(), step);
     }
 
     private void requireOpen() {
         if (released) {
-            throw new IllegalStateException("NCCL rank " + rank + " of " + ranks + ": the communicator was closed or aborted");
+            throw new IllegalStateException(who() + ": the communicator was closed or aborted");
         }
     }
 

@@ -2,6 +2,7 @@ package org.sparkrlhf.gpuexec.cuda;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.util.Arrays;
@@ -313,6 +314,20 @@ class CudaModelTest {
             comm.allReduceSum(t.buffer, 5, ElementType.F32);
             assertArrayEquals(new float[] {1, 2, 3, 4, 5}, gpu.download(t));
             System.out.println("NCCL " + version + ", cuBLAS " + Cublas.libraryName() + ", NVRTC " + Nvrtc.version());
+        }
+    }
+
+    /**
+     * The non-blocking set-up's deadline on the real library: rank 0 of a two-rank communicator
+     * whose rank 1 never joins (one GPU) fails within the deadline, aborted, instead of waiting forever.
+     */
+    @Test
+    void ncclInitWithoutItsPeerFailsAtTheDeadline() {
+        try (CudaBackend gpu = new CudaBackend(0, Precision.FP32)) {
+            IllegalStateException e = assertThrows(IllegalStateException.class,
+                    () -> new NcclCommunicator(gpu.stream(), 2, NcclCommunicator.newUniqueId(), 0, 3_000));
+            assertTrue(e.getMessage().startsWith("NCCL rank 0 of 2: ncclCommInitRankConfig"), e.getMessage());
+            assertTrue(e.getMessage().contains("did not complete within 3000 ms"), e.getMessage());
         }
     }
 }

@@ -65,7 +65,14 @@ public final class NcclTransport implements Communicator {
      */
     public static NcclTransport connect(int rank, int size, String bindHost, Rendezvous rendezvous, long timeoutMillis,
                                  CudaBackend backend) {
-        TcpCommunicator tcp = TcpCommunicator.connect(rank, size, bindHost, rendezvous, timeoutMillis);
+        return connect(rank, size, bindHost, rendezvous, CommSettings.of(timeoutMillis), backend);
+    }
+
+    /** {@link #connect(int, int, String, Rendezvous, long, CudaBackend)} with the TCP mesh as {@code settings} say. */
+    public static NcclTransport connect(int rank, int size, String bindHost, Rendezvous rendezvous,
+                                        CommSettings settings, CudaBackend backend) {
+        long timeoutMillis = settings.timeoutMillis();
+        TcpCommunicator tcp = TcpCommunicator.connect(rank, size, bindHost, rendezvous, settings);
         try {
             // the unique id lets whoever holds it join the NCCL communicator: it goes only over the
             // authenticated mesh (never through the driver, never into a log or a message)
@@ -78,7 +85,7 @@ public final class NcclTransport implements Communicator {
             } else {
                 id = tcp.recv(0);
             }
-            NcclCommunicator nccl = new NcclCommunicator(backend.stream(), size, id, rank);
+            NcclCommunicator nccl = new NcclCommunicator(backend.stream(), size, id, rank, timeoutMillis);
             return new NcclTransport(tcp, nccl, backend, timeoutMillis, true);
         } catch (RuntimeException e) {
             tcp.close();
@@ -116,7 +123,7 @@ public final class NcclTransport implements Communicator {
         try (CudaBuffer staged = stage(buffer.length)) {
             staged.writeFloats(buffer);
             nccl.allReduceSum(staged, buffer.length, ElementType.F32);
-            nccl.await(timeoutMillis);
+            nccl.await(timeoutMillis, "all-reduce of " + buffer.length + " floats over " + size() + " ranks");
             System.arraycopy(staged.readFloats(buffer.length), 0, buffer, 0, buffer.length);
         }
     }
@@ -134,7 +141,7 @@ public final class NcclTransport implements Communicator {
                 staged.writeFloats(buffer);
             }
             nccl.broadcast(staged, buffer.length, ElementType.F32, root);
-            nccl.await(timeoutMillis);
+            nccl.await(timeoutMillis, "broadcast of " + buffer.length + " floats from rank " + root);
             if (rank() != root) {
                 System.arraycopy(staged.readFloats(buffer.length), 0, buffer, 0, buffer.length);
             }
@@ -168,7 +175,8 @@ public final class NcclTransport implements Communicator {
                     in.put(e.getKey(), b);
                 }
             }
-            NcclCommunicator.groupStart();
+            String step = "exchange: sends to ranks " + out.keySet() + ", receives from ranks " + in.keySet();
+            nccl.groupStart();
             try {
                 for (Map.Entry<Integer, CudaBuffer> e : out.entrySet()) {
                     nccl.send(e.getValue(), sends.get(e.getKey()).length, ElementType.F32, e.getKey());
@@ -177,9 +185,9 @@ public final class NcclTransport implements Communicator {
                     nccl.receive(e.getValue(), receives.get(e.getKey()).length, ElementType.F32, e.getKey());
                 }
             } finally {
-                NcclCommunicator.groupEnd();
+                nccl.groupEnd(step);
             }
-            nccl.await(timeoutMillis);
+            nccl.await(timeoutMillis, step);
             for (Map.Entry<Integer, CudaBuffer> e : in.entrySet()) {
                 float[] into = receives.get(e.getKey());
                 System.arraycopy(e.getValue().readFloats(into.length), 0, into, 0, into.length);
@@ -217,7 +225,7 @@ public final class NcclTransport implements Communicator {
                     id = groupMessages.recv(0);
                 }
                 NcclCommunicator groupNccl = new NcclCommunicator(backend.stream(), groupMessages.size(), id,
-                        groupMessages.rank());
+                        groupMessages.rank(), timeoutMillis);
                 group = new NcclTransport(groupMessages, groupNccl, backend, timeoutMillis, false);
             }
             subgroups.put(key, group);

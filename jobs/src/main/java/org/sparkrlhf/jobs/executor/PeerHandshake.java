@@ -28,10 +28,10 @@ import java.security.MessageDigest;
  * size: a stranger's bytes cannot make either side allocate.
  *
  * <p>What this gives: only holders of the run's secret can connect; a stranger (no secret, a wrong
- * one, a replay) is refused before any of its bytes are read as data. What it does not give:
- * confidentiality or per-frame integrity against someone who can rewrite packets on the path after
- * the handshake; that needs the connection encrypted, which the rank transport does not do (see
- * {@code BarrierCallRunner}: with {@code spark.network.crypto.enabled} a run is refused at start).
+ * one, a replay) is refused before any of its bytes are read as data. What it does not give by
+ * itself: confidentiality or per-frame integrity against someone who can rewrite packets on the
+ * path after the handshake. With {@code spark.network.crypto.enabled} the TCP mesh seals every frame
+ * with keys drawn from the secret and this handshake's two nonces ({@link Session}, {@link FrameCipher}).
  */
 public final class PeerHandshake {
     static final int MAGIC = 0x53524831; // "SRH1"
@@ -50,6 +50,13 @@ public final class PeerHandshake {
         }
     }
 
+    /**
+     * A completed handshake: the connector's claim, both nonces (fresh for this connection) and the
+     * context both proved, from which the connection's frame keys are drawn ({@link FrameCipher}).
+     */
+    public record Session(int claim, byte[] connectorNonce, byte[] acceptorNonce, String context) {
+    }
+
     private PeerHandshake() {
     }
 
@@ -58,7 +65,7 @@ public final class PeerHandshake {
      * acceptor's proof. Throws {@link RefusedException} when the acceptor fails to prove it or
      * refuses this side; reads wait at most {@code timeoutMillis} each.
      */
-    public static void connect(Socket s, RunSecret secret, String context, int claim, int timeoutMillis)
+    public static Session connect(Socket s, RunSecret secret, String context, int claim, int timeoutMillis)
             throws IOException {
         int before = s.getSoTimeout();
         s.setSoTimeout(timeoutMillis);
@@ -95,14 +102,15 @@ public final class PeerHandshake {
                     + "run's secret (a task of another run?)");
         }
         s.setSoTimeout(before);
+        return new Session(claim, own, peer, context);
     }
 
     /**
-     * The accepting side: returns the connector's claim once it has proved the secret. Throws
+     * The accepting side: returns the session (the connector's claim) once it has proved the secret. Throws
      * {@link RefusedException} (after closing nothing: the caller closes the socket) when it does
      * not; reads wait at most {@code timeoutMillis} each.
      */
-    public static int accept(Socket s, RunSecret secret, String context, int timeoutMillis) throws IOException {
+    public static Session accept(Socket s, RunSecret secret, String context, int timeoutMillis) throws IOException {
         int before = s.getSoTimeout();
         s.setSoTimeout(timeoutMillis);
         DataOutputStream out = new DataOutputStream(s.getOutputStream());
@@ -142,7 +150,7 @@ public final class PeerHandshake {
         out.write(ACCEPTED);
         out.flush();
         s.setSoTimeout(before);
-        return claim;
+        return new Session(claim, peer, own, context);
     }
 
     /** HMAC(secret, tag || the peer's nonce || the own nonce || context || claim). */

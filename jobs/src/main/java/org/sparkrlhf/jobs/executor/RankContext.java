@@ -19,7 +19,7 @@ public final class RankContext implements AutoCloseable {
     private final String host;
     private final String gpuAddress;
     private final Rendezvous rendezvous;
-    private final long recvTimeoutMillis;
+    private final CommSettings comm;
     private final Placement placement;
     private final EngineOptions engine;
     private final String device;
@@ -51,6 +51,14 @@ public final class RankContext implements AutoCloseable {
     public RankContext(String call, int rank, int worldSize, String executorId, String host, String gpuAddress,
                        Rendezvous rendezvous, long recvTimeoutMillis, Placement placement, EngineOptions engine,
                        String meshId) {
+        this(call, rank, worldSize, executorId, host, gpuAddress, rendezvous, CommSettings.of(recvTimeoutMillis),
+                placement, engine, meshId);
+    }
+
+    /** A rank whose communicator connects as {@code comm} says (deadline, frame limit, encryption). */
+    public RankContext(String call, int rank, int worldSize, String executorId, String host, String gpuAddress,
+                       Rendezvous rendezvous, CommSettings comm, Placement placement, EngineOptions engine,
+                       String meshId) {
         if (placement != null && placement.size() != worldSize) {
             throw new IllegalArgumentException(call + ": a placement of " + placement.size() + " devices run on "
                     + worldSize + " ranks");
@@ -63,7 +71,7 @@ public final class RankContext implements AutoCloseable {
         this.host = host;
         this.gpuAddress = gpuAddress;
         this.rendezvous = rendezvous;
-        this.recvTimeoutMillis = recvTimeoutMillis;
+        this.comm = comm;
         this.engine = engine;
         this.device = EngineBackends.deviceOf(gpuAddress, engine);
         this.meshId = meshId;
@@ -228,10 +236,10 @@ public final class RankContext implements AutoCloseable {
 
     private Communicator connect(Rendezvous through) {
         if (device != null && CudaBackend.isAvailable()) {
-            return NcclTransport.connect(rank, worldSize, host, through, recvTimeoutMillis,
+            return NcclTransport.connect(rank, worldSize, host, through, comm,
                     EngineBackends.cuda(device, engine.precision()));
         }
-        return TcpCommunicator.connect(rank, worldSize, host, through, recvTimeoutMillis);
+        return TcpCommunicator.connect(rank, worldSize, host, through, comm);
     }
 
     /**

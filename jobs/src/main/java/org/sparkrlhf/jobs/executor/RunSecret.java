@@ -55,6 +55,27 @@ public final class RunSecret implements Serializable {
         }
     }
 
+    /**
+     * {@code bytes} (at most 32) of key material for one use, bound to {@code salt} and {@code info}:
+     * HKDF (RFC 5869) with HMAC-SHA256 over this secret, so that the secret itself keys nothing but HMACs.
+     */
+    byte[] derive(byte[] salt, byte[] info, int bytes) {
+        if (bytes > 32) {
+            throw new IllegalArgumentException("one HKDF block is 32 bytes, not " + bytes);
+        }
+        try {
+            Mac mac = Mac.getInstance(MAC);
+            mac.init(new SecretKeySpec(salt, MAC));
+            byte[] pseudoRandomKey = mac.doFinal(key);
+            mac.init(new SecretKeySpec(pseudoRandomKey, MAC));
+            mac.update(info);
+            mac.update((byte) 1);
+            return java.util.Arrays.copyOf(mac.doFinal(), bytes);
+        } catch (GeneralSecurityException e) {
+            throw new IllegalStateException("this JVM has no " + MAC, e);
+        }
+    }
+
     @Override
     public String toString() {
         return "RunSecret(hidden)";

@@ -3,6 +3,7 @@ package org.sparkrlhf.jobs.executor;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
+import javax.crypto.AEADBadTagException;
 import java.io.BufferedInputStream;
 import java.io.BufferedOutputStream;
 import java.io.DataInputStream;
@@ -40,15 +41,12 @@ import java.util.concurrent.TimeUnit;
  *
  * <p>Every connection opens with a {@link PeerHandshake}: both ends prove the run's secret (carried
  * by the {@link Rendezvous}), so a process that reaches a rank's port without it cannot announce
- * itself as a rank and feed it bytes. See {@link PeerHandshake} for what that does not cover.
+ * itself as a rank and feed it bytes. With {@link CommSettings#encrypted()} (Spark's
+ * {@code spark.network.crypto.enabled}) every frame after the handshake is also sealed with
+ * AES-GCM under that connection's keys ({@link FrameCipher}): whoever reads the path sees no
+ * tensor, and a frame altered, replayed or reordered on it fails the connection, naming the peer.
  */
 public final class TcpCommunicator implements Communicator {
-    /**
-     * The largest frame a rank accepts unless told otherwise: a length above it (a corrupt stream,
-     * a peer gone wrong) fails the connection before anything is allocated. 1 GiB, far above the
-     * messages of the models this runs (a piece of a reallocation, a gathered gradient bucket).
-     */
-    public static final int DEFAULT_MAX_FRAME_BYTES = 1 << 30;
     /** How long an accepted connection may take to prove the run's secret (a silent stranger). */
     private static final long HANDSHAKE_MILLIS = 10_000;
     private static final Logger LOG = LoggerFactory.getLogger(TcpCommunicator.class);
@@ -63,17 +61,20 @@ public final class TcpCommunicator implements Communicator {
     private final String[] readerErrors;
     private final long recvTimeoutMillis;
     private final int maxFrameBytes;
+    /** Per peer, the ciphers of the connection's two directions; null when frames go in the clear. */
+    private final FrameCipher[] sealers;
+    private final FrameCipher[] openers;
 
     /**
      * Connects rank {@code rank} of {@code size} to all others. Binds a listening socket on
      * {@code bindHost} (its advertised name, e.g. the executor's host), exchanges addresses through
      * {@code rendezvous}, then rank i connects to every rank below it and accepts every rank above.
      * A {@code recv} that waits longer than {@code recvTimeoutMillis} fails (a peer died). Frames
-     * up to {@link #DEFAULT_MAX_FRAME_BYTES}.
+     * up to {@link CommSettings#DEFAULT_MAX_FRAME_BYTES}, in the clear.
      */
     public static TcpCommunicator connect(int rank, int size, String bindHost, Rendezvous rendezvous,
                                           long recvTimeoutMillis) {
-        return connect(rank, size, bindHost, rendezvous, recvTimeoutMillis, DEFAULT_MAX_FRAME_BYTES);
+        return connect(rank, size, bindHost, rendezvous, CommSettings.of(recvTimeoutMillis));
     }
 
     /**
@@ -84,14 +85,22 @@ public final class TcpCommunicator implements Communicator {
      */
     public static TcpCommunicator connect(int rank, int size, String bindHost, Rendezvous rendezvous,
                                           long recvTimeoutMillis, int maxFrameBytes) {
+        return connect(rank, size, bindHost, rendezvous, new CommSettings(recvTimeoutMillis, maxFrameBytes, false));
+    }
+
+    /**
+     * Connects rank {@code rank} of {@code size} as {@code settings} say: the deadline of every
+     * connection and receive, the frame limit each way, and whether frames are encrypted.
+     */
+    public static TcpCommunicator connect(int rank, int size, String bindHost, Rendezvous rendezvous,
+                                          CommSettings settings) {
         if (size < 1 || rank < 0 || rank >= size) {
             throw new IllegalArgumentException("rank " + rank + " of " + size);
         }
-        if (maxFrameBytes < 0) {
-            throw new IllegalArgumentException("a frame limit of " + maxFrameBytes + " bytes");
-        }
+        long recvTimeoutMillis = settings.timeoutMillis();
         RunSecret secret = rendezvous.secret();
         Socket[] sockets = new Socket[size];
+        PeerHandshake.Session[] sessions = new PeerHandshake.Session[size];
         boolean connected = false;
         try (ServerSocket server = new ServerSocket()) {
             server.bind(new InetSocketAddress(InetAddress.getByName(bindHost), 0), size);
@@ -109,7 +118,7 @@ public final class TcpCommunicator implements Communicator {
                 s.connect(new InetSocketAddress(address.substring(0, colon), Integer.parseInt(address.substring(colon + 1))),
                         (int) Math.min(Integer.MAX_VALUE, recvTimeoutMillis));
                 // the lower rank answers once it reaches this connection in its accept loop
-                PeerHandshake.connect(s, secret, handshakeContext(peer, size), rank,
+                sessions[peer] = PeerHandshake.connect(s, secret, handshakeContext(peer, size), rank,
                         (int) Math.min(Integer.MAX_VALUE, recvTimeoutMillis));
             }
             long deadline = System.currentTimeMillis() + recvTimeoutMillis;
@@ -128,21 +137,24 @@ public final class TcpCommunicator implements Communicator {
                             + " did not connect within " + recvTimeoutMillis + " ms", e);
                 }
                 try {
-                    int peer = PeerHandshake.accept(s, secret, handshakeContext(rank, size),
+                    PeerHandshake.Session session = PeerHandshake.accept(s, secret, handshakeContext(rank, size),
                             (int) Math.max(1, Math.min(handshakeMillis, left)));
+                    int peer = session.claim();
                     if (peer <= rank || peer >= size || sockets[peer] != null) {
                         throw new PeerHandshake.RefusedException("a connection from " + s.getRemoteSocketAddress()
                                 + " proved the secret but claims rank " + peer + ", which rank " + rank
                                 + " does not wait for");
                     }
                     sockets[peer] = s;
+                    sessions[peer] = session;
                     missing--;
                 } catch (IOException e) {
                     LOG.warn("rank {} of {}: refused a connection: {}", rank, size, e.getMessage());
                     closeQuietly(s);
                 }
             }
-            TcpCommunicator communicator = new TcpCommunicator(rank, size, sockets, recvTimeoutMillis, maxFrameBytes);
+            TcpCommunicator communicator = new TcpCommunicator(rank, size, sockets, recvTimeoutMillis,
+                    settings.maxFrameBytes(), settings.encrypted() ? secret : null, sessions);
             connected = true;
             return communicator;
         } catch (IOException e) {
@@ -181,9 +193,10 @@ public final class TcpCommunicator implements Communicator {
         }
     }
 
+    /** {@code secret} null: frames in the clear; else sealed with keys from it and each peer's session. */
     @SuppressWarnings("unchecked")
-    private TcpCommunicator(int rank, int size, Socket[] sockets, long recvTimeoutMillis, int maxFrameBytes)
-            throws IOException {
+    private TcpCommunicator(int rank, int size, Socket[] sockets, long recvTimeoutMillis, int maxFrameBytes,
+                            RunSecret secret, PeerHandshake.Session[] sessions) throws IOException {
         this.rank = rank;
         this.maxFrameBytes = maxFrameBytes;
         this.size = size;
@@ -193,9 +206,17 @@ public final class TcpCommunicator implements Communicator {
         this.inboxes = new BlockingQueue[size];
         this.readers = new Thread[size];
         this.readerErrors = new String[size];
+        this.sealers = secret == null ? null : new FrameCipher[size];
+        this.openers = secret == null ? null : new FrameCipher[size];
         for (int peer = 0; peer < size; peer++) {
             if (peer == rank) {
                 continue;
+            }
+            if (secret != null) {
+                // this rank connected to the ranks below it and accepted those above
+                boolean connector = peer < rank;
+                sealers[peer] = FrameCipher.sending(secret, sessions[peer], connector);
+                openers[peer] = FrameCipher.receiving(secret, sessions[peer], connector);
             }
             Socket s = sockets[peer];
             s.setTcpNoDelay(true);
@@ -210,10 +231,12 @@ public final class TcpCommunicator implements Communicator {
     }
 
     private void readLoop(int peer, DataInputStream in) {
+        FrameCipher opener = openers == null ? null : openers[peer];
+        long limit = opener == null ? maxFrameBytes : FrameCipher.sealedLength(maxFrameBytes);
         try {
             while (true) {
                 int length = in.readInt();
-                if (length < 0 || length > maxFrameBytes) {
+                if (length < 0 || length > limit) {
                     readerErrors[peer] = "rank " + peer + " (" + sockets[peer].getRemoteSocketAddress() + ") sent a frame of "
                             + Integer.toUnsignedString(length) + " bytes, more than the " + maxFrameBytes
                             + " this rank accepts; the connection is closed";
@@ -223,6 +246,18 @@ public final class TcpCommunicator implements Communicator {
                 }
                 byte[] message = new byte[length];
                 in.readFully(message);
+                if (opener != null) {
+                    try {
+                        message = opener.open(message);
+                    } catch (AEADBadTagException e) {
+                        readerErrors[peer] = "rank " + peer + " (" + sockets[peer].getRemoteSocketAddress() + "): encrypted "
+                                + "frame " + (opener.frames() - 1) + " failed authentication (altered, replayed or "
+                                + "reordered on the way, or not sealed by that rank); the connection is closed";
+                        LOG.warn("rank {}: {}", rank, readerErrors[peer]);
+                        closeQuietly(sockets[peer]);
+                        break;
+                    }
+                }
                 inboxes[peer].add(message);
             }
         } catch (EOFException e) {
@@ -231,6 +266,11 @@ public final class TcpCommunicator implements Communicator {
             readerErrors[peer] = "connection to rank " + peer + " failed: " + e.getMessage();
         }
         inboxes[peer].add(CLOSED);
+    }
+
+    /** Whether this mesh's frames are encrypted ({@link CommSettings#encrypted()}). */
+    public boolean encrypted() {
+        return sealers != null;
     }
 
     @Override
@@ -253,8 +293,10 @@ public final class TcpCommunicator implements Communicator {
         DataOutputStream out = outputs[peer];
         synchronized (out) {
             try {
-                out.writeInt(message.length);
-                out.write(message);
+                // sealed under the lock: the frame counter must follow the order on the wire
+                byte[] frame = sealers == null ? message : sealers[peer].seal(message);
+                out.writeInt(frame.length);
+                out.write(frame);
                 out.flush();
             } catch (IOException e) {
                 throw new IllegalStateException("rank " + rank + ": send to rank " + peer + " failed: " + e.getMessage(), e);

@@ -7,6 +7,7 @@ import org.apache.hadoop.fs.FSDataInputStream;
 import org.apache.hadoop.fs.FileSystem;
 import org.sparkrlhf.datasets.tables.PlanRow;
 import org.sparkrlhf.jobs.config.Algorithm;
+import org.sparkrlhf.jobs.config.ConfigException;
 import org.sparkrlhf.jobs.config.RunConfig;
 import org.sparkrlhf.jobs.files.HadoopFiles;
 import org.sparkrlhf.jobs.runtime.ClusterInventory;
@@ -303,19 +304,47 @@ public final class CallPlacements {
                 sim.simulate(a), null, null, null);
     }
 
-    private static CallPlacements fromFile(RunConfig config, ClusterInventory inventory, PlanningProblem problem) {
+    /**
+     * The checks of a {@code plan.mode: file} run's plan file that need no devices, made on the
+     * driver before Spark starts: it reads and parses, places every call of the run's algorithm
+     * once with a known role, each with dp, tp, pp and micro-batches >= 1 whose dp*tp*pp is its
+     * devices' count, and none with ZeRO-3. A ConfigException naming the file, the call and the
+     * field otherwise. The meshes' fit to the cluster is checked once the devices are found ({@link #choose}).
+     */
+    public static void checkPlanFile(RunConfig config) {
+        if (!config.plan().mode().equals("file")) {
+            return;
+        }
         String file = config.plan().file();
-        String text;
+        try {
+            ExecutionPlan plan = PlanJson.read(readPlanFile(config), RunScenario.graph(config), null, file);
+            for (CallPlacement p : plan.placements()) {
+                if (p.strategy().zero3()) {
+                    throw new IllegalArgumentException(file + ": call '" + p.call() + "': field 'zero3': ZeRO-3 "
+                            + "sharding is not run by this runtime (it keeps whole data-parallel replicas)");
+                }
+            }
+        } catch (IllegalArgumentException e) {
+            throw new ConfigException(e.getMessage(), e);
+        }
+    }
+
+    private static String readPlanFile(RunConfig config) {
+        String file = config.plan().file();
         try {
             org.apache.hadoop.fs.Path path = new org.apache.hadoop.fs.Path(file);
             FileSystem fs = path.getFileSystem(HadoopFiles.conf());
             try (FSDataInputStream in = fs.open(path)) {
-                text = new String(in.readAllBytes(), StandardCharsets.UTF_8);
+                return new String(in.readAllBytes(), StandardCharsets.UTF_8);
             }
         } catch (IOException e) {
             throw new IllegalArgumentException(config.source() + ": plan.file " + file + ": cannot read: " + e.getMessage(), e);
         }
-        ExecutionPlan plan = PlanJson.read(text, problem.graph(), problem.cluster(), file);
+    }
+
+    private static CallPlacements fromFile(RunConfig config, ClusterInventory inventory, PlanningProblem problem) {
+        String file = config.plan().file();
+        ExecutionPlan plan = PlanJson.read(readPlanFile(config), problem.graph(), problem.cluster(), file);
         Candidate[] a;
         try {
             a = PlanEvaluation.candidates(problem, plan);

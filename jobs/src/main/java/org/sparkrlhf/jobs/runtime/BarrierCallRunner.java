@@ -11,6 +11,7 @@ import org.apache.spark.resource.ResourceProfileBuilder;
 import org.apache.spark.resource.TaskResourceRequests;
 import org.apache.spark.scheduler.SparkListener;
 import org.apache.spark.scheduler.SparkListenerApplicationEnd;
+import org.sparkrlhf.jobs.executor.CommSettings;
 import org.sparkrlhf.jobs.executor.EngineOptions;
 import org.sparkrlhf.jobs.executor.MeshConnections;
 import org.sparkrlhf.jobs.executor.RankContext;
@@ -55,9 +56,11 @@ import java.util.concurrent.atomic.AtomicLong;
  * a mutual HMAC challenge-response on it ({@link PeerHandshake}) and is closed when the peer fails
  * it, whatever {@code spark.authenticate} says: the rank transport is always authenticated (with
  * {@code spark.authenticate} on, the closure carrying the secret is itself shipped over Spark's
- * authenticated RPC). It is not encrypted: with {@value #NETWORK_CRYPTO} on, the runner refuses to
- * start rather than send tensors in the clear where the cluster asked for encryption. NCCL's own
- * traffic (GPU ranks) is not encrypted either; its unique id goes only over the authenticated mesh.
+ * authenticated RPC). With {@code spark.network.crypto.enabled} on, every frame between ranks is
+ * also encrypted and authenticated with AES-GCM under per-connection keys ({@code FrameCipher});
+ * the rendezvous stays in the clear (it carries the ranks' host:port and mesh generations, nothing
+ * secret). NCCL's own traffic (GPU ranks) is not encrypted; its unique id goes only over the mesh.
+ * The frame limit each way is {@value CommSettings#MAX_FRAME_BYTES} (default 1 GiB).
  *
  * <p>Connections: a call run on a mesh of devices gets a mesh id ({@link MeshRegistry}), under
  * which each executor keeps the call's TCP mesh and NCCL communicators for the next call on the
@@ -81,13 +84,11 @@ public final class BarrierCallRunner implements AutoCloseable {
     public static final String GPU = "gpu";
     /** The port of the driver's rendezvous (default 0: any free port). */
     public static final String RENDEZVOUS_PORT = "spark.rlhf.rendezvous.port";
-    /** Spark's switch for encrypting its own RPC and block transfers (AES, keyed by spark.authenticate). */
-    static final String NETWORK_CRYPTO = "spark.network.crypto.enabled";
 
     private final SparkContext sc;
     private final boolean gpus;
     private final boolean taskResourceProfiles;
-    private final long recvTimeoutMillis;
+    private final CommSettings comm;
     private final EngineOptions engine;
     private final AtomicLong jobCounter = new AtomicLong();
     private final RendezvousServer rendezvous;
@@ -97,8 +98,9 @@ public final class BarrierCallRunner implements AutoCloseable {
      * @param gpus                 whether each rank gets a GPU (the cluster's executors have GPUs)
      * @param taskResourceProfiles whether the cluster manager supports task-only resource profiles
      *                             (see {@link #supportsTaskResourceProfiles(String)})
-     * @throws IllegalArgumentException when the engine settings ({@link EngineOptions}) in the Spark
-     *                                  conf are malformed or do not fit the cluster
+     * @throws IllegalArgumentException when the engine settings ({@link EngineOptions}) or the
+     *                                  transport's ({@link CommSettings}) in the Spark conf are
+     *                                  malformed or do not fit the cluster
      */
     public BarrierCallRunner(SparkContext sc, boolean gpus, boolean taskResourceProfiles, long recvTimeoutMillis) {
         if (gpus && !taskResourceProfiles && !sc.getConf().contains("spark.task.resource.gpu.amount")) {
@@ -111,12 +113,8 @@ public final class BarrierCallRunner implements AutoCloseable {
         this.sc = sc;
         this.gpus = gpus;
         this.taskResourceProfiles = taskResourceProfiles;
-        this.recvTimeoutMillis = recvTimeoutMillis;
-        if (sc.getConf().getBoolean(NETWORK_CRYPTO, false)) {
-            throw new IllegalStateException(NETWORK_CRYPTO + " is on, but the transport between a call's ranks and to "
-                    + "the driver's rendezvous is authenticated, not encrypted: encryption of the rank transport is not "
-                    + "supported yet (turn " + NETWORK_CRYPTO + " off to run on a trusted network)");
-        }
+        this.comm = CommSettings.parse(recvTimeoutMillis, sc.getConf().get(CommSettings.MAX_FRAME_BYTES, null),
+                sc.getConf().getBoolean(CommSettings.NETWORK_CRYPTO, false));
         String advertised = sc.getConf().get("spark.driver.host");
         RunSecret secret = RunSecret.generate();
         this.rendezvous = RendezvousServer.start(sc.getConf().get("spark.driver.bindAddress", advertised), advertised,
@@ -182,7 +180,7 @@ public final class BarrierCallRunner implements AutoCloseable {
             ClassTag<RankInput<I>> inputTag = classTag(RankInput.class);
             ClassTag<RankResult<R>> resultTag = classTag(RankResult.class);
             RDD<RankInput<I>> ranks = makeRdd(scalaList(elements), inputTag);
-            RankTask<I, R> task = new RankTask<>(call, call + "#" + number, world, gpus, recvTimeoutMillis, placement,
+            RankTask<I, R> task = new RankTask<>(call, call + "#" + number, world, gpus, comm, placement,
                     engine, rendezvous.address(), meshId, fn);
             RDD<RankResult<R>> results = ranks.barrier().mapPartitions(task, false, resultTag);
             if (gpus && taskResourceProfiles) {
@@ -299,14 +297,14 @@ public final class BarrierCallRunner implements AutoCloseable {
         private final String callId;
         private final int world;
         private final boolean gpus;
-        private final long recvTimeoutMillis;
+        private final CommSettings comm;
         private final Placement placement;
         private final EngineOptions engine;
         private final RendezvousAddress rendezvous;
         private final String meshId;
         private final RankFunction<I, R> fn;
 
-        RankTask(String call, String callId, int world, boolean gpus, long recvTimeoutMillis, Placement placement,
+        RankTask(String call, String callId, int world, boolean gpus, CommSettings comm, Placement placement,
                  EngineOptions engine, RendezvousAddress rendezvous, String meshId, RankFunction<I, R> fn) {
             this.call = call;
             this.callId = callId;
@@ -316,7 +314,7 @@ public final class BarrierCallRunner implements AutoCloseable {
             this.placement = placement;
             this.world = world;
             this.gpus = gpus;
-            this.recvTimeoutMillis = recvTimeoutMillis;
+            this.comm = comm;
             this.fn = fn;
         }
 
@@ -341,8 +339,8 @@ public final class BarrierCallRunner implements AutoCloseable {
             String executorId = env.executorId();
             // a retried stage is a new attempt: its ranks meet afresh
             RendezvousClient meeting = new RendezvousClient(rendezvous, callId + " attempt " + task.stageAttemptNumber(),
-                    rank, world, recvTimeoutMillis, task::isInterrupted);
-            RankContext context = new RankContext(call, rank, world, executorId, host, gpu, meeting, recvTimeoutMillis,
+                    rank, world, comm.timeoutMillis(), task::isInterrupted);
+            RankContext context = new RankContext(call, rank, world, executorId, host, gpu, meeting, comm,
                     placement, engine, meshId);
             boolean done = false;
             try {

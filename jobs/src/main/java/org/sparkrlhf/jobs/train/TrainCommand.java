@@ -7,6 +7,7 @@ import org.sparkrlhf.jobs.config.ModelFolders;
 import org.sparkrlhf.jobs.config.RunConfig;
 import org.sparkrlhf.jobs.config.RunConfigReader;
 import org.sparkrlhf.jobs.files.HadoopFiles;
+import org.sparkrlhf.jobs.plan.CallPlacements;
 import org.sparkrlhf.jobs.plan.RunScenario;
 import org.sparkrlhf.jobs.profile.RunProfiler;
 import org.sparkrlhf.planner.spec.ClusterSpec;
@@ -21,8 +22,9 @@ import java.util.List;
 import java.util.Map;
 
 /**
- * {@code spark-rlhf train RUN.yaml [--resume]}: validates the run config and the model folders it
- * names ({@link ModelFolders}) before anything starts, exiting with 2 and nothing written when one is
+ * {@code spark-rlhf train RUN.yaml [--resume]}: validates the run config, the model folders it
+ * names ({@link ModelFolders}) and its plan file as far as it can without the devices
+ * ({@link CallPlacements#checkPlanFile}) before anything starts, exiting with 2 and nothing written when one is
  * bad; starts (or joins, under spark-submit) the Spark application, finds the devices, and runs the
  * algorithm.
  */
@@ -63,8 +65,10 @@ public final class TrainCommand {
         RunConfig config;
         try {
             config = new RunConfigReader(HadoopFiles.conf()).read(configPath);
-            // before Spark starts: a model folder cut short is an error naming its file, not a failed stage
+            // before Spark starts: a model folder cut short, or a plan file that cannot fit any cluster,
+            // is an error naming its file, not a failed stage
             ModelFolders.check(config);
+            CallPlacements.checkPlanFile(config);
         } catch (ConfigException e) {
             err.println("spark-rlhf train: " + e.getMessage());
             return 2;

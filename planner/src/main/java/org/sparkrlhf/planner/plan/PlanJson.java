@@ -109,7 +109,10 @@ public final class PlanJson {
 
     /**
      * Reads a plan for {@code graph} on {@code cluster}; {@code source} names the input in errors. Every
-     * call of the graph must be placed exactly once, on a valid mesh, with dp*tp*pp = its devices.
+     * call of the graph must be placed exactly once, on a valid mesh, with dp*tp*pp = its devices, and
+     * a call's {@code role}, when given, must be the graph's. With {@code cluster} null (the devices not
+     * known yet) every check but the meshes' fit to the cluster is made, so that a runtime can refuse a
+     * bad file before it looks for its devices, and check the meshes once it has found them.
      */
     public static ExecutionPlan read(String json, DataflowGraph graph, ClusterSpec cluster, String source) {
         JsonNode root;
@@ -148,6 +151,11 @@ public final class PlanJson {
             if (placed[idx] != null) {
                 throw new IllegalArgumentException(where + " is placed twice");
             }
+            String role = graph.call(idx).role();
+            if (c.has("role") && !c.get("role").asText().equals(role)) {
+                throw new IllegalArgumentException(where + ": field 'role' is '" + c.get("role").asText() + "', but "
+                        + graph.algorithm() + " runs " + name + " on model '" + role + "'");
+            }
             JsonNode gpus = c.get("gpus");
             if (gpus == null || !gpus.isArray() || gpus.isEmpty()) {
                 throw new IllegalArgumentException(where + ": field 'gpus' must be a non-empty array of device indices");
@@ -160,7 +168,7 @@ public final class PlanJson {
                 }
             }
             DeviceMesh mesh = new DeviceMesh(Math.max(first, 0), gpus.size());
-            String why = first < 0 ? "device indices must be >= 0" : mesh.invalidReason(cluster);
+            String why = first < 0 ? "device indices must be >= 0" : cluster == null ? null : mesh.invalidReason(cluster);
             if (why != null) {
                 throw new IllegalArgumentException(where + ": field 'gpus': " + why);
             }

@@ -1,0 +1,64 @@
+package org.sparkrlhf.jobs.executor;
+
+import java.io.Serializable;
+
+/**
+ * How a call's ranks talk to each other, read on the driver from the Spark conf and carried to the
+ * ranks in their task closure: the deadline of every receive, NCCL wait and rendezvous
+ * ({@value #TIMEOUT}), the largest frame a rank accepts ({@value #MAX_FRAME_BYTES}), and whether
+ * the TCP mesh's frames are encrypted (with Spark's {@value #NETWORK_CRYPTO}; see {@link FrameCipher}).
+ */
+public record CommSettings(long timeoutMillis, int maxFrameBytes, boolean encrypted) implements Serializable {
+    public static final String TIMEOUT = "spark.rlhf.comm.timeoutMs";
+    public static final String MAX_FRAME_BYTES = "spark.rlhf.comm.maxFrameBytes";
+    /** Spark's switch for encrypting its own RPC and block transfers; the rank transport follows it. */
+    public static final String NETWORK_CRYPTO = "spark.network.crypto.enabled";
+    /**
+     * The frame limit unless configured: a length above it (a corrupt stream, a peer gone wrong)
+     * fails the connection before anything is allocated. 1 GiB, far above the messages of the
+     * models this runs (a piece of a reallocation, a gathered gradient bucket).
+     */
+    public static final int DEFAULT_MAX_FRAME_BYTES = 1 << 30;
+    /**
+     * The largest configurable limit: a frame is one Java array, which the JVM caps a few bytes
+     * under Integer.MAX_VALUE, and an encrypted frame carries GCM tags on top of its bytes.
+     */
+    public static final int MAX_FRAME_LIMIT = Integer.MAX_VALUE - 8 - FrameCipher.MAX_OVERHEAD;
+
+    public CommSettings {
+        if (timeoutMillis <= 0) {
+            throw new IllegalArgumentException(TIMEOUT + " must be positive, not " + timeoutMillis);
+        }
+        if (maxFrameBytes <= 0 || maxFrameBytes > MAX_FRAME_LIMIT) {
+            throw new IllegalArgumentException(MAX_FRAME_BYTES + " must be between 1 and " + MAX_FRAME_LIMIT
+                    + " bytes, not " + maxFrameBytes);
+        }
+    }
+
+    /** Clear frames up to {@link #DEFAULT_MAX_FRAME_BYTES}, with the given deadline. */
+    public static CommSettings of(long timeoutMillis) {
+        return new CommSettings(timeoutMillis, DEFAULT_MAX_FRAME_BYTES, false);
+    }
+
+    /**
+     * The settings from the conf's values ({@code null}: not set): an IllegalArgumentException naming
+     * the setting when a value is not a number or out of range.
+     */
+    public static CommSettings parse(long timeoutMillis, String maxFrameBytes, boolean encrypted) {
+        int frame = DEFAULT_MAX_FRAME_BYTES;
+        if (maxFrameBytes != null) {
+            long parsed;
+            try {
+                parsed = Long.parseLong(maxFrameBytes.trim());
+            } catch (NumberFormatException e) {
+                throw new IllegalArgumentException(MAX_FRAME_BYTES + " must be a number of bytes, not '" + maxFrameBytes + "'");
+            }
+            if (parsed <= 0 || parsed > MAX_FRAME_LIMIT) {
+                throw new IllegalArgumentException(MAX_FRAME_BYTES + " must be between 1 and " + MAX_FRAME_LIMIT
+                        + " bytes, not " + maxFrameBytes.trim());
+            }
+            frame = (int) parsed;
+        }
+        return new CommSettings(timeoutMillis, frame, encrypted);
+    }
+}
