@@ -47,6 +47,8 @@ public final class IterationTable<T> {
     }
 
     private static final int REPORTED_ROWS = 5;
+    /** Rows from the driver up to this many are written as one file (a GRPO iteration's rollouts are 256). */
+    private static final int ONE_FILE_ROWS = 1024;
     /** The column in which {@link #appendIterations} gives each row's iteration (a name no layout uses). */
     private static final String ROW_ITERATION = "_spark_rlhf_iteration";
 
@@ -140,7 +142,7 @@ public final class IterationTable<T> {
         for (Map.Entry<Long, List<T>> e : missing.entrySet()) {
             for (T r : e.getValue()) input.add(withIteration(layout.toInputRow(r), e.getKey()));
         }
-        write(runId, missing.lastKey(), spark.createDataFrame(input, schema), true, false);
+        write(runId, missing.lastKey(), spark.createDataFrame(input, schema), true, input.size());
         return AppendResult.WRITTEN;
     }
 
@@ -156,16 +158,12 @@ public final class IterationTable<T> {
      * input columns that are absent are written as nulls.
      */
     public AppendResult appendIteration(String runId, long iteration, Dataset<Row> rows) {
-        return append(runId, iteration, rows, true);
-    }
-
-    private AppendResult append(String runId, long iteration, Dataset<Row> rows, boolean cache) {
         if (runId == null || runId.isBlank()) throw new IllegalArgumentException("run id is empty");
         if (iteration < 0) throw new IllegalArgumentException("iteration " + iteration + " is negative");
         createIfAbsent();
         OptionalLong last = lastWrittenIteration(runId);
         if (last.isPresent() && last.getAsLong() >= iteration) return AppendResult.ALREADY_WRITTEN;
-        write(runId, iteration, rows, true, cache);
+        write(runId, iteration, rows, true, -1);
         return AppendResult.WRITTEN;
     }
 
@@ -180,17 +178,20 @@ public final class IterationTable<T> {
         createIfAbsent();
         List<Row> input = new ArrayList<>(rows.size());
         for (T r : rows) input.add(layout.toInputRow(r));
-        write(runId, iteration, spark.createDataFrame(input, layout.inputSchema()), false, false);
+        write(runId, iteration, spark.createDataFrame(input, layout.inputSchema()), false, input.size());
     }
 
     /**
      * Checks and writes rows; with {@code idempotent}, as the run's write of {@code iteration} (Delta's
-     * txn options). With {@code cache}, the check and the write read the rows once, even when they
-     * are an expensive stage's output; rows given from the driver are not cached: over a local
-     * relation Spark's optimizer evaluates the check on the driver without a job, where caching
-     * would run one to fill the cache.
+     * txn options). Rows given as a Dataset ({@code driverRows} < 0) are cached: the check and the
+     * write read them once, even when they are an expensive stage's output. Rows given from the
+     * driver are not: over a local relation Spark's optimizer evaluates the check on the driver
+     * without a job, where caching would run one to fill the cache; and a few hundred of them are
+     * written as one file, not one per CPU slot (more stay in the slots' tasks, under the size
+     * Spark warns about).
      */
-    private void write(String runId, long iteration, Dataset<Row> rows, boolean idempotent, boolean cache) {
+    private void write(String runId, long iteration, Dataset<Row> rows, boolean idempotent, long driverRows) {
+        boolean cache = driverRows < 0;
         Dataset<Row> complete = complete(runId, iteration, rows);
         if (cache) {
             complete = complete.persist(StorageLevel.MEMORY_AND_DISK());
@@ -206,8 +207,8 @@ public final class IterationTable<T> {
                 for (Row r : bad) b.append("\n  ").append(r.getString(0)).append(": ").append(String.join("; ", r.<String>getList(1)));
                 throw new IllegalArgumentException(b.toString());
             }
-            // rows from the driver are a few hundred: one file per commit, not one per CPU slot
-            var writer = (cache ? complete : complete.coalesce(1)).write().format("delta").mode("append");
+            Dataset<Row> written = !cache && driverRows <= ONE_FILE_ROWS ? complete.coalesce(1) : complete;
+            var writer = written.write().format("delta").mode("append");
             if (idempotent) {
                 writer = writer.option("txnAppId", appId(runId)).option("txnVersion", iteration);
             }

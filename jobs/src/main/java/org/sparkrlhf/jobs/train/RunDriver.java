@@ -132,6 +132,7 @@ public final class RunDriver {
         int checkEvery = Integer.parseInt(config.spark().conf().getOrDefault(ESTIMATE_EVERY, "5"));
         int parallel = graph.size() + graph.hooks().size();
         int iteration = first;
+        long loopStart = System.nanoTime();
         try (HfTokenizer tokenizer = HfTokenizer.open(tokenizerDir);
              CallScheduler scheduler = new CallScheduler(parallel);
              TableWriter tables = new TableWriter(spark, output, config.name(), spec.writesRollouts())) {
@@ -226,7 +227,10 @@ public final class RunDriver {
         }
         progress.printf("final %s%n", finals);
         models.releaseAll();
-        return new Summary(figures, evaluations, finals);
+        Summary summary = new Summary(figures, evaluations, finals);
+        RunSummary.lines(summary, output, (System.nanoTime() - loopStart) / 1e9, spec.writesRollouts())
+                .forEach(progress::println);
+        return summary;
     }
 
     /** A role's HF folder on the driver's disk: the config's, or the driver's copy of a remote one (ModelCache). */
