@@ -12,7 +12,10 @@ public final class S3dCalibration {
     private S3dCalibration() {
     }
 
-    /** A candidate's measurements and prediction. */
+    /**
+     * A candidate's measurements (acceptanceRate: the conditional acceptance, S3dSpeedup's alpha)
+     * and prediction.
+     */
     public record Candidate(S3dConfig config, double acceptanceRate, double measuredTokensPerStep,
                             double expectedTokensPerStep, double predictedSpeedup) {
     }
@@ -28,7 +31,7 @@ public final class S3dCalibration {
         List<Candidate> out = new ArrayList<>();
         for (S3dDraft d : drafts) {
             SpeculativeStats s = new SpeculativeGenerator(model, d).generate(prompts, greedy).stats();
-            double alpha = s.acceptanceRate();
+            double alpha = s.conditionalAcceptance();
             S3dConfig c = d.config();
             out.add(new Candidate(c, alpha, s.tokensPerStep(), S3dSpeedup.expectedTokensPerStep(alpha, c.draftTokens()),
                     S3dSpeedup.predictedSpeedup(alpha, c, L, verifyCostRatio)));

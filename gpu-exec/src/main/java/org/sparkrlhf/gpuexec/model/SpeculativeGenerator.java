@@ -64,7 +64,7 @@ public final class SpeculativeGenerator {
         int B = prompts.length;
         if (seqIds.length != B) throw new IllegalArgumentException(seqIds.length + " sequence ids for " + B + " prompts");
         for (int b = 0; b < B; b++) if (prompts[b].length == 0) throw new IllegalArgumentException("prompt " + b + " is empty");
-        SpeculativeStats none = new SpeculativeStats(0, 0, 0, 0, 0, 0);
+        SpeculativeStats none = new SpeculativeStats(0, 0, 0, 0, 0, 0, 0);
         if (B == 0 || o.maxNewTokens() == 0) {
             return new Result(new GenerationResult(new int[B][0], new boolean[B], o.keepLogits() ? new float[B][0][] : null), none);
         }
@@ -98,7 +98,7 @@ public final class SpeculativeGenerator {
             int n = emit(out.get(b), new int[]{pending[b]}, o, b, done, eos);
             if (o.keepLogits()) keepRows(rows.get(b), first, b * V, n, V);
         }
-        long verifySteps = 0, sequenceSteps = 0, drafted = 0, accepted = 0;
+        long verifySteps = 0, sequenceSteps = 0, drafted = 0, accepted = 0, rejecting = 0;
         long draftNanos = 0, verifyNanos = 0;
         int[] ids = new int[B * Tn];
         int[][] drafts = new int[B][];
@@ -129,6 +129,7 @@ public final class SpeculativeGenerator {
                 sequenceSteps++;
                 drafted += k;
                 accepted += step.length - 1;
+                if (step.length <= k) rejecting++;
                 pending[b] = step[step.length - 1];
                 pos[b] += step.length;
                 slot[b] += step.length;
@@ -147,7 +148,7 @@ public final class SpeculativeGenerator {
             for (int b = 0; b < B; b++) logits[b] = rows.get(b).toArray(new float[0][]);
         }
         return new Result(new GenerationResult(tokens, eos, logits),
-                new SpeculativeStats(verifySteps, sequenceSteps, drafted, accepted, draftNanos * 1e-9, verifyNanos * 1e-9));
+                new SpeculativeStats(verifySteps, sequenceSteps, drafted, accepted, rejecting, draftNanos * 1e-9, verifyNanos * 1e-9));
     }
 
     /**

@@ -34,6 +34,15 @@ class S3dSpeedupTest {
     }
 
     @Test
+    void statsRatesAgainstHandComputedValues() {
+        // 4 sequence steps of k = 3: 12 drafted, 6 accepted, 2 steps rejected a draft
+        SpeculativeStats s = new SpeculativeStats(4, 4, 12, 6, 2, 0, 0);
+        assertEquals(0.5, s.acceptanceRate(), 1e-12);
+        assertEquals(6.0 / 8, s.conditionalAcceptance(), 1e-12);
+        assertEquals(2.5, s.tokensPerStep(), 1e-12);
+    }
+
+    @Test
     void calibrationRanksCandidatesByPredictedSpeedupFromMeasuredAcceptance() {
         try (CpuBackend backend = new CpuBackend();
              LlamaModel model = LlamaModel.random(backend, ModelConfig.llama(6, 32, 48, 4, 4, 2, 128), DType.F32, 3, 0.4f);
