@@ -34,7 +34,7 @@ import java.util.SplittableRandom;
  *
  * <pre>
  *   java -cp gpu-exec/target/classes:... org.sparkrlhf.gpuexec.bench.S3dBenchmark
- *       [--hidden 256] [--layers 8] [--base-steps 400] [--s3d-steps 300] [--new-tokens 96] [--batches 1,8,64]
+ *       [--hidden 256] [--layers 8] [--base-steps 400] [--s3d-steps 300] [--s3d-lr 0.02] [--new-tokens 96] [--batches 1,8,64]
  * </pre>
  */
 public final class S3dBenchmark {
@@ -45,6 +45,7 @@ public final class S3dBenchmark {
         int hidden = intArg(args, "--hidden", 256), layers = intArg(args, "--layers", 8);
         int baseSteps = intArg(args, "--base-steps", 400), s3dSteps = intArg(args, "--s3d-steps", 300);
         int newTokens = intArg(args, "--new-tokens", 96);
+        float s3dLr = Float.parseFloat(stringArg(args, "--s3d-lr", "0.02"));
         int[] batches = Arrays.stream(stringArg(args, "--batches", "1,8,64").split(",")).mapToInt(Integer::parseInt).toArray();
         ModelConfig config = ModelConfig.llama(CountingText.VOCAB, hidden, hidden * 8 / 3 / 16 * 16, layers, hidden / 64, Math.max(1, hidden / 128), 1024);
         try (CpuBackend backend = new CpuBackend();
@@ -63,7 +64,7 @@ public final class S3dBenchmark {
                     new S3dConfig(layers / 4, layers - layers / 4, 5));
             List<S3dDraft> drafts = new ArrayList<>();
             try {
-                for (S3dConfig c : candidates) drafts.add(trainDraft(model, c, texts, s3dSteps));
+                for (S3dConfig c : candidates) drafts.add(trainDraft(model, c, texts, s3dSteps, s3dLr));
                 int[][] calib = prompts(8, 99);
                 List<S3dCalibration.Candidate> ranked = S3dCalibration.rank(model, drafts, calib, 48, 1.0);
                 System.out.println("calibration (greedy, 8 prompts, 48 new tokens; predicted speedup with r = 1):");
@@ -102,12 +103,12 @@ public final class S3dBenchmark {
         model.releaseActivations();
     }
 
-    static S3dDraft trainDraft(LlamaModel model, S3dConfig c, List<int[]> texts, int steps) {
+    static S3dDraft trainDraft(LlamaModel model, S3dConfig c, List<int[]> texts, int steps, float lr) {
         S3dDraft draft = S3dDraft.initial(model, c, 3);
         SplittableRandom rng = new SplittableRandom(5);
         List<S3dExample> held = S3dExample.sample(texts, c.draftTokens(), 64, new SplittableRandom(11));
         long t0 = System.nanoTime();
-        try (S3dTrainer trainer = new S3dTrainer(model, draft, new AdamW.Hyper(0.02f, 0.9f, 0.999f, 1e-8f, 0f, 0f))) {
+        try (S3dTrainer trainer = new S3dTrainer(model, draft, new AdamW.Hyper(lr, 0.9f, 0.999f, 1e-8f, 0f, 0f))) {
             float before = trainer.evaluate(held);
             for (int step = 0; step < steps; step++) trainer.step(S3dExample.sample(texts, c.draftTokens(), 32, rng));
             System.out.printf(Locale.ROOT, "S3D draft skip [%d,%d) k=%d: %d steps of 32 examples, held-out mask loss %.4f -> %.4f (%.0f s)%n",
