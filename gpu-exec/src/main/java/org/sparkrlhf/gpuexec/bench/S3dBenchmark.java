@@ -30,7 +30,8 @@ import java.util.SplittableRandom;
  * (the base model), S3D-trains the mask embeddings of a few drafts (layer-skip range, k), ranks
  * them with {@link S3dCalibration}, and prints greedy new tokens/s of plain and S3D decoding at
  * batch 1, 8 and 64 with the best draft, its acceptance and tokens per step, and whether both
- * gave the same tokens (they must).
+ * gave the same tokens (they must). Times are the fastest of three runs; r and c (the speedup
+ * model's verify and draft costs, see {@link S3dSpeedup}) are measured from the same runs.
  *
  * <pre>
  *   java -cp gpu-exec/target/classes:... org.sparkrlhf.gpuexec.bench.S3dBenchmark
@@ -137,12 +138,22 @@ public final class S3dBenchmark {
                 int[][] prompts = prompts(B, 1000 + B);
                 plain.generate(prompts, o);      // warm-up: allocation, JIT
                 spec.generate(prompts, o);
-                long t0 = System.nanoTime();
-                GenerationResult p = plain.generate(prompts, o);
-                double plainSeconds = (System.nanoTime() - t0) * 1e-9;
-                t0 = System.nanoTime();
-                SpeculativeGenerator.Result s = spec.generate(prompts, o);
-                double specSeconds = (System.nanoTime() - t0) * 1e-9;
+                // the fastest of three runs each, alternating: the machine's cores are shared
+                GenerationResult p = null;
+                SpeculativeGenerator.Result s = null;
+                double plainSeconds = Double.MAX_VALUE, specSeconds = Double.MAX_VALUE;
+                for (int run = 0; run < 3; run++) {
+                    long t0 = System.nanoTime();
+                    p = plain.generate(prompts, o);
+                    plainSeconds = Math.min(plainSeconds, (System.nanoTime() - t0) * 1e-9);
+                    t0 = System.nanoTime();
+                    SpeculativeGenerator.Result r = spec.generate(prompts, o);
+                    double seconds = (System.nanoTime() - t0) * 1e-9;
+                    if (seconds < specSeconds) {
+                        specSeconds = seconds;
+                        s = r;
+                    }
+                }
                 long tokens = Arrays.stream(p.tokens()).mapToLong(t -> t.length).sum();
                 long specTokens = Arrays.stream(s.generation().tokens()).mapToLong(t -> t.length).sum();
                 SpeculativeStats st = s.stats();
