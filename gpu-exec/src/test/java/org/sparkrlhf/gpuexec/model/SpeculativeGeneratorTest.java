@@ -65,6 +65,15 @@ class SpeculativeGeneratorTest {
         }
     }
 
+    @Test
+    void greedyTokensEqualPlainGreedyWithBf16Weights() {
+        ModelConfig c = ModelConfig.llama(9, 32, 48, 4, 4, 2, 128);
+        try (LlamaModel model = LlamaModel.random(backend, c, DType.BF16, 13, 0.4f);
+             S3dDraft draft = S3dDraft.initial(model, new S3dConfig(2, 3, 2), 6)) {
+            assertGreedyEqual(model, draft, new int[][]{{1, 2, 3}, {8, 7}, {4}}, 30);
+        }
+    }
+
     /**
      * The cache after rejected drafts: every emitted token's logits (read from the verification
      * over the rolled-back cache) equal plain decoding's logits at that step.
