@@ -136,10 +136,6 @@ public final class LlamaModel implements AutoCloseable {
         gradients().zero(backend);
     }
 
-    Tensor inverseFrequencies() {
-        return invFreq;
-    }
-
     // ---------------------------------------------------------------- the trunk
 
     private Activations activations(int B, int T) {
