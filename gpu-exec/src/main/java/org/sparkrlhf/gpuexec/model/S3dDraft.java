@@ -31,11 +31,13 @@ public final class S3dDraft implements AutoCloseable {
 
     private final Backend backend;
     private final S3dConfig config;
+    private final int hidden;
     private final Tensor maskEmbeddings;
 
     private S3dDraft(Backend backend, S3dConfig config, int hidden, float[] values) {
         this.backend = backend;
         this.config = config;
+        this.hidden = hidden;
         this.maskEmbeddings = backend.allocate(DType.F32, config.draftTokens(), hidden);
         backend.upload(maskEmbeddings, values);
     }
@@ -96,7 +98,7 @@ public final class S3dDraft implements AutoCloseable {
 
     /** Writes s3d.safetensors and s3d.json into a model folder (the model's own files are not touched). */
     public void save(Path dir) {
-        int[] shape = {config.draftTokens(), maskEmbeddings.numel() > 0 ? (int) (maskEmbeddings.numel() / config.draftTokens()) : 0};
+        int[] shape = {config.draftTokens(), hidden};
         SafeTensorsWriter.write(dir.resolve(WEIGHTS),
                 List.of(SafeTensorsWriter.Item.floats(TENSOR, StDType.F32, shape, () -> backend.download(maskEmbeddings))),
                 Map.of("s3d_skip_from", Integer.toString(config.skipFrom()), "s3d_skip_to", Integer.toString(config.skipTo())));
