@@ -28,6 +28,8 @@ final class Activations {
     private final List<Tensor> all = new ArrayList<>();
     // backward scratch, allocated on first backward
     Tensor dResidual, dLn, dq, dk, dv, dAtt, dGate, dUp, dSwi, dLnf, dLogits, dLogprobs, dEntropy, dValues;
+    /** A block output's gradient with bypassed rows zeroed (S3D's draft), allocated on first use. */
+    private Tensor dBypassed;
 
     Activations(Backend backend, ModelConfig c, int B, int T) {
         this.backend = backend;
@@ -84,6 +86,11 @@ final class Activations {
         } else {
             dValues = floats(N, 1);
         }
+    }
+
+    Tensor bypassGradient(ModelConfig c) {
+        if (dBypassed == null) dBypassed = floats(N, c.hiddenSize());
+        return dBypassed;
     }
 
     private Tensor[] layers(int L, int... shape) {

@@ -221,28 +221,16 @@ public final class Generator implements AutoCloseable {
             int H = config.numHeads(), KV = config.numKvHeads();
             float eps = config.rmsNormEps();
             LlamaWeights p = model.parameters();
-            Tensor invFreq = model.inverseFrequencies();
             backend.embedding(x, tokens, p.embed);
             backend.kvAppend(cacheMask, ones, slots);
+            LlamaModel.LayerBuffers buffers = new LlamaModel.LayerBuffers(x, ln, rstd, q, k, v, att, h, ln, rstd, gate, up, swi, x);
             for (int l = 0; l < config.numLayers(); l++) {
-                LlamaWeights.Layer w = p.layers[l];
-                backend.rmsnorm(ln, rstd, x, w.inputNorm(), eps);
-                backend.matmul(q, ln, w.q(), w.qBias());
-                backend.matmul(k, ln, w.k(), w.kBias());
-                backend.matmul(v, ln, w.v(), w.vBias());
-                backend.rotary(q, positions, invFreq, H);
-                backend.rotary(k, positions, invFreq, KV);
-                backend.kvAppend(kCache[l], k, slots);
-                backend.kvAppend(vCache[l], v, slots);
-                backend.decodeAttention(att, q, kCache[l], vCache[l], cacheMask, slots, H, KV, config.slidingWindows()[l]);
-                backend.matmul(h, att, w.o(), w.oBias());
-                backend.add(h, h, x);
-                backend.rmsnorm(ln, rstd, h, w.postNorm(), eps);
-                backend.matmul(gate, ln, w.gate(), w.gateBias());
-                backend.matmul(up, ln, w.up(), w.upBias());
-                backend.swiglu(swi, gate, up);
-                backend.matmul(x, swi, w.down(), w.downBias());
-                backend.add(x, x, h);
+                final int layer = l;
+                model.layer(l, buffers, positions, () -> {
+                    backend.kvAppend(kCache[layer], k, slots);
+                    backend.kvAppend(vCache[layer], v, slots);
+                    backend.decodeAttention(att, q, kCache[layer], vCache[layer], cacheMask, slots, H, KV, config.slidingWindows()[layer]);
+                }, null, null);
             }
             backend.rmsnorm(lnf, rstd, x, p.finalNorm, eps);
             backend.matmul(logits, lnf, p.lmHead, null);

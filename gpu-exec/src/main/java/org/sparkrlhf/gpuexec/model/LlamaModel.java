@@ -136,10 +136,6 @@ public final class LlamaModel implements AutoCloseable {
         gradients().zero(backend);
     }
 
-    Tensor inverseFrequencies() {
-        return invFreq;
-    }
-
     // ---------------------------------------------------------------- the trunk
 
     private Activations activations(int B, int T) {
@@ -164,57 +160,108 @@ public final class LlamaModel implements AutoCloseable {
 
     /** Embedding, the decoder layers and the final norm over a batch, into a.lnf; keeps what the backward needs. */
     void trunk(Activations a, Batch batch) {
+        trunk(a, batch, null);
+    }
+
+    /**
+     * {@link #trunk} with edited rows (null: none): some rows of the embedding output replaced by
+     * given vectors, some rows passed unchanged through a range of layers (S3D's draft).
+     */
+    void trunk(Activations a, Batch batch, RowEdits edits) {
         checkIds(batch);
         backend.upload(a.ids, batch.ids());
         backend.upload(a.mask, batch.mask());
         backend.upload(a.positions, batch.positions());
         backend.embedding(a.residual[0], a.ids, params.embed);
-        int H = config.numHeads(), KV = config.numKvHeads();
-        float eps = config.rmsNormEps();
-        for (int l = 0; l < config.numLayers(); l++) {
-            LlamaWeights.Layer w = params.layers[l];
-            Tensor x = a.residual[l], h = a.afterAttention[l];
-            backend.rmsnorm(a.ln1[l], a.rstd1[l], x, w.inputNorm(), eps);
-            backend.matmul(a.q[l], a.ln1[l], w.q(), w.qBias());
-            backend.matmul(a.k[l], a.ln1[l], w.k(), w.kBias());
-            backend.matmul(a.v[l], a.ln1[l], w.v(), w.vBias());
-            backend.rotary(a.q[l], a.positions, invFreq, H);
-            backend.rotary(a.k[l], a.positions, invFreq, KV);
-            backend.attention(a.att[l], a.lse[l], a.q[l], a.k[l], a.v[l], a.mask, H, KV, config.slidingWindows()[l]);
-            backend.matmul(h, a.att[l], w.o(), w.oBias());
-            backend.add(h, h, x);
-            backend.rmsnorm(a.ln2[l], a.rstd2[l], h, w.postNorm(), eps);
-            backend.matmul(a.gate[l], a.ln2[l], w.gate(), w.gateBias());
-            backend.matmul(a.up[l], a.ln2[l], w.up(), w.upBias());
-            backend.swiglu(a.swi[l], a.gate[l], a.up[l]);
-            Tensor out = a.residual[l + 1];
-            backend.matmul(out, a.swi[l], w.down(), w.downBias());
-            backend.add(out, out, h);
+        if (edits != null) {
+            zeroRows(a.residual[0], edits.inputRows(), edits.inputScratch());
+            backend.gatherRowsBackward(a.residual[0], edits.inputs(), edits.inputRows());
         }
-        backend.rmsnorm(a.lnf, a.rstdf, a.residual[config.numLayers()], params.finalNorm, eps);
+        for (int l = 0; l < config.numLayers(); l++) {
+            final int layer = l;
+            Tensor bypass = edits != null && edits.bypasses(l) ? edits.bypassRows() : null;
+            layer(l, new LayerBuffers(a.residual[l], a.ln1[l], a.rstd1[l], a.q[l], a.k[l], a.v[l], a.att[l], a.afterAttention[l],
+                            a.ln2[l], a.rstd2[l], a.gate[l], a.up[l], a.swi[l], a.residual[l + 1]), a.positions,
+                    () -> backend.attention(a.att[layer], a.lse[layer], a.q[layer], a.k[layer], a.v[layer], a.mask,
+                            config.numHeads(), config.numKvHeads(), config.slidingWindows()[layer]),
+                    bypass, bypass == null ? null : edits.bypassScratch());
+        }
+        backend.rmsnorm(a.lnf, a.rstdf, a.residual[config.numLayers()], params.finalNorm, config.rmsNormEps());
+    }
+
+    /** The buffers of one decoder layer's forward over N rows (ln1 and ln2, rstd1 and rstd2 may be shared). */
+    record LayerBuffers(Tensor in, Tensor ln1, Tensor rstd1, Tensor q, Tensor k, Tensor v, Tensor att, Tensor h,
+                        Tensor ln2, Tensor rstd2, Tensor gate, Tensor up, Tensor swi, Tensor out) {
+    }
+
+    /**
+     * One decoder layer: out = h + mlp(h), h = in + attention(in). {@code attention} reads the
+     * rotated b.q, b.k, b.v and writes b.att (over the rows themselves, or a KV cache). Rows listed
+     * in {@code bypassRows} leave the layer unchanged (out = in exactly: their two block outputs
+     * are zeroed before the residual adds); scratch holds [rows, C].
+     */
+    void layer(int l, LayerBuffers b, Tensor positions, Runnable attention, Tensor bypassRows, Tensor scratch) {
+        LlamaWeights.Layer w = params.layers[l];
+        float eps = config.rmsNormEps();
+        backend.rmsnorm(b.ln1(), b.rstd1(), b.in(), w.inputNorm(), eps);
+        backend.matmul(b.q(), b.ln1(), w.q(), w.qBias());
+        backend.matmul(b.k(), b.ln1(), w.k(), w.kBias());
+        backend.matmul(b.v(), b.ln1(), w.v(), w.vBias());
+        backend.rotary(b.q(), positions, invFreq, config.numHeads());
+        backend.rotary(b.k(), positions, invFreq, config.numKvHeads());
+        attention.run();
+        backend.matmul(b.h(), b.att(), w.o(), w.oBias());
+        if (bypassRows != null) zeroRows(b.h(), bypassRows, scratch);
+        backend.add(b.h(), b.h(), b.in());
+        backend.rmsnorm(b.ln2(), b.rstd2(), b.h(), w.postNorm(), eps);
+        backend.matmul(b.gate(), b.ln2(), w.gate(), w.gateBias());
+        backend.matmul(b.up(), b.ln2(), w.up(), w.upBias());
+        backend.swiglu(b.swi(), b.gate(), b.up());
+        backend.matmul(b.out(), b.swi(), w.down(), w.downBias());
+        if (bypassRows != null) zeroRows(b.out(), bypassRows, scratch);
+        backend.add(b.out(), b.out(), b.h());
+    }
+
+    /** t[rows] = 0 with existing ops: gather, negate, add back (x + -x is exactly 0). */
+    void zeroRows(Tensor t, Tensor rows, Tensor scratch) {
+        backend.gatherRows(scratch, t, rows);
+        backend.scale(scratch, -1f);
+        backend.gatherRowsBackward(t, scratch, rows);
     }
 
     /** The backward of {@link #trunk} from the gradient already in a.dLnf; adds into the gradients. */
     private void trunkBackward(Activations a) {
-        LlamaWeights g = gradients();
+        trunkBackward(a, null, true);
+    }
+
+    /**
+     * The backward of {@link #trunk}(a, batch, edits); with {@code parameterGradients} false no
+     * parameter gradient is computed (only a.dResidual, which ends as the gradient of the
+     * embedding output: what a trained input vector needs).
+     */
+    void trunkBackward(Activations a, RowEdits edits, boolean parameterGradients) {
+        LlamaWeights g = parameterGradients ? gradients() : null;
         int H = config.numHeads(), KV = config.numKvHeads(), L = config.numLayers();
         backend.zero(a.dResidual);
-        backend.rmsnormBackward(a.dResidual, g.finalNorm, a.dLnf, a.residual[L], params.finalNorm, a.rstdf);
+        backend.rmsnormBackward(a.dResidual, g == null ? null : g.finalNorm, a.dLnf, a.residual[L], params.finalNorm, a.rstdf);
         for (int l = L - 1; l >= 0; l--) {
-            LlamaWeights.Layer w = params.layers[l], gw = g.layers[l];
+            LlamaWeights.Layer w = params.layers[l], gw = g == null ? null : g.layers[l];
+            Tensor bypass = edits != null && edits.bypasses(l) ? edits.bypassRows() : null;
             // MLP block: out = h + down(swiglu(gate(ln2), up(ln2))); a.dResidual holds dOut
             backend.zero(a.dSwi);
-            backend.matmulBackward(a.dSwi, gw.down(), gw.downBias(), a.dResidual, a.swi[l], w.down());
+            backend.matmulBackward(a.dSwi, gw == null ? null : gw.down(), gw == null ? null : gw.downBias(),
+                    blockGradient(a, bypass, edits), a.swi[l], w.down());
             backend.zero(a.dGate);
             backend.zero(a.dUp);
             backend.swigluBackward(a.dGate, a.dUp, a.dSwi, a.gate[l], a.up[l]);
             backend.zero(a.dLn);
-            backend.matmulBackward(a.dLn, gw.gate(), gw.gateBias(), a.dGate, a.ln2[l], w.gate());
-            backend.matmulBackward(a.dLn, gw.up(), gw.upBias(), a.dUp, a.ln2[l], w.up());
-            backend.rmsnormBackward(a.dResidual, gw.postNorm(), a.dLn, a.afterAttention[l], w.postNorm(), a.rstd2[l]);
+            backend.matmulBackward(a.dLn, gw == null ? null : gw.gate(), gw == null ? null : gw.gateBias(), a.dGate, a.ln2[l], w.gate());
+            backend.matmulBackward(a.dLn, gw == null ? null : gw.up(), gw == null ? null : gw.upBias(), a.dUp, a.ln2[l], w.up());
+            backend.rmsnormBackward(a.dResidual, gw == null ? null : gw.postNorm(), a.dLn, a.afterAttention[l], w.postNorm(), a.rstd2[l]);
             // attention block: h = x + o(attention(rope(q(ln1)), rope(k(ln1)), v(ln1))); a.dResidual holds dh
             backend.zero(a.dAtt);
-            backend.matmulBackward(a.dAtt, gw.o(), gw.oBias(), a.dResidual, a.att[l], w.o());
+            backend.matmulBackward(a.dAtt, gw == null ? null : gw.o(), gw == null ? null : gw.oBias(),
+                    blockGradient(a, bypass, edits), a.att[l], w.o());
             backend.zero(a.dq);
             backend.zero(a.dk);
             backend.zero(a.dv);
@@ -223,12 +270,25 @@ public final class LlamaModel implements AutoCloseable {
             backend.rotaryBackward(a.dq, a.positions, invFreq, H);
             backend.rotaryBackward(a.dk, a.positions, invFreq, KV);
             backend.zero(a.dLn);
-            backend.matmulBackward(a.dLn, gw.q(), gw.qBias(), a.dq, a.ln1[l], w.q());
-            backend.matmulBackward(a.dLn, gw.k(), gw.kBias(), a.dk, a.ln1[l], w.k());
-            backend.matmulBackward(a.dLn, gw.v(), gw.vBias(), a.dv, a.ln1[l], w.v());
-            backend.rmsnormBackward(a.dResidual, gw.inputNorm(), a.dLn, a.residual[l], w.inputNorm(), a.rstd1[l]);
+            backend.matmulBackward(a.dLn, gw == null ? null : gw.q(), gw == null ? null : gw.qBias(), a.dq, a.ln1[l], w.q());
+            backend.matmulBackward(a.dLn, gw == null ? null : gw.k(), gw == null ? null : gw.kBias(), a.dk, a.ln1[l], w.k());
+            backend.matmulBackward(a.dLn, gw == null ? null : gw.v(), gw == null ? null : gw.vBias(), a.dv, a.ln1[l], w.v());
+            backend.rmsnormBackward(a.dResidual, gw == null ? null : gw.inputNorm(), a.dLn, a.residual[l], w.inputNorm(), a.rstd1[l]);
         }
-        backend.embeddingBackward(g.embed, a.ids, a.dResidual);
+        if (g != null) backend.embeddingBackward(g.embed, a.ids, a.dResidual);
+    }
+
+    /**
+     * The gradient reaching a block's output: a.dResidual, or for a layer that bypasses rows a copy
+     * with those rows zeroed (their block output was zeroed in the forward; the residual path
+     * still carries their gradient).
+     */
+    private Tensor blockGradient(Activations a, Tensor bypass, RowEdits edits) {
+        if (bypass == null) return a.dResidual;
+        Tensor d = a.bypassGradient(config);
+        backend.copy(d, a.dResidual);
+        zeroRows(d, bypass, edits.bypassScratch());
+        return d;
     }
 
     // ---------------------------------------------------------------- causal LM head

@@ -1,0 +1,356 @@
+package org.sparkrlhf.gpuexec.model;
+
+import org.sparkrlhf.gpuexec.backend.Backend;
+import org.sparkrlhf.gpuexec.backend.DType;
+import org.sparkrlhf.gpuexec.backend.SamplingParams;
+import org.sparkrlhf.gpuexec.backend.Tensor;
+
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+
+/**
+ * S3D self-speculative generation. After the prompts' prefill (as {@link Generator}'s), each step
+ * of the batch runs two forwards over the KV cache, k + 1 rows per sequence:
+ * <ol>
+ *   <li>the draft: the sequence's pending token (the last emitted one, not yet in the cache) and
+ *       k mask embeddings through the model without the layers [skipFrom, skipTo); mask i's
+ *       logits give draft token i (greedy: argmax, else drawn from q_i);</li>
+ *   <li>the verification: the pending token and the k drafts through the whole model, whose k + 1
+ *       rows give p_0..p_k; {@link SpeculativeSampling} keeps the accepted drafts and adds the
+ *       verifier's own token.</li>
+ * </ol>
+ * The verification writes every layer's keys and values of its k + 1 rows, overwriting the
+ * draft's; a sequence that accepted j drafts then advances its slot and rotary position by j + 1,
+ * which rolls its cache back past the first rejection: the slots beyond are stale but never read
+ * (attention reads slots up to the query's own, and the next forward writes them again). So the
+ * cache and positions are those plain decoding leaves, per sequence, whatever the others accept.
+ *
+ * <p>Layout as {@link Generator}: prompts left-padded to Tp, new token s at slot Tp + s - 1 with
+ * rotary position (real prompt length + s - 1). Draws of sequence seqIds[b] use
+ * {@code CounterRng.uniform(seed, seqIds[b], n)} with n counting that sequence's draws, so its
+ * tokens do not depend on its batch. Attention of several rows over the cache runs as one
+ * {@link Backend#decodeAttention} per row offset, so the draft needs no op beyond those of plain
+ * decoding.
+ */
+public final class SpeculativeGenerator {
+    private final LlamaModel model;
+    private final S3dDraft draft;
+    private final Backend backend;
+    private final ModelConfig config;
+
+    public SpeculativeGenerator(LlamaModel model, S3dDraft draft) {
+        if (model.config().head() != ModelConfig.Head.CAUSAL_LM) {
+            throw new IllegalArgumentException("generation needs a causal LM, not " + model.config().architecture());
+        }
+        draft.config().check(model.config().numLayers());
+        this.model = model;
+        this.draft = draft;
+        this.backend = model.backend();
+        this.config = model.config();
+    }
+
+    /** The tokens of a generation and what its speculation did. */
+    public record Result(GenerationResult generation, SpeculativeStats stats) {
+    }
+
+    public Result generate(int[][] prompts, Generator.Options o) {
+        int[] seqIds = new int[prompts.length];
+        for (int b = 0; b < seqIds.length; b++) seqIds[b] = b;
+        return generate(prompts, seqIds, o);
+    }
+
+    public Result generate(int[][] prompts, int[] seqIds, Generator.Options o) {
+        int B = prompts.length;
+        if (seqIds.length != B) throw new IllegalArgumentException(seqIds.length + " sequence ids for " + B + " prompts");
+        for (int b = 0; b < B; b++) if (prompts[b].length == 0) throw new IllegalArgumentException("prompt " + b + " is empty");
+        SpeculativeStats none = new SpeculativeStats(0, 0, 0, 0, 0, 0, 0);
+        if (B == 0 || o.maxNewTokens() == 0) {
+            return new Result(new GenerationResult(new int[B][0], new boolean[B], o.keepLogits() ? new float[B][0][] : null), none);
+        }
+        Batch prompt = Batch.leftPadded(prompts, o.padId());
+        int k = draft.config().draftTokens();
+        CachedForward f = new CachedForward(B, k + 1, prompt.time() + o.maxNewTokens() + k + 1);
+        try {
+            return run(f, prompt, seqIds, o);
+        } finally {
+            f.free();
+        }
+    }
+
+    private Result run(CachedForward f, Batch prompt, int[] seqIds, Generator.Options o) {
+        int B = prompt.batch(), Tp = prompt.time(), V = config.vocabSize(), k = draft.config().draftTokens(), Tn = k + 1;
+        SamplingParams sp = o.sampling();
+        SpeculativeSampling.Draws[] draws = new SpeculativeSampling.Draws[B];
+        List<List<Integer>> out = new ArrayList<>();
+        // with keepLogits: per emitted token, the logits row it was chosen from
+        List<List<float[]>> rows = new ArrayList<>();
+        boolean[] done = new boolean[B], eos = new boolean[B];
+        int[] pending = new int[B], pos = new int[B], slot = new int[B];
+        float[] first = f.prefill(prompt);
+        for (int b = 0; b < B; b++) {
+            draws[b] = new SpeculativeSampling.Draws(o.seed(), seqIds[b]);
+            out.add(new ArrayList<>());
+            rows.add(new ArrayList<>());
+            for (int t = 0; t < Tp; t++) pos[b] += prompt.mask()[b * Tp + t];
+            slot[b] = Tp;
+            pending[b] = SpeculativeSampling.pick(first, b * V, V, sp, draws[b]);
+            int n = emit(out.get(b), new int[]{pending[b]}, o, b, done, eos);
+            if (o.keepLogits()) keepRows(rows.get(b), first, b * V, n, V);
+        }
+        long verifySteps = 0, sequenceSteps = 0, drafted = 0, accepted = 0, rejecting = 0;
+        long draftNanos = 0, verifyNanos = 0;
+        int[] ids = new int[B * Tn];
+        int[][] drafts = new int[B][];
+        int[] livePos = new int[B], liveSlot = new int[B];
+        while (!allTrue(done)) {
+            long t0 = System.nanoTime();
+            // a finished sequence computes pad rows at slot 0 (its cache is no longer read), so
+            // its slots stay inside the cache whatever its last step advanced them to
+            for (int b = 0; b < B; b++) {
+                ids[b * Tn] = done[b] ? o.padId() : pending[b];
+                livePos[b] = done[b] ? 0 : pos[b];
+                liveSlot[b] = done[b] ? 0 : slot[b];
+            }
+            float[] q = f.forward(ids, livePos, liveSlot, true);
+            for (int b = 0; b < B; b++) {
+                drafts[b] = done[b] ? new int[k] : SpeculativeSampling.draft(q, (b * Tn + 1) * V, V, k, sp, draws[b]);
+            }
+            long t1 = System.nanoTime();
+            for (int b = 0; b < B; b++) {
+                ids[b * Tn] = done[b] ? o.padId() : pending[b];
+                for (int i = 0; i < k; i++) ids[b * Tn + 1 + i] = done[b] ? o.padId() : drafts[b][i];
+            }
+            float[] p = f.forward(ids, livePos, liveSlot, false);
+            verifySteps++;
+            for (int b = 0; b < B; b++) {
+                if (done[b]) continue;
+                int[] step = SpeculativeSampling.verify(drafts[b], q, (b * Tn + 1) * V, p, b * Tn * V, V, sp, draws[b]);
+                sequenceSteps++;
+                drafted += k;
+                accepted += step.length - 1;
+                if (step.length <= k) rejecting++;
+                pending[b] = step[step.length - 1];
+                pos[b] += step.length;
+                slot[b] += step.length;
+                int n = emit(out.get(b), step, o, b, done, eos);
+                if (o.keepLogits()) keepRows(rows.get(b), p, b * Tn * V, n, V);
+            }
+            long t2 = System.nanoTime();
+            draftNanos += t1 - t0;
+            verifyNanos += t2 - t1;
+        }
+        int[][] tokens = new int[B][];
+        for (int b = 0; b < B; b++) tokens[b] = out.get(b).stream().mapToInt(Integer::intValue).toArray();
+        float[][][] logits = null;
+        if (o.keepLogits()) {
+            logits = new float[B][][];
+            for (int b = 0; b < B; b++) logits[b] = rows.get(b).toArray(new float[0][]);
+        }
+        return new Result(new GenerationResult(tokens, eos, logits),
+                new SpeculativeStats(verifySteps, sequenceSteps, drafted, accepted, rejecting, draftNanos * 1e-9, verifyNanos * 1e-9));
+    }
+
+    /**
+     * Appends a step's tokens up to the first EOS or the token budget, marking the sequence done
+     * then; returns how many it appended.
+     */
+    private static int emit(List<Integer> seq, int[] step, Generator.Options o, int b, boolean[] done, boolean[] eos) {
+        for (int i = 0; i < step.length; i++) {
+            seq.add(step[i]);
+            for (int e : o.eosIds()) {
+                if (e == step[i]) {
+                    eos[b] = true;
+                    done[b] = true;
+                    return i + 1;
+                }
+            }
+            if (seq.size() >= o.maxNewTokens()) {
+                done[b] = true;
+                return i + 1;
+            }
+        }
+        return step.length;
+    }
+
+    private static void keepRows(List<float[]> kept, float[] logits, int off, int n, int V) {
+        for (int i = 0; i < n; i++) kept.add(Arrays.copyOfRange(logits, off + i * V, off + (i + 1) * V));
+    }
+
+    private static boolean allTrue(boolean[] a) {
+        for (boolean x : a) if (!x) return false;
+        return true;
+    }
+
+    /**
+     * The KV caches of a batch and a forward of Tn new rows per sequence over them: rows
+     * b * Tn + t at rotary position pos[b] + t and cache slot slot[b] + t.
+     */
+    private final class CachedForward {
+        final int B, Tn, S, N;
+        final Tensor[] kCache, vCache;
+        final Tensor cacheMask, zeroSlots, onesTn, slots, positions, ids;
+        final Tensor[] rowsAt, slotsAt;
+        final Tensor qRow, attRow, tokenIds, tokenRows, tokenEmb, maskIds, maskRows, maskEmb;
+        final Tensor x, ln, rstd, q, k, v, att, h, gate, up, swi, lnf, logits;
+        private final List<Tensor> all = new ArrayList<>();
+
+        CachedForward(int B, int Tn, int S) {
+            this.B = B;
+            this.Tn = Tn;
+            this.S = S;
+            this.N = B * Tn;
+            int C = config.hiddenSize(), I = config.intermediateSize(), L = config.numLayers();
+            kCache = new Tensor[L];
+            vCache = new Tensor[L];
+            for (int l = 0; l < L; l++) {
+                kCache[l] = floats(B, S, config.kvDim());
+                vCache[l] = floats(B, S, config.kvDim());
+            }
+            cacheMask = ints(B, S);
+            zeroSlots = ints(B);
+            onesTn = ints(B, Tn);
+            int[] one = new int[B * Tn];
+            Arrays.fill(one, 1);
+            backend.upload(onesTn, one);
+            slots = ints(B);
+            positions = ints(N);
+            ids = ints(N);
+            rowsAt = new Tensor[Tn];
+            slotsAt = new Tensor[Tn];
+            for (int t = 0; t < Tn; t++) {
+                rowsAt[t] = ints(B);
+                slotsAt[t] = ints(B);
+                int[] r = new int[B];
+                for (int b = 0; b < B; b++) r[b] = b * Tn + t;
+                backend.upload(rowsAt[t], r);
+            }
+            qRow = floats(B, config.qDim());
+            attRow = floats(B, config.qDim());
+            int m = Tn - 1;
+            tokenIds = ints(B);
+            tokenRows = ints(B);
+            tokenEmb = floats(B, C);
+            maskIds = ints(B * m);
+            maskRows = ints(B * m);
+            maskEmb = floats(B * m, C);
+            int[] tr = new int[B], mi = new int[B * m], mr = new int[B * m];
+            for (int b = 0; b < B; b++) {
+                tr[b] = b * Tn;
+                for (int i = 0; i < m; i++) {
+                    mi[b * m + i] = i;
+                    mr[b * m + i] = b * Tn + 1 + i;
+                }
+            }
+            backend.upload(tokenRows, tr);
+            backend.upload(maskIds, mi);
+            backend.upload(maskRows, mr);
+            x = floats(N, C);
+            ln = floats(N, C);
+            rstd = floats(N);
+            q = floats(N, config.qDim());
+            k = floats(N, config.kvDim());
+            v = floats(N, config.kvDim());
+            att = floats(N, config.qDim());
+            h = floats(N, C);
+            gate = floats(N, I);
+            up = floats(N, I);
+            swi = floats(N, I);
+            lnf = floats(N, C);
+            logits = floats(N, config.vocabSize());
+        }
+
+        /** One forward over the padded prompts into slots [0, Tp); returns each row's last logits [B, V]. */
+        float[] prefill(Batch prompt) {
+            int Tp = prompt.time();
+            Activations a = new Activations(backend, config, B, Tp);
+            Tensor lastRows = ints(B), last = floats(B, config.hiddenSize()), lastLogits = floats(B, config.vocabSize());
+            try {
+                model.trunk(a, prompt);
+                for (int l = 0; l < config.numLayers(); l++) {
+                    backend.kvAppend(kCache[l], a.k[l], zeroSlots);
+                    backend.kvAppend(vCache[l], a.v[l], zeroSlots);
+                }
+                backend.kvAppend(cacheMask, a.mask, zeroSlots);
+                int[] rows = new int[B];
+                for (int b = 0; b < B; b++) rows[b] = b * Tp + Tp - 1;
+                backend.upload(lastRows, rows);
+                backend.gatherRows(last, a.lnf, lastRows);
+            } finally {
+                a.free();
+            }
+            backend.matmul(lastLogits, last, model.parameters().lmHead, null);
+            return backend.download(lastLogits);
+        }
+
+        /**
+         * Tn rows per sequence from ids [B * Tn] at rotary positions pos[b] + t and cache slots
+         * slot[b] + t; the draft replaces rows 1..Tn-1 of each sequence by the mask embeddings and
+         * skips the draft's layers. Returns the logits [B * Tn, V].
+         */
+        float[] forward(int[] tokens, int[] pos, int[] slot, boolean isDraft) {
+            int[] p = new int[N];
+            for (int b = 0; b < B; b++) for (int t = 0; t < Tn; t++) p[b * Tn + t] = pos[b] + t;
+            backend.upload(positions, p);
+            backend.upload(slots, slot);
+            int[] s = new int[B];
+            for (int t = 0; t < Tn; t++) {
+                for (int b = 0; b < B; b++) s[b] = slot[b] + t;
+                backend.upload(slotsAt[t], s);
+            }
+            backend.kvAppend(cacheMask, onesTn, slots);
+            LlamaWeights w = model.parameters();
+            if (isDraft) {
+                int[] tk = new int[B];
+                for (int b = 0; b < B; b++) tk[b] = tokens[b * Tn];
+                backend.upload(tokenIds, tk);
+                backend.embedding(tokenEmb, tokenIds, w.embed);
+                backend.embedding(maskEmb, maskIds, draft.maskEmbeddings());
+                backend.zero(x);
+                backend.gatherRowsBackward(x, tokenEmb, tokenRows);
+                backend.gatherRowsBackward(x, maskEmb, maskRows);
+            } else {
+                backend.upload(ids, tokens);
+                backend.embedding(x, ids, w.embed);
+            }
+            LlamaModel.LayerBuffers buffers = new LlamaModel.LayerBuffers(x, ln, rstd, q, k, v, att, h, ln, rstd, gate, up, swi, x);
+            for (int l = 0; l < config.numLayers(); l++) {
+                if (isDraft && draft.config().skips(l)) continue;
+                final int layer = l;
+                model.layer(l, buffers, positions, () -> attend(layer), null, null);
+            }
+            backend.rmsnorm(lnf, rstd, x, w.finalNorm, config.rmsNormEps());
+            backend.matmul(logits, lnf, w.lmHead, null);
+            return backend.download(logits);
+        }
+
+        /** Appends the rows' keys and values, then attends each row offset t over slots up to slot + t. */
+        private void attend(int l) {
+            backend.kvAppend(kCache[l], k, slots);
+            backend.kvAppend(vCache[l], v, slots);
+            backend.zero(att);
+            for (int t = 0; t < Tn; t++) {
+                backend.gatherRows(qRow, q, rowsAt[t]);
+                backend.decodeAttention(attRow, qRow, kCache[l], vCache[l], cacheMask, slotsAt[t],
+                        config.numHeads(), config.numKvHeads(), config.slidingWindows()[l]);
+                backend.gatherRowsBackward(att, attRow, rowsAt[t]);
+            }
+        }
+
+        private Tensor ints(int... shape) {
+            Tensor t = backend.allocate(DType.I32, shape);
+            all.add(t);
+            return t;
+        }
+
+        private Tensor floats(int... shape) {
+            Tensor t = backend.allocate(DType.F32, shape);
+            all.add(t);
+            return t;
+        }
+
+        void free() {
+            for (Tensor t : all) backend.free(t);
+        }
+    }
+}
