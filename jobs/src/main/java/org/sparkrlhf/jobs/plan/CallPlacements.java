@@ -298,7 +298,8 @@ public final class CallPlacements {
         Candidate[] a = Baselines.sameEverywhere(problem, sim, layout);
         if (a == null) {
             throw new IllegalArgumentException(config.source() + ": plan.mode baseline: data parallel on all "
-                    + problem.cluster().totalGpus() + " devices does not fit the models in memory; use plan.mode search");
+                    + problem.cluster().totalGpus() + " devices cannot run this batch: " + Baselines.whyNot(problem, layout)
+                    + "; use plan.mode search, or a batch that fills the devices");
         }
         return fromCandidates("baseline: every call data parallel on all devices", config, inventory, problem, a,
                 sim.simulate(a), null, null, null);

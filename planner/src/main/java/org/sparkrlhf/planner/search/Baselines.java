@@ -92,4 +92,28 @@ public final class Baselines {
         }
         return null;
     }
+
+    /**
+     * Why {@link #sameEverywhere} finds no plan with {@code layout}: the first call that cannot run
+     * so (a layout the model does not allow, a batch that does not split over the data-parallel
+     * ranks), else memory.
+     */
+    public static String whyNot(PlanningProblem problem, ParallelStrategy layout) {
+        DeviceMesh all = DeviceMesh.all(problem.cluster());
+        for (int c = 0; c < problem.graph().size(); c++) {
+            ModelCall call = problem.graph().call(c);
+            var model = problem.model(call.role());
+            String invalid = layout.invalidReason(model, all, problem.cluster());
+            if (invalid != null) {
+                return "call " + call.name() + ": " + invalid;
+            }
+            try {
+                problem.costModel().estimateFixed(call, model, problem.workload(), problem.graph().isTrainable(call.role()),
+                        all, layout.withMicroBatches(1), problem.isHome(c));
+            } catch (IllegalArgumentException e) {
+                return e.getMessage();
+            }
+        }
+        return "the models do not fit in the devices' memory";
+    }
 }
