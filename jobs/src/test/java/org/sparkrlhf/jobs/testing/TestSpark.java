@@ -21,6 +21,11 @@ public final class TestSpark {
 
     /** Two executors of two cores and two GPUs ("0", "1") each. */
     public static SparkContext localCluster(String appName) {
+        return localCluster(appName, java.util.Map.of());
+    }
+
+    /** {@link #localCluster(String)} with more settings (e.g. spark.authenticate). */
+    public static SparkContext localCluster(String appName, java.util.Map<String, String> settings) {
         String sparkHome = System.getenv("SPARK_HOME");
         if (sparkHome == null || System.getenv("SPARK_SCALA_VERSION") == null) {
             throw new IllegalStateException("SPARK_HOME and SPARK_SCALA_VERSION must be set (jobs/pom.xml sets them for surefire)");
@@ -42,6 +47,7 @@ public final class TestSpark {
                     .set("spark.ui.enabled", "false")
                     .set("spark.driver.host", "127.0.0.1")
                     .set("spark.driver.bindAddress", "127.0.0.1");
+            settings.forEach(conf::set);
             return new SparkContext(conf);
         } catch (IOException e) {
             throw new IllegalStateException("cannot prepare " + sparkHome, e);
