@@ -31,7 +31,7 @@ public final class EngineProfiler {
      * a change that makes the engine's passes faster or slower (kernels, backends, the model's code).
      */
     public static final String VERSION = "1";
-    static final int FEW = 1;
+    public static final int FEW = 1;
     static final int MORE = 4;
     /** The shortest sample: ops faster than this are timed in loops. */
     static final double MIN_SAMPLE_SECONDS = 0.02;
@@ -58,7 +58,7 @@ public final class EngineProfiler {
     }
 
     /** The architecture with {@code layers} decoder layers (sliding windows of the first layers). */
-    static ModelConfig withLayers(ModelConfig c, int layers) {
+    public static ModelConfig withLayers(ModelConfig c, int layers) {
         int[] windows = Arrays.copyOf(c.slidingWindows(), layers);
         return new ModelConfig(c.architecture(), c.modelType(), c.head(), c.vocabSize(), c.hiddenSize(),
                 c.intermediateSize(), layers, c.numHeads(), c.numKvHeads(), c.headDim(), c.rmsNormEps(), c.ropeTheta(),

@@ -15,7 +15,9 @@ import org.sparkrlhf.jobs.runtime.BarrierCallRunner;
 import org.sparkrlhf.jobs.runtime.ClusterInventory;
 import org.sparkrlhf.jobs.runtime.DeviceSlot;
 import org.sparkrlhf.jobs.runtime.RankResult;
+import org.sparkrlhf.planner.cost.ProfileTable;
 import org.sparkrlhf.planner.cost.RuntimeCosts;
+import org.sparkrlhf.planner.spec.ClusterSpec;
 import org.sparkrlhf.planner.spec.ModelSpec;
 import org.sparkrlhf.planner.spec.Workload;
 
@@ -38,7 +40,9 @@ import java.util.Map;
  * Profiles a run's models on its executors: for each distinct model (same name and config.json), one
  * Spark task on the run's first device runs the engine's profiler ({@link EngineProfiler}) over the
  * token counts and lengths of the run's batch; then the driver times empty calls through the
- * {@link BarrierCallRunner} over all the run's devices (the per-call overhead). The planner's clusters
+ * {@link BarrierCallRunner} over all the run's devices (the per-call overhead), reallocations between
+ * two devices ({@link ReallocationProfiler}) and, in the profiling task, the per-micro-batch overhead
+ * ({@link MicroBatchProfiler}). The planner's clusters
  * are homogeneous, so the first device stands for every device of the run. Tables go next to the run's
  * output and into the cache ({@link ProfileStore}).
  */
@@ -54,7 +58,7 @@ public final class RunProfiler {
             implements Serializable {
     }
 
-    record Measured(String csv, double decodeStepSeconds, int rows) implements Serializable {
+    record Measured(String csv, double decodeStepSeconds, double microBatchSeconds, int rows) implements Serializable {
     }
 
     private RunProfiler() {
@@ -73,7 +77,8 @@ public final class RunProfiler {
     /** Profiles every distinct model of the run and stores the tables; returns the CSV paths under the output. */
     public static List<String> profile(RunConfig config, String output, BarrierCallRunner runner,
                                        ClusterInventory inventory, PrintStream progress) {
-        String device = RunScenario.cluster(inventory, RunScenario.gpuPreset(config)).gpu().name();
+        ClusterSpec cluster = RunScenario.cluster(inventory, RunScenario.gpuPreset(config));
+        String device = cluster.gpu().name();
         Workload w = RunScenario.workload(config);
         Map<String, String> distinct = new LinkedHashMap<>();
         for (String role : RunScenario.graph(config).roles()) {
@@ -84,6 +89,10 @@ public final class RunProfiler {
         double callOverhead = emptyCallSeconds(runner, inventory);
         progress.printf(Locale.ROOT, "profile: an empty call over %d devices takes %.4f s (median of %d)%n",
                 inventory.size(), callOverhead, EMPTY_CALLS);
+        ReallocationProfiler.Rates realloc = new ReallocationProfiler(runner, inventory, cluster).measure(callOverhead);
+        progress.printf(Locale.ROOT, "profile: a reallocation takes %.4f s fixed, then moves %s parameters/s inside an "
+                        + "executor and %s between two%n", realloc.overheadSeconds(), rate(realloc.intraParamsPerSecond()),
+                rate(realloc.interParamsPerSecond()));
         List<String> stored = new ArrayList<>();
         for (String role : distinct.values()) {
             ModelSpec spec = RunScenario.model(config, role);
@@ -94,10 +103,12 @@ public final class RunProfiler {
             List<RankResult<Measured>> r = runner.run("profile", "spark-rlhf: profile " + spec.name() + " on " + device,
                     List.of(inventory.device(0)), List.of(job), (context, in) -> measure(context.backend(), in));
             Measured m = r.get(0).value();
-            RuntimeCosts costs = new RuntimeCosts(callOverhead, m.decodeStepSeconds());
+            RuntimeCosts costs = new RuntimeCosts(callOverhead, m.decodeStepSeconds(), m.microBatchSeconds(),
+                    realloc.overheadSeconds(), realloc.intraParamsPerSecond(), realloc.interParamsPerSecond());
             String path = ProfileStore.store(output, spec.name(), device, json, m.csv(), costs);
-            progress.printf(Locale.ROOT, "profile: %s (%s) on %s: %d rows in %.1f s, decoding step overhead %.4f s -> %s%n",
-                    spec.name(), role, device, m.rows(), (System.nanoTime() - start) / 1e9, m.decodeStepSeconds(), path);
+            progress.printf(Locale.ROOT, "profile: %s (%s) on %s: %d rows in %.1f s, decoding step overhead %.4f s, "
+                            + "micro-batch overhead %.4f s -> %s%n", spec.name(), role, device, m.rows(),
+                    (System.nanoTime() - start) / 1e9, m.decodeStepSeconds(), m.microBatchSeconds(), path);
             stored.add(path);
         }
         return stored;
@@ -109,7 +120,15 @@ public final class RunProfiler {
         ProfileGrid grid = ProfileGrid.forWorkload(job.promptLen(), job.genLen(), job.sequences(), MAX_PASS_TOKENS);
         // the engine keeps every model in fp32 (bf16 only as a GPU storage type of its kernels)
         EngineProfile p = new EngineProfiler(backend, config, DType.F32, REPEATS).run(job.model(), job.device(), grid);
-        return new Measured(ProfileCsv.format(p.rows()), p.decodeStepSeconds(), p.rows().size());
+        String csv = ProfileCsv.format(p.rows());
+        ProfileTable table = ProfileTable.empty().read(job.model() + " profile", Arrays.asList(csv.split("\r?\n")));
+        double microBatch = MicroBatchProfiler.measure(backend, config, table, job.model(), job.device(),
+                job.promptLen() + job.genLen(), job.sequences(), REPEATS);
+        return new Measured(csv, p.decodeStepSeconds(), microBatch, p.rows().size());
+    }
+
+    private static String rate(double perSecond) {
+        return Double.isNaN(perSecond) ? "(no such pair)" : String.format(Locale.ROOT, "%.3g", perSecond);
     }
 
     /** The median wall time of a call that does nothing, on every device of the run, after one warm-up. */

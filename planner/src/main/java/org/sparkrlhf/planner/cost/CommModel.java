@@ -10,12 +10,18 @@ import org.sparkrlhf.planner.spec.ClusterSpec;
  * messages).
  */
 public final class CommModel {
+    /** Bytes of a parameter in the planner's reallocations and weights (bf16). */
+    public static final int PARAM_BYTES = 2;
     private final ClusterSpec cluster;
     private final double eff;
+    private final double reallocIntra;
+    private final double reallocInter;
 
     public CommModel(ClusterSpec cluster, CostConstants k) {
         this.cluster = cluster;
         this.eff = k.networkEfficiency();
+        this.reallocIntra = Double.isNaN(k.reallocIntraParams()) ? bandwidth(false) : k.reallocIntraParams() * PARAM_BYTES;
+        this.reallocInter = Double.isNaN(k.reallocInterParams()) ? bandwidth(true) : k.reallocInterParams() * PARAM_BYTES;
     }
 
     private double bandwidth(boolean crossNode) {
@@ -58,5 +64,14 @@ public final class CommModel {
 
     public double interBandwidth() {
         return bandwidth(true);
+    }
+
+    /**
+     * Bytes/s ({@link #PARAM_BYTES} a parameter) a reallocation moves between two devices (inside a
+     * node or across nodes): measured through the runtime's reallocation path when the constants have
+     * it, else the link's.
+     */
+    public double reallocBandwidth(boolean crossNode) {
+        return crossNode ? reallocInter : reallocIntra;
     }
 }
