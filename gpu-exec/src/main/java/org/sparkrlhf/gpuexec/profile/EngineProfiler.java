@@ -20,7 +20,8 @@ import java.util.List;
  * each is timed through {@link LlamaModel} and {@link Generator}, so what is measured is exactly the code
  * a call runs; one layer is the difference divided by the extra layers, and the head (embedding, final
  * norm, LM head, log-softmax, the download of the logprobs) is what the {@link #FEW}-layer model spends
- * beyond its layers. Each point is the median of {@code repeats} runs after one warm-up.
+ * beyond its layers. Each point is the median of {@code repeats} runs after one warm-up; each op's
+ * series is then made non-decreasing in tokens ({@link MonotoneRows}).
  *
  * <p>Only tp = 1 is measured: tensor-parallel shards and the collectives are not profiled (the planner
  * keeps its roofline for tp > 1).
@@ -123,7 +124,7 @@ public final class EngineProfiler {
             }
         }
         double rest = stepRest.isEmpty() ? 0 : Math.max(0, medianOf(stepRest));
-        return new EngineProfile(rows, rest);
+        return new EngineProfile(MonotoneRows.fit(rows), rest);
     }
 
     /** Seconds of one decoding step: generating {@code steps} tokens minus generating one, per extra token. */

@@ -49,7 +49,14 @@ import java.util.Map;
 public final class RunProfiler {
     /** Repeats of each timed point and of the empty call (after one warm-up); the median is kept. */
     static final int REPEATS = 5;
-    static final int EMPTY_CALLS = 7;
+    static final int EMPTY_CALLS = 15;
+    /**
+     * Empty calls run first and not timed: a run's calls follow hundreds of stages, while the first
+     * calls of a JVM run Spark's scheduling path before the JIT compiles it (measured on local[2]:
+     * 0.6 s for the first two, 0.04-0.2 s from the 20th on; with one warm-up call the median came out
+     * at 0.12 s, which overestimated every call of the GRPO example).
+     */
+    static final int EMPTY_WARM_UP = 30;
     /** Passes beyond this many tokens are not measured: the table scales the largest proportionally. */
     static final long MAX_PASS_TOKENS = 8192;
 
@@ -131,12 +138,12 @@ public final class RunProfiler {
         return Double.isNaN(perSecond) ? "(no such pair)" : String.format(Locale.ROOT, "%.3g", perSecond);
     }
 
-    /** The median wall time of a call that does nothing, on every device of the run, after one warm-up. */
+    /** The median wall time of a call that does nothing, on every device of the run, after {@link #EMPTY_WARM_UP}. */
     static double emptyCallSeconds(BarrierCallRunner runner, ClusterInventory inventory) {
         List<DeviceSlot> all = inventory.devices();
         List<Integer> inputs = new ArrayList<>(Collections.nCopies(all.size(), 0));
         double[] s = new double[EMPTY_CALLS];
-        for (int i = -1; i < EMPTY_CALLS; i++) {
+        for (int i = -EMPTY_WARM_UP; i < EMPTY_CALLS; i++) {
             long t0 = System.nanoTime();
             runner.run("empty", "spark-rlhf: an empty call", all, inputs, (context, in) -> in);
             if (i >= 0) {
