@@ -17,7 +17,7 @@ import java.util.List;
  * estimator returns the variants that fit in memory on their own and are not beaten in both time and
  * memory by another (fastest first), so that a plan where several models share devices can still fit.
  * <ul>
- *   <li>TRAIN: {@code trainSteps} optimizer steps; each runs a 1F1B pipeline over the replica's
+ *   <li>TRAIN: {@code trainSteps} optimizer steps, {@code epochs} times; each runs a 1F1B pipeline over the replica's
  *   micro-batches ({@code (mb + pp - 1)} slots of forward + backward of the slowest stage), with two
  *   tensor-parallel all-reduces per layer and pass, activations sent between stages, then a
  *   reduce-scatter of fp32 gradients and an all-gather of bf16 weights over the data-parallel group
@@ -284,7 +284,7 @@ public final class CallCostModel {
             double opt = compute.memoryPass(30.0 * pDev / s.dp());
             step = pipe + s.microBatches() * k.microBatchOverhead() + sync + opt;
         }
-        return call.trainSteps() * step + k.callOverhead();
+        return call.epochs() * call.trainSteps() * step + k.callOverhead();
     }
 
     double inferenceSeconds(ModelSpec m, double seqLen, ParallelStrategy s, double tokensMb, boolean crossPp,

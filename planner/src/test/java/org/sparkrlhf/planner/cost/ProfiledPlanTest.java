@@ -94,6 +94,12 @@ class ProfiledPlanTest {
         // four passes of 2 sequences each (the table's rows hold at every token count), each with its overhead
         assertEquals(4 * (2 * FWD + HEAD_FWD + MICRO) + CALL, score, 1e-12);
         assertEquals(4 * (2 * FWD + HEAD_FWD + 2 * BWD + HEAD_BWD + MICRO) + adam + CALL, train, 1e-12);
+
+        // two epochs over two mini-batches (optimizer steps) of 4 sequences: four steps, one micro-batch each
+        ModelCall epochs = ModelCall.train("train", "x", List.of("p", "rewards"), 2).withEpochs(2);
+        double twice = p.costModel().estimateFixed(epochs, M, p.workload(), true, mesh, ParallelStrategy.of(1, 1, 1, 1),
+                true).seconds();
+        assertEquals(2 * 2 * (2 * FWD + HEAD_FWD + 2 * BWD + HEAD_BWD + MICRO + adam) + CALL, twice, 1e-12);
     }
 
     @Test
