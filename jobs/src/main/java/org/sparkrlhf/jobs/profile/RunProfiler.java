@@ -41,7 +41,8 @@ import java.util.Map;
  * Spark task on the run's first device runs the engine's profiler ({@link EngineProfiler}) over the
  * token counts and lengths of the run's batch; then the driver times empty calls through the
  * {@link BarrierCallRunner} over all the run's devices (the per-call overhead), reallocations between
- * two devices ({@link ReallocationProfiler}) and, in the profiling task, the per-micro-batch overhead
+ * two devices ({@link ReallocationProfiler}), all-reduces through the runtime's communicator
+ * ({@link CollectiveProfiler}) and, in the profiling task, the per-micro-batch overhead
  * ({@link MicroBatchProfiler}). The planner's clusters
  * are homogeneous, so the first device stands for every device of the run. Tables go next to the run's
  * output and into the cache ({@link ProfileStore}).
@@ -54,9 +55,12 @@ public final class RunProfiler {
      * Empty calls run first and not timed: a run's calls follow hundreds of stages, while the first
      * calls of a JVM run Spark's scheduling path before the JIT compiles it (measured on local[2]:
      * 0.6 s for the first two, 0.04-0.2 s from the 20th on; with one warm-up call the median came out
-     * at 0.12 s, which overestimated every call of the GRPO example).
+     * at 0.12 s, which overestimated every call of the GRPO example). They are timed after the models'
+     * profiles for the same reason.
      */
     static final int EMPTY_WARM_UP = 30;
+    /** ... and for at least this long: the JIT compiles the path in the background, on the same cores. */
+    static final double EMPTY_WARM_UP_SECONDS = 10;
     /** Passes beyond this many tokens are not measured: the table scales the largest proportionally. */
     static final long MAX_PASS_TOKENS = 8192;
 
@@ -93,6 +97,25 @@ public final class RunProfiler {
             String json = new String(configJson(config, role), StandardCharsets.UTF_8);
             distinct.putIfAbsent(spec.name() + "\u0000" + json, role);
         }
+        // the models first: a run's calls come after its JVM has compiled Spark's scheduling path and the
+        // engine's kernels, and the fixed costs timed below should be those of such a JVM
+        Map<String, Measured> measured = new LinkedHashMap<>();
+        for (String role : distinct.values()) {
+            ModelSpec spec = RunScenario.model(config, role);
+            Job job = new Job(spec.name(), device, new String(configJson(config, role), StandardCharsets.UTF_8),
+                    w.promptLen(), w.genLen(), w.sequences());
+            long start = System.nanoTime();
+            List<RankResult<Measured>> r = runner.run("profile", "spark-rlhf: profile " + spec.name() + " on " + device,
+                    List.of(inventory.device(0)), List.of(job), (context, in) -> measure(context.backend(), in));
+            Measured m = r.get(0).value();
+            measured.put(role, m);
+            progress.printf(Locale.ROOT, "profile: %s (%s) on %s: %d rows in %.1f s, decoding step overhead %.4f s, "
+                            + "micro-batch overhead %.4f s%n", spec.name(), role, device, m.rows(),
+                    (System.nanoTime() - start) / 1e9, m.decodeStepSeconds(), m.microBatchSeconds());
+        }
+        CollectiveProfiler.Link[] links = CollectiveProfiler.measure(runner, inventory);
+        progress.printf(Locale.ROOT, "profile: an all-reduce over two devices of an executor takes %s, between two "
+                + "executors %s%n", link(links[0]), link(links[1]));
         double callOverhead = emptyCallSeconds(runner, inventory);
         progress.printf(Locale.ROOT, "profile: an empty call over %d devices takes %.4f s (median of %d)%n",
                 inventory.size(), callOverhead, EMPTY_CALLS);
@@ -101,21 +124,14 @@ public final class RunProfiler {
                         + "executor and %s between two%n", realloc.overheadSeconds(), rate(realloc.intraParamsPerSecond()),
                 rate(realloc.interParamsPerSecond()));
         List<String> stored = new ArrayList<>();
-        for (String role : distinct.values()) {
-            ModelSpec spec = RunScenario.model(config, role);
-            byte[] json = configJson(config, role);
-            Job job = new Job(spec.name(), device, new String(json, StandardCharsets.UTF_8), w.promptLen(), w.genLen(),
-                    w.sequences());
-            long start = System.nanoTime();
-            List<RankResult<Measured>> r = runner.run("profile", "spark-rlhf: profile " + spec.name() + " on " + device,
-                    List.of(inventory.device(0)), List.of(job), (context, in) -> measure(context.backend(), in));
-            Measured m = r.get(0).value();
+        for (Map.Entry<String, Measured> e : measured.entrySet()) {
+            ModelSpec spec = RunScenario.model(config, e.getKey());
+            Measured m = e.getValue();
             RuntimeCosts costs = new RuntimeCosts(callOverhead, m.decodeStepSeconds(), m.microBatchSeconds(),
-                    realloc.overheadSeconds(), realloc.intraParamsPerSecond(), realloc.interParamsPerSecond());
-            String path = ProfileStore.store(output, spec.name(), device, json, m.csv(), costs);
-            progress.printf(Locale.ROOT, "profile: %s (%s) on %s: %d rows in %.1f s, decoding step overhead %.4f s, "
-                            + "micro-batch overhead %.4f s -> %s%n", spec.name(), role, device, m.rows(),
-                    (System.nanoTime() - start) / 1e9, m.decodeStepSeconds(), m.microBatchSeconds(), path);
+                    realloc.overheadSeconds(), realloc.intraParamsPerSecond(), realloc.interParamsPerSecond(),
+                    costsLink(links[0]), costsLink(links[1]));
+            String path = ProfileStore.store(output, spec.name(), device, configJson(config, e.getKey()), m.csv(), costs);
+            progress.printf(Locale.ROOT, "profile: %s -> %s%n", spec.name(), path);
             stored.add(path);
         }
         return stored;
@@ -134,6 +150,16 @@ public final class RunProfiler {
         return new Measured(csv, p.decodeStepSeconds(), microBatch, p.rows().size());
     }
 
+    private static String link(CollectiveProfiler.Link l) {
+        return Double.isNaN(l.latencySeconds()) ? "(no such pair)" : String.format(Locale.ROOT,
+                "%.2e s + bytes / %.3g bytes/s", l.latencySeconds(), l.bytesPerSecond());
+    }
+
+    private static RuntimeCosts.Link costsLink(CollectiveProfiler.Link l) {
+        return Double.isNaN(l.latencySeconds()) ? RuntimeCosts.Link.NOT_MEASURED
+                : new RuntimeCosts.Link(l.latencySeconds(), l.bytesPerSecond());
+    }
+
     private static String rate(double perSecond) {
         return Double.isNaN(perSecond) ? "(no such pair)" : String.format(Locale.ROOT, "%.3g", perSecond);
     }
@@ -143,12 +169,14 @@ public final class RunProfiler {
         List<DeviceSlot> all = inventory.devices();
         List<Integer> inputs = new ArrayList<>(Collections.nCopies(all.size(), 0));
         double[] s = new double[EMPTY_CALLS];
-        for (int i = -EMPTY_WARM_UP; i < EMPTY_CALLS; i++) {
+        long warm = System.nanoTime();
+        for (int i = 0; i < EMPTY_WARM_UP || (System.nanoTime() - warm) / 1e9 < EMPTY_WARM_UP_SECONDS; i++) {
+            runner.run("empty", "spark-rlhf: an empty call", all, inputs, (context, in) -> in);
+        }
+        for (int i = 0; i < EMPTY_CALLS; i++) {
             long t0 = System.nanoTime();
             runner.run("empty", "spark-rlhf: an empty call", all, inputs, (context, in) -> in);
-            if (i >= 0) {
-                s[i] = (System.nanoTime() - t0) / 1e9;
-            }
+            s[i] = (System.nanoTime() - t0) / 1e9;
         }
         Arrays.sort(s);
         return s[EMPTY_CALLS / 2];

@@ -86,6 +86,7 @@ class ProfileCommandTest {
             // local[2]: two slots of one executor, so a rate inside an executor and none between two
             assertTrue(costs.reallocOverhead() > 0 && costs.reallocIntraParams() > 0, costs.toString());
             assertTrue(Double.isNaN(costs.reallocInterParams()), costs.toString());
+            assertTrue(costs.allReduceIntra().measured() && !costs.allReduceInter().measured(), costs.toString());
             assertTrue(costs.microBatchOverhead() >= 0 && Double.isFinite(costs.microBatchOverhead()), costs.toString());
             assertTrue(log.contains("profile: a reallocation takes"), log);
             try (Stream<Path> files = Files.walk(cache)) {

@@ -34,13 +34,17 @@ package org.sparkrlhf.planner.cost;
  * @param reallocIntraParams    parameters/s a reallocation moves inside a node; NaN: the node's link
  *                              bandwidth times {@code networkEfficiency}
  * @param reallocInterParams    parameters/s between nodes; NaN: the network's, likewise
+ * @param allReduceIntra        a two-device all-reduce inside a node as measured; not measured: the
+ *                              node's link (bandwidth times {@code networkEfficiency}, its latency)
+ * @param allReduceInter        the same between nodes; not measured: the network's
  */
 public record CostConstants(double gemmEfficiency, double attentionEfficiency, double memoryEfficiency,
                             double networkEfficiency, double activationTraffic, double layerOverhead,
                             double tpCollectiveOverhead, double decodeLayerOverhead, double decodeTpOverhead,
                             double decodeStepOverhead,
                             double callOverhead, double reallocOverhead, double memoryUsable,
-                            double microBatchOverhead, double reallocIntraParams, double reallocInterParams) {
+                            double microBatchOverhead, double reallocIntraParams, double reallocInterParams,
+                            RuntimeCosts.Link allReduceIntra, RuntimeCosts.Link allReduceInter) {
 
     public CostConstants {
         if (!(gemmEfficiency > 0 && gemmEfficiency <= 1) || !(attentionEfficiency > 0 && attentionEfficiency <= 1)
@@ -62,7 +66,8 @@ public record CostConstants(double gemmEfficiency, double attentionEfficiency, d
     /** The constants fitted to ReaL's published heuristic-plan measurements (see the class comment). */
     public static CostConstants calibrated() {
         return new CostConstants(0.1375, 0.35, 0.7, 0.8, 24, 1.219e-3, 1.988e-4, 4.988e-4, 2.494e-4, 6.911e-3, 0.5144,
-                0.05, 0.92, 0, Double.NaN, Double.NaN);
+                0.05, 0.92, 0, Double.NaN, Double.NaN,
+                RuntimeCosts.Link.NOT_MEASURED, RuntimeCosts.Link.NOT_MEASURED);
     }
 
     /**
@@ -93,7 +98,7 @@ public record CostConstants(double gemmEfficiency, double attentionEfficiency, d
         double share = decodeTpShare();
         return new CostConstants(v[0], attentionEfficiency, memoryEfficiency, networkEfficiency, activationTraffic,
                 v[1], v[2], v[3] * (1 - share), v[3] * share / 2, v[4], v[5], reallocOverhead, memoryUsable,
-                microBatchOverhead, reallocIntraParams, reallocInterParams);
+                microBatchOverhead, reallocIntraParams, reallocInterParams, allReduceIntra, allReduceInter);
     }
 
     public CostConstants withDecodeTpShare(double share) {
@@ -101,7 +106,7 @@ public record CostConstants(double gemmEfficiency, double attentionEfficiency, d
         return new CostConstants(gemmEfficiency, attentionEfficiency, memoryEfficiency, networkEfficiency,
                 activationTraffic, layerOverhead, tpCollectiveOverhead, d * (1 - share), d * share / 2,
                 decodeStepOverhead, callOverhead, reallocOverhead, memoryUsable, microBatchOverhead,
-                reallocIntraParams, reallocInterParams);
+                reallocIntraParams, reallocInterParams, allReduceIntra, allReduceInter);
     }
 
     /**
@@ -112,6 +117,7 @@ public record CostConstants(double gemmEfficiency, double attentionEfficiency, d
         return new CostConstants(gemmEfficiency, attentionEfficiency, memoryEfficiency, networkEfficiency,
                 activationTraffic, layerOverhead, tpCollectiveOverhead, decodeLayerOverhead, decodeTpOverhead,
                 measured.decodeStepOverhead(), measured.callOverhead(), measured.reallocOverhead(), memoryUsable,
-                measured.microBatchOverhead(), measured.reallocIntraParams(), measured.reallocInterParams());
+                measured.microBatchOverhead(), measured.reallocIntraParams(), measured.reallocInterParams(),
+                measured.allReduceIntra(), measured.allReduceInter());
     }
 }

@@ -25,13 +25,40 @@ import java.util.Map;
  *                               NaN when the profile's executors have one device each
  * @param reallocInterParams     parameters/s between two executors; NaN when the profile ran on one
  *                               executor. A rate not measured leaves the planner the link's bandwidth.
+ * @param allReduceIntra         an all-reduce over two devices of one executor through the runtime's
+ *                               communicator (NaN fields when the executors have one device each)
+ * @param allReduceInter         the same between two executors (NaN fields on one executor)
  */
 public record RuntimeCosts(double callOverhead, double decodeStepOverhead, double microBatchOverhead,
-                           double reallocOverhead, double reallocIntraParams, double reallocInterParams) {
+                           double reallocOverhead, double reallocIntraParams, double reallocInterParams,
+                           Link allReduceIntra, Link allReduceInter) {
+    /**
+     * Seconds of an all-reduce of one float over two devices, and the bytes/s of a ring all-reduce
+     * beyond it ({@code 2 (n - 1) / n} of the buffer through each link); both NaN when not measured.
+     */
+    public record Link(double latencySeconds, double bytesPerSecond) {
+        public static final Link NOT_MEASURED = new Link(Double.NaN, Double.NaN);
+
+        public Link {
+            if (Double.isNaN(latencySeconds) != Double.isNaN(bytesPerSecond)
+                    || !Double.isNaN(latencySeconds) && !(latencySeconds >= 0 && bytesPerSecond > 0
+                    && Double.isFinite(latencySeconds) && Double.isFinite(bytesPerSecond))) {
+                throw new IllegalArgumentException("an all-reduce link needs a finite latency >= 0 and bandwidth > 0 "
+                        + "(both NaN when not measured), got " + latencySeconds + " s, " + bytesPerSecond + " bytes/s");
+            }
+        }
+
+        public boolean measured() {
+            return !Double.isNaN(latencySeconds);
+        }
+    }
+
     /** Raise with a change of the keys: costs files of another format are profiled again. */
     public static final String FORMAT = "2";
 
     public RuntimeCosts {
+        java.util.Objects.requireNonNull(allReduceIntra, "allReduceIntra");
+        java.util.Objects.requireNonNull(allReduceInter, "allReduceInter");
         for (double s : new double[]{callOverhead, decodeStepOverhead, microBatchOverhead, reallocOverhead}) {
             if (!(s >= 0) || Double.isInfinite(s)) {
                 throw new IllegalArgumentException("runtime costs must be finite and non-negative seconds, got call "
@@ -61,13 +88,21 @@ public record RuntimeCosts(double callOverhead, double decodeStepOverhead, doubl
         if (!Double.isNaN(reallocInterParams)) {
             b.append(String.format(Locale.ROOT, "realloc_inter_params_per_second=%.6e%n", reallocInterParams));
         }
+        for (String where : List.of("intra", "inter")) {
+            Link l = where.equals("intra") ? allReduceIntra : allReduceInter;
+            if (l.measured()) {
+                b.append(String.format(Locale.ROOT, "allreduce_%s_latency_seconds=%.6e%n", where, l.latencySeconds()));
+                b.append(String.format(Locale.ROOT, "allreduce_%s_bytes_per_second=%.6e%n", where, l.bytesPerSecond()));
+            }
+        }
         return b.toString();
     }
 
     private static final List<String> REQUIRED = List.of("call_overhead_seconds", "decode_step_seconds",
             "micro_batch_seconds", "realloc_overhead_seconds");
     private static final List<String> OPTIONAL = List.of("realloc_intra_params_per_second",
-            "realloc_inter_params_per_second");
+            "realloc_inter_params_per_second", "allreduce_intra_latency_seconds", "allreduce_intra_bytes_per_second",
+            "allreduce_inter_latency_seconds", "allreduce_inter_bytes_per_second");
 
     /** Parses {@link #format()}'s lines; {@code source} names the file in errors. */
     public static RuntimeCosts parse(String source, List<String> lines) {
@@ -100,6 +135,17 @@ public record RuntimeCosts(double callOverhead, double decodeStepOverhead, doubl
         }
         return new RuntimeCosts(v.get("call_overhead_seconds"), v.get("decode_step_seconds"),
                 v.get("micro_batch_seconds"), v.get("realloc_overhead_seconds"), v.getOrDefault("realloc_intra_params_per_second", Double.NaN),
-                v.getOrDefault("realloc_inter_params_per_second", Double.NaN));
+                v.getOrDefault("realloc_inter_params_per_second", Double.NaN), link(source, v, "intra"),
+                link(source, v, "inter"));
+    }
+
+    private static Link link(String source, Map<String, Double> v, String where) {
+        Double latency = v.get("allreduce_" + where + "_latency_seconds");
+        Double bandwidth = v.get("allreduce_" + where + "_bytes_per_second");
+        if ((latency == null) != (bandwidth == null)) {
+            throw new IllegalArgumentException(source + ": allreduce_" + where + "_latency_seconds and _bytes_per_second "
+                    + "come together");
+        }
+        return latency == null ? Link.NOT_MEASURED : new Link(latency, bandwidth);
     }
 }

@@ -28,7 +28,10 @@ class ProfiledPlanTest {
     private static final double CALL = 0.050, STEP = 0.003, MICRO = 0.007, REALLOC = 0.040;
     /** Parameters per second moved by a reallocation inside an executor and between two. */
     private static final double INTRA = 2e6, INTER = 5e5;
-    private static final RuntimeCosts COSTS = new RuntimeCosts(CALL, STEP, MICRO, REALLOC, INTRA, INTER);
+    /** A two-device all-reduce inside an executor: 2 ms, then 1e8 bytes/s. */
+    private static final RuntimeCosts.Link ALL_REDUCE = new RuntimeCosts.Link(0.002, 1e8);
+    private static final RuntimeCosts COSTS = new RuntimeCosts(CALL, STEP, MICRO, REALLOC, INTRA, INTER, ALL_REDUCE,
+            RuntimeCosts.Link.NOT_MEASURED);
 
     /** One row per op at a token count above every query, so that each lookup is that row's time. */
     private static ProfileTable table() {
@@ -103,6 +106,23 @@ class ProfiledPlanTest {
     }
 
     @Test
+    void dataParallelReplicasSyncGradientsAtTheMeasuredAllReduce() {
+        DataflowGraph g = new DataflowGraph("t", List.of(ModelCall.train("train", "x", List.of("p"), 1)));
+        CostConstants k = CostConstants.calibrated().withRuntimeCosts(COSTS);
+        ClusterSpec cluster = ClusterSpec.cpu(1, 2, 8 * GpuSpec.GIB);
+        PlanningProblem p = new PlanningProblem(g, Map.of("x", M), cluster, new Workload(4, 4, 64), k, table());
+        double train = p.costModel().estimateFixed(g.calls().get(0), M, p.workload(), true, new DeviceMesh(0, 2),
+                ParallelStrategy.of(2, 1, 1, 1), true).seconds();
+        double params = M.totalParams();
+        // each replica's 4 sequences in one micro-batch; then a reduce-scatter of fp32 gradients and an all-gather of
+        // bf16 weights over the two replicas, each moving half its buffer at the measured bandwidth after the
+        // measured two-device latency; AdamW over half the parameters
+        double sync = 0.5 * 4 * params / 1e8 + 0.002 + 0.5 * 2 * params / 1e8 + 0.002;
+        double adam = 30.0 * params / 2 / (cluster.gpu().memoryBandwidth() * k.memoryEfficiency());
+        assertEquals(2 * FWD + HEAD_FWD + 2 * BWD + HEAD_BWD + MICRO + sync + adam + CALL, train, 1e-12);
+    }
+
+    @Test
     void reallocationsMoveParametersAtTheMeasuredRates() {
         long params = 0;
         for (var param : org.sparkrlhf.planner.realloc.ModelParameters.all(M)) {
@@ -146,7 +166,8 @@ class ProfiledPlanTest {
 
     @Test
     void runtimeCostsRoundTrip() {
-        for (RuntimeCosts c : List.of(COSTS, new RuntimeCosts(0.0123, 4.5e-4, 2e-3, 0.08, 3.5e7, Double.NaN))) {
+        for (RuntimeCosts c : List.of(COSTS, new RuntimeCosts(0.0123, 4.5e-4, 2e-3, 0.08, 3.5e7, Double.NaN,
+                RuntimeCosts.Link.NOT_MEASURED, new RuntimeCosts.Link(1e-3, 2e8)))) {
             RuntimeCosts back = RuntimeCosts.parse("costs", List.of(c.format().split("\n")));
             assertEquals(c, back);
         }
