@@ -37,14 +37,14 @@ import java.util.Locale;
 import java.util.Map;
 
 /**
- * Profiles a run's models on its executors: for each distinct model (same name and config.json), one
- * Spark task on the run's first device runs the engine's profiler ({@link EngineProfiler}) over the
- * token counts and lengths of the run's batch; then the driver times empty calls through the
- * {@link BarrierCallRunner} over all the run's devices (the per-call overhead), reallocations between
- * two devices ({@link ReallocationProfiler}), all-reduces through the runtime's communicator
- * ({@link CollectiveProfiler}) and, in the profiling task, the per-micro-batch overhead
- * ({@link MicroBatchProfiler}). The planner's clusters
- * are homogeneous, so the first device stands for every device of the run. Tables go next to the run's
+ * Profiles a run's models on its executors: for each distinct model (same name and config.json), the
+ * devices of the run's first executor run the engine's profiler ({@link EngineProfiler}) side by side
+ * over the token counts and lengths of the run's batch, and the per-micro-batch overhead
+ * ({@link MicroBatchProfiler}); the first device's table is kept. Then the driver times all-reduces
+ * through the runtime's communicator ({@link CollectiveProfiler}), empty calls through the
+ * {@link BarrierCallRunner} over all the run's devices (the per-call overhead) and reallocations
+ * between two devices ({@link ReallocationProfiler}). The planner's clusters are homogeneous, so the
+ * first executor stands for every one of the run. Tables go next to the run's
  * output and into the cache ({@link ProfileStore}).
  */
 public final class RunProfiler {
@@ -99,6 +99,11 @@ public final class RunProfiler {
         }
         // the models first: a run's calls come after its JVM has compiled Spark's scheduling path and the
         // engine's kernels, and the fixed costs timed below should be those of such a JVM
+        // every device of the first executor profiles at once, and the first one's table is kept: a call's ranks
+        // run side by side, and on a CPU executor the slots share one pool of cores (a slot alone would have
+        // them all: on local[2] its passes ran twice as fast as a data-parallel call's)
+        List<DeviceSlot> executor = inventory.devices().stream()
+                .filter(d -> d.executorId().equals(inventory.device(0).executorId())).toList();
         Map<String, Measured> measured = new LinkedHashMap<>();
         for (String role : distinct.values()) {
             ModelSpec spec = RunScenario.model(config, role);
@@ -106,7 +111,8 @@ public final class RunProfiler {
                     w.promptLen(), w.genLen(), w.sequences());
             long start = System.nanoTime();
             List<RankResult<Measured>> r = runner.run("profile", "spark-rlhf: profile " + spec.name() + " on " + device,
-                    List.of(inventory.device(0)), List.of(job), (context, in) -> measure(context.backend(), in));
+                    executor, new ArrayList<>(Collections.nCopies(executor.size(), job)),
+                    (context, in) -> measure(context.backend(), in));
             Measured m = r.get(0).value();
             measured.put(role, m);
             progress.printf(Locale.ROOT, "profile: %s (%s) on %s: %d rows in %.1f s, decoding step overhead %.4f s, "
