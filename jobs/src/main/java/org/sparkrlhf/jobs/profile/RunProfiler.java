@@ -10,6 +10,7 @@ import org.sparkrlhf.gpuexec.profile.ProfileCsv;
 import org.sparkrlhf.gpuexec.profile.ProfileGrid;
 import org.sparkrlhf.jobs.calls.ModelSource;
 import org.sparkrlhf.jobs.config.RunConfig;
+import org.sparkrlhf.jobs.plan.Placement;
 import org.sparkrlhf.jobs.plan.RunScenario;
 import org.sparkrlhf.jobs.runtime.BarrierCallRunner;
 import org.sparkrlhf.jobs.runtime.ClusterInventory;
@@ -172,16 +173,17 @@ public final class RunProfiler {
 
     /** The median wall time of a call that does nothing, on every device of the run, after {@link #EMPTY_WARM_UP}. */
     static double emptyCallSeconds(BarrierCallRunner runner, ClusterInventory inventory) {
-        List<DeviceSlot> all = inventory.devices();
+        // placed as a data-parallel call over every device, as the run's calls are (the same stage set-up)
+        Placement all = Placement.dataParallel("empty", "", inventory.devices());
         List<Integer> inputs = new ArrayList<>(Collections.nCopies(all.size(), 0));
         double[] s = new double[EMPTY_CALLS];
         long warm = System.nanoTime();
         for (int i = 0; i < EMPTY_WARM_UP || (System.nanoTime() - warm) / 1e9 < EMPTY_WARM_UP_SECONDS; i++) {
-            runner.run("empty", "spark-rlhf: an empty call", all, inputs, (context, in) -> in);
+            runner.run("spark-rlhf: an empty call", all, inputs, (context, in) -> in);
         }
         for (int i = 0; i < EMPTY_CALLS; i++) {
             long t0 = System.nanoTime();
-            runner.run("empty", "spark-rlhf: an empty call", all, inputs, (context, in) -> in);
+            runner.run("spark-rlhf: an empty call", all, inputs, (context, in) -> in);
             s[i] = (System.nanoTime() - t0) / 1e9;
         }
         Arrays.sort(s);
