@@ -20,7 +20,8 @@ import java.util.List;
  * each is timed through {@link LlamaModel} and {@link Generator}, so what is measured is exactly the code
  * a call runs; one layer is the difference divided by the extra layers, and the head (embedding, final
  * norm, LM head, log-softmax, the download of the logprobs) is what the {@link #FEW}-layer model spends
- * beyond its layers. Each point is the median of {@code repeats} runs after one warm-up.
+ * beyond its layers; the value head (a critic's) likewise, from a model with a score head. Each point is the median of {@code repeats} runs after one warm-up; each op's
+ * series is then made non-decreasing in tokens ({@link MonotoneRows}).
  *
  * <p>Only tp = 1 is measured: tensor-parallel shards and the collectives are not profiled (the planner
  * keeps its roofline for tp > 1).
@@ -30,8 +31,8 @@ public final class EngineProfiler {
      * The engine's timing generation: profiles cached under another version are not used. Raise it with
      * a change that makes the engine's passes faster or slower (kernels, backends, the model's code).
      */
-    public static final String VERSION = "1";
-    static final int FEW = 1;
+    public static final String VERSION = "2";
+    public static final int FEW = 1;
     static final int MORE = 4;
     /** The shortest sample: ops faster than this are timed in loops. */
     static final double MIN_SAMPLE_SECONDS = 0.02;
@@ -58,7 +59,7 @@ public final class EngineProfiler {
     }
 
     /** The architecture with {@code layers} decoder layers (sliding windows of the first layers). */
-    static ModelConfig withLayers(ModelConfig c, int layers) {
+    public static ModelConfig withLayers(ModelConfig c, int layers) {
         int[] windows = Arrays.copyOf(c.slidingWindows(), layers);
         return new ModelConfig(c.architecture(), c.modelType(), c.head(), c.vocabSize(), c.hiddenSize(),
                 c.intermediateSize(), layers, c.numHeads(), c.numKvHeads(), c.headDim(), c.rmsNormEps(), c.ropeTheta(),
@@ -71,7 +72,9 @@ public final class EngineProfiler {
         List<ProfileRow> rows = new ArrayList<>();
         List<Double> stepRest = new ArrayList<>();
         try (LlamaModel few = LlamaModel.random(backend, withLayers(config, FEW), dtype, 1, 0.02f);
-             LlamaModel more = LlamaModel.random(backend, withLayers(config, MORE), dtype, 1, 0.02f)) {
+             LlamaModel more = LlamaModel.random(backend, withLayers(config, MORE), dtype, 1, 0.02f);
+             LlamaModel valueFew = LlamaModel.random(backend,
+                     withLayers(config.withHead(ModelConfig.Head.SCORE), FEW), dtype, 1, 0.02f)) {
             int extra = MORE - FEW;
             // the JIT compiles the kernels during the first passes: a discarded point before the sweep
             Batch warm = batch(1, Math.min(grid.passContexts().get(0), config.maxPositions()));
@@ -99,6 +102,13 @@ public final class EngineProfiler {
                         // the planner asks for the head without a context
                         rows.add(new ProfileRow(model, gpu, "head_fwd", 1, tokens, 0, headFwd));
                         rows.add(new ProfileRow(model, gpu, "head_bwd", 1, tokens, 0, headBwd));
+                        // the value head of a critic built from this architecture: the same trunk, a [1, hidden] head
+                        double valuesFwd = median(() -> values(valueFew, batch));
+                        double valuesBoth = median(() -> valuesForwardBackward(valueFew, batch));
+                        rows.add(new ProfileRow(model, gpu, "value_head_fwd", 1, tokens, 0,
+                                positive(valuesFwd - FEW * layerFwd)));
+                        rows.add(new ProfileRow(model, gpu, "value_head_bwd", 1, tokens, 0,
+                                positive(valuesBoth - valuesFwd - FEW * layerBwd)));
                     }
                     if (bothMore > SLOW_SECONDS) {
                         break; // larger passes: the table scales this one proportionally
@@ -106,6 +116,7 @@ public final class EngineProfiler {
                 }
                 few.releaseActivations();
                 more.releaseActivations();
+                valueFew.releaseActivations();
             }
             int steps = Math.min(grid.decodeSteps(), config.maxPositions() - grid.decodeContext());
             if (steps >= 2) {
@@ -123,7 +134,7 @@ public final class EngineProfiler {
             }
         }
         double rest = stepRest.isEmpty() ? 0 : Math.max(0, medianOf(stepRest));
-        return new EngineProfile(rows, rest);
+        return new EngineProfile(MonotoneRows.fit(rows), rest);
     }
 
     /** Seconds of one decoding step: generating {@code steps} tokens minus generating one, per extra token. */
@@ -156,6 +167,19 @@ public final class EngineProfiler {
         float[] d = new float[batch.batch() * (batch.time() - 1)];
         Arrays.fill(d, -1f / d.length);
         m.backward(d, null);
+        backend.synchronize();
+    }
+
+    private void values(LlamaModel m, Batch batch) {
+        m.values(batch);
+        backend.synchronize();
+    }
+
+    private void valuesForwardBackward(LlamaModel m, Batch batch) {
+        float[] v = m.values(batch);
+        float[] d = new float[v.length];
+        Arrays.fill(d, 1f / d.length);
+        m.backwardValues(d);
         backend.synchronize();
     }
 

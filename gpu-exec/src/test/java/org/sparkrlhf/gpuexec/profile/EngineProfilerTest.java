@@ -51,9 +51,10 @@ class EngineProfilerTest {
         ProfileGrid grid = ProfileGrid.forWorkload(6, 4, 8, 4096);
         EngineProfile p = new EngineProfiler(backend, TINY, DType.F32, 3).run("tiny", device, grid);
         Set<String> ops = p.rows().stream().map(ProfileRow::op).collect(Collectors.toSet());
-        assertEquals(Set.of("layer_fwd", "layer_bwd", "layer_decode", "head_fwd", "head_bwd"), ops);
-        // two contexts x 3 sequence counts of fwd and bwd, the head at the longer context, 3 decode batches
-        assertEquals(2 * 3 * 2 + 3 * 2 + 3, p.rows().size());
+        assertEquals(Set.of("layer_fwd", "layer_bwd", "layer_decode", "head_fwd", "head_bwd", "value_head_fwd",
+                "value_head_bwd"), ops);
+        // two contexts x 3 sequence counts of fwd and bwd, both heads at the longer context, 3 decode batches
+        assertEquals(2 * 3 * 2 + 2 * 3 * 2 + 3, p.rows().size());
         assertTrue(p.decodeStepSeconds() >= 0 && Double.isFinite(p.decodeStepSeconds()));
 
         Path csv = dir.resolve("tiny-" + device + ".csv");

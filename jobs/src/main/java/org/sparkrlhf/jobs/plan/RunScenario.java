@@ -113,14 +113,18 @@ public final class RunScenario {
     public static DataflowGraph graph(RunConfig config) {
         boolean rewardModel = config.reward() == null || config.reward().fromModel();
         return Algorithms.of(config.algorithm().key(), optimizerSteps(config), rewardModel)
-                .withoutTraining(RunConfigReader.frozenRoles(config.models()));
+                .withoutTraining(RunConfigReader.frozenRoles(config.models())).withEpochs(epochs(config));
     }
 
-    /**
-     * The mini-batches a train call splits the iteration's batch into. Epochs pass over the same
-     * mini-batches again; the planner's graphs have no epoch count, so a train call's estimate is
-     * that of one epoch (its layout choice scales alike).
-     */
+    /** The passes a train call makes over its mini-batches (PPO's and GRPO's epochs). */
+    static int epochs(RunConfig config) {
+        if (config.ppo() != null) {
+            return config.ppo().epochs();
+        }
+        return config.grpo() != null ? config.grpo().epochs() : 1;
+    }
+
+    /** The mini-batches a train call splits the iteration's batch into ({@link #epochs} passes over them). */
     static int optimizerSteps(RunConfig config) {
         if (config.ppo() != null) {
             return config.ppo().miniBatches();

@@ -17,7 +17,7 @@ import java.util.Optional;
 /**
  * Where profile tables live: next to a run's output ({@code <output>/profile/<model>-<device>.csv},
  * with the measured runtime costs in {@code <model>-<device>.costs}), and in a cache on the driver
- * keyed by model, device and engine version, so that another run of the same model on the same
+ * keyed by model, device, engine version and costs format, so that another run of the same model on the same
  * hardware plans with it without profiling again. The cache key also holds a digest of the model's
  * config.json: two checkpoints both called {@code final} are different models. The cache folder is
  * {@value #CACHE_PROPERTY} (a system property or environment variable {@code SPARK_RLHF_PROFILE_CACHE}),
@@ -46,9 +46,9 @@ public final class ProfileStore {
         return HadoopFiles.resolve(HadoopFiles.resolve(output, "profile"), safe(model) + "-" + safe(device));
     }
 
-    /** The stem in the cache: engine version / device / model-digest. */
+    /** The stem in the cache: engine version and costs format / device / model-digest. */
     static Path cacheStem(String model, String device, byte[] configJson) {
-        return cacheDir().resolve("engine-" + EngineProfiler.VERSION).resolve(safe(device))
+        return cacheDir().resolve("engine-" + EngineProfiler.VERSION + "-costs-" + RuntimeCosts.FORMAT).resolve(safe(device))
                 .resolve(safe(model) + "-" + digest(configJson));
     }
 

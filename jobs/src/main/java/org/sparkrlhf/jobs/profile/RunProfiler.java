@@ -10,12 +10,15 @@ import org.sparkrlhf.gpuexec.profile.ProfileCsv;
 import org.sparkrlhf.gpuexec.profile.ProfileGrid;
 import org.sparkrlhf.jobs.calls.ModelSource;
 import org.sparkrlhf.jobs.config.RunConfig;
+import org.sparkrlhf.jobs.plan.Placement;
 import org.sparkrlhf.jobs.plan.RunScenario;
 import org.sparkrlhf.jobs.runtime.BarrierCallRunner;
 import org.sparkrlhf.jobs.runtime.ClusterInventory;
 import org.sparkrlhf.jobs.runtime.DeviceSlot;
 import org.sparkrlhf.jobs.runtime.RankResult;
+import org.sparkrlhf.planner.cost.ProfileTable;
 import org.sparkrlhf.planner.cost.RuntimeCosts;
+import org.sparkrlhf.planner.spec.ClusterSpec;
 import org.sparkrlhf.planner.spec.ModelSpec;
 import org.sparkrlhf.planner.spec.Workload;
 
@@ -35,17 +38,30 @@ import java.util.Locale;
 import java.util.Map;
 
 /**
- * Profiles a run's models on its executors: for each distinct model (same name and config.json), one
- * Spark task on the run's first device runs the engine's profiler ({@link EngineProfiler}) over the
- * token counts and lengths of the run's batch; then the driver times empty calls through the
- * {@link BarrierCallRunner} over all the run's devices (the per-call overhead). The planner's clusters
- * are homogeneous, so the first device stands for every device of the run. Tables go next to the run's
+ * Profiles a run's models on its executors: for each distinct model (same name and config.json), the
+ * devices of the run's first executor run the engine's profiler ({@link EngineProfiler}) side by side
+ * over the token counts and lengths of the run's batch, and the per-micro-batch overhead
+ * ({@link MicroBatchProfiler}); the first device's table is kept. Then the driver times all-reduces
+ * through the runtime's communicator ({@link CollectiveProfiler}), empty calls through the
+ * {@link BarrierCallRunner} over all the run's devices (the per-call overhead) and reallocations
+ * between two devices ({@link ReallocationProfiler}). The planner's clusters are homogeneous, so the
+ * first executor stands for every one of the run. Tables go next to the run's
  * output and into the cache ({@link ProfileStore}).
  */
 public final class RunProfiler {
     /** Repeats of each timed point and of the empty call (after one warm-up); the median is kept. */
     static final int REPEATS = 5;
-    static final int EMPTY_CALLS = 7;
+    static final int EMPTY_CALLS = 15;
+    /**
+     * Empty calls run first and not timed: a run's calls follow hundreds of stages, while the first
+     * calls of a JVM run Spark's scheduling path before the JIT compiles it (measured on local[2]:
+     * 0.6 s for the first two, 0.04-0.2 s from the 20th on; with one warm-up call the median came out
+     * at 0.12 s, which overestimated every call of the GRPO example). They are timed after the models'
+     * profiles for the same reason.
+     */
+    static final int EMPTY_WARM_UP = 30;
+    /** ... and for at least this long: the JIT compiles the path in the background, on the same cores. */
+    static final double EMPTY_WARM_UP_SECONDS = 10;
     /** Passes beyond this many tokens are not measured: the table scales the largest proportionally. */
     static final long MAX_PASS_TOKENS = 8192;
 
@@ -54,7 +70,7 @@ public final class RunProfiler {
             implements Serializable {
     }
 
-    record Measured(String csv, double decodeStepSeconds, int rows) implements Serializable {
+    record Measured(String csv, double decodeStepSeconds, double microBatchSeconds, int rows) implements Serializable {
     }
 
     private RunProfiler() {
@@ -73,7 +89,8 @@ public final class RunProfiler {
     /** Profiles every distinct model of the run and stores the tables; returns the CSV paths under the output. */
     public static List<String> profile(RunConfig config, String output, BarrierCallRunner runner,
                                        ClusterInventory inventory, PrintStream progress) {
-        String device = RunScenario.cluster(inventory, RunScenario.gpuPreset(config)).gpu().name();
+        ClusterSpec cluster = RunScenario.cluster(inventory, RunScenario.gpuPreset(config));
+        String device = cluster.gpu().name();
         Workload w = RunScenario.workload(config);
         Map<String, String> distinct = new LinkedHashMap<>();
         for (String role : RunScenario.graph(config).roles()) {
@@ -81,23 +98,47 @@ public final class RunProfiler {
             String json = new String(configJson(config, role), StandardCharsets.UTF_8);
             distinct.putIfAbsent(spec.name() + "\u0000" + json, role);
         }
+        // the models first: a run's calls come after its JVM has compiled Spark's scheduling path and the
+        // engine's kernels, and the fixed costs timed below should be those of such a JVM
+        // every device of the first executor profiles at once, and the first one's table is kept: a call's ranks
+        // run side by side, and on a CPU executor the slots share one pool of cores (a slot alone would have
+        // them all: on local[2] its passes ran twice as fast as a data-parallel call's)
+        List<DeviceSlot> executor = inventory.devices().stream()
+                .filter(d -> d.executorId().equals(inventory.device(0).executorId())).toList();
+        Map<String, Measured> measured = new LinkedHashMap<>();
+        for (String role : distinct.values()) {
+            ModelSpec spec = RunScenario.model(config, role);
+            Job job = new Job(spec.name(), device, new String(configJson(config, role), StandardCharsets.UTF_8),
+                    w.promptLen(), w.genLen(), w.sequences());
+            long start = System.nanoTime();
+            List<RankResult<Measured>> r = runner.run("profile", "spark-rlhf: profile " + spec.name() + " on " + device,
+                    executor, new ArrayList<>(Collections.nCopies(executor.size(), job)),
+                    (context, in) -> measure(context.backend(), in));
+            Measured m = r.get(0).value();
+            measured.put(role, m);
+            progress.printf(Locale.ROOT, "profile: %s (%s) on %s: %d rows in %.1f s, decoding step overhead %.4f s, "
+                            + "micro-batch overhead %.4f s%n", spec.name(), role, device, m.rows(),
+                    (System.nanoTime() - start) / 1e9, m.decodeStepSeconds(), m.microBatchSeconds());
+        }
+        CollectiveProfiler.Link[] links = CollectiveProfiler.measure(runner, inventory);
+        progress.printf(Locale.ROOT, "profile: an all-reduce over two devices of an executor takes %s, between two "
+                + "executors %s%n", link(links[0]), link(links[1]));
         double callOverhead = emptyCallSeconds(runner, inventory);
         progress.printf(Locale.ROOT, "profile: an empty call over %d devices takes %.4f s (median of %d)%n",
                 inventory.size(), callOverhead, EMPTY_CALLS);
+        ReallocationProfiler.Rates realloc = new ReallocationProfiler(runner, inventory, cluster).measure(callOverhead);
+        progress.printf(Locale.ROOT, "profile: a reallocation takes %.4f s fixed, then moves %s parameters/s inside an "
+                        + "executor and %s between two%n", realloc.overheadSeconds(), rate(realloc.intraParamsPerSecond()),
+                rate(realloc.interParamsPerSecond()));
         List<String> stored = new ArrayList<>();
-        for (String role : distinct.values()) {
-            ModelSpec spec = RunScenario.model(config, role);
-            byte[] json = configJson(config, role);
-            Job job = new Job(spec.name(), device, new String(json, StandardCharsets.UTF_8), w.promptLen(), w.genLen(),
-                    w.sequences());
-            long start = System.nanoTime();
-            List<RankResult<Measured>> r = runner.run("profile", "spark-rlhf: profile " + spec.name() + " on " + device,
-                    List.of(inventory.device(0)), List.of(job), (context, in) -> measure(context.backend(), in));
-            Measured m = r.get(0).value();
-            RuntimeCosts costs = new RuntimeCosts(callOverhead, m.decodeStepSeconds());
-            String path = ProfileStore.store(output, spec.name(), device, json, m.csv(), costs);
-            progress.printf(Locale.ROOT, "profile: %s (%s) on %s: %d rows in %.1f s, decoding step overhead %.4f s -> %s%n",
-                    spec.name(), role, device, m.rows(), (System.nanoTime() - start) / 1e9, m.decodeStepSeconds(), path);
+        for (Map.Entry<String, Measured> e : measured.entrySet()) {
+            ModelSpec spec = RunScenario.model(config, e.getKey());
+            Measured m = e.getValue();
+            RuntimeCosts costs = new RuntimeCosts(callOverhead, m.decodeStepSeconds(), m.microBatchSeconds(),
+                    realloc.overheadSeconds(), realloc.intraParamsPerSecond(), realloc.interParamsPerSecond(),
+                    costsLink(links[0]), costsLink(links[1]));
+            String path = ProfileStore.store(output, spec.name(), device, configJson(config, e.getKey()), m.csv(), costs);
+            progress.printf(Locale.ROOT, "profile: %s -> %s%n", spec.name(), path);
             stored.add(path);
         }
         return stored;
@@ -109,20 +150,41 @@ public final class RunProfiler {
         ProfileGrid grid = ProfileGrid.forWorkload(job.promptLen(), job.genLen(), job.sequences(), MAX_PASS_TOKENS);
         // the engine keeps every model in fp32 (bf16 only as a GPU storage type of its kernels)
         EngineProfile p = new EngineProfiler(backend, config, DType.F32, REPEATS).run(job.model(), job.device(), grid);
-        return new Measured(ProfileCsv.format(p.rows()), p.decodeStepSeconds(), p.rows().size());
+        String csv = ProfileCsv.format(p.rows());
+        ProfileTable table = ProfileTable.empty().read(job.model() + " profile", Arrays.asList(csv.split("\r?\n")));
+        double microBatch = MicroBatchProfiler.measure(backend, config, table, job.model(), job.device(),
+                job.promptLen() + job.genLen(), job.sequences(), REPEATS);
+        return new Measured(csv, p.decodeStepSeconds(), microBatch, p.rows().size());
     }
 
-    /** The median wall time of a call that does nothing, on every device of the run, after one warm-up. */
+    private static String link(CollectiveProfiler.Link l) {
+        return Double.isNaN(l.latencySeconds()) ? "(no such pair)" : String.format(Locale.ROOT,
+                "%.2e s + bytes / %.3g bytes/s", l.latencySeconds(), l.bytesPerSecond());
+    }
+
+    private static RuntimeCosts.Link costsLink(CollectiveProfiler.Link l) {
+        return Double.isNaN(l.latencySeconds()) ? RuntimeCosts.Link.NOT_MEASURED
+                : new RuntimeCosts.Link(l.latencySeconds(), l.bytesPerSecond());
+    }
+
+    private static String rate(double perSecond) {
+        return Double.isNaN(perSecond) ? "(no such pair)" : String.format(Locale.ROOT, "%.3g", perSecond);
+    }
+
+    /** The median wall time of a call that does nothing, on every device of the run, after {@link #EMPTY_WARM_UP}. */
     static double emptyCallSeconds(BarrierCallRunner runner, ClusterInventory inventory) {
-        List<DeviceSlot> all = inventory.devices();
+        // placed as a data-parallel call over every device, as the run's calls are (the same stage set-up)
+        Placement all = Placement.dataParallel("empty", "", inventory.devices());
         List<Integer> inputs = new ArrayList<>(Collections.nCopies(all.size(), 0));
         double[] s = new double[EMPTY_CALLS];
-        for (int i = -1; i < EMPTY_CALLS; i++) {
+        long warm = System.nanoTime();
+        for (int i = 0; i < EMPTY_WARM_UP || (System.nanoTime() - warm) / 1e9 < EMPTY_WARM_UP_SECONDS; i++) {
+            runner.run("spark-rlhf: an empty call", all, inputs, (context, in) -> in);
+        }
+        for (int i = 0; i < EMPTY_CALLS; i++) {
             long t0 = System.nanoTime();
-            runner.run("empty", "spark-rlhf: an empty call", all, inputs, (context, in) -> in);
-            if (i >= 0) {
-                s[i] = (System.nanoTime() - t0) / 1e9;
-            }
+            runner.run("spark-rlhf: an empty call", all, inputs, (context, in) -> in);
+            s[i] = (System.nanoTime() - t0) / 1e9;
         }
         Arrays.sort(s);
         return s[EMPTY_CALLS / 2];

@@ -83,6 +83,12 @@ class ProfileCommandTest {
                     Files.readAllLines(out.resolve("profile").resolve(model + "-cpu.costs")));
             // measured, not a constant: positive and finite (its size is the machine's)
             assertTrue(costs.callOverhead() > 0 && Double.isFinite(costs.callOverhead()), costs.toString());
+            // local[2]: two slots of one executor, so a rate inside an executor and none between two
+            assertTrue(costs.reallocOverhead() > 0 && costs.reallocIntraParams() > 0, costs.toString());
+            assertTrue(Double.isNaN(costs.reallocInterParams()), costs.toString());
+            assertTrue(costs.allReduceIntra().measured() && !costs.allReduceInter().measured(), costs.toString());
+            assertTrue(costs.microBatchOverhead() >= 0 && Double.isFinite(costs.microBatchOverhead()), costs.toString());
+            assertTrue(log.contains("profile: a reallocation takes"), log);
             try (Stream<Path> files = Files.walk(cache)) {
                 List<String> cached = files.map(p -> p.getFileName().toString()).filter(n -> n.endsWith(".csv")).toList();
                 assertEquals(1, cached.size(), "actor and ref are one model: " + cached);
@@ -91,6 +97,11 @@ class ProfileCommandTest {
             // the run plans with the table and the measured overhead, from the output or (output gone) the cache
             PlanningProblem p = RunScenario.problem(run, ClusterSpec.cpu(1, 2, 8L << 30));
             assertEquals(costs.callOverhead(), p.costModel().constants().callOverhead(), 1e-9);
+            assertEquals(costs.microBatchOverhead(), p.costModel().constants().microBatchOverhead(), 1e-12);
+            assertEquals(costs.reallocOverhead(), p.costModel().constants().reallocOverhead(), 1e-12);
+            // inside the executor: the measured rate in the planner's bf16 bytes; between executors: the link's
+            assertEquals(costs.reallocIntraParams() * 2, p.costModel().comm().reallocBandwidth(false), 1e-3);
+            assertEquals(p.costModel().comm().interBandwidth(), p.costModel().comm().reallocBandwidth(true), 1e-3);
             assertEquals(table.lookup(model, "cpu", ProfileTable.Op.LAYER_FWD, 1, 24, 12),
                     p.costModel().compute().layerForward(p.model("actor"), 24, 12, 1), 1e-12);
             try (Stream<Path> files = Files.walk(out.resolve("profile"))) {

@@ -17,7 +17,7 @@ import java.util.List;
  * estimator returns the variants that fit in memory on their own and are not beaten in both time and
  * memory by another (fastest first), so that a plan where several models share devices can still fit.
  * <ul>
- *   <li>TRAIN: {@code trainSteps} optimizer steps; each runs a 1F1B pipeline over the replica's
+ *   <li>TRAIN: {@code trainSteps} optimizer steps, {@code epochs} times; each runs a 1F1B pipeline over the replica's
  *   micro-batches ({@code (mb + pp - 1)} slots of forward + backward of the slowest stage), with two
  *   tensor-parallel all-reduces per layer and pass, activations sent between stages, then a
  *   reduce-scatter of fp32 gradients and an all-gather of bf16 weights over the data-parallel group
@@ -267,7 +267,8 @@ public final class CallCostModel {
             double gather = comm.allGather(p, s.dp(), cross);
             double fwd = Math.max(fwdCompute, gather);
             double bwd = Math.max(bwdCompute, gather + comm.reduceScatter(p, s.dp(), cross));
-            step = s.microBatches() * (fwd + bwd) + compute.memoryPass(30.0 * m.totalParams() / s.dp());
+            step = s.microBatches() * (fwd + bwd + k.microBatchOverhead())
+                    + compute.memoryPass(30.0 * m.totalParams() / s.dp());
         } else {
             double tpc = layers * tpCollectives(m, tokensMb, s.tp());
             double fwd = fwdCompute + tpc;
@@ -281,9 +282,9 @@ public final class CallCostModel {
             double sync = s.dp() > 1
                     ? comm.reduceScatter(4.0 * pDev, s.dp(), crossDp) + comm.allGather(2.0 * pDev, s.dp(), crossDp) : 0;
             double opt = compute.memoryPass(30.0 * pDev / s.dp());
-            step = pipe + sync + opt;
+            step = pipe + s.microBatches() * k.microBatchOverhead() + sync + opt;
         }
-        return call.trainSteps() * step + k.callOverhead();
+        return call.epochs() * call.trainSteps() * step + k.callOverhead();
     }
 
     double inferenceSeconds(ModelSpec m, double seqLen, ParallelStrategy s, double tokensMb, boolean crossPp,
@@ -300,7 +301,7 @@ public final class CallCostModel {
                 t += slots * comm.send(tokensMb * m.hidden() * 2.0, crossPp);
             }
         }
-        return t + k.callOverhead();
+        return t + s.microBatches() * k.microBatchOverhead() + k.callOverhead();
     }
 
     enum GatherMode { NONE, ONCE, PER_STEP }
@@ -315,7 +316,7 @@ public final class CallCostModel {
         double gatherAll = gather == GatherMode.NONE ? 0 : comm.allGather(2.0 * m.totalParams(), s.dp(), cross);
         double prefillTokens = b * w.promptLen();
         double prefillStage = stageForward(m, prefillTokens, w.promptLen(), tp, pp, b);
-        double prefill = (mb + pp - 1) * prefillStage;
+        double prefill = (mb + pp - 1) * prefillStage + mb * k.microBatchOverhead();
         if (pp > 1) {
             prefill += (mb + pp - 1) * comm.send(prefillTokens * m.hidden() * 2.0, crossPp);
         }

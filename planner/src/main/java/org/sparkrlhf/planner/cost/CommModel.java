@@ -7,23 +7,40 @@ import org.sparkrlhf.planner.spec.ClusterSpec;
  * {@code (n-1)/n} (all-gather, reduce-scatter) of the buffer through every member's link; a group that
  * spans nodes is limited by each device's network interface (one NIC per GPU on the presets), a group
  * inside a node by its NVLink share. Latency grows with the log of the group (NCCL's trees for small
- * messages).
+ * messages). A profile's all-reduces through the runtime's communicator replace the links' figures.
  */
 public final class CommModel {
+    /** Bytes of a parameter in the planner's reallocations and weights (bf16). */
+    public static final int PARAM_BYTES = 2;
     private final ClusterSpec cluster;
     private final double eff;
+    private final double reallocIntra;
+    private final double reallocInter;
+    private final RuntimeCosts.Link intra;
+    private final RuntimeCosts.Link inter;
 
     public CommModel(ClusterSpec cluster, CostConstants k) {
         this.cluster = cluster;
         this.eff = k.networkEfficiency();
+        this.intra = k.allReduceIntra();
+        this.inter = k.allReduceInter();
+        this.reallocIntra = Double.isNaN(k.reallocIntraParams()) ? bandwidth(false) : k.reallocIntraParams() * PARAM_BYTES;
+        this.reallocInter = Double.isNaN(k.reallocInterParams()) ? bandwidth(true) : k.reallocInterParams() * PARAM_BYTES;
     }
 
     private double bandwidth(boolean crossNode) {
+        RuntimeCosts.Link m = crossNode ? inter : intra;
+        if (m.measured()) {
+            return m.bytesPerSecond();
+        }
         return (crossNode ? cluster.interNodeBandwidth() : cluster.intraNodeBandwidth()) * eff;
     }
 
+    /** A measured two-device all-reduce's latency is {@code 2 a}: one step of the log-depth tree and one more. */
     private double latency(boolean crossNode, int n) {
-        double a = crossNode ? cluster.interNodeLatency() : cluster.intraNodeLatency();
+        RuntimeCosts.Link m = crossNode ? inter : intra;
+        double a = m.measured() ? m.latencySeconds() / 2
+                : crossNode ? cluster.interNodeLatency() : cluster.intraNodeLatency();
         return a * (1 + Math.ceil(Math.log(n) / Math.log(2)));
     }
 
@@ -58,5 +75,14 @@ public final class CommModel {
 
     public double interBandwidth() {
         return bandwidth(true);
+    }
+
+    /**
+     * Bytes/s ({@link #PARAM_BYTES} a parameter) a reallocation moves between two devices (inside a
+     * node or across nodes): measured through the runtime's reallocation path when the constants have
+     * it, else the link's.
+     */
+    public double reallocBandwidth(boolean crossNode) {
+        return crossNode ? reallocInter : reallocIntra;
     }
 }

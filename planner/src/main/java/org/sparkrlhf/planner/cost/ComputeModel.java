@@ -70,7 +70,8 @@ public final class ComputeModel {
 
     /** Output head (and the fp32 log-softmax over it) for {@code tokens} tokens. */
     public double headForward(ModelSpec m, double tokens, int tp) {
-        double p = fromProfile(m, ProfileTable.Op.HEAD_FWD, tp, tokens, 0);
+        // a critic's or reward model's value head is a [1, hidden] projection, no vocabulary
+        double p = fromProfile(m, m.valueHead() ? ProfileTable.Op.VALUE_HEAD_FWD : ProfileTable.Op.HEAD_FWD, tp, tokens, 0);
         if (!Double.isNaN(p)) {
             return p;
         }
@@ -81,7 +82,7 @@ public final class ComputeModel {
     }
 
     public double headBackward(ModelSpec m, double tokens, int tp) {
-        double p = fromProfile(m, ProfileTable.Op.HEAD_BWD, tp, tokens, 0);
+        double p = fromProfile(m, m.valueHead() ? ProfileTable.Op.VALUE_HEAD_BWD : ProfileTable.Op.HEAD_BWD, tp, tokens, 0);
         if (!Double.isNaN(p)) {
             return p;
         }

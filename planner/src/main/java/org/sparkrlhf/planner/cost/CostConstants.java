@@ -29,12 +29,22 @@ package org.sparkrlhf.planner.cost;
  * @param reallocOverhead       fixed seconds per parameter reallocation (communicator set-up, syncs)
  * @param memoryUsable          fraction of device memory a plan may use (the rest: CUDA context, NCCL
  *                              buffers, allocator fragmentation)
+ * @param microBatchOverhead    fixed seconds per micro-batch of a pass beyond its layers and head (ReaL's
+ *                              is in {@code layerOverhead}: 0 unless measured)
+ * @param reallocIntraParams    parameters/s a reallocation moves inside a node; NaN: the node's link
+ *                              bandwidth times {@code networkEfficiency}
+ * @param reallocInterParams    parameters/s between nodes; NaN: the network's, likewise
+ * @param allReduceIntra        a two-device all-reduce inside a node as measured; not measured: the
+ *                              node's link (bandwidth times {@code networkEfficiency}, its latency)
+ * @param allReduceInter        the same between nodes; not measured: the network's
  */
 public record CostConstants(double gemmEfficiency, double attentionEfficiency, double memoryEfficiency,
                             double networkEfficiency, double activationTraffic, double layerOverhead,
                             double tpCollectiveOverhead, double decodeLayerOverhead, double decodeTpOverhead,
                             double decodeStepOverhead,
-                            double callOverhead, double reallocOverhead, double memoryUsable) {
+                            double callOverhead, double reallocOverhead, double memoryUsable,
+                            double microBatchOverhead, double reallocIntraParams, double reallocInterParams,
+                            RuntimeCosts.Link allReduceIntra, RuntimeCosts.Link allReduceInter) {
 
     public CostConstants {
         if (!(gemmEfficiency > 0 && gemmEfficiency <= 1) || !(attentionEfficiency > 0 && attentionEfficiency <= 1)
@@ -44,15 +54,20 @@ public record CostConstants(double gemmEfficiency, double attentionEfficiency, d
         }
         if (activationTraffic < 0 || layerOverhead < 0 || tpCollectiveOverhead < 0 || decodeLayerOverhead < 0
                 || decodeTpOverhead < 0
-                || decodeStepOverhead < 0 || callOverhead < 0 || reallocOverhead < 0) {
+                || decodeStepOverhead < 0 || callOverhead < 0 || reallocOverhead < 0 || microBatchOverhead < 0) {
             throw new IllegalArgumentException("overheads must be non-negative");
+        }
+        if (!Double.isNaN(reallocIntraParams) && !(reallocIntraParams > 0)
+                || !Double.isNaN(reallocInterParams) && !(reallocInterParams > 0)) {
+            throw new IllegalArgumentException("reallocation rates must be positive (NaN: the links')");
         }
     }
 
     /** The constants fitted to ReaL's published heuristic-plan measurements (see the class comment). */
     public static CostConstants calibrated() {
         return new CostConstants(0.1375, 0.35, 0.7, 0.8, 24, 1.219e-3, 1.988e-4, 4.988e-4, 2.494e-4, 6.911e-3, 0.5144,
-                0.05, 0.92);
+                0.05, 0.92, 0, Double.NaN, Double.NaN,
+                RuntimeCosts.Link.NOT_MEASURED, RuntimeCosts.Link.NOT_MEASURED);
     }
 
     /**
@@ -82,20 +97,27 @@ public record CostConstants(double gemmEfficiency, double attentionEfficiency, d
     public CostConstants withFitted(double[] v) {
         double share = decodeTpShare();
         return new CostConstants(v[0], attentionEfficiency, memoryEfficiency, networkEfficiency, activationTraffic,
-                v[1], v[2], v[3] * (1 - share), v[3] * share / 2, v[4], v[5], reallocOverhead, memoryUsable);
+                v[1], v[2], v[3] * (1 - share), v[3] * share / 2, v[4], v[5], reallocOverhead, memoryUsable,
+                microBatchOverhead, reallocIntraParams, reallocInterParams, allReduceIntra, allReduceInter);
     }
 
     public CostConstants withDecodeTpShare(double share) {
         double d = decodeOverheadAtTp8();
         return new CostConstants(gemmEfficiency, attentionEfficiency, memoryEfficiency, networkEfficiency,
                 activationTraffic, layerOverhead, tpCollectiveOverhead, d * (1 - share), d * share / 2,
-                decodeStepOverhead, callOverhead, reallocOverhead, memoryUsable);
+                decodeStepOverhead, callOverhead, reallocOverhead, memoryUsable, microBatchOverhead,
+                reallocIntraParams, reallocInterParams, allReduceIntra, allReduceInter);
     }
 
-    /** These constants with the runtime's fixed costs measured on the cluster in place of ReaL's. */
+    /**
+     * These constants with the runtime's fixed costs measured on the cluster in place of ReaL's; a
+     * bandwidth between executors that was not measured (NaN) leaves the network's.
+     */
     public CostConstants withRuntimeCosts(RuntimeCosts measured) {
         return new CostConstants(gemmEfficiency, attentionEfficiency, memoryEfficiency, networkEfficiency,
                 activationTraffic, layerOverhead, tpCollectiveOverhead, decodeLayerOverhead, decodeTpOverhead,
-                measured.decodeStepOverhead(), measured.callOverhead(), reallocOverhead, memoryUsable);
+                measured.decodeStepOverhead(), measured.callOverhead(), measured.reallocOverhead(), memoryUsable,
+                measured.microBatchOverhead(), measured.reallocIntraParams(), measured.reallocInterParams(),
+                measured.allReduceIntra(), measured.allReduceInter());
     }
 }

@@ -20,7 +20,8 @@ import java.util.Map;
  *   <li>{@code op}: {@code layer_fwd} / {@code layer_bwd} (one decoder layer over {@code tokens} tokens of
  *   sequences {@code context} long), {@code layer_decode} (one decoding step of one layer for
  *   {@code tokens} sequences with {@code context} cached positions), {@code head_fwd} / {@code head_bwd}
- *   (the output head over {@code tokens} tokens; context ignored);</li>
+ *   (the output head over {@code tokens} tokens; context ignored), {@code value_head_fwd} /
+ *   {@code value_head_bwd} (the same for a value head, as a critic or reward model has);</li>
  *   <li>{@code tp}: the tensor-parallel degree whose shard was timed (compute only; the planner adds the
  *   collectives itself); {@code seconds}: wall time of the op on one device.</li>
  * </ul>
@@ -31,7 +32,7 @@ import java.util.Map;
 public final class ProfileTable {
     public enum Op {
         LAYER_FWD("layer_fwd"), LAYER_BWD("layer_bwd"), LAYER_DECODE("layer_decode"), HEAD_FWD("head_fwd"),
-        HEAD_BWD("head_bwd");
+        HEAD_BWD("head_bwd"), VALUE_HEAD_FWD("value_head_fwd"), VALUE_HEAD_BWD("value_head_bwd");
 
         final String label;
 

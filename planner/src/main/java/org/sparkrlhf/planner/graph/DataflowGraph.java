@@ -232,6 +232,15 @@ public final class DataflowGraph {
         return new DataflowGraph(algorithm, kept, hooks);
     }
 
+    /** This graph with every train call passing {@code epochs} times over its mini-batches. */
+    public DataflowGraph withEpochs(int epochs) {
+        List<ModelCall> out = new ArrayList<>();
+        for (ModelCall c : calls) {
+            out.add(c.kind() == CallKind.TRAIN ? c.withEpochs(epochs) : c);
+        }
+        return new DataflowGraph(algorithm, out, hooks);
+    }
+
     /** A role is trainable when some call trains it. */
     public boolean isTrainable(String role) {
         for (ModelCall c : calls) {

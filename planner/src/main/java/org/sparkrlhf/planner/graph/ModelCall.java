@@ -6,10 +6,11 @@ import java.util.Objects;
 /**
  * One model function call of an RLHF iteration: the model role it runs on, what it does, the keys of
  * the batch it reads and the keys it writes. Every call processes the iteration's whole batch of
- * sequences; a TRAIN call splits it into {@code trainSteps} optimizer steps (PPO mini-batches).
+ * sequences; a TRAIN call splits it into {@code trainSteps} optimizer steps (PPO mini-batches) and
+ * passes over them {@code epochs} times.
  */
 public record ModelCall(String name, String role, CallKind kind, List<String> inputKeys, List<String> outputKeys,
-                        int trainSteps) {
+                        int trainSteps, int epochs) {
     public ModelCall {
         Objects.requireNonNull(name, "name");
         Objects.requireNonNull(role, "role");
@@ -25,6 +26,21 @@ public record ModelCall(String name, String role, CallKind kind, List<String> in
         if (kind != CallKind.TRAIN && trainSteps != 1) {
             throw new IllegalArgumentException("call " + name + ": only TRAIN calls take several optimizer steps");
         }
+        if (epochs < 1 || kind != CallKind.TRAIN && epochs != 1) {
+            throw new IllegalArgumentException("call " + name + ": epochs must be 1, or more for a TRAIN call, got "
+                    + epochs);
+        }
+    }
+
+    /** A call of one epoch. */
+    public ModelCall(String name, String role, CallKind kind, List<String> inputKeys, List<String> outputKeys,
+                     int trainSteps) {
+        this(name, role, kind, inputKeys, outputKeys, trainSteps, 1);
+    }
+
+    /** This train call passing {@code n} times over its mini-batches. */
+    public ModelCall withEpochs(int n) {
+        return new ModelCall(name, role, kind, inputKeys, outputKeys, trainSteps, n);
     }
 
     public static ModelCall generate(String name, String role, List<String> in, List<String> out) {

@@ -1,6 +1,7 @@
 package org.sparkrlhf.planner.plan;
 
 import org.sparkrlhf.planner.cost.CallCostModel;
+import org.sparkrlhf.planner.cost.CommModel;
 import org.sparkrlhf.planner.cost.CostConstants;
 import org.sparkrlhf.planner.cost.ProfileTable;
 import org.sparkrlhf.planner.graph.DataflowGraph;
@@ -157,7 +158,7 @@ public final class PlanningProblem {
                 + dst.tp() + "," + dst.pp() + "," + dst.zero3();
         ReallocCost v = reallocCache.get(key);
         if (v == null) {
-            var sum = reallocPlanner.summarize(models.get(role), s, src, d, dst, 2);
+            var sum = reallocPlanner.summarize(models.get(role), s, src, d, dst, CommModel.PARAM_BYTES);
             int count = 0;
             for (int x = s.first(); x < s.end(); x++) {
                 count += sum.sentIntraNode(x) + sum.sentInterNode(x) > 0 ? 1 : 0;

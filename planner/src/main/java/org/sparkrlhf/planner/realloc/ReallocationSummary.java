@@ -68,8 +68,8 @@ public final class ReallocationSummary {
         double worst = 0;
         boolean any = false;
         for (int g = 0; g < sendIntra.length; g++) {
-            double intra = Math.max(sendIntra[g], recvIntra[g]) / comm.intraBandwidth();
-            double inter = Math.max(sendInter[g], recvInter[g]) / comm.interBandwidth();
+            double intra = Math.max(sendIntra[g], recvIntra[g]) / comm.reallocBandwidth(false);
+            double inter = Math.max(sendInter[g], recvInter[g]) / comm.reallocBandwidth(true);
             double copy = compute.memoryPass(2.0 * local[g]);
             worst = Math.max(worst, Math.max(intra, inter) + copy);
             any |= sendIntra[g] + sendInter[g] + local[g] > 0;
