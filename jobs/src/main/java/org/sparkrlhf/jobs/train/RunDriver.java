@@ -227,6 +227,9 @@ public final class RunDriver {
                 Placement whole = models.wholeCopy(m.role(), plan.home(m.role()), false);
                 finals.put(m.role(), RunOutput.writeFinal(runner, whole.devices(), m.role(), models.version(m.role()),
                         whole.key(), m.dir(), output, RunOutput.finalName(m.role(), firstTrained)));
+                if (m.role().equals("actor") && speculative != null) {
+                    speculative.writeTo(finals.get(m.role()));
+                }
                 firstTrained = false;
             }
         } catch (Exception e) {
@@ -285,7 +288,13 @@ public final class RunDriver {
         // the sampling counter is the iteration (Seeds.sample)
         RunState state = new RunState(config.name(), iteration, config.seed(), data.size(), order.epoch(), order.offset(),
                 iteration, spec.checkpointCoef(), versions, spec.checkpointGroupWeights());
-        RunCheckpoints.Checkpoint saved = checkpoints.save(run.runner(), state, trained, config.checkpoint().keep());
+        // the actor's S3D draft travels in its folder, where a resumed run reads it
+        RunCheckpoints.Checkpoint saved = checkpoints.save(run.runner(), state, trained, config.checkpoint().keep(),
+                folder -> {
+                    if (run.speculative() != null) {
+                        run.speculative().writeTo(new org.apache.hadoop.fs.Path(folder, "actor").toString());
+                    }
+                });
         for (RunModels.Model m : models.trainedModels()) {
             models.checkpointed(m.role(), saved.source(m.role()));
         }
