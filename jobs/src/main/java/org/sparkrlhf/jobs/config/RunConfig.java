@@ -68,12 +68,11 @@ public record RunConfig(
      * S3D self-speculative decoding for actor_gen: the actor with layers [skipFrom, skipTo) skipped
      * drafts {@code draftTokens} tokens per step; after each actor_train the mask embeddings take
      * {@code trainSteps} S3D steps at {@code trainLr} on the iteration's sequences. {@code acceptance}
-     * is the planner's expected per-token acceptance of a draft (a default when the config has none).
+     * is the planner's expected per-token acceptance of a draft (the planner's Speculation.DEFAULT_ACCEPTANCE
+     * when the config has none).
      */
     public record SpeculativeConfig(String method, int skipFrom, int skipTo, int draftTokens, int trainSteps,
                                     double trainLr, double acceptance) implements java.io.Serializable {
-        /** The planner's acceptance when the config gives none: a draft token accepted half the time. */
-        public static final double DEFAULT_ACCEPTANCE = 0.5;
     }
 
     public record OptimizerConfig(double lr, double beta1, double beta2, double eps, double weightDecay,

@@ -308,7 +308,7 @@ public final class RunConfigReader {
         if (!(lr > 0)) {
             throw node.require("train_lr").error("must be > 0");
         }
-        double acceptance = node.number("acceptance", RunConfig.SpeculativeConfig.DEFAULT_ACCEPTANCE);
+        double acceptance = node.number("acceptance", org.sparkrlhf.planner.spec.Speculation.DEFAULT_ACCEPTANCE);
         if (!(acceptance >= 0 && acceptance <= 1)) {
             throw node.require("acceptance").error("must be in [0, 1]");
         }
