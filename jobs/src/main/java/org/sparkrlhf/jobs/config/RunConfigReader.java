@@ -92,6 +92,14 @@ public final class RunConfigReader {
         RewardConfig reward = readReward(root, algorithm, models);
         DataConfig data = readData(root.require("data"), algorithm);
         GenerationConfig generation = readGeneration(root.section("generation"));
+        if (generation.speculative() != null && models.containsKey("actor")) {
+            ConfigNode at = root.section("generation").require("speculative");
+            int layers = shapeOf(models.get("actor"), at).layers();
+            if (generation.speculative().skipTo() > layers) {
+                throw at.require("skip_to").error("skips layers up to " + generation.speculative().skipTo()
+                        + " of an actor with " + layers + " layers (" + models.get("actor").path() + ")");
+            }
+        }
         OptimizerConfig optimizer = readOptimizer(root.section("optimizer"));
         PpoConfig ppo = algorithm == Algorithm.PPO ? readPpo(root.section("ppo"), optimizer.lr(), data) : null;
         GrpoConfig grpo = algorithm.isSampledPolicyGradient()

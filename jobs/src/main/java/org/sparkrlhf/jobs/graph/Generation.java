@@ -20,6 +20,9 @@ public final class Generation {
     public record Output(Sequences sequences, float[][] logprobs) {
     }
 
+    /** The iteration's summed speculative figures, as a result in its keys. */
+    private static final String SPECULATIVE = "s3d";
+
     private Generation() {
     }
 
@@ -88,6 +91,13 @@ public final class Generation {
             SpeculativeFigures f = SpeculativeFigures.NONE;
             for (GenerateCall.Result result : results) {
                 f = f.plus(result.speculative());
+            }
+            // summed over the iteration's speculative calls (ReMax's greedy baseline is one too)
+            synchronized (keys) {
+                if (keys.hasResult(SPECULATIVE)) {
+                    f = f.plus(keys.result(SPECULATIVE, SpeculativeFigures.class));
+                }
+                keys.putResult(SPECULATIVE, f);
             }
             if (draft.values() == null) {
                 draft.update(results.get(0).maskEmbeddings());

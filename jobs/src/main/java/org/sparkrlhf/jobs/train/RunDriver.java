@@ -174,7 +174,9 @@ public final class RunDriver {
                 }
                 for (Map.Entry<String, Double> e : keys.figures().entrySet()) {
                     rows.add(new MetricRow(e.getKey(), e.getValue(), now));
-                    line.append(String.format(" | %s %.3g", e.getKey(), e.getValue()));
+                    // three significant digits, without an exponent for rates in the thousands
+                    double v = e.getValue();
+                    line.append(String.format(Math.abs(v) >= 100 ? " | %s %.0f" : " | %s %.3g", e.getKey(), v));
                 }
                 rows.add(new MetricRow("seconds/iteration", wall, now));
                 // when each call and hook ran, in seconds from the iteration's start (the run's timeline)

@@ -70,6 +70,9 @@ class S3dSpeculativeConfigTest {
         assertTrue(e.contains("skip_from") && e.contains("required"), e);
         e = error("  speculative: {method: s3d, skip_from: 1, skip_to: 2, draft_tokens: 3, acceptance: 1.5}\n");
         assertTrue(e.contains("acceptance") && e.contains("[0, 1]"), e);
+        // the tiny actor has 2 layers
+        e = error("  speculative: {method: s3d, skip_from: 1, skip_to: 3, draft_tokens: 3}\n");
+        assertTrue(e.contains("run.yaml:13:") && e.contains("skip_to") && e.contains("actor with 2 layers"), e);
         e = error("  speculative: {method: s3d, skip_from: 1, skip_to: 2, draft_tokens: 3, draft: 1}\n");
         assertTrue(e.contains("unknown key"), e);
     }
