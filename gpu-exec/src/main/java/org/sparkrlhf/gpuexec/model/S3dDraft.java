@@ -62,13 +62,27 @@ public final class S3dDraft implements AutoCloseable {
         return new S3dDraft(model.backend(), config, C, v);
     }
 
-    /** Whether a model folder holds S3D mask embeddings. */
-    public static boolean present(Path dir) {
-        return Files.exists(dir.resolve(WEIGHTS)) && Files.exists(dir.resolve(CONFIG));
+    /** Mask embeddings given as values ([draftTokens * C], row-major), as {@link #values} returns them. */
+    public static S3dDraft of(LlamaModel model, S3dConfig config, float[] values) {
+        config.check(model.config().numLayers());
+        int C = model.config().hiddenSize();
+        if (values.length != config.draftTokens() * C) {
+            throw new IllegalArgumentException(values.length + " mask embedding values for " + config.draftTokens() + " x " + C);
+        }
+        return new S3dDraft(model.backend(), config, C, values);
     }
 
-    /** Loads the mask embeddings saved in a model folder for this model. */
-    public static S3dDraft load(LlamaModel model, Path dir) {
+    /** The mask embeddings' values ([draftTokens * C], row-major). */
+    public float[] values() {
+        return backend.download(maskEmbeddings);
+    }
+
+    /** A folder's saved draft: its config and mask embedding values, as {@link #write} wrote them. */
+    public record Saved(S3dConfig config, int hidden, float[] values) {
+    }
+
+    /** Reads s3d.json and s3d.safetensors of a folder (no model needed; {@link #load} checks them against one). */
+    public static Saved read(Path dir) {
         Path json = dir.resolve(CONFIG);
         S3dConfig config;
         try {
@@ -79,15 +93,30 @@ public final class S3dDraft implements AutoCloseable {
         } catch (IllegalArgumentException e) {
             throw new CheckpointException(json + ": " + e.getMessage(), e);
         }
-        config.check(model.config().numLayers());
-        int C = model.config().hiddenSize();
         SafeTensorsFile f = SafeTensorsFile.open(dir.resolve(WEIGHTS));
         int[] shape = f.entry(TENSOR).shape();
-        if (shape.length != 2 || shape[0] != config.draftTokens() || shape[1] != C) {
+        if (shape.length != 2 || shape[0] != config.draftTokens()) {
             throw new CheckpointException(dir.resolve(WEIGHTS) + ": tensor '" + TENSOR + "' has shape " + java.util.Arrays.toString(shape)
-                    + ", expected [" + config.draftTokens() + ", " + C + "]");
+                    + ", expected [" + config.draftTokens() + ", hidden]");
         }
-        return new S3dDraft(model.backend(), config, C, f.readFloats(TENSOR));
+        return new Saved(config, shape[1], f.readFloats(TENSOR));
+    }
+
+    /** Whether a model folder holds S3D mask embeddings. */
+    public static boolean present(Path dir) {
+        return Files.exists(dir.resolve(WEIGHTS)) && Files.exists(dir.resolve(CONFIG));
+    }
+
+    /** Loads the mask embeddings saved in a model folder for this model. */
+    public static S3dDraft load(LlamaModel model, Path dir) {
+        Saved saved = read(dir);
+        saved.config().check(model.config().numLayers());
+        int C = model.config().hiddenSize();
+        if (saved.hidden() != C) {
+            throw new CheckpointException(dir.resolve(WEIGHTS) + ": tensor '" + TENSOR + "' has shape [" + saved.config().draftTokens()
+                    + ", " + saved.hidden() + "], expected [" + saved.config().draftTokens() + ", " + C + "]");
+        }
+        return new S3dDraft(model.backend(), saved.config(), C, saved.values());
     }
 
     private static int field(JsonNode root, String name, Path file) {
@@ -98,9 +127,14 @@ public final class S3dDraft implements AutoCloseable {
 
     /** Writes s3d.safetensors and s3d.json into a model folder (the model's own files are not touched). */
     public void save(Path dir) {
+        write(dir, config, hidden, values());
+    }
+
+    /** Writes a draft's files from its values ([draftTokens * hidden]), as {@link #save} does. */
+    public static void write(Path dir, S3dConfig config, int hidden, float[] values) {
         int[] shape = {config.draftTokens(), hidden};
         SafeTensorsWriter.write(dir.resolve(WEIGHTS),
-                List.of(SafeTensorsWriter.Item.floats(TENSOR, StDType.F32, shape, () -> backend.download(maskEmbeddings))),
+                List.of(SafeTensorsWriter.Item.floats(TENSOR, StDType.F32, shape, () -> values)),
                 Map.of("s3d_skip_from", Integer.toString(config.skipFrom()), "s3d_skip_to", Integer.toString(config.skipTo())));
         ObjectNode root = new ObjectMapper().createObjectNode();
         root.put("skip_from", config.skipFrom());

@@ -1,7 +1,10 @@
 package org.sparkrlhf.gpuexec.model;
 
+import org.sparkrlhf.planner.spec.Speculation;
+
 /**
- * The speedup model of self-speculative decoding with an S3D draft, per step of a sequence:
+ * The speedup model (its formulas are the planner's {@link Speculation}'s, which costs generate calls
+ * with them) of self-speculative decoding with an S3D draft, per step of a sequence:
  * <ul>
  *   <li>tokens per step, with each draft token accepted independently with probability alpha
  *       (Leviathan et al.'s assumption): E = 1 + alpha + ... + alpha^k = (1 - alpha^(k+1)) / (1 - alpha);</li>
@@ -18,16 +21,13 @@ public final class S3dSpeedup {
 
     /** E: the expected tokens a step gains with k drafts each accepted with probability alpha. */
     public static double expectedTokensPerStep(double alpha, int k) {
-        if (!(alpha >= 0 && alpha <= 1)) throw new IllegalArgumentException("acceptance rate must be in [0, 1], got " + alpha);
-        if (k < 0) throw new IllegalArgumentException("draft length must be >= 0, got " + k);
-        if (alpha == 1) return k + 1;
-        return (1 - Math.pow(alpha, k + 1)) / (1 - alpha);
+        return Speculation.expectedTokensPerStep(alpha, k);
     }
 
     /** c: the draft forward's cost as a fraction of a full forward (the layers it runs). */
     public static double draftCostFraction(S3dConfig config, int layers) {
         config.check(layers);
-        return (double) (layers - config.skippedLayers()) / layers;
+        return Speculation.draftCostFraction(config.skippedLayers(), layers);
     }
 
     /** E / (r (1 + c)). */

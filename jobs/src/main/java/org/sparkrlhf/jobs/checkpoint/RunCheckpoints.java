@@ -188,6 +188,12 @@ public final class RunCheckpoints {
      * {@link Checkpoint#source}s are where a lost executor reloads the models from.
      */
     public Checkpoint save(BarrierCallRunner runner, RunState state, List<TrainedModel> models, int keep) {
+        return save(runner, state, models, keep, folder -> { });
+    }
+
+    /** As above, with {@code extra} written into the folder after the models (before the marker). */
+    public Checkpoint save(BarrierCallRunner runner, RunState state, List<TrainedModel> models, int keep,
+                           Contents extra) {
         if (models.size() != state.modelVersions().size()) {
             throw new IllegalArgumentException("run state records models " + state.modelVersions().keySet()
                     + " but " + models.size() + " are saved");
@@ -203,6 +209,7 @@ public final class RunCheckpoints {
                 SaveModelCall.save(runner, m.mesh(), m.role(), m.version(), m.layout(), m.sourceDir(),
                         new Path(folder, m.role()).toString(), true);
             }
+            extra.write(folder);
         }, keep);
         return new Checkpoint(dir, state);
     }

@@ -56,7 +56,23 @@ public record RunConfig(
                              int evalEvery, int evalSamples, int maxPromptTokens, String evalPath) {
     }
 
-    public record GenerationConfig(int maxNewTokens, double temperature, double topP, int topK) {
+    /** {@code speculative}: actor_gen's self-speculative decoding, or null for plain decoding. */
+    public record GenerationConfig(int maxNewTokens, double temperature, double topP, int topK,
+                                   SpeculativeConfig speculative) {
+        public GenerationConfig(int maxNewTokens, double temperature, double topP, int topK) {
+            this(maxNewTokens, temperature, topP, topK, null);
+        }
+    }
+
+    /**
+     * S3D self-speculative decoding for actor_gen: the actor with layers [skipFrom, skipTo) skipped
+     * drafts {@code draftTokens} tokens per step; after each actor_train the mask embeddings take
+     * {@code trainSteps} S3D steps at {@code trainLr} on the iteration's sequences. {@code acceptance}
+     * is the planner's expected per-token acceptance of a draft (the planner's Speculation.DEFAULT_ACCEPTANCE
+     * when the config has none).
+     */
+    public record SpeculativeConfig(String method, int skipFrom, int skipTo, int draftTokens, int trainSteps,
+                                    double trainLr, double acceptance) implements java.io.Serializable {
     }
 
     public record OptimizerConfig(double lr, double beta1, double beta2, double eps, double weightDecay,

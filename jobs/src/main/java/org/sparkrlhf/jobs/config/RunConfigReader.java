@@ -92,6 +92,14 @@ public final class RunConfigReader {
         RewardConfig reward = readReward(root, algorithm, models);
         DataConfig data = readData(root.require("data"), algorithm);
         GenerationConfig generation = readGeneration(root.section("generation"));
+        if (generation.speculative() != null && models.containsKey("actor")) {
+            ConfigNode at = root.section("generation").require("speculative");
+            int layers = shapeOf(models.get("actor"), at).layers();
+            if (generation.speculative().skipTo() > layers) {
+                throw at.require("skip_to").error("skips layers up to " + generation.speculative().skipTo()
+                        + " of an actor with " + layers + " layers (" + models.get("actor").path() + ")");
+            }
+        }
         OptimizerConfig optimizer = readOptimizer(root.section("optimizer"));
         PpoConfig ppo = algorithm == Algorithm.PPO ? readPpo(root.section("ppo"), optimizer.lr(), data) : null;
         GrpoConfig grpo = algorithm.isSampledPolicyGradient()
@@ -270,7 +278,7 @@ public final class RunConfigReader {
     }
 
     private static GenerationConfig readGeneration(ConfigNode node) {
-        node.allowOnly("max_new_tokens", "temperature", "top_p", "top_k");
+        node.allowOnly("max_new_tokens", "temperature", "top_p", "top_k", "speculative");
         int maxNew = positive(node, "max_new_tokens", node.integer("max_new_tokens", 32));
         double temperature = node.number("temperature", 1.0);
         if (temperature < 0) {
@@ -281,7 +289,38 @@ public final class RunConfigReader {
             throw node.require("top_p").error("must be in (0, 1]");
         }
         int topK = nonNegative(node, "top_k", node.integer("top_k", 0));
-        return new GenerationConfig(maxNew, temperature, topP, topK);
+        return new GenerationConfig(maxNew, temperature, topP, topK, readSpeculative(node.get("speculative")));
+    }
+
+    /** generation.speculative, or null when absent; the skip range is checked against the actor's layers later. */
+    private static RunConfig.SpeculativeConfig readSpeculative(ConfigNode node) {
+        if (node == null) {
+            return null;
+        }
+        if (!node.isMap()) {
+            throw node.error("expected a mapping {method: s3d, skip_from, skip_to, draft_tokens}");
+        }
+        node.allowOnly("method", "skip_from", "skip_to", "draft_tokens", "train_steps", "train_lr", "acceptance");
+        String method = node.require("method").asString();
+        if (!method.equals("s3d")) {
+            throw node.require("method").error("unknown speculative decoding method '" + method + "' (known: s3d)");
+        }
+        int from = nonNegative(node, "skip_from", node.require("skip_from").asInt());
+        int to = node.require("skip_to").asInt();
+        if (to < from) {
+            throw node.require("skip_to").error("must be >= skip_from (" + from + ")");
+        }
+        int k = positive(node, "draft_tokens", node.require("draft_tokens").asInt());
+        int steps = nonNegative(node, "train_steps", node.integer("train_steps", 4));
+        double lr = node.number("train_lr", 0.01);
+        if (!(lr > 0)) {
+            throw node.require("train_lr").error("must be > 0");
+        }
+        double acceptance = node.number("acceptance", org.sparkrlhf.planner.spec.Speculation.DEFAULT_ACCEPTANCE);
+        if (!(acceptance >= 0 && acceptance <= 1)) {
+            throw node.require("acceptance").error("must be in [0, 1]");
+        }
+        return new RunConfig.SpeculativeConfig(method, from, to, k, steps, lr, acceptance);
     }
 
     private static OptimizerConfig readOptimizer(ConfigNode node) {

@@ -1,6 +1,7 @@
 package org.sparkrlhf.jobs.graph;
 
 import org.sparkrlhf.jobs.calls.GenerateCall;
+import org.sparkrlhf.jobs.calls.SpeculativeFigures;
 import org.sparkrlhf.jobs.config.RunConfig;
 import org.sparkrlhf.jobs.plan.Placement;
 
@@ -19,11 +20,26 @@ public final class Generation {
     public record Output(Sequences sequences, float[][] logprobs) {
     }
 
+    /** The iteration's summed speculative figures, as a result in its keys. */
+    private static final String SPECULATIVE = "s3d";
+
     private Generation() {
     }
 
     public static Output run(RunContext run, String role, Placement at, Keys keys, int[][] prompts, int samples,
                              boolean greedy, long seed, boolean withLogprobs, String description) {
+        return run(run, role, at, keys, prompts, samples, greedy, seed, withLogprobs, description, null);
+    }
+
+    /**
+     * As above, decoding speculatively with {@code draft} when not null; the call's figures
+     * ({@code <call>/tokens_per_second}: response tokens over the call's seconds; with a draft
+     * {@code s3d/acceptance}, {@code s3d/tokens_per_step}, {@code s3d/draft_seconds},
+     * {@code s3d/verify_seconds}, the last two summed over ranks) go to {@code keys}.
+     */
+    public static Output run(RunContext run, String role, Placement at, Keys keys, int[][] prompts, int samples,
+                             boolean greedy, long seed, boolean withLogprobs, String description,
+                             SpeculativeDraft draft) {
         keys.addRealloc(run.models().prepare(role, at, false));
         long start = System.nanoTime();
         RunConfig config = run.config();
@@ -38,7 +54,8 @@ public final class Generation {
                     config.optimizer(), java.util.Arrays.copyOfRange(prompts, from, to), from * samples, samples,
                     g.maxNewTokens(), greedy ? 0f : (float) g.temperature(), greedy ? 0 : g.topK(),
                     greedy ? 1f : (float) g.topP(), greedy ? 0 : seed, new int[]{run.special().eos()},
-                    run.special().pad(), withLogprobs));
+                    run.special().pad(), withLogprobs, draft == null ? null : draft.config(),
+                    draft == null ? null : draft.values()));
         }
         List<GenerateCall.Result> results = at.perDataRank(run.runner().run(description, at, at.perRank(slices),
                 new GenerateCall()));
@@ -62,7 +79,34 @@ public final class Generation {
         if (k != total) {
             throw new IllegalStateException(description + ": " + k + " responses came back for " + total);
         }
-        keys.addSeconds(callName(description), (System.nanoTime() - start) / 1e9);
+        double seconds = (System.nanoTime() - start) / 1e9;
+        String name = callName(description);
+        keys.addSeconds(name, seconds);
+        long tokens = 0;
+        for (int[] r : responses) {
+            tokens += r.length;
+        }
+        keys.putFigure(name + "/tokens_per_second", tokens / seconds);
+        if (draft != null) {
+            SpeculativeFigures f = SpeculativeFigures.NONE;
+            for (GenerateCall.Result result : results) {
+                f = f.plus(result.speculative());
+            }
+            // summed over the iteration's speculative calls (ReMax's greedy baseline is one too)
+            synchronized (keys) {
+                if (keys.hasResult(SPECULATIVE)) {
+                    f = f.plus(keys.result(SPECULATIVE, SpeculativeFigures.class));
+                }
+                keys.putResult(SPECULATIVE, f);
+            }
+            if (draft.values() == null) {
+                draft.update(results.get(0).maskEmbeddings());
+            }
+            keys.putFigure("s3d/acceptance", f.acceptance());
+            keys.putFigure("s3d/tokens_per_step", f.tokensPerStep());
+            keys.putFigure("s3d/draft_seconds", f.draftSeconds());
+            keys.putFigure("s3d/verify_seconds", f.verifySeconds());
+        }
         return new Output(new Sequences(rowPrompts, responses, stopped), logprobs);
     }
 

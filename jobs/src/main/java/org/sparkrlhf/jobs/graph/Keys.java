@@ -17,6 +17,7 @@ public final class Keys {
     private final Map<String, Object> values = new LinkedHashMap<>();
     private final Map<String, Object> results = new LinkedHashMap<>();
     private final Map<String, Double> seconds = new LinkedHashMap<>();
+    private final Map<String, Double> figures = new LinkedHashMap<>();
     private final List<CallSpan> spans = new ArrayList<>();
 
     public Keys(int iteration) {
@@ -75,6 +76,16 @@ public final class Keys {
     /** Adds {@code s} seconds to the figure {@code name} ({@code seconds/<name>} in the metrics table). */
     public synchronized void addSeconds(String name, double s) {
         seconds.merge(name, s, Double::sum);
+    }
+
+    /** Sets a figure of the iteration that a call measured (the metrics table's {@code name}, and the progress line). */
+    public synchronized void putFigure(String name, double value) {
+        figures.put(name, value);
+    }
+
+    /** The figures the calls measured, in the order they were first set. */
+    public synchronized Map<String, Double> figures() {
+        return new LinkedHashMap<>(figures);
     }
 
     /** Adds a reallocation's seconds ({@code seconds/realloc}); none ran when {@code s} is 0. */

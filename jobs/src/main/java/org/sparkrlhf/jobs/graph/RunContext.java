@@ -11,10 +11,11 @@ import org.sparkrlhf.jobs.train.SpecialTokens;
  * What the calls and hooks of a run share on the driver: its config, the runner of barrier stages,
  * the plan's placements, the models, the actor's special tokens and tokenizer, and how many
  * consecutive rows of the batch belong to one prompt ({@code group}: GRPO's and RLOO's samples per
- * prompt; 1 otherwise). A data-parallel rank always gets whole groups.
+ * prompt; 1 otherwise). A data-parallel rank always gets whole groups. {@code speculative}: the
+ * actor's S3D draft when actor_gen decodes speculatively, else null.
  */
 public record RunContext(RunConfig config, BarrierCallRunner runner, CallPlacements plan, RunModels models,
-                         SpecialTokens special, HfTokenizer tokenizer, int group) {
+                         SpecialTokens special, HfTokenizer tokenizer, int group, SpeculativeDraft speculative) {
     public Placement placement(String call) {
         return plan.placement(call);
     }

@@ -13,7 +13,8 @@ import java.util.List;
  * current version is moved to the call's placement with its optimizer state when it is not there,
  * each data-parallel rank gets whole groups of rows ({@link RowSplit}), and after the steps the
  * placement holds the new version (the model's home). The data-parallel ranks' results, in rank
- * order, are the call's result ({@code List<R>}).
+ * order, are the call's result ({@code List<R>}). With speculative decoding, the actor's S3D draft
+ * is then trained on the same placement ({@link S3dTraining}).
  */
 public record TrainBinding<S extends Serializable, R extends Serializable & TrainResult>(TrainLoss<S, R> loss)
         implements CallBinding {
@@ -33,6 +34,10 @@ public record TrainBinding<S extends Serializable, R extends Serializable & Trai
                 at.perRank(slices), loss.function()));
         run.models().trained(role, results.get(0).version(), at);
         keys.addSeconds(call.name(), (System.nanoTime() - start) / 1e9);
+        if (role.equals("actor") && run.speculative() != null) {
+            // the draft follows the actor it drafts for, on the replica just trained
+            S3dTraining.run(run, role, at, keys);
+        }
         keys.putResult(call.name(), List.copyOf(results));
     }
 }

@@ -18,6 +18,7 @@ import org.sparkrlhf.planner.graph.ModelCall;
 import org.sparkrlhf.planner.plan.PlanningProblem;
 import org.sparkrlhf.planner.spec.ClusterSpec;
 import org.sparkrlhf.planner.spec.ModelSpec;
+import org.sparkrlhf.planner.spec.Speculation;
 import org.sparkrlhf.planner.spec.Workload;
 
 import java.nio.file.Path;
@@ -149,7 +150,10 @@ public final class RunScenario {
         return role.equals("critic") || role.equals("reward") ? spec.withValueHead() : spec;
     }
 
-    /** One iteration's batch: prompts of data.max_prompt_tokens, answers of generation.max_new_tokens. */
+    /**
+     * One iteration's batch: prompts of data.max_prompt_tokens, answers of generation.max_new_tokens,
+     * decoded speculatively at generation.speculative's acceptance (0.5 unless the config gives one).
+     */
     public static Workload workload(RunConfig config) {
         int prompt = config.data().maxPromptTokens();
         Algorithm a = config.algorithm();
@@ -157,7 +161,10 @@ public final class RunScenario {
         int gen = a == Algorithm.SFT ? 0 : config.generation().maxNewTokens();
         int perRow = a.fromPreferences() ? 2 : config.grpo() != null ? config.grpo().groupSize() : 1;
         long sequences = (long) config.data().batchSize() * perRow;
-        return new Workload(prompt, gen, sequences * (prompt + gen));
+        RunConfig.SpeculativeConfig sp = config.generation().speculative();
+        Speculation speculation = sp == null || gen == 0 ? null
+                : new Speculation(sp.skipFrom(), sp.skipTo(), sp.draftTokens(), sp.acceptance());
+        return new Workload(prompt, gen, sequences * (prompt + gen), speculation);
     }
 
     /** The planner's cluster for the discovered devices (see the class comment). */

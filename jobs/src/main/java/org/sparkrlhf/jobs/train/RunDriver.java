@@ -12,6 +12,7 @@ import org.sparkrlhf.jobs.graph.CallSpan;
 import org.sparkrlhf.jobs.graph.IterationDriver;
 import org.sparkrlhf.jobs.graph.Keys;
 import org.sparkrlhf.jobs.graph.RunContext;
+import org.sparkrlhf.jobs.graph.SpeculativeDraft;
 import org.sparkrlhf.jobs.graph.RunModels;
 import org.sparkrlhf.jobs.graph.Seeds;
 import org.sparkrlhf.jobs.graph.Sequences;
@@ -120,6 +121,10 @@ public final class RunDriver {
                     trained ? spec.optimizer(config, role) : null), source);
         }
         spec.restore(resumed.map(RunCheckpoints.Checkpoint::state));
+        // the actor's S3D draft: from the actor's folder (the checkpoint's on a resume), or initialised by actor_gen
+        SpeculativeDraft speculative = config.generation().speculative() != null && graph.roles().contains("actor")
+                ? SpeculativeDraft.open(config.generation().speculative(), models.source("actor").localPath(), progress)
+                : null;
         int first = resumed.map(c -> c.state().iteration() + 1).orElse(1);
         Optional<AlgorithmSpec.Evaluation> evaluation = spec.evaluation(config, data);
         Map<Integer, Map<String, Double>> figures = new LinkedHashMap<>();
@@ -136,7 +141,8 @@ public final class RunDriver {
         try (HfTokenizer tokenizer = HfTokenizer.open(tokenizerDir);
              CallScheduler scheduler = new CallScheduler(parallel);
              TableWriter tables = new TableWriter(spark, output, config.name(), spec.writesRollouts())) {
-            RunContext run = new RunContext(config, runner, plan, models, special, tokenizer, spec.group(config));
+            RunContext run = new RunContext(config, runner, plan, models, special, tokenizer, spec.group(config),
+                    speculative);
             IterationDriver driver = new IterationDriver(graph, spec.bindings(config), spec.hooks(config));
             if (first == 1 && evaluation.isPresent()) {
                 // the curve's starting point: the initial models on the held-out data, logged as iteration 0
@@ -165,6 +171,12 @@ public final class RunDriver {
                 for (Map.Entry<String, Double> e : seconds.entrySet()) {
                     rows.add(new MetricRow("seconds/" + e.getKey(), e.getValue(), now));
                     line.append(String.format(" | %s %.2f s", e.getKey(), e.getValue()));
+                }
+                for (Map.Entry<String, Double> e : keys.figures().entrySet()) {
+                    rows.add(new MetricRow(e.getKey(), e.getValue(), now));
+                    // three significant digits, without an exponent for rates in the thousands
+                    double v = e.getValue();
+                    line.append(String.format(Math.abs(v) >= 100 ? " | %s %.0f" : " | %s %.3g", e.getKey(), v));
                 }
                 rows.add(new MetricRow("seconds/iteration", wall, now));
                 // when each call and hook ran, in seconds from the iteration's start (the run's timeline)
@@ -217,6 +229,9 @@ public final class RunDriver {
                 Placement whole = models.wholeCopy(m.role(), plan.home(m.role()), false);
                 finals.put(m.role(), RunOutput.writeFinal(runner, whole.devices(), m.role(), models.version(m.role()),
                         whole.key(), m.dir(), output, RunOutput.finalName(m.role(), firstTrained)));
+                if (m.role().equals("actor") && speculative != null) {
+                    speculative.writeTo(finals.get(m.role()));
+                }
                 firstTrained = false;
             }
         } catch (Exception e) {
@@ -275,7 +290,13 @@ public final class RunDriver {
         // the sampling counter is the iteration (Seeds.sample)
         RunState state = new RunState(config.name(), iteration, config.seed(), data.size(), order.epoch(), order.offset(),
                 iteration, spec.checkpointCoef(), versions, spec.checkpointGroupWeights());
-        RunCheckpoints.Checkpoint saved = checkpoints.save(run.runner(), state, trained, config.checkpoint().keep());
+        // the actor's S3D draft travels in its folder, where a resumed run reads it
+        RunCheckpoints.Checkpoint saved = checkpoints.save(run.runner(), state, trained, config.checkpoint().keep(),
+                folder -> {
+                    if (run.speculative() != null) {
+                        run.speculative().writeTo(new org.apache.hadoop.fs.Path(folder, "actor").toString());
+                    }
+                });
         for (RunModels.Model m : models.trainedModels()) {
             models.checkpointed(m.role(), saved.source(m.role()));
         }

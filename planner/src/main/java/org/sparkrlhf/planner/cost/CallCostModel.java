@@ -6,6 +6,7 @@ import org.sparkrlhf.planner.mesh.DeviceMesh;
 import org.sparkrlhf.planner.mesh.ParallelStrategy;
 import org.sparkrlhf.planner.spec.ClusterSpec;
 import org.sparkrlhf.planner.spec.ModelSpec;
+import org.sparkrlhf.planner.spec.Speculation;
 import org.sparkrlhf.planner.spec.Workload;
 
 import java.util.ArrayList;
@@ -25,7 +26,10 @@ import java.util.List;
  *   <li>INFERENCE: a forward pipeline over the replica's micro-batches.</li>
  *   <li>GENERATE: a prefill pass over the prompts, then one step per new token; with pp stages the
  *   batch is cut into pp micro-batches that keep every stage busy; each step reads the stage's weights
- *   and KV cache (memory-bound at small batches) and pays fixed decoding overheads.</li>
+ *   and KV cache (memory-bound at small batches) and pays fixed decoding overheads. With
+ *   {@link Speculation} (S3D), a step is a draft forward through (L - skipped) / L of the layers
+ *   and a verification through all of them, both over k + 1 rows per sequence, and gains the
+ *   expected E tokens of {@link Speculation#expectedTokensPerStep()}; only data-parallel layouts.</li>
  *   <li>ZeRO-3: parameters are all-gathered for every pass (prefetch overlaps it with compute) and
  *   gradients reduce-scattered; generation gathers the whole model once when it fits (DeepSpeed-Chat's
  *   hybrid engine), else layer by layer at every decoding step.</li>
@@ -124,6 +128,9 @@ public final class CallCostModel {
                 double seqsPerReplica = seqs / layout.dp();
                 if (seqsPerReplica < 1) {
                     return fits;
+                }
+                if (w.speculation() != null && (layout.tp() > 1 || layout.pp() > 1)) {
+                    return fits; // the engine's S3D decoding runs on whole models (data-parallel layouts) only
                 }
                 int mb = (int) Math.min(layout.pp(), Math.floor(seqsPerReplica));
                 ParallelStrategy s = layout.withMicroBatches(Math.max(1, mb));
@@ -337,6 +344,16 @@ public final class CallCostModel {
             double ctx = w.promptLen() + (from + to) / 2.0;
             double stage = layers * (compute.layerDecode(m, b, ctx, tp) + tpc) + compute.headForward(m, b, tp);
             double step = Math.max(mb, pp) * stage + k.decodeStepOverhead();
+            Speculation sp = w.speculation();
+            if (sp != null) {
+                // a step: the draft forward over the pending token and k masks through (L - skipped) / L
+                // of the layers, the verification over k + 1 rows through all of them; it gains E tokens
+                double rows = b * (sp.draftTokens() + 1);
+                double verify = layers * (compute.layerDecode(m, rows, ctx, tp) + tpc) + compute.headForward(m, rows, tp);
+                double draft = layers * sp.draftCostFraction(m.layers()) * (compute.layerDecode(m, rows, ctx, tp) + tpc)
+                        + compute.headForward(m, rows, tp);
+                step = (Math.max(mb, pp) * (verify + draft) + 2 * k.decodeStepOverhead()) / sp.expectedTokensPerStep();
+            }
             if (pp > 1) {
                 step += pp * comm.send(b * m.hidden() * 2.0, crossPp);
             }
