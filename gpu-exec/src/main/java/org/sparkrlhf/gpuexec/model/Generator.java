@@ -1,9 +1,9 @@
 package org.sparkrlhf.gpuexec.model;
 
 import org.sparkrlhf.gpuexec.backend.Backend;
-import org.sparkrlhf.gpuexec.backend.DType;
 import org.sparkrlhf.gpuexec.backend.SamplingParams;
 import org.sparkrlhf.gpuexec.backend.Tensor;
+import org.sparkrlhf.gpuexec.backend.TensorSet;
 
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -150,7 +150,7 @@ public final class Generator implements AutoCloseable {
         final Tensor[] kCache, vCache;
         final Tensor x, ln, rstd, q, k, v, att, h, gate, up, swi, lnf, logits;
         final Runnable step;
-        private final List<Tensor> all = new ArrayList<>();
+        private final TensorSet buffers = new TensorSet(backend);
 
         DecodeState(int B, int S, Options o) {
             this.B = B;
@@ -158,36 +158,36 @@ public final class Generator implements AutoCloseable {
             this.maxNew = o.maxNewTokens();
             this.options = o;
             int C = config.hiddenSize(), I = config.intermediateSize(), L = config.numLayers();
-            tokens = ints(B);
-            positions = ints(B);
-            slots = ints(B);
-            steps = ints(B);
-            finished = ints(B);
-            seqIds = ints(B);
-            zeroSlots = ints(B);
-            lastRows = ints(B);
-            ones = ints(B, 1);
-            cacheMask = ints(B, S);
-            generated = ints(B, maxNew);
+            tokens = buffers.ints(B);
+            positions = buffers.ints(B);
+            slots = buffers.ints(B);
+            steps = buffers.ints(B);
+            finished = buffers.ints(B);
+            seqIds = buffers.ints(B);
+            zeroSlots = buffers.ints(B);
+            lastRows = buffers.ints(B);
+            ones = buffers.ints(B, 1);
+            cacheMask = buffers.ints(B, S);
+            generated = buffers.ints(B, maxNew);
             kCache = new Tensor[L];
             vCache = new Tensor[L];
             for (int l = 0; l < L; l++) {
-                kCache[l] = floats(B, S, config.kvDim());
-                vCache[l] = floats(B, S, config.kvDim());
+                kCache[l] = buffers.floats(B, S, config.kvDim());
+                vCache[l] = buffers.floats(B, S, config.kvDim());
             }
-            x = floats(B, C);
-            ln = floats(B, C);
-            rstd = floats(B);
-            q = floats(B, config.qDim());
-            k = floats(B, config.kvDim());
-            v = floats(B, config.kvDim());
-            att = floats(B, config.qDim());
-            h = floats(B, C);
-            gate = floats(B, I);
-            up = floats(B, I);
-            swi = floats(B, I);
-            lnf = floats(B, C);
-            logits = floats(B, config.vocabSize());
+            x = buffers.floats(B, C);
+            ln = buffers.floats(B, C);
+            rstd = buffers.floats(B);
+            q = buffers.floats(B, config.qDim());
+            k = buffers.floats(B, config.kvDim());
+            v = buffers.floats(B, config.kvDim());
+            att = buffers.floats(B, config.qDim());
+            h = buffers.floats(B, C);
+            gate = buffers.floats(B, I);
+            up = buffers.floats(B, I);
+            swi = buffers.floats(B, I);
+            lnf = buffers.floats(B, C);
+            logits = buffers.floats(B, config.vocabSize());
             int[] one = new int[B];
             Arrays.fill(one, 1);
             backend.upload(ones, one);
@@ -241,20 +241,10 @@ public final class Generator implements AutoCloseable {
             backend.addInt(slots, 1);
         }
 
-        private Tensor ints(int... shape) {
-            Tensor t = backend.allocate(DType.I32, shape);
-            all.add(t);
-            return t;
-        }
 
-        private Tensor floats(int... shape) {
-            Tensor t = backend.allocate(DType.F32, shape);
-            all.add(t);
-            return t;
-        }
 
         void free() {
-            for (Tensor t : all) backend.free(t);
+            buffers.free();
         }
     }
 

@@ -1,9 +1,9 @@
 package org.sparkrlhf.gpuexec.model;
 
 import org.sparkrlhf.gpuexec.backend.Backend;
-import org.sparkrlhf.gpuexec.backend.DType;
 import org.sparkrlhf.gpuexec.backend.SamplingParams;
 import org.sparkrlhf.gpuexec.backend.Tensor;
+import org.sparkrlhf.gpuexec.backend.TensorSet;
 
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -193,7 +193,7 @@ public final class SpeculativeGenerator {
         final Tensor[] rowsAt, slotsAt;
         final Tensor qRow, attRow, tokenIds, tokenRows, tokenEmb, maskIds, maskRows, maskEmb;
         final Tensor x, ln, rstd, q, k, v, att, h, gate, up, swi, lnf, logits;
-        private final List<Tensor> all = new ArrayList<>();
+        private final TensorSet buffers = new TensorSet(backend);
 
         CachedForward(int B, int Tn, int S) {
             this.B = B;
@@ -204,36 +204,36 @@ public final class SpeculativeGenerator {
             kCache = new Tensor[L];
             vCache = new Tensor[L];
             for (int l = 0; l < L; l++) {
-                kCache[l] = floats(B, S, config.kvDim());
-                vCache[l] = floats(B, S, config.kvDim());
+                kCache[l] = buffers.floats(B, S, config.kvDim());
+                vCache[l] = buffers.floats(B, S, config.kvDim());
             }
-            cacheMask = ints(B, S);
-            zeroSlots = ints(B);
-            onesTn = ints(B, Tn);
+            cacheMask = buffers.ints(B, S);
+            zeroSlots = buffers.ints(B);
+            onesTn = buffers.ints(B, Tn);
             int[] one = new int[B * Tn];
             Arrays.fill(one, 1);
             backend.upload(onesTn, one);
-            slots = ints(B);
-            positions = ints(N);
-            ids = ints(N);
+            slots = buffers.ints(B);
+            positions = buffers.ints(N);
+            ids = buffers.ints(N);
             rowsAt = new Tensor[Tn];
             slotsAt = new Tensor[Tn];
             for (int t = 0; t < Tn; t++) {
-                rowsAt[t] = ints(B);
-                slotsAt[t] = ints(B);
+                rowsAt[t] = buffers.ints(B);
+                slotsAt[t] = buffers.ints(B);
                 int[] r = new int[B];
                 for (int b = 0; b < B; b++) r[b] = b * Tn + t;
                 backend.upload(rowsAt[t], r);
             }
-            qRow = floats(B, config.qDim());
-            attRow = floats(B, config.qDim());
+            qRow = buffers.floats(B, config.qDim());
+            attRow = buffers.floats(B, config.qDim());
             int m = Tn - 1;
-            tokenIds = ints(B);
-            tokenRows = ints(B);
-            tokenEmb = floats(B, C);
-            maskIds = ints(B * m);
-            maskRows = ints(B * m);
-            maskEmb = floats(B * m, C);
+            tokenIds = buffers.ints(B);
+            tokenRows = buffers.ints(B);
+            tokenEmb = buffers.floats(B, C);
+            maskIds = buffers.ints(B * m);
+            maskRows = buffers.ints(B * m);
+            maskEmb = buffers.floats(B * m, C);
             int[] tr = new int[B], mi = new int[B * m], mr = new int[B * m];
             for (int b = 0; b < B; b++) {
                 tr[b] = b * Tn;
@@ -245,26 +245,26 @@ public final class SpeculativeGenerator {
             backend.upload(tokenRows, tr);
             backend.upload(maskIds, mi);
             backend.upload(maskRows, mr);
-            x = floats(N, C);
-            ln = floats(N, C);
-            rstd = floats(N);
-            q = floats(N, config.qDim());
-            k = floats(N, config.kvDim());
-            v = floats(N, config.kvDim());
-            att = floats(N, config.qDim());
-            h = floats(N, C);
-            gate = floats(N, I);
-            up = floats(N, I);
-            swi = floats(N, I);
-            lnf = floats(N, C);
-            logits = floats(N, config.vocabSize());
+            x = buffers.floats(N, C);
+            ln = buffers.floats(N, C);
+            rstd = buffers.floats(N);
+            q = buffers.floats(N, config.qDim());
+            k = buffers.floats(N, config.kvDim());
+            v = buffers.floats(N, config.kvDim());
+            att = buffers.floats(N, config.qDim());
+            h = buffers.floats(N, C);
+            gate = buffers.floats(N, I);
+            up = buffers.floats(N, I);
+            swi = buffers.floats(N, I);
+            lnf = buffers.floats(N, C);
+            logits = buffers.floats(N, config.vocabSize());
         }
 
         /** One forward over the padded prompts into slots [0, Tp); returns each row's last logits [B, V]. */
         float[] prefill(Batch prompt) {
             int Tp = prompt.time();
             Activations a = new Activations(backend, config, B, Tp);
-            Tensor lastRows = ints(B), last = floats(B, config.hiddenSize()), lastLogits = floats(B, config.vocabSize());
+            Tensor lastRows = buffers.ints(B), last = buffers.floats(B, config.hiddenSize()), lastLogits = buffers.floats(B, config.vocabSize());
             try {
                 model.trunk(a, prompt);
                 for (int l = 0; l < config.numLayers(); l++) {
@@ -337,20 +337,10 @@ public final class SpeculativeGenerator {
             }
         }
 
-        private Tensor ints(int... shape) {
-            Tensor t = backend.allocate(DType.I32, shape);
-            all.add(t);
-            return t;
-        }
 
-        private Tensor floats(int... shape) {
-            Tensor t = backend.allocate(DType.F32, shape);
-            all.add(t);
-            return t;
-        }
 
         void free() {
-            for (Tensor t : all) backend.free(t);
+            buffers.free();
         }
     }
 }

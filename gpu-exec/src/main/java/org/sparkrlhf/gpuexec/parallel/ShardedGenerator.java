@@ -1,8 +1,8 @@
 package org.sparkrlhf.gpuexec.parallel;
 
 import org.sparkrlhf.gpuexec.backend.Backend;
-import org.sparkrlhf.gpuexec.backend.DType;
 import org.sparkrlhf.gpuexec.backend.Tensor;
+import org.sparkrlhf.gpuexec.backend.TensorSet;
 import org.sparkrlhf.gpuexec.model.Batch;
 import org.sparkrlhf.gpuexec.model.GenerationResult;
 import org.sparkrlhf.gpuexec.model.Generator;
@@ -118,46 +118,46 @@ public final class ShardedGenerator {
         Tensor lnf, localLogits, logits, lastRows, sampled, steps, finished, seqIds;
         /** The tokens fed to the next step, as broadcast by the last stage. */
         int[] fed;
-        private final List<Tensor> all = new ArrayList<>();
+        private final TensorSet buffers = new TensorSet(backend);
 
         DecodeState(int B, int S, Generator.Options o) {
             this.B = B;
             this.S = S;
             this.options = o;
             int C = config.hiddenSize(), L = model.numLocalLayers();
-            localIds = ints(B);
-            positions = ints(B);
-            slots = ints(B);
-            zeroSlots = ints(B);
-            ones = ints(B, 1);
-            cacheMask = ints(B, S);
+            localIds = buffers.ints(B);
+            positions = buffers.ints(B);
+            slots = buffers.ints(B);
+            zeroSlots = buffers.ints(B);
+            ones = buffers.ints(B, 1);
+            cacheMask = buffers.ints(B, S);
             kCache = new Tensor[L];
             vCache = new Tensor[L];
             for (int l = 0; l < L; l++) {
-                kCache[l] = floats(B, S, model.kvDim());
-                vCache[l] = floats(B, S, model.kvDim());
+                kCache[l] = buffers.floats(B, S, model.kvDim());
+                vCache[l] = buffers.floats(B, S, model.kvDim());
             }
-            x = floats(B, C);
-            ln = floats(B, C);
-            rstd = floats(B);
-            q = floats(B, model.qDim());
-            k = floats(B, model.kvDim());
-            v = floats(B, model.kvDim());
-            att = floats(B, model.qDim());
-            h = floats(B, C);
-            gate = floats(B, model.inter());
-            up = floats(B, model.inter());
-            swi = floats(B, model.inter());
+            x = buffers.floats(B, C);
+            ln = buffers.floats(B, C);
+            rstd = buffers.floats(B);
+            q = buffers.floats(B, model.qDim());
+            k = buffers.floats(B, model.kvDim());
+            v = buffers.floats(B, model.kvDim());
+            att = buffers.floats(B, model.qDim());
+            h = buffers.floats(B, C);
+            gate = buffers.floats(B, model.inter());
+            up = buffers.floats(B, model.inter());
+            swi = buffers.floats(B, model.inter());
             if (shard.lastStage()) {
-                lnf = floats(B, C);
+                lnf = buffers.floats(B, C);
                 int Vt = model.vocabEnd() - model.vocabStart();
-                localLogits = floats(B, Vt);
-                logits = Vt == config.vocabSize() ? localLogits : floats(B, config.vocabSize());
-                lastRows = ints(B);
-                sampled = ints(B);
-                steps = ints(B);
-                finished = ints(B);
-                seqIds = ints(B);
+                localLogits = buffers.floats(B, Vt);
+                logits = Vt == config.vocabSize() ? localLogits : buffers.floats(B, config.vocabSize());
+                lastRows = buffers.ints(B);
+                sampled = buffers.ints(B);
+                steps = buffers.ints(B);
+                finished = buffers.ints(B);
+                seqIds = buffers.ints(B);
             }
             int[] one = new int[B];
             Arrays.fill(one, 1);
@@ -276,21 +276,10 @@ public final class ShardedGenerator {
             return allFinished;
         }
 
-        private Tensor ints(int... shape) {
-            Tensor t = backend.allocate(DType.I32, shape);
-            all.add(t);
-            return t;
-        }
 
-        private Tensor floats(int... shape) {
-            Tensor t = backend.allocate(DType.F32, shape);
-            all.add(t);
-            return t;
-        }
 
         void free() {
-            for (Tensor t : all) backend.free(t);
-            all.clear();
+            buffers.free();
         }
     }
 }
