@@ -3,8 +3,8 @@ package org.sparkrlhf.gpuexec.model;
 import org.sparkrlhf.gpuexec.backend.Backend;
 import org.sparkrlhf.gpuexec.backend.DType;
 import org.sparkrlhf.gpuexec.backend.Tensor;
+import org.sparkrlhf.gpuexec.backend.TensorSet;
 
-import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 
@@ -79,20 +79,20 @@ public final class S3dLoss {
             }
         }
         Batch batch = Batch.leftPadded(rows, 0);
-        List<Tensor> temps = new ArrayList<>();
+        TensorSet temps = new TensorSet(backend);
         Activations a = new Activations(backend, model.config(), n, T);
         try {
-            Tensor maskRowsT = ints(temps, M), maskIdsT = ints(temps, M), targetsT = ints(temps, M), bypassT = ints(temps, bypassRows.length);
+            Tensor maskRowsT = temps.ints(M), maskIdsT = temps.ints(M), targetsT = temps.ints(M), bypassT = temps.ints(bypassRows.length);
             backend.upload(maskRowsT, maskRows);
             backend.upload(maskIdsT, maskIds);
             backend.upload(targetsT, targets);
             backend.upload(bypassT, bypassRows);
-            Tensor inputs = floats(temps, M, C), inputScratch = floats(temps, M, C), bypassScratch = floats(temps, bypassRows.length, C);
+            Tensor inputs = temps.floats(M, C), inputScratch = temps.floats(M, C), bypassScratch = temps.floats(bypassRows.length, C);
             backend.embedding(inputs, maskIdsT, draft.maskEmbeddings());
             S3dConfig s = draft.config();
             RowEdits edits = new RowEdits(maskRowsT, inputs, inputScratch, bypassT, bypassScratch, s.skipFrom(), s.skipTo());
             model.trunk(a, batch, edits);
-            Tensor lnf = floats(temps, M, C), logits = floats(temps, M, V), lse = floats(temps, M), logprobs = floats(temps, M);
+            Tensor lnf = temps.floats(M, C), logits = temps.floats(M, V), lse = temps.floats(M), logprobs = temps.floats(M);
             LlamaWeights w = model.parameters();
             backend.gatherRows(lnf, a.lnf, maskRowsT);
             backend.matmul(logits, lnf, w.lmHead, null);
@@ -102,7 +102,7 @@ public final class S3dLoss {
             float loss = (float) (sum / M);
             if (!backward) return loss;
             // dLoss/dLogprob = -1/M at every mask position; back through the head to the masks' rows
-            Tensor dLogprobs = floats(temps, M), dLogits = floats(temps, M, V), dLnf = floats(temps, M, C), dInputs = floats(temps, M, C);
+            Tensor dLogprobs = temps.floats(M), dLogits = temps.floats(M, V), dLnf = temps.floats(M, C), dInputs = temps.floats(M, C);
             float[] d = new float[M];
             Arrays.fill(d, -1f / M);
             backend.upload(dLogprobs, d);
@@ -118,21 +118,11 @@ public final class S3dLoss {
             return loss;
         } finally {
             a.free();
-            for (Tensor t : temps) backend.free(t);
+            temps.free();
         }
     }
 
-    private Tensor ints(List<Tensor> temps, int... shape) {
-        Tensor t = backend.allocate(DType.I32, shape);
-        temps.add(t);
-        return t;
-    }
 
-    private Tensor floats(List<Tensor> temps, int... shape) {
-        Tensor t = backend.allocate(DType.F32, shape);
-        temps.add(t);
-        return t;
-    }
 
     /** Frees the gradient. */
     public void free() {
