@@ -56,6 +56,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * training accuracy of iteration 1 are not compared.
  */
 @Tag("local-cluster")
+@Tag("one-spark-line") // placed calls on executors: PlacedGrpo/PlacedPpo cover that on both lines
 class PlacedPreferenceLocalClusterTest {
     private static final int ITERATIONS = 2;
     private static final List<String> GROUPS = List.of("concise", "explained", "boxed");

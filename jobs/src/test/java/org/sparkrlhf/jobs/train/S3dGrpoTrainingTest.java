@@ -29,6 +29,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * actor folders, and a resumed run continues from the checkpoint's draft.
  */
 @Tag("end-to-end")
+@Tag("one-spark-line") // S3D in a run: no Spark-line difference beyond what GrpoTrainingTest covers on both
 class S3dGrpoTrainingTest {
     static final int ITERATIONS = 2;
 
