@@ -46,8 +46,8 @@ final class RunSummary {
             List<Double> steady = iterations > 1 ? seconds.subList(1, iterations) : seconds;
             double mean = steady.stream().mapToDouble(Double::doubleValue).average().orElse(Double.NaN);
             out.add(String.format("  %.2f s per iteration in calls and hooks (mean of %d from the %s on); "
-                            + "%d iterations in %.0f s with evaluations, tables and checkpoints", mean, steady.size(),
-                    iterations > 1 ? "second" : "first", iterations, loopSeconds));
+                            + "%d iteration%s in %.0f s with evaluations, tables and checkpoints", mean, steady.size(),
+                    iterations > 1 ? "second" : "first", iterations, iterations == 1 ? "" : "s", loopSeconds));
         }
         out.add("  tables (Delta): " + (rollouts ? RunOutput.rolloutsPath(output) + ", " : "")
                 + RunOutput.metricsPath(output) + ", " + RunOutput.plansPath(output));

@@ -39,7 +39,7 @@ class RunSummaryTest {
     void aRunWithoutEvaluationsOrRolloutsSaysWhatItHas() {
         RunDriver.Summary summary = new RunDriver.Summary(Map.of(1, Map.of("seconds/iteration", 2.0)), Map.of(), Map.of());
         List<String> lines = RunSummary.lines(summary, "file:/o", 2.0, false);
-        assertEquals("  2.00 s per iteration in calls and hooks (mean of 1 from the first on); 1 iterations in 2 s with "
+        assertEquals("  2.00 s per iteration in calls and hooks (mean of 1 from the first on); 1 iteration in 2 s with "
                 + "evaluations, tables and checkpoints", lines.get(1));
         assertEquals("  tables (Delta): file:/o/tables/metrics, file:/o/tables/plans", lines.get(2));
     }
