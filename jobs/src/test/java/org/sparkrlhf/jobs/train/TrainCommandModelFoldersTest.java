@@ -2,6 +2,7 @@ package org.sparkrlhf.jobs.train;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import org.apache.spark.sql.SparkSession;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
@@ -58,16 +59,24 @@ class TrainCommandModelFoldersTest {
         return yaml;
     }
 
-    /** Runs the command; returns its stderr after checking the exit code 2, no progress and no output folder. */
     private String refused(Path yaml) {
+        return refusedBeforeSpark(yaml, dir.resolve("run"));
+    }
+
+    /**
+     * Runs the train command on {@code yaml}; returns its stderr after checking exit 2, no progress
+     * (the devices' discovery prints), no Spark session and nothing at {@code output}.
+     */
+    static String refusedBeforeSpark(Path yaml, Path output) {
         ByteArrayOutputStream out = new ByteArrayOutputStream();
         ByteArrayOutputStream err = new ByteArrayOutputStream();
         int code = TrainCommand.run(new String[]{yaml.toString()}, new PrintStream(out, true, StandardCharsets.UTF_8),
                 new PrintStream(err, true, StandardCharsets.UTF_8));
         String message = err.toString(StandardCharsets.UTF_8);
         assertEquals(2, code, message);
-        assertEquals("", out.toString(StandardCharsets.UTF_8));
-        assertFalse(Files.exists(dir.resolve("run")), "nothing is written");
+        assertEquals("", out.toString(StandardCharsets.UTF_8), "the devices' discovery printed: it ran");
+        assertFalse(SparkSession.getDefaultSession().isDefined(), "a Spark session was started");
+        assertFalse(Files.exists(output), "nothing is written");
         return message;
     }
 

@@ -1,6 +1,5 @@
 package org.sparkrlhf.jobs.train;
 
-import org.apache.spark.sql.SparkSession;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
@@ -8,10 +7,7 @@ import org.sparkrlhf.jobs.config.RunConfigReader;
 import org.sparkrlhf.jobs.files.HadoopFiles;
 import org.sparkrlhf.jobs.plan.CallPlacements;
 
-import java.io.ByteArrayOutputStream;
 import java.io.IOException;
-import java.io.PrintStream;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.concurrent.TimeUnit;
@@ -58,18 +54,8 @@ class TrainCommandPlanFileTest {
         return yaml;
     }
 
-    /** Runs the command; returns its stderr after checking exit 2, no progress, no Spark, no output folder. */
     private String refused(Path yaml) {
-        ByteArrayOutputStream out = new ByteArrayOutputStream();
-        ByteArrayOutputStream err = new ByteArrayOutputStream();
-        int code = TrainCommand.run(new String[]{yaml.toString()}, new PrintStream(out, true, StandardCharsets.UTF_8),
-                new PrintStream(err, true, StandardCharsets.UTF_8));
-        String message = err.toString(StandardCharsets.UTF_8);
-        assertEquals(2, code, message);
-        assertEquals("", out.toString(StandardCharsets.UTF_8), "the devices' discovery printed: it ran");
-        assertFalse(SparkSession.getDefaultSession().isDefined(), "a Spark session was started");
-        assertFalse(Files.exists(dir.resolve("run")), "nothing is written");
-        return message;
+        return TrainCommandModelFoldersTest.refusedBeforeSpark(yaml, dir.resolve("run"));
     }
 
     private String plan() {
