@@ -186,9 +186,9 @@ public final class IterationTable<T> {
      * txn options). Rows given as a Dataset ({@code driverRows} < 0) are cached: the check and the
      * write read them once, even when they are an expensive stage's output. Rows given from the
      * driver are not: over a local relation Spark's optimizer evaluates the check on the driver
-     * without a job, where caching would run one to fill the cache; and a few hundred of them are
-     * written as one file, not one per CPU slot (more stay in the slots' tasks, under the size
-     * Spark warns about).
+     * without a job, where caching would run one to fill the cache; and up to {@value #ONE_FILE_ROWS}
+     * of them are written as one file, not one per CPU slot (more are spread over the slots' tasks,
+     * which carry the rows: a large batch can still pass the task size Spark warns about).
      */
     private void write(String runId, long iteration, Dataset<Row> rows, boolean idempotent, long driverRows) {
         boolean cache = driverRows < 0;

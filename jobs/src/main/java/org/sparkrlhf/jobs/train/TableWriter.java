@@ -55,7 +55,6 @@ final class TableWriter implements AutoCloseable {
 
     /** Hands an iteration's rows over (rollouts may be empty, plan null); waits while {@value #MAX_QUEUED} are queued. */
     synchronized void append(long iteration, List<RolloutRow> rolloutRows, List<MetricRow> metricRows, PlanRow plan) {
-        throwFailure();
         while (queued.size() >= MAX_QUEUED && failure == null) {
             waitQuietly();
         }
@@ -126,8 +125,9 @@ final class TableWriter implements AutoCloseable {
         }
         SortedMap<Long, List<T>> rows = new TreeMap<>();
         for (IterationRows r : batch) {
-            if (!rowsOf.apply(r).isEmpty()) {
-                rows.put(r.iteration(), rowsOf.apply(r));
+            List<T> of = rowsOf.apply(r);
+            if (!of.isEmpty()) {
+                rows.put(r.iteration(), of);
             }
         }
         if (rows.isEmpty()) {

@@ -60,9 +60,8 @@ class TableWriterTest {
             assertEquals(2, rollouts.readIteration("run", i).filter("prompt_id = 'p" + i + "'").count(), "iteration " + i);
             assertEquals(i / 16.0, metrics.readIteration("run", i).first().<Double>getAs("value"), 0.0);
         }
-        // the writer batched the iterations that queued during a commit: fewer commits than iterations
-        long commits = io.delta.tables.DeltaTable.forPath(spark, RunOutput.rolloutsPath(output)).history().count();
-        assertTrue(commits <= 13, commits + " commits");
+        // how many commits it took depends on the writer thread's timing; that several iterations go
+        // into one commit, each once, is IterationTableTest's severalIterationsGoInOneCommit...
     }
 
     @Test
