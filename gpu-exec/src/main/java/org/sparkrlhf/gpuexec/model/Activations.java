@@ -8,110 +8,156 @@ import java.util.ArrayList;
 import java.util.List;
 
 /**
- * Every buffer of a forward pass over B x T tokens that the backward reads, and the scratch
- * gradients of the backward (as llm.c: explicit, allocated once per shape, reused).
+ * Every buffer of one micro-batch's forward over B x T tokens through one shard that the backward
+ * reads, and the backward's scratch gradients (as llm.c: explicit, allocated once per shape,
+ * reused). Widths are the shard's: its heads, kv heads, intermediate features and vocabulary rows
+ * of its tensor-parallel part; the final norm and the heads exist on the last stage only, where the
+ * full-vocabulary logits are gathered (the same tensor as this rank's when tp = 1).
  */
 final class Activations {
     final int B, T, N;
     final Tensor ids, mask, positions, targets;
-    /** residual[l]: the stream entering layer l; residual[L]: leaving the last layer. */
+    /** Whether each token's id is in this rank's vocabulary range (its embedding row is here). */
+    boolean[] inVocab;
+    /** residual[l]: the stream entering local layer l; residual[Ls]: leaving the stage. */
     final Tensor[] residual;
     /** Per layer: the stream after the attention block. */
     final Tensor[] afterAttention;
     final Tensor[] ln1, rstd1, q, k, v, att, lse, ln2, rstd2, gate, up, swi;
+    /** Last stage only. */
     final Tensor lnf, rstdf;
-    /** Causal LM head: logits [N, V], per-row log-sum-exp, logprobs and entropies of the targets. */
-    final Tensor logits, tokenLse, logprobs, entropy;
-    /** Score head: one value per position [N, 1]. */
+    /** Last stage of a causal LM: this rank's logits [N, Vt], the gathered logits [N, V], per-row log-sum-exp, logprobs and entropies of the targets. */
+    final Tensor localLogits, logits, tokenLse, logprobs, entropy;
+    /** Last stage of a score model: one value per position [N, 1]. */
     final Tensor values;
-    private final Backend backend;
-    private final List<Tensor> all = new ArrayList<>();
-    // backward scratch, allocated on first backward
-    Tensor dResidual, dLn, dq, dk, dv, dAtt, dGate, dUp, dSwi, dLnf, dLogits, dLogprobs, dEntropy, dValues;
+    /** Scores (rewards) at chosen rows, allocated by the scores head. */
+    Tensor scoreRows, scoreIn, scoreOut;
+    // backward scratch, allocated on the first backward
+    Tensor dResidual, dLn, dq, dk, dv, dAtt, dGate, dUp, dSwi, dLnf, dLogits, dLocalLogits, dLogprobs, dEntropy,
+            dValues, dScoreOut, dScoreIn;
     /** A block output's gradient with bypassed rows zeroed (S3D's draft), allocated on first use. */
     private Tensor dBypassed;
+    private final Backend backend;
+    private final List<Tensor> all = new ArrayList<>();
+    private final List<Tensor> scratch = new ArrayList<>();
+    private final int C, Q, KV, I, V, Vt;
 
-    Activations(Backend backend, ModelConfig c, int B, int T) {
-        this.backend = backend;
+    /** The buffers of {@code model}'s shard for B x T tokens. */
+    Activations(LlamaModel model, int B, int T) {
+        ModelConfig c = model.config();
+        this.backend = model.backend();
         this.B = B;
         this.T = T;
         this.N = B * T;
-        int L = c.numLayers(), C = c.hiddenSize(), I = c.intermediateSize(), Q = c.qDim(), KV = c.kvDim();
-        ids = ints(N);
-        mask = ints(B, T);
-        positions = ints(N);
-        targets = ints(N);
-        residual = new Tensor[L + 1];
-        for (int l = 0; l <= L; l++) residual[l] = floats(N, C);
-        afterAttention = layers(L, N, C);
-        ln1 = layers(L, N, C);
-        rstd1 = layers(L, N);
-        q = layers(L, N, Q);
-        k = layers(L, N, KV);
-        v = layers(L, N, KV);
-        att = layers(L, N, Q);
-        lse = layers(L, B, c.numHeads(), T);
-        ln2 = layers(L, N, C);
-        rstd2 = layers(L, N);
-        gate = layers(L, N, I);
-        up = layers(L, N, I);
-        swi = layers(L, N, I);
-        lnf = floats(N, C);
-        rstdf = floats(N);
+        this.C = c.hiddenSize();
+        this.Q = model.qDim();
+        this.KV = model.kvDim();
+        this.I = model.inter();
+        this.V = c.vocabSize();
+        this.Vt = model.vocabEnd() - model.vocabStart();
+        int layers = model.numLocalLayers();
+        boolean last = model.shard().lastStage();
+        ids = ints(all, N);
+        mask = ints(all, B, T);
+        positions = ints(all, N);
+        targets = ints(all, N);
+        residual = new Tensor[layers + 1];
+        for (int l = 0; l <= layers; l++) residual[l] = floats(all, N, C);
+        afterAttention = layers(layers, N, C);
+        ln1 = layers(layers, N, C);
+        rstd1 = layers(layers, N);
+        q = layers(layers, N, Q);
+        k = layers(layers, N, KV);
+        v = layers(layers, N, KV);
+        att = layers(layers, N, Q);
+        lse = layers(layers, B, model.heads(), T);
+        ln2 = layers(layers, N, C);
+        rstd2 = layers(layers, N);
+        gate = layers(layers, N, I);
+        up = layers(layers, N, I);
+        swi = layers(layers, N, I);
         boolean lm = c.head() == ModelConfig.Head.CAUSAL_LM;
-        logits = lm ? floats(N, c.vocabSize()) : null;
-        tokenLse = lm ? floats(N) : null;
-        logprobs = lm ? floats(N) : null;
-        entropy = lm ? floats(N) : null;
-        values = lm ? null : floats(N, 1);
+        lnf = last ? floats(all, N, C) : null;
+        rstdf = last ? floats(all, N) : null;
+        localLogits = last && lm ? floats(all, N, Vt) : null;
+        logits = last && lm ? (Vt == V ? localLogits : floats(all, N, V)) : null;
+        tokenLse = last && lm ? floats(all, N) : null;
+        logprobs = last && lm ? floats(all, N) : null;
+        entropy = last && lm ? floats(all, N) : null;
+        values = last && !lm ? floats(all, N, 1) : null;
     }
 
-    void allocateBackward(ModelConfig c) {
+    boolean fits(int b, int t) {
+        return b == B && t == T;
+    }
+
+    /** Allocates the scores head's buffers for the chosen rows. */
+    void allocateScores() {
+        if (scoreRows != null) return;
+        scoreRows = ints(all, B);
+        scoreIn = floats(all, B, C);
+        scoreOut = floats(all, B, 1);
+    }
+
+    void allocateBackward() {
         if (dResidual != null) return;
-        int C = c.hiddenSize(), I = c.intermediateSize(), Q = c.qDim(), KV = c.kvDim();
-        dResidual = floats(N, C);
-        dLn = floats(N, C);
-        dq = floats(N, Q);
-        dk = floats(N, KV);
-        dv = floats(N, KV);
-        dAtt = floats(N, Q);
-        dGate = floats(N, I);
-        dUp = floats(N, I);
-        dSwi = floats(N, I);
-        dLnf = floats(N, C);
-        if (logits != null) {
-            dLogits = floats(N, c.vocabSize());
-            dLogprobs = floats(N);
-            dEntropy = floats(N);
-        } else {
-            dValues = floats(N, 1);
+        dResidual = floats(scratch, N, C);
+        dLn = floats(scratch, N, C);
+        dq = floats(scratch, N, Q);
+        dk = floats(scratch, N, KV);
+        dv = floats(scratch, N, KV);
+        dAtt = floats(scratch, N, Q);
+        dGate = floats(scratch, N, I);
+        dUp = floats(scratch, N, I);
+        dSwi = floats(scratch, N, I);
+        if (lnf != null) {
+            dLnf = floats(scratch, N, C);
+            if (logits != null) {
+                dLogits = floats(scratch, N, V);
+                dLocalLogits = Vt == V ? dLogits : floats(scratch, N, Vt);
+                dLogprobs = floats(scratch, N);
+                dEntropy = floats(scratch, N);
+            } else {
+                dValues = floats(scratch, N, 1);
+                dScoreOut = floats(scratch, B, 1);
+                dScoreIn = floats(scratch, B, C);
+            }
         }
     }
 
-    Tensor bypassGradient(ModelConfig c) {
-        if (dBypassed == null) dBypassed = floats(N, c.hiddenSize());
+    Tensor bypassGradient() {
+        if (dBypassed == null) dBypassed = floats(scratch, N, C);
         return dBypassed;
+    }
+
+    /** Frees the backward's scratch (GPipe keeps every micro-batch's forward buffers, not their scratch). */
+    void freeBackward() {
+        for (Tensor t : scratch) backend.free(t);
+        scratch.clear();
+        dResidual = dLn = dq = dk = dv = dAtt = dGate = dUp = dSwi = dLnf = dLogits = dLocalLogits = dLogprobs = dEntropy = null;
+        dValues = dScoreOut = dScoreIn = dBypassed = null;
     }
 
     private Tensor[] layers(int L, int... shape) {
         Tensor[] t = new Tensor[L];
-        for (int l = 0; l < L; l++) t[l] = floats(shape);
+        for (int l = 0; l < L; l++) t[l] = floats(all, shape);
         return t;
     }
 
-    private Tensor floats(int... shape) {
+    private Tensor floats(List<Tensor> owner, int... shape) {
         Tensor t = backend.allocate(DType.F32, shape);
-        all.add(t);
+        owner.add(t);
         return t;
     }
 
-    private Tensor ints(int... shape) {
+    private Tensor ints(List<Tensor> owner, int... shape) {
         Tensor t = backend.allocate(DType.I32, shape);
-        all.add(t);
+        owner.add(t);
         return t;
     }
 
     void free() {
+        freeBackward();
         for (Tensor t : all) backend.free(t);
         all.clear();
     }

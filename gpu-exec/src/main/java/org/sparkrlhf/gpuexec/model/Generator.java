@@ -4,18 +4,26 @@ import org.sparkrlhf.gpuexec.backend.Backend;
 import org.sparkrlhf.gpuexec.backend.SamplingParams;
 import org.sparkrlhf.gpuexec.backend.Tensor;
 import org.sparkrlhf.gpuexec.backend.TensorSet;
+import org.sparkrlhf.gpuexec.parallel.ShardSpec;
 
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 
 /**
- * Batched generation with a KV cache. Prompts are left-padded to a common length and prefilled
- * with one forward; then each decode step feeds every sequence's last token. A decode step uses
- * only buffers allocated up front, and what changes from step to step (the fed tokens, rotary
- * positions, cache slots, draw counters, finished flags) lives in device tensors that the step's
- * own ops advance, so a backend may record the step once and replay it
- * ({@link Backend#capturable}).
+ * Batched generation with a KV cache, on a whole model or on one rank's shard of it. Prompts are
+ * left-padded to a common length and prefilled with one forward; then each decode step feeds every
+ * sequence's last token.
+ *
+ * <p>On the whole model a decode step uses only buffers allocated up front, and what changes from
+ * step to step (the fed tokens, rotary positions, cache slots, draw counters, finished flags) lives
+ * in device tensors that the step's own ops advance, so a backend may record the step once and
+ * replay it ({@link Backend#capturable}). On a shard each stage keeps the KV caches of its own
+ * layers (its tensor rank's kv heads); stage 0 embeds the fed tokens, each stage passes the hidden
+ * states [B, C] of a step to the next, and the last stage gathers the vocabulary-parallel logits,
+ * samples, and broadcasts the tokens and finished flags to every stage (and the logits when they
+ * are kept); such a step moves data between ranks on the host, so it is not recorded. Every rank
+ * returns the same result, the tokens the whole model gives for the same seed.
  *
  * <p>Cache layout: sequence b's prompt occupies slots [0, Tp) with padding masked out, and new
  * token s sits at slot Tp + s - 1 with rotary position (real prompt length + s - 1), so a padded
@@ -26,6 +34,8 @@ public final class Generator implements AutoCloseable {
     private final LlamaModel model;
     private final Backend backend;
     private final ModelConfig config;
+    private final ShardSpec shard;
+    private final ParallelGroups groups;
     private DecodeState state;
 
     public Generator(LlamaModel model) {
@@ -35,6 +45,8 @@ public final class Generator implements AutoCloseable {
         this.model = model;
         this.backend = model.backend();
         this.config = model.config();
+        this.shard = model.shard();
+        this.groups = model.groups();
     }
 
     /** Options of one {@link #generate} call. */
@@ -61,32 +73,35 @@ public final class Generator implements AutoCloseable {
         int B = prompts.length;
         if (B == 0) return new GenerationResult(new int[0][], new boolean[0], o.keepLogits() ? new float[0][][] : null);
         if (seqIds.length != B) throw new IllegalArgumentException(seqIds.length + " sequence ids for " + B + " prompts");
+        // checked on every rank, so that a bad prompt fails every stage instead of leaving the others waiting
+        int V = config.vocabSize();
         for (int b = 0; b < B; b++) {
             if (prompts[b].length == 0) throw new IllegalArgumentException("prompt " + b + " is empty");
+            for (int t = 0; t < prompts[b].length; t++) {
+                int id = prompts[b][t];
+                if (id < 0 || id >= V) throw new IllegalArgumentException("prompt " + b + ", position " + t + ": token id " + id + " outside the vocabulary [0, " + V + ")");
+            }
         }
+        if (o.padId() >= V) throw new IllegalArgumentException("pad token id " + o.padId() + " outside the vocabulary [0, " + V + ")");
         if (o.maxNewTokens() == 0) {
             return new GenerationResult(new int[B][0], new boolean[B], o.keepLogits() ? new float[B][0][] : null);
         }
         Batch prompt = Batch.leftPadded(prompts, o.padId());
-        int Tp = prompt.time();
-        int S = Tp + o.maxNewTokens();
+        int S = prompt.time() + o.maxNewTokens();
         if (state == null || !state.fits(B, S, o)) {
             if (state != null) state.free();
             state = new DecodeState(B, S, o);
         }
         DecodeState d = state;
         d.reset(prompt, seqIds);
-        prefill(d, prompt, o);
-        int V = config.vocabSize();
         List<float[]> logits = o.keepLogits() ? new ArrayList<>() : null;
-        if (logits != null) logits.add(backend.download(d.logits));
+        boolean allFinished = d.prefill(prompt, logits);
         int steps = 1;
-        while (steps < o.maxNewTokens() && !allFinished(d)) {
-            d.step.run();
+        while (steps < o.maxNewTokens() && !allFinished) {
+            allFinished = d.step(steps, logits);
             steps++;
-            if (logits != null) logits.add(backend.download(d.logits));
         }
-        int[] generated = backend.downloadInts(d.generated);
+        int[] generated = d.generated();
         int[][] tokens = new int[B][];
         boolean[] eos = new boolean[B];
         float[][][] stepLogits = logits == null ? null : new float[B][][];
@@ -114,42 +129,24 @@ public final class Generator implements AutoCloseable {
         return false;
     }
 
-    private boolean allFinished(DecodeState d) {
-        for (int f : backend.downloadInts(d.finished)) if (f == 0) return false;
-        return true;
-    }
-
-    /** One forward over the padded prompts; fills the caches and draws the first token. */
-    private void prefill(DecodeState d, Batch prompt, Options o) {
-        int B = prompt.batch(), Tp = prompt.time();
-        Activations a = new Activations(backend, config, B, Tp);
-        try {
-            model.trunk(a, prompt);
-            for (int l = 0; l < config.numLayers(); l++) {
-                backend.kvAppend(d.kCache[l], a.k[l], d.zeroSlots);
-                backend.kvAppend(d.vCache[l], a.v[l], d.zeroSlots);
-            }
-            backend.kvAppend(d.cacheMask, a.mask, d.zeroSlots);
-            int[] lastRows = new int[B];
-            for (int b = 0; b < B; b++) lastRows[b] = b * Tp + Tp - 1;
-            backend.upload(d.lastRows, lastRows);
-            backend.gatherRows(d.lnf, a.lnf, d.lastRows);
-        } finally {
-            a.free();
-        }
-        backend.matmul(d.logits, d.lnf, model.parameters().lmHead, null);
-        backend.sample(d.tokens, d.logits, d.finished, d.seqIds, d.steps, o.seed(), o.sampling(), o.eosIds(), o.padId());
-        backend.kvAppend(d.generated, d.tokens, d.steps);
-    }
-
-    /** The buffers of a decode batch and its step. */
+    /** The buffers of a decode batch on this rank (its stage's caches; the last stage's sampling state) and its step. */
     private final class DecodeState {
         final int B, S, maxNew;
         final Options options;
-        final Tensor tokens, positions, slots, steps, finished, seqIds, zeroSlots, lastRows, ones, cacheMask, generated;
+        final boolean whole = model.isWhole();
+        final Tensor tokens, localIds, positions, slots, zeroSlots, ones, cacheMask;
         final Tensor[] kCache, vCache;
-        final Tensor x, ln, rstd, q, k, v, att, h, gate, up, swi, lnf, logits;
-        final Runnable step;
+        final Tensor x, ln, rstd, q, k, v, att, h, gate, up, swi;
+        /** Last stage only. */
+        final Tensor lnf, localLogits, logits, lastRows, steps, finished, seqIds;
+        /** The whole model's tokens [B, maxNew], kept on the device. */
+        final Tensor generatedOnDevice;
+        /** A shard's tokens [B, maxNew], as the last stage broadcast them. */
+        final int[] generatedShared;
+        /** A shard's tokens fed to the next step, as the last stage broadcast them. */
+        int[] fed;
+        /** The whole model's decode step, recorded once where the backend can. */
+        final Runnable wholeStep;
         private final TensorSet buffers = new TensorSet(backend);
 
         DecodeState(int B, int S, Options o) {
@@ -157,41 +154,46 @@ public final class Generator implements AutoCloseable {
             this.S = S;
             this.maxNew = o.maxNewTokens();
             this.options = o;
-            int C = config.hiddenSize(), I = config.intermediateSize(), L = config.numLayers();
+            int C = config.hiddenSize(), L = model.numLocalLayers(), I = model.inter();
             tokens = buffers.ints(B);
+            localIds = whole ? null : buffers.ints(B);
             positions = buffers.ints(B);
             slots = buffers.ints(B);
-            steps = buffers.ints(B);
-            finished = buffers.ints(B);
-            seqIds = buffers.ints(B);
             zeroSlots = buffers.ints(B);
-            lastRows = buffers.ints(B);
             ones = buffers.ints(B, 1);
             cacheMask = buffers.ints(B, S);
-            generated = buffers.ints(B, maxNew);
             kCache = new Tensor[L];
             vCache = new Tensor[L];
             for (int l = 0; l < L; l++) {
-                kCache[l] = buffers.floats(B, S, config.kvDim());
-                vCache[l] = buffers.floats(B, S, config.kvDim());
+                kCache[l] = buffers.floats(B, S, model.kvDim());
+                vCache[l] = buffers.floats(B, S, model.kvDim());
             }
             x = buffers.floats(B, C);
             ln = buffers.floats(B, C);
             rstd = buffers.floats(B);
-            q = buffers.floats(B, config.qDim());
-            k = buffers.floats(B, config.kvDim());
-            v = buffers.floats(B, config.kvDim());
-            att = buffers.floats(B, config.qDim());
+            q = buffers.floats(B, model.qDim());
+            k = buffers.floats(B, model.kvDim());
+            v = buffers.floats(B, model.kvDim());
+            att = buffers.floats(B, model.qDim());
             h = buffers.floats(B, C);
             gate = buffers.floats(B, I);
             up = buffers.floats(B, I);
             swi = buffers.floats(B, I);
-            lnf = buffers.floats(B, C);
-            logits = buffers.floats(B, config.vocabSize());
+            boolean last = shard.lastStage();
+            int Vt = model.vocabEnd() - model.vocabStart();
+            lnf = last ? buffers.floats(B, C) : null;
+            localLogits = last ? buffers.floats(B, Vt) : null;
+            logits = !last ? null : Vt == config.vocabSize() ? localLogits : buffers.floats(B, config.vocabSize());
+            lastRows = last ? buffers.ints(B) : null;
+            steps = last ? buffers.ints(B) : null;
+            finished = last ? buffers.ints(B) : null;
+            seqIds = last ? buffers.ints(B) : null;
+            generatedOnDevice = whole ? buffers.ints(B, maxNew) : null;
+            generatedShared = whole ? null : new int[B * maxNew];
             int[] one = new int[B];
             Arrays.fill(one, 1);
             backend.upload(ones, one);
-            step = backend.capturable(this::decodeStep);
+            wholeStep = whole ? backend.capturable(this::wholeDecodeStep) : null;
         }
 
         boolean fits(int b, int s, Options o) {
@@ -209,39 +211,133 @@ public final class Generator implements AutoCloseable {
             }
             backend.upload(positions, pos);
             backend.upload(slots, sl);
-            backend.zero(steps);
-            backend.zero(finished);
-            backend.upload(seqIds, ids);
             backend.zero(cacheMask);
-            backend.zero(generated);
+            if (shard.lastStage()) {
+                backend.zero(steps);
+                backend.zero(finished);
+                backend.upload(seqIds, ids);
+            }
+            if (whole) backend.zero(generatedOnDevice);
+            else Arrays.fill(generatedShared, 0);
         }
 
-        /** One new token per sequence: everything it reads or advances is in the tensors above. */
-        private void decodeStep() {
-            int H = config.numHeads(), KV = config.numKvHeads();
-            float eps = config.rmsNormEps();
-            LlamaWeights p = model.parameters();
-            backend.embedding(x, tokens, p.embed);
-            backend.kvAppend(cacheMask, ones, slots);
-            LlamaModel.LayerBuffers buffers = new LlamaModel.LayerBuffers(x, ln, rstd, q, k, v, att, h, ln, rstd, gate, up, swi, x);
-            for (int l = 0; l < config.numLayers(); l++) {
-                final int layer = l;
-                model.layer(l, buffers, positions, () -> {
-                    backend.kvAppend(kCache[layer], k, slots);
-                    backend.kvAppend(vCache[layer], v, slots);
-                    backend.decodeAttention(att, q, kCache[layer], vCache[layer], cacheMask, slots, H, KV, config.slidingWindows()[layer]);
-                }, null, null);
+        /** The tokens [B, maxNew] drawn so far (the rest 0). */
+        int[] generated() {
+            return whole ? backend.downloadInts(generatedOnDevice) : generatedShared;
+        }
+
+        /** One forward over the padded prompts through this stage, filling its caches; the last stage draws the first tokens. */
+        boolean prefill(Batch prompt, List<float[]> keptLogits) {
+            int Tp = prompt.time();
+            Activations a = new Activations(model, B, Tp);
+            try {
+                model.trunk(a, prompt);
+                for (int l = 0; l < model.numLocalLayers(); l++) {
+                    backend.kvAppend(kCache[l], a.k[l], zeroSlots);
+                    backend.kvAppend(vCache[l], a.v[l], zeroSlots);
+                }
+                backend.kvAppend(cacheMask, a.mask, zeroSlots);
+                if (shard.lastStage()) {
+                    int[] rows = new int[B];
+                    for (int b = 0; b < B; b++) rows[b] = b * Tp + Tp - 1;
+                    backend.upload(lastRows, rows);
+                    backend.gatherRows(lnf, a.lnf, lastRows);
+                }
+            } finally {
+                a.free();
             }
-            backend.rmsnorm(lnf, rstd, x, p.finalNorm, eps);
-            backend.matmul(logits, lnf, p.lmHead, null);
-            backend.addInt(steps, 1);
-            backend.sample(tokens, logits, finished, seqIds, steps, options.seed(), options.sampling(), options.eosIds(), options.padId());
-            backend.kvAppend(generated, tokens, steps);
+            if (shard.lastStage()) draw(false);
+            return finishStep(0, keptLogits);
+        }
+
+        /** Decode step s (s >= 1): the fed tokens through this stage's layers; the last stage draws. */
+        boolean step(int s, List<float[]> keptLogits) {
+            if (whole) {
+                wholeStep.run();
+            } else {
+                if (shard.firstStage()) groups.embedTokens(x, localIds, fed, model.parameters().embed);
+                else groups.recvFrom(shard.stage() - 1, x);
+                layers();
+                if (!shard.lastStage()) groups.sendTo(shard.stage() + 1, x);
+                else backend.rmsnorm(lnf, rstd, x, model.parameters().finalNorm, config.rmsNormEps());
+                backend.addInt(positions, 1);
+                backend.addInt(slots, 1);
+                if (shard.lastStage()) draw(true);
+            }
+            return finishStep(s, keptLogits);
+        }
+
+        /** One new token per sequence on the whole model: everything it reads or advances is in the tensors above. */
+        private void wholeDecodeStep() {
+            backend.embedding(x, tokens, model.parameters().embed);
+            layers();
+            backend.rmsnorm(lnf, rstd, x, model.parameters().finalNorm, config.rmsNormEps());
+            draw(true);
             backend.addInt(positions, 1);
             backend.addInt(slots, 1);
         }
 
+        /** This stage's layers over x, appending the step's keys and values to the caches. */
+        private void layers() {
+            int H = model.heads(), KV = model.kvHeads();
+            backend.kvAppend(cacheMask, ones, slots);
+            LlamaModel.LayerBuffers b = new LlamaModel.LayerBuffers(x, ln, rstd, q, k, v, att, h, ln, rstd, gate, up, swi, x);
+            for (int l = 0; l < model.numLocalLayers(); l++) {
+                final int layer = l;
+                int window = config.slidingWindows()[model.globalLayer(l)];
+                model.layer(l, b, positions, () -> {
+                    backend.kvAppend(kCache[layer], k, slots);
+                    backend.kvAppend(vCache[layer], v, slots);
+                    backend.decodeAttention(att, q, kCache[layer], vCache[layer], cacheMask, slots, H, KV, window);
+                }, null, null);
+            }
+        }
 
+        /** Last stage: the logits of lnf, and the next token of every sequence (the draw counter advanced first after the prefill). */
+        private void draw(boolean advance) {
+            backend.matmul(localLogits, lnf, model.parameters().lmHead, null);
+            groups.gatherLogits(logits, localLogits, B);
+            if (advance) backend.addInt(steps, 1);
+            backend.sample(tokens, logits, finished, seqIds, steps, options.seed(), options.sampling(),
+                    options.eosIds(), options.padId());
+            if (whole) backend.kvAppend(generatedOnDevice, tokens, steps);
+        }
+
+        /**
+         * After token s is drawn: keeps its logits when asked and tells whether every sequence has
+         * finished. On a shard the last stage broadcasts the tokens, finished flags (and logits when
+         * kept) to every stage.
+         */
+        boolean finishStep(int s, List<float[]> keptLogits) {
+            boolean keep = keptLogits != null;
+            if (whole) {
+                if (keep) keptLogits.add(backend.download(logits));
+                for (int f : backend.downloadInts(finished)) if (f == 0) return false;
+                return true;
+            }
+            int V = config.vocabSize();
+            float[] payload = null;
+            int length = 2 * B + (keep ? B * V : 0);
+            if (shard.lastStage()) {
+                payload = new float[length];
+                int[] tok = backend.downloadInts(tokens), fin = backend.downloadInts(finished);
+                for (int b = 0; b < B; b++) {
+                    payload[b] = tok[b];
+                    payload[B + b] = fin[b];
+                }
+                if (keep) System.arraycopy(backend.download(logits), 0, payload, 2 * B, B * V);
+            }
+            payload = groups.broadcastFromLast(payload, length);
+            fed = new int[B];
+            boolean allFinished = true;
+            for (int b = 0; b < B; b++) {
+                fed[b] = (int) payload[b];
+                generatedShared[b * maxNew + s] = fed[b];
+                allFinished &= payload[B + b] != 0f;
+            }
+            if (keep) keptLogits.add(Arrays.copyOfRange(payload, 2 * B, length));
+            return allFinished;
+        }
 
         void free() {
             buffers.free();

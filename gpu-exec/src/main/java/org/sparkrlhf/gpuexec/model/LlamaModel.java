@@ -3,22 +3,30 @@ package org.sparkrlhf.gpuexec.model;
 import org.sparkrlhf.gpuexec.backend.Backend;
 import org.sparkrlhf.gpuexec.backend.DType;
 import org.sparkrlhf.gpuexec.backend.Tensor;
+import org.sparkrlhf.gpuexec.checkpoint.AtomicFiles;
 import org.sparkrlhf.gpuexec.checkpoint.CheckpointException;
 import org.sparkrlhf.gpuexec.checkpoint.CheckpointWeights;
 import org.sparkrlhf.gpuexec.checkpoint.SafeTensorsWriter;
 import org.sparkrlhf.gpuexec.checkpoint.StDType;
-import org.sparkrlhf.gpuexec.checkpoint.AtomicFiles;
+import org.sparkrlhf.gpuexec.parallel.Collective;
+import org.sparkrlhf.gpuexec.parallel.ShardSpec;
+import org.sparkrlhf.gpuexec.parallel.Sharding;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Map;
 import java.util.SplittableRandom;
 
 /**
  * A LLaMA-family decoder (Llama, Qwen2, Mistral) with a causal LM head or a scalar score head,
- * written only against {@link Backend} ops, so it runs on every backend.
+ * written only against {@link Backend} ops, so it runs on every backend. An instance is one rank's
+ * shard under tensor (tp) and pipeline (pp) parallelism ({@link ShardSpec}); the whole model is
+ * the shard tp = pp = 1 with {@link Collective#single()} groups, where no communication happens.
  *
  * <p>Training is data flow: {@link #forward} gives per-token logprobs (and entropies) of the next
  * tokens, the caller's loss turns them into dLoss/dLogprob (and dLoss/dEntropy) per token, and
@@ -26,33 +34,112 @@ import java.util.SplittableRandom;
  * over calls until {@link #zeroGradients()}: with micro-batches, the caller scales each micro-batch's
  * dLoss so that their sum is the gradient of the whole batch's loss (e.g. divide by the token count
  * of the whole batch, not of the micro-batch). Score models ({@link #scores}, {@link #values}) work
- * the same way with dLoss/dScore or dLoss/dValue.
+ * the same way with dLoss/dScore or dLoss/dValue. A backward uses the activations saved by the last
+ * forward, which must have been a forward of the same head kind.
  *
- * <p>A backward uses the activations saved by the last forward, which must have been a forward of
- * the same head kind.
+ * <p><b>Tensor parallelism</b> (Megatron-LM's scheme, over the tensor group): q/k/v, gate and up
+ * are column-parallel (each rank computes its heads / intermediate features), o_proj and down_proj
+ * row-parallel (each rank multiplies its input features, the partial outputs are all-reduced, the
+ * replicated bias added once, by tensor rank 0). In the backward the input gradients of the
+ * column-parallel layers are partial sums and are all-reduced before the norm's backward. The
+ * embedding is vocabulary-parallel (a rank looks up the ids in its vocabulary range, zero for the
+ * others, then all-reduce) and so is the LM head: each rank computes its vocabulary columns of the
+ * logits, they are all-gathered so every rank computes the same log-softmax, and each rank
+ * back-propagates its own columns. Norms and the score head are replicated.
+ *
+ * <p><b>Pipeline parallelism</b> (over the pipeline group, whose rank is the stage): stage s runs
+ * layers [floor(s L / pp), floor((s + 1) L / pp)), receives the hidden states [B, T, C] from stage
+ * s - 1 and sends its output to s + 1; the backward sends the gradient of its input back. A call
+ * with several micro-batches is scheduled GPipe-style: every micro-batch's forward (its activations
+ * kept), then every micro-batch's backward, in micro-batch order. The results (logprobs,
+ * entropies, values, scores) are broadcast from the last stage, so every rank returns them.
+ *
+ * <p><b>Tied embeddings</b> with pp &gt; 1: stage 0 and the last stage each hold the (vocab-split)
+ * embedding; each accumulates the gradient of its own use privately and after every backward
+ * the two exchange them, so both copies' gradient is the full gradient (head use + embedding use)
+ * and an optimizer step keeps them equal. Data-parallel gradient all-reduces belong after the
+ * last backward of a step.
+ *
+ * <p>Every rank of the model-parallel group must make the same calls with the same arguments
+ * (batches, dLoss arrays), as with collective communication generally.
  */
 public final class LlamaModel implements AutoCloseable {
+    private static final String EMBED = "model.embed_tokens.weight";
+
     private final Backend backend;
     private final ModelConfig config;
+    private final ShardSpec shard;
+    private final ParallelGroups groups;
+    private final int firstLayer, numLocal, heads, kvHeads, qDim, kvDim, inter;
     private final LlamaWeights params;
     private final Tensor invFreq;
     private LlamaWeights grads;
-    private Activations acts;
-    private Batch lastBatch;
-    private boolean lastHadEntropy;
-    private boolean lastWasScores;
-    // score head at chosen rows
-    private Tensor scoreRows, scoreIn, scoreOut, dScoreOut, dScoreIn;
+    /** With tied embeddings across stages: this copy's own use's gradient, summed with the other copy's after a backward. */
+    private Tensor tiedOwnGrad;
 
-    private LlamaModel(Backend backend, ModelConfig config, LlamaWeights params) {
+    private enum Kind { LOGPROBS, VALUES, SCORES }
+
+    private final List<Activations> acts = new ArrayList<>();
+    private List<Batch> lastBatches;
+    private Kind lastKind;
+    private boolean lastHadEntropy;
+
+    private LlamaModel(Backend backend, ModelConfig config, ShardSpec shard, ParallelGroups groups, LlamaWeights params) {
         this.backend = backend;
         this.config = config;
+        this.shard = shard;
+        this.groups = groups;
+        this.firstLayer = shard.firstLayer(config.numLayers());
+        this.numLocal = shard.endLayer(config.numLayers()) - firstLayer;
+        this.heads = config.numHeads() / shard.tp();
+        this.kvHeads = config.numKvHeads() / shard.tp();
+        this.qDim = heads * config.headDim();
+        this.kvDim = kvHeads * config.headDim();
+        this.inter = shard.partEnd(config.intermediateSize()) - shard.partStart(config.intermediateSize());
         this.params = params;
         this.invFreq = backend.allocate(DType.F32, config.headDim() / 2);
         backend.upload(invFreq, config.rope().inverseFrequencies(config.ropeTheta(), config.headDim()));
     }
 
     // ---------------------------------------------------------------- creation, loading, saving
+
+    /** Checks that a config can be cut into a shard (before anything is allocated). */
+    private static void checkCut(ModelConfig config, ShardSpec shard) {
+        int tp = shard.tp();
+        if (config.numHeads() % tp != 0 || config.numKvHeads() % tp != 0) {
+            throw new IllegalArgumentException("tp " + tp + " must divide the " + config.numHeads() + " attention heads and the "
+                    + config.numKvHeads() + " key/value heads (cuts between heads)");
+        }
+        if (shard.pp() > config.numLayers()) {
+            throw new IllegalArgumentException("pp " + shard.pp() + " is more than the " + config.numLayers() + " layers");
+        }
+        if (config.vocabSize() < tp || config.intermediateSize() < tp) {
+            throw new IllegalArgumentException("tp " + tp + " is more than the vocabulary or intermediate size");
+        }
+    }
+
+    /** A model whose parameters are filled by {@code fill} (given each tensor's spec; F32 values of its shape). */
+    private static LlamaModel build(Backend backend, ModelConfig config, ShardSpec shard, Collective tpGroup, Collective ppGroup,
+                                    DType dtype, java.util.function.Function<LlamaWeights.Spec, float[]> fill) {
+        checkCut(config, shard);
+        ParallelGroups groups = new ParallelGroups(backend, config, shard, tpGroup, ppGroup);
+        LlamaWeights params = LlamaWeights.allocate(backend, config, shard, dtype);
+        try {
+            for (LlamaWeights.Spec s : params.specs()) {
+                Tensor t = params.get(s.name());
+                float[] v = fill.apply(s);
+                if (v.length != t.numel()) {
+                    throw new IllegalArgumentException(shard.label() + ": '" + s.name() + "' has " + v.length + " values, its shard shape "
+                            + Arrays.toString(s.shape()) + " needs " + t.numel());
+                }
+                backend.upload(t, v);
+            }
+        } catch (RuntimeException e) {
+            params.free(backend);
+            throw e;
+        }
+        return new LlamaModel(backend, config, shard, groups, params);
+    }
 
     /** Loads config.json and the safetensors weights of a Hugging Face model directory, in F32. */
     public static LlamaModel load(Backend backend, Path dir) {
@@ -61,26 +148,40 @@ public final class LlamaModel implements AutoCloseable {
 
     /** Loads a model directory, storing parameters as {@code dtype} (F32 or BF16). */
     public static LlamaModel load(Backend backend, Path dir, DType dtype) {
+        return load(backend, dir, dtype, ShardSpec.WHOLE, Collective.single(), Collective.single());
+    }
+
+    /**
+     * Shard {@code shard} of a Hugging Face model directory (config.json and safetensors), in F32,
+     * reading one full tensor at a time and keeping only this shard's slice of it.
+     */
+    public static LlamaModel load(Backend backend, Path dir, ShardSpec shard, Collective tpGroup, Collective ppGroup) {
+        return load(backend, dir, DType.F32, shard, tpGroup, ppGroup);
+    }
+
+    private static LlamaModel load(Backend backend, Path dir, DType dtype, ShardSpec shard, Collective tpGroup, Collective ppGroup) {
         ModelConfig config = ModelConfig.read(dir.resolve("config.json"));
         CheckpointWeights weights = CheckpointWeights.open(dir);
-        LlamaWeights params = LlamaWeights.allocate(backend, config, dtype);
-        for (LlamaWeights.Spec s : params.specs()) {
+        Map<String, int[]> whole = new LinkedHashMap<>();
+        for (LlamaWeights.Spec s : LlamaWeights.specs(config)) whole.put(s.name(), s.shape());
+        return build(backend, config, shard, tpGroup, ppGroup, dtype, s -> {
             if (!weights.has(s.name())) {
                 throw new CheckpointException(dir + ": the checkpoint has no tensor '" + s.name() + "' that " + config.architecture() + " needs");
             }
-            backend.upload(params.get(s.name()), weights.floats(s.name(), s.shape()));
-        }
-        return new LlamaModel(backend, config, params);
+            int[] shape = whole.get(s.name());
+            float[] full = weights.floats(s.name(), shape);
+            return shard.tp() == 1 ? full : Sharding.slice(s.name(), shape, full, shard);
+        });
     }
 
     /** A model with random weights (normal with standard deviation std for matrices, 1 for norms, 0 for biases). */
     public static LlamaModel random(Backend backend, ModelConfig config, DType dtype, long seed, float std) {
-        LlamaWeights params = LlamaWeights.allocate(backend, config, dtype);
         SplittableRandom rng = new SplittableRandom(seed);
-        for (LlamaWeights.Spec s : params.specs()) {
-            Tensor t = params.get(s.name());
-            float[] v = new float[Math.toIntExact(t.numel())];
-            if (s.name().endsWith("norm.weight")) java.util.Arrays.fill(v, 1f);
+        return build(backend, config, ShardSpec.WHOLE, Collective.single(), Collective.single(), dtype, s -> {
+            int n = 1;
+            for (int d : s.shape()) n *= d;
+            float[] v = new float[n];
+            if (s.name().endsWith("norm.weight")) Arrays.fill(v, 1f);
             else if (!s.name().endsWith(".bias")) {
                 for (int i = 0; i < v.length; i += 2) {
                     double u1 = 1.0 - rng.nextDouble(), u2 = rng.nextDouble();
@@ -89,9 +190,33 @@ public final class LlamaModel implements AutoCloseable {
                     if (i + 1 < v.length) v[i + 1] = (float) (r * Math.sin(2 * Math.PI * u2));
                 }
             }
-            backend.upload(t, v);
-        }
-        return new LlamaModel(backend, config, params);
+            return v;
+        });
+    }
+
+    /**
+     * A shard from its tensors (Hugging Face names, this shard's shapes, see {@link Sharding#specs}),
+     * stored as F32. tpGroup's rank must be the tensor rank, ppGroup's rank the stage.
+     */
+    public static LlamaModel ofShard(Backend backend, ModelConfig config, ShardSpec shard, Collective tpGroup, Collective ppGroup,
+                                     Map<String, float[]> shardTensors) {
+        return build(backend, config, shard, tpGroup, ppGroup, DType.F32, s -> {
+            float[] v = shardTensors.get(s.name());
+            if (v == null) throw new IllegalArgumentException(shard.label() + ": the shard tensors have no '" + s.name() + "'");
+            return v;
+        });
+    }
+
+    /** Shard {@code shard} of a model given by its full tensors (Hugging Face names and shapes). */
+    public static LlamaModel fromFull(Backend backend, ModelConfig config, ShardSpec shard, Collective tpGroup,
+                                      Collective ppGroup, Map<String, float[]> fullTensors) {
+        return ofShard(backend, config, shard, tpGroup, ppGroup, Sharding.shard(config, fullTensors, shard));
+    }
+
+    /** Shard {@code shard} of a whole model's parameters. */
+    public static LlamaModel shardOf(Backend backend, LlamaModel whole, ShardSpec shard, Collective tpGroup, Collective ppGroup) {
+        whole.requireWhole("cutting a shard");
+        return fromFull(backend, whole.config(), shard, tpGroup, ppGroup, whole.downloadParameters());
     }
 
     /**
@@ -99,6 +224,7 @@ public final class LlamaModel implements AutoCloseable {
      * maxShardBytes with model.safetensors.index.json) in Hugging Face's format.
      */
     public void save(Path dir, StDType dtype, long maxShardBytes) {
+        requireWhole("save");
         if (!dtype.isFloat()) throw new IllegalArgumentException("weights are saved as float32, bfloat16 or float16, not " + dtype);
         List<SafeTensorsWriter.Item> items = new ArrayList<>();
         for (LlamaWeights.Spec s : params.specs()) {
@@ -114,6 +240,9 @@ public final class LlamaModel implements AutoCloseable {
         }
     }
 
+    // ---------------------------------------------------------------- accessors
+
+    /** The whole model's configuration (also on a shard). */
     public ModelConfig config() {
         return config;
     }
@@ -122,28 +251,144 @@ public final class LlamaModel implements AutoCloseable {
         return backend;
     }
 
+    public ShardSpec shard() {
+        return shard;
+    }
+
+    /** Whether this is the whole model (tp = pp = 1), not a part of one. */
+    public boolean isWhole() {
+        return shard.tp() == 1 && shard.pp() == 1;
+    }
+
+    private void requireWhole(String what) {
+        if (!isWhole()) throw new IllegalStateException(what + " needs the whole model, this is the shard " + shard.label());
+    }
+
+    public Collective tpGroup() {
+        return groups.tp;
+    }
+
+    public Collective ppGroup() {
+        return groups.pp;
+    }
+
+    /** The parameters this shard holds (Hugging Face order and names, shard shapes). */
     public LlamaWeights parameters() {
         return params;
     }
 
     /** The gradient table (same names and shapes as the parameters, F32), allocated on first use. */
     public LlamaWeights gradients() {
-        if (grads == null) grads = LlamaWeights.allocate(backend, config, DType.F32);
+        if (grads == null) {
+            grads = LlamaWeights.allocate(backend, config, shard, DType.F32);
+            if (shard.tiedAcrossStages(config) && shard.holdsEmbedding(config)) {
+                tiedOwnGrad = backend.allocate(DType.F32, params.get(EMBED).shape());
+            }
+        }
         return grads;
     }
 
     public void zeroGradients() {
         gradients().zero(backend);
+        if (tiedOwnGrad != null) backend.zero(tiedOwnGrad);
     }
 
-    // ---------------------------------------------------------------- the trunk
+    public Map<String, float[]> downloadParameters() {
+        return Sharding.download(backend, params.byName());
+    }
 
-    private Activations activations(int B, int T) {
-        if (acts == null || acts.B != B || acts.T != T) {
-            if (acts != null) acts.free();
-            acts = new Activations(backend, config, B, T);
+    public Map<String, float[]> downloadGradients() {
+        return Sharding.download(backend, gradients().byName());
+    }
+
+    /**
+     * Whether a parameter's gradient counts in the global gradient norm on this rank: split
+     * tensors on every tensor rank, replicated ones on tensor rank 0 only, and the tied copy of
+     * the embedding on the last stage not at all (stage 0's copy counts).
+     */
+    public boolean countsInGlobalNorm(String name) {
+        if (!params.byName().containsKey(name)) throw new IllegalArgumentException("this shard has no '" + name + "'");
+        if (name.equals(EMBED) && !shard.firstStage()) return false;
+        return Sharding.split(name) != Sharding.Split.REPLICATED || shard.tpRank() == 0;
+    }
+
+    /**
+     * Data parallelism: replaces every gradient of this shard by its sum over {@code dataGroup}
+     * (the ranks holding the same shard in the other data-parallel replicas) times {@code scale}
+     * (1 for a sum, 1 / dp for a mean). Call it after the last backward of a step, before the
+     * optimizer step; every rank of the data group must call it.
+     */
+    public void allReduceGradients(Collective dataGroup, float scale) {
+        for (Tensor t : gradients().byName().values()) {
+            float[] v = backend.download(t);
+            dataGroup.allReduceSum(v);
+            if (scale != 1f) for (int i = 0; i < v.length; i++) v[i] *= scale;
+            backend.upload(t, v);
         }
-        return acts;
+    }
+
+    int heads() {
+        return heads;
+    }
+
+    int kvHeads() {
+        return kvHeads;
+    }
+
+    int qDim() {
+        return qDim;
+    }
+
+    int kvDim() {
+        return kvDim;
+    }
+
+    int inter() {
+        return inter;
+    }
+
+    int numLocalLayers() {
+        return numLocal;
+    }
+
+    /** The model's index of local layer l. */
+    int globalLayer(int l) {
+        return firstLayer + l;
+    }
+
+    int vocabStart() {
+        return groups.vocab0;
+    }
+
+    int vocabEnd() {
+        return groups.vocab1;
+    }
+
+    ParallelGroups groups() {
+        return groups;
+    }
+
+    /** The gradient of the embedding's own use: the private copy when the embedding is tied across stages. */
+    private Tensor embedUseGradient() {
+        return tiedOwnGrad != null ? tiedOwnGrad : grads.embed;
+    }
+
+    /** The gradient of the LM head: the private copy when the embedding is tied across stages. */
+    private Tensor headGradient() {
+        return tiedOwnGrad != null ? tiedOwnGrad : grads.lmHead;
+    }
+
+    // ---------------------------------------------------------------- the stage's trunk
+
+    private Activations activations(int i, Batch b) {
+        while (acts.size() <= i) acts.add(null);
+        Activations a = acts.get(i);
+        if (a == null || !a.fits(b.batch(), b.time())) {
+            if (a != null) a.free();
+            a = new Activations(this, b.batch(), b.time());
+            acts.set(i, a);
+        }
+        return a;
     }
 
     /** Checks ids against the vocabulary; the message names the row, position and id. */
@@ -158,7 +403,7 @@ public final class LlamaModel implements AutoCloseable {
         }
     }
 
-    /** Embedding, the decoder layers and the final norm over a batch, into a.lnf; keeps what the backward needs. */
+    /** Embedding (stage 0) or the previous stage's output, this stage's layers, then the next stage or the final norm (into a.lnf). */
     void trunk(Activations a, Batch batch) {
         trunk(a, batch, null);
     }
@@ -169,24 +414,29 @@ public final class LlamaModel implements AutoCloseable {
      */
     void trunk(Activations a, Batch batch, RowEdits edits) {
         checkIds(batch);
-        backend.upload(a.ids, batch.ids());
         backend.upload(a.mask, batch.mask());
         backend.upload(a.positions, batch.positions());
-        backend.embedding(a.residual[0], a.ids, params.embed);
-        if (edits != null) {
-            zeroRows(a.residual[0], edits.inputRows(), edits.inputScratch());
-            backend.gatherRowsBackward(a.residual[0], edits.inputs(), edits.inputRows());
+        if (shard.firstStage()) {
+            a.inVocab = groups.embedTokens(a.residual[0], a.ids, batch.ids(), params.embed);
+            if (edits != null) {
+                zeroRows(a.residual[0], edits.inputRows(), edits.inputScratch());
+                backend.gatherRowsBackward(a.residual[0], edits.inputs(), edits.inputRows());
+            }
+        } else {
+            groups.recvFrom(shard.stage() - 1, a.residual[0]);
         }
-        for (int l = 0; l < config.numLayers(); l++) {
+        for (int l = 0; l < numLocal; l++) {
             final int layer = l;
-            Tensor bypass = edits != null && edits.bypasses(l) ? edits.bypassRows() : null;
+            int window = config.slidingWindows()[firstLayer + l];
+            Tensor bypass = edits != null && edits.bypasses(firstLayer + l) ? edits.bypassRows() : null;
             layer(l, new LayerBuffers(a.residual[l], a.ln1[l], a.rstd1[l], a.q[l], a.k[l], a.v[l], a.att[l], a.afterAttention[l],
                             a.ln2[l], a.rstd2[l], a.gate[l], a.up[l], a.swi[l], a.residual[l + 1]), a.positions,
                     () -> backend.attention(a.att[layer], a.lse[layer], a.q[layer], a.k[layer], a.v[layer], a.mask,
-                            config.numHeads(), config.numKvHeads(), config.slidingWindows()[layer]),
+                            heads, kvHeads, window),
                     bypass, bypass == null ? null : edits.bypassScratch());
         }
-        backend.rmsnorm(a.lnf, a.rstdf, a.residual[config.numLayers()], params.finalNorm, config.rmsNormEps());
+        if (!shard.lastStage()) groups.sendTo(shard.stage() + 1, a.residual[numLocal]);
+        else backend.rmsnorm(a.lnf, a.rstdf, a.residual[numLocal], params.finalNorm, config.rmsNormEps());
     }
 
     /** The buffers of one decoder layer's forward over N rows (ln1 and ln2, rstd1 and rstd2 may be shared). */
@@ -195,7 +445,7 @@ public final class LlamaModel implements AutoCloseable {
     }
 
     /**
-     * One decoder layer: out = h + mlp(h), h = in + attention(in). {@code attention} reads the
+     * Local decoder layer l: out = h + mlp(h), h = in + attention(in). {@code attention} reads the
      * rotated b.q, b.k, b.v and writes b.att (over the rows themselves, or a KV cache). Rows listed
      * in {@code bypassRows} leave the layer unchanged (out = in exactly: their two block outputs
      * are zeroed before the residual adds); scratch holds [rows, C].
@@ -203,21 +453,24 @@ public final class LlamaModel implements AutoCloseable {
     void layer(int l, LayerBuffers b, Tensor positions, Runnable attention, Tensor bypassRows, Tensor scratch) {
         LlamaWeights.Layer w = params.layers[l];
         float eps = config.rmsNormEps();
+        boolean biasHere = shard.tpRank() == 0;
         backend.rmsnorm(b.ln1(), b.rstd1(), b.in(), w.inputNorm(), eps);
         backend.matmul(b.q(), b.ln1(), w.q(), w.qBias());
         backend.matmul(b.k(), b.ln1(), w.k(), w.kBias());
         backend.matmul(b.v(), b.ln1(), w.v(), w.vBias());
-        backend.rotary(b.q(), positions, invFreq, config.numHeads());
-        backend.rotary(b.k(), positions, invFreq, config.numKvHeads());
+        backend.rotary(b.q(), positions, invFreq, heads);
+        backend.rotary(b.k(), positions, invFreq, kvHeads);
         attention.run();
-        backend.matmul(b.h(), b.att(), w.o(), w.oBias());
+        backend.matmul(b.h(), b.att(), w.o(), biasHere ? w.oBias() : null);
+        groups.allReduceTp(b.h());
         if (bypassRows != null) zeroRows(b.h(), bypassRows, scratch);
         backend.add(b.h(), b.h(), b.in());
         backend.rmsnorm(b.ln2(), b.rstd2(), b.h(), w.postNorm(), eps);
         backend.matmul(b.gate(), b.ln2(), w.gate(), w.gateBias());
         backend.matmul(b.up(), b.ln2(), w.up(), w.upBias());
         backend.swiglu(b.swi(), b.gate(), b.up());
-        backend.matmul(b.out(), b.swi(), w.down(), w.downBias());
+        backend.matmul(b.out(), b.swi(), w.down(), biasHere ? w.downBias() : null);
+        groups.allReduceTp(b.out());
         if (bypassRows != null) zeroRows(b.out(), bypassRows, scratch);
         backend.add(b.out(), b.out(), b.h());
     }
@@ -229,25 +482,27 @@ public final class LlamaModel implements AutoCloseable {
         backend.gatherRowsBackward(t, scratch, rows);
     }
 
-    /** The backward of {@link #trunk} from the gradient already in a.dLnf; adds into the gradients. */
-    private void trunkBackward(Activations a) {
-        trunkBackward(a, null, true);
-    }
-
     /**
-     * The backward of {@link #trunk}(a, batch, edits); with {@code parameterGradients} false no
-     * parameter gradient is computed (only a.dResidual, which ends as the gradient of the
-     * embedding output: what a trained input vector needs).
+     * The backward of {@link #trunk}(a, batch, edits): from a.dLnf (last stage, set by the head's
+     * backward) or the next stage's gradient, through this stage's layers, to the previous stage or
+     * the embedding. With {@code parameterGradients} false no parameter gradient is computed (only
+     * a.dResidual, which ends as the gradient of the embedding output: what a trained input vector
+     * needs).
      */
     void trunkBackward(Activations a, RowEdits edits, boolean parameterGradients) {
         LlamaWeights g = parameterGradients ? gradients() : null;
-        int H = config.numHeads(), KV = config.numKvHeads(), L = config.numLayers();
+        a.allocateBackward();
         backend.zero(a.dResidual);
-        backend.rmsnormBackward(a.dResidual, g == null ? null : g.finalNorm, a.dLnf, a.residual[L], params.finalNorm, a.rstdf);
-        for (int l = L - 1; l >= 0; l--) {
+        if (shard.lastStage()) {
+            backend.rmsnormBackward(a.dResidual, g == null ? null : g.finalNorm, a.dLnf, a.residual[numLocal], params.finalNorm, a.rstdf);
+        } else {
+            groups.recvFrom(shard.stage() + 1, a.dResidual);
+        }
+        for (int l = numLocal - 1; l >= 0; l--) {
             LlamaWeights.Layer w = params.layers[l], gw = g == null ? null : g.layers[l];
-            Tensor bypass = edits != null && edits.bypasses(l) ? edits.bypassRows() : null;
-            // MLP block: out = h + down(swiglu(gate(ln2), up(ln2))); a.dResidual holds dOut
+            int window = config.slidingWindows()[firstLayer + l];
+            Tensor bypass = edits != null && edits.bypasses(firstLayer + l) ? edits.bypassRows() : null;
+            // MLP block: out = h + down(swiglu(gate(ln2), up(ln2))); a.dResidual holds dOut (the same on every tensor rank)
             backend.zero(a.dSwi);
             backend.matmulBackward(a.dSwi, gw == null ? null : gw.down(), gw == null ? null : gw.downBias(),
                     blockGradient(a, bypass, edits), a.swi[l], w.down());
@@ -257,6 +512,7 @@ public final class LlamaModel implements AutoCloseable {
             backend.zero(a.dLn);
             backend.matmulBackward(a.dLn, gw == null ? null : gw.gate(), gw == null ? null : gw.gateBias(), a.dGate, a.ln2[l], w.gate());
             backend.matmulBackward(a.dLn, gw == null ? null : gw.up(), gw == null ? null : gw.upBias(), a.dUp, a.ln2[l], w.up());
+            groups.allReduceTp(a.dLn);
             backend.rmsnormBackward(a.dResidual, gw == null ? null : gw.postNorm(), a.dLn, a.afterAttention[l], w.postNorm(), a.rstd2[l]);
             // attention block: h = x + o(attention(rope(q(ln1)), rope(k(ln1)), v(ln1))); a.dResidual holds dh
             backend.zero(a.dAtt);
@@ -266,16 +522,31 @@ public final class LlamaModel implements AutoCloseable {
             backend.zero(a.dk);
             backend.zero(a.dv);
             backend.attentionBackward(a.dq, a.dk, a.dv, a.dAtt, a.att[l], a.lse[l], a.q[l], a.k[l], a.v[l], a.mask,
-                    H, KV, config.slidingWindows()[l]);
-            backend.rotaryBackward(a.dq, a.positions, invFreq, H);
-            backend.rotaryBackward(a.dk, a.positions, invFreq, KV);
+                    heads, kvHeads, window);
+            backend.rotaryBackward(a.dq, a.positions, invFreq, heads);
+            backend.rotaryBackward(a.dk, a.positions, invFreq, kvHeads);
             backend.zero(a.dLn);
             backend.matmulBackward(a.dLn, gw == null ? null : gw.q(), gw == null ? null : gw.qBias(), a.dq, a.ln1[l], w.q());
             backend.matmulBackward(a.dLn, gw == null ? null : gw.k(), gw == null ? null : gw.kBias(), a.dk, a.ln1[l], w.k());
             backend.matmulBackward(a.dLn, gw == null ? null : gw.v(), gw == null ? null : gw.vBias(), a.dv, a.ln1[l], w.v());
+            groups.allReduceTp(a.dLn);
             backend.rmsnormBackward(a.dResidual, gw == null ? null : gw.inputNorm(), a.dLn, a.residual[l], w.inputNorm(), a.rstd1[l]);
         }
-        if (g != null) backend.embeddingBackward(g.embed, a.ids, a.dResidual);
+        if (!shard.firstStage()) {
+            groups.sendTo(shard.stage() - 1, a.dResidual);
+        } else if (g != null) {
+            // only the rows of ids in this rank's vocabulary range reach its embedding rows
+            Tensor dOut = a.dResidual;
+            boolean all = true;
+            for (boolean b : a.inVocab) all &= b;
+            if (!all) {
+                float[] d = backend.download(a.dResidual);
+                ParallelGroups.zeroOutside(d, a.inVocab, config.hiddenSize());
+                backend.upload(a.dLn, d);
+                dOut = a.dLn;
+            }
+            backend.embeddingBackward(embedUseGradient(), a.ids, dOut);
+        }
     }
 
     /**
@@ -285,13 +556,34 @@ public final class LlamaModel implements AutoCloseable {
      */
     private Tensor blockGradient(Activations a, Tensor bypass, RowEdits edits) {
         if (bypass == null) return a.dResidual;
-        Tensor d = a.bypassGradient(config);
+        Tensor d = a.bypassGradient();
         backend.copy(d, a.dResidual);
         zeroRows(d, bypass, edits.bypassScratch());
         return d;
     }
 
-    // ---------------------------------------------------------------- causal LM head
+    /** After a backward with tied embeddings across stages: both copies' gradient = head use + embedding use. */
+    private void exchangeTiedGradients() {
+        if (tiedOwnGrad == null) return;
+        int last = shard.pp() - 1;
+        Collective pp = groups.pp;
+        float[] mine = backend.download(tiedOwnGrad), other = new float[mine.length];
+        if (shard.firstStage()) {
+            pp.sendFloats(last, mine, 0, mine.length);
+            pp.recvFloats(last, other, 0, other.length);
+        } else if (shard.stage() == last) {
+            pp.recvFloats(0, other, 0, other.length);
+            pp.sendFloats(0, mine, 0, mine.length);
+        } else {
+            return;
+        }
+        float[] head = shard.firstStage() ? other : mine, emb = shard.firstStage() ? mine : other;
+        float[] sum = new float[mine.length];
+        for (int i = 0; i < sum.length; i++) sum[i] = head[i] + emb[i];
+        backend.upload(grads.embed, sum);
+    }
+
+    // ---------------------------------------------------------------- the heads
 
     private void requireHead(ModelConfig.Head head, String what) {
         if (config.head() != head) {
@@ -299,120 +591,227 @@ public final class LlamaModel implements AutoCloseable {
         }
     }
 
-    /** Logprobs (and, if asked, entropies) of each next token; keeps the activations for {@link #backward}. */
+    /** Logprobs (and, if asked, entropies) of each next token, the same on every rank; keeps the activations for {@link #backward}. */
     public TokenStats forward(Batch batch, boolean withEntropy) {
-        requireHead(ModelConfig.Head.CAUSAL_LM, "forward");
-        if (batch.time() < 2) throw new IllegalArgumentException("a causal LM forward needs at least 2 tokens per row, got " + batch.time());
-        Activations a = activations(batch.batch(), batch.time());
-        trunk(a, batch);
-        backend.matmul(a.logits, a.lnf, params.lmHead, null);
-        backend.upload(a.targets, batch.nextTokens());
-        backend.tokenLogprobs(a.logprobs, withEntropy ? a.entropy : null, a.tokenLse, a.logits, a.targets);
-        lastBatch = batch;
-        lastHadEntropy = withEntropy;
-        float[] lp = batch.dropLast(backend.download(a.logprobs));
-        float[] ent = withEntropy ? batch.dropLast(backend.download(a.entropy)) : null;
-        return new TokenStats(batch.batch(), batch.time() - 1, lp, ent);
+        return forward(List.of(batch), withEntropy).get(0);
     }
 
-    /** The logits [B, T, V] of the last {@link #forward}. */
+    /** A forward of several micro-batches (kept for one {@link #backward(List, List)}). */
+    public List<TokenStats> forward(List<Batch> microBatches, boolean withEntropy) {
+        requireHead(ModelConfig.Head.CAUSAL_LM, "forward");
+        for (int i = 0; i < microBatches.size(); i++) {
+            Batch batch = microBatches.get(i);
+            if (batch.time() < 2) throw new IllegalArgumentException("a causal LM forward needs at least 2 tokens per row, got " + batch.time());
+            Activations a = activations(i, batch);
+            trunk(a, batch);
+            if (shard.lastStage()) {
+                backend.matmul(a.localLogits, a.lnf, params.lmHead, null);
+                groups.gatherLogits(a.logits, a.localLogits, a.N);
+                backend.upload(a.targets, batch.nextTokens());
+                backend.tokenLogprobs(a.logprobs, withEntropy ? a.entropy : null, a.tokenLse, a.logits, a.targets);
+            }
+        }
+        List<TokenStats> out = new ArrayList<>();
+        for (int i = 0; i < microBatches.size(); i++) {
+            Batch batch = microBatches.get(i);
+            Activations a = acts.get(i);
+            int n = batch.batch() * (batch.time() - 1);
+            float[] lp = null, ent = null;
+            if (shard.lastStage()) {
+                lp = batch.dropLast(backend.download(a.logprobs));
+                ent = withEntropy ? batch.dropLast(backend.download(a.entropy)) : null;
+            }
+            if (shard.pp() > 1) {
+                float[] both = groups.broadcastFromLast(lp == null ? null : withEntropy ? concat(lp, ent) : lp, withEntropy ? 2 * n : n);
+                lp = Arrays.copyOfRange(both, 0, n);
+                ent = withEntropy ? Arrays.copyOfRange(both, n, 2 * n) : null;
+            }
+            out.add(new TokenStats(batch.batch(), batch.time() - 1, lp, ent));
+        }
+        lastBatches = List.copyOf(microBatches);
+        lastKind = Kind.LOGPROBS;
+        lastHadEntropy = withEntropy;
+        return out;
+    }
+
+    private static float[] concat(float[] a, float[] b) {
+        float[] out = Arrays.copyOf(a, a.length + b.length);
+        System.arraycopy(b, 0, out, a.length, b.length);
+        return out;
+    }
+
+    /** The logits [B, T, V] of the last single-batch {@link #forward} (on the last stage). */
     public float[] logits() {
-        if (lastBatch == null || acts == null || acts.logits == null) throw new IllegalStateException("no forward has run");
-        return backend.download(acts.logits);
+        if (lastBatches == null || lastKind != Kind.LOGPROBS || acts.isEmpty() || acts.get(0).logits == null) {
+            throw new IllegalStateException("no forward has run on this stage");
+        }
+        return backend.download(acts.get(0).logits);
     }
 
     /**
-     * Adds to the gradients the backward of the last {@link #forward} from dLoss/dLogprob and
-     * dLoss/dEntropy per token ([B, T - 1] each; dEntropies may be null).
+     * Adds to the gradients the backward of the last single-batch {@link #forward} from
+     * dLoss/dLogprob and dLoss/dEntropy per token ([B, T - 1] each; dEntropies may be null).
      */
     public void backward(float[] dLogprobs, float[] dEntropies) {
-        requireHead(ModelConfig.Head.CAUSAL_LM, "backward");
-        if (lastBatch == null || acts.logits == null) throw new IllegalStateException("backward without a forward");
-        if (dEntropies != null && !lastHadEntropy) throw new IllegalStateException("dEntropies given but the forward did not compute entropies");
-        Activations a = acts;
-        a.allocateBackward(config);
-        backend.upload(a.dLogprobs, lastBatch.padLast(dLogprobs, "dLogprobs"));
-        if (dEntropies != null) backend.upload(a.dEntropy, lastBatch.padLast(dEntropies, "dEntropies"));
-        backend.zero(a.dLogits);
-        backend.tokenLogprobsBackward(a.dLogits, a.dLogprobs, dEntropies == null ? null : a.dEntropy,
-                a.logits, a.tokenLse, dEntropies == null ? null : a.entropy, a.targets);
-        backend.zero(a.dLnf);
-        backend.matmulBackward(a.dLnf, gradients().lmHead, null, a.dLogits, a.lnf, params.lmHead);
-        trunkBackward(a);
+        backward(List.of(dLogprobs), dEntropies == null ? null : java.util.Collections.singletonList(dEntropies));
     }
 
-    // ---------------------------------------------------------------- score head
+    /** The backward of the last forward's micro-batches (dEntropies null, or one array (or null) per micro-batch). */
+    public void backward(List<float[]> dLogprobs, List<float[]> dEntropies) {
+        requireHead(ModelConfig.Head.CAUSAL_LM, "backward");
+        checkBackward(Kind.LOGPROBS, dLogprobs.size(), "backward");
+        gradients(); // allocated before the head's gradient is looked up
+        for (int i = 0; i < lastBatches.size(); i++) {
+            Batch batch = lastBatches.get(i);
+            Activations a = acts.get(i);
+            a.allocateBackward();
+            float[] dEnt = dEntropies == null ? null : dEntropies.get(i);
+            if (dEnt != null && !lastHadEntropy) throw new IllegalStateException("dEntropies given but the forward did not compute entropies");
+            float[] dLp = batch.padLast(dLogprobs.get(i), "dLogprobs of micro-batch " + i);
+            float[] dEntPadded = dEnt == null ? null : batch.padLast(dEnt, "dEntropies of micro-batch " + i);
+            if (shard.lastStage()) {
+                backend.upload(a.dLogprobs, dLp);
+                if (dEnt != null) backend.upload(a.dEntropy, dEntPadded);
+                backend.zero(a.dLogits);
+                backend.tokenLogprobsBackward(a.dLogits, a.dLogprobs, dEnt == null ? null : a.dEntropy,
+                        a.logits, a.tokenLse, dEnt == null ? null : a.entropy, a.targets);
+                groups.sliceLogitGradient(a.dLocalLogits, a.dLogits, a.N);
+                backend.zero(a.dLnf);
+                backend.matmulBackward(a.dLnf, headGradient(), null, a.dLocalLogits, a.lnf, params.lmHead);
+                groups.allReduceTp(a.dLnf);
+            }
+            trunkBackward(a, null, true);
+            freeScratchOfMany(a);
+        }
+        exchangeTiedGradients();
+    }
 
-    /** One scalar per position [B, T] (a critic's values); keeps the activations for {@link #backwardValues}. */
+    /** With several micro-batches kept, a backward's scratch is freed after use; one micro-batch keeps it for the next step. */
+    private void freeScratchOfMany(Activations a) {
+        if (lastBatches.size() > 1) a.freeBackward();
+    }
+
+    /** One scalar per position [B, T] (a critic's values), the same on every rank; keeps the activations for {@link #backwardValues}. */
     public float[] values(Batch batch) {
+        return values(List.of(batch)).get(0);
+    }
+
+    public List<float[]> values(List<Batch> microBatches) {
         requireHead(ModelConfig.Head.SCORE, "values");
-        Activations a = activations(batch.batch(), batch.time());
-        trunk(a, batch);
-        backend.matmul(a.values, a.lnf, params.score, null);
-        lastBatch = batch;
-        lastWasScores = false;
-        return backend.download(a.values);
+        for (int i = 0; i < microBatches.size(); i++) {
+            Batch batch = microBatches.get(i);
+            Activations a = activations(i, batch);
+            trunk(a, batch);
+            if (shard.lastStage()) backend.matmul(a.values, a.lnf, params.score, null);
+        }
+        List<float[]> out = new ArrayList<>();
+        for (int i = 0; i < microBatches.size(); i++) {
+            Batch batch = microBatches.get(i);
+            out.add(groups.broadcastFromLast(shard.lastStage() ? backend.download(acts.get(i).values) : null, batch.tokens()));
+        }
+        lastBatches = List.copyOf(microBatches);
+        lastKind = Kind.VALUES;
+        return out;
     }
 
     /** Adds to the gradients the backward of the last {@link #values} from dLoss/dValue [B, T]. */
     public void backwardValues(float[] dValues) {
+        backwardValues(List.of(dValues));
+    }
+
+    /** The backward of the last {@link #values} from dLoss/dValue [B, T] per micro-batch. */
+    public void backwardValues(List<float[]> dValues) {
         requireHead(ModelConfig.Head.SCORE, "backwardValues");
-        if (lastBatch == null || lastWasScores) throw new IllegalStateException("backwardValues without values()");
-        Activations a = acts;
-        a.allocateBackward(config);
-        backend.upload(a.dValues, dValues);
-        backend.zero(a.dLnf);
-        backend.matmulBackward(a.dLnf, gradients().score, null, a.dValues, a.lnf, params.score);
-        trunkBackward(a);
+        checkBackward(Kind.VALUES, dValues.size(), "backwardValues");
+        LlamaWeights g = gradients();
+        for (int i = 0; i < lastBatches.size(); i++) {
+            Activations a = acts.get(i);
+            float[] d = dValues.get(i);
+            if (d.length != a.N) throw new IllegalArgumentException("dValues of micro-batch " + i + " has " + d.length + " values, expected " + a.N);
+            a.allocateBackward();
+            if (shard.lastStage()) {
+                backend.upload(a.dValues, d);
+                backend.zero(a.dLnf);
+                backend.matmulBackward(a.dLnf, g.score, null, a.dValues, a.lnf, params.score);
+            }
+            trunkBackward(a, null, true);
+            freeScratchOfMany(a);
+        }
     }
 
     /**
      * The reward of each row: the score at its last token whose id is not the pad token (as
-     * transformers' LlamaForSequenceClassification); keeps the activations for {@link #backwardScores}.
+     * transformers' LlamaForSequenceClassification), the same on every rank; keeps the activations
+     * for {@link #backwardScores}.
      */
     public float[] scores(Batch batch) {
+        return scores(List.of(batch)).get(0);
+    }
+
+    public List<float[]> scores(List<Batch> microBatches) {
         requireHead(ModelConfig.Head.SCORE, "scores");
-        Activations a = activations(batch.batch(), batch.time());
-        trunk(a, batch);
-        int B = batch.batch(), C = config.hiddenSize();
-        int[] last = batch.lastNonPad(config.padTokenId());
-        int[] rows = new int[B];
-        for (int b = 0; b < B; b++) rows[b] = b * batch.time() + last[b];
-        if (scoreRows == null || scoreRows.numel() != B) {
-            for (Tensor t : new Tensor[]{scoreRows, scoreIn, scoreOut, dScoreOut, dScoreIn}) if (t != null) backend.free(t);
-            scoreRows = backend.allocate(DType.I32, B);
-            scoreIn = backend.allocate(DType.F32, B, C);
-            scoreOut = backend.allocate(DType.F32, B, 1);
-            dScoreOut = backend.allocate(DType.F32, B, 1);
-            dScoreIn = backend.allocate(DType.F32, B, C);
+        for (int i = 0; i < microBatches.size(); i++) {
+            Batch batch = microBatches.get(i);
+            Activations a = activations(i, batch);
+            trunk(a, batch);
+            if (shard.lastStage()) {
+                a.allocateScores();
+                int[] last = batch.lastNonPad(config.padTokenId());
+                int[] rows = new int[batch.batch()];
+                for (int b = 0; b < rows.length; b++) rows[b] = b * batch.time() + last[b];
+                backend.upload(a.scoreRows, rows);
+                backend.gatherRows(a.scoreIn, a.lnf, a.scoreRows);
+                backend.matmul(a.scoreOut, a.scoreIn, params.score, null);
+            }
         }
-        backend.upload(scoreRows, rows);
-        backend.gatherRows(scoreIn, a.lnf, scoreRows);
-        backend.matmul(scoreOut, scoreIn, params.score, null);
-        lastBatch = batch;
-        lastWasScores = true;
-        return backend.download(scoreOut);
+        List<float[]> out = new ArrayList<>();
+        for (int i = 0; i < microBatches.size(); i++) {
+            out.add(groups.broadcastFromLast(shard.lastStage() ? backend.download(acts.get(i).scoreOut) : null, microBatches.get(i).batch()));
+        }
+        lastBatches = List.copyOf(microBatches);
+        lastKind = Kind.SCORES;
+        return out;
     }
 
     /** Adds to the gradients the backward of the last {@link #scores} from dLoss/dScore [B]. */
     public void backwardScores(float[] dScores) {
+        backwardScores(List.of(dScores));
+    }
+
+    /** The backward of the last {@link #scores} from dLoss/dScore [B] per micro-batch. */
+    public void backwardScores(List<float[]> dScores) {
         requireHead(ModelConfig.Head.SCORE, "backwardScores");
-        if (lastBatch == null || !lastWasScores) throw new IllegalStateException("backwardScores without scores()");
-        Activations a = acts;
-        a.allocateBackward(config);
-        backend.upload(dScoreOut, dScores);
-        backend.zero(dScoreIn);
-        backend.matmulBackward(dScoreIn, gradients().score, null, dScoreOut, scoreIn, params.score);
-        backend.zero(a.dLnf);
-        backend.gatherRowsBackward(a.dLnf, dScoreIn, scoreRows);
-        trunkBackward(a);
+        checkBackward(Kind.SCORES, dScores.size(), "backwardScores");
+        LlamaWeights g = gradients();
+        for (int i = 0; i < lastBatches.size(); i++) {
+            Activations a = acts.get(i);
+            float[] d = dScores.get(i);
+            if (d.length != a.B) throw new IllegalArgumentException("dScores of micro-batch " + i + " has " + d.length + " values, expected " + a.B);
+            a.allocateBackward();
+            if (shard.lastStage()) {
+                backend.upload(a.dScoreOut, d);
+                backend.zero(a.dScoreIn);
+                backend.matmulBackward(a.dScoreIn, g.score, null, a.dScoreOut, a.scoreIn, params.score);
+                backend.zero(a.dLnf);
+                backend.gatherRowsBackward(a.dLnf, a.dScoreIn, a.scoreRows);
+            }
+            trunkBackward(a, null, true);
+            freeScratchOfMany(a);
+        }
+    }
+
+    private void checkBackward(Kind kind, int count, String what) {
+        if (lastBatches == null || lastKind != kind) throw new IllegalStateException(what + " without its forward (" + kind + ")");
+        if (count != lastBatches.size()) {
+            throw new IllegalArgumentException(what + ": " + count + " gradients for " + lastBatches.size() + " micro-batches");
+        }
     }
 
     /** Frees the activations (kept between calls of the same shape). */
     public void releaseActivations() {
-        if (acts != null) acts.free();
-        acts = null;
-        lastBatch = null;
+        for (Activations a : acts) if (a != null) a.free();
+        acts.clear();
+        lastBatches = null;
     }
 
     @Override
@@ -420,7 +819,7 @@ public final class LlamaModel implements AutoCloseable {
         releaseActivations();
         params.free(backend);
         if (grads != null) grads.free(backend);
+        if (tiedOwnGrad != null) backend.free(tiedOwnGrad);
         backend.free(invFreq);
-        for (Tensor t : new Tensor[]{scoreRows, scoreIn, scoreOut, dScoreOut, dScoreIn}) if (t != null) backend.free(t);
     }
 }

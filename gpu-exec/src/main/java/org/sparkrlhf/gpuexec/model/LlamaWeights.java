@@ -3,6 +3,8 @@ package org.sparkrlhf.gpuexec.model;
 import org.sparkrlhf.gpuexec.backend.Backend;
 import org.sparkrlhf.gpuexec.backend.DType;
 import org.sparkrlhf.gpuexec.backend.Tensor;
+import org.sparkrlhf.gpuexec.parallel.ShardSpec;
+import org.sparkrlhf.gpuexec.parallel.Sharding;
 
 import java.util.ArrayList;
 import java.util.Collections;
@@ -13,7 +15,8 @@ import java.util.Map;
 /**
  * The parameter table of a decoder, by Hugging Face names, in the order transformers lists them,
  * plus per-layer records for the layer loop. The same class holds the gradients (a second table
- * of the same shapes). With tied embeddings {@code lm_head.weight} is not in the table and
+ * of the same shapes). A shard's table ({@link ShardSpec}) holds only its parameters, in its shapes, and
+ * {@link #layers} are its own layers (index 0 is the stage's first). With tied embeddings {@code lm_head.weight} is not in the table and
  * {@link #lmHead} is the embedding tensor, so its gradient sums both uses.
  */
 public final class LlamaWeights {
@@ -41,14 +44,15 @@ public final class LlamaWeights {
     /** The score head [1, C] of a reward model or critic, or null for a causal LM. */
     public final Tensor score;
 
-    private LlamaWeights(List<Spec> specs, Map<String, Tensor> byName, ModelConfig c) {
+    private LlamaWeights(List<Spec> specs, Map<String, Tensor> byName, ModelConfig c, ShardSpec shard) {
         this.specs = specs;
         this.byName = Collections.unmodifiableMap(byName);
         this.embed = byName.get("model.embed_tokens.weight");
         this.finalNorm = byName.get("model.norm.weight");
-        this.layers = new Layer[c.numLayers()];
+        int first = shard.firstLayer(c.numLayers());
+        this.layers = new Layer[shard.endLayer(c.numLayers()) - first];
         for (int i = 0; i < layers.length; i++) {
-            String p = "model.layers." + i + ".";
+            String p = "model.layers." + (first + i) + ".";
             layers[i] = new Layer(byName.get(p + "input_layernorm.weight"),
                     byName.get(p + "self_attn.q_proj.weight"), byName.get(p + "self_attn.q_proj.bias"),
                     byName.get(p + "self_attn.k_proj.weight"), byName.get(p + "self_attn.k_proj.bias"),
@@ -59,7 +63,8 @@ public final class LlamaWeights {
                     byName.get(p + "mlp.up_proj.weight"), byName.get(p + "mlp.up_proj.bias"),
                     byName.get(p + "mlp.down_proj.weight"), byName.get(p + "mlp.down_proj.bias"));
         }
-        this.lmHead = c.head() != ModelConfig.Head.CAUSAL_LM ? null : c.tieWordEmbeddings() ? embed : byName.get("lm_head.weight");
+        this.lmHead = c.head() != ModelConfig.Head.CAUSAL_LM || !shard.lastStage() ? null
+                : c.tieWordEmbeddings() ? embed : byName.get("lm_head.weight");
         this.score = byName.get("score.weight");
     }
 
@@ -98,10 +103,15 @@ public final class LlamaWeights {
 
     /** A zero-filled table for config c. */
     public static LlamaWeights allocate(Backend backend, ModelConfig c, DType dtype) {
-        List<Spec> specs = specs(c);
+        return allocate(backend, c, ShardSpec.WHOLE, dtype);
+    }
+
+    /** A zero-filled table of the parameters one shard holds, in their shard shapes ({@link Sharding#specs}). */
+    public static LlamaWeights allocate(Backend backend, ModelConfig c, ShardSpec shard, DType dtype) {
+        List<Spec> specs = Sharding.specs(c, shard);
         Map<String, Tensor> byName = new LinkedHashMap<>();
         for (Spec s : specs) byName.put(s.name(), backend.allocate(dtype, s.shape()));
-        return new LlamaWeights(specs, byName, c);
+        return new LlamaWeights(specs, byName, c, shard);
     }
 
     public List<Spec> specs() {

@@ -80,7 +80,7 @@ public final class S3dLoss {
         }
         Batch batch = Batch.leftPadded(rows, 0);
         TensorSet temps = new TensorSet(backend);
-        Activations a = new Activations(backend, model.config(), n, T);
+        Activations a = new Activations(model, n, T);
         try {
             Tensor maskRowsT = temps.ints(M), maskIdsT = temps.ints(M), targetsT = temps.ints(M), bypassT = temps.ints(bypassRows.length);
             backend.upload(maskRowsT, maskRows);
@@ -108,7 +108,7 @@ public final class S3dLoss {
             backend.upload(dLogprobs, d);
             backend.tokenLogprobsBackward(dLogits, dLogprobs, null, logits, lse, null, targetsT);
             backend.matmulBackward(dLnf, null, null, dLogits, lnf, w.lmHead);
-            a.allocateBackward(model.config());
+            a.allocateBackward();
             backend.zero(a.dLnf);
             backend.gatherRowsBackward(a.dLnf, dLnf, maskRowsT);
             model.trunkBackward(a, edits, false);

@@ -263,7 +263,7 @@ public final class SpeculativeGenerator {
         /** One forward over the padded prompts into slots [0, Tp); returns each row's last logits [B, V]. */
         float[] prefill(Batch prompt) {
             int Tp = prompt.time();
-            Activations a = new Activations(backend, config, B, Tp);
+            Activations a = new Activations(model, B, Tp);
             Tensor lastRows = buffers.ints(B), last = buffers.floats(B, config.hiddenSize()), lastLogits = buffers.floats(B, config.vocabSize());
             try {
                 model.trunk(a, prompt);

@@ -41,18 +41,31 @@ public final class AdamW implements AutoCloseable {
 
     private final Backend backend;
     private final List<Param> params;
+    /** The model (shard) whose parameters these are, for the whole model's gradient norm; null: the parameters are all there is. */
+    private final LlamaModel model;
     private final Tensor normAcc;
     private Hyper hyper;
     private int steps;
 
     public AdamW(Backend backend, List<Param> params, Hyper hyper) {
+        this(backend, params, hyper, null);
+    }
+
+    private AdamW(Backend backend, List<Param> params, Hyper hyper, LlamaModel model) {
         this.backend = backend;
         this.params = Collections.unmodifiableList(params);
+        this.model = model;
         this.hyper = hyper;
         this.normAcc = backend.allocate(DType.F32, 1);
     }
 
-    /** An optimizer for every parameter of a model (moments allocated here, zero). */
+    /**
+     * An optimizer for every parameter of a model, or of one rank's shard of it (moments allocated
+     * here, zero). On a shard, every rank of the model-parallel group must call {@link #step()}
+     * together: the clipping norm is the whole model's (see {@link #gradNorm()}), so a step on every
+     * shard equals the step of the whole model. Under data parallelism, all-reduce the gradients
+     * over the data group first; the norm is then the same on every data rank.
+     */
     public static AdamW forModel(LlamaModel model, Hyper hyper) {
         Backend b = model.backend();
         LlamaWeights p = model.parameters(), g = model.gradients();
@@ -61,7 +74,7 @@ public final class AdamW implements AutoCloseable {
             list.add(new Param(s.name(), p.get(s.name()), g.get(s.name()),
                     b.allocate(DType.F32, s.shape()), b.allocate(DType.F32, s.shape()), s.decays()));
         }
-        return new AdamW(b, list, hyper);
+        return new AdamW(b, list, hyper, model);
     }
 
     public List<Param> params() {
@@ -92,11 +105,23 @@ public final class AdamW implements AutoCloseable {
         this.steps = stepCount;
     }
 
-    /** The global L2 norm of all gradients. */
+    /**
+     * The global L2 norm of all gradients. Over a shard's parameters it is the whole model's: the
+     * sum of squares counts split tensors on every tensor rank, replicated ones once (tensor rank
+     * 0) and the tied embedding's copy on the last stage not at all, and is summed over the tensor
+     * group, then over the pipeline group (a collective).
+     */
     public float gradNorm() {
         backend.zero(normAcc);
-        for (Param p : params) backend.sumSquares(normAcc, p.grad());
-        return (float) Math.sqrt(backend.download(normAcc)[0]);
+        for (Param p : params) {
+            if (model == null || model.countsInGlobalNorm(p.name())) backend.sumSquares(normAcc, p.grad());
+        }
+        float[] sum = backend.download(normAcc);
+        if (model != null) {
+            model.tpGroup().allReduceSum(sum);
+            model.ppGroup().allReduceSum(sum);
+        }
+        return (float) Math.sqrt(sum[0]);
     }
 
     /** Clips (if configured) and updates every parameter; does not zero the gradients. */

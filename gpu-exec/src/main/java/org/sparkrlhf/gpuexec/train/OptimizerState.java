@@ -5,6 +5,11 @@ import org.sparkrlhf.gpuexec.checkpoint.CheckpointException;
 import org.sparkrlhf.gpuexec.checkpoint.SafeTensorsFile;
 import org.sparkrlhf.gpuexec.checkpoint.SafeTensorsWriter;
 import org.sparkrlhf.gpuexec.checkpoint.StDType;
+import org.sparkrlhf.gpuexec.model.LlamaModel;
+import org.sparkrlhf.gpuexec.model.LlamaWeights;
+import org.sparkrlhf.gpuexec.model.ModelConfig;
+import org.sparkrlhf.gpuexec.parallel.ShardSpec;
+import org.sparkrlhf.gpuexec.parallel.Sharding;
 
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -90,6 +95,20 @@ public final class OptimizerState {
             shapes.put(p.name(), p.m().shape());
         }
         load(optimizer, file, shapes, (name, shape, whole) -> whole);
+    }
+
+    /**
+     * Restores one rank's part of a whole model's optimizer state ({@link #FILE}, as a data-parallel
+     * run or a gathered tensor / pipeline run writes it) into the optimizer of shard {@code shard}:
+     * each moment cut to the shard's slice exactly as {@link LlamaModel#load} cuts the weights, and
+     * the step count. On the whole model it is {@link #load(AdamW, Path)}.
+     */
+    public static void load(AdamW optimizer, Path file, ModelConfig config, ShardSpec shard) {
+        Map<String, int[]> whole = new LinkedHashMap<>();
+        for (LlamaWeights.Spec s : LlamaWeights.specs(config)) {
+            whole.put(s.name(), s.shape());
+        }
+        load(optimizer, file, whole, (name, shape, values) -> Sharding.slice(name, shape, values, shard));
     }
 
     /** What a sharded optimizer keeps of a whole parameter's moment: its slice of it. */

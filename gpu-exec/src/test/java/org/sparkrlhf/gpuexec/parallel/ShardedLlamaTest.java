@@ -30,7 +30,7 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
- * Tensor- and pipeline-parallel shards against the unsharded {@link LlamaModel}: logprobs,
+ * Tensor- and pipeline-parallel shards of {@link LlamaModel} against the whole model: logprobs,
  * entropies, values and scores on every rank, every gradient after gathering the shards, two
  * clipped AdamW steps, and the tokens of greedy and sampled generation.
  */
@@ -117,14 +117,15 @@ class ShardedLlamaTest {
 
     static Run sharded(CpuBackend b, ShardSpec s, Collective tpc, Collective ppc, ModelConfig c, Map<String, float[]> full,
                        List<Batch> mbs, List<float[]> dLp, List<float[]> dEnt) {
-        try (ShardedLlama m = ShardedLlama.fromFull(b, c, s, tpc, ppc, full)) {
+        try (LlamaModel m = LlamaModel.fromFull(b, c, s, tpc, ppc, full)) {
             List<GenerationResult> gen = new ArrayList<>();
-            ShardedGenerator g = new ShardedGenerator(m);
-            for (Generator.Options o : generationOptions()) gen.add(g.generate(PROMPTS, o));
+            try (Generator g = new Generator(m)) {
+                for (Generator.Options o : generationOptions()) gen.add(g.generate(PROMPTS, o));
+            }
             List<TokenStats> stats = m.forward(mbs, true);
             m.backward(dLp, dEnt);
             Map<String, float[]> grads = m.downloadGradients();
-            try (ShardedAdamW opt = new ShardedAdamW(m, HYPER)) {
+            try (AdamW opt = AdamW.forModel(m, HYPER)) {
                 AdamW.StepInfo first = opt.step();
                 Map<String, float[]> afterOne = m.downloadParameters();
                 m.zeroGradients();
@@ -218,8 +219,8 @@ class ShardedLlamaTest {
         }
         List<DpRun> ranks = Ranks.run(2, 2, 2, r -> {
             int d = r.dataRank();
-            try (ShardedLlama m = ShardedLlama.fromFull(r.backend(), c, r.shard(), r.tpGroup(), r.ppGroup(), full);
-                 ShardedAdamW opt = new ShardedAdamW(m, HYPER)) {
+            try (LlamaModel m = LlamaModel.fromFull(r.backend(), c, r.shard(), r.tpGroup(), r.ppGroup(), full);
+                 AdamW opt = AdamW.forModel(m, HYPER)) {
                 TokenStats stats = m.forward(mbs.get(d), true);
                 m.backward(dLp.get(d), dEnt.get(d));
                 m.allReduceGradients(r.dpGroup(), 1f);
@@ -296,7 +297,7 @@ class ShardedLlamaTest {
                         Map<String, float[]> scoreGrads) {
         }
         List<ScoreRun> ranks = Ranks.run(tp, pp, (b, s, tpc, ppc) -> {
-            try (ShardedLlama m = ShardedLlama.fromFull(b, c, s, tpc, ppc, full)) {
+            try (LlamaModel m = LlamaModel.fromFull(b, c, s, tpc, ppc, full)) {
                 List<float[]> values = m.values(mbs);
                 m.backwardValues(dVal);
                 Map<String, float[]> vg = m.downloadGradients();
@@ -342,7 +343,7 @@ class ShardedLlamaTest {
             c = m.config();
         }
         List<Map<String, float[]>> loaded = Ranks.run(2, 2, (b, s, tpc, ppc) -> {
-            try (ShardedLlama m = ShardedLlama.load(b, Fixtures.dir("tiny-llama-reward"), s, tpc, ppc)) {
+            try (LlamaModel m = LlamaModel.load(b, Fixtures.dir("tiny-llama-reward"), s, tpc, ppc)) {
                 Map<String, float[]> want = Sharding.shard(c, full, s);
                 Map<String, float[]> got = m.downloadParameters();
                 assertEquals(want.keySet(), got.keySet(), s.label());
@@ -358,7 +359,7 @@ class ShardedLlamaTest {
         ModelConfig c = ParallelConfigs.gqa(false, 2); // 2 kv heads
         Map<String, float[]> full = randomWeights(c, 1);
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
-                () -> Ranks.run(4, 1, (b, s, tpc, ppc) -> ShardedLlama.fromFull(b, c, s, tpc, ppc, full)));
+                () -> Ranks.run(4, 1, (b, s, tpc, ppc) -> LlamaModel.fromFull(b, c, s, tpc, ppc, full)));
         assertTrue(e.getMessage().contains("must divide"), e.getMessage());
     }
 }

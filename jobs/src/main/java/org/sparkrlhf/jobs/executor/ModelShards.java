@@ -1,13 +1,9 @@
 package org.sparkrlhf.jobs.executor;
 
 import org.sparkrlhf.gpuexec.backend.Backend;
-import org.sparkrlhf.gpuexec.backend.DType;
 import org.sparkrlhf.gpuexec.model.LlamaModel;
-import org.sparkrlhf.gpuexec.model.LlamaWeights;
 import org.sparkrlhf.gpuexec.model.ModelConfig;
 import org.sparkrlhf.gpuexec.parallel.ShardSpec;
-import org.sparkrlhf.gpuexec.parallel.ShardedAdamW;
-import org.sparkrlhf.gpuexec.parallel.ShardedLlama;
 import org.sparkrlhf.gpuexec.train.AdamW;
 import org.sparkrlhf.gpuexec.train.OptimizerState;
 import org.sparkrlhf.jobs.calls.ModelSource;
@@ -15,14 +11,13 @@ import org.sparkrlhf.jobs.calls.SftTrainCall;
 import org.sparkrlhf.jobs.config.RunConfig.OptimizerConfig;
 import org.sparkrlhf.jobs.plan.Placement;
 
-import java.nio.file.Path;
 import java.util.Map;
 
 /**
  * The model object a rank builds from its slices of the parameters: on a data-parallel layout
  * (tp = pp = 1) the engine's whole {@link LlamaModel}; under tensor or pipeline parallelism this
- * rank's {@link ShardedLlama} (its {@link ShardSpec} from its place in the placement, the same cut
- * as the planner's ShardLayout), with stand-in groups that each call binds to its own.
+ * rank's shard of it (its {@link ShardSpec} from its place in the placement, the same cut as the
+ * planner's ShardLayout), with stand-in groups that each call binds to its own.
  */
 public final class ModelShards {
     private ModelShards() {
@@ -41,23 +36,14 @@ public final class ModelShards {
         if (valueHead && config.head() != ModelConfig.Head.SCORE) {
             config = config.withHead(ModelConfig.Head.SCORE);
         }
-        if (placement.tp() != 1 || placement.pp() != 1) {
-            return sharded(backend, config, placement, rank, version, tensors, optimizer);
+        Groups g = Groups.of(placement, rank);
+        LlamaModel model;
+        try {
+            model = LlamaModel.ofShard(backend, config, g.shard, g.tensor, g.pipeline, tensors);
+        } catch (IllegalArgumentException e) {
+            throw new IllegalStateException(placement.call() + " rank " + rank + ": " + e.getMessage(), e);
         }
-        LlamaModel model = LlamaModel.random(backend, config, DType.F32, 0, 0f);
-        LlamaWeights params = model.parameters();
-        for (LlamaWeights.Spec s : params.specs()) {
-            float[] values = tensors.get(s.name());
-            if (values == null || values.length != params.get(s.name()).numel()) {
-                model.close();
-                throw new IllegalStateException(placement.call() + " rank " + rank + ": " + s.name() + ": "
-                        + (values == null ? "no slice" : values.length + " elements, the model needs "
-                        + params.get(s.name()).numel()));
-            }
-            model.backend().upload(params.get(s.name()), values);
-        }
-        AdamW adamW = optimizer == null ? null : AdamW.forModel(model, SftTrainCall.hyper(optimizer));
-        return new ResidentModel(model, adamW, version);
+        return g.resident(model, optimizer, version);
     }
 
     /**
@@ -67,19 +53,9 @@ public final class ModelShards {
      */
     public static ResidentModel load(Backend backend, ModelSource source, Placement placement, int rank, long version,
                                      OptimizerConfig optimizer) {
-        Path dir = source.localPath();
-        if (placement == null || (placement.tp() == 1 && placement.pp() == 1)) {
-            LlamaModel model = LlamaModel.load(backend, dir);
-            return withOptimizerState(new ResidentModel(model, optimizer == null ? null
-                    : AdamW.forModel(model, SftTrainCall.hyper(optimizer)), version), source, version);
-        }
-        ShardSpec shard = ShardSpec.ofLocalRank(rank, placement.dp(), placement.tp(), placement.pp());
-        BoundCollective tensorGroup = new BoundCollective("tensor-parallel", shard.tpRank(), shard.tp());
-        BoundCollective pipelineGroup = new BoundCollective("pipeline", shard.stage(), shard.pp());
-        ShardedLlama model = ShardedLlama.load(backend, dir, shard, tensorGroup, pipelineGroup);
-        ShardedAdamW adamW = optimizer == null ? null : new ShardedAdamW(model, SftTrainCall.hyper(optimizer));
-        return withOptimizerState(ResidentModel.sharded(model, adamW, tensorGroup, pipelineGroup, version), source,
-                version);
+        Groups g = Groups.of(placement, rank);
+        LlamaModel model = LlamaModel.load(backend, source.localPath(), g.shard, g.tensor, g.pipeline);
+        return withOptimizerState(g.resident(model, optimizer, version), source, version);
     }
 
     /**
@@ -90,22 +66,17 @@ public final class ModelShards {
      */
     public static ResidentModel fromWhole(LlamaModel whole, Placement placement, int rank, long version,
                                           OptimizerConfig optimizer, ModelSource source) {
-        if (placement == null || (placement.tp() == 1 && placement.pp() == 1)) {
-            return withOptimizerState(new ResidentModel(whole, optimizer == null ? null
-                    : AdamW.forModel(whole, SftTrainCall.hyper(optimizer)), version), source, version);
+        Groups g = Groups.of(placement, rank);
+        if (g.shard.equals(ShardSpec.WHOLE)) {
+            return withOptimizerState(g.resident(whole, optimizer, version), source, version);
         }
-        ShardSpec shard = ShardSpec.ofLocalRank(rank, placement.dp(), placement.tp(), placement.pp());
-        BoundCollective tensorGroup = new BoundCollective("tensor-parallel", shard.tpRank(), shard.tp());
-        BoundCollective pipelineGroup = new BoundCollective("pipeline", shard.stage(), shard.pp());
-        ShardedLlama model;
+        LlamaModel model;
         try {
-            model = ShardedLlama.fromModel(whole.backend(), whole, shard, tensorGroup, pipelineGroup);
+            model = LlamaModel.shardOf(whole.backend(), whole, g.shard, g.tensor, g.pipeline);
         } finally {
             whole.close();
         }
-        ShardedAdamW adamW = optimizer == null ? null : new ShardedAdamW(model, SftTrainCall.hyper(optimizer));
-        return withOptimizerState(ResidentModel.sharded(model, adamW, tensorGroup, pipelineGroup, version), source,
-                version);
+        return withOptimizerState(g.resident(model, optimizer, version), source, version);
     }
 
     /**
@@ -130,13 +101,19 @@ public final class ModelShards {
         }
     }
 
-    private static ResidentModel sharded(Backend backend, ModelConfig config, Placement placement, int rank, long version,
-                                         Map<String, float[]> tensors, OptimizerConfig optimizer) {
-        ShardSpec shard = ShardSpec.ofLocalRank(rank, placement.dp(), placement.tp(), placement.pp());
-        BoundCollective tensorGroup = new BoundCollective("tensor-parallel", shard.tpRank(), shard.tp());
-        BoundCollective pipelineGroup = new BoundCollective("pipeline", shard.stage(), shard.pp());
-        ShardedLlama model = new ShardedLlama(backend, config, shard, tensorGroup, pipelineGroup, tensors);
-        ShardedAdamW adamW = optimizer == null ? null : new ShardedAdamW(model, SftTrainCall.hyper(optimizer));
-        return ResidentModel.sharded(model, adamW, tensorGroup, pipelineGroup, version);
+    /** A rank's shard of a placement (the whole model without one) and its stand-in groups. */
+    private record Groups(ShardSpec shard, BoundCollective tensor, BoundCollective pipeline) {
+        static Groups of(Placement placement, int rank) {
+            ShardSpec shard = placement == null ? ShardSpec.WHOLE
+                    : ShardSpec.ofLocalRank(rank, placement.dp(), placement.tp(), placement.pp());
+            return new Groups(shard, new BoundCollective("tensor-parallel", shard.tpRank(), shard.tp()),
+                    new BoundCollective("pipeline", shard.stage(), shard.pp()));
+        }
+
+        /** The resident copy of the rank's model, with a fresh optimizer when {@code optimizer} is given. */
+        ResidentModel resident(LlamaModel model, OptimizerConfig optimizer, long version) {
+            AdamW adamW = optimizer == null ? null : AdamW.forModel(model, SftTrainCall.hyper(optimizer));
+            return ResidentModel.sharded(model, adamW, tensor, pipeline, version);
+        }
     }
 }

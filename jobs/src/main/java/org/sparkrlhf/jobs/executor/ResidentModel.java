@@ -6,74 +6,59 @@ import org.sparkrlhf.gpuexec.model.Batch;
 import org.sparkrlhf.gpuexec.model.GenerationResult;
 import org.sparkrlhf.gpuexec.model.Generator;
 import org.sparkrlhf.gpuexec.model.LlamaModel;
-import org.sparkrlhf.gpuexec.model.LlamaWeights;
 import org.sparkrlhf.gpuexec.model.TokenStats;
-import org.sparkrlhf.gpuexec.parallel.ShardedAdamW;
-import org.sparkrlhf.gpuexec.parallel.ShardedGenerator;
-import org.sparkrlhf.gpuexec.parallel.ShardedLlama;
 import org.sparkrlhf.gpuexec.train.AdamW;
 import org.sparkrlhf.gpuexec.train.OptimizerState;
 
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Collections;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.function.Function;
 
 /**
- * A model replica or shard kept in an executor's {@link ModelStore}: the engine's model (a whole
- * {@link LlamaModel} on a data-parallel layout, or this rank's {@link ShardedLlama} shard under
- * tensor / pipeline parallelism), its optimizer when this copy is trained, and the parameter version
- * (training steps applied). The calls use it through {@link #forward}, {@link #backward},
- * {@link #generate} and {@link #step}, which work on both; a sharded copy must first be bound to the
- * call's groups ({@link #bind}).
+ * A model replica or shard kept in an executor's {@link ModelStore}: the engine's model (the whole
+ * {@link LlamaModel} on a data-parallel layout, or this rank's shard of it under tensor / pipeline
+ * parallelism), its optimizer when this copy is trained, and the parameter version (training steps
+ * applied). The calls use it through {@link #forward}, {@link #backward}, {@link #generate} and
+ * {@link #step}; a shard must first be bound to the call's groups ({@link #bind}).
  */
 public final class ResidentModel implements ShardTensors, AutoCloseable {
     private final LlamaModel model;
     private final AdamW optimizer;
-    private final ShardedLlama sharded;
-    private final ShardedAdamW shardedOptimizer;
+    /** A shard's stand-in groups (null on a whole model, whose groups are single). */
     private final BoundCollective tensorGroup;
     private final BoundCollective pipelineGroup;
     private long version;
 
     public ResidentModel(LlamaModel model, AdamW optimizer, long version) {
-        this.model = model;
-        this.optimizer = optimizer;
-        this.sharded = null;
-        this.shardedOptimizer = null;
-        this.tensorGroup = null;
-        this.pipelineGroup = null;
-        this.version = version;
+        this(model, optimizer, null, null, version);
     }
 
-    private ResidentModel(ShardedLlama sharded, ShardedAdamW optimizer, BoundCollective tensorGroup,
+    private ResidentModel(LlamaModel model, AdamW optimizer, BoundCollective tensorGroup,
                           BoundCollective pipelineGroup, long version) {
-        this.model = null;
-        this.optimizer = null;
-        this.sharded = sharded;
-        this.shardedOptimizer = optimizer;
+        this.model = model;
+        this.optimizer = optimizer;
         this.tensorGroup = tensorGroup;
         this.pipelineGroup = pipelineGroup;
         this.version = version;
     }
 
     /** A tensor / pipeline shard built on stand-in groups (see {@link BoundCollective}). */
-    static ResidentModel sharded(ShardedLlama sharded, ShardedAdamW optimizer, BoundCollective tensorGroup,
+    static ResidentModel sharded(LlamaModel shard, AdamW optimizer, BoundCollective tensorGroup,
                                  BoundCollective pipelineGroup, long version) {
-        return new ResidentModel(sharded, optimizer, tensorGroup, pipelineGroup, version);
+        return new ResidentModel(shard, optimizer, tensorGroup, pipelineGroup, version);
     }
 
     public boolean isSharded() {
-        return sharded != null;
+        return !model.isWhole();
     }
 
     /** The whole model; an error for a tensor / pipeline shard (use the methods of this class). */
     public LlamaModel model() {
-        if (model == null) {
-            throw new IllegalStateException("this copy is a tensor/pipeline shard (" + sharded.shard().label()
+        if (isSharded()) {
+            throw new IllegalStateException("this copy is a tensor/pipeline shard (" + model.shard().label()
                     + "), not a whole model");
         }
         return model;
@@ -84,69 +69,54 @@ public final class ResidentModel implements ShardTensors, AutoCloseable {
         if (!hasOptimizer()) {
             throw new IllegalStateException("this copy of the model has no optimizer (it is not trained)");
         }
-        return optimizer != null ? optimizer : shardedOptimizer.optimizer();
+        return optimizer;
     }
 
     /** Binds a shard's tensor and pipeline groups to this call's (every rank of the call, at its start). */
     public void bind(RankContext context) {
-        if (sharded == null) {
-            return;
-        }
-        if (tensorGroup.size() > 1) {
+        if (tensorGroup != null && tensorGroup.size() > 1) {
             tensorGroup.bind(context.tensorGroup());
         }
-        if (pipelineGroup.size() > 1) {
+        if (pipelineGroup != null && pipelineGroup.size() > 1) {
             pipelineGroup.bind(context.pipelineGroup());
         }
     }
 
     public Backend backend() {
-        return model != null ? model.backend() : sharded.backend();
+        return model.backend();
     }
 
     /** The model's configuration (the whole model's, also on a shard). */
     public org.sparkrlhf.gpuexec.model.ModelConfig config() {
-        return model != null ? model.config() : sharded.config();
+        return model.config();
     }
 
     /** A value model's value at every position (a shard's come from the last stage, on every rank). */
     public float[] values(Batch batch) {
-        return model != null ? model.values(batch) : sharded.values(batch);
+        return model.values(batch);
     }
 
     /** The backward of {@link #values} from dLoss/dValue into this copy's gradients. */
     public void backwardValues(float[] dValues) {
-        if (model != null) {
-            model.backwardValues(dValues);
-        } else {
-            sharded.backwardValues(dValues);
-        }
+        model.backwardValues(dValues);
     }
 
     /** A sequence-classification model's score of each row (at its last non-pad token). */
     public float[] scores(Batch batch) {
-        return model != null ? model.scores(batch) : sharded.scores(batch);
+        return model.scores(batch);
     }
 
     /** The backward of {@link #scores} from dLoss/dScore [B] into this copy's gradients. */
     public void backwardScores(float[] dScores) {
-        if (model != null) {
-            model.backwardScores(dScores);
-        } else {
-            sharded.backwardScores(dScores);
-        }
+        model.backwardScores(dScores);
     }
 
     public TokenStats forward(Batch batch, boolean withEntropy) {
-        return model != null ? model.forward(batch, withEntropy) : sharded.forward(batch, withEntropy);
+        return model.forward(batch, withEntropy);
     }
 
     public void backward(float[] dLogprobs, float[] dEntropies) {
-        if (model != null) {
-            model.backward(dLogprobs, dEntropies);
-        } else {
-            sharded.backward(dLogprobs, dEntropies);
-        }
+        model.backward(dLogprobs, dEntropies);
     }
 
     /** What a training loss makes of one micro-batch's forward: dLoss/dLogprob for its backward. */
@@ -156,59 +126,57 @@ public final class ResidentModel implements ShardTensors, AutoCloseable {
     }
 
     /**
-     * Forward and backward over micro-batches whose gradients add up: a shard runs them GPipe-style
-     * (every forward, then every backward, so pipeline stages overlap), a whole model one after the
-     * other (it keeps one forward's activations). The same sums either way.
+     * Forward and backward over micro-batches whose gradients add up: with pipeline stages
+     * GPipe-style (every forward, then every backward, so the stages overlap), else one after the
+     * other (keeping one forward's activations at a time). The same sums either way.
      */
     public void forwardBackward(List<Batch> microBatches, MicroBatchLoss loss) {
-        if (sharded == null || microBatches.size() == 1) {
+        if (model.shard().pp() == 1 || microBatches.size() == 1) {
             for (int i = 0; i < microBatches.size(); i++) {
                 TokenStats stats = forward(microBatches.get(i), false);
                 backward(loss.dLogprobs(i, stats), null);
             }
             return;
         }
-        List<TokenStats> stats = sharded.forward(microBatches, false);
+        List<TokenStats> stats = model.forward(microBatches, false);
         List<float[]> d = new ArrayList<>(stats.size());
         for (int i = 0; i < stats.size(); i++) {
             d.add(loss.dLogprobs(i, stats.get(i)));
         }
-        sharded.backward(d, null);
+        model.backward(d, null);
     }
 
     /**
-     * Forward-only log-probs of several micro-batches, one {@link TokenStats} each: a shard runs
-     * them through its pipeline together (stage s works on micro-batch i while stage s + 1 works on
-     * i - 1), a whole model one after the other. Activations are released at the end.
+     * Forward-only log-probs of several micro-batches, one {@link TokenStats} each: with pipeline
+     * stages they run through the pipeline together (stage s works on micro-batch i while stage
+     * s + 1 works on i - 1), else one after the other. Activations are released at the end.
      */
     public List<TokenStats> forward(List<Batch> microBatches) {
-        return forwardOnly(microBatches, b -> model.forward(b, false), b -> sharded.forward(b, false));
+        return forwardOnly(microBatches, b -> model.forward(b, false));
     }
 
     /** {@link #values(Batch)} of several micro-batches, forward only, as {@link #forward(List)}. */
     public List<float[]> values(List<Batch> microBatches) {
-        return forwardOnly(microBatches, b -> model.values(b), b -> sharded.values(b));
+        return forwardOnly(microBatches, model::values);
     }
 
     /** {@link #scores(Batch)} of several micro-batches, forward only, as {@link #forward(List)}. */
     public List<float[]> scores(List<Batch> microBatches) {
-        return forwardOnly(microBatches, b -> model.scores(b), b -> sharded.scores(b));
+        return forwardOnly(microBatches, model::scores);
     }
 
-    private <T> List<T> forwardOnly(List<Batch> microBatches,
-                                              Function<Batch, T> whole,
-                                              Function<List<Batch>, List<T>> shard) {
+    private <T> List<T> forwardOnly(List<Batch> microBatches, Function<List<Batch>, List<T>> pass) {
         if (microBatches.isEmpty()) {
             return List.of();
         }
         try {
-            if (sharded != null) {
-                return shard.apply(microBatches);
+            if (model.shard().pp() > 1) {
+                return pass.apply(microBatches);
             }
             List<T> out = new ArrayList<>(microBatches.size());
             for (Batch b : microBatches) {
-                out.add(whole.apply(b));
-                // a whole model keeps one forward's activations: drop them before the next micro-batch
+                out.addAll(pass.apply(List.of(b)));
+                // without stages to overlap, keep one forward's activations: drop them before the next micro-batch
                 model.releaseActivations();
             }
             return out;
@@ -218,32 +186,16 @@ public final class ResidentModel implements ShardTensors, AutoCloseable {
     }
 
     public void releaseActivations() {
-        if (model != null) {
-            model.releaseActivations();
-        } else {
-            sharded.releaseActivations();
-        }
+        model.releaseActivations();
     }
 
     public void zeroGradients() {
-        if (model != null) {
-            model.zeroGradients();
-        } else {
-            sharded.zeroGradients();
-        }
+        model.zeroGradients();
     }
 
     /** This copy's gradients by Hugging Face name, in the model's parameter order (the same on every replica). */
     public Map<String, Tensor> gradients() {
-        if (sharded != null) {
-            return sharded.gradients();
-        }
-        LlamaWeights grads = model.gradients();
-        Map<String, Tensor> out = new LinkedHashMap<>();
-        for (LlamaWeights.Spec s : grads.specs()) {
-            out.put(s.name(), grads.get(s.name()));
-        }
-        return out;
+        return model.gradients().byName();
     }
 
     public GenerationResult generate(int[][] prompts, int[] sequenceIds, Generator.Options options) {
@@ -252,9 +204,9 @@ public final class ResidentModel implements ShardTensors, AutoCloseable {
 
     /**
      * Generation in micro-batches ({@code prompts.get(i)} with {@code sequenceIds.get(i)}), one after
-     * the other: neither generator pipelines decode steps across micro-batches, so on a shard the
-     * micro-batches bound the decode state's memory but do not overlap stages. A whole model's
-     * generator keeps its decode buffers from one micro-batch to the next when they fit.
+     * the other: the generator does not pipeline decode steps across micro-batches, so on a shard the
+     * micro-batches bound the decode state's memory but do not overlap stages. The generator keeps
+     * its decode buffers from one micro-batch to the next when they fit.
      */
     public List<GenerationResult> generate(List<int[][]> prompts,
                                                      List<int[]> sequenceIds, Generator.Options options) {
@@ -263,13 +215,6 @@ public final class ResidentModel implements ShardTensors, AutoCloseable {
                     + " of sequence ids");
         }
         List<GenerationResult> out = new ArrayList<>(prompts.size());
-        if (sharded != null) {
-            ShardedGenerator generator = new ShardedGenerator(sharded);
-            for (int i = 0; i < prompts.size(); i++) {
-                out.add(generator.generate(prompts.get(i), sequenceIds.get(i), options));
-            }
-            return out;
-        }
         try (Generator generator = new Generator(model)) {
             for (int i = 0; i < prompts.size(); i++) {
                 out.add(generator.generate(prompts.get(i), sequenceIds.get(i), options));
@@ -280,7 +225,7 @@ public final class ResidentModel implements ShardTensors, AutoCloseable {
 
     /** One optimizer step (a shard's clips by the whole model's gradient norm); advances the version. */
     public AdamW.StepInfo step() {
-        AdamW.StepInfo info = shardedOptimizer != null ? shardedOptimizer.step() : optimizer().step();
+        AdamW.StepInfo info = optimizer().step();
         version++;
         return info;
     }
@@ -292,14 +237,11 @@ public final class ResidentModel implements ShardTensors, AutoCloseable {
     /** A parameter as this copy holds it: the whole tensor, or this shard's slice. */
     @Override
     public float[] tensor(String name) {
-        if (sharded != null) {
-            Tensor t = sharded.parameters().get(name);
-            if (t == null) {
-                throw new IllegalArgumentException("shard " + sharded.shard().label() + " holds no part of '" + name + "'");
-            }
-            return sharded.backend().download(t);
+        Tensor t = model.parameters().byName().get(name);
+        if (t == null) {
+            throw new IllegalArgumentException("shard " + model.shard().label() + " holds no part of '" + name + "'");
         }
-        return model.backend().download(model.parameters().get(name));
+        return model.backend().download(t);
     }
 
     /**
@@ -315,32 +257,27 @@ public final class ResidentModel implements ShardTensors, AutoCloseable {
             throw new IllegalStateException("this copy of the model has no optimizer (it is not trained), so no "
                     + view + " of '" + name + "'");
         }
-        AdamW adamw = optimizer();
-        for (AdamW.Param p : adamw.params()) {
+        for (AdamW.Param p : optimizer.params()) {
             if (p.name().equals(name)) {
-                return adamw.backend().download(view == View.EXP_AVG ? p.m() : p.v());
+                return optimizer.backend().download(view == View.EXP_AVG ? p.m() : p.v());
             }
         }
-        throw new IllegalArgumentException((sharded != null ? "shard " + sharded.shard().label() : "this copy")
+        throw new IllegalArgumentException((isSharded() ? "shard " + model.shard().label() : "this copy")
                 + "'s optimizer holds no part of '" + name + "'");
     }
 
     /** Whether this copy is trained here (it has an optimizer). */
     public boolean hasOptimizer() {
-        return optimizer != null || shardedOptimizer != null;
+        return optimizer != null;
     }
 
     /**
-     * Restores this shard's optimizer state from a whole model's {@code optimizer.safetensors}
-     * (each moment cut to the shard's slice, see {@link ShardedAdamW#load}); a whole copy's
-     * optimizer loads it as it is.
+     * Restores this copy's optimizer state from a whole model's {@code optimizer.safetensors}, each
+     * moment cut to the copy's slice (see {@link OptimizerState#load(AdamW, Path,
+     * org.sparkrlhf.gpuexec.model.ModelConfig, org.sparkrlhf.gpuexec.parallel.ShardSpec)}).
      */
     void loadOptimizerState(Path file) {
-        if (shardedOptimizer != null) {
-            shardedOptimizer.load(file);
-        } else {
-            OptimizerState.load(optimizer(), file);
-        }
+        OptimizerState.load(optimizer(), file, model.config(), model.shard());
     }
 
     void advance() {
@@ -352,13 +289,6 @@ public final class ResidentModel implements ShardTensors, AutoCloseable {
         if (optimizer != null) {
             optimizer.close();
         }
-        if (shardedOptimizer != null) {
-            shardedOptimizer.close();
-        }
-        if (model != null) {
-            model.close();
-        } else {
-            sharded.close();
-        }
+        model.close();
     }
 }
