@@ -84,7 +84,7 @@ final class LogprobsCommand {
         }
         int pad = Math.max(model.config().padTokenId(), 0);
         Batch batch = Batch.rightPadded(seqs, pad);
-        TokenStats stats = model.forward(batch, false);
+        TokenStats stats = model.forward(List.of(batch), false, false).get(0);
         for (int i = 0; i < seqs.length; i++) {
             int n = Math.max(seqs[i].length - 1, 0);
             result[i] = new float[n];

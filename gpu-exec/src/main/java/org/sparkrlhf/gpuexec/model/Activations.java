@@ -10,12 +10,16 @@ import java.util.List;
 /**
  * Every buffer of one micro-batch's forward over B x T tokens through one shard that the backward
  * reads, and the backward's scratch gradients (as llm.c: explicit, allocated once per shape,
- * reused). Widths are the shard's: its heads, kv heads, intermediate features and vocabulary rows
- * of its tensor-parallel part; the final norm and the heads exist on the last stage only, where the
- * full-vocabulary logits are gathered (the same tensor as this rank's when tp = 1).
+ * reused). A forward that no backward follows keeps nothing per layer: every layer writes the same
+ * buffers and the residual stream alternates between two. Widths are the shard's: its heads, kv
+ * heads, intermediate features and vocabulary rows of its tensor-parallel part; the final norm and
+ * the heads exist on the last stage only, where the full-vocabulary logits are gathered (the same
+ * tensor as this rank's when tp = 1).
  */
 final class Activations {
     final int B, T, N;
+    /** Whether every layer has its own buffers, as a backward needs. */
+    final boolean forBackward;
     final Tensor ids, mask, positions, targets;
     /** Whether each token's id is in this rank's vocabulary range (its embedding row is here). */
     boolean[] inVocab;
@@ -42,13 +46,19 @@ final class Activations {
     private final List<Tensor> scratch = new ArrayList<>();
     private final int C, Q, KV, I, V, Vt;
 
-    /** The buffers of {@code model}'s shard for B x T tokens. */
+    /** The buffers of {@code model}'s shard for B x T tokens, each layer's kept for a backward. */
     Activations(LlamaModel model, int B, int T) {
+        this(model, B, T, true);
+    }
+
+    /** The buffers of {@code model}'s shard for B x T tokens, per layer only {@code forBackward}. */
+    Activations(LlamaModel model, int B, int T, boolean forBackward) {
         ModelConfig c = model.config();
         this.backend = model.backend();
         this.B = B;
         this.T = T;
         this.N = B * T;
+        this.forBackward = forBackward;
         this.C = c.hiddenSize();
         this.Q = model.qDim();
         this.KV = model.kvDim();
@@ -62,7 +72,7 @@ final class Activations {
         positions = ints(all, N);
         targets = ints(all, N);
         residual = new Tensor[layers + 1];
-        for (int l = 0; l <= layers; l++) residual[l] = floats(all, N, C);
+        for (int l = 0; l <= layers; l++) residual[l] = forBackward || l < 2 ? floats(all, N, C) : residual[l % 2];
         afterAttention = layers(layers, N, C);
         ln1 = layers(layers, N, C);
         rstd1 = layers(layers, N);
@@ -87,8 +97,8 @@ final class Activations {
         values = last && !lm ? floats(all, N, 1) : null;
     }
 
-    boolean fits(int b, int t) {
-        return b == B && t == T;
+    boolean fits(int b, int t, boolean backward) {
+        return b == B && t == T && backward == forBackward;
     }
 
     /** Allocates the scores head's buffers for the chosen rows. */
@@ -100,6 +110,7 @@ final class Activations {
     }
 
     void allocateBackward() {
+        if (!forBackward) throw new IllegalStateException("a backward after a forward that kept no activations (an inference-only forward)");
         if (dResidual != null) return;
         dResidual = floats(scratch, N, C);
         dLn = floats(scratch, N, C);
@@ -140,7 +151,7 @@ final class Activations {
 
     private Tensor[] layers(int L, int... shape) {
         Tensor[] t = new Tensor[L];
-        for (int l = 0; l < L; l++) t[l] = floats(all, shape);
+        for (int l = 0; l < L; l++) t[l] = forBackward || l == 0 ? floats(all, shape) : t[0];
         return t;
     }
 

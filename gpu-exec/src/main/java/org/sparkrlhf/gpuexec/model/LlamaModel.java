@@ -260,7 +260,8 @@ public final class LlamaModel implements AutoCloseable {
         return shard.tp() == 1 && shard.pp() == 1;
     }
 
-    private void requireWhole(String what) {
+    /** Refuses a shard for what runs on the whole model only (saving, S3D). */
+    void requireWhole(String what) {
         if (!isWhole()) throw new IllegalStateException(what + " needs the whole model, this is the shard " + shard.label());
     }
 
@@ -380,12 +381,12 @@ public final class LlamaModel implements AutoCloseable {
 
     // ---------------------------------------------------------------- the stage's trunk
 
-    private Activations activations(int i, Batch b) {
+    private Activations activations(int i, Batch b, boolean forBackward) {
         while (acts.size() <= i) acts.add(null);
         Activations a = acts.get(i);
-        if (a == null || !a.fits(b.batch(), b.time())) {
+        if (a == null || !a.fits(b.batch(), b.time(), forBackward)) {
             if (a != null) a.free();
-            a = new Activations(this, b.batch(), b.time());
+            a = new Activations(this, b.batch(), b.time(), forBackward);
             acts.set(i, a);
         }
         return a;
@@ -593,16 +594,20 @@ public final class LlamaModel implements AutoCloseable {
 
     /** Logprobs (and, if asked, entropies) of each next token, the same on every rank; keeps the activations for {@link #backward}. */
     public TokenStats forward(Batch batch, boolean withEntropy) {
-        return forward(List.of(batch), withEntropy).get(0);
+        return forward(List.of(batch), withEntropy, true).get(0);
     }
 
-    /** A forward of several micro-batches (kept for one {@link #backward(List, List)}). */
-    public List<TokenStats> forward(List<Batch> microBatches, boolean withEntropy) {
+    /**
+     * A forward of several micro-batches. With {@code forBackward} every layer's activations are
+     * kept for one {@link #backward(List, List)}; without, a forward that only scores keeps one
+     * layer's buffers, shared by all layers, and a backward is refused.
+     */
+    public List<TokenStats> forward(List<Batch> microBatches, boolean withEntropy, boolean forBackward) {
         requireHead(ModelConfig.Head.CAUSAL_LM, "forward");
         for (int i = 0; i < microBatches.size(); i++) {
             Batch batch = microBatches.get(i);
             if (batch.time() < 2) throw new IllegalArgumentException("a causal LM forward needs at least 2 tokens per row, got " + batch.time());
-            Activations a = activations(i, batch);
+            Activations a = activations(i, batch, forBackward);
             trunk(a, batch);
             if (shard.lastStage()) {
                 backend.matmul(a.localLogits, a.lnf, params.lmHead, null);
@@ -693,14 +698,15 @@ public final class LlamaModel implements AutoCloseable {
 
     /** One scalar per position [B, T] (a critic's values), the same on every rank; keeps the activations for {@link #backwardValues}. */
     public float[] values(Batch batch) {
-        return values(List.of(batch)).get(0);
+        return values(List.of(batch), true).get(0);
     }
 
-    public List<float[]> values(List<Batch> microBatches) {
+    /** {@link #values(Batch)} of several micro-batches, their activations kept for a backward only {@code forBackward}. */
+    public List<float[]> values(List<Batch> microBatches, boolean forBackward) {
         requireHead(ModelConfig.Head.SCORE, "values");
         for (int i = 0; i < microBatches.size(); i++) {
             Batch batch = microBatches.get(i);
-            Activations a = activations(i, batch);
+            Activations a = activations(i, batch, forBackward);
             trunk(a, batch);
             if (shard.lastStage()) backend.matmul(a.values, a.lnf, params.score, null);
         }
@@ -745,14 +751,15 @@ public final class LlamaModel implements AutoCloseable {
      * for {@link #backwardScores}.
      */
     public float[] scores(Batch batch) {
-        return scores(List.of(batch)).get(0);
+        return scores(List.of(batch), true).get(0);
     }
 
-    public List<float[]> scores(List<Batch> microBatches) {
+    /** {@link #scores(Batch)} of several micro-batches, their activations kept for a backward only {@code forBackward}. */
+    public List<float[]> scores(List<Batch> microBatches, boolean forBackward) {
         requireHead(ModelConfig.Head.SCORE, "scores");
         for (int i = 0; i < microBatches.size(); i++) {
             Batch batch = microBatches.get(i);
-            Activations a = activations(i, batch);
+            Activations a = activations(i, batch, forBackward);
             trunk(a, batch);
             if (shard.lastStage()) {
                 a.allocateScores();
@@ -804,6 +811,11 @@ public final class LlamaModel implements AutoCloseable {
         if (lastBatches == null || lastKind != kind) throw new IllegalStateException(what + " without its forward (" + kind + ")");
         if (count != lastBatches.size()) {
             throw new IllegalArgumentException(what + ": " + count + " gradients for " + lastBatches.size() + " micro-batches");
+        }
+        for (int i = 0; i < lastBatches.size(); i++) {
+            if (!acts.get(i).forBackward) {
+                throw new IllegalStateException(what + " after an inference-only forward (it kept no activations for a backward)");
+            }
         }
     }
 

@@ -122,14 +122,14 @@ class ShardedLlamaTest {
             try (Generator g = new Generator(m)) {
                 for (Generator.Options o : generationOptions()) gen.add(g.generate(PROMPTS, o));
             }
-            List<TokenStats> stats = m.forward(mbs, true);
+            List<TokenStats> stats = m.forward(mbs, true, true);
             m.backward(dLp, dEnt);
             Map<String, float[]> grads = m.downloadGradients();
             try (AdamW opt = AdamW.forModel(m, HYPER)) {
                 AdamW.StepInfo first = opt.step();
                 Map<String, float[]> afterOne = m.downloadParameters();
                 m.zeroGradients();
-                m.forward(mbs, true);
+                m.forward(mbs, true, true);
                 m.backward(dLp, dEnt);
                 opt.step();
                 return new Run(s, stats, grads, first.gradNorm(), first.clipScale(), afterOne, m.downloadParameters(), gen);
@@ -298,11 +298,11 @@ class ShardedLlamaTest {
         }
         List<ScoreRun> ranks = Ranks.run(tp, pp, (b, s, tpc, ppc) -> {
             try (LlamaModel m = LlamaModel.fromFull(b, c, s, tpc, ppc, full)) {
-                List<float[]> values = m.values(mbs);
+                List<float[]> values = m.values(mbs, true);
                 m.backwardValues(dVal);
                 Map<String, float[]> vg = m.downloadGradients();
                 m.zeroGradients();
-                List<float[]> scores = m.scores(mbs);
+                List<float[]> scores = m.scores(mbs, true);
                 m.backwardScores(dScore);
                 return new ScoreRun(s, values, vg, scores, m.downloadGradients());
             }

@@ -138,7 +138,7 @@ public final class ResidentModel implements ShardTensors, AutoCloseable {
             }
             return;
         }
-        List<TokenStats> stats = model.forward(microBatches, false);
+        List<TokenStats> stats = model.forward(microBatches, false, true);
         List<float[]> d = new ArrayList<>(stats.size());
         for (int i = 0; i < stats.size(); i++) {
             d.add(loss.dLogprobs(i, stats.get(i)));
@@ -149,20 +149,21 @@ public final class ResidentModel implements ShardTensors, AutoCloseable {
     /**
      * Forward-only log-probs of several micro-batches, one {@link TokenStats} each: with pipeline
      * stages they run through the pipeline together (stage s works on micro-batch i while stage
-     * s + 1 works on i - 1), else one after the other. Activations are released at the end.
+     * s + 1 works on i - 1), else one after the other. No backward follows, so no layer's activations
+     * are kept; what is allocated is released at the end.
      */
     public List<TokenStats> forward(List<Batch> microBatches) {
-        return forwardOnly(microBatches, b -> model.forward(b, false));
+        return forwardOnly(microBatches, b -> model.forward(b, false, false));
     }
 
     /** {@link #values(Batch)} of several micro-batches, forward only, as {@link #forward(List)}. */
     public List<float[]> values(List<Batch> microBatches) {
-        return forwardOnly(microBatches, model::values);
+        return forwardOnly(microBatches, b -> model.values(b, false));
     }
 
     /** {@link #scores(Batch)} of several micro-batches, forward only, as {@link #forward(List)}. */
     public List<float[]> scores(List<Batch> microBatches) {
-        return forwardOnly(microBatches, model::scores);
+        return forwardOnly(microBatches, b -> model.scores(b, false));
     }
 
     private <T> List<T> forwardOnly(List<Batch> microBatches, Function<List<Batch>, List<T>> pass) {

@@ -8,6 +8,7 @@ import org.sparkrlhf.gpuexec.backend.Tensor;
 
 import java.util.Arrays;
 import java.util.concurrent.ForkJoinPool;
+import java.util.concurrent.atomic.AtomicLong;
 
 /**
  * The CPU backend: fp32 compute, parallel loops over rows, heads or tiles on one ForkJoinPool.
@@ -27,6 +28,7 @@ public final class CpuBackend implements Backend {
     private static ForkJoinPool sharedPool;
 
     private final ForkJoinPool pool;
+    private final AtomicLong liveBytes = new AtomicLong();
     private final boolean ownsPool;
     private final Parallel par;
     private final CpuKernels kernels;
@@ -120,12 +122,25 @@ public final class CpuBackend implements Backend {
 
     @Override
     public Tensor allocate(DType dtype, int... shape) {
-        return new CpuTensor(dtype, shape);
+        CpuTensor t = new CpuTensor(dtype, shape);
+        liveBytes.addAndGet(4L * t.numel());
+        return t;
     }
 
     @Override
     public void free(Tensor x) {
-        if (x != null) t(x, "tensor").release();
+        if (x == null) return;
+        CpuTensor c = t(x, "tensor");
+        long bytes = 4L * c.numel();
+        if (c.release()) liveBytes.addAndGet(-bytes);
+    }
+
+    /**
+     * The allocation ledger: bytes of the tensors allocated on this backend and not yet freed (4
+     * per element whatever the type: the CPU keeps BF16 values as floats).
+     */
+    public long liveBytes() {
+        return liveBytes.get();
     }
 
     @Override

@@ -108,12 +108,15 @@ final class CpuTensor implements Tensor {
         return mirror.position(0);
     }
 
-    synchronized void release() {
+    /** Drops the data; returns whether it held any (false for a tensor freed before). */
+    synchronized boolean release() {
+        boolean held = floats != null || ints != null;
         floats = null;
         ints = null;
         transposed = null;
         if (mirror != null) mirror.close();
         mirror = null;
+        return held;
     }
 
     private String freedOr(String message) {
