@@ -47,6 +47,7 @@ public final class S3dDraft implements AutoCloseable {
      * model's token embeddings, so a mask enters the layers at a token's scale.
      */
     public static S3dDraft initial(LlamaModel model, S3dConfig config, long seed) {
+        model.requireWhole("S3D's draft");
         config.check(model.config().numLayers());
         int C = model.config().hiddenSize();
         float[] embed = model.backend().download(model.parameters().embed);

@@ -28,6 +28,7 @@ public final class S3dLoss {
         if (model.config().head() != ModelConfig.Head.CAUSAL_LM) {
             throw new IllegalArgumentException("S3D needs a causal LM, not " + model.config().architecture());
         }
+        model.requireWhole("training S3D's draft");
         draft.config().check(model.config().numLayers());
         this.model = model;
         this.draft = draft;

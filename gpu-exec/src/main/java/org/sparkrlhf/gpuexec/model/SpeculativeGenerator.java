@@ -43,6 +43,7 @@ public final class SpeculativeGenerator {
         if (model.config().head() != ModelConfig.Head.CAUSAL_LM) {
             throw new IllegalArgumentException("generation needs a causal LM, not " + model.config().architecture());
         }
+        model.requireWhole("speculative decoding");
         draft.config().check(model.config().numLayers());
         this.model = model;
         this.draft = draft;

@@ -15,6 +15,9 @@ import org.sparkrlhf.gpuexec.model.GenerationResult;
 import org.sparkrlhf.gpuexec.model.Generator;
 import org.sparkrlhf.gpuexec.model.LlamaModel;
 import org.sparkrlhf.gpuexec.model.ModelConfig;
+import org.sparkrlhf.gpuexec.model.S3dConfig;
+import org.sparkrlhf.gpuexec.model.S3dDraft;
+import org.sparkrlhf.gpuexec.model.SpeculativeGenerator;
 import org.sparkrlhf.gpuexec.model.TokenStats;
 import org.sparkrlhf.gpuexec.train.AdamW;
 
@@ -361,5 +364,20 @@ class ShardedLlamaTest {
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
                 () -> Ranks.run(4, 1, (b, s, tpc, ppc) -> LlamaModel.fromFull(b, c, s, tpc, ppc, full)));
         assertTrue(e.getMessage().contains("must divide"), e.getMessage());
+    }
+
+    @Test
+    void speculativeDecodingRunsOnTheWholeModelOnly() {
+        ModelConfig c = ParallelConfigs.gqa(false, 2);
+        Map<String, float[]> full = randomWeights(c, 1);
+        List<String> messages = Ranks.run(2, 1, (b, s, tpc, ppc) -> {
+            try (LlamaModel m = LlamaModel.fromFull(b, c, s, tpc, ppc, full)) {
+                float[] masks = new float[2 * c.hiddenSize()];
+                try (S3dDraft draft = S3dDraft.of(m, new S3dConfig(1, 2, 2), masks)) {
+                    return assertThrows(IllegalStateException.class, () -> new SpeculativeGenerator(m, draft)).getMessage();
+                }
+            }
+        });
+        for (String message : messages) assertTrue(message.contains("needs the whole model"), message);
     }
 }
