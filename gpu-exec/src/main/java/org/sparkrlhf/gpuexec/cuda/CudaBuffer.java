@@ -105,6 +105,21 @@ public final class CudaBuffer implements AutoCloseable {
         write(0, b);
     }
 
+    /**
+     * Copies {@code v[at .. at + n)} to {@code byteOffset}: a staging chunk of a larger array, so
+     * that no host buffer is sized by the whole array.
+     */
+    public void writeFloats(long byteOffset, float[] v, int at, int n) {
+        ByteBuffer b = direct(n * 4L);
+        b.asFloatBuffer().put(v, at, n);
+        write(byteOffset, b);
+    }
+
+    /** Copies {@code n} floats from {@code byteOffset} into {@code into[at ..]}. */
+    public void readFloats(long byteOffset, float[] into, int at, int n) {
+        read(byteOffset, n * 4L).asFloatBuffer().get(into, at, n);
+    }
+
     public void writeInts(int[] v) {
         ByteBuffer b = direct(v.length * 4L);
         b.asIntBuffer().put(v);
