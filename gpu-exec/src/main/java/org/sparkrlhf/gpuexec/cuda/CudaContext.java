@@ -69,7 +69,7 @@ public final class CudaContext {
      * without asking the driver; but memory the pool keeps is lost to everything outside it (NCCL's
      * buffers, kernel modules, cuBLAS, other processes), so it keeps a bounded share, not all (an
      * unbounded threshold never gives back what a training step once used). {@link #trim} gives back
-     * the rest when something outside the pool needs memory.
+     * what it keeps when something outside the pool needs memory.
      */
     static long releaseThreshold(long totalMemory) {
         return totalMemory / 4;
