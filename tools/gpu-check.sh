@@ -102,7 +102,10 @@ bench() {
 
 run() {
   if [ ! -d .device/jre ] && [ -f .device/jre.tar.xz ]; then
-    xz -dc .device/jre.tar.xz | tar -C .device -xf - || { echo "gpu-check: cannot unpack .device/jre.tar.xz" >&2; exit 2; }
+    # xz, else Python's lzma (the GPU machine has python3)
+    { command -v xz >/dev/null && xz -dc .device/jre.tar.xz | tar -C .device -xf -; } ||
+      python3 -c 'import tarfile; tarfile.open(".device/jre.tar.xz").extractall(".device")' ||
+      { echo "gpu-check: cannot unpack .device/jre.tar.xz" >&2; exit 2; }
   fi
   [ -x .device/jre/bin/java ] && [ -f .device/classpath ] || {
     echo "gpu-check: no .device/ here: run tools/gpu-check.sh pack where Maven is, and copy .device/ with the tree" >&2
