@@ -102,6 +102,8 @@ bench() {
 
 run() {
   if [ ! -d .device/jre ] && [ -f .device/jre.tar.xz ]; then
+    # unpacked for this run only, so that .device stays small enough to carry again
+    trap 'rm -rf .device/jre' EXIT
     # xz, else Python's lzma (the GPU machine has python3)
     { command -v xz >/dev/null && xz -dc .device/jre.tar.xz | tar -C .device -xf -; } ||
       python3 -c 'import tarfile; tarfile.open(".device/jre.tar.xz").extractall(".device")' ||
