@@ -244,6 +244,7 @@ public final class Generator implements AutoCloseable {
 
 
         void free() {
+            backend.releaseCaptured(step);
             buffers.free();
         }
     }
