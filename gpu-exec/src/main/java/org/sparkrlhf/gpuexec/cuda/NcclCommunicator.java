@@ -76,7 +76,9 @@ public final class NcclCommunicator implements AutoCloseable {
         this.ranks = ranks;
         this.rank = rank;
         this.timeoutMillis = timeoutMillis;
-        stream.context.makeCurrent();
+        // NCCL allocates its buffers with the driver, outside the pool: hand back what the pool holds
+        // unused first (the pool keeps up to a quarter of the device after a training step)
+        stream.context.trim();
         Nccl.UniqueId.ByValue id = new Nccl.UniqueId.ByValue();
         System.arraycopy(uniqueId, 0, id.internal, 0, 128);
         id.write();
