@@ -9,11 +9,16 @@ set -euo pipefail
 top=$(git rev-parse --show-toplevel); cd "$top"
 pack=${1:-../shared/gpu/pack-for-device.sh}
 "$pack" gpu-exec
-# The tokenizers jar carries its native library for five platforms; the GPU machine is linux-x86_64.
-for j in .device/lib/deps/tokenizers-*.jar; do
+# What the device tool carries (tree and .device together) must stay under 64 MiB. The OpenBLAS
+# natives jar holds three JNI libraries; the CPU engine binds openblas_nolapack only (the GPU tests'
+# CPU reference), so the other two (24 MB each) and the C headers stay here.
+for j in .device/lib/deps/openblas-*-linux-x86_64.jar; do
   [ -e "$j" ] || continue
-  zip -q -d "$j" 'native/lib/win-*' 'native/lib/osx-*' 'native/lib/linux-aarch64/*' >/dev/null
+  zip -q -d "$j" 'org/bytedeco/openblas/linux-x86_64/libjniopenblas.so' \
+    'org/bytedeco/openblas/linux-x86_64/libjniopenblas_full.so' 'org/bytedeco/openblas/linux-x86_64/include/*' >/dev/null || true
 done
+# The tests read the fixtures from their classpath (gpu-exec's test classes hold a copy).
+rm -rf .device/fixtures
 extra=""
 for m in planner datasets jobs; do
   [ -d "$m/target/classes" ] || { echo "$m/target/classes is missing: build first" >&2; exit 2; }

@@ -204,6 +204,14 @@ public interface Backend extends AutoCloseable {
         return step;
     }
 
+    /**
+     * Releases what recording {@code step} (a runnable {@link #capturable} returned) holds: the CUDA
+     * backend's graph. Call it when the tensors the step uses are freed; the step must not run
+     * afterwards. The CPU backend holds nothing.
+     */
+    default void releaseCaptured(Runnable step) {
+    }
+
     /** Releases every resource of the backend (threads, device memory). */
     @Override
     void close();

@@ -7,8 +7,8 @@ import com.sun.jna.Native;
 import com.sun.jna.NativeLibrary;
 
 /**
- * cuBLAS through JNA, bound directly (Native.register) by versioned name: libcublas.so.13, then
- * .so.12. Only what the engine calls: handles, streams, workspaces and the mixed-precision GEMMs
+ * cuBLAS through JNA, bound directly (Native.register) by versioned name: the newest of
+ * libcublas.so.13 and .so.12 that the driver runs (see {@link NativeLibraries#forDriver}). Only what the engine calls: handles, streams, workspaces and the mixed-precision GEMMs
  * (bf16 or fp32 inputs, fp32 accumulation). Pointers are raw device addresses.
  */
 final class Cublas {
@@ -21,7 +21,7 @@ final class Cublas {
     private static final String LOADED;
 
     static {
-        String name = NativeLibraries.firstLoadable("cuBLAS", "libcublas.so.13", "libcublas.so.12", "libcublas.so");
+        String name = NativeLibraries.firstLoadableForDriver("cuBLAS", "libcublas.so.13", "libcublas.so.12", "libcublas.so");
         Native.register(Cublas.class, NativeLibrary.getInstance(name));
         LOADED = name;
     }

@@ -108,9 +108,30 @@ public final class CudaBackend implements Backend {
             if (d < 0) throw new IllegalArgumentException("negative dimension in shape " + java.util.Arrays.toString(shape));
             n *= d;
         }
-        CudaBuffer buf = CudaBuffer.allocate(stream, n * dtype.bytes(), kind, ledger);
+        CudaBuffer buf = buffer(stream, n * dtype.bytes(), kind);
         buf.zero();
         return new CudaTensor(this, dtype, shape, buf);
+    }
+
+    /**
+     * Device memory from the pool, counted in this backend's ledger. When the pool cannot grow, the
+     * device's pool is trimmed (which waits for every queued free, on every stream and backend of the
+     * device, and gives back what fragments hold) and the allocation tried once more; not while a
+     * step is being recorded, since trimming waits for the device, which a capture forbids.
+     */
+    private CudaBuffer buffer(CudaStream on, long bytes, MemoryKind kind) {
+        try {
+            return CudaBuffer.allocate(on, bytes, kind, ledger);
+        } catch (IllegalStateException first) {
+            if (captureShadowUses != null) throw first;
+            context.trim();
+            try {
+                return CudaBuffer.allocate(on, bytes, kind, ledger);
+            } catch (IllegalStateException second) {
+                second.addSuppressed(first);
+                throw new IllegalStateException(second.getMessage() + " (after trimming the device's memory pool)", second);
+            }
+        }
     }
 
     /** Scratch memory for one op, returned to the pool right after (ordered on the stream). */
@@ -222,7 +243,7 @@ public final class CudaBackend implements Backend {
         if (captureShadowUses != null) return bf16WhileRecording(t);
         if (t.shadow != null && t.shadowVersion == t.version) return t.shadow;
         if (t.shadow == null) {
-            t.shadow = new CudaTensor(this, DType.BF16, t.shape(), CudaBuffer.allocate(stream, t.numel() * 2, t.buffer.kind(), ledger));
+            t.shadow = new CudaTensor(this, DType.BF16, t.shape(), buffer(stream, t.numel() * 2, t.buffer.kind()));
         }
         convert(stream, t);
         return t.shadow;
@@ -237,7 +258,7 @@ public final class CudaBackend implements Backend {
         if (t.shadow == null) {
             // never inside the graph: a buffer the graph allocated would have to be freed by it
             t.shadow = new CudaTensor(this, DType.BF16, t.shape(),
-                    CudaBuffer.allocate(sideStream(), t.numel() * 2, t.buffer.kind(), ledger));
+                    buffer(sideStream(), t.numel() * 2, t.buffer.kind()));
             sideStream().synchronize();
         }
         boolean inGraph = t.captureWritten == captureNumber || convertInGraph.contains(t);
@@ -887,75 +908,111 @@ public final class CudaBackend implements Backend {
      * The first run records {@code step}'s launches into a CUDA graph (and runs it); later runs
      * replay the graph with one launch. bf16 shadows the step reads but does not write (the weights
      * of a decode step) are brought up to date before each replay, so that a replay after a
-     * training step multiplies by the new weights. The graph is freed with the backend.
+     * training step multiplies by the new weights. The graph lives until {@link #releaseCaptured},
+     * or until {@value #MAX_LIVE_GRAPHS} newer steps hold graphs (see {@link LiveGraphs}).
      */
     @Override
     public Runnable capturable(Runnable step) {
-        return new Runnable() {
-            private CudaGraph graph;
-            private List<ShadowUse> uses;
-
-            @Override
-            public void run() {
-                if (graph == null) {
-                    record();
-                } else {
-                    for (int i = 0; i < uses.size(); i++) {
-                        CudaTensor t = uses.get(i).tensor();
-                        if (t.buffer.isFreed()) throw new IllegalStateException("a captured step's tensor was freed");
-                        if (t.shadowVersion != t.version) convert(stream, t);
-                    }
-                }
-                graph.launch();
-            }
-
-            /**
-             * Records the step. A tensor the step reads through its shadow before writing it must be
-             * converted inside the graph; when the first recording finds one, it records again with
-             * those conversions in the graph.
-             */
-            private void record() {
-                stream.synchronize();
-                java.util.Set<CudaTensor> inGraph = java.util.Collections.newSetFromMap(new java.util.IdentityHashMap<>());
-                for (int attempt = 0; attempt < 2; attempt++) {
-                    captureNumber++;
-                    captureShadowUses = new java.util.ArrayList<>();
-                    convertInGraph = inGraph;
-                    CudaGraph g;
-                    try {
-                        g = CudaGraph.capture(stream, step);
-                    } finally {
-                        uses = captureShadowUses;
-                        captureShadowUses = null;
-                        convertInGraph = java.util.Set.of();
-                    }
-                    boolean ok = true;
-                    for (ShadowUse u : uses) {
-                        if (u.tensor().version != u.version()) {
-                            inGraph.add(u.tensor());
-                            ok = false;
-                        }
-                    }
-                    if (ok) {
-                        graph = g;
-                        graphs.add(g);
-                        return;
-                    }
-                    g.close();
-                }
-                throw new IllegalStateException("could not record the step: it reads tensors before writing them");
-            }
-        };
+        return new CapturedStep(step);
     }
 
-    private final List<CudaGraph> graphs = new java.util.ArrayList<>();
+    /** Destroys the graph recorded for {@code step} (from {@link #capturable}); the step must not run again. */
+    @Override
+    public void releaseCaptured(Runnable step) {
+        if (step instanceof CapturedStep s && s.owner() == this) {
+            s.released = true;
+            graphs.release(s);
+        }
+    }
+
+    /** How many recorded graphs this backend holds (each captured step that ran and was not released). */
+    public int liveGraphs() {
+        return graphs.size();
+    }
+
+    /**
+     * Graphs kept at once when their steps are not released: one per generator a backend serves at
+     * once (a model's generation, a speculative draft) is plenty; past it a step records again.
+     */
+    static final int MAX_LIVE_GRAPHS = 4;
+
+    private final LiveGraphs<CapturedStep, CudaGraph> graphs = new LiveGraphs<>(MAX_LIVE_GRAPHS, this::destroy);
+
+    private void destroy(CudaGraph g) {
+        stream.synchronize(); // a replay may still be queued
+        g.close();
+    }
+
+    private final class CapturedStep implements Runnable {
+        private final Runnable step;
+        private List<ShadowUse> uses;
+        private boolean released;
+
+        CapturedStep(Runnable step) {
+            this.step = step;
+        }
+
+        CudaBackend owner() {
+            return CudaBackend.this;
+        }
+
+        @Override
+        public void run() {
+            if (released) throw new IllegalStateException("a released captured step was run again");
+            CudaGraph graph = graphs.get(this);
+            if (graph == null) {
+                graph = record();
+                graphs.put(this, graph);
+            } else {
+                for (int i = 0; i < uses.size(); i++) {
+                    CudaTensor t = uses.get(i).tensor();
+                    if (t.buffer.isFreed()) throw new IllegalStateException("a captured step's tensor was freed");
+                    if (t.shadowVersion != t.version) convert(stream, t);
+                }
+            }
+            graph.launch();
+        }
+
+        /**
+         * Records the step. A tensor the step reads through its shadow before writing it must be
+         * converted inside the graph; when the first recording finds one, it records again with
+         * those conversions in the graph.
+         */
+        private CudaGraph record() {
+            stream.synchronize();
+            java.util.Set<CudaTensor> inGraph = java.util.Collections.newSetFromMap(new java.util.IdentityHashMap<>());
+            for (int attempt = 0; attempt < 2; attempt++) {
+                captureNumber++;
+                captureShadowUses = new java.util.ArrayList<>();
+                convertInGraph = inGraph;
+                CudaGraph g;
+                try {
+                    g = CudaGraph.capture(stream, step);
+                } finally {
+                    uses = captureShadowUses;
+                    captureShadowUses = null;
+                    convertInGraph = java.util.Set.of();
+                }
+                boolean ok = true;
+                for (ShadowUse u : uses) {
+                    if (u.tensor().version != u.version()) {
+                        inGraph.add(u.tensor());
+                        ok = false;
+                    }
+                }
+                if (ok) return g;
+                g.close();
+            }
+            throw new IllegalStateException("could not record the step: it reads tensors before writing them");
+        }
+    }
 
     @Override
     public void close() {
         if (closed) return;
         closed = true;
         stream.synchronize();
-        for (CudaGraph g : graphs) g.close();
+        graphs.clear();
         cublas.close();
         if (side != null) side.close();
         stream.close();

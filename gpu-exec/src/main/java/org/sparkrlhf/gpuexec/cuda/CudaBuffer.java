@@ -99,23 +99,56 @@ public final class CudaBuffer implements AutoCloseable {
         cuMemcpyDtoDAsync(at(dstOffset), src.at(srcOffset), n, stream.stream);
     }
 
+    /**
+     * Host copies go through direct buffers of at most this many elements (64 MiB of floats), so
+     * that a tensor of any size moves (one direct buffer cannot pass 2 GiB, and should not be the
+     * size of a model's largest tensor).
+     */
+    static final int STAGING_ELEMENTS = 1 << 24;
+
     public void writeFloats(float[] v) {
-        ByteBuffer b = direct(v.length * 4L);
-        b.asFloatBuffer().put(v);
-        write(0, b);
+        writeFloats(0, v, 0, v.length);
+    }
+
+    /** Copies {@code v[at .. at + n)} to {@code byteOffset}. */
+    public void writeFloats(long byteOffset, float[] v, int at, int n) {
+        for (int done = 0; done < n; ) {
+            int k = Math.min(STAGING_ELEMENTS, n - done);
+            ByteBuffer b = direct(k * 4L);
+            b.asFloatBuffer().put(v, at + done, k);
+            write(byteOffset + done * 4L, b);
+            done += k;
+        }
+    }
+
+    /** Copies {@code n} floats from {@code byteOffset} into {@code into[at ..]}. */
+    public void readFloats(long byteOffset, float[] into, int at, int n) {
+        for (int done = 0; done < n; ) {
+            int k = Math.min(STAGING_ELEMENTS, n - done);
+            read(byteOffset + done * 4L, k * 4L).asFloatBuffer().get(into, at + done, k);
+            done += k;
+        }
     }
 
     public void writeInts(int[] v) {
-        ByteBuffer b = direct(v.length * 4L);
-        b.asIntBuffer().put(v);
-        write(0, b);
+        for (int done = 0; done < v.length; ) {
+            int k = Math.min(STAGING_ELEMENTS, v.length - done);
+            ByteBuffer b = direct(k * 4L);
+            b.asIntBuffer().put(v, done, k);
+            write(done * 4L, b);
+            done += k;
+        }
     }
 
     /** Rounds each float to bf16 and copies them. */
     public void writeBf16(float[] v) {
-        ByteBuffer b = direct(v.length * 2L);
-        for (int i = 0; i < v.length; i++) b.putShort(i * 2, Bf16.fromFloat(v[i]));
-        write(0, b);
+        for (int done = 0; done < v.length; ) {
+            int k = Math.min(STAGING_ELEMENTS, v.length - done);
+            ByteBuffer b = direct(k * 2L);
+            for (int i = 0; i < k; i++) b.putShort(i * 2, Bf16.fromFloat(v[done + i]));
+            write(done * 2L, b);
+            done += k;
+        }
     }
 
     /** Writes floats as {@code type} stores them (F32 or BF16). */
@@ -129,20 +162,28 @@ public final class CudaBuffer implements AutoCloseable {
 
     public float[] readFloats(int n) {
         float[] out = new float[n];
-        read(0, n * 4L).asFloatBuffer().get(out);
+        readFloats(0, out, 0, n);
         return out;
     }
 
     public int[] readInts(int n) {
         int[] out = new int[n];
-        read(0, n * 4L).asIntBuffer().get(out);
+        for (int done = 0; done < n; ) {
+            int k = Math.min(STAGING_ELEMENTS, n - done);
+            read(done * 4L, k * 4L).asIntBuffer().get(out, done, k);
+            done += k;
+        }
         return out;
     }
 
     public float[] readBf16(int n) {
-        ByteBuffer b = read(0, n * 2L);
         float[] out = new float[n];
-        for (int i = 0; i < n; i++) out[i] = Bf16.toFloat(b.getShort(i * 2));
+        for (int done = 0; done < n; ) {
+            int k = Math.min(STAGING_ELEMENTS, n - done);
+            ByteBuffer b = read(done * 2L, k * 2L);
+            for (int i = 0; i < k; i++) out[done + i] = Bf16.toFloat(b.getShort(i * 2));
+            done += k;
+        }
         return out;
     }
 

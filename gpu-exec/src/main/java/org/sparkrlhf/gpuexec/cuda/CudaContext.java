@@ -27,6 +27,8 @@ public final class CudaContext {
     public final int maxSharedMemoryPerBlockOptin;
     final CUdevice device;
     final CUcontext context;
+    /** The device's default stream-ordered memory pool (a CUmemoryPool handle), which every buffer comes from. */
+    private final long memoryPool;
     private volatile KernelModules kernels;
 
     private CudaContext(int ordinal) {
@@ -54,11 +56,37 @@ public final class CudaContext {
         long[] total = {0};
         cuDeviceTotalMem(total, device);
         totalMemory = total[0];
-        // Keep memory freed with cuMemFreeAsync in the pool: activations are freed and taken again every step.
         long[] pool = {0};
         LibCuda.check(LibCuda.cuDeviceGetDefaultMemPool(pool, ordinal), "cuDeviceGetDefaultMemPool");
-        LibCuda.check(LibCuda.cuMemPoolSetAttribute(pool[0], LibCuda.CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
-                new long[] {-1L}), "cuMemPoolSetAttribute(RELEASE_THRESHOLD)");
+        memoryPool = pool[0];
+        LibCuda.check(LibCuda.cuMemPoolSetAttribute(memoryPool, LibCuda.CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
+                new long[] {releaseThreshold(totalMemory)}), "cuMemPoolSetAttribute(RELEASE_THRESHOLD)");
+    }
+
+    /**
+     * How much freed memory the device's pool keeps across synchronizations: a quarter of the device.
+     * Activations are freed and taken again every step, and memory kept in the pool is taken again
+     * without asking the driver; but memory the pool keeps is lost to everything outside it (NCCL's
+     * buffers, kernel modules, cuBLAS, other processes), so it keeps a bounded share, not all (an
+     * unbounded threshold never gives back what a training step once used). {@link #trim} gives back
+     * what it keeps when something outside the pool needs memory.
+     */
+    static long releaseThreshold(long totalMemory) {
+        return totalMemory / 4;
+    }
+
+    /**
+     * Gives the pool's unused memory back to the driver, after waiting for all work queued on the
+     * device (a buffer freed on a stream returns to the pool only when the stream reaches the free).
+     * Call it before setting up what allocates outside the pool: NCCL communicators
+     * ({@code ncclCommInitRank*} allocate their buffers with the driver), and after a pool
+     * allocation failed (the backend retries once after trimming). Must not be called while a
+     * stream of this device is being captured into a graph.
+     */
+    public void trim() {
+        makeCurrent();
+        cuCtxSynchronize();
+        LibCuda.check(LibCuda.cuMemPoolTrimTo(memoryPool, 0), "cuMemPoolTrimTo");
     }
 
     /** The context of a CUDA device ordinal, created on first use. */

@@ -13,17 +13,22 @@ import jcuda.driver.JCudaDriver;
 public final class CudaDriver {
     private static final String UNAVAILABLE_REASON;
     private static final int DEVICE_COUNT;
+    private static final int DRIVER_VERSION;
     private static final Method GET_NATIVE_POINTER;
 
     static {
         String reason = null;
         int count = 0;
+        int version = 0;
         try {
             JCudaDriver.setExceptionsEnabled(true);
             JCudaDriver.cuInit(0);
             int[] n = {0};
             JCudaDriver.cuDeviceGetCount(n);
             count = n[0];
+            int[] v = {0};
+            JCudaDriver.cuDriverGetVersion(v);
+            version = v[0];
             if (count == 0) reason = "no CUDA driver: the driver loaded but reports no CUDA device";
         } catch (LinkageError e) {
             reason = "no CUDA driver: " + linkFailure(e.getMessage());
@@ -32,6 +37,7 @@ public final class CudaDriver {
         }
         UNAVAILABLE_REASON = reason;
         DEVICE_COUNT = count;
+        DRIVER_VERSION = version;
         Method m = null;
         try {
             // JCuda keeps a pointer's raw address protected; JNA calls into cuBLAS/NVRTC/NCCL need it.
@@ -57,6 +63,15 @@ public final class CudaDriver {
 
     public static int deviceCount() {
         return DEVICE_COUNT;
+    }
+
+    /**
+     * The CUDA version the driver runs, as cuDriverGetVersion gives it (1000 * major + 10 * minor:
+     * 13000 for CUDA 13.0); the toolkit libraries are chosen by it ({@link NativeLibraries#forDriver}).
+     */
+    public static int driverVersion() {
+        requireAvailable();
+        return DRIVER_VERSION;
     }
 
     /** Throws the one-line reason when CUDA cannot be used. */

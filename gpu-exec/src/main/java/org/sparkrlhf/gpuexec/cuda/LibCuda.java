@@ -5,8 +5,8 @@ import com.sun.jna.NativeLibrary;
 
 /**
  * The few libcuda entry points JCuda 12.6 does not wrap, called through JNA: the device's default
- * stream-ordered memory pool and its release threshold (so that freed activation memory stays in
- * the pool across synchronizations instead of going back to the driver each step).
+ * stream-ordered memory pool, its release threshold (so that freed activation memory stays in the
+ * pool across synchronizations instead of going back to the driver each step) and its trimming.
  */
 final class LibCuda {
     private LibCuda() {}
@@ -21,6 +21,8 @@ final class LibCuda {
     static native int cuDeviceGetDefaultMemPool(long[] pool, int device);
 
     static native int cuMemPoolSetAttribute(long pool, int attribute, long[] value);
+
+    static native int cuMemPoolTrimTo(long pool, long minBytesToKeep);
 
     static void check(int status, String call) {
         if (status != 0) throw new IllegalStateException(call + " failed with CUresult " + status);

@@ -4,6 +4,9 @@ import com.sun.jna.Memory;
 import com.sun.jna.Pointer;
 import com.sun.jna.ptr.PointerByReference;
 
+import org.sparkrlhf.gpuexec.backend.DType;
+import org.sparkrlhf.gpuexec.backend.Tensor;
+
 /**
  * One rank's NCCL communicator on one stream. The unique id is made by rank 0 and handed to the
  * others out of band (on Spark, over the call's authenticated TCP mesh) as 128 bytes.
@@ -15,6 +18,11 @@ import com.sun.jna.ptr.PointerByReference;
  * NCCL itself never times out, so a peer that died or never joined would otherwise leave this rank
  * blocked where no Spark task kill can interrupt it. On a timeout or an asynchronous error the
  * communicator is aborted and the error names the call, this rank and the step that did not complete.
+ *
+ * <p>The tensor operations work in place on a {@link CudaTensor}'s device memory, in the tensor's
+ * own element type (bf16 as ncclBfloat16, so a bf16 tensor moves half the bytes and is summed by
+ * NCCL in bf16), on a range of its elements so that callers can bound the size of one operation.
+ * They are queued on the stream, like the backend's kernels: {@link #await} waits for them.
  */
 public final class NcclCommunicator implements AutoCloseable {
     /** ncclCommInitRankConfig and the non-blocking mode came with NCCL 2.14. */
@@ -68,7 +76,9 @@ public final class NcclCommunicator implements AutoCloseable {
         this.ranks = ranks;
         this.rank = rank;
         this.timeoutMillis = timeoutMillis;
-        stream.context.makeCurrent();
+        // NCCL allocates its buffers with the driver, outside the pool: hand back what the pool holds
+        // unused first (the pool keeps up to a quarter of the device after a training step)
+        stream.context.trim();
         Nccl.UniqueId.ByValue id = new Nccl.UniqueId.ByValue();
         System.arraycopy(uniqueId, 0, id.internal, 0, 128);
         id.write();
@@ -141,6 +151,107 @@ public final class NcclCommunicator implements AutoCloseable {
             NcclDeadline.awaitReady(polled, timeoutMillis, who(), step);
         } else if (status != NcclDeadline.SUCCESS) {
             Nccl.check(status, who() + ": " + step);
+        }
+    }
+
+    private static int ncclType(DType t) {
+        return switch (t) {
+            case F32 -> Nccl.FLOAT32;
+            case BF16 -> Nccl.BFLOAT16;
+            case I32 -> Nccl.INT32;
+        };
+    }
+
+    /** The CUDA tensor behind {@code t}, checked to live on this communicator's device. */
+    private CudaTensor onDevice(Tensor t, String op) {
+        if (!(t instanceof CudaTensor c)) {
+            throw new IllegalArgumentException(who() + ": " + op + " of " + t + ", which is not a CUDA tensor");
+        }
+        if (c.buffer.isFreed()) {
+            throw new IllegalArgumentException(who() + ": " + op + " of " + c.describe() + ", which was freed");
+        }
+        if (c.buffer.stream.context != stream.context) {
+            throw new IllegalArgumentException(who() + ": " + op + " of a tensor on " + c.buffer.stream.context
+                    + "; the communicator is on " + stream.context);
+        }
+        return c;
+    }
+
+    /** The device address of element {@code offset} of {@code t}, once {@code [offset, offset + count)} is checked to be in it. */
+    private static long address(CudaTensor t, long offset, long count) {
+        if (offset < 0 || count < 0 || offset + count > t.numel()) {
+            throw new IndexOutOfBoundsException("elements " + offset + " .. " + (offset + count) + " of " + t.describe());
+        }
+        return t.address() + offset * t.dtype().bytes();
+    }
+
+    private static String range(CudaTensor t, long offset, long count) {
+        return count + " " + t.dtype() + " at " + offset + " of " + t.describe();
+    }
+
+    /** Sums elements {@code [offset, offset + count)} of {@code t} over the ranks, in place. */
+    public void allReduceSum(Tensor t, long offset, long count) {
+        CudaTensor c = onDevice(t, "all-reduce");
+        allReduceSum(c, offset, c, offset, count);
+    }
+
+    /**
+     * Sums {@code from[fromOffset ..]} over the ranks into {@code into[intoOffset ..]}; the same
+     * tensor and offset is the in-place sum. Out of place, a one-rank group copies: what the tests
+     * of one GPU check the element type and range with.
+     */
+    void allReduceSum(CudaTensor from, long fromOffset, CudaTensor into, long intoOffset, long count) {
+        requireOpen();
+        sameType(from, into);
+        long src = address(from, fromOffset, count), dst = address(into, intoOffset, count);
+        into.version++;
+        stream.context.makeCurrent();
+        enqueued(Nccl.lib().ncclAllReduce(src, dst, count, ncclType(from.dtype()), Nccl.SUM, comm, stream.handle),
+                "ncclAllReduce of " + range(from, fromOffset, count));
+    }
+
+    /** Copies elements {@code [offset, offset + count)} of rank {@code root}'s {@code t} into every rank's {@code t}. */
+    public void broadcast(Tensor t, long offset, long count, int root) {
+        CudaTensor c = onDevice(t, "broadcast");
+        broadcast(c, offset, c, offset, count, root);
+    }
+
+    /** {@link #broadcast(Tensor, long, long, int)} out of place (see {@link #allReduceSum(CudaTensor, long, CudaTensor, long, long)}). */
+    void broadcast(CudaTensor from, long fromOffset, CudaTensor into, long intoOffset, long count, int root) {
+        requireOpen();
+        sameType(from, into);
+        long src = address(from, fromOffset, count), dst = address(into, intoOffset, count);
+        if (rank != root || from != into) into.version++;
+        stream.context.makeCurrent();
+        enqueued(Nccl.lib().ncclBroadcast(src, dst, count, ncclType(from.dtype()), root, comm, stream.handle),
+                "ncclBroadcast of " + range(from, fromOffset, count) + " from rank " + root);
+    }
+
+    /** Sends elements {@code [offset, offset + count)} of {@code t} to {@code peer} (completes when the peer receives). */
+    public void send(Tensor t, long offset, long count, int peer) {
+        requireOpen();
+        CudaTensor c = onDevice(t, "send");
+        long src = address(c, offset, count);
+        stream.context.makeCurrent();
+        enqueued(Nccl.lib().ncclSend(src, count, ncclType(c.dtype()), peer, comm, stream.handle),
+                "ncclSend of " + range(c, offset, count) + " to rank " + peer);
+    }
+
+    /** Receives {@code count} elements from {@code peer} into {@code t} at {@code offset}, in {@code t}'s element type. */
+    public void receive(Tensor t, long offset, long count, int peer) {
+        requireOpen();
+        CudaTensor c = onDevice(t, "receive");
+        long dst = address(c, offset, count);
+        c.version++;
+        stream.context.makeCurrent();
+        enqueued(Nccl.lib().ncclRecv(dst, count, ncclType(c.dtype()), peer, comm, stream.handle),
+                "ncclRecv of " + range(c, offset, count) + " from rank " + peer);
+    }
+
+    private static void sameType(CudaTensor from, CudaTensor into) {
+        if (from.dtype() != into.dtype()) {
+            throw new IllegalArgumentException("NCCL moves elements as they are: " + from.describe() + " into "
+                    + into.describe());
         }
     }
 

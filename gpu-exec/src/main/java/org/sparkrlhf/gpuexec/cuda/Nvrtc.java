@@ -55,7 +55,7 @@ final class Nvrtc {
         if (l == null) {
             synchronized (Nvrtc.class) {
                 if (lib == null) {
-                    lib = Native.load(NativeLibraries.firstLoadable("NVRTC", "libnvrtc.so.13", "libnvrtc.so.12",
+                    lib = Native.load(NativeLibraries.firstLoadableForDriver("NVRTC", "libnvrtc.so.13", "libnvrtc.so.12",
                             "libnvrtc.so"), Lib.class);
                 }
                 l = lib;

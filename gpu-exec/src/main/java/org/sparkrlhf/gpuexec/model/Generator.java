@@ -340,6 +340,7 @@ public final class Generator implements AutoCloseable {
         }
 
         void free() {
+            if (wholeStep != null) backend.releaseCaptured(wholeStep);
             buffers.free();
         }
     }

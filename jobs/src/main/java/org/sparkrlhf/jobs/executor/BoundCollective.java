@@ -1,6 +1,12 @@
 package org.sparkrlhf.jobs.executor;
 
+import org.sparkrlhf.gpuexec.backend.Backend;
+import org.sparkrlhf.gpuexec.backend.Tensor;
 import org.sparkrlhf.gpuexec.parallel.Collective;
+import org.sparkrlhf.gpuexec.parallel.FloatMessage;
+
+import java.util.List;
+import java.util.Map;
 
 /**
  * The tensor- or pipeline-parallel group of a resident sharded model. The model lives in the
@@ -68,5 +74,32 @@ final class BoundCollective implements Collective {
     @Override
     public void broadcast(float[] buffer, int root) {
         group().broadcast(buffer, root);
+    }
+
+    // the tensor collectives go to the bound group, whose transport may run them in place
+
+    @Override
+    public long chunkBytes() {
+        return group().chunkBytes();
+    }
+
+    @Override
+    public void allReduceSum(Backend backend, List<Tensor> tensors) {
+        group().allReduceSum(backend, tensors);
+    }
+
+    @Override
+    public void broadcast(Backend backend, Tensor t, int root) {
+        group().broadcast(backend, t, root);
+    }
+
+    @Override
+    public void exchangeMessages(Map<Integer, FloatMessage> sends, Map<Integer, FloatMessage> receives) {
+        group().exchangeMessages(sends, receives);
+    }
+
+    @Override
+    public void exchangeTensors(Backend backend, Map<Integer, Tensor> sends, Map<Integer, Tensor> receives) {
+        group().exchangeTensors(backend, sends, receives);
     }
 }

@@ -1,16 +1,22 @@
 package org.sparkrlhf.jobs.executor;
 
+import org.sparkrlhf.gpuexec.parallel.Collective;
+
 import java.io.Serializable;
 
 /**
  * How a call's ranks talk to each other, read on the driver from the Spark conf and carried to the
  * ranks in their task closure: the deadline of every receive, NCCL wait and rendezvous
- * ({@value #TIMEOUT}), the largest frame a rank accepts ({@value #MAX_FRAME_BYTES}), and whether
- * the TCP mesh's frames are encrypted (with Spark's {@value #NETWORK_CRYPTO}; see {@link FrameCipher}).
+ * ({@value #TIMEOUT}), the largest frame a rank accepts ({@value #MAX_FRAME_BYTES}), whether
+ * the TCP mesh's frames are encrypted (with Spark's {@value #NETWORK_CRYPTO}; see {@link FrameCipher}),
+ * and the chunk that tensor collectives, gradient buckets and reallocation messages move in at most
+ * ({@value #CHUNK_BYTES}; see {@link Collective#chunkBytes}).
  */
-public record CommSettings(long timeoutMillis, int maxFrameBytes, boolean encrypted) implements Serializable {
+public record CommSettings(long timeoutMillis, int maxFrameBytes, boolean encrypted, int chunkBytes)
+        implements Serializable {
     public static final String TIMEOUT = "spark.rlhf.comm.timeoutMs";
     public static final String MAX_FRAME_BYTES = "spark.rlhf.comm.maxFrameBytes";
+    public static final String CHUNK_BYTES = "spark.rlhf.comm.chunkBytes";
     /** Spark's switch for encrypting its own RPC and block transfers; the rank transport follows it. */
     public static final String NETWORK_CRYPTO = "spark.network.crypto.enabled";
     /**
@@ -33,6 +39,20 @@ public record CommSettings(long timeoutMillis, int maxFrameBytes, boolean encryp
             throw new IllegalArgumentException(MAX_FRAME_BYTES + " must be between 1 and " + MAX_FRAME_LIMIT
                     + " bytes, not " + maxFrameBytes);
         }
+        // over TCP a chunk is one frame
+        if (chunkBytes < Float.BYTES || chunkBytes > maxFrameBytes) {
+            throw new IllegalArgumentException(CHUNK_BYTES + " must be between " + Float.BYTES + " and the frame limit "
+                    + maxFrameBytes + " bytes (" + MAX_FRAME_BYTES + "), not " + chunkBytes);
+        }
+    }
+
+    /** The default chunk ({@link Collective#DEFAULT_CHUNK_BYTES}), or less where frames are smaller. */
+    public CommSettings(long timeoutMillis, int maxFrameBytes, boolean encrypted) {
+        this(timeoutMillis, maxFrameBytes, encrypted, defaultChunk(maxFrameBytes));
+    }
+
+    private static int defaultChunk(int maxFrameBytes) {
+        return (int) Math.min(Collective.DEFAULT_CHUNK_BYTES, maxFrameBytes & ~(Float.BYTES - 1));
     }
 
     /** Clear frames up to {@link #DEFAULT_MAX_FRAME_BYTES}, with the given deadline. */
@@ -40,11 +60,16 @@ public record CommSettings(long timeoutMillis, int maxFrameBytes, boolean encryp
         return new CommSettings(timeoutMillis, DEFAULT_MAX_FRAME_BYTES, false);
     }
 
+    /** These settings with tensor collectives and messages moved in chunks of {@code bytes}. */
+    public CommSettings withChunkBytes(int bytes) {
+        return new CommSettings(timeoutMillis, maxFrameBytes, encrypted, bytes);
+    }
+
     /**
      * The settings from the conf's values ({@code null}: not set): an IllegalArgumentException naming
      * the setting when a value is not a number or out of range.
      */
-    public static CommSettings parse(long timeoutMillis, String maxFrameBytes, boolean encrypted) {
+    public static CommSettings parse(long timeoutMillis, String maxFrameBytes, String chunkBytes, boolean encrypted) {
         int frame = DEFAULT_MAX_FRAME_BYTES;
         if (maxFrameBytes != null) {
             long parsed;
@@ -59,6 +84,19 @@ public record CommSettings(long timeoutMillis, int maxFrameBytes, boolean encryp
             }
             frame = (int) parsed;
         }
-        return new CommSettings(timeoutMillis, frame, encrypted);
+        if (chunkBytes == null) {
+            return new CommSettings(timeoutMillis, frame, encrypted);
+        }
+        long chunk;
+        try {
+            chunk = Long.parseLong(chunkBytes.trim());
+        } catch (NumberFormatException e) {
+            throw new IllegalArgumentException(CHUNK_BYTES + " must be a number of bytes, not '" + chunkBytes + "'");
+        }
+        if (chunk < Float.BYTES || chunk > frame) {
+            throw new IllegalArgumentException(CHUNK_BYTES + " must be between " + Float.BYTES + " and the frame limit "
+                    + frame + " bytes (" + MAX_FRAME_BYTES + "), not " + chunkBytes.trim());
+        }
+        return new CommSettings(timeoutMillis, frame, encrypted, (int) chunk);
     }
 }

@@ -1,9 +1,11 @@
 package org.sparkrlhf.jobs.executor;
 
 import org.sparkrlhf.gpuexec.parallel.Collective;
+import org.sparkrlhf.gpuexec.parallel.FloatMessage;
 
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
+import java.util.LinkedHashMap;
 import java.util.Map;
 
 /**
@@ -18,8 +20,11 @@ import java.util.Map;
  * <p>A communicator is the engine's {@link Collective}: the tensor- and pipeline-parallel groups
  * of a sharded model are subgroups of the call's communicator ({@link #subgroup}).
  *
- * <p>On GPU ranks, {@link NcclTransport} runs the collectives and {@link #exchange} over NCCL
- * instead (same results on every rank, but not added in rank order) and keeps these messages.
+ * <p>The tensor collectives (gradient all-reduce, broadcast, the reallocation's exchange) come from
+ * {@link Collective}: staged through host memory in chunks of at most {@link #chunkBytes} (a
+ * transport's {@link CommSettings#chunkBytes()}). On GPU ranks, {@link NcclTransport} runs them and
+ * the float collectives over NCCL instead, on the CUDA backend's tensors in place (same results on
+ * every rank, but not added in rank order), and keeps these messages.
  */
 public interface Communicator extends Collective, AutoCloseable {
     @Override
@@ -103,18 +108,16 @@ public interface Communicator extends Collective, AutoCloseable {
     }
 
     /**
-     * Pairwise messages of float arrays (a reallocation's packed pieces): sends {@code sends.get(p)}
-     * to every peer p of {@code sends}, and fills {@code receives.get(p)} (sized to the expected
-     * message) from every peer p of {@code receives}. Here: every send (they do not wait for the
-     * peer), then every receive; a GPU transport issues them together ({@link NcclTransport}).
+     * {@link #exchangeMessages} of float arrays: sends {@code sends.get(p)} to every peer p of
+     * {@code sends}, and fills {@code receives.get(p)} (sized to the expected message) from every
+     * peer p of {@code receives}, in chunks.
      */
     default void exchange(Map<Integer, float[]> sends, Map<Integer, float[]> receives) {
-        for (Map.Entry<Integer, float[]> e : sends.entrySet()) {
-            sendFloats(e.getKey(), e.getValue(), 0, e.getValue().length);
-        }
-        for (Map.Entry<Integer, float[]> e : receives.entrySet()) {
-            recvFloats(e.getKey(), e.getValue(), 0, e.getValue().length);
-        }
+        Map<Integer, FloatMessage> out = new LinkedHashMap<>();
+        sends.forEach((peer, values) -> out.put(peer, FloatMessage.of(values)));
+        Map<Integer, FloatMessage> in = new LinkedHashMap<>();
+        receives.forEach((peer, values) -> in.put(peer, FloatMessage.of(values)));
+        exchangeMessages(out, in);
     }
 
     /** Returns once every rank has called it. */

@@ -15,8 +15,9 @@ import java.util.concurrent.ConcurrentHashMap;
  * the JVM's life: models stay resident in the executor's {@link ModelStore} between stages, and
  * every later task on that GPU must run them on the backend (stream, cuBLAS handle, compiled
  * kernels, captured decode graphs) they were built on. Spark gives a GPU to one task at a time
- * ({@code spark.task.resource.gpu.amount=1}), so a backend is used by one thread at a time, as the
- * engine requires.
+ * ({@code spark.task.resource.gpu.amount=1}; a fraction is refused before Spark starts, see
+ * {@link org.sparkrlhf.jobs.runtime.TaskGpuAmount}), so a backend is used by one thread at a time, as
+ * the engine requires.
  *
  * <p>A CPU backend is made per model instead, as before: it keeps per-model scratch buffers and is
  * used from one thread at a time, and models resident on one executor are used by concurrent

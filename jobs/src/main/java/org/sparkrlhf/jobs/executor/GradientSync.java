@@ -5,47 +5,29 @@ import org.sparkrlhf.gpuexec.backend.Tensor;
 import org.sparkrlhf.gpuexec.model.LlamaModel;
 import org.sparkrlhf.gpuexec.model.LlamaWeights;
 
+import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 
 /**
- * Data-parallel gradient synchronisation on CPU executors: every replica's gradients are packed
- * into one buffer (in the model's parameter order, so all replicas agree on the layout), summed
- * over the data-parallel group, and unpacked. Each replica's loss is already scaled by the whole
- * batch's denominator, so the sum is the whole batch's gradient.
+ * Data-parallel gradient synchronisation: every replica's gradients, in the model's parameter order
+ * (so all replicas agree on the layout), are summed over the data-parallel group with the group's
+ * tensor all-reduce ({@link Communicator#allReduceSum(Backend, List)}): in place over NCCL on GPUs,
+ * through host memory in buckets of at most the transport's chunk elsewhere; never one buffer of
+ * the whole model. Each replica's loss is already scaled by the whole batch's denominator, so the
+ * sum is the whole batch's gradient.
  */
 public final class GradientSync {
     private GradientSync() {
     }
 
     public static void allReduce(LlamaModel model, Communicator dataParallel) {
-        if (dataParallel.size() == 1) {
-            return;
-        }
-        Backend backend = model.backend();
         LlamaWeights grads = model.gradients();
-        List<LlamaWeights.Spec> specs = grads.specs();
-        long total = 0;
-        for (LlamaWeights.Spec s : specs) {
-            total += grads.get(s.name()).numel();
+        List<Tensor> tensors = new ArrayList<>();
+        for (LlamaWeights.Spec s : grads.specs()) {
+            tensors.add(grads.get(s.name()));
         }
-        float[] flat = new float[Math.toIntExact(total)];
-        int offset = 0;
-        for (LlamaWeights.Spec s : specs) {
-            float[] g = backend.download(grads.get(s.name()));
-            System.arraycopy(g, 0, flat, offset, g.length);
-            offset += g.length;
-        }
-        dataParallel.allReduceSum(flat);
-        offset = 0;
-        for (LlamaWeights.Spec s : specs) {
-            Tensor t = grads.get(s.name());
-            int n = Math.toIntExact(t.numel());
-            float[] g = new float[n];
-            System.arraycopy(flat, offset, g, 0, n);
-            backend.upload(t, g);
-            offset += n;
-        }
+        allReduce(model.backend(), tensors, dataParallel);
     }
 
     /**
@@ -54,28 +36,13 @@ public final class GradientSync {
      * order and shapes.
      */
     public static void allReduce(Backend backend, Map<String, Tensor> grads, Communicator dataParallel) {
+        allReduce(backend, new ArrayList<>(grads.values()), dataParallel);
+    }
+
+    private static void allReduce(Backend backend, List<Tensor> grads, Communicator dataParallel) {
         if (dataParallel.size() == 1) {
             return;
         }
-        long total = 0;
-        for (Tensor t : grads.values()) {
-            total += t.numel();
-        }
-        float[] flat = new float[Math.toIntExact(total)];
-        int offset = 0;
-        for (Tensor t : grads.values()) {
-            float[] g = backend.download(t);
-            System.arraycopy(g, 0, flat, offset, g.length);
-            offset += g.length;
-        }
-        dataParallel.allReduceSum(flat);
-        offset = 0;
-        for (Tensor t : grads.values()) {
-            int n = Math.toIntExact(t.numel());
-            float[] g = new float[n];
-            System.arraycopy(flat, offset, g, 0, n);
-            backend.upload(t, g);
-            offset += n;
-        }
+        dataParallel.allReduceSum(backend, grads);
     }
 }

@@ -1,12 +1,15 @@
 package org.sparkrlhf.jobs.executor;
 
+import org.sparkrlhf.gpuexec.backend.Backend;
+import org.sparkrlhf.gpuexec.backend.DType;
+import org.sparkrlhf.gpuexec.backend.Tensor;
 import org.sparkrlhf.gpuexec.cuda.CudaBackend;
 import org.sparkrlhf.gpuexec.cuda.CudaBuffer;
 import org.sparkrlhf.gpuexec.cuda.ElementType;
 import org.sparkrlhf.gpuexec.cuda.MemoryKind;
 import org.sparkrlhf.gpuexec.cuda.NcclCommunicator;
+import org.sparkrlhf.gpuexec.parallel.FloatMessage;
 
-import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -14,7 +17,7 @@ import java.util.Map;
 
 /**
  * The transport between the GPU ranks of one call: collectives (tensor-parallel and data-parallel
- * all-reduce, broadcast) and the reallocation's pairwise {@link #exchange} over NCCL, on the
+ * all-reduce, broadcast) and the reallocation's pairwise {@link #exchangeMessages} over NCCL, on the
  * stream of the rank's CUDA backend; byte messages and the pipeline's point-to-point floats over
  * the call's TCP mesh ({@link TcpCommunicator}).
  *
@@ -24,10 +27,13 @@ import java.util.Map;
  * posts the matching receive. Giving it that contract would need a host-side send queue and a
  * progress thread per peer; the TCP mesh already is that.
  *
- * <p>The engine's collectives take host {@code float[]}s, so each NCCL operation is staged through
- * a device buffer: upload, the NCCL op, download. Correct first, not fast: the data was usually on
- * the GPU already (gradients are downloaded by {@link GradientSync} to be packed) and makes two
- * extra trips over PCIe; an all-reduce on the backend's tensors in place is the fast path to come.
+ * <p>The tensor collectives ({@link #allReduceSum(Backend, List)}: data-parallel gradients;
+ * {@link #broadcast(Backend, Tensor, int)}; {@link #exchangeTensors}) run NCCL in place on the
+ * CUDA backend's tensors, in their dtype (bf16 as ncclBfloat16, fp32 otherwise), at most
+ * {@link CommSettings#chunkBytes()} per NCCL operation; no byte goes through the host. Tensors of
+ * another backend go the host-staging way of {@link Communicator}. The engine's float collectives
+ * and the reallocation's host messages ({@link #exchangeMessages}: its sources and destinations are
+ * host arrays) are staged through device buffers of at most a chunk: upload, the NCCL op, download.
  *
  * <p>Results differ from the CPU transport's in the last bits: NCCL adds the ranks' buffers in its
  * own order (ring or tree), not in rank order. Every rank still ends with the same bits (each element
@@ -47,11 +53,13 @@ public final class NcclTransport implements Communicator {
     private final NcclCommunicator nccl;
     private final CudaBackend backend;
     private final long timeoutMillis;
+    private final long chunkBytes;
     private final boolean ownsMessages;
     private final Map<String, Communicator> subgroups = new LinkedHashMap<>();
 
     private NcclTransport(Communicator messages, NcclCommunicator nccl, CudaBackend backend, long timeoutMillis,
-                          boolean ownsMessages) {
+                          long chunkBytes, boolean ownsMessages) {
+        this.chunkBytes = chunkBytes;
         this.messages = messages;
         this.nccl = nccl;
         this.backend = backend;
@@ -86,7 +94,7 @@ public final class NcclTransport implements Communicator {
                 id = tcp.recv(0);
             }
             NcclCommunicator nccl = new NcclCommunicator(backend.stream(), size, id, rank, timeoutMillis);
-            return new NcclTransport(tcp, nccl, backend, timeoutMillis, true);
+            return new NcclTransport(tcp, nccl, backend, timeoutMillis, settings.chunkBytes(), true);
         } catch (RuntimeException e) {
             tcp.close();
             throw e;
@@ -116,86 +124,228 @@ public final class NcclTransport implements Communicator {
     // sendFloats / recvFloats: the defaults, over the TCP messages (see the class comment)
 
     @Override
+    public long chunkBytes() {
+        return chunkBytes;
+    }
+
+    /** Elements of {@code dtype} in one chunk: one NCCL operation moves at most this many. */
+    private long chunkElements(DType dtype) {
+        return Math.max(1, chunkBytes / dtype.bytes());
+    }
+
+    /** Whether the tensor ops can run in place: the tensors are this rank's CUDA backend's. */
+    private boolean onThisGpu(Backend b) {
+        return b == backend;
+    }
+
+    /** Sums the tensors over the ranks in place on the GPU, in their dtype, chunk by chunk; one wait at the end. */
+    @Override
+    public void allReduceSum(Backend b, List<Tensor> tensors) {
+        if (!onThisGpu(b)) {
+            Communicator.super.allReduceSum(b, tensors);
+            return;
+        }
+        long elements = 0;
+        for (Tensor t : tensors) {
+            long chunk = chunkElements(t.dtype());
+            for (long at = 0; at < t.numel(); at += chunk) {
+                nccl.allReduceSum(t, at, Math.min(chunk, t.numel() - at));
+            }
+            elements += t.numel();
+        }
+        nccl.await(timeoutMillis, "all-reduce of " + tensors.size() + " tensors (" + elements + " elements) over "
+                + size() + " ranks");
+    }
+
+    @Override
+    public void broadcast(Backend b, Tensor t, int root) {
+        if (!onThisGpu(b)) {
+            Communicator.super.broadcast(b, t, root);
+            return;
+        }
+        checkRoot(root);
+        long chunk = chunkElements(t.dtype());
+        for (long at = 0; at < t.numel(); at += chunk) {
+            nccl.broadcast(t, at, Math.min(chunk, t.numel() - at), root);
+        }
+        nccl.await(timeoutMillis, "broadcast of " + t.describe() + " from rank " + root);
+    }
+
+    /**
+     * The tensors' chunk k to and from every peer in round k, each round one NCCL group (so that
+     * pairs that send to each other cannot deadlock whatever order the ranks issue them in); one wait
+     * at the end. A pair's tensors must have the same dtype at both ends, which chunks them alike.
+     */
+    @Override
+    public void exchangeTensors(Backend b, Map<Integer, Tensor> sends, Map<Integer, Tensor> receives) {
+        if (!onThisGpu(b)) {
+            Communicator.super.exchangeTensors(b, sends, receives);
+            return;
+        }
+        long rounds = 0;
+        for (Map<Integer, Tensor> side : List.of(sends, receives)) {
+            for (Map.Entry<Integer, Tensor> e : side.entrySet()) {
+                checkPeer(e.getKey());
+                long chunk = chunkElements(e.getValue().dtype());
+                rounds = Math.max(rounds, (e.getValue().numel() + chunk - 1) / chunk);
+            }
+        }
+        String step = "exchange of tensors: sends to ranks " + sends.keySet() + ", receives from ranks " + receives.keySet();
+        for (long k = 0; k < rounds; k++) {
+            nccl.groupStart();
+            try {
+                for (Map.Entry<Integer, Tensor> e : sends.entrySet()) {
+                    Tensor t = e.getValue();
+                    long chunk = chunkElements(t.dtype()), at = k * chunk;
+                    if (at < t.numel()) {
+                        nccl.send(t, at, Math.min(chunk, t.numel() - at), e.getKey());
+                    }
+                }
+                for (Map.Entry<Integer, Tensor> e : receives.entrySet()) {
+                    Tensor t = e.getValue();
+                    long chunk = chunkElements(t.dtype()), at = k * chunk;
+                    if (at < t.numel()) {
+                        nccl.receive(t, at, Math.min(chunk, t.numel() - at), e.getKey());
+                    }
+                }
+            } finally {
+                nccl.groupEnd(step + ", round " + k + " of " + rounds);
+            }
+        }
+        nccl.await(timeoutMillis, step);
+    }
+
+    /** A host array: staged through one device buffer of at most a chunk, chunk by chunk. */
+    @Override
     public void allReduceSum(float[] buffer) {
         if (buffer.length == 0) {
             return;
         }
-        try (CudaBuffer staged = stage(buffer.length)) {
-            staged.writeFloats(buffer);
-            nccl.allReduceSum(staged, buffer.length, ElementType.F32);
-            nccl.await(timeoutMillis, "all-reduce of " + buffer.length + " floats over " + size() + " ranks");
-            System.arraycopy(staged.readFloats(buffer.length), 0, buffer, 0, buffer.length);
+        int chunk = chunkFloats(buffer.length);
+        try (CudaBuffer staged = stage(chunk)) {
+            for (int at = 0; at < buffer.length; at += chunk) {
+                int n = Math.min(chunk, buffer.length - at);
+                staged.writeFloats(0, buffer, at, n);
+                nccl.allReduceSum(staged, n, ElementType.F32);
+                nccl.await(timeoutMillis, "all-reduce of " + n + " floats at " + at + " of " + buffer.length
+                        + " over " + size() + " ranks");
+                staged.readFloats(0, buffer, at, n);
+            }
         }
     }
 
     @Override
     public void broadcast(float[] buffer, int root) {
-        if (root < 0 || root >= size()) {
-            throw new IllegalArgumentException("broadcast from rank " + root + " of " + size());
-        }
+        checkRoot(root);
         if (buffer.length == 0) {
             return;
         }
-        try (CudaBuffer staged = stage(buffer.length)) {
-            if (rank() == root) {
-                staged.writeFloats(buffer);
-            }
-            nccl.broadcast(staged, buffer.length, ElementType.F32, root);
-            nccl.await(timeoutMillis, "broadcast of " + buffer.length + " floats from rank " + root);
-            if (rank() != root) {
-                System.arraycopy(staged.readFloats(buffer.length), 0, buffer, 0, buffer.length);
+        int chunk = chunkFloats(buffer.length);
+        try (CudaBuffer staged = stage(chunk)) {
+            for (int at = 0; at < buffer.length; at += chunk) {
+                int n = Math.min(chunk, buffer.length - at);
+                if (rank() == root) {
+                    staged.writeFloats(0, buffer, at, n);
+                }
+                nccl.broadcast(staged, n, ElementType.F32, root);
+                nccl.await(timeoutMillis, "broadcast of " + n + " floats at " + at + " of " + buffer.length
+                        + " from rank " + root);
+                if (rank() != root) {
+                    staged.readFloats(0, buffer, at, n);
+                }
             }
         }
     }
 
     /**
-     * All of this rank's sends and receives inside one NCCL group, so that pairs that send to each
-     * other cannot deadlock whatever order the ranks issue them in.
+     * Host messages (the reallocation's packed pieces): round k stages chunk k of every message
+     * through a device buffer per peer and moves them in one NCCL group (see {@link #exchangeTensors}).
      */
     @Override
-    public void exchange(Map<Integer, float[]> sends, Map<Integer, float[]> receives) {
-        List<CudaBuffer> buffers = new ArrayList<>();
+    public void exchangeMessages(Map<Integer, FloatMessage> sends, Map<Integer, FloatMessage> receives) {
+        int chunk = (int) Math.max(1, Math.min(chunkBytes / Float.BYTES, Integer.MAX_VALUE - 8));
+        long rounds = 0;
+        for (Map<Integer, FloatMessage> side : List.of(sends, receives)) {
+            for (Map.Entry<Integer, FloatMessage> e : side.entrySet()) {
+                checkPeer(e.getKey());
+                rounds = Math.max(rounds, (e.getValue().length() + chunk - 1) / chunk);
+            }
+        }
+        if (rounds == 0) {
+            return;
+        }
+        String step = "exchange: sends to ranks " + sends.keySet() + ", receives from ranks " + receives.keySet();
+        float[] host = new float[(int) Math.min(chunk, longest(sends, receives))];
+        Map<Integer, CudaBuffer> out = new LinkedHashMap<>();
+        Map<Integer, CudaBuffer> in = new LinkedHashMap<>();
         try {
-            Map<Integer, CudaBuffer> out = new LinkedHashMap<>();
-            for (Map.Entry<Integer, float[]> e : sends.entrySet()) {
-                checkPeer(e.getKey());
-                if (e.getValue().length > 0) {
-                    CudaBuffer b = stage(e.getValue().length);
-                    buffers.add(b);
-                    b.writeFloats(e.getValue());
-                    out.put(e.getKey(), b);
-                }
+            for (Map.Entry<Integer, FloatMessage> e : sends.entrySet()) {
+                out.put(e.getKey(), stage(host.length));
             }
-            Map<Integer, CudaBuffer> in = new LinkedHashMap<>();
-            for (Map.Entry<Integer, float[]> e : receives.entrySet()) {
-                checkPeer(e.getKey());
-                if (e.getValue().length > 0) {
-                    CudaBuffer b = stage(e.getValue().length);
-                    buffers.add(b);
-                    in.put(e.getKey(), b);
-                }
+            for (Map.Entry<Integer, FloatMessage> e : receives.entrySet()) {
+                in.put(e.getKey(), stage(host.length));
             }
-            String step = "exchange: sends to ranks " + out.keySet() + ", receives from ranks " + in.keySet();
-            nccl.groupStart();
-            try {
-                for (Map.Entry<Integer, CudaBuffer> e : out.entrySet()) {
-                    nccl.send(e.getValue(), sends.get(e.getKey()).length, ElementType.F32, e.getKey());
+            for (long k = 0; k < rounds; k++) {
+                long from = k * chunk;
+                for (Map.Entry<Integer, FloatMessage> e : sends.entrySet()) {
+                    int n = e.getValue().chunkLength(from, chunk);
+                    if (n > 0) {
+                        e.getValue().read(from, host, 0, n);
+                        out.get(e.getKey()).writeFloats(0, host, 0, n);
+                    }
                 }
-                for (Map.Entry<Integer, CudaBuffer> e : in.entrySet()) {
-                    nccl.receive(e.getValue(), receives.get(e.getKey()).length, ElementType.F32, e.getKey());
+                String round = step + ", round " + k + " of " + rounds;
+                nccl.groupStart();
+                try {
+                    for (Map.Entry<Integer, FloatMessage> e : sends.entrySet()) {
+                        int n = e.getValue().chunkLength(from, chunk);
+                        if (n > 0) {
+                            nccl.send(out.get(e.getKey()), n, ElementType.F32, e.getKey());
+                        }
+                    }
+                    for (Map.Entry<Integer, FloatMessage> e : receives.entrySet()) {
+                        int n = e.getValue().chunkLength(from, chunk);
+                        if (n > 0) {
+                            nccl.receive(in.get(e.getKey()), n, ElementType.F32, e.getKey());
+                        }
+                    }
+                } finally {
+                    nccl.groupEnd(round);
                 }
-            } finally {
-                nccl.groupEnd(step);
-            }
-            nccl.await(timeoutMillis, step);
-            for (Map.Entry<Integer, CudaBuffer> e : in.entrySet()) {
-                float[] into = receives.get(e.getKey());
-                System.arraycopy(e.getValue().readFloats(into.length), 0, into, 0, into.length);
+                nccl.await(timeoutMillis, round);
+                for (Map.Entry<Integer, FloatMessage> e : receives.entrySet()) {
+                    int n = e.getValue().chunkLength(from, chunk);
+                    if (n > 0) {
+                        in.get(e.getKey()).readFloats(0, host, 0, n);
+                        e.getValue().write(from, host, 0, n);
+                    }
+                }
             }
         } finally {
-            for (CudaBuffer b : buffers) {
+            for (CudaBuffer b : out.values()) {
                 b.close();
             }
+            for (CudaBuffer b : in.values()) {
+                b.close();
+            }
+        }
+    }
+
+    private static long longest(Map<Integer, FloatMessage> sends, Map<Integer, FloatMessage> receives) {
+        long n = 0;
+        for (FloatMessage m : sends.values()) n = Math.max(n, m.length());
+        for (FloatMessage m : receives.values()) n = Math.max(n, m.length());
+        return n;
+    }
+
+    /** The floats of one staging chunk of a host array of {@code length}. */
+    private int chunkFloats(int length) {
+        return (int) Math.max(1, Math.min(chunkBytes / Float.BYTES, length));
+    }
+
+    private void checkRoot(int root) {
+        if (root < 0 || root >= size()) {
+            throw new IllegalArgumentException("broadcast from rank " + root + " of " + size());
         }
     }
 
@@ -226,7 +376,7 @@ public final class NcclTransport implements Communicator {
                 }
                 NcclCommunicator groupNccl = new NcclCommunicator(backend.stream(), groupMessages.size(), id,
                         groupMessages.rank(), timeoutMillis);
-                group = new NcclTransport(groupMessages, groupNccl, backend, timeoutMillis, false);
+                group = new NcclTransport(groupMessages, groupNccl, backend, timeoutMillis, chunkBytes, false);
             }
             subgroups.put(key, group);
         }

@@ -1,5 +1,6 @@
 package org.sparkrlhf.jobs.executor;
 
+import org.sparkrlhf.gpuexec.parallel.FloatMessage;
 import org.sparkrlhf.jobs.calls.ModelSource;
 import org.sparkrlhf.jobs.config.RunConfig.OptimizerConfig;
 import org.sparkrlhf.jobs.plan.Placement;
@@ -16,11 +17,12 @@ import java.util.Map;
  * pieces it sends or receives, in the plan's order, so the two ends of a pair agree on what each
  * message holds. A rank
  * <ol>
- *   <li>packs, for every peer, the pieces it sends there into one message, and exchanges the messages
- *       with its peers ({@link Communicator#exchange}: over TCP the sends never wait for the peer, see
- *       {@link TcpCommunicator}; over NCCL on GPU ranks all sends and receives go in one group);</li>
+ *   <li>exchanges with every peer the message of the pieces that go between them ({@link PieceMessage},
+ *       {@link Communicator#exchangeMessages}): pieces are packed and unpacked a chunk at a time
+ *       ({@link CommSettings#chunkBytes()}), so no message is ever whole in memory; over TCP each
+ *       round's sends never wait for the peer, see {@link TcpCommunicator}; over NCCL on GPU ranks
+ *       each round's sends and receives go in one group;</li>
  *   <li>copies the pieces that stay on its device (same device: a copy in memory, nothing moves);</li>
- *   <li>unpacks the message from every peer that sends it pieces;</li>
  *   <li>checks that every element of its destination shard arrived exactly once, builds the
  *       destination's model object from the slices, and keeps it in its executor's store.</li>
  * </ol>
@@ -108,31 +110,22 @@ public final class ReallocationCall implements RankFunction<ReallocationCall.Req
         }
         Communicator comm = sends.isEmpty() && receives.isEmpty() && request.stageDevices().length == 1 ? null
                 : context.communicator();
-        Map<Integer, float[]> outgoing = new LinkedHashMap<>();
+        // each peer's pieces as one message, read and written a chunk at a time by the transport
+        ShardTensors sourceShard = source;
+        Map<Integer, FloatMessage> outgoing = new LinkedHashMap<>();
         for (Map.Entry<Integer, List<ShardPiece>> e : sends.entrySet()) {
-            int total = 0;
-            for (ShardPiece p : e.getValue()) {
-                total = Math.addExact(total, p.elements());
-            }
-            float[] message = new float[total];
-            int at = 0;
-            for (ShardPiece p : e.getValue()) {
-                p.pack(sourceTensor(source, request, p.param()), message, at);
-                at += p.elements();
-            }
-            outgoing.put(rankOf[e.getKey()], message);
+            outgoing.put(rankOf[e.getKey()], new PieceMessage(e.getValue(), name -> sourceTensor(sourceShard, request, name)));
         }
-        Map<Integer, float[]> incoming = new LinkedHashMap<>();
+        Map<Integer, FloatMessage> incoming = new LinkedHashMap<>();
         for (Map.Entry<Integer, List<ShardPiece>> e : receives.entrySet()) {
-            int total = 0;
             for (ShardPiece p : e.getValue()) {
-                total = Math.addExact(total, p.elements());
+                checkStride(p, strideOf);
             }
-            incoming.put(rankOf[e.getKey()], new float[total]);
+            incoming.put(rankOf[e.getKey()], new PieceMessage(e.getValue(), destination::get));
         }
-        // TCP: every send, then every receive; NCCL (GPU ranks): all of them in one group
+        // TCP: each round's sends, then its receives; NCCL (GPU ranks): each round in one group
         if (comm != null) {
-            comm.exchange(outgoing, incoming);
+            comm.exchangeMessages(outgoing, incoming);
         }
         // 2. copies on this device
         for (ShardPiece p : local) {
@@ -140,19 +133,13 @@ public final class ReallocationCall implements RankFunction<ReallocationCall.Req
             p.copy(sourceTensor(source, request, p.param()), destination.get(p.param()));
             filled.get(p.param())[0] += p.elements();
         }
-        // 3. receives
+        // 3. what arrived, counted
         long received = 0;
         for (Map.Entry<Integer, List<ShardPiece>> e : receives.entrySet()) {
-            float[] message = incoming.get(rankOf[e.getKey()]);
-            int total = message.length;
-            int at = 0;
             for (ShardPiece p : e.getValue()) {
-                checkStride(p, strideOf);
-                p.unpack(message, at, destination.get(p.param()));
                 filled.get(p.param())[0] += p.elements();
-                at += p.elements();
             }
-            received += total;
+            received += incoming.get(rankOf[e.getKey()]).length();
         }
         // 4. the destination shard, whole, into the store
         if (request.destinationKey() == null) {

@@ -15,17 +15,24 @@ public record ShardPiece(String param, int srcDevice, int dstDevice, int rows, i
         return rows * cols;
     }
 
-    /** Copies the rectangle from a source shard into {@code out[at..]}, row by row. */
-    public void pack(float[] source, float[] out, int at) {
-        for (int r = 0; r < rows; r++) {
-            System.arraycopy(source, (srcRow + r) * srcStride + srcCol, out, at + r * cols, cols);
+    /**
+     * Copies elements {@code [first, first + n)} of the rectangle (row-major) from a source shard
+     * into {@code out[at ..]}: a message carries pieces in chunks, which may start or end mid-row.
+     */
+    public void pack(float[] source, int first, float[] out, int at, int n) {
+        for (int e = first; e < first + n; ) {
+            int r = e / cols, c = e % cols, run = Math.min(cols - c, first + n - e);
+            System.arraycopy(source, (srcRow + r) * srcStride + srcCol + c, out, at + e - first, run);
+            e += run;
         }
     }
 
-    /** Copies the rectangle from {@code in[at..]} into a destination shard. */
-    public void unpack(float[] in, int at, float[] destination) {
-        for (int r = 0; r < rows; r++) {
-            System.arraycopy(in, at + r * cols, destination, (dstRow + r) * dstStride + dstCol, cols);
+    /** Copies {@code in[at .. at + n)} as elements {@code [first, first + n)} of the rectangle into a destination shard. */
+    public void unpack(float[] in, int at, int first, int n, float[] destination) {
+        for (int e = first; e < first + n; ) {
+            int r = e / cols, c = e % cols, run = Math.min(cols - c, first + n - e);
+            System.arraycopy(in, at + e - first, destination, (dstRow + r) * dstStride + dstCol + c, run);
+            e += run;
         }
     }
 

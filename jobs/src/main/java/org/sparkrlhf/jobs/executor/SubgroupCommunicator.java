@@ -27,6 +27,11 @@ final class SubgroupCommunicator implements Communicator {
     }
 
     @Override
+    public long chunkBytes() {
+        return parent.chunkBytes();
+    }
+
+    @Override
     public int rank() {
         return rank;
     }

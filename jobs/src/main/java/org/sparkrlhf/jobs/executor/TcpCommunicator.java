@@ -61,6 +61,7 @@ public final class TcpCommunicator implements Communicator {
     private final String[] readerErrors;
     private final long recvTimeoutMillis;
     private final int maxFrameBytes;
+    private final int chunkBytes;
     /** Per peer, the ciphers of the connection's two directions; null when frames go in the clear. */
     private final FrameCipher[] sealers;
     private final FrameCipher[] openers;
@@ -154,7 +155,7 @@ public final class TcpCommunicator implements Communicator {
                 }
             }
             TcpCommunicator communicator = new TcpCommunicator(rank, size, sockets, recvTimeoutMillis,
-                    settings.maxFrameBytes(), settings.encrypted() ? secret : null, sessions);
+                    settings.maxFrameBytes(), settings.chunkBytes(), settings.encrypted() ? secret : null, sessions);
             connected = true;
             return communicator;
         } catch (IOException e) {
@@ -196,9 +197,10 @@ public final class TcpCommunicator implements Communicator {
     /** {@code secret} null: frames in the clear; else sealed with keys from it and each peer's session. */
     @SuppressWarnings("unchecked")
     private TcpCommunicator(int rank, int size, Socket[] sockets, long recvTimeoutMillis, int maxFrameBytes,
-                            RunSecret secret, PeerHandshake.Session[] sessions) throws IOException {
+                            int chunkBytes, RunSecret secret, PeerHandshake.Session[] sessions) throws IOException {
         this.rank = rank;
         this.maxFrameBytes = maxFrameBytes;
+        this.chunkBytes = chunkBytes;
         this.size = size;
         this.sockets = sockets;
         this.recvTimeoutMillis = recvTimeoutMillis;
@@ -271,6 +273,11 @@ public final class TcpCommunicator implements Communicator {
     /** Whether this mesh's frames are encrypted ({@link CommSettings#encrypted()}). */
     public boolean encrypted() {
         return sealers != null;
+    }
+
+    @Override
+    public long chunkBytes() {
+        return chunkBytes;
     }
 
     @Override

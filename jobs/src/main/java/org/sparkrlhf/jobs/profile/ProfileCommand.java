@@ -9,6 +9,7 @@ import org.sparkrlhf.jobs.config.RunConfigReader;
 import org.sparkrlhf.jobs.files.HadoopFiles;
 import org.sparkrlhf.jobs.runtime.BarrierCallRunner;
 import org.sparkrlhf.jobs.runtime.ClusterDiscovery;
+import org.sparkrlhf.jobs.runtime.TaskGpuAmount;
 import org.sparkrlhf.jobs.runtime.ClusterInventory;
 import org.sparkrlhf.jobs.train.RunOutput;
 import org.sparkrlhf.jobs.train.TrainCommand;
@@ -41,7 +42,8 @@ public final class ProfileCommand {
         try {
             config = new RunConfigReader(HadoopFiles.conf()).read(args[0]);
             ModelFolders.check(config);
-        } catch (ConfigException e) {
+            TaskGpuAmount.checkBeforeSpark(config.spark().conf());
+        } catch (ConfigException | IllegalArgumentException e) {
             err.println("spark-rlhf profile: " + e.getMessage());
             return 2;
         }

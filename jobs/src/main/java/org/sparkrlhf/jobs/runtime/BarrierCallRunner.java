@@ -114,7 +114,7 @@ public final class BarrierCallRunner implements AutoCloseable {
         this.gpus = gpus;
         this.taskResourceProfiles = taskResourceProfiles;
         this.comm = CommSettings.parse(recvTimeoutMillis, sc.getConf().get(CommSettings.MAX_FRAME_BYTES, null),
-                sc.getConf().getBoolean(CommSettings.NETWORK_CRYPTO, false));
+                sc.getConf().get(CommSettings.CHUNK_BYTES, null), sc.getConf().getBoolean(CommSettings.NETWORK_CRYPTO, false));
         String advertised = sc.getConf().get("spark.driver.host");
         RunSecret secret = RunSecret.generate();
         this.rendezvous = RendezvousServer.start(sc.getConf().get("spark.driver.bindAddress", advertised), advertised,

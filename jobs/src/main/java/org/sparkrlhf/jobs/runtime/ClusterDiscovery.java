@@ -37,6 +37,7 @@ public final class ClusterDiscovery {
         String master = conf.get("spark.master", "local[*]");
         int taskCpus = conf.getInt("spark.task.cpus", 1);
         boolean gpus = conf.contains("spark.executor.resource.gpu.amount");
+        TaskGpuAmount.check(conf.get(TaskGpuAmount.KEY, null));
         Matcher local = LOCAL.matcher(master);
         if (local.matches()) {
             if (gpus) {

@@ -15,6 +15,7 @@ import org.sparkrlhf.planner.spec.ModelSpec;
 import org.sparkrlhf.jobs.runtime.BarrierCallRunner;
 import org.sparkrlhf.jobs.runtime.ClusterDiscovery;
 import org.sparkrlhf.jobs.runtime.ClusterInventory;
+import org.sparkrlhf.jobs.runtime.TaskGpuAmount;
 
 import java.io.PrintStream;
 import java.util.LinkedHashMap;
@@ -69,7 +70,8 @@ public final class TrainCommand {
             // is an error naming its file, not a failed stage
             ModelFolders.check(config);
             CallPlacements.checkPlanFile(config);
-        } catch (ConfigException e) {
+            TaskGpuAmount.checkBeforeSpark(config.spark().conf());
+        } catch (ConfigException | IllegalArgumentException e) {
             err.println("spark-rlhf train: " + e.getMessage());
             return 2;
         }

@@ -9,9 +9,9 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 class CommSettingsTest {
     @Test
     void unsetMeansOneGiBInTheClear() {
-        assertEquals(new CommSettings(5_000, 1 << 30, false), CommSettings.parse(5_000, null, false));
-        assertEquals(new CommSettings(5_000, 4096, true), CommSettings.parse(5_000, " 4096 ", true));
-        assertEquals(2146959351, CommSettings.parse(5_000, "2146959351", false).maxFrameBytes());
+        assertEquals(new CommSettings(5_000, 1 << 30, false), CommSettings.parse(5_000, null, null, false));
+        assertEquals(new CommSettings(5_000, 4096, true), CommSettings.parse(5_000, " 4096 ", null, true));
+        assertEquals(2146959351, CommSettings.parse(5_000, "2146959351", null, false).maxFrameBytes());
     }
 
     @Test
@@ -22,10 +22,26 @@ class CommSettingsTest {
         assertEquals("spark.rlhf.comm.maxFrameBytes must be between 1 and 2146959351 bytes, not 2146959352",
                 refusal("2146959352"));
         assertEquals("spark.rlhf.comm.timeoutMs must be positive, not 0",
-                assertThrows(IllegalArgumentException.class, () -> CommSettings.parse(0, null, false)).getMessage());
+                assertThrows(IllegalArgumentException.class, () -> CommSettings.parse(0, null, null, false)).getMessage());
+    }
+
+    @Test
+    void chunksDefaultTo64MiBOrTheFrameLimitAndMustFitAFrame() {
+        assertEquals(64 << 20, CommSettings.parse(5_000, null, null, false).chunkBytes());
+        assertEquals(4096, CommSettings.parse(5_000, "4096", null, false).chunkBytes(), "no larger than a frame");
+        assertEquals(4, CommSettings.parse(5_000, "4099", null, false).withChunkBytes(4).chunkBytes());
+        assertEquals(1 << 20, CommSettings.parse(5_000, null, " 1048576 ", false).chunkBytes());
+        assertEquals("spark.rlhf.comm.chunkBytes must be a number of bytes, not '64m'", assertThrows(
+                IllegalArgumentException.class, () -> CommSettings.parse(5_000, null, "64m", false)).getMessage());
+        assertEquals("spark.rlhf.comm.chunkBytes must be between 4 and the frame limit 4096 bytes "
+                + "(spark.rlhf.comm.maxFrameBytes), not 8192", assertThrows(IllegalArgumentException.class,
+                () -> CommSettings.parse(5_000, "4096", "8192", false)).getMessage());
+        assertEquals("spark.rlhf.comm.chunkBytes must be between 4 and the frame limit 1073741824 bytes "
+                + "(spark.rlhf.comm.maxFrameBytes), not 3", assertThrows(IllegalArgumentException.class,
+                () -> CommSettings.parse(5_000, null, "3", false)).getMessage());
     }
 
     private static String refusal(String limit) {
-        return assertThrows(IllegalArgumentException.class, () -> CommSettings.parse(5_000, limit, false)).getMessage();
+        return assertThrows(IllegalArgumentException.class, () -> CommSettings.parse(5_000, limit, null, false)).getMessage();
     }
 }

@@ -4,8 +4,11 @@ import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
+import org.sparkrlhf.gpuexec.backend.DType;
+import org.sparkrlhf.gpuexec.backend.Tensor;
 import org.sparkrlhf.gpuexec.cuda.CudaBackend;
 import org.sparkrlhf.gpuexec.cuda.NcclCommunicator;
+import org.sparkrlhf.jobs.executor.CommSettings;
 import org.sparkrlhf.jobs.executor.Communicator;
 import org.sparkrlhf.jobs.executor.EngineBackends;
 import org.sparkrlhf.jobs.executor.EngineOptions;
@@ -33,7 +36,9 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * and the GPU machine has one, so the many-rank paths (tensor- and data-parallel all-reduce over
  * several GPUs, the reallocation's grouped sends and receives) cannot run here. A one-rank
  * all-reduce is the identity, so its test is that the values come back bit for bit through
- * upload, ncclAllReduce, the deadline wait and download.
+ * upload, ncclAllReduce, the deadline wait and download. The tensor collectives run in place on the
+ * backend's tensors in chunks of 3 floats (6 bf16 values); that they move their own dtype and range
+ * is checked out of place by gpu-exec's {@code NcclTensorGpuTest}, which one rank can tell apart.
  */
 @Timeout(value = 120, unit = TimeUnit.SECONDS)
 class NcclTransportGpuTest {
@@ -88,6 +93,47 @@ class NcclTransportGpuTest {
             comm.exchange(Map.of(), Map.of());
             Communicator whole = comm.subgroup(0);
             assertSame(comm, whole);
+        }
+    }
+
+    @Test
+    void tensorCollectivesRunInPlaceInChunksOfTheSetting() {
+        CudaBackend backend = (CudaBackend) EngineBackends.forRank("test", "0", EngineOptions.DEFAULT);
+        RunSecret secret = RunSecret.generate();
+        Rendezvous alone = new Rendezvous() {
+            @Override
+            public String[] allGather(String mine) {
+                return new String[]{mine};
+            }
+
+            @Override
+            public RunSecret secret() {
+                return secret;
+            }
+        };
+        CommSettings settings = CommSettings.of(60_000).withChunkBytes(12);
+        try (NcclTransport comm = NcclTransport.connect(0, 1, "127.0.0.1", alone, settings, backend)) {
+            assertEquals(12, comm.chunkBytes());
+            SplittableRandom random = new SplittableRandom(5);
+            float[] values = new float[1001];
+            for (int i = 0; i < values.length; i++) {
+                values[i] = random.nextInt(-64, 64) / 4f; // exact in bf16
+            }
+            for (DType dtype : new DType[]{DType.BF16, DType.F32}) {
+                Tensor t = backend.allocate(dtype, 7, 143);
+                backend.upload(t, values);
+                comm.allReduceSum(backend, List.of(t));
+                comm.broadcast(backend, t, 0);
+                assertArrayEquals(values, backend.download(t), dtype + ": one rank, bit for bit");
+                backend.free(t);
+            }
+            // host arrays are staged through a device buffer of one chunk
+            float[] reduced = values.clone();
+            comm.allReduceSum(reduced);
+            assertArrayEquals(values, reduced);
+            float[] broadcast = values.clone();
+            comm.broadcast(broadcast, 0);
+            assertArrayEquals(values, broadcast);
         }
     }
 }

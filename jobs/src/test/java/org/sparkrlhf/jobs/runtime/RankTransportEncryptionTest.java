@@ -24,7 +24,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * rank transport encrypted too: a call's ranks connect an encrypted TCP mesh and all-reduce through
  * it exactly. The frame limit ({@code spark.rlhf.comm.maxFrameBytes}) reaches the ranks from the
  * driver's conf: a message one byte over it is refused, naming the limit; a malformed limit stops
- * the runner before any call.
+ * the runner before any call. The chunk of tensor collectives ({@code spark.rlhf.comm.chunkBytes})
+ * reaches them the same way.
  */
 @TestInstance(TestInstance.Lifecycle.PER_CLASS)
 @Timeout(value = 120, unit = TimeUnit.SECONDS)
@@ -33,8 +34,8 @@ class RankTransportEncryptionTest {
     private SparkContext sc;
     private BarrierCallRunner runner;
 
-    /** What a rank saw: whether its mesh is encrypted, the all-reduced buffer. */
-    record Seen(boolean encrypted, float[] sum) implements Serializable {
+    /** What a rank saw: whether its mesh is encrypted, the all-reduced buffer, its chunk. */
+    record Seen(boolean encrypted, float[] sum, long chunkBytes) implements Serializable {
     }
 
     @BeforeAll
@@ -45,6 +46,7 @@ class RankTransportEncryptionTest {
                 .set("spark.authenticate", "true")
                 .set("spark.network.crypto.enabled", "true")
                 .set("spark.rlhf.comm.maxFrameBytes", Integer.toString(LIMIT))
+                .set("spark.rlhf.comm.chunkBytes", "1024")
                 .set("spark.ui.enabled", "false")
                 .set("spark.driver.host", "127.0.0.1")
                 .set("spark.driver.bindAddress", "127.0.0.1");
@@ -66,11 +68,12 @@ class RankTransportEncryptionTest {
                     Communicator c = context.communicator();
                     float[] buffer = {x, 0.1f * x, -3.25f * x};
                     c.allReduceSum(buffer);
-                    return new Seen(((TcpCommunicator) c).encrypted(), buffer);
+                    return new Seen(((TcpCommunicator) c).encrypted(), buffer, c.chunkBytes());
                 });
         assertEquals(2, results.size());
         for (RankResult<Seen> r : results) {
             assertTrue(r.value().encrypted());
+            assertEquals(1024, r.value().chunkBytes());
             assertArrayEquals(new float[]{3f, 0.1f * 1f + 0.1f * 2f, -3.25f * 3f}, r.value().sum());
         }
     }

@@ -8,6 +8,7 @@ import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.TestInstance;
 import org.junit.jupiter.api.Timeout;
+import org.sparkrlhf.jobs.executor.CommSettings;
 import org.sparkrlhf.jobs.executor.ModelStore;
 import org.sparkrlhf.jobs.executor.ReallocationCall;
 import org.sparkrlhf.jobs.executor.ShardSet;
@@ -38,7 +39,9 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * shards of a model are put in the executors' stores under one layout, moved by the planner's
  * reallocation plan to another layout (other devices, other dp / tp / pp), and every destination
  * shard must equal the slice of the full tensors that the planner's {@code ShardLayout} assigns to
- * its device, element for element (copies are exact, so equality is exact).
+ * its device, element for element (copies are exact, so equality is exact). The messages between
+ * executors move in chunks of 3 floats ({@link CommSettings#CHUNK_BYTES}), so that the chunked
+ * packing and unpacking of pieces runs on a model this small.
  */
 @Tag("local-cluster")
 @TestInstance(TestInstance.Lifecycle.PER_CLASS)
@@ -54,7 +57,8 @@ class ReallocationLocalClusterTest {
 
     @BeforeAll
     void start() throws IOException {
-        sc = new SparkContext(cpuLocalCluster("ReallocationLocalClusterTest"));
+        // messages in chunks of 3 floats: chunks start and end mid-piece and mid-row
+        sc = new SparkContext(cpuLocalCluster("ReallocationLocalClusterTest").set(CommSettings.CHUNK_BYTES, "12"));
         runner = new BarrierCallRunner(sc, false, true, 60_000);
         inventory = ClusterDiscovery.discover(sc, runner, 60_000);
         residency = new ModelResidency(runner, RunScenario.cluster(inventory, "h100"));

@@ -1,0 +1,41 @@
+package org.sparkrlhf.gpuexec.parallel;
+
+/**
+ * A message of floats of any length (a long: a reallocation's message to one peer can pass what
+ * one Java array holds), read and written by ranges, so that a transport moves it in bounded
+ * chunks without ever holding it whole ({@link Collective#exchangeMessages}).
+ */
+public interface FloatMessage {
+    long length();
+
+    /** Copies elements {@code [from, from + n)} of the message into {@code into[at ..]}. */
+    void read(long from, float[] into, int at, int n);
+
+    /** Stores {@code values[at .. at + n)} as elements {@code [from, from + n)} of the message. */
+    void write(long from, float[] values, int at, int n);
+
+    /** The length of this message's chunk that starts at {@code from}, chunks being {@code chunk} long: 0 past the end. */
+    default int chunkLength(long from, int chunk) {
+        return (int) Math.max(0, Math.min(chunk, length() - from));
+    }
+
+    /** A message that is one array: reads copy out of it, writes copy into it. */
+    static FloatMessage of(float[] array) {
+        return new FloatMessage() {
+            @Override
+            public long length() {
+                return array.length;
+            }
+
+            @Override
+            public void read(long from, float[] into, int at, int n) {
+                System.arraycopy(array, Math.toIntExact(from), into, at, n);
+            }
+
+            @Override
+            public void write(long from, float[] values, int at, int n) {
+                System.arraycopy(values, at, array, Math.toIntExact(from), n);
+            }
+        };
+    }
+}

@@ -1,0 +1,194 @@
+package org.sparkrlhf.gpuexec.parallel;
+
+import org.sparkrlhf.gpuexec.backend.Backend;
+import org.sparkrlhf.gpuexec.backend.Tensor;
+
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * The tensor collectives of {@link Collective} on any backend and transport, staged through host
+ * memory: a tensor is downloaded (the {@link Backend} API moves whole tensors, so one tensor's floats
+ * are the largest host array here, never the whole model's), its elements go through the group's
+ * float collectives at most {@link Collective#chunkBytes} at a time, and the result is uploaded.
+ *
+ * <p>Chunking does not change a result: every element is reduced (or copied) on its own, so a
+ * transport that adds in rank order gives the same bits chunked or whole. Small tensors share a
+ * chunk (a bucket) so that a model of many small gradients still moves in few messages.
+ */
+final class HostStaging {
+    private HostStaging() {
+    }
+
+    /** The floats of one chunk: at least one, at most one Java array's worth. */
+    static int chunkFloats(Collective group) {
+        long n = group.chunkBytes() / Float.BYTES;
+        if (n < 1) {
+            throw new IllegalArgumentException("a chunk of " + group.chunkBytes() + " bytes holds no float");
+        }
+        return (int) Math.min(n, Integer.MAX_VALUE - 8);
+    }
+
+    private static void requireFloat(String op, Tensor t) {
+        if (!t.dtype().isFloat()) {
+            throw new IllegalArgumentException(op + " through host memory takes float tensors, not " + t.describe());
+        }
+    }
+
+    /** A downloaded tensor whose elements are in flight in buckets; uploaded once all came back. */
+    private static final class Staged {
+        final Tensor tensor;
+        final float[] values;
+        long pending;
+
+        Staged(Tensor tensor, float[] values) {
+            this.tensor = tensor;
+            this.values = values;
+            this.pending = values.length;
+        }
+    }
+
+    /** Elements {@code [at, at + n)} of a staged tensor, at {@code bucketAt} of the bucket. */
+    private record Segment(Staged staged, int at, int bucketAt, int n) {
+    }
+
+    static void allReduceSum(Collective group, Backend backend, List<Tensor> tensors) {
+        long total = 0;
+        for (Tensor t : tensors) {
+            requireFloat("all-reduce", t);
+            total += t.numel();
+        }
+        if (group.size() == 1 || total == 0) {
+            return;
+        }
+        float[] bucket = new float[(int) Math.min(chunkFloats(group), total)];
+        List<Segment> segments = new ArrayList<>();
+        int filled = 0;
+        for (Tensor t : tensors) {
+            Staged staged = new Staged(t, backend.download(t));
+            int at = 0;
+            while (at < staged.values.length) {
+                int n = Math.min(bucket.length - filled, staged.values.length - at);
+                System.arraycopy(staged.values, at, bucket, filled, n);
+                segments.add(new Segment(staged, at, filled, n));
+                filled += n;
+                at += n;
+                if (filled == bucket.length) {
+                    reduceBucket(group, backend, bucket, filled, segments);
+                    filled = 0;
+                }
+            }
+        }
+        if (filled > 0) {
+            reduceBucket(group, backend, bucket, filled, segments);
+        }
+    }
+
+    /** Sums the bucket's first {@code filled} floats over the group and hands each segment back to its tensor. */
+    private static void reduceBucket(Collective group, Backend backend, float[] bucket, int filled, List<Segment> segments) {
+        // the last bucket is shorter; every rank holds the same tensors, so the same length
+        float[] reduced = filled == bucket.length ? bucket : Arrays.copyOf(bucket, filled);
+        group.allReduceSum(reduced);
+        for (Segment s : segments) {
+            System.arraycopy(reduced, s.bucketAt(), s.staged().values, s.at(), s.n());
+            s.staged().pending -= s.n();
+            if (s.staged().pending == 0) {
+                backend.upload(s.staged().tensor, s.staged().values);
+            }
+        }
+        segments.clear();
+    }
+
+    static void broadcast(Collective group, Backend backend, Tensor t, int root) {
+        requireFloat("broadcast", t);
+        if (root < 0 || root >= group.size()) {
+            throw new IllegalArgumentException("broadcast from rank " + root + " of " + group.size());
+        }
+        if (group.size() == 1 || t.numel() == 0) {
+            return;
+        }
+        boolean isRoot = group.rank() == root;
+        float[] values = isRoot ? backend.download(t) : new float[Math.toIntExact(t.numel())];
+        float[] chunk = new float[Math.min(chunkFloats(group), values.length)];
+        for (int at = 0; at < values.length; at += chunk.length) {
+            int n = Math.min(chunk.length, values.length - at);
+            float[] part = n == chunk.length ? chunk : new float[n];
+            if (isRoot) {
+                System.arraycopy(values, at, part, 0, n);
+            }
+            group.broadcast(part, root);
+            if (!isRoot) {
+                System.arraycopy(part, 0, values, at, n);
+            }
+        }
+        if (!isRoot) {
+            backend.upload(t, values);
+        }
+    }
+
+    /**
+     * Round k moves chunk k of every message: first the sends (which do not wait for the peer),
+     * then the receives. Both ends of a pair know the message's length, so they agree on its chunks.
+     */
+    static void exchangeMessages(Collective group, Map<Integer, FloatMessage> sends, Map<Integer, FloatMessage> receives) {
+        int chunk = chunkFloats(group);
+        long rounds = Math.max(rounds(sends, chunk), rounds(receives, chunk));
+        float[] buffer = new float[(int) Math.min(chunk, longest(sends, receives))];
+        for (long k = 0; k < rounds; k++) {
+            long from = k * chunk;
+            for (Map.Entry<Integer, FloatMessage> e : sends.entrySet()) {
+                int n = e.getValue().chunkLength(from, chunk);
+                if (n > 0) {
+                    e.getValue().read(from, buffer, 0, n);
+                    group.sendFloats(e.getKey(), buffer, 0, n);
+                }
+            }
+            for (Map.Entry<Integer, FloatMessage> e : receives.entrySet()) {
+                int n = e.getValue().chunkLength(from, chunk);
+                if (n > 0) {
+                    group.recvFloats(e.getKey(), buffer, 0, n);
+                    e.getValue().write(from, buffer, 0, n);
+                }
+            }
+        }
+    }
+
+    /** How many chunks the longest of {@code messages} takes. */
+    private static long rounds(Map<Integer, FloatMessage> messages, int chunk) {
+        long rounds = 0;
+        for (FloatMessage m : messages.values()) {
+            rounds = Math.max(rounds, (m.length() + chunk - 1) / chunk);
+        }
+        return rounds;
+    }
+
+    private static long longest(Map<Integer, FloatMessage> sends, Map<Integer, FloatMessage> receives) {
+        long n = 0;
+        for (FloatMessage m : sends.values()) n = Math.max(n, m.length());
+        for (FloatMessage m : receives.values()) n = Math.max(n, m.length());
+        return n;
+    }
+
+    static void exchangeTensors(Collective group, Backend backend, Map<Integer, Tensor> sends, Map<Integer, Tensor> receives) {
+        Map<Integer, FloatMessage> out = new LinkedHashMap<>();
+        for (Map.Entry<Integer, Tensor> e : sends.entrySet()) {
+            requireFloat("send", e.getValue());
+            out.put(e.getKey(), FloatMessage.of(backend.download(e.getValue())));
+        }
+        Map<Integer, float[]> in = new LinkedHashMap<>();
+        Map<Integer, FloatMessage> inMessages = new LinkedHashMap<>();
+        for (Map.Entry<Integer, Tensor> e : receives.entrySet()) {
+            requireFloat("receive", e.getValue());
+            float[] values = new float[Math.toIntExact(e.getValue().numel())];
+            in.put(e.getKey(), values);
+            inMessages.put(e.getKey(), FloatMessage.of(values));
+        }
+        exchangeMessages(group, out, inMessages);
+        for (Map.Entry<Integer, float[]> e : in.entrySet()) {
+            backend.upload(receives.get(e.getKey()), e.getValue());
+        }
+    }
+}
