@@ -315,17 +315,16 @@ public final class LlamaModel implements AutoCloseable {
 
     /**
      * Data parallelism: replaces every gradient of this shard by its sum over {@code dataGroup}
-     * (the ranks holding the same shard in the other data-parallel replicas) times {@code scale}
-     * (1 for a sum, 1 / dp for a mean). Call it after the last backward of a step, before the
-     * optimizer step; every rank of the data group must call it.
+     * (the ranks holding the same shard in the other data-parallel replicas), in parameter order so
+     * that all replicas agree on the layout, with the group's tensor all-reduce (in place over NCCL
+     * on GPUs, through host memory in bounded buckets elsewhere; never one buffer of the whole
+     * model). Each replica's loss is already scaled by the whole batch's denominator, so the sum is
+     * the whole batch's gradient. Call it after the last backward of a step, before the optimizer
+     * step; every rank of the data group must call it.
      */
-    public void allReduceGradients(Collective dataGroup, float scale) {
-        for (Tensor t : gradients().byName().values()) {
-            float[] v = backend.download(t);
-            dataGroup.allReduceSum(v);
-            if (scale != 1f) for (int i = 0; i < v.length; i++) v[i] *= scale;
-            backend.upload(t, v);
-        }
+    public void allReduceGradients(Collective dataGroup) {
+        if (dataGroup.size() == 1) return;
+        dataGroup.allReduceSum(backend, new ArrayList<>(gradients().byName().values()));
     }
 
     int heads() {

@@ -226,7 +226,7 @@ class ShardedLlamaTest {
                  AdamW opt = AdamW.forModel(m, HYPER)) {
                 TokenStats stats = m.forward(mbs.get(d), true);
                 m.backward(dLp.get(d), dEnt.get(d));
-                m.allReduceGradients(r.dpGroup(), 1f);
+                m.allReduceGradients(r.dpGroup());
                 Map<String, float[]> grads = m.downloadGradients();
                 AdamW.StepInfo info = opt.step();
                 return new DpRun(r.shard(), d, stats, grads, info.gradNorm(), m.downloadParameters());

@@ -1,21 +1,14 @@
 package org.sparkrlhf.jobs.executor;
 
-import org.sparkrlhf.gpuexec.model.LlamaModel;
 import org.sparkrlhf.gpuexec.train.AdamW;
 
 /**
  * One optimizer step of a data-parallel replica: zero the gradients, run the caller's forward and
- * backward over this replica's micro-batches, sum the gradients over the data-parallel group,
- * step the optimizer. Every replica applies the same summed gradient with the same optimizer
- * state, so the replicas stay identical.
+ * backward over this replica's micro-batches, sum the gradients over the data-parallel group
+ * ({@code LlamaModel#allReduceGradients}), step the optimizer. Every replica applies the same
+ * summed gradient with the same optimizer state, so the replicas stay identical.
  */
 public final class TrainStep {
-    /** Runs forward and backward over this replica's slice; returns the slice's part of the loss. */
-    @FunctionalInterface
-    public interface Backward {
-        double run(LlamaModel model);
-    }
-
     /** Runs forward and backward over this copy's slice (a whole replica or a shard); returns its part of the loss. */
     @FunctionalInterface
     public interface ReplicaBackward {
@@ -29,19 +22,6 @@ public final class TrainStep {
     private TrainStep() {
     }
 
-    public static Result run(ResidentModel replica, Communicator dataParallel, Backward backward) {
-        LlamaModel model = replica.model();
-        model.zeroGradients();
-        double lossPart = backward.run(model);
-        model.releaseActivations();
-        GradientSync.allReduce(model, dataParallel);
-        float[] loss = {(float) lossPart};
-        dataParallel.allReduceSum(loss);
-        AdamW.StepInfo info = replica.optimizer().step();
-        replica.advance();
-        return new Result(loss[0], info);
-    }
-
     /**
      * One optimizer step of any copy (a whole replica, or a tensor / pipeline shard bound to its
      * call): zero, forward and backward, sum the gradients over {@code dataGroup} (the ranks holding
@@ -52,7 +32,7 @@ public final class TrainStep {
         replica.zeroGradients();
         double lossPart = backward.run(replica);
         replica.releaseActivations();
-        GradientSync.allReduce(replica.backend(), replica.gradients(), dataGroup);
+        replica.model().allReduceGradients(dataGroup);
         float[] loss = {(float) lossPart};
         dataGroup.allReduceSum(loss);
         AdamW.StepInfo info = replica.step();

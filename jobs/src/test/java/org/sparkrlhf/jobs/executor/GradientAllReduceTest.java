@@ -25,7 +25,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * array and all-reduced at once, the way the sync worked before it was bucketed.
  */
 @Timeout(value = 120, unit = TimeUnit.SECONDS)
-class GradientSyncTest {
+class GradientAllReduceTest {
     private static final ModelConfig CONFIG = ModelConfig.llama(61, 16, 37, 2, 4, 2, 64);
     private static final CommSettings DEFAULT = CommSettings.of(20_000);
 
@@ -50,7 +50,7 @@ class GradientSyncTest {
         }
     }
 
-    /** This rank's random gradients summed over the group: by GradientSync, or packed whole (the reference). */
+    /** This rank's random gradients summed over the group: by LlamaModel.allReduceGradients, or packed whole (the reference). */
     private static float[] sync(Communicator c, boolean packedWhole) {
         try (CpuBackend backend = new CpuBackend(1)) {
             LlamaModel model = LlamaModel.random(backend, CONFIG, DType.F32, 1, 0.02f);
@@ -79,7 +79,7 @@ class GradientSyncTest {
                 c.allReduceSum(flat);
                 return flat;
             }
-            GradientSync.allReduce(model, c);
+            model.allReduceGradients(c);
             float[] flat = new float[total];
             int at = 0;
             for (Tensor t : tensors) {
