@@ -195,6 +195,11 @@ public final class ResidentModel implements ShardTensors, AutoCloseable {
     }
 
     /** This copy's gradients by Hugging Face name, in the model's parameter order (the same on every replica). */
+    /** Sums this copy's gradients over its data-parallel group (see {@link LlamaModel#allReduceGradients}). */
+    public void allReduceGradients(Communicator dataGroup) {
+        model.allReduceGradients(dataGroup);
+    }
+
     public Map<String, Tensor> gradients() {
         return model.gradients().byName();
     }

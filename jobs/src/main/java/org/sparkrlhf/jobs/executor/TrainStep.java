@@ -32,7 +32,7 @@ public final class TrainStep {
         replica.zeroGradients();
         double lossPart = backward.run(replica);
         replica.releaseActivations();
-        replica.model().allReduceGradients(dataGroup);
+        replica.allReduceGradients(dataGroup);
         float[] loss = {(float) lossPart};
         dataGroup.allReduceSum(loss);
         AdamW.StepInfo info = replica.step();
