@@ -10,7 +10,7 @@ import org.sparkrlhf.jobs.graph.CallBinding;
 import org.sparkrlhf.jobs.graph.ForwardBinding;
 import org.sparkrlhf.jobs.graph.Hook;
 import org.sparkrlhf.jobs.graph.Keys;
-import org.sparkrlhf.jobs.graph.RowSplit;
+import org.sparkrlhf.jobs.graph.RankRows;
 import org.sparkrlhf.jobs.graph.RunContext;
 import org.sparkrlhf.jobs.graph.Sequences;
 import org.sparkrlhf.jobs.graph.TrainBinding;
@@ -23,7 +23,6 @@ import org.sparkrlhf.jobs.train.TrainingData;
 import java.nio.file.Path;
 import java.time.Instant;
 import java.util.ArrayList;
-import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -62,7 +61,7 @@ public final class PreferenceSpec implements AlgorithmSpec {
         PreferenceLosses.Kind kind = kind(config);
         boolean robust = config.algorithm().isGroupRobust();
         TrainLoss<PreferenceTrainCall.Slice, PreferenceTrainCall.Result> loss = new TrainLoss<>(kind.name().toLowerCase(),
-                (run, call, keys, dp, r, from, to) -> {
+                (run, call, keys, dp, r, rows) -> {
                     Sequences s = keys.get("packed_input_ids", Sequences.class);
                     float[][] ref = keys.get("packed_ref_logprobs", float[][].class);
                     PreferenceTrainCall.Robust groups = null;
@@ -70,16 +69,25 @@ public final class PreferenceSpec implements AlgorithmSpec {
                         int[] pairGroups = keys.get("group_ids", int[].class);
                         groups = new PreferenceTrainCall.Robust(data.groups(), data.groupSizes(), p.groupStepSize(),
                                 p.chi(), GroupWeights.Scaling.of(p.groupScaling()), weights,
-                                Arrays.copyOfRange(pairGroups, from / 2, to / 2));
+                                pairsOf(rows, pairGroups));
                     }
                     String role = call.role();
                     return new PreferenceTrainCall.Slice(role, run.models().source(role), run.models().version(role), dp,
-                            run.models().model(role).optimizer(), RowSplit.rows(s.prompts(), from, to),
-                            RowSplit.rows(s.responses(), from, to), RowSplit.rows(ref, from, to), kind, p.beta(), groups,
+                            run.models().model(role).optimizer(), rows.of(s.prompts()),
+                            rows.of(s.responses()), rows.of(ref), kind, p.beta(), groups,
                             run.special().pad(), s.size() / 2);
                 }, new PreferenceTrainCall());
         return Map.of("ref_inf", new ForwardBinding(ForwardBinding.Output.LOGPROBS),
                 "actor_train", new TrainBinding<>(loss));
+    }
+
+    /** The groups of the pairs whose rows (chosen and rejected side by side) a rank gets. */
+    private static int[] pairsOf(RankRows rows, int[] pairGroups) {
+        int[] out = new int[rows.size() / 2];
+        for (int k = 0; k < out.length; k++) {
+            out[k] = pairGroups[rows.index()[2 * k] / 2];
+        }
+        return out;
     }
 
     @Override

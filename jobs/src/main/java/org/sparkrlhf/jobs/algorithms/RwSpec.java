@@ -8,7 +8,6 @@ import org.sparkrlhf.jobs.config.RunConfig;
 import org.sparkrlhf.jobs.graph.CallBinding;
 import org.sparkrlhf.jobs.graph.Hook;
 import org.sparkrlhf.jobs.graph.Keys;
-import org.sparkrlhf.jobs.graph.RowSplit;
 import org.sparkrlhf.jobs.graph.RunContext;
 import org.sparkrlhf.jobs.graph.Sequences;
 import org.sparkrlhf.jobs.graph.TrainBinding;
@@ -47,12 +46,12 @@ public final class RwSpec implements AlgorithmSpec {
     @Override
     public Map<String, CallBinding> bindings(RunConfig config) {
         TrainLoss<RewardTrainCall.Slice, RewardTrainCall.Result> loss = new TrainLoss<>("bradley_terry",
-                (run, call, keys, dp, r, from, to) -> {
+                (run, call, keys, dp, r, rows) -> {
                     Sequences s = keys.get("packed_input_ids", Sequences.class);
                     String role = call.role();
                     return new RewardTrainCall.Slice(role, run.models().source(role), run.models().version(role), dp,
                             run.models().model(role).optimizer(), run.config().seed(),
-                            RowSplit.rows(s.prompts(), from, to), RowSplit.rows(s.responses(), from, to), s.size() / 2);
+                            rows.of(s.prompts()), rows.of(s.responses()), s.size() / 2);
                 }, new RewardTrainCall());
         return Map.of("reward_train", new TrainBinding<>(loss));
     }

@@ -6,8 +6,6 @@ import org.sparkrlhf.jobs.calls.PpoActorTrainCall;
 import org.sparkrlhf.jobs.calls.SftTrainCall;
 import org.sparkrlhf.jobs.config.RunConfig;
 import org.sparkrlhf.jobs.graph.Keys;
-import org.sparkrlhf.jobs.graph.RowSplit;
-import org.sparkrlhf.jobs.graph.RunContext;
 import org.sparkrlhf.jobs.graph.Sequences;
 import org.sparkrlhf.jobs.graph.TrainLoss;
 
@@ -25,16 +23,16 @@ public final class TrainLosses {
 
     /** SFT: cross-entropy on the answer tokens (and eos), over the batch's answer token count. */
     public static TrainLoss<SftTrainCall.Slice, SftTrainCall.Result> sft() {
-        return new TrainLoss<>("sft", (run, call, keys, dp, r, from, to) -> {
+        return new TrainLoss<>("sft", (run, call, keys, dp, r, rows) -> {
             Sequences s = rows(keys);
-            int[][] ids = new int[to - from][];
-            int[] promptTokens = new int[to - from];
-            for (int i = from; i < to; i++) {
-                int[] p = s.prompts()[i];
-                int[] a = s.responses()[i];
-                ids[i - from] = Arrays.copyOf(p, p.length + a.length);
-                System.arraycopy(a, 0, ids[i - from], p.length, a.length);
-                promptTokens[i - from] = p.length;
+            int[][] ids = new int[rows.size()][];
+            int[] promptTokens = new int[rows.size()];
+            for (int i = 0; i < rows.size(); i++) {
+                int[] p = s.prompts()[rows.index()[i]];
+                int[] a = s.responses()[rows.index()[i]];
+                ids[i] = Arrays.copyOf(p, p.length + a.length);
+                System.arraycopy(a, 0, ids[i], p.length, a.length);
+                promptTokens[i] = p.length;
             }
             String role = call.role();
             return new SftTrainCall.Slice(role, run.models().source(role), run.models().version(role), dp, ids,
@@ -49,55 +47,46 @@ public final class TrainLosses {
      */
     public static TrainLoss<GrpoTrainCall.Slice, GrpoTrainCall.Result> grpo(double clipRatio, double klCoef, int epochs,
                                                                             int miniBatches) {
-        return new TrainLoss<>("grpo", (run, call, keys, dp, r, from, to) -> {
+        return new TrainLoss<>("grpo", (run, call, keys, dp, r, rows) -> {
             Sequences s = rows(keys);
             float[][] old = keys.get("packed_logprobs", float[][].class);
             float[][] ref = keys.get("packed_ref_logprobs", float[][].class);
             float[] advantages = keys.get("advantages", float[].class);
             String role = call.role();
             return new GrpoTrainCall.Slice(role, run.models().source(role), run.models().version(role), dp,
-                    run.models().model(role).optimizer(), RowSplit.rows(s.prompts(), from, to),
-                    RowSplit.rows(s.responses(), from, to), RowSplit.rows(old, from, to), RowSplit.rows(ref, from, to),
-                    Arrays.copyOfRange(advantages, from, to), clipRatio, klCoef, epochs,
-                    miniBatchTokens(run, s, dp, miniBatches), run.special().pad());
+                    run.models().model(role).optimizer(), rows.of(s.prompts()), rows.of(s.responses()), rows.of(old),
+                    rows.of(ref), rows.of(advantages), clipRatio, klCoef, epochs, rows.miniBatches(), run.special().pad());
         }, new GrpoTrainCall());
     }
 
     /** PPO's clipped surrogate on per-token advantages ({@code float[][]}), {@code epochs} x {@code miniBatches} steps. */
     public static TrainLoss<PpoActorTrainCall.Slice, PpoActorTrainCall.Result> ppoPolicy(RunConfig.PpoConfig ppo) {
-        return new TrainLoss<>("ppo", (run, call, keys, dp, r, from, to) -> {
+        return new TrainLoss<>("ppo", (run, call, keys, dp, r, rows) -> {
             Sequences s = rows(keys);
             float[][] old = keys.get("packed_logprobs", float[][].class);
             float[][] advantages = keys.get("advantages", float[][].class);
             String role = call.role();
             return new PpoActorTrainCall.Slice(role, run.models().source(role), run.models().version(role), dp,
-                    run.models().model(role).optimizer(), RowSplit.rows(s.prompts(), from, to),
-                    RowSplit.rows(s.responses(), from, to), RowSplit.rows(old, from, to),
-                    RowSplit.rows(advantages, from, to), ppo.clipRatio(), ppo.epochs(),
-                    miniBatchTokens(run, s, dp, ppo.miniBatches()), run.special().pad());
+                    run.models().model(role).optimizer(), rows.of(s.prompts()), rows.of(s.responses()), rows.of(old),
+                    rows.of(advantages), ppo.clipRatio(), ppo.epochs(), rows.miniBatches(), run.special().pad());
         }, new PpoActorTrainCall());
     }
 
     /** PPO's clipped value loss of the critic against {@code returns}, {@code epochs} x {@code miniBatches} steps. */
     public static TrainLoss<CriticTrainCall.Slice, CriticTrainCall.Result> value(RunConfig.PpoConfig ppo, long headSeed) {
-        return new TrainLoss<>("value", (run, call, keys, dp, r, from, to) -> {
+        return new TrainLoss<>("value", (run, call, keys, dp, r, rows) -> {
             Sequences s = rows(keys);
             float[][] values = keys.get("values", float[][].class);
             float[][] returns = keys.get("returns", float[][].class);
             String role = call.role();
             return new CriticTrainCall.Slice(role, run.models().source(role), run.models().version(role), dp,
-                    run.models().model(role).optimizer(), headSeed, RowSplit.rows(s.prompts(), from, to),
-                    RowSplit.rows(s.responses(), from, to), RowSplit.rows(values, from, to),
-                    RowSplit.rows(returns, from, to), ppo.valueClip(), ppo.valueCoef(), ppo.epochs(),
-                    miniBatchTokens(run, s, dp, ppo.miniBatches()), run.special().pad());
+                    run.models().model(role).optimizer(), headSeed, rows.of(s.prompts()), rows.of(s.responses()),
+                    rows.of(values), rows.of(returns), ppo.valueClip(), ppo.valueCoef(), ppo.epochs(), rows.miniBatches(),
+                    run.special().pad());
         }, new CriticTrainCall());
     }
 
     private static Sequences rows(Keys keys) {
         return keys.get("packed_input_ids", Sequences.class);
-    }
-
-    private static int[] miniBatchTokens(RunContext run, Sequences s, int dp, int miniBatches) {
-        return RowSplit.miniBatchTokens(s.responses(), dp, run.group(), miniBatches);
     }
 }

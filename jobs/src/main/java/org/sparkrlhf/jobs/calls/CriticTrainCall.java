@@ -21,7 +21,7 @@ import java.util.Arrays;
 public final class CriticTrainCall implements RankFunction<CriticTrainCall.Slice, CriticTrainCall.Result> {
     public record Slice(String role, ModelSource source, long version, int dataParallel, OptimizerConfig optimizer,
                         long headSeed, int[][] prompts, int[][] responses, float[][] oldValues, float[][] returns,
-                        double valueClip, double valueCoef, int epochs, int[] miniBatchTokens, int padId)
+                        double valueClip, double valueCoef, int epochs, MiniBatches miniBatches, int padId)
             implements Serializable {
     }
 
@@ -43,7 +43,7 @@ public final class CriticTrainCall implements RankFunction<CriticTrainCall.Slice
                 slice.optimizer(), slice.headSeed());
         int microBatches = context.placement() == null ? 1 : context.placement().microBatches();
         MiniBatchSteps.Totals t = MiniBatchSteps.run(context, replica, slice.epochs(), slice.responses(),
-                slice.miniBatchTokens(), (model, from, to, denominator) -> miniBatchLoss(model, slice, from, to,
+                slice.miniBatches(), (model, from, to, denominator) -> miniBatchLoss(model, slice, from, to,
                         denominator, microBatches));
         Replicas.advanced(slice.role(), slice.version(), layout, context.rank(), replica);
         return new Result(t.meanLoss(), t.gradNorm(), t.clippedTokens(), t.tokens(), t.steps(), replica.version());

@@ -5,9 +5,10 @@ import org.sparkrlhf.jobs.executor.ResidentModel;
 import org.sparkrlhf.jobs.executor.TrainStep;
 
 /**
- * The optimizer steps of a policy or value train call: {@code epochs} passes over the rank's rows
- * cut into mini-batches, one data-parallel AdamW step per mini-batch. A mini-batch's loss is taken
- * over the whole mini-batch's token count (across ranks), so empty slices still join the step.
+ * The optimizer steps of a policy or value train call: {@code epochs} passes over the rank's
+ * mini-batches ({@link MiniBatches}: the rank's part of each of the batch's mini-batches), one
+ * data-parallel AdamW step per mini-batch. A mini-batch's loss is taken over the whole mini-batch's
+ * token count (across ranks), so empty slices still join the step.
  */
 final class MiniBatchSteps {
     /** One mini-batch's loss (already back-propagated), its clipped tokens, and a per-token sum the call reports. */
@@ -26,10 +27,12 @@ final class MiniBatchSteps {
     private MiniBatchSteps() {
     }
 
-    static Totals run(RankContext context, ResidentModel replica, int epochs, int[][] responses, int[] miniBatchTokens,
+    static Totals run(RankContext context, ResidentModel replica, int epochs, int[][] responses, MiniBatches batches,
                       MiniBatchLoss loss) {
-        int rows = responses.length;
-        int miniBatches = miniBatchTokens.length;
+        if (batches.start(batches.count()) != responses.length) {
+            throw new IllegalArgumentException("mini-batches of " + batches.start(batches.count()) + " rows for a rank of "
+                    + responses.length);
+        }
         double lossSum = 0;
         float gradNorm = 0;
         long clipped = 0;
@@ -37,10 +40,10 @@ final class MiniBatchSteps {
         double extra = 0;
         int steps = 0;
         for (int epoch = 0; epoch < epochs; epoch++) {
-            for (int m = 0; m < miniBatches; m++) {
-                int from = m * rows / miniBatches;
-                int to = (m + 1) * rows / miniBatches;
-                int denominator = miniBatchTokens[m];
+            for (int m = 0; m < batches.count(); m++) {
+                int from = batches.start(m);
+                int to = batches.start(m + 1);
+                int denominator = batches.tokens()[m];
                 double[] counts = new double[3];
                 TrainStep.Result step = TrainStep.step(replica, context.dataGroup(), model -> {
                     if (from == to || denominator == 0) {

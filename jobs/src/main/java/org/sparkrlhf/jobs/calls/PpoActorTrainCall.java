@@ -18,16 +18,16 @@ import java.util.List;
  * of each replica, every rank of a replica on the replica's rows): for each epoch and each mini-batch, one
  * optimizer step (the mini-batch run in the placement's micro-batches, whose gradients add up) on
  * the clipped surrogate (Schulman et al. 2017) with per-token advantages (the KL penalty is already
- * in the rewards the advantages came from). Rank r's mini-batch m is rows
- * [m * n / M, (m + 1) * n / M) of its n rows; each mini-batch's loss is divided by that
- * mini-batch's response token count over all ranks ({@code miniBatchTokens[m]}), so the summed
- * gradient is the mini-batch's token mean. A rank with no rows in a mini-batch still takes part in
- * the gradient sum.
+ * in the rewards the advantages came from). The driver cuts the batch into mini-batches and each
+ * among the ranks ({@link MiniBatches}), so that a step's rows do not depend on the layout; each
+ * mini-batch's loss is divided by its response token count over all ranks, so the summed gradient
+ * is the mini-batch's token mean. A rank with no rows in a mini-batch still takes part in the
+ * gradient sum.
  */
 public final class PpoActorTrainCall implements RankFunction<PpoActorTrainCall.Slice, PpoActorTrainCall.Result> {
     public record Slice(String role, ModelSource source, long version, int dataParallel, OptimizerConfig optimizer,
                         int[][] prompts, int[][] responses, float[][] oldLogprobs, float[][] advantages,
-                        double clipRatio, int epochs, int[] miniBatchTokens, int padId) implements Serializable {
+                        double clipRatio, int epochs, MiniBatches miniBatches, int padId) implements Serializable {
     }
 
     /**
@@ -48,7 +48,7 @@ public final class PpoActorTrainCall implements RankFunction<PpoActorTrainCall.S
         ResidentModel replica = Replicas.trained(context, slice.role(), slice.source(), slice.version(), slice.optimizer());
         int microBatches = context.placement() == null ? 1 : context.placement().microBatches();
         MiniBatchSteps.Totals t = MiniBatchSteps.run(context, replica, slice.epochs(), slice.responses(),
-                slice.miniBatchTokens(), (model, from, to, denominator) -> miniBatchLoss(model, slice, from, to,
+                slice.miniBatches(), (model, from, to, denominator) -> miniBatchLoss(model, slice, from, to,
                         denominator, microBatches));
         Replicas.advanced(slice.role(), slice.version(), layout, context.rank(), replica);
         return new Result(t.meanLoss(), t.gradNorm(), t.clippedTokens(), t.tokens(), t.extraSum(), t.steps(),

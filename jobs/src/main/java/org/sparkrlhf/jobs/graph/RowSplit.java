@@ -3,8 +3,9 @@ package org.sparkrlhf.jobs.graph;
 /**
  * How a call's rows are cut among its data-parallel ranks and a train call's mini-batches. Rows come
  * in groups of {@code group} consecutive rows (a prompt's samples); rank r of dp gets groups
- * [r * G / dp, (r + 1) * G / dp) of the G groups, so a group never straddles two ranks. Within a rank
- * of n rows, mini-batch m of M is rows [m * n / M, (m + 1) * n / M).
+ * [r * G / dp, (r + 1) * G / dp) of the G groups, so a group never straddles two ranks. A train call
+ * of M mini-batches cuts the batch into M first and each mini-batch among the ranks
+ * ({@link #rankRows}).
  */
 public final class RowSplit {
     private RowSplit() {
@@ -19,21 +20,33 @@ public final class RowSplit {
     }
 
     /**
-     * Each mini-batch's response tokens over all data-parallel ranks: the denominator of a token-mean
-     * loss, so that the gradients summed over ranks are the mini-batch's mean.
+     * Rank r of dp's rows of a train call of {@code miniBatches} optimizer steps over the batch's
+     * {@code responses}: mini-batch m is groups [m G / M, (m + 1) G / M) of the batch's G groups,
+     * whatever dp (so that the steps, and the trained model, do not depend on the layout), and rank r
+     * gets groups [r g / dp, (r + 1) g / dp) of each mini-batch's g groups, mini-batch after
+     * mini-batch. With one step this is the rank's rows [from(r), from(r + 1)).
      */
-    public static int[] miniBatchTokens(int[][] responses, int dp, int group, int miniBatches) {
+    public static RankRows rankRows(int[][] responses, int group, int dp, int r, int miniBatches) {
+        int rows = responses.length;
+        from(rows, group, dp, r); // checks whole groups
+        int groups = rows / group;
+        int[] starts = new int[miniBatches + 1];
         int[] tokens = new int[miniBatches];
-        for (int r = 0; r < dp; r++) {
-            int from = from(responses.length, group, dp, r);
-            int n = from(responses.length, group, dp, r + 1) - from;
-            for (int m = 0; m < miniBatches; m++) {
-                for (int s = from + m * n / miniBatches; s < from + (m + 1) * n / miniBatches; s++) {
-                    tokens[m] += responses[s].length;
-                }
+        int[] index = new int[rows];
+        int n = 0;
+        for (int m = 0; m < miniBatches; m++) {
+            int first = m * groups / miniBatches;
+            int count = (m + 1) * groups / miniBatches - first;
+            for (int s = first * group; s < (first + count) * group; s++) {
+                tokens[m] += responses[s].length;
+            }
+            starts[m] = n;
+            for (int s = (first + r * count / dp) * group; s < (first + (r + 1) * count / dp) * group; s++) {
+                index[n++] = s;
             }
         }
-        return tokens;
+        starts[miniBatches] = n;
+        return new RankRows(java.util.Arrays.copyOf(index, n), new org.sparkrlhf.jobs.calls.MiniBatches(starts, tokens));
     }
 
     /** Rows [from, to) of {@code a}. */

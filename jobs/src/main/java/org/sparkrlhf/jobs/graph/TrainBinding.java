@@ -11,7 +11,8 @@ import java.util.List;
 /**
  * Binds a TRAIN call to the train executor function with a named {@link TrainLoss}: the model's
  * current version is moved to the call's placement with its optimizer state when it is not there,
- * each data-parallel rank gets whole groups of rows ({@link RowSplit}), and after the steps the
+ * each data-parallel rank gets whole groups of rows of each of the call's mini-batches
+ * ({@link RowSplit#rankRows}), and after the steps the
  * placement holds the new version (the model's home). The data-parallel ranks' results, in rank
  * order, are the call's result ({@code List<R>}). With speculative decoding, the actor's S3D draft
  * is then trained on the same placement ({@link S3dTraining}).
@@ -23,12 +24,13 @@ public record TrainBinding<S extends Serializable, R extends Serializable & Trai
         String role = call.role();
         keys.addRealloc(run.models().prepare(role, at, true));
         long start = System.nanoTime();
-        int n = keys.get("packed_input_ids", Sequences.class).size();
+        int[][] responses = keys.get("packed_input_ids", Sequences.class).responses();
         int dp = at.dp();
-        int group = n % run.group() == 0 ? run.group() : 1;
+        int group = responses.length % run.group() == 0 ? run.group() : 1;
         List<S> slices = new ArrayList<>(dp);
         for (int r = 0; r < dp; r++) {
-            slices.add(loss.slices().slice(run, call, keys, dp, r, RowSplit.from(n, group, dp, r), RowSplit.from(n, group, dp, r + 1)));
+            slices.add(loss.slices().slice(run, call, keys, dp, r,
+                    RowSplit.rankRows(responses, group, dp, r, call.trainSteps())));
         }
         List<R> results = at.perDataRank(run.runner().run(run.describe(call.name(), keys.iteration(), at), at,
                 at.perRank(slices), loss.function()));

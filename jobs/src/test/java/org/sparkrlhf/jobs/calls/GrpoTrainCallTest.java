@@ -37,7 +37,8 @@ class GrpoTrainCallTest {
 
         RunConfig.OptimizerConfig optimizer = new RunConfig.OptimizerConfig(1e-3, 0.9, 0.95, 1e-8, 0.0, 0.0, 0);
         GrpoTrainCall.Slice slice = new GrpoTrainCall.Slice(role, new ModelSource(TINY_LLAMA.toString(), 0), 0, 1,
-                optimizer, prompts, responses, before, before, advantages, 0.2, 0.04, 1, new int[]{tokens}, PAD);
+                optimizer, prompts, responses, before, before, advantages,
+                0.2, 0.04, 1, new MiniBatches(new int[]{0, responses.length}, new int[]{tokens}), PAD);
         GrpoTrainCall.Result result;
         try (RankContext context = new RankContext("actor_train", 0, 1, "driver", "127.0.0.1", null, null, 1000)) {
             result = new GrpoTrainCall().apply(context, slice);

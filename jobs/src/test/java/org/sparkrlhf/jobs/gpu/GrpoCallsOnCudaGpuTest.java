@@ -8,6 +8,7 @@ import org.junit.jupiter.api.Timeout;
 import org.sparkrlhf.gpuexec.cuda.CudaBackend;
 import org.sparkrlhf.jobs.calls.GenerateCall;
 import org.sparkrlhf.jobs.calls.GrpoTrainCall;
+import org.sparkrlhf.jobs.calls.MiniBatches;
 import org.sparkrlhf.jobs.calls.ModelSource;
 import org.sparkrlhf.jobs.calls.RefLogprobsCall;
 import org.sparkrlhf.jobs.config.RunConfig;
@@ -137,7 +138,8 @@ class GrpoCallsOnCudaGpuTest {
                                               float[] advantages, int tokens) {
         try (RankContext context = rank("actor_train", gpu)) {
             return new GrpoTrainCall().apply(context, new GrpoTrainCall.Slice(role, SOURCE, 0, 1, OPTIMIZER, prompts,
-                    responses, old, old, advantages, 0.2, 0.04, 1, new int[]{tokens}, PAD));
+                    responses, old, old, advantages,
+                            0.2, 0.04, 1, new MiniBatches(new int[]{0, responses.length}, new int[]{tokens}), PAD));
         }
     }
 }

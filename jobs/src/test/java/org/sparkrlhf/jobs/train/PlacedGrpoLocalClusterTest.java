@@ -30,10 +30,10 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
  * GRPO on real executor JVMs ({@code local-cluster}: two executors of two CPU slots) with a plan that
- * puts the calls on different executors and changes dp, tp and pp between them (actor_gen data
- * parallel over the first executor's two slots, ref_inf tensor parallel over the second's, actor_train
- * tensor x pipeline parallel over all four), so the actor is reallocated between its train and
- * generate layouts every iteration: the rollouts (tokens exactly, logprobs) and losses equal those of
+ * puts the calls on different executors and changes dp and tp between them (actor_gen data parallel
+ * over the first executor's two slots, ref_inf tensor parallel over the second's, actor_train data x
+ * tensor parallel over all four, in 2 mini-batches whose rows do not depend on the layout), so the
+ * actor is reallocated between its train and generate layouts every iteration: the rollouts (tokens exactly, logprobs) and losses equal those of
  * the single-process run (Spark local[1], every call on one rank) with the same seed. The tiny random
  * model never earns a reward on its own, so the reference model is a perturbed copy of the actor:
  * the KL term then trains the actor, and the second iteration samples from trained weights.
@@ -85,7 +85,7 @@ class PlacedGrpoLocalClusterTest {
                   calls:
                     actor_gen: {devices: [0, 1], dp: 2}
                     ref_inf: {devices: [2, 3], tp: 2}
-                    actor_train: {devices: [0, 1, 2, 3], tp: 2, pp: 2, micro_batches: 2}
+                    actor_train: {devices: [0, 1, 2, 3], dp: 2, tp: 2, micro_batches: 2}
                 """, "local-cluster[2,2,1024]",
                 "spark.executor.extraClassPath: '" + System.getProperty("java.class.path") + "', "));
         assertTrue(progress.contains("plan (manual"), progress);
@@ -156,7 +156,7 @@ class PlacedGrpoLocalClusterTest {
                   max_prompt_tokens: 16
                 generation: {max_new_tokens: 3, temperature: 1.0}
                 optimizer: {lr: 1.0e-2, weight_decay: 0.0}
-                grpo: {group_size: 2, kl_coef: 1.0, clip_ratio: 0.2}
+                grpo: {group_size: 2, kl_coef: 1.0, clip_ratio: 0.2, mini_batches: 2}
                 %s
                 spark:
                   master: %s

@@ -98,18 +98,18 @@ class TestDefinedAlgorithmTest {
 
     /**
      * The SFT loss on the kept answers, from the existing train executor function: the binding splits
-     * the iteration's k * B sampled rows into whole prompts per data-parallel rank, so rank rows
-     * [from, to) are the kept rows [from / k, to / k).
+     * the iteration's k * B sampled rows into whole prompts per data-parallel rank, so the rank's
+     * sampled rows i k .. i k + k - 1 are kept row i k / k's samples.
      */
     static TrainLoss<SftTrainCall.Slice, SftTrainCall.Result> sftOnKept() {
-        return new TrainLoss<>("sft-on-kept", (run, call, keys, dp, r, from, to) -> {
+        return new TrainLoss<>("sft-on-kept", (run, call, keys, dp, r, rows) -> {
             Sequences kept = keys.get(call.inputKeys().get(0), Sequences.class);
             int k = run.group();
-            int[][] ids = new int[(to - from) / k][];
+            int[][] ids = new int[rows.size() / k][];
             int[] promptTokens = new int[ids.length];
             for (int i = 0; i < ids.length; i++) {
-                int[] prompt = kept.prompts()[from / k + i];
-                int[] answer = kept.responses()[from / k + i];
+                int[] prompt = kept.prompts()[rows.index()[i * k] / k];
+                int[] answer = kept.responses()[rows.index()[i * k] / k];
                 ids[i] = Arrays.copyOf(prompt, prompt.length + answer.length);
                 System.arraycopy(answer, 0, ids[i], prompt.length, answer.length);
                 promptTokens[i] = prompt.length;
