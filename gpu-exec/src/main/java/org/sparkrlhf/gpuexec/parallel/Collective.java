@@ -13,7 +13,8 @@ import java.util.Map;
  *
  * <p>Implementations must be deterministic (an all-reduce adds the ranks' buffers in rank order on
  * every rank, so every rank ends with the same bits), and {@link #sendFloats} must not wait for the
- * peer to receive: the pipeline and the tied-embedding exchange rely on sends that do not block.
+ * peer to receive (host messages may be sent to a peer that sends to this rank first). The model's
+ * own point-to-point traffic moves tensors ({@link #sendTensor}), whose sends may wait.
  *
  * <p>The tensor collectives ({@link #allReduceSum(Backend, List)}, {@link #broadcast(Backend, Tensor, int)},
  * {@link #allGather(Backend, Tensor, Tensor)}, {@link #exchangeTensors} and the point-to-point

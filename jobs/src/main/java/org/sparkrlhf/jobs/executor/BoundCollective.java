@@ -94,6 +94,21 @@ final class BoundCollective implements Collective {
     }
 
     @Override
+    public void allGather(Backend backend, Tensor part, Tensor gathered) {
+        group().allGather(backend, part, gathered);
+    }
+
+    @Override
+    public void sendTensor(Backend backend, Tensor t, int peer) {
+        group().sendTensor(backend, t, peer);
+    }
+
+    @Override
+    public void recvTensor(Backend backend, Tensor t, int peer) {
+        group().recvTensor(backend, t, peer);
+    }
+
+    @Override
     public void exchangeMessages(Map<Integer, FloatMessage> sends, Map<Integer, FloatMessage> receives) {
         group().exchangeMessages(sends, receives);
     }
