@@ -84,6 +84,11 @@ final class BoundCollective implements Collective {
     }
 
     @Override
+    public void allReduceSum(Backend backend, Tensor t) {
+        group().allReduceSum(backend, t);
+    }
+
+    @Override
     public void allReduceSum(Backend backend, List<Tensor> tensors) {
         group().allReduceSum(backend, tensors);
     }
