@@ -212,12 +212,16 @@ public final class NcclCommunicator implements AutoCloseable {
 
     /** Copies elements {@code [offset, offset + count)} of rank {@code root}'s {@code t} into every rank's {@code t}. */
     public void broadcast(Tensor t, long offset, long count, int root) {
-        CudaTensor c = onDevice(t, "broadcast");
-        broadcast(c, offset, c, offset, count, root);
+        broadcast(t, offset, t, offset, count, root);
     }
 
-    /** {@link #broadcast(Tensor, long, long, int)} out of place (see {@link #allReduceSum(CudaTensor, long, CudaTensor, long, long)}). */
-    void broadcast(CudaTensor from, long fromOffset, CudaTensor into, long intoOffset, long count, int root) {
+    /**
+     * {@link #broadcast(Tensor, long, long, int)} out of place: rank {@code root}'s {@code from}
+     * range into every rank's {@code into} range ({@code from} is read on the root only). A group of
+     * them, one per root, is an all-gather into place.
+     */
+    public void broadcast(Tensor fromTensor, long fromOffset, Tensor intoTensor, long intoOffset, long count, int root) {
+        CudaTensor from = onDevice(fromTensor, "broadcast"), into = onDevice(intoTensor, "broadcast");
         requireOpen();
         sameType(from, into);
         long src = address(from, fromOffset, count), dst = address(into, intoOffset, count);

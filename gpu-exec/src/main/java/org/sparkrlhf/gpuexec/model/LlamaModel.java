@@ -540,9 +540,8 @@ public final class LlamaModel implements AutoCloseable {
             boolean all = true;
             for (boolean b : a.inVocab) all &= b;
             if (!all) {
-                float[] d = backend.download(a.dResidual);
-                ParallelGroups.zeroOutside(d, a.inVocab, config.hiddenSize());
-                backend.upload(a.dLn, d);
+                backend.copy(a.dLn, a.dResidual);
+                groups.zeroOutside(a.dLn, a.inVocab);
                 dOut = a.dLn;
             }
             backend.embeddingBackward(embedUseGradient(), a.ids, dOut);
@@ -564,23 +563,7 @@ public final class LlamaModel implements AutoCloseable {
 
     /** After a backward with tied embeddings across stages: both copies' gradient = head use + embedding use. */
     private void exchangeTiedGradients() {
-        if (tiedOwnGrad == null) return;
-        int last = shard.pp() - 1;
-        Collective pp = groups.pp;
-        float[] mine = backend.download(tiedOwnGrad), other = new float[mine.length];
-        if (shard.firstStage()) {
-            pp.sendFloats(last, mine, 0, mine.length);
-            pp.recvFloats(last, other, 0, other.length);
-        } else if (shard.stage() == last) {
-            pp.recvFloats(0, other, 0, other.length);
-            pp.sendFloats(0, mine, 0, mine.length);
-        } else {
-            return;
-        }
-        float[] head = shard.firstStage() ? other : mine, emb = shard.firstStage() ? mine : other;
-        float[] sum = new float[mine.length];
-        for (int i = 0; i < sum.length; i++) sum[i] = head[i] + emb[i];
-        backend.upload(grads.embed, sum);
+        if (tiedOwnGrad != null) groups.sumTiedGradients(tiedOwnGrad, grads.embed);
     }
 
     // ---------------------------------------------------------------- the heads
@@ -619,28 +602,13 @@ public final class LlamaModel implements AutoCloseable {
         for (int i = 0; i < microBatches.size(); i++) {
             Batch batch = microBatches.get(i);
             Activations a = acts.get(i);
-            int n = batch.batch() * (batch.time() - 1);
-            float[] lp = null, ent = null;
-            if (shard.lastStage()) {
-                lp = batch.dropLast(backend.download(a.logprobs));
-                ent = withEntropy ? batch.dropLast(backend.download(a.entropy)) : null;
-            }
-            if (shard.pp() > 1) {
-                float[] both = groups.broadcastFromLast(lp == null ? null : withEntropy ? concat(lp, ent) : lp, withEntropy ? 2 * n : n);
-                lp = Arrays.copyOfRange(both, 0, n);
-                ent = withEntropy ? Arrays.copyOfRange(both, n, 2 * n) : null;
-            }
+            float[] lp = batch.dropLast(groups.fromLastStage(shard.lastStage() ? a.logprobs : null, a.N));
+            float[] ent = withEntropy ? batch.dropLast(groups.fromLastStage(shard.lastStage() ? a.entropy : null, a.N)) : null;
             out.add(new TokenStats(batch.batch(), batch.time() - 1, lp, ent));
         }
         lastBatches = List.copyOf(microBatches);
         lastKind = Kind.LOGPROBS;
         lastHadEntropy = withEntropy;
-        return out;
-    }
-
-    private static float[] concat(float[] a, float[] b) {
-        float[] out = Arrays.copyOf(a, a.length + b.length);
-        System.arraycopy(b, 0, out, a.length, b.length);
         return out;
     }
 
@@ -712,7 +680,7 @@ public final class LlamaModel implements AutoCloseable {
         List<float[]> out = new ArrayList<>();
         for (int i = 0; i < microBatches.size(); i++) {
             Batch batch = microBatches.get(i);
-            out.add(groups.broadcastFromLast(shard.lastStage() ? backend.download(acts.get(i).values) : null, batch.tokens()));
+            out.add(groups.fromLastStage(shard.lastStage() ? acts.get(i).values : null, batch.tokens()));
         }
         lastBatches = List.copyOf(microBatches);
         lastKind = Kind.VALUES;
@@ -772,7 +740,7 @@ public final class LlamaModel implements AutoCloseable {
         }
         List<float[]> out = new ArrayList<>();
         for (int i = 0; i < microBatches.size(); i++) {
-            out.add(groups.broadcastFromLast(shard.lastStage() ? backend.download(acts.get(i).scoreOut) : null, microBatches.get(i).batch()));
+            out.add(groups.fromLastStage(shard.lastStage() ? acts.get(i).scoreOut : null, microBatches.get(i).batch()));
         }
         lastBatches = List.copyOf(microBatches);
         lastKind = Kind.SCORES;

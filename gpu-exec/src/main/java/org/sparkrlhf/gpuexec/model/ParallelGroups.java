@@ -1,11 +1,12 @@
 package org.sparkrlhf.gpuexec.model;
 
 import org.sparkrlhf.gpuexec.backend.Backend;
+import org.sparkrlhf.gpuexec.backend.DType;
 import org.sparkrlhf.gpuexec.backend.Tensor;
 import org.sparkrlhf.gpuexec.parallel.Collective;
 import org.sparkrlhf.gpuexec.parallel.ShardSpec;
 
-import java.util.Arrays;
+import java.util.Map;
 
 /**
  * A shard's tensor-parallel group (its rank is the tensor rank) and pipeline group (its rank is the
@@ -37,23 +38,34 @@ final class ParallelGroups {
         this.vocab1 = shard.partEnd(config.vocabSize());
     }
 
-    /** t = sum over the tensor-parallel group of t. */
+    /** t = sum over the tensor-parallel group of t, in place (on GPUs NCCL on the tensor itself). */
     void allReduceTp(Tensor t) {
         if (shard.tp() == 1) return;
-        float[] v = backend.download(t);
-        tp.allReduceSum(v);
-        backend.upload(t, v);
+        tp.allReduceSum(backend, t);
     }
 
+    /** Sends t to pipeline stage {@code stage}, which receives it with {@link #recvFrom}: a chain, so a send may wait for its receive. */
     void sendTo(int stage, Tensor t) {
-        float[] v = backend.download(t);
-        pp.sendFloats(stage, v, 0, v.length);
+        pp.sendTensor(backend, t, stage);
     }
 
     void recvFrom(int stage, Tensor t) {
-        float[] v = new float[Math.toIntExact(t.numel())];
-        pp.recvFloats(stage, v, 0, v.length);
-        backend.upload(t, v);
+        pp.recvTensor(backend, t, stage);
+    }
+
+    /**
+     * After a backward whose embedding is tied across the first and last stage: each holds the
+     * gradient of its own use in {@code own}; both end with {@code sum} = head use + embedding use.
+     * The two stages swap {@code own} in one exchange (both send and receive, so neither order can
+     * deadlock), straight into {@code sum}, and add their own; other stages do nothing.
+     */
+    void sumTiedGradients(Tensor own, Tensor sum) {
+        int last = shard.pp() - 1, peer;
+        if (shard.firstStage()) peer = last;
+        else if (shard.stage() == last) peer = 0;
+        else return;
+        pp.exchangeTensors(backend, Map.of(peer, own), Map.of(peer, sum));
+        backend.add(sum, sum, own);
     }
 
     /** Copies the last stage's values to every stage. */
@@ -65,6 +77,28 @@ final class ParallelGroups {
     }
 
     /**
+     * The values of the last stage's float tensor {@code onLast} (null on the other stages) of
+     * {@code length} elements, on every stage: broadcast on the device (through an F32 copy, which
+     * every stage can allocate without knowing the last stage's dtype), then downloaded.
+     */
+    float[] fromLastStage(Tensor onLast, int length) {
+        if (shard.pp() == 1) return backend.download(onLast);
+        Tensor t = backend.allocate(DType.F32, length);
+        try {
+            if (shard.lastStage()) {
+                if (onLast.numel() != length) {
+                    throw new IllegalStateException("broadcast of " + onLast.describe() + ", expected " + length + " values");
+                }
+                backend.copy(t, onLast);
+            }
+            pp.broadcast(backend, t, shard.pp() - 1);
+            return backend.download(t);
+        } finally {
+            backend.free(t);
+        }
+    }
+
+    /**
      * Vocabulary-parallel embedding: out[n] = embed[ids[n]] for the ids in this rank's range, 0
      * for the others, then the all-reduce over the tensor ranks. Returns which ids were in range.
      */
@@ -72,33 +106,82 @@ final class ParallelGroups {
         int n = ids.length, V = config.vocabSize();
         int[] local = new int[n];
         boolean[] in = new boolean[n];
-        boolean all = true;
         for (int i = 0; i < n; i++) {
             int id = ids[i];
             if (id < 0 || id >= V) throw new IllegalArgumentException("token id " + id + " outside the vocabulary [0, " + V + ")");
             in[i] = id >= vocab0 && id < vocab1;
             local[i] = in[i] ? id - vocab0 : 0;
-            all &= in[i];
         }
         backend.upload(localIds, local);
         backend.embedding(out, localIds, embed);
-        if (!all || shard.tp() > 1) {
-            float[] x = backend.download(out);
-            zeroOutside(x, in, config.hiddenSize());
-            tp.allReduceSum(x);
-            backend.upload(out, x);
-        }
+        zeroOutside(out, in);
+        allReduceTp(out);
         return in;
     }
 
-    /** Zeroes the rows of x [n, C] whose flag is false. */
-    static void zeroOutside(float[] x, boolean[] keep, int C) {
-        for (int i = 0; i < keep.length; i++) if (!keep[i]) Arrays.fill(x, i * C, (i + 1) * C, 0f);
+    /**
+     * Zeroes, on the device, the rows of t [n, C] whose flag is false: those rows are gathered,
+     * negated and added back (x + -x is exactly +0, as the host's fill with 0 would be).
+     */
+    void zeroOutside(Tensor t, boolean[] keep) {
+        int k = 0;
+        for (boolean b : keep) if (!b) k++;
+        if (k == 0) return;
+        int[] rows = new int[k];
+        for (int i = 0, j = 0; i < keep.length; i++) if (!keep[i]) rows[j++] = i;
+        Tensor rowIds = backend.allocate(DType.I32, k);
+        Tensor scratch = backend.allocate(DType.F32, k, t.dim(-1));
+        try {
+            backend.upload(rowIds, rows);
+            backend.gatherRows(scratch, t, rowIds);
+            backend.scale(scratch, -1f);
+            backend.gatherRowsBackward(t, scratch, rowIds);
+        } finally {
+            backend.free(scratch);
+            backend.free(rowIds);
+        }
     }
 
-    /** Gathers the vocabulary columns [N, Vt] of every tensor rank into logits [N, V]. */
+    /** Whether every tensor rank holds as many vocabulary columns: then logits move on the device as [N * tp, V / tp] rows. */
+    private boolean evenVocabulary() {
+        return config.vocabSize() % shard.tp() == 0;
+    }
+
+    /** The row order that interleaves [tp, N, w] blocks into [N, tp, w]: row r * tp + t is row t * N + r. */
+    private Tensor interleave(int N) {
+        int n = shard.tp();
+        int[] rows = new int[N * n];
+        for (int r = 0; r < N; r++) for (int t = 0; t < n; t++) rows[r * n + t] = t * N + r;
+        Tensor ids = backend.allocate(DType.I32, rows.length);
+        backend.upload(ids, rows);
+        return ids;
+    }
+
+    /**
+     * Gathers the vocabulary columns [N, Vt] of every tensor rank into logits [N, V]: an all-gather
+     * of the parts as [tp * N, Vt] rows, then one row gather that puts row r of part t at columns
+     * t * Vt of row r (logits [N, V] is [N * tp, Vt] in memory). A vocabulary that does not divide
+     * evenly goes through the host.
+     */
     void gatherLogits(Tensor logits, Tensor localLogits, int N) {
         if (logits == localLogits) return;
+        if (!evenVocabulary()) {
+            gatherLogitsOnHost(logits, localLogits, N);
+            return;
+        }
+        int w = vocab1 - vocab0;
+        Tensor parts = backend.allocate(localLogits.dtype(), shard.tp() * N, w);
+        Tensor order = interleave(N);
+        try {
+            tp.allGather(backend, localLogits, parts);
+            backend.gatherRows(logits, parts, order);
+        } finally {
+            backend.free(order);
+            backend.free(parts);
+        }
+    }
+
+    private void gatherLogitsOnHost(Tensor logits, Tensor localLogits, int N) {
         int V = config.vocabSize(), n = shard.tp();
         int[] offsets = new int[n + 1];
         for (int t = 0; t <= n; t++) offsets[t] = N * ShardSpec.partStart(V, n, t);
@@ -114,13 +197,31 @@ final class ParallelGroups {
         backend.upload(logits, full);
     }
 
-    /** This rank's vocabulary columns of dLogits [N, V], into dLocal [N, Vt]. */
+    /**
+     * This rank's vocabulary columns of dLogits [N, V], into dLocal [N, Vt]: with an even
+     * vocabulary, rows r * tp + tpRank of dLogits copied as [N * tp, Vt].
+     */
     void sliceLogitGradient(Tensor dLocal, Tensor dLogits, int N) {
         if (dLocal == dLogits) return;
         int V = config.vocabSize(), w = vocab1 - vocab0;
-        float[] full = backend.download(dLogits);
-        float[] mine = new float[N * w];
-        for (int r = 0; r < N; r++) System.arraycopy(full, r * V + vocab0, mine, r * w, w);
-        backend.upload(dLocal, mine);
+        if (!evenVocabulary()) {
+            float[] full = backend.download(dLogits);
+            float[] mine = new float[N * w];
+            for (int r = 0; r < N; r++) System.arraycopy(full, r * V + vocab0, mine, r * w, w);
+            backend.upload(dLocal, mine);
+            return;
+        }
+        int[] rows = new int[N];
+        for (int r = 0; r < N; r++) rows[r] = r * shard.tp() + shard.tpRank();
+        Tensor asRows = backend.allocate(dLogits.dtype(), N * shard.tp(), w);
+        Tensor rowIds = backend.allocate(DType.I32, N);
+        try {
+            backend.copy(asRows, dLogits);
+            backend.upload(rowIds, rows);
+            backend.gatherRows(dLocal, asRows, rowIds);
+        } finally {
+            backend.free(rowIds);
+            backend.free(asRows);
+        }
     }
 }

@@ -13,10 +13,12 @@ import java.util.Map;
  *
  * <p>Implementations must be deterministic (an all-reduce adds the ranks' buffers in rank order on
  * every rank, so every rank ends with the same bits), and {@link #sendFloats} must not wait for the
- * peer to receive: the pipeline and the tied-embedding exchange rely on sends that do not block.
+ * peer to receive (host messages may be sent to a peer that sends to this rank first). The model's
+ * own point-to-point traffic moves tensors ({@link #sendTensor}), whose sends may wait.
  *
  * <p>The tensor collectives ({@link #allReduceSum(Backend, List)}, {@link #broadcast(Backend, Tensor, int)},
- * {@link #exchangeTensors}) take a backend's tensors. Here they stage through host memory in chunks of
+ * {@link #allGather(Backend, Tensor, Tensor)}, {@link #exchangeTensors} and the point-to-point
+ * {@link #sendTensor} / {@link #recvTensor} built on it) take a backend's tensors. Here they stage through host memory in chunks of
  * at most {@link #chunkBytes} ({@link HostStaging}); a transport that can reach the backend's memory
  * (NCCL on CUDA tensors) overrides them to work in place.
  */
@@ -96,6 +98,29 @@ public interface Collective {
      */
     default void exchangeTensors(Backend backend, Map<Integer, Tensor> sends, Map<Integer, Tensor> receives) {
         HostStaging.exchangeTensors(this, backend, sends, receives);
+    }
+
+    /**
+     * Sends the float tensor {@code t} to {@code peer}, whose {@link #recvTensor} takes it. Unlike
+     * {@link #sendFloats} this may wait until the peer receives (NCCL sends are rendezvous): callers
+     * use it where the peer posts its receive without first waiting on this rank (a pipeline's
+     * stage-to-stage chain); a pair that sends to each other uses {@link #exchangeTensors}.
+     */
+    default void sendTensor(Backend backend, Tensor t, int peer) {
+        exchangeTensors(backend, Map.of(peer, t), Map.of());
+    }
+
+    /** Receives into the float tensor {@code t} what {@code peer} sends with {@link #sendTensor} (of {@code t}'s size). */
+    default void recvTensor(Backend backend, Tensor t, int peer) {
+        exchangeTensors(backend, Map.of(), Map.of(peer, t));
+    }
+
+    /**
+     * All-gather of equal parts: {@code gathered} (float, {@code size()} times {@code part}'s
+     * elements) ends as every rank's {@code part} in rank order. Copies only, so exact.
+     */
+    default void allGather(Backend backend, Tensor part, Tensor gathered) {
+        HostStaging.allGather(this, backend, part, gathered);
     }
 
     /** The single-rank group: collectives are the identity, point-to-point is an error. */

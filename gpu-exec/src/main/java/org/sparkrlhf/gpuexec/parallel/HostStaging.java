@@ -191,4 +191,32 @@ final class HostStaging {
             backend.upload(receives.get(e.getKey()), e.getValue());
         }
     }
+
+    /** Every rank's part, rank r's broadcast from r in chunks into its place; the own part is copied. */
+    static void allGather(Collective group, Backend backend, Tensor part, Tensor gathered) {
+        requireFloat("all-gather", part);
+        requireFloat("all-gather", gathered);
+        long n = part.numel();
+        if (gathered.numel() != n * group.size()) {
+            throw new IllegalArgumentException("all-gather of " + part.describe() + " over " + group.size()
+                    + " ranks into " + gathered.describe());
+        }
+        if (group.size() == 1) {
+            backend.copy(gathered, part);
+            return;
+        }
+        float[] all = new float[Math.toIntExact(gathered.numel())];
+        System.arraycopy(backend.download(part), 0, all, Math.toIntExact(n * group.rank()), (int) n);
+        int chunk = (int) Math.min(chunkFloats(group), Math.max(1, n));
+        for (int root = 0; root < group.size(); root++) {
+            int base = (int) (n * root);
+            for (int at = 0; at < n; at += chunk) {
+                int c = (int) Math.min(chunk, n - at);
+                float[] piece = Arrays.copyOfRange(all, base + at, base + at + c);
+                group.broadcast(piece, root);
+                System.arraycopy(piece, 0, all, base + at, c);
+            }
+        }
+        backend.upload(gathered, all);
+    }
 }

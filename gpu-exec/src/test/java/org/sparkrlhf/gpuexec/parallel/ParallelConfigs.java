@@ -10,9 +10,17 @@ final class ParallelConfigs {
 
     /** A causal LM with q/k/v, o and MLP biases; layer 1 has a sliding window of 3. */
     static ModelConfig gqa(boolean tied, int layers) {
+        return gqa(tied, layers, 61);
+    }
+
+    /**
+     * {@link #gqa(boolean, int)} with {@code vocab} tokens: one that two tensor ranks split evenly
+     * moves the logits and their gradient on the device, an odd one through the host.
+     */
+    static ModelConfig gqa(boolean tied, int layers, int vocab) {
         int[] windows = new int[layers];
         if (layers > 1) windows[1] = 3;
-        return new ModelConfig("LlamaForCausalLM", "llama", ModelConfig.Head.CAUSAL_LM, 61, 16, 37, layers,
+        return new ModelConfig("LlamaForCausalLM", "llama", ModelConfig.Head.CAUSAL_LM, vocab, 16, 37, layers,
                 4, 2, 4, 1e-5f, 10000.0, RopeScaling.DEFAULT, 64, true, true, true, tied, windows, 0, 1, new int[]{2}, null);
     }
 

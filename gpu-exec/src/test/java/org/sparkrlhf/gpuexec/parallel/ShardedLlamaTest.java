@@ -256,10 +256,11 @@ class ShardedLlamaTest {
         }
     }
 
-    @ParameterizedTest(name = "tp {0} x pp {1}, {2} layers, tied {3}")
-    @CsvSource({"2, 1, 3, false", "1, 2, 3, false", "2, 2, 3, false", "1, 3, 4, false", "2, 2, 3, true", "1, 3, 4, true"})
-    void causalLmMatchesTheUnshardedModel(int tp, int pp, int layers, boolean tied) {
-        ModelConfig c = ParallelConfigs.gqa(tied, layers);
+    @ParameterizedTest(name = "tp {0} x pp {1}, {2} layers, tied {3}, vocab {4}")
+    @CsvSource({"2, 1, 3, false, 61", "1, 2, 3, false, 61", "2, 2, 3, false, 61", "1, 3, 4, false, 61", "2, 2, 3, true, 61",
+            "1, 3, 4, true, 61", "2, 1, 3, false, 64", "2, 2, 3, true, 64"})
+    void causalLmMatchesTheUnshardedModel(int tp, int pp, int layers, boolean tied, int vocab) {
+        ModelConfig c = ParallelConfigs.gqa(tied, layers, vocab);
         compareCausalLm(c, randomWeights(c, 3), tp, pp);
     }
 

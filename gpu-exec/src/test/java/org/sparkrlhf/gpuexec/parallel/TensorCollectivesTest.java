@@ -95,6 +95,53 @@ class TensorCollectivesTest {
         }
     }
 
+    /** Every rank's tensor i, in rank order, in every rank's gathered tensor; the own part too. */
+    @Test
+    void chunkedAllGatherPutsEveryRanksPartInPlace() {
+        for (long chunk : CHUNKS) {
+            List<List<float[]>> results = onRanks(chunk, (group, backend) -> {
+                List<float[]> got = new ArrayList<>();
+                List<Tensor> mine = upload(backend, group.rank());
+                for (int i = 0; i < SHAPES.length; i++) {
+                    Tensor all = backend.allocate(DTYPES[i], RANKS, (int) mine.get(i).numel());
+                    group.allGather(backend, mine.get(i), all);
+                    got.add(backend.download(all));
+                }
+                return got;
+            });
+            for (int i = 0; i < SHAPES.length; i++) {
+                int n = values(0, i).length;
+                float[] want = new float[RANKS * n];
+                for (int r = 0; r < RANKS; r++) System.arraycopy(values(r, i), 0, want, r * n, n);
+                for (int r = 0; r < RANKS; r++) {
+                    assertArrayEquals(want, results.get(r).get(i), "chunk " + chunk + ", rank " + r + ", tensor " + i);
+                }
+            }
+        }
+    }
+
+    /** A pipeline's chain: rank r receives r - 1's tensors (rank 0 starts with its own) and sends them on to r + 1. */
+    @Test
+    void chunkedSendAndReceiveCarryTensorsDownAChain() {
+        for (long chunk : CHUNKS) {
+            List<List<float[]>> results = onRanks(chunk, (group, backend) -> {
+                List<Tensor> carried = upload(backend, group.rank());
+                if (group.rank() > 0) {
+                    for (Tensor t : carried) group.recvTensor(backend, t, group.rank() - 1);
+                }
+                if (group.rank() < RANKS - 1) {
+                    for (Tensor t : carried) group.sendTensor(backend, t, group.rank() + 1);
+                }
+                return carried.stream().map(backend::download).toList();
+            });
+            for (int r = 0; r < RANKS; r++) {
+                for (int i = 0; i < SHAPES.length; i++) {
+                    assertArrayEquals(values(0, i), results.get(r).get(i), "chunk " + chunk + ", rank " + r + ", tensor " + i);
+                }
+            }
+        }
+    }
+
     /** A ring: rank r sends its tensor i to r + 1 and receives r - 1's into a fresh tensor. */
     @Test
     void chunkedExchangeMovesEachTensorToItsPeer() {

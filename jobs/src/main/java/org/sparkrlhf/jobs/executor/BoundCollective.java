@@ -84,6 +84,11 @@ final class BoundCollective implements Collective {
     }
 
     @Override
+    public void allReduceSum(Backend backend, Tensor t) {
+        group().allReduceSum(backend, t);
+    }
+
+    @Override
     public void allReduceSum(Backend backend, List<Tensor> tensors) {
         group().allReduceSum(backend, tensors);
     }
@@ -91,6 +96,21 @@ final class BoundCollective implements Collective {
     @Override
     public void broadcast(Backend backend, Tensor t, int root) {
         group().broadcast(backend, t, root);
+    }
+
+    @Override
+    public void allGather(Backend backend, Tensor part, Tensor gathered) {
+        group().allGather(backend, part, gathered);
+    }
+
+    @Override
+    public void sendTensor(Backend backend, Tensor t, int peer) {
+        group().sendTensor(backend, t, peer);
+    }
+
+    @Override
+    public void recvTensor(Backend backend, Tensor t, int peer) {
+        group().recvTensor(backend, t, peer);
     }
 
     @Override

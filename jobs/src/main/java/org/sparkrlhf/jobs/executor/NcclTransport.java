@@ -18,17 +18,20 @@ import java.util.Map;
 /**
  * The transport between the GPU ranks of one call: collectives (tensor-parallel and data-parallel
  * all-reduce, broadcast) and the reallocation's pairwise {@link #exchangeMessages} over NCCL, on the
- * stream of the rank's CUDA backend; byte messages and the pipeline's point-to-point floats over
- * the call's TCP mesh ({@link TcpCommunicator}).
+ * stream of the rank's CUDA backend; byte messages and host float messages over the call's TCP mesh
+ * ({@link TcpCommunicator}).
  *
- * <p>Why pipeline messages stay on TCP: {@link org.sparkrlhf.gpuexec.parallel.Collective#sendFloats}
- * must return without waiting for the peer (the pipeline schedule and the tied-embedding exchange
- * send before they receive, in both directions), and an NCCL send completes only once the peer
- * posts the matching receive. Giving it that contract would need a host-side send queue and a
- * progress thread per peer; the TCP mesh already is that.
+ * <p>Why host float messages stay on TCP: {@link org.sparkrlhf.gpuexec.parallel.Collective#sendFloats}
+ * must return without waiting for the peer, and an NCCL send completes only once the peer posts the
+ * matching receive. Giving it that contract would need a host-side send queue and a progress thread
+ * per peer; the TCP mesh already is that. The model's pipeline moves device tensors instead
+ * ({@link #sendTensor} / {@link #recvTensor}, over NCCL through {@link #exchangeTensors}), whose
+ * contract allows the wait: stages send along a chain, and the tied-embedding exchange is one
+ * grouped exchange.
  *
- * <p>The tensor collectives ({@link #allReduceSum(Backend, List)}: data-parallel gradients;
- * {@link #broadcast(Backend, Tensor, int)}; {@link #exchangeTensors}) run NCCL in place on the
+ * <p>The tensor collectives ({@link #allReduceSum(Backend, List)}: tensor- and data-parallel sums;
+ * {@link #broadcast(Backend, Tensor, int)}; {@link #allGather(Backend, Tensor, Tensor)}: the
+ * vocabulary-parallel logits; {@link #exchangeTensors}) run NCCL in place on the
  * CUDA backend's tensors, in their dtype (bf16 as ncclBfloat16, fp32 otherwise), at most
  * {@link CommSettings#chunkBytes()} per NCCL operation; no byte goes through the host. Tensors of
  * another backend go the host-staging way of {@link Communicator}. The engine's float collectives
@@ -169,6 +172,37 @@ public final class NcclTransport implements Communicator {
             nccl.broadcast(t, at, Math.min(chunk, t.numel() - at), root);
         }
         nccl.await(timeoutMillis, "broadcast of " + t.describe() + " from rank " + root);
+    }
+
+    /**
+     * Every rank's part into its place in {@code gathered}: rank r's part broadcast from r (out of
+     * place), chunk k of all ranks' parts in one NCCL group; one wait at the end.
+     */
+    @Override
+    public void allGather(Backend b, Tensor part, Tensor gathered) {
+        if (!onThisGpu(b)) {
+            Communicator.super.allGather(b, part, gathered);
+            return;
+        }
+        long n = part.numel();
+        if (gathered.numel() != n * size()) {
+            throw new IllegalArgumentException("all-gather of " + part.describe() + " over " + size() + " ranks into "
+                    + gathered.describe());
+        }
+        String step = "all-gather of " + part.describe() + " over " + size() + " ranks";
+        long chunk = chunkElements(part.dtype());
+        for (long at = 0; at < n; at += chunk) {
+            long count = Math.min(chunk, n - at);
+            nccl.groupStart();
+            try {
+                for (int root = 0; root < size(); root++) {
+                    nccl.broadcast(part, at, gathered, root * n + at, count, root);
+                }
+            } finally {
+                nccl.groupEnd(step + ", elements " + at + " of " + n);
+            }
+        }
+        nccl.await(timeoutMillis, step);
     }
 
     /**

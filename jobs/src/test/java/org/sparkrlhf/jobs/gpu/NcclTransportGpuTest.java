@@ -37,7 +37,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * several GPUs, the reallocation's grouped sends and receives) cannot run here. A one-rank
  * all-reduce is the identity, so its test is that the values come back bit for bit through
  * upload, ncclAllReduce, the deadline wait and download. The tensor collectives run in place on the
- * backend's tensors in chunks of 3 floats (6 bf16 values); that they move their own dtype and range
+ * backend's tensors (the all-gather out of place) in chunks of 3 floats (6 bf16 values); that they move their own dtype and range
  * is checked out of place by gpu-exec's {@code NcclTensorGpuTest}, which one rank can tell apart.
  */
 @Timeout(value = 120, unit = TimeUnit.SECONDS)
@@ -125,6 +125,12 @@ class NcclTransportGpuTest {
                 comm.allReduceSum(backend, List.of(t));
                 comm.broadcast(backend, t, 0);
                 assertArrayEquals(values, backend.download(t), dtype + ": one rank, bit for bit");
+                // the all-gather's out-of-place broadcasts copy the one part, chunk by chunk, into a
+                // tensor of another shape (the logits' [tp * N, V / tp] rows)
+                Tensor all = backend.allocate(dtype, 11, 91);
+                comm.allGather(backend, t, all);
+                assertArrayEquals(values, backend.download(all), dtype + ": all-gather over one rank, bit for bit");
+                backend.free(all);
                 backend.free(t);
             }
             // host arrays are staged through a device buffer of one chunk
