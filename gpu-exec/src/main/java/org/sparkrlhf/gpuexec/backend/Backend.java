@@ -171,7 +171,16 @@ public interface Backend extends AutoCloseable {
      * cache[b, slots[b] + t, :] = x[b, t, :]. Used for keys and values (F32 or BF16 caches), the
      * cache's key mask and the generated-token buffer (I32).
      */
-    void kvAppend(Tensor cache, Tensor x, Tensor slots);
+    default void kvAppend(Tensor cache, Tensor x, Tensor slots) {
+        kvAppend(cache, x, slots, 0);
+    }
+
+    /**
+     * {@link #kvAppend(Tensor, Tensor, Tensor)} into the cache rows [firstRow, firstRow + M) only,
+     * with slots I32 [M] and x holding M * Tn rows of C: cache[firstRow + m, slots[m] + t, :] =
+     * x[m, t, :]. A prefill split into passes of a few sequences fills its rows of a batch's cache.
+     */
+    void kvAppend(Tensor cache, Tensor x, Tensor slots, int firstRow);
 
     /**
      * Attention of one new query per sequence over a KV cache: q and out [B, heads * D], kCache and

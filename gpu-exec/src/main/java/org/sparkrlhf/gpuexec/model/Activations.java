@@ -53,6 +53,18 @@ final class Activations {
 
     /** The buffers of {@code model}'s shard for B x T tokens, per layer only {@code forBackward}. */
     Activations(LlamaModel model, int B, int T, boolean forBackward) {
+        this(model, B, T, forBackward, true);
+    }
+
+    /**
+     * A prefill's buffers: one layer's, shared by all layers, and of the last stage only the final
+     * norm's output (the generator draws from the last position's logits itself).
+     */
+    static Activations forPrefill(LlamaModel model, int B, int T) {
+        return new Activations(model, B, T, false, false);
+    }
+
+    private Activations(LlamaModel model, int B, int T, boolean forBackward, boolean heads) {
         ModelConfig c = model.config();
         this.backend = model.backend();
         this.B = B;
@@ -89,12 +101,13 @@ final class Activations {
         boolean lm = c.head() == ModelConfig.Head.CAUSAL_LM;
         lnf = last ? floats(all, N, C) : null;
         rstdf = last ? floats(all, N) : null;
-        localLogits = last && lm ? floats(all, N, Vt) : null;
-        logits = last && lm ? (Vt == V ? localLogits : floats(all, N, V)) : null;
-        tokenLse = last && lm ? floats(all, N) : null;
-        logprobs = last && lm ? floats(all, N) : null;
-        entropy = last && lm ? floats(all, N) : null;
-        values = last && !lm ? floats(all, N, 1) : null;
+        boolean lmHead = last && heads && lm;
+        localLogits = lmHead ? floats(all, N, Vt) : null;
+        logits = lmHead ? (Vt == V ? localLogits : floats(all, N, V)) : null;
+        tokenLse = lmHead ? floats(all, N) : null;
+        logprobs = lmHead ? floats(all, N) : null;
+        entropy = lmHead ? floats(all, N) : null;
+        values = last && heads && !lm ? floats(all, N, 1) : null;
     }
 
     boolean fits(int b, int t, boolean backward) {

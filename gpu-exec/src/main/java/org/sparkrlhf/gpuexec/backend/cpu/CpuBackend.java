@@ -29,6 +29,7 @@ public final class CpuBackend implements Backend {
 
     private final ForkJoinPool pool;
     private final AtomicLong liveBytes = new AtomicLong();
+    private final AtomicLong peakBytes = new AtomicLong();
     private final boolean ownsPool;
     private final Parallel par;
     private final CpuKernels kernels;
@@ -123,7 +124,7 @@ public final class CpuBackend implements Backend {
     @Override
     public Tensor allocate(DType dtype, int... shape) {
         CpuTensor t = new CpuTensor(dtype, shape);
-        liveBytes.addAndGet(4L * t.numel());
+        peakBytes.accumulateAndGet(liveBytes.addAndGet(4L * t.numel()), Math::max);
         return t;
     }
 
@@ -141,6 +142,16 @@ public final class CpuBackend implements Backend {
      */
     public long liveBytes() {
         return liveBytes.get();
+    }
+
+    /** The most {@link #liveBytes} held at once since the backend started or the last {@link #resetPeakBytes}. */
+    public long peakBytes() {
+        return peakBytes.get();
+    }
+
+    /** Starts a new peak at the bytes live now (to measure one call's peak). */
+    public void resetPeakBytes() {
+        peakBytes.set(liveBytes.get());
     }
 
     @Override
@@ -642,12 +653,12 @@ public final class CpuBackend implements Backend {
     // ---------------------------------------------------------------- KV cache, decode, sampling
 
     @Override
-    public void kvAppend(Tensor cache, Tensor x, Tensor slots) {
+    public void kvAppend(Tensor cache, Tensor x, Tensor slots, int firstRow) {
         CpuTensor c = t(cache, "cache"), xx = t(x, "x");
         int[] sl = t(slots, "slots").readInts();
         require(c.rank() == 2 || c.rank() == 3, "kvAppend", "cache must be [B, S, C] or [B, S], got " + c.describe());
-        int B = c.dim(0), S = c.dim(1), C = c.rank() == 3 ? c.dim(2) : 1;
-        require(sl.length == B, "kvAppend", "slots of " + sl.length + " for cache " + c.describe());
+        int S = c.dim(1), C = c.rank() == 3 ? c.dim(2) : 1, B = sl.length;
+        require(firstRow >= 0 && firstRow + B <= c.dim(0), "kvAppend", "rows " + firstRow + ".." + (firstRow + B - 1) + " outside the cache " + c.describe());
         int Tn = xx.size() / Math.max(1, B * C);
         require(xx.size() == B * Tn * C, "kvAppend", "x " + xx.describe() + " is not " + B + " x Tn rows of " + C);
         require(c.dtype() == DType.I32 ? xx.dtype() == DType.I32 : xx.dtype() != DType.I32, "kvAppend",
@@ -657,13 +668,13 @@ public final class CpuBackend implements Backend {
         }
         if (c.dtype() == DType.I32) {
             int[] ca = c.writeInts(), xa = xx.readInts();
-            for (int b = 0; b < B; b++) System.arraycopy(xa, b * Tn * C, ca, (b * S + sl[b]) * C, Tn * C);
+            for (int b = 0; b < B; b++) System.arraycopy(xa, b * Tn * C, ca, ((firstRow + b) * S + sl[b]) * C, Tn * C);
             return;
         }
         float[] ca = c.write(), xa = xx.read();
         boolean bf16 = c.dtype() == DType.BF16;
         for (int b = 0; b < B; b++) {
-            int dst = (b * S + sl[b]) * C, src = b * Tn * C;
+            int dst = ((firstRow + b) * S + sl[b]) * C, src = b * Tn * C;
             if (!bf16) System.arraycopy(xa, src, ca, dst, Tn * C);
             else for (int i = 0; i < Tn * C; i++) ca[dst + i] = Bf16.round(xa[src + i]);
         }
