@@ -70,6 +70,12 @@ public final class CudaBackend implements Backend {
         return precision;
     }
 
+    /** BF16 in the bf16 mode: the tensor cores read bf16 operands, so bf16 activations need no shadow copies. */
+    @Override
+    public DType activationType() {
+        return precision == Precision.BF16 ? DType.BF16 : DType.F32;
+    }
+
     public CudaContext context() {
         return context;
     }

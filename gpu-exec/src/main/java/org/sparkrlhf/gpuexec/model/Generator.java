@@ -166,23 +166,23 @@ public final class Generator implements AutoCloseable {
             kCache = new Tensor[L];
             vCache = new Tensor[L];
             for (int l = 0; l < L; l++) {
-                kCache[l] = buffers.floats(B, S, model.kvDim());
-                vCache[l] = buffers.floats(B, S, model.kvDim());
+                kCache[l] = buffers.activations(B, S, model.kvDim());
+                vCache[l] = buffers.activations(B, S, model.kvDim());
             }
-            x = buffers.floats(B, C);
-            ln = buffers.floats(B, C);
+            x = buffers.activations(B, C);
+            ln = buffers.activations(B, C);
             rstd = buffers.floats(B);
-            q = buffers.floats(B, model.qDim());
-            k = buffers.floats(B, model.kvDim());
-            v = buffers.floats(B, model.kvDim());
-            att = buffers.floats(B, model.qDim());
-            h = buffers.floats(B, C);
-            gate = buffers.floats(B, I);
-            up = buffers.floats(B, I);
-            swi = buffers.floats(B, I);
+            q = buffers.activations(B, model.qDim());
+            k = buffers.activations(B, model.kvDim());
+            v = buffers.activations(B, model.kvDim());
+            att = buffers.activations(B, model.qDim());
+            h = buffers.activations(B, C);
+            gate = buffers.activations(B, I);
+            up = buffers.activations(B, I);
+            swi = buffers.activations(B, I);
             boolean last = shard.lastStage();
             int Vt = model.vocabEnd() - model.vocabStart();
-            lnf = last ? buffers.floats(B, C) : null;
+            lnf = last ? buffers.activations(B, C) : null;
             localLogits = last ? buffers.floats(B, Vt) : null;
             logits = !last ? null : Vt == config.vocabSize() ? localLogits : buffers.floats(B, config.vocabSize());
             steps = last ? buffers.ints(B) : null;

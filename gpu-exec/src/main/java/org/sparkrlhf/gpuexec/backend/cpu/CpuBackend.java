@@ -30,6 +30,7 @@ public final class CpuBackend implements Backend {
     private final ForkJoinPool pool;
     private final AtomicLong liveBytes = new AtomicLong();
     private final AtomicLong peakBytes = new AtomicLong();
+    private DType activationType = DType.F32;
     private final boolean ownsPool;
     private final Parallel par;
     private final CpuKernels kernels;
@@ -121,10 +122,25 @@ public final class CpuBackend implements Backend {
 
     // ---------------------------------------------------------------- memory
 
+    /**
+     * Stores activations and KV caches as {@code type} (see {@link Backend#activationType}): BF16
+     * emulates a bf16 mode on the CPU, every op rounding what it writes to a BF16 tensor.
+     */
+    public CpuBackend storeActivationsAs(DType type) {
+        if (!type.isFloat()) throw new IllegalArgumentException("activations are F32 or BF16, not " + type);
+        activationType = type;
+        return this;
+    }
+
+    @Override
+    public DType activationType() {
+        return activationType;
+    }
+
     @Override
     public Tensor allocate(DType dtype, int... shape) {
         CpuTensor t = new CpuTensor(dtype, shape);
-        peakBytes.accumulateAndGet(liveBytes.addAndGet(4L * t.numel()), Math::max);
+        peakBytes.accumulateAndGet(liveBytes.addAndGet(ledgerBytes(t)), Math::max);
         return t;
     }
 
@@ -132,13 +148,18 @@ public final class CpuBackend implements Backend {
     public void free(Tensor x) {
         if (x == null) return;
         CpuTensor c = t(x, "tensor");
-        long bytes = 4L * c.numel();
+        long bytes = ledgerBytes(c);
         if (c.release()) liveBytes.addAndGet(-bytes);
     }
 
+    /** Bytes a device storing the type natively holds for t (the CPU keeps BF16 values as rounded floats). */
+    private static long ledgerBytes(CpuTensor t) {
+        return (long) t.dtype().bytes() * t.numel();
+    }
+
     /**
-     * The allocation ledger: bytes of the tensors allocated on this backend and not yet freed (4
-     * per element whatever the type: the CPU keeps BF16 values as floats).
+     * The allocation ledger: bytes of the tensors allocated on this backend and not yet freed, as
+     * a device would hold them (2 bytes a BF16 element, 4 for F32 and I32).
      */
     public long liveBytes() {
         return liveBytes.get();
@@ -268,6 +289,7 @@ public final class CpuBackend implements Backend {
             require(id[n] >= 0 && id[n] < V, "embedding", "token id " + id[n] + " at row " + n + " outside the vocabulary [0, " + V + ")");
             System.arraycopy(wa, id[n] * C, oa, n * C, C);
         }
+        o.roundIfBf16();
     }
 
     @Override
@@ -298,6 +320,7 @@ public final class CpuBackend implements Backend {
         require(o.size() == N * OC && o.dim(-1) == OC, "matmul", "out " + o.describe() + " for " + N + " rows of " + OC);
         require(b == null || b.size() == OC, "matmul", "bias " + (b == null ? "" : b.describe()) + " for " + OC + " outputs");
         matmul.forward(o, x, w, b == null ? null : b.read(), N, IC, OC);
+        o.roundIfBf16();
     }
 
     @Override
@@ -342,6 +365,7 @@ public final class CpuBackend implements Backend {
                 for (int c = 0; c < C; c++) oa[off + c] = wa[c] * (xa[off + c] * rs);
             }
         });
+        o.roundIfBf16();
     }
 
     @Override
@@ -417,6 +441,7 @@ public final class CpuBackend implements Backend {
                 }
             }
         });
+        c.roundIfBf16();
     }
 
     private static int[] attentionDims(String op, CpuTensor q, CpuTensor k, CpuTensor v, CpuTensor mask, int heads, int kvHeads) {
@@ -444,6 +469,7 @@ public final class CpuBackend implements Backend {
             Attention.forward(o.write(), l.write(), qq.read(), kk.read(), vv.read(), m.readInts(),
                     d[0], d[1], heads, kvHeads, d[2], slidingWindow, par);
         }
+        o.roundIfBf16();
     }
 
     @Override
@@ -473,6 +499,7 @@ public final class CpuBackend implements Backend {
         float[] oa = o.write(), ga = g.read(), ua = u.read();
         if (kernels == CpuKernels.FAST) {
             FastKernels.swiglu(oa, ga, ua, par);
+            o.roundIfBf16();
             return;
         }
         par.range(oa.length, 20, (lo, hi) -> {
@@ -481,6 +508,7 @@ public final class CpuBackend implements Backend {
                 oa[i] = x / (1f + (float) Math.exp(-x)) * ua[i];
             }
         });
+        o.roundIfBf16();
     }
 
     @Override
@@ -608,6 +636,7 @@ public final class CpuBackend implements Backend {
             require(r[m] >= 0 && r[m] < N, "gatherRows", "row " + r[m] + " outside [0, " + N + ")");
             System.arraycopy(xa, r[m] * C, oa, m * C, C);
         }
+        o.roundIfBf16();
     }
 
     @Override
@@ -697,6 +726,7 @@ public final class CpuBackend implements Backend {
         } else {
             Attention.decode(o.write(), qq.read(), kc.read(), vc.read(), m.readInts(), sl, B, S, heads, kvHeads, D, slidingWindow, par);
         }
+        o.roundIfBf16();
     }
 
     @Override
