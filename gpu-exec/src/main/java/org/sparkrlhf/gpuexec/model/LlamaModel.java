@@ -813,7 +813,7 @@ public final class LlamaModel implements AutoCloseable {
      * 7B sizes (about 0.5 MB a token, the fp32 logits of 32000 words most of it), while passes of
      * thousands of tokens keep a GPU's matrix products at full speed.
      */
-    public static final int DEFAULT_MAX_TOKENS_PER_PASS = 8192;
+    public static final int DEFAULT_MAX_TOKENS_PER_PASS = org.sparkrlhf.planner.cost.MemoryModel.MAX_TOKENS_PER_PASS;
 
     /**
      * Bounds the tokens of one inference-only pass: a forward that no backward follows and a
