@@ -611,7 +611,8 @@ public final class LlamaModel implements AutoCloseable {
     /**
      * A forward of several micro-batches. With {@code forBackward} every layer's activations are
      * kept for one {@link #backward(List, List)}; without, a forward that only scores keeps one
-     * layer's buffers, shared by all layers, and a backward is refused.
+     * layer's buffers, shared by all layers, runs in passes of at most {@link #maxTokensPerPass()}
+     * tokens, and a backward is refused.
      */
     public List<TokenStats> forward(List<Batch> microBatches, boolean withEntropy, boolean forBackward) {
         requireHead(ModelConfig.Head.CAUSAL_LM, "forward");
