@@ -155,10 +155,12 @@ public final class MemoryModel {
      * Transient bytes of a forward-only pass over a micro-batch of {@code tokensPerMb} tokens of
      * sequences of {@code seqLen}: the engine runs it in passes of at most {@link #MAX_TOKENS_PER_PASS}
      * tokens, each keeping one layer's buffers (shared by the layers; two residual streams
-     * alternate), the final norm's output and the logits.
+     * alternate), the final norm's output and the logits. One stage runs its passes one after the
+     * other; pipeline stages keep every pass of every micro-batch (each its own buffers, so that the
+     * stages overlap).
      */
     public static double inferenceActivationBytes(ModelSpec m, ParallelStrategy s, double tokensPerMb, int seqLen) {
-        double pass = passTokens(tokensPerMb, seqLen);
+        double pass = s.pp() > 1 ? tokensPerMb * s.microBatches() : passTokens(tokensPerMb, seqLen);
         double work = pass * (activationBytesPerTokenLayer(m, s.tp()) + ACT * m.hidden() + trunkBytesPerToken(m));
         double logits = logitBytes(m, pass, s.tp(), false);
         double gathered = s.zero3() ? 2 * 2.0 * m.layerParams() + 2.0 * Math.max(m.embeddingParams(), m.headParams()) : 0;
