@@ -46,8 +46,8 @@ class CostModelTest {
         assertEquals(16 * L7.layerParams() + L7.embeddingParams(), MemoryModel.stageParams(L7, 2, 0), 0);
         assertEquals(16 * L7.layerParams() + L7.hidden() + L7.headParams(), MemoryModel.stageParams(L7, 2, 1), 0);
         assertEquals(2.0 * MemoryModel.stageParams(L7, 2, 1), MemoryModel.weightBytes(L7, pp2), 1);
-        // KV cache: 10 sequences of 1000 tokens, k and v, 4096 wide, bf16, 16 layers of a stage, tp 2
-        assertEquals(10 * 1000 * 2.0 * 4096 * 2 * 16 / 2,
+        // KV cache: 10 sequences of 1000 tokens, k and v, 4096 wide, bf16, 16 layers of a stage, tp 2; an int32 key mask
+        assertEquals(10 * 1000 * (2.0 * 4096 * 2 * 16 / 2 + 4),
                 MemoryModel.kvCacheBytes(L7, ParallelStrategy.of(1, 2, 2, 1), 10, 1000), 1);
     }
 

@@ -11,8 +11,8 @@ package org.sparkrlhf.gpuexec.backend;
  *       {@link Tensor#rows()} rows of C. Ops read their sizes from the shapes of their arguments
  *       (and the head counts they are given) and throw {@link IllegalArgumentException} when the
  *       shapes disagree.</li>
- *   <li>Float compute is fp32. Weights may be stored as BF16; activations, gradients and
- *       optimizer state are F32 unless an op says otherwise. Ids, positions, masks, slots and
+ *   <li>Float compute is fp32. Weights may be stored as BF16, activations and KV caches too (see
+ *       {@link #activationType}); gradients and optimizer state are F32 unless an op says otherwise. Ids, positions, masks, slots and
  *       counters are I32.</li>
  *   <li>Forward ops overwrite their outputs. <b>Backward ops add</b> into their gradient outputs
  *       (dIn, dWeight, dBias, ...), so that gradients of a tensor used several times sum up and
@@ -33,6 +33,15 @@ public interface Backend extends AutoCloseable {
     String name();
 
     // ---------------------------------------------------------------- memory
+
+    /**
+     * The type a model stores its activations (the forward's buffers) and KV caches in: F32, or
+     * BF16 in a bf16 mode, which halves them. Norm statistics, attention log-sum-exps, logits and
+     * gradients stay F32 whatever this says.
+     */
+    default DType activationType() {
+        return DType.F32;
+    }
 
     /** A new tensor filled with zeros. */
     Tensor allocate(DType dtype, int... shape);
@@ -171,7 +180,16 @@ public interface Backend extends AutoCloseable {
      * cache[b, slots[b] + t, :] = x[b, t, :]. Used for keys and values (F32 or BF16 caches), the
      * cache's key mask and the generated-token buffer (I32).
      */
-    void kvAppend(Tensor cache, Tensor x, Tensor slots);
+    default void kvAppend(Tensor cache, Tensor x, Tensor slots) {
+        kvAppend(cache, x, slots, 0);
+    }
+
+    /**
+     * {@link #kvAppend(Tensor, Tensor, Tensor)} into the cache rows [firstRow, firstRow + M) only,
+     * with slots I32 [M] and x holding M * Tn rows of C: cache[firstRow + m, slots[m] + t, :] =
+     * x[m, t, :]. A prefill split into passes of a few sequences fills its rows of a batch's cache.
+     */
+    void kvAppend(Tensor cache, Tensor x, Tensor slots, int firstRow);
 
     /**
      * Attention of one new query per sequence over a KV cache: q and out [B, heads * D], kCache and

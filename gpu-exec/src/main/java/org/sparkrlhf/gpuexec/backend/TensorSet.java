@@ -23,6 +23,11 @@ public final class TensorSet {
         return add(backend.allocate(DType.F32, shape));
     }
 
+    /** A float tensor of the backend's {@link Backend#activationType} (activations, KV caches). */
+    public Tensor activations(int... shape) {
+        return add(backend.allocate(backend.activationType(), shape));
+    }
+
     private Tensor add(Tensor t) {
         all.add(t);
         return t;

@@ -70,6 +70,12 @@ public final class CudaBackend implements Backend {
         return precision;
     }
 
+    /** BF16 in the bf16 mode: the tensor cores read bf16 operands, so bf16 activations need no shadow copies. */
+    @Override
+    public DType activationType() {
+        return precision == Precision.BF16 ? DType.BF16 : DType.F32;
+    }
+
     public CudaContext context() {
         return context;
     }
@@ -830,12 +836,14 @@ public final class CudaBackend implements Backend {
     // ---------------------------------------------------------------- KV cache, decoding, sampling
 
     @Override
-    public void kvAppend(Tensor cache, Tensor x, Tensor slots) {
+    public void kvAppend(Tensor cache, Tensor x, Tensor slots, int firstRow) {
         CudaTensor cc = c(cache, "cache"), xx = c(x, "x"), sl = c(slots, "slots");
         isInt("kvAppend slots", sl);
         require(cc.rank() == 2 || cc.rank() == 3, "kvAppend", "cache must be [B, S, C] or [B, S], got " + cc.describe());
-        int B = cc.dim(0), S = cc.dim(1), C = cc.rank() == 3 ? cc.dim(2) : 1;
-        require(sl.numel() == B, "kvAppend", "slots " + sl.describe() + " for cache " + cc.describe());
+        int S = cc.dim(1), C = cc.rank() == 3 ? cc.dim(2) : 1, B = (int) sl.numel();
+        require(firstRow >= 0 && firstRow + B <= cc.dim(0), "kvAppend", "rows " + firstRow + ".." + (firstRow + B - 1) + " outside the cache " + cc.describe());
+        // the kernels see the cache from row firstRow on (a byte offset into its buffer)
+        Object rows = firstRow == 0 ? cc.buffer : cc.buffer.at((long) firstRow * S * C * cc.dtype().bytes());
         long tn = xx.numel() / Math.max(1, (long) B * C);
         require(xx.numel() == B * tn * C, "kvAppend", "x " + xx.describe() + " is not " + B + " x Tn rows of " + C);
         require(tn <= S, "kvAppend", "x " + xx.describe() + " has more rows per sequence than the cache " + cc.describe());
@@ -843,9 +851,9 @@ public final class CudaBackend implements Backend {
         written(cc);
         if (cc.dtype() == DType.I32 || xx.dtype() == DType.I32) {
             require(cc.dtype() == xx.dtype(), "kvAppend", "dtypes " + xx.describe() + " -> " + cc.describe());
-            launch1d(fn("elementwise.cu", "kv_append_int"), (long) B * Tn * C, cc.buffer, xx.buffer, sl.buffer, B, S, Tn, C);
+            launch1d(fn("elementwise.cu", "kv_append_int"), (long) B * Tn * C, rows, xx.buffer, sl.buffer, B, S, Tn, C);
         } else {
-            launch1d(fn("elementwise.cu", "kv_append_float"), (long) B * Tn * C, cc.buffer, cc.bf(), xx.buffer, xx.bf(),
+            launch1d(fn("elementwise.cu", "kv_append_float"), (long) B * Tn * C, rows, cc.bf(), xx.buffer, xx.bf(),
                     sl.buffer, B, S, Tn, C);
         }
     }

@@ -14,7 +14,9 @@ import java.util.List;
  * buffers and the residual stream alternates between two. Widths are the shard's: its heads, kv
  * heads, intermediate features and vocabulary rows of its tensor-parallel part; the final norm and
  * the heads exist on the last stage only, where the full-vocabulary logits are gathered (the same
- * tensor as this rank's when tp = 1).
+ * tensor as this rank's when tp = 1). The layers' buffers and the final norm's output are of the
+ * backend's activation type (BF16 in a bf16 mode); norm statistics, log-sum-exps, logits, the
+ * heads' outputs and every gradient are F32.
  */
 final class Activations {
     final int B, T, N;
@@ -53,6 +55,18 @@ final class Activations {
 
     /** The buffers of {@code model}'s shard for B x T tokens, per layer only {@code forBackward}. */
     Activations(LlamaModel model, int B, int T, boolean forBackward) {
+        this(model, B, T, forBackward, true);
+    }
+
+    /**
+     * A prefill's buffers: one layer's, shared by all layers, and of the last stage only the final
+     * norm's output (the generator draws from the last position's logits itself).
+     */
+    static Activations forPrefill(LlamaModel model, int B, int T) {
+        return new Activations(model, B, T, false, false);
+    }
+
+    private Activations(LlamaModel model, int B, int T, boolean forBackward, boolean heads) {
         ModelConfig c = model.config();
         this.backend = model.backend();
         this.B = B;
@@ -71,30 +85,32 @@ final class Activations {
         mask = ints(all, B, T);
         positions = ints(all, N);
         targets = ints(all, N);
+        DType act = backend.activationType(), f32 = DType.F32;
         residual = new Tensor[layers + 1];
-        for (int l = 0; l <= layers; l++) residual[l] = forBackward || l < 2 ? floats(all, N, C) : residual[l % 2];
-        afterAttention = layers(layers, N, C);
-        ln1 = layers(layers, N, C);
-        rstd1 = layers(layers, N);
-        q = layers(layers, N, Q);
-        k = layers(layers, N, KV);
-        v = layers(layers, N, KV);
-        att = layers(layers, N, Q);
-        lse = layers(layers, B, model.heads(), T);
-        ln2 = layers(layers, N, C);
-        rstd2 = layers(layers, N);
-        gate = layers(layers, N, I);
-        up = layers(layers, N, I);
-        swi = layers(layers, N, I);
+        for (int l = 0; l <= layers; l++) residual[l] = forBackward || l < 2 ? alloc(all, act, N, C) : residual[l % 2];
+        afterAttention = layers(layers, act, N, C);
+        ln1 = layers(layers, act, N, C);
+        rstd1 = layers(layers, f32, N);
+        q = layers(layers, act, N, Q);
+        k = layers(layers, act, N, KV);
+        v = layers(layers, act, N, KV);
+        att = layers(layers, act, N, Q);
+        lse = layers(layers, f32, B, model.heads(), T);
+        ln2 = layers(layers, act, N, C);
+        rstd2 = layers(layers, f32, N);
+        gate = layers(layers, act, N, I);
+        up = layers(layers, act, N, I);
+        swi = layers(layers, act, N, I);
         boolean lm = c.head() == ModelConfig.Head.CAUSAL_LM;
-        lnf = last ? floats(all, N, C) : null;
+        lnf = last ? alloc(all, act, N, C) : null;
         rstdf = last ? floats(all, N) : null;
-        localLogits = last && lm ? floats(all, N, Vt) : null;
-        logits = last && lm ? (Vt == V ? localLogits : floats(all, N, V)) : null;
-        tokenLse = last && lm ? floats(all, N) : null;
-        logprobs = last && lm ? floats(all, N) : null;
-        entropy = last && lm ? floats(all, N) : null;
-        values = last && !lm ? floats(all, N, 1) : null;
+        boolean lmHead = last && heads && lm;
+        localLogits = lmHead ? floats(all, N, Vt) : null;
+        logits = lmHead ? (Vt == V ? localLogits : floats(all, N, V)) : null;
+        tokenLse = lmHead ? floats(all, N) : null;
+        logprobs = lmHead ? floats(all, N) : null;
+        entropy = lmHead ? floats(all, N) : null;
+        values = last && heads && !lm ? floats(all, N, 1) : null;
     }
 
     boolean fits(int b, int t, boolean backward) {
@@ -149,14 +165,18 @@ final class Activations {
         dValues = dScoreOut = dScoreIn = dBypassed = null;
     }
 
-    private Tensor[] layers(int L, int... shape) {
+    private Tensor[] layers(int L, DType type, int... shape) {
         Tensor[] t = new Tensor[L];
-        for (int l = 0; l < L; l++) t[l] = forBackward || l == 0 ? floats(all, shape) : t[0];
+        for (int l = 0; l < L; l++) t[l] = forBackward || l == 0 ? alloc(all, type, shape) : t[0];
         return t;
     }
 
     private Tensor floats(List<Tensor> owner, int... shape) {
-        Tensor t = backend.allocate(DType.F32, shape);
+        return alloc(owner, DType.F32, shape);
+    }
+
+    private Tensor alloc(List<Tensor> owner, DType type, int... shape) {
+        Tensor t = backend.allocate(type, shape);
         owner.add(t);
         return t;
     }

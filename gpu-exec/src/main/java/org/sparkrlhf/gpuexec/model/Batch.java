@@ -49,6 +49,12 @@ public record Batch(int batch, int time, int[] ids, int[] mask) {
         return new Batch(B, T, ids, mask);
     }
 
+    /** Rows [from, to) of this batch (same time length). */
+    public Batch rows(int from, int to) {
+        if (from < 0 || to > batch || from > to) throw new IllegalArgumentException("rows " + from + ".." + to + " of a batch of " + batch);
+        return new Batch(to - from, time, Arrays.copyOfRange(ids, from * time, to * time), Arrays.copyOfRange(mask, from * time, to * time));
+    }
+
     public int tokens() {
         return batch * time;
     }

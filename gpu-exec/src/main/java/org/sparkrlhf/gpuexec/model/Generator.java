@@ -12,8 +12,9 @@ import java.util.List;
 
 /**
  * Batched generation with a KV cache, on a whole model or on one rank's shard of it. Prompts are
- * left-padded to a common length and prefilled with one forward; then each decode step feeds every
- * sequence's last token.
+ * left-padded to a common length and prefilled by forwards over passes of at most the model's
+ * {@link LlamaModel#maxTokensPerPass() tokens per pass} that keep no layer's activations; then each
+ * decode step feeds every sequence's last token.
  *
  * <p>On the whole model a decode step uses only buffers allocated up front, and what changes from
  * step to step (the fed tokens, rotary positions, cache slots, draw counters, finished flags) lives
@@ -138,7 +139,7 @@ public final class Generator implements AutoCloseable {
         final Tensor[] kCache, vCache;
         final Tensor x, ln, rstd, q, k, v, att, h, gate, up, swi;
         /** Last stage only. */
-        final Tensor lnf, localLogits, logits, lastRows, steps, finished, seqIds;
+        final Tensor lnf, localLogits, logits, steps, finished, seqIds;
         /** The whole model's tokens [B, maxNew], kept on the device. */
         final Tensor generatedOnDevice;
         /** A shard's tokens [B, maxNew], as the last stage broadcast them. */
@@ -165,26 +166,25 @@ public final class Generator implements AutoCloseable {
             kCache = new Tensor[L];
             vCache = new Tensor[L];
             for (int l = 0; l < L; l++) {
-                kCache[l] = buffers.floats(B, S, model.kvDim());
-                vCache[l] = buffers.floats(B, S, model.kvDim());
+                kCache[l] = buffers.activations(B, S, model.kvDim());
+                vCache[l] = buffers.activations(B, S, model.kvDim());
             }
-            x = buffers.floats(B, C);
-            ln = buffers.floats(B, C);
+            x = buffers.activations(B, C);
+            ln = buffers.activations(B, C);
             rstd = buffers.floats(B);
-            q = buffers.floats(B, model.qDim());
-            k = buffers.floats(B, model.kvDim());
-            v = buffers.floats(B, model.kvDim());
-            att = buffers.floats(B, model.qDim());
-            h = buffers.floats(B, C);
-            gate = buffers.floats(B, I);
-            up = buffers.floats(B, I);
-            swi = buffers.floats(B, I);
+            q = buffers.activations(B, model.qDim());
+            k = buffers.activations(B, model.kvDim());
+            v = buffers.activations(B, model.kvDim());
+            att = buffers.activations(B, model.qDim());
+            h = buffers.activations(B, C);
+            gate = buffers.activations(B, I);
+            up = buffers.activations(B, I);
+            swi = buffers.activations(B, I);
             boolean last = shard.lastStage();
             int Vt = model.vocabEnd() - model.vocabStart();
-            lnf = last ? buffers.floats(B, C) : null;
+            lnf = last ? buffers.activations(B, C) : null;
             localLogits = last ? buffers.floats(B, Vt) : null;
             logits = !last ? null : Vt == config.vocabSize() ? localLogits : buffers.floats(B, config.vocabSize());
-            lastRows = last ? buffers.ints(B) : null;
             steps = last ? buffers.ints(B) : null;
             finished = last ? buffers.ints(B) : null;
             seqIds = last ? buffers.ints(B) : null;
@@ -226,25 +226,41 @@ public final class Generator implements AutoCloseable {
             return whole ? backend.downloadInts(generatedOnDevice) : generatedShared;
         }
 
-        /** One forward over the padded prompts through this stage, filling its caches; the last stage draws the first tokens. */
+        /**
+         * The padded prompts through this stage, filling its caches; the last stage draws the first
+         * tokens. The rows run in passes of at most the model's tokens per pass, each keeping one
+         * layer's buffers: after each layer the pass's keys and values go to its rows of the caches,
+         * and after the last its final-norm output at each row's last position goes to lnf.
+         */
         boolean prefill(Batch prompt, List<float[]> keptLogits) {
             int Tp = prompt.time();
-            Activations a = new Activations(model, B, Tp);
-            try {
-                model.trunk(a, prompt);
-                for (int l = 0; l < model.numLocalLayers(); l++) {
-                    backend.kvAppend(kCache[l], a.k[l], zeroSlots);
-                    backend.kvAppend(vCache[l], a.v[l], zeroSlots);
+            int C = config.hiddenSize();
+            int next = 0;
+            for (Batch pass : model.passes(List.of(prompt))) {
+                int first = next, n = pass.batch();
+                next += n;
+                Activations a = Activations.forPrefill(model, n, Tp);
+                TensorSet scratch = new TensorSet(backend);
+                try {
+                    Tensor passSlots = scratch.ints(n);
+                    model.trunk(a, pass, null, l -> {
+                        backend.kvAppend(kCache[l], a.k[l], passSlots, first);
+                        backend.kvAppend(vCache[l], a.v[l], passSlots, first);
+                    });
+                    backend.kvAppend(cacheMask, a.mask, passSlots, first);
+                    if (shard.lastStage()) {
+                        Tensor rows = scratch.ints(n), last = scratch.floats(n, C);
+                        int[] r = new int[n];
+                        for (int b = 0; b < n; b++) r[b] = b * Tp + Tp - 1;
+                        backend.upload(rows, r);
+                        backend.gatherRows(last, a.lnf, rows);
+                        // lnf [B, C] as a cache of B rows of C one-wide slots: rows first.. take the pass's last positions
+                        backend.kvAppend(lnf, last, passSlots, first);
+                    }
+                } finally {
+                    a.free();
+                    scratch.free();
                 }
-                backend.kvAppend(cacheMask, a.mask, zeroSlots);
-                if (shard.lastStage()) {
-                    int[] rows = new int[B];
-                    for (int b = 0; b < B; b++) rows[b] = b * Tp + Tp - 1;
-                    backend.upload(lastRows, rows);
-                    backend.gatherRows(lnf, a.lnf, lastRows);
-                }
-            } finally {
-                a.free();
             }
             if (shard.lastStage()) draw(false);
             return finishStep(0, keptLogits);

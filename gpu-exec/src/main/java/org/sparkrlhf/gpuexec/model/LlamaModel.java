@@ -80,6 +80,8 @@ public final class LlamaModel implements AutoCloseable {
     private enum Kind { LOGPROBS, VALUES, SCORES }
 
     private final List<Activations> acts = new ArrayList<>();
+    /** Tokens one inference-only pass (a forward no backward follows, a prefill) runs at most; see {@link #maxTokensPerPass(int)}. */
+    private int maxTokensPerPass = DEFAULT_MAX_TOKENS_PER_PASS;
     private List<Batch> lastBatches;
     private Kind lastKind;
     private boolean lastHadEntropy;
@@ -413,6 +415,15 @@ public final class LlamaModel implements AutoCloseable {
      * given vectors, some rows passed unchanged through a range of layers (S3D's draft).
      */
     void trunk(Activations a, Batch batch, RowEdits edits) {
+        trunk(a, batch, edits, null);
+    }
+
+    /**
+     * {@link #trunk(Activations, Batch, RowEdits)}, calling {@code afterLayer} (null: none) with the
+     * local layer's index after each layer, while a buffer shared by the layers still holds that
+     * layer's values (a prefill appends its keys and values to the cache there).
+     */
+    void trunk(Activations a, Batch batch, RowEdits edits, java.util.function.IntConsumer afterLayer) {
         checkIds(batch);
         backend.upload(a.mask, batch.mask());
         backend.upload(a.positions, batch.positions());
@@ -434,6 +445,7 @@ public final class LlamaModel implements AutoCloseable {
                     () -> backend.attention(a.att[layer], a.lse[layer], a.q[layer], a.k[layer], a.v[layer], a.mask,
                             heads, kvHeads, window),
                     bypass, bypass == null ? null : edits.bypassScratch());
+            if (afterLayer != null) afterLayer.accept(l);
         }
         if (!shard.lastStage()) groups.sendTo(shard.stage() + 1, a.residual[numLocal]);
         else backend.rmsnorm(a.lnf, a.rstdf, a.residual[numLocal], params.finalNorm, config.rmsNormEps());
@@ -582,31 +594,29 @@ public final class LlamaModel implements AutoCloseable {
     /**
      * A forward of several micro-batches. With {@code forBackward} every layer's activations are
      * kept for one {@link #backward(List, List)}; without, a forward that only scores keeps one
-     * layer's buffers, shared by all layers, and a backward is refused.
+     * layer's buffers, shared by all layers, runs in passes of at most {@link #maxTokensPerPass()}
+     * tokens, and a backward is refused.
      */
     public List<TokenStats> forward(List<Batch> microBatches, boolean withEntropy, boolean forBackward) {
         requireHead(ModelConfig.Head.CAUSAL_LM, "forward");
-        for (int i = 0; i < microBatches.size(); i++) {
-            Batch batch = microBatches.get(i);
+        for (Batch batch : microBatches) {
             if (batch.time() < 2) throw new IllegalArgumentException("a causal LM forward needs at least 2 tokens per row, got " + batch.time());
-            Activations a = activations(i, batch, forBackward);
-            trunk(a, batch);
-            if (shard.lastStage()) {
-                backend.matmul(a.localLogits, a.lnf, params.lmHead, null);
-                groups.gatherLogits(a.logits, a.localLogits, a.N);
-                backend.upload(a.targets, batch.nextTokens());
-                backend.tokenLogprobs(a.logprobs, withEntropy ? a.entropy : null, a.tokenLse, a.logits, a.targets);
-            }
         }
+        List<float[][]> results = runHead(microBatches, forBackward, (a, batch) -> {
+            backend.matmul(a.localLogits, a.lnf, params.lmHead, null);
+            groups.gatherLogits(a.logits, a.localLogits, a.N);
+            backend.upload(a.targets, batch.nextTokens());
+            backend.tokenLogprobs(a.logprobs, withEntropy ? a.entropy : null, a.tokenLse, a.logits, a.targets);
+        }, (a, batch) -> {
+            float[] lp = batch.dropLast(groups.fromLastStage(shard.lastStage() ? a.logprobs : null, a.N));
+            float[] ent = withEntropy ? batch.dropLast(groups.fromLastStage(shard.lastStage() ? a.entropy : null, a.N)) : null;
+            return new float[][]{lp, ent};
+        });
         List<TokenStats> out = new ArrayList<>();
         for (int i = 0; i < microBatches.size(); i++) {
             Batch batch = microBatches.get(i);
-            Activations a = acts.get(i);
-            float[] lp = batch.dropLast(groups.fromLastStage(shard.lastStage() ? a.logprobs : null, a.N));
-            float[] ent = withEntropy ? batch.dropLast(groups.fromLastStage(shard.lastStage() ? a.entropy : null, a.N)) : null;
-            out.add(new TokenStats(batch.batch(), batch.time() - 1, lp, ent));
+            out.add(new TokenStats(batch.batch(), batch.time() - 1, results.get(i)[0], results.get(i)[1]));
         }
-        lastBatches = List.copyOf(microBatches);
         lastKind = Kind.LOGPROBS;
         lastHadEntropy = withEntropy;
         return out;
@@ -671,20 +681,11 @@ public final class LlamaModel implements AutoCloseable {
     /** {@link #values(Batch)} of several micro-batches, their activations kept for a backward only {@code forBackward}. */
     public List<float[]> values(List<Batch> microBatches, boolean forBackward) {
         requireHead(ModelConfig.Head.SCORE, "values");
-        for (int i = 0; i < microBatches.size(); i++) {
-            Batch batch = microBatches.get(i);
-            Activations a = activations(i, batch, forBackward);
-            trunk(a, batch);
-            if (shard.lastStage()) backend.matmul(a.values, a.lnf, params.score, null);
-        }
-        List<float[]> out = new ArrayList<>();
-        for (int i = 0; i < microBatches.size(); i++) {
-            Batch batch = microBatches.get(i);
-            out.add(groups.fromLastStage(shard.lastStage() ? acts.get(i).values : null, batch.tokens()));
-        }
-        lastBatches = List.copyOf(microBatches);
+        List<float[][]> results = runHead(microBatches, forBackward,
+                (a, batch) -> backend.matmul(a.values, a.lnf, params.score, null),
+                (a, batch) -> new float[][]{groups.fromLastStage(shard.lastStage() ? a.values : null, batch.tokens())});
         lastKind = Kind.VALUES;
-        return out;
+        return results.stream().map(r -> r[0]).toList();
     }
 
     /** Adds to the gradients the backward of the last {@link #values} from dLoss/dValue [B, T]. */
@@ -724,27 +725,17 @@ public final class LlamaModel implements AutoCloseable {
     /** {@link #scores(Batch)} of several micro-batches, their activations kept for a backward only {@code forBackward}. */
     public List<float[]> scores(List<Batch> microBatches, boolean forBackward) {
         requireHead(ModelConfig.Head.SCORE, "scores");
-        for (int i = 0; i < microBatches.size(); i++) {
-            Batch batch = microBatches.get(i);
-            Activations a = activations(i, batch, forBackward);
-            trunk(a, batch);
-            if (shard.lastStage()) {
-                a.allocateScores();
-                int[] last = batch.lastNonPad(config.padTokenId());
-                int[] rows = new int[batch.batch()];
-                for (int b = 0; b < rows.length; b++) rows[b] = b * batch.time() + last[b];
-                backend.upload(a.scoreRows, rows);
-                backend.gatherRows(a.scoreIn, a.lnf, a.scoreRows);
-                backend.matmul(a.scoreOut, a.scoreIn, params.score, null);
-            }
-        }
-        List<float[]> out = new ArrayList<>();
-        for (int i = 0; i < microBatches.size(); i++) {
-            out.add(groups.fromLastStage(shard.lastStage() ? acts.get(i).scoreOut : null, microBatches.get(i).batch()));
-        }
-        lastBatches = List.copyOf(microBatches);
+        List<float[][]> results = runHead(microBatches, forBackward, (a, batch) -> {
+            a.allocateScores();
+            int[] last = batch.lastNonPad(config.padTokenId());
+            int[] rows = new int[batch.batch()];
+            for (int b = 0; b < rows.length; b++) rows[b] = b * batch.time() + last[b];
+            backend.upload(a.scoreRows, rows);
+            backend.gatherRows(a.scoreIn, a.lnf, a.scoreRows);
+            backend.matmul(a.scoreOut, a.scoreIn, params.score, null);
+        }, (a, batch) -> new float[][]{groups.fromLastStage(shard.lastStage() ? a.scoreOut : null, batch.batch())});
         lastKind = Kind.SCORES;
-        return out;
+        return results.stream().map(r -> r[0]).toList();
     }
 
     /** Adds to the gradients the backward of the last {@link #scores} from dLoss/dScore [B]. */
@@ -784,6 +775,107 @@ public final class LlamaModel implements AutoCloseable {
                 throw new IllegalStateException(what + " after an inference-only forward (it kept no activations for a backward)");
             }
         }
+    }
+
+    /**
+     * A pass of 8192 tokens keeps its buffers (one layer's activations, the logits) to a few GB at
+     * 7B sizes (about 0.5 MB a token, the fp32 logits of 32000 words most of it), while passes of
+     * thousands of tokens keep a GPU's matrix products at full speed.
+     */
+    public static final int DEFAULT_MAX_TOKENS_PER_PASS = org.sparkrlhf.planner.cost.MemoryModel.MAX_TOKENS_PER_PASS;
+
+    /**
+     * Bounds the tokens of one inference-only pass: a forward that no backward follows and a
+     * generator's prefill split their rows into passes of at most this many tokens (one row at
+     * least), with the same results. Every rank of a shard must use the same bound.
+     */
+    public void maxTokensPerPass(int tokens) {
+        if (tokens < 1) throw new IllegalArgumentException("max tokens per pass must be >= 1, got " + tokens);
+        maxTokensPerPass = tokens;
+    }
+
+    public int maxTokensPerPass() {
+        return maxTokensPerPass;
+    }
+
+    /** The rows of each batch split into passes of at most {@link #maxTokensPerPass} tokens, in order. */
+    List<Batch> passes(List<Batch> batches) {
+        List<Batch> out = new ArrayList<>();
+        for (Batch b : batches) {
+            int rows = Math.max(1, maxTokensPerPass / Math.max(1, b.time()));
+            if (rows >= b.batch()) out.add(b);
+            else for (int r = 0; r < b.batch(); r += rows) out.add(b.rows(r, Math.min(b.batch(), r + rows)));
+        }
+        return out;
+    }
+
+    /** What a head does over one pass's trunk output (into its buffers). */
+    private interface HeadPass {
+        void run(Activations a, Batch b);
+    }
+
+    /** What a head's results of one pass are, on every rank: row-major arrays, each split by rows. */
+    private interface HeadRead {
+        float[][] read(Activations a, Batch b);
+    }
+
+    /**
+     * The trunk and a head over micro-batches, each micro-batch's results as row-major arrays.
+     * When a backward follows, micro-batch i keeps its own buffers (slot i). When none does, the
+     * rows are split into {@link #passes} and, on one stage, every pass reuses slot 0's buffers
+     * and is read right after it ran (the other slots are freed); with pipeline stages each pass
+     * has its slot, so that stage s works on pass i while stage s + 1 works on pass i - 1.
+     */
+    private List<float[][]> runHead(List<Batch> microBatches, boolean forBackward, HeadPass head, HeadRead read) {
+        List<Batch> passes = forBackward ? microBatches : passes(microBatches);
+        boolean reuse = !forBackward && shard.pp() == 1;
+        if (reuse) {
+            while (acts.size() > 1) {
+                Activations extra = acts.remove(acts.size() - 1);
+                if (extra != null) extra.free();
+            }
+        }
+        List<float[][]> perPass = new ArrayList<>();
+        for (int i = 0; i < passes.size(); i++) {
+            Batch batch = passes.get(i);
+            Activations a = activations(reuse ? 0 : i, batch, forBackward);
+            trunk(a, batch);
+            if (shard.lastStage()) head.run(a, batch);
+            if (reuse) perPass.add(read.read(a, batch));
+        }
+        if (!reuse) for (int i = 0; i < passes.size(); i++) perPass.add(read.read(acts.get(i), passes.get(i)));
+        lastBatches = reuse ? List.of(passes.get(passes.size() - 1)) : List.copyOf(passes);
+        if (passes.size() == microBatches.size()) return perPass;
+        List<float[][]> out = new ArrayList<>();
+        int p = 0;
+        for (Batch b : microBatches) {
+            List<float[][]> parts = new ArrayList<>();
+            for (int rows = 0; rows < b.batch(); p++) {
+                parts.add(perPass.get(p));
+                rows += passes.get(p).batch();
+            }
+            float[][] joined = new float[parts.get(0).length][];
+            for (int k = 0; k < joined.length; k++) {
+                if (parts.get(0)[k] == null) continue;
+                List<float[]> column = new ArrayList<>();
+                for (float[][] part : parts) column.add(part[k]);
+                joined[k] = concat(column);
+            }
+            out.add(joined);
+        }
+        return out;
+    }
+
+    private static float[] concat(List<float[]> parts) {
+        int n = 0;
+        for (float[] x : parts) n += x.length;
+        float[] out = new float[n];
+        int at = 0;
+        for (float[] x : parts) {
+            System.arraycopy(x, 0, out, at, x.length);
+            at += x.length;
+        }
+        return out;
     }
 
     /** Frees the activations (kept between calls of the same shape). */

@@ -264,14 +264,14 @@ public final class SpeculativeGenerator {
         /** One forward over the padded prompts into slots [0, Tp); returns each row's last logits [B, V]. */
         float[] prefill(Batch prompt) {
             int Tp = prompt.time();
-            Activations a = new Activations(model, B, Tp);
+            // one layer's buffers, shared by the layers: each layer's keys and values go to the caches right after it
+            Activations a = Activations.forPrefill(model, B, Tp);
             Tensor lastRows = buffers.ints(B), last = buffers.floats(B, config.hiddenSize()), lastLogits = buffers.floats(B, config.vocabSize());
             try {
-                model.trunk(a, prompt);
-                for (int l = 0; l < config.numLayers(); l++) {
+                model.trunk(a, prompt, null, l -> {
                     backend.kvAppend(kCache[l], a.k[l], zeroSlots);
                     backend.kvAppend(vCache[l], a.v[l], zeroSlots);
-                }
+                });
                 backend.kvAppend(cacheMask, a.mask, zeroSlots);
                 int[] rows = new int[B];
                 for (int b = 0; b < B; b++) rows[b] = b * Tp + Tp - 1;

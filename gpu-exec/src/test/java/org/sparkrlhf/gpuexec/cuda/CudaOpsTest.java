@@ -300,6 +300,27 @@ class CudaOpsTest {
         assertClose("decodeAttention", cpu, fp32, out, 2e-5);
     }
 
+    /** A prefill pass of two sequences fills rows 1 and 2 of a three-row cache (float caches and the I32 mask). */
+    @ParameterizedTest
+    @CsvSource({"F32", "BF16"})
+    void kvAppendFromAFirstRow(DType cacheType) {
+        SplittableRandom r = new SplittableRandom(11);
+        int B = 3, S = 9, Tn = 4, C = 24, M = 2;
+        Pair cache = floats(cpu, fp32, cacheType, randn(r, B * S * C, 1f), B, S, C);
+        Pair mask = ints(cpu, fp32, new int[B * S], B, S);
+        Pair x = floats(cpu, fp32, DType.F32, randn(r, M * Tn * C, 1f), M, Tn, C);
+        int[] ones = new int[M * Tn];
+        Arrays.fill(ones, 1);
+        Pair xm = ints(cpu, fp32, ones, M, Tn);
+        Pair slots = ints(cpu, fp32, new int[] {0, 5}, M);
+        cpu.kvAppend(cache.cpu(), x.cpu(), slots.cpu(), 1);
+        fp32.kvAppend(cache.gpu(), x.gpu(), slots.gpu(), 1);
+        cpu.kvAppend(mask.cpu(), xm.cpu(), slots.cpu(), 1);
+        fp32.kvAppend(mask.gpu(), xm.gpu(), slots.gpu(), 1);
+        assertClose("kvAppend from row 1", cpu, fp32, cache, 0);
+        assertArrayEquals(cpu.downloadInts(mask.cpu()), fp32.downloadInts(mask.gpu()), "kvAppend of the mask from row 1");
+    }
+
     @ParameterizedTest
     @CsvSource({"0, 0, 1", "1, 0, 1", "0.7, 0, 1", "1, 20, 1", "1, 0, 0.9", "0.8, 50, 0.5", "1.3, 1, 1", "1, 0, 0.05"})
     void samplingPicksTheCpuBackendsTokens(float temperature, int topK, float topP) {

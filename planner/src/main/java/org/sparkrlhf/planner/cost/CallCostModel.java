@@ -117,7 +117,7 @@ public final class CallCostModel {
                 for (int mb : microBatchChoices(layout.pp(), seqsPerReplica)) {
                     ParallelStrategy s = layout.withMicroBatches(mb);
                     double tokensMb = seqsPerReplica * w.seqLen() / mb;
-                    double act = MemoryModel.inferenceActivationBytes(model, s, tokensMb);
+                    double act = MemoryModel.inferenceActivationBytes(model, s, tokensMb, w.seqLen());
                     if (act <= budget) {
                         double t = inferenceSeconds(model, w.seqLen(), s, tokensMb, crossPp, mesh);
                         fits.add(new CallEstimate(t, mb, false, act, copy, homeState));
@@ -134,9 +134,7 @@ public final class CallCostModel {
                 }
                 int mb = (int) Math.min(layout.pp(), Math.floor(seqsPerReplica));
                 ParallelStrategy s = layout.withMicroBatches(Math.max(1, mb));
-                double kv = MemoryModel.kvCacheBytes(model, s, seqsPerReplica, w.seqLen());
-                double prefillTokens = seqsPerReplica * w.promptLen() / s.microBatches();
-                double act = kv + MemoryModel.inferenceActivationBytes(model, s, prefillTokens);
+                double act = MemoryModel.generateActivationBytes(model, s, seqsPerReplica, w.promptLen(), w.seqLen());
                 if (layout.zero3()) {
                     double full = 2.0 * model.totalParams();
                     if (act + full <= budget) {
@@ -188,14 +186,12 @@ public final class CallCostModel {
                         s.microBatches(), recompute, act, copy, homeState);
             }
             case INFERENCE -> {
-                double act = MemoryModel.inferenceActivationBytes(model, s, tokensMb);
+                double act = MemoryModel.inferenceActivationBytes(model, s, tokensMb, w.seqLen());
                 return new CallEstimate(inferenceSeconds(model, w.seqLen(), s, tokensMb, crossPp, mesh), s.microBatches(),
                         false, act, copy, homeState);
             }
             default -> {
-                double kv = MemoryModel.kvCacheBytes(model, s, seqsPerReplica, w.seqLen());
-                double act = kv + MemoryModel.inferenceActivationBytes(model, s,
-                        seqsPerReplica * w.promptLen() / s.microBatches());
+                double act = MemoryModel.generateActivationBytes(model, s, seqsPerReplica, w.promptLen(), w.seqLen());
                 GatherMode mode = GatherMode.NONE;
                 if (s.zero3()) {
                     double full = 2.0 * model.totalParams();

@@ -29,6 +29,8 @@ public final class CpuBackend implements Backend {
 
     private final ForkJoinPool pool;
     private final AtomicLong liveBytes = new AtomicLong();
+    private final AtomicLong peakBytes = new AtomicLong();
+    private DType activationType = DType.F32;
     private final boolean ownsPool;
     private final Parallel par;
     private final CpuKernels kernels;
@@ -120,10 +122,25 @@ public final class CpuBackend implements Backend {
 
     // ---------------------------------------------------------------- memory
 
+    /**
+     * Stores activations and KV caches as {@code type} (see {@link Backend#activationType}): BF16
+     * emulates a bf16 mode on the CPU, every op rounding what it writes to a BF16 tensor.
+     */
+    public CpuBackend storeActivationsAs(DType type) {
+        if (!type.isFloat()) throw new IllegalArgumentException("activations are F32 or BF16, not " + type);
+        activationType = type;
+        return this;
+    }
+
+    @Override
+    public DType activationType() {
+        return activationType;
+    }
+
     @Override
     public Tensor allocate(DType dtype, int... shape) {
         CpuTensor t = new CpuTensor(dtype, shape);
-        liveBytes.addAndGet(4L * t.numel());
+        peakBytes.accumulateAndGet(liveBytes.addAndGet(ledgerBytes(t)), Math::max);
         return t;
     }
 
@@ -131,16 +148,31 @@ public final class CpuBackend implements Backend {
     public void free(Tensor x) {
         if (x == null) return;
         CpuTensor c = t(x, "tensor");
-        long bytes = 4L * c.numel();
+        long bytes = ledgerBytes(c);
         if (c.release()) liveBytes.addAndGet(-bytes);
     }
 
+    /** Bytes a device storing the type natively holds for t (the CPU keeps BF16 values as rounded floats). */
+    private static long ledgerBytes(CpuTensor t) {
+        return (long) t.dtype().bytes() * t.numel();
+    }
+
     /**
-     * The allocation ledger: bytes of the tensors allocated on this backend and not yet freed (4
-     * per element whatever the type: the CPU keeps BF16 values as floats).
+     * The allocation ledger: bytes of the tensors allocated on this backend and not yet freed, as
+     * a device would hold them (2 bytes a BF16 element, 4 for F32 and I32).
      */
     public long liveBytes() {
         return liveBytes.get();
+    }
+
+    /** The most {@link #liveBytes} held at once since the backend started or the last {@link #resetPeakBytes}. */
+    public long peakBytes() {
+        return peakBytes.get();
+    }
+
+    /** Starts a new peak at the bytes live now (to measure one call's peak). */
+    public void resetPeakBytes() {
+        peakBytes.set(liveBytes.get());
     }
 
     @Override
@@ -257,6 +289,7 @@ public final class CpuBackend implements Backend {
             require(id[n] >= 0 && id[n] < V, "embedding", "token id " + id[n] + " at row " + n + " outside the vocabulary [0, " + V + ")");
             System.arraycopy(wa, id[n] * C, oa, n * C, C);
         }
+        o.roundIfBf16();
     }
 
     @Override
@@ -287,6 +320,7 @@ public final class CpuBackend implements Backend {
         require(o.size() == N * OC && o.dim(-1) == OC, "matmul", "out " + o.describe() + " for " + N + " rows of " + OC);
         require(b == null || b.size() == OC, "matmul", "bias " + (b == null ? "" : b.describe()) + " for " + OC + " outputs");
         matmul.forward(o, x, w, b == null ? null : b.read(), N, IC, OC);
+        o.roundIfBf16();
     }
 
     @Override
@@ -331,6 +365,7 @@ public final class CpuBackend implements Backend {
                 for (int c = 0; c < C; c++) oa[off + c] = wa[c] * (xa[off + c] * rs);
             }
         });
+        o.roundIfBf16();
     }
 
     @Override
@@ -406,6 +441,7 @@ public final class CpuBackend implements Backend {
                 }
             }
         });
+        c.roundIfBf16();
     }
 
     private static int[] attentionDims(String op, CpuTensor q, CpuTensor k, CpuTensor v, CpuTensor mask, int heads, int kvHeads) {
@@ -433,6 +469,7 @@ public final class CpuBackend implements Backend {
             Attention.forward(o.write(), l.write(), qq.read(), kk.read(), vv.read(), m.readInts(),
                     d[0], d[1], heads, kvHeads, d[2], slidingWindow, par);
         }
+        o.roundIfBf16();
     }
 
     @Override
@@ -462,6 +499,7 @@ public final class CpuBackend implements Backend {
         float[] oa = o.write(), ga = g.read(), ua = u.read();
         if (kernels == CpuKernels.FAST) {
             FastKernels.swiglu(oa, ga, ua, par);
+            o.roundIfBf16();
             return;
         }
         par.range(oa.length, 20, (lo, hi) -> {
@@ -470,6 +508,7 @@ public final class CpuBackend implements Backend {
                 oa[i] = x / (1f + (float) Math.exp(-x)) * ua[i];
             }
         });
+        o.roundIfBf16();
     }
 
     @Override
@@ -597,6 +636,7 @@ public final class CpuBackend implements Backend {
             require(r[m] >= 0 && r[m] < N, "gatherRows", "row " + r[m] + " outside [0, " + N + ")");
             System.arraycopy(xa, r[m] * C, oa, m * C, C);
         }
+        o.roundIfBf16();
     }
 
     @Override
@@ -642,12 +682,12 @@ public final class CpuBackend implements Backend {
     // ---------------------------------------------------------------- KV cache, decode, sampling
 
     @Override
-    public void kvAppend(Tensor cache, Tensor x, Tensor slots) {
+    public void kvAppend(Tensor cache, Tensor x, Tensor slots, int firstRow) {
         CpuTensor c = t(cache, "cache"), xx = t(x, "x");
         int[] sl = t(slots, "slots").readInts();
         require(c.rank() == 2 || c.rank() == 3, "kvAppend", "cache must be [B, S, C] or [B, S], got " + c.describe());
-        int B = c.dim(0), S = c.dim(1), C = c.rank() == 3 ? c.dim(2) : 1;
-        require(sl.length == B, "kvAppend", "slots of " + sl.length + " for cache " + c.describe());
+        int S = c.dim(1), C = c.rank() == 3 ? c.dim(2) : 1, B = sl.length;
+        require(firstRow >= 0 && firstRow + B <= c.dim(0), "kvAppend", "rows " + firstRow + ".." + (firstRow + B - 1) + " outside the cache " + c.describe());
         int Tn = xx.size() / Math.max(1, B * C);
         require(xx.size() == B * Tn * C, "kvAppend", "x " + xx.describe() + " is not " + B + " x Tn rows of " + C);
         require(c.dtype() == DType.I32 ? xx.dtype() == DType.I32 : xx.dtype() != DType.I32, "kvAppend",
@@ -657,13 +697,13 @@ public final class CpuBackend implements Backend {
         }
         if (c.dtype() == DType.I32) {
             int[] ca = c.writeInts(), xa = xx.readInts();
-            for (int b = 0; b < B; b++) System.arraycopy(xa, b * Tn * C, ca, (b * S + sl[b]) * C, Tn * C);
+            for (int b = 0; b < B; b++) System.arraycopy(xa, b * Tn * C, ca, ((firstRow + b) * S + sl[b]) * C, Tn * C);
             return;
         }
         float[] ca = c.write(), xa = xx.read();
         boolean bf16 = c.dtype() == DType.BF16;
         for (int b = 0; b < B; b++) {
-            int dst = (b * S + sl[b]) * C, src = b * Tn * C;
+            int dst = ((firstRow + b) * S + sl[b]) * C, src = b * Tn * C;
             if (!bf16) System.arraycopy(xa, src, ca, dst, Tn * C);
             else for (int i = 0; i < Tn * C; i++) ca[dst + i] = Bf16.round(xa[src + i]);
         }
@@ -686,6 +726,7 @@ public final class CpuBackend implements Backend {
         } else {
             Attention.decode(o.write(), qq.read(), kc.read(), vc.read(), m.readInts(), sl, B, S, heads, kvHeads, D, slidingWindow, par);
         }
+        o.roundIfBf16();
     }
 
     @Override
