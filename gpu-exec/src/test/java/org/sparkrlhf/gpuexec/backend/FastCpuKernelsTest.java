@@ -128,6 +128,40 @@ class FastCpuKernelsTest {
         });
     }
 
+    @ParameterizedTest
+    @ValueSource(ints = {1, 2})
+    void gradientsAccumulatedByProductsFollowOtherOps(int threads) {
+        // products accumulate dIn and dWeight in native memory: zeroing, two products into the same
+        // gradients, Java ops on them in between (scale, add, an input rewritten after its forward)
+        // and a second step after zeroing must see and leave the same values as the reference
+        int N = 60, IC = 24, OC = 40;
+        same("gradients across ops", threads, 1e-5, b -> {
+            Tensor in = floats(b, gaussian(N * IC, 1, 1), N, IC), in2 = floats(b, gaussian(N * IC, 2, 1), N, IC);
+            Tensor weight = floats(b, gaussian(OC * IC, 3, 0.1), OC, IC), out = b.allocate(DType.F32, N, OC);
+            Tensor g = floats(b, gaussian(N * OC, 4, 1), N, OC), g2 = floats(b, gaussian(N * OC, 5, 1), N, OC);
+            Tensor dx = b.allocate(DType.F32, N, IC), dw = b.allocate(DType.F32, OC, IC), sum = b.allocate(DType.F32, OC, IC);
+            float[][] seen = new float[5][];
+            for (int step = 0; step < 2; step++) {
+                b.zero(dx);
+                b.zero(dw);
+                b.matmul(out, in, weight, null);
+                b.matmulBackward(dx, dw, null, g, in, weight);
+                b.matmul(out, in2, weight, null);
+                b.matmulBackward(dx, dw, null, g2, in2, weight);
+                b.scale(dx, 0.5f);
+                b.matmulBackward(dx, null, null, g, in, weight);
+                b.add(sum, dw, dw);
+                b.matmulBackward(null, dw, null, g2, in, weight);
+                b.upload(in, gaussian(N * IC, 10 + step, 1));
+                b.matmulBackward(null, dw, null, g, in, weight);
+                seen[2 * step] = b.download(dx);
+                seen[2 * step + 1] = b.download(dw);
+            }
+            seen[4] = b.download(sum);
+            return seen;
+        });
+    }
+
     /** Attention inputs: padding on the right of row 0, on the left of row 1 (queries with no key), GQA. */
     static void attentionCase(int threads, int window) {
         int B = 2, T = 9, H = 4, KV = 2, D = 8;

@@ -180,7 +180,7 @@ public final class CpuBackend implements Backend {
     public void zero(Tensor x) {
         CpuTensor c = t(x, "t");
         if (c.dtype() == DType.I32) Arrays.fill(c.writeInts(), 0);
-        else Arrays.fill(c.write(), 0f);
+        else c.zero();
     }
 
     @Override

@@ -11,6 +11,12 @@ import java.util.Arrays;
  * writes them), an int[] for I32. Ops reach the data through {@link #read} and {@link #write};
  * write bumps a version so that derived data (the transposed copy a matmul keeps of a weight,
  * the native mirror OpenBLAS reads it from) knows when it is stale.
+ *
+ * <p>OpenBLAS may also write the native mirror ({@link #nativeForUpdate}): then the mirror holds
+ * the newer values and the array gets them back on the next {@link #read} or {@link #write}. So a
+ * gradient that only products accumulate into (a weight's, or the input gradient that q, k and v
+ * all add to) stays in native memory from its zeroing to the optimizer, with no copy and no add
+ * pass per product.
  */
 final class CpuTensor implements Tensor {
     private final DType dtype;
@@ -22,6 +28,10 @@ final class CpuTensor implements Tensor {
     private long transposedVersion = -1;
     private FloatPointer mirror;
     private long mirrorVersion = -1;
+    /** The mirror holds newer values than the array (written by OpenBLAS since the last read). */
+    private volatile boolean nativeNewer;
+    /** A product accumulated into the mirror: zeroing then clears the mirror rather than the array. */
+    private boolean accumulatesNatively;
 
     CpuTensor(DType dtype, int[] shape) {
         this.dtype = dtype;
@@ -59,7 +69,15 @@ final class CpuTensor implements Tensor {
 
     float[] read() {
         if (floats == null) throw new IllegalArgumentException(freedOr("expected a float tensor, got " + describe()));
+        if (nativeNewer) pull();
         return floats;
+    }
+
+    /** Copies the mirror's newer values into the array. */
+    private synchronized void pull() {
+        if (!nativeNewer) return;
+        mirror.position(0).get(floats, 0, floats.length);
+        nativeNewer = false;
     }
 
     float[] write() {
@@ -79,7 +97,25 @@ final class CpuTensor implements Tensor {
 
     /** Rounds the values to bf16 after an op wrote them, if this tensor is BF16. */
     void roundIfBf16() {
-        if (dtype == DType.BF16) Bf16.roundInPlace(floats);
+        if (dtype == DType.BF16) Bf16.roundInPlace(read());
+    }
+
+    /**
+     * Sets a float tensor to zeros: in the mirror when products accumulate into this tensor (so the
+     * next product need not copy zeros in), else in the array.
+     */
+    synchronized void zero() {
+        if (floats == null) read();
+        if (accumulatesNatively && mirror != null) {
+            version++;
+            mirror.position(0).zero();
+            mirrorVersion = version;
+            nativeNewer = true;
+        } else {
+            nativeNewer = false;
+            Arrays.fill(floats, 0f);
+            version++;
+        }
     }
 
     /** The transpose [cols, rows] of this [rows, cols] matrix, cached until the tensor is written. */
@@ -88,7 +124,7 @@ final class CpuTensor implements Tensor {
             int cols = dim(-1);
             int rows = size() / Math.max(cols, 1);
             if (transposed == null) transposed = new float[size()];
-            Transpose.run(floats, rows, cols, transposed, par);
+            Transpose.run(read(), rows, cols, transposed, par);
             transposedVersion = version;
         }
         return transposed;
@@ -99,13 +135,27 @@ final class CpuTensor implements Tensor {
      * was written (weights: once per optimizer step).
      */
     synchronized FloatPointer nativeMirror() {
-        float[] a = read();
+        if (floats == null) read();
+        float[] a = floats;
         if (mirror == null) mirror = new FloatPointer(Math.max(1, a.length));
-        if (mirrorVersion != version) {
+        if (!nativeNewer && mirrorVersion != version) {
             mirror.position(0).put(a, 0, a.length);
             mirrorVersion = version;
         }
         return mirror.position(0);
+    }
+
+    /**
+     * The mirror, current, for OpenBLAS to update in place (C with beta = 1): the array is stale
+     * until the next {@link #read} or {@link #write} copies the mirror back.
+     */
+    synchronized FloatPointer nativeForUpdate() {
+        FloatPointer m = nativeMirror();
+        version++;
+        mirrorVersion = version;
+        nativeNewer = true;
+        accumulatesNatively = true;
+        return m;
     }
 
     /** Drops the data; returns whether it held any (false for a tensor freed before). */
@@ -114,6 +164,7 @@ final class CpuTensor implements Tensor {
         floats = null;
         ints = null;
         transposed = null;
+        nativeNewer = false;
         if (mirror != null) mirror.close();
         mirror = null;
         return held;
