@@ -133,14 +133,15 @@ class FastCpuKernelsTest {
     void gradientsAccumulatedByProductsFollowOtherOps(int threads) {
         // products accumulate dIn and dWeight in native memory: zeroing, two products into the same
         // gradients, Java ops on them in between (scale, add, an input rewritten after its forward)
-        // and a second step after zeroing must see and leave the same values as the reference
+        // and a second step after zeroing (the first product then overwrites) must see and leave
+        // the same values as the reference
         int N = 60, IC = 24, OC = 40;
         same("gradients across ops", threads, 1e-5, b -> {
             Tensor in = floats(b, gaussian(N * IC, 1, 1), N, IC), in2 = floats(b, gaussian(N * IC, 2, 1), N, IC);
             Tensor weight = floats(b, gaussian(OC * IC, 3, 0.1), OC, IC), out = b.allocate(DType.F32, N, OC);
             Tensor g = floats(b, gaussian(N * OC, 4, 1), N, OC), g2 = floats(b, gaussian(N * OC, 5, 1), N, OC);
             Tensor dx = b.allocate(DType.F32, N, IC), dw = b.allocate(DType.F32, OC, IC), sum = b.allocate(DType.F32, OC, IC);
-            float[][] seen = new float[5][];
+            float[][] seen = new float[7][];
             for (int step = 0; step < 2; step++) {
                 b.zero(dx);
                 b.zero(dw);
@@ -158,6 +159,12 @@ class FastCpuKernelsTest {
                 seen[2 * step + 1] = b.download(dw);
             }
             seen[4] = b.download(sum);
+            // a zeroing not yet taken up by a product is seen by other ops
+            b.zero(dw);
+            b.add(sum, sum, dw);
+            seen[5] = b.download(sum);
+            b.zero(dx);
+            seen[6] = b.download(dx);
             return seen;
         });
     }

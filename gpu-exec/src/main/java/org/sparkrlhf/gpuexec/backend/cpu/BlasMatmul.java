@@ -6,8 +6,9 @@ import org.bytedeco.javacpp.FloatPointer;
  * The products on OpenBLAS's sgemm. Operands are read from the tensors' native mirrors (see
  * {@link CpuTensor#nativeMirror}), copied only after a tensor was written: a weight once per
  * optimizer step, an input once for its forward products (q, k and v share it) and its backward
- * ones. Gradients are accumulated by sgemm itself (beta = 1) into the mirrors of dIn and dWeight,
- * which stay native until an op reads them (see {@link CpuTensor#nativeForUpdate}). With several
+ * ones. Gradients are accumulated by sgemm itself (beta = 1, or 0 on a freshly zeroed gradient)
+ * into the mirrors of dIn and dWeight, which stay native until an op reads them (see
+ * {@link CpuTensor#nativeForUpdate}). With several
  * threads a product is cut into one block per thread, each one single-threaded sgemm: blocks of
  * the output's rows or of its columns, whichever leaves the smaller operand to be read (and
  * packed by OpenBLAS) by every block (rows: all of the right-hand operand; columns: all of the
@@ -84,24 +85,31 @@ final class BlasMatmul implements Matmul {
         FloatPointer gp = dOut.nativeMirror();
         if (dIn != null) {
             // dIn [N, IC] += dOut [N, OC] @ W [OC, IC]
-            FloatPointer w = weight.nativeMirror(), dx = dIn.nativeForUpdate();
+            FloatPointer w = weight.nativeMirror();
+            CpuTensor.NativeTarget t = dIn.nativeForUpdate();
+            FloatPointer dx = t.c();
+            float beta = t.beta();
             if (rowBlocks(N, IC)) {
                 par.blocks(N, (r0, r1) -> OpenBlas.sgemm(false, false, r1 - r0, IC, OC, 1f, gp.getPointer((long) r0 * OC), OC,
-                        w, IC, 1f, dx.getPointer((long) r0 * IC), IC));
+                        w, IC, beta, dx.getPointer((long) r0 * IC), IC));
             } else {
                 par.blocks(IC, (c0, c1) -> OpenBlas.sgemm(false, false, N, c1 - c0, OC, 1f, gp, OC,
-                        w.getPointer(c0), IC, 1f, dx.getPointer(c0), IC));
+                        w.getPointer(c0), IC, beta, dx.getPointer(c0), IC));
             }
         }
         if (dWeight != null) {
             // dW [OC, IC] += dOut^T [OC, N] @ in [N, IC]
-            FloatPointer x = in.nativeMirror(), dw = dWeight.nativeForUpdate();
+            FloatPointer x = in.nativeMirror();
+            if (N == 0) return; // a product over no rows leaves dW as it is (and must not overwrite pending zeros)
+            CpuTensor.NativeTarget t = dWeight.nativeForUpdate();
+            FloatPointer dw = t.c();
+            float beta = t.beta();
             if (rowBlocks(OC, IC)) {
                 par.blocks(OC, (o0, o1) -> OpenBlas.sgemm(true, false, o1 - o0, IC, N, 1f, gp.getPointer(o0), OC,
-                        x, IC, 1f, dw.getPointer((long) o0 * IC), IC));
+                        x, IC, beta, dw.getPointer((long) o0 * IC), IC));
             } else {
                 par.blocks(IC, (c0, c1) -> OpenBlas.sgemm(true, false, OC, c1 - c0, N, 1f, gp, OC,
-                        x.getPointer(c0), IC, 1f, dw.getPointer(c0), IC));
+                        x.getPointer(c0), IC, beta, dw.getPointer(c0), IC));
             }
         }
     }

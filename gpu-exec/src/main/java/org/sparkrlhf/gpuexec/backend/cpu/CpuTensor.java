@@ -28,9 +28,15 @@ final class CpuTensor implements Tensor {
     private long transposedVersion = -1;
     private FloatPointer mirror;
     private long mirrorVersion = -1;
+    /** Where the current values are: {@link #HEAP}, {@link #NATIVE_NEWER} or {@link #ZERO_PENDING}. */
+    private volatile int where = HEAP;
+    /** The array holds the current values (and the mirror too when mirrorVersion == version). */
+    private static final int HEAP = 0;
     /** The mirror holds newer values than the array (written by OpenBLAS since the last read). */
-    private volatile boolean nativeNewer;
-    /** A product accumulated into the mirror: zeroing then clears the mirror rather than the array. */
+    private static final int NATIVE_NEWER = 1;
+    /** The values are all zeros, written nowhere yet: the first product may overwrite (beta = 0). */
+    private static final int ZERO_PENDING = 2;
+    /** A product accumulated into the mirror: zeroing then is deferred to it rather than done in the array. */
     private boolean accumulatesNatively;
 
     CpuTensor(DType dtype, int[] shape) {
@@ -69,15 +75,15 @@ final class CpuTensor implements Tensor {
 
     float[] read() {
         if (floats == null) throw new IllegalArgumentException(freedOr("expected a float tensor, got " + describe()));
-        if (nativeNewer) pull();
+        if (where != HEAP) toHeap();
         return floats;
     }
 
-    /** Copies the mirror's newer values into the array. */
-    private synchronized void pull() {
-        if (!nativeNewer) return;
-        mirror.position(0).get(floats, 0, floats.length);
-        nativeNewer = false;
+    /** Brings the current values into the array: the mirror's newer ones, or pending zeros. */
+    private synchronized void toHeap() {
+        if (where == NATIVE_NEWER) mirror.position(0).get(floats, 0, floats.length);
+        else if (where == ZERO_PENDING) Arrays.fill(floats, 0f);
+        where = HEAP;
     }
 
     float[] write() {
@@ -101,20 +107,18 @@ final class CpuTensor implements Tensor {
     }
 
     /**
-     * Sets a float tensor to zeros: in the mirror when products accumulate into this tensor (so the
-     * next product need not copy zeros in), else in the array.
+     * Sets a float tensor to zeros: when products accumulate into this tensor, by noting it (the
+     * next product then overwrites rather than adds, and any other op's read fills the zeros in),
+     * else in the array.
      */
     synchronized void zero() {
         if (floats == null) read();
-        if (accumulatesNatively && mirror != null) {
-            version++;
-            mirror.position(0).zero();
-            mirrorVersion = version;
-            nativeNewer = true;
+        version++;
+        if (accumulatesNatively) {
+            where = ZERO_PENDING;
         } else {
-            nativeNewer = false;
+            where = HEAP;
             Arrays.fill(floats, 0f);
-            version++;
         }
     }
 
@@ -138,7 +142,11 @@ final class CpuTensor implements Tensor {
         if (floats == null) read();
         float[] a = floats;
         if (mirror == null) mirror = new FloatPointer(Math.max(1, a.length));
-        if (!nativeNewer && mirrorVersion != version) {
+        if (where == ZERO_PENDING) {
+            mirror.position(0).zero();
+            mirrorVersion = version;
+            where = NATIVE_NEWER;
+        } else if (where == HEAP && mirrorVersion != version) {
             mirror.position(0).put(a, 0, a.length);
             mirrorVersion = version;
         }
@@ -146,16 +154,28 @@ final class CpuTensor implements Tensor {
     }
 
     /**
-     * The mirror, current, for OpenBLAS to update in place (C with beta = 1): the array is stale
-     * until the next {@link #read} or {@link #write} copies the mirror back.
+     * The mirror for OpenBLAS to update in place as C of a product that writes every element: beta
+     * 0 while the tensor's zeroing is pending (no memset, no copy), else 1 on the current values.
+     * The array is stale until the next {@link #read} or {@link #write} copies the mirror back.
      */
-    synchronized FloatPointer nativeForUpdate() {
-        FloatPointer m = nativeMirror();
+    synchronized NativeTarget nativeForUpdate() {
+        boolean overwrite = where == ZERO_PENDING;
+        if (overwrite) {
+            if (floats == null) read();
+            if (mirror == null) mirror = new FloatPointer(Math.max(1, floats.length));
+            mirror.position(0);
+        } else {
+            nativeMirror();
+        }
         version++;
         mirrorVersion = version;
-        nativeNewer = true;
+        where = NATIVE_NEWER;
         accumulatesNatively = true;
-        return m;
+        return new NativeTarget(mirror, overwrite ? 0f : 1f);
+    }
+
+    /** Where a product writes C, and the beta it uses there. */
+    record NativeTarget(FloatPointer c, float beta) {
     }
 
     /** Drops the data; returns whether it held any (false for a tensor freed before). */
@@ -164,7 +184,7 @@ final class CpuTensor implements Tensor {
         floats = null;
         ints = null;
         transposed = null;
-        nativeNewer = false;
+        where = HEAP;
         if (mirror != null) mirror.close();
         mirror = null;
         return held;
