@@ -427,8 +427,7 @@ public final class CpuBackend implements Backend {
         sameSize("attention out", o, qq);
         require(l.size() == d[0] * heads * d[1], "attention", "lse " + l.describe() + " must be [B, heads, T]");
         if (blasAttention != null) {
-            blasAttention.forward(o.write(), l.write(), qq.read(), kk.read(), vv.read(), m.readInts(),
-                    d[0], d[1], heads, kvHeads, d[2], slidingWindow);
+            blasAttention.forward(o, l.write(), qq, kk, vv, m.readInts(), d[0], d[1], heads, kvHeads, d[2], slidingWindow);
         } else {
             Attention.forward(o.write(), l.write(), qq.read(), kk.read(), vv.read(), m.readInts(),
                     d[0], d[1], heads, kvHeads, d[2], slidingWindow, par);
@@ -446,8 +445,8 @@ public final class CpuBackend implements Backend {
         sameSize("attentionBackward dv", dvv, vv);
         sameSize("attentionBackward dOut", g, qq);
         if (blasAttention != null) {
-            blasAttention.backward(dqq.write(), dkk.write(), dvv.write(), g.read(), o.read(), l.read(),
-                    qq.read(), kk.read(), vv.read(), m.readInts(), d[0], d[1], heads, kvHeads, d[2], slidingWindow);
+            blasAttention.backward(dqq, dkk, dvv, g, o.read(), l.read(), qq, kk, vv, m.readInts(),
+                    d[0], d[1], heads, kvHeads, d[2], slidingWindow);
         } else {
             Attention.backward(dqq.write(), dkk.write(), dvv.write(), g.read(), o.read(), l.read(),
                     qq.read(), kk.read(), vv.read(), m.readInts(), d[0], d[1], heads, kvHeads, d[2], slidingWindow, par);

@@ -174,6 +174,19 @@ final class CpuTensor implements Tensor {
         return new NativeTarget(mirror, overwrite ? 0f : 1f);
     }
 
+    /**
+     * The mirror, current, for OpenBLAS to add into piece by piece (beta = 1; a pending zeroing is
+     * written into it first). The array is stale until the next {@link #read} or {@link #write}.
+     */
+    synchronized FloatPointer nativeAccumulator() {
+        FloatPointer m = nativeMirror();
+        version++;
+        mirrorVersion = version;
+        where = NATIVE_NEWER;
+        accumulatesNatively = true;
+        return m;
+    }
+
     /** Where a product writes C, and the beta it uses there. */
     record NativeTarget(FloatPointer c, float beta) {
     }
