@@ -223,6 +223,27 @@ class FastCpuKernelsTest {
 
     @ParameterizedTest
     @ValueSource(ints = {1, 2})
+    void decodeAfterKvAppendSeesTheNewRows(int threads) {
+        // the fast decode reads the caches' native mirrors, which kvAppend writes through: a step
+        // after an append must see the new key and value (row 1 has no allowed key before it)
+        int B = 2, S = 6, H = 4, KV = 2, D = 8, C = KV * D;
+        same("decode after kvAppend", threads, 1e-5, b -> {
+            Tensor kc = floats(b, gaussian(B * S * C, 1, 1), B, S, C), vc = floats(b, gaussian(B * S * C, 2, 1), B, S, C);
+            Tensor m = ints(b, new int[]{1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0}, B, S), out = b.allocate(DType.F32, B, H * D);
+            Tensor q = floats(b, gaussian(B * H * D, 3, 1), B, H * D);
+            b.decodeAttention(out, q, kc, vc, m, ints(b, new int[]{2, 2}, B), H, KV, 0);
+            float[] first = b.download(out);
+            Tensor at3 = ints(b, new int[]{3, 3}, B);
+            b.kvAppend(kc, floats(b, gaussian(B * C, 4, 1), B, 1, C), at3);
+            b.kvAppend(vc, floats(b, gaussian(B * C, 5, 1), B, 1, C), at3);
+            b.kvAppend(m, ints(b, new int[]{1, 1}, B, 1), at3);
+            b.decodeAttention(out, q, kc, vc, m, at3, H, KV, 0);
+            return new float[][]{first, b.download(out)};
+        });
+    }
+
+    @ParameterizedTest
+    @ValueSource(ints = {1, 2})
     void softmaxLogprobsAndSwigluMatchTheReference(int threads) {
         int N = 6, V = 1037, I = 2500;
         float[] z = gaussian(N * V, 1, 3);

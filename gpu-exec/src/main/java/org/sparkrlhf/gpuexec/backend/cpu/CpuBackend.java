@@ -35,6 +35,7 @@ public final class CpuBackend implements Backend {
     private final Matmul matmul;
     /** The fast kernels' attention (null with the reference kernels). */
     private final BlasAttention blasAttention;
+    private final BlasDecodeAttention blasDecode;
 
     /** A backend with the default kernels on the pool shared by all default CPU backends of this JVM. */
     public CpuBackend() {
@@ -59,6 +60,7 @@ public final class CpuBackend implements Backend {
         this.kernels = kernels;
         this.matmul = kernels == CpuKernels.FAST ? new BlasMatmul(par) : new ReferenceMatmul(par);
         this.blasAttention = kernels == CpuKernels.FAST ? new BlasAttention(par) : null;
+        this.blasDecode = kernels == CpuKernels.FAST ? new BlasDecodeAttention(par) : null;
     }
 
     private static ForkJoinPool ownPool(int threads) {
@@ -659,13 +661,17 @@ public final class CpuBackend implements Backend {
             for (int b = 0; b < B; b++) System.arraycopy(xa, b * Tn * C, ca, (b * S + sl[b]) * C, Tn * C);
             return;
         }
+        boolean mirrored = c.mirrorCurrent();
         float[] ca = c.write(), xa = xx.read();
         boolean bf16 = c.dtype() == DType.BF16;
+        int[] written = new int[B];
         for (int b = 0; b < B; b++) {
             int dst = (b * S + sl[b]) * C, src = b * Tn * C;
+            written[b] = dst;
             if (!bf16) System.arraycopy(xa, src, ca, dst, Tn * C);
             else for (int i = 0; i < Tn * C; i++) ca[dst + i] = Bf16.round(xa[src + i]);
         }
+        if (mirrored) c.writeThrough(written, Tn * C);
     }
 
     @Override
@@ -681,7 +687,7 @@ public final class CpuBackend implements Backend {
         sameSize("decodeAttention out", o, qq);
         require(m.size() == B * S && sl.length == B, "decodeAttention", "cacheMask " + m.describe() + " / slots for cache " + kc.describe());
         if (kernels == CpuKernels.FAST) {
-            FastDecodeAttention.decode(o.write(), qq.read(), kc.read(), vc.read(), m.readInts(), sl, B, S, heads, kvHeads, D, slidingWindow, par);
+            blasDecode.decode(o, qq, kc, vc, m.readInts(), sl, B, S, heads, kvHeads, D, slidingWindow);
         } else {
             Attention.decode(o.write(), qq.read(), kc.read(), vc.read(), m.readInts(), sl, B, S, heads, kvHeads, D, slidingWindow, par);
         }
@@ -714,6 +720,7 @@ public final class CpuBackend implements Backend {
     public void close() {
         matmul.close();
         if (blasAttention != null) blasAttention.close();
+        if (blasDecode != null) blasDecode.close();
         if (ownsPool) pool.shutdown();
     }
 }

@@ -187,6 +187,22 @@ final class CpuTensor implements Tensor {
         return m;
     }
 
+    /** Whether the mirror holds the current values (taken before a write that {@link #writeThrough} follows). */
+    synchronized boolean mirrorCurrent() {
+        return mirror != null && mirrorVersion == version && where != ZERO_PENDING;
+    }
+
+    /**
+     * After one {@link #write} that changed only the n values at each of offsets, on a tensor whose
+     * mirror was current just before it: copies those values into the mirror, current again (a KV
+     * cache's new rows, so that decoding never copies the whole cache).
+     */
+    synchronized void writeThrough(int[] offsets, int n) {
+        for (int off : offsets) mirror.position(off).put(floats, off, n);
+        mirror.position(0);
+        mirrorVersion = version;
+    }
+
     /** Where a product writes C, and the beta it uses there. */
     record NativeTarget(FloatPointer c, float beta) {
     }
