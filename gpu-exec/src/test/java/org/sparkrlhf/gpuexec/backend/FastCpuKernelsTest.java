@@ -128,6 +128,47 @@ class FastCpuKernelsTest {
         });
     }
 
+    @ParameterizedTest
+    @ValueSource(ints = {1, 2})
+    void gradientsAccumulatedByProductsFollowOtherOps(int threads) {
+        // products accumulate dIn and dWeight in native memory: zeroing, two products into the same
+        // gradients, Java ops on them in between (scale, add, an input rewritten after its forward)
+        // and a second step after zeroing (the first product then overwrites) must see and leave
+        // the same values as the reference
+        int N = 60, IC = 24, OC = 40;
+        same("gradients across ops", threads, 1e-5, b -> {
+            Tensor in = floats(b, gaussian(N * IC, 1, 1), N, IC), in2 = floats(b, gaussian(N * IC, 2, 1), N, IC);
+            Tensor weight = floats(b, gaussian(OC * IC, 3, 0.1), OC, IC), out = b.allocate(DType.F32, N, OC);
+            Tensor g = floats(b, gaussian(N * OC, 4, 1), N, OC), g2 = floats(b, gaussian(N * OC, 5, 1), N, OC);
+            Tensor dx = b.allocate(DType.F32, N, IC), dw = b.allocate(DType.F32, OC, IC), sum = b.allocate(DType.F32, OC, IC);
+            float[][] seen = new float[7][];
+            for (int step = 0; step < 2; step++) {
+                b.zero(dx);
+                b.zero(dw);
+                b.matmul(out, in, weight, null);
+                b.matmulBackward(dx, dw, null, g, in, weight);
+                b.matmul(out, in2, weight, null);
+                b.matmulBackward(dx, dw, null, g2, in2, weight);
+                b.scale(dx, 0.5f);
+                b.matmulBackward(dx, null, null, g, in, weight);
+                b.add(sum, dw, dw);
+                b.matmulBackward(null, dw, null, g2, in, weight);
+                b.upload(in, gaussian(N * IC, 10 + step, 1));
+                b.matmulBackward(null, dw, null, g, in, weight);
+                seen[2 * step] = b.download(dx);
+                seen[2 * step + 1] = b.download(dw);
+            }
+            seen[4] = b.download(sum);
+            // a zeroing not yet taken up by a product is seen by other ops
+            b.zero(dw);
+            b.add(sum, sum, dw);
+            seen[5] = b.download(sum);
+            b.zero(dx);
+            seen[6] = b.download(dx);
+            return seen;
+        });
+    }
+
     /** Attention inputs: padding on the right of row 0, on the left of row 1 (queries with no key), GQA. */
     static void attentionCase(int threads, int window) {
         int B = 2, T = 9, H = 4, KV = 2, D = 8;
@@ -143,8 +184,15 @@ class FastCpuKernelsTest {
             Tensor out = b.allocate(DType.F32, B, T, H * D), lse = b.allocate(DType.F32, B, H, T);
             b.attention(out, lse, qt, kt, vt, m, H, KV, window);
             Tensor dq = floats(b, dq0, B, T, H * D), dk = floats(b, dk0, B, T, KV * D), dv = floats(b, dv0, B, T, KV * D);
-            b.attentionBackward(dq, dk, dv, floats(b, g, B, T, H * D), out, lse, qt, kt, vt, m, H, KV, window);
-            return new float[][]{b.download(out), b.download(lse), b.download(dq), b.download(dk), b.download(dv)};
+            Tensor dOut = floats(b, g, B, T, H * D);
+            b.attentionBackward(dq, dk, dv, dOut, out, lse, qt, kt, vt, m, H, KV, window);
+            float[][] first = {b.download(out), b.download(lse), b.download(dq), b.download(dk), b.download(dv)};
+            // again into freshly zeroed gradients (their zeroing pending until the products)
+            b.zero(dq);
+            b.zero(dk);
+            b.zero(dv);
+            b.attentionBackward(dq, dk, dv, dOut, out, lse, qt, kt, vt, m, H, KV, window);
+            return new float[][]{first[0], first[1], first[2], first[3], first[4], b.download(dq), b.download(dk), b.download(dv)};
         });
     }
 
@@ -171,6 +219,27 @@ class FastCpuKernelsTest {
                 return new float[][]{b.download(out)};
             });
         }
+    }
+
+    @ParameterizedTest
+    @ValueSource(ints = {1, 2})
+    void decodeAfterKvAppendSeesTheNewRows(int threads) {
+        // the fast decode reads the caches' native mirrors, which kvAppend writes through: a step
+        // after an append must see the new key and value (row 1 has no allowed key before it)
+        int B = 2, S = 6, H = 4, KV = 2, D = 8, C = KV * D;
+        same("decode after kvAppend", threads, 1e-5, b -> {
+            Tensor kc = floats(b, gaussian(B * S * C, 1, 1), B, S, C), vc = floats(b, gaussian(B * S * C, 2, 1), B, S, C);
+            Tensor m = ints(b, new int[]{1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0}, B, S), out = b.allocate(DType.F32, B, H * D);
+            Tensor q = floats(b, gaussian(B * H * D, 3, 1), B, H * D);
+            b.decodeAttention(out, q, kc, vc, m, ints(b, new int[]{2, 2}, B), H, KV, 0);
+            float[] first = b.download(out);
+            Tensor at3 = ints(b, new int[]{3, 3}, B);
+            b.kvAppend(kc, floats(b, gaussian(B * C, 4, 1), B, 1, C), at3);
+            b.kvAppend(vc, floats(b, gaussian(B * C, 5, 1), B, 1, C), at3);
+            b.kvAppend(m, ints(b, new int[]{1, 1}, B, 1), at3);
+            b.decodeAttention(out, q, kc, vc, m, at3, H, KV, 0);
+            return new float[][]{first, b.download(out)};
+        });
     }
 
     @ParameterizedTest

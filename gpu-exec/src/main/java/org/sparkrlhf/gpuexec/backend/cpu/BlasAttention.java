@@ -8,14 +8,16 @@ import org.bytedeco.javacpp.FloatPointer;
  * scalar dot products would), the masked softmax in Java over the whole T x T block at once (a
  * loop per row would spend more on its set-up than on its few keys), then P V; the backward
  * recomputes P from the saved log-sum-exp and forms dP = dO V^T, dS = P (dP - delta) scale,
- * dQ += dS K, dK += dS^T Q, dV += P^T dO. Q, K, V and the gradients are staged in native memory
- * once per call; heads are read in place with a row stride (lda = heads * D). Same definition,
+ * dQ += dS K, dK += dS^T Q, dV += P^T dO. Q, K, V, dO and the gradients are read from and added
+ * into the tensors' native mirrors (Q, K, V copied in once for the forward and the backward; dV
+ * and dO stay native between the products next to attention); heads are read in place with a row
+ * stride (lda = heads * D). Same definition,
  * masks and outputs as {@link Attention}. Scratch: five T x T floats per thread.
  */
 final class BlasAttention {
     private final Parallel par;
-    private final NativeScratch q = new NativeScratch(), k = new NativeScratch(), v = new NativeScratch(),
-            o = new NativeScratch(), dq = new NativeScratch(), dk = new NativeScratch(), dv = new NativeScratch();
+    /** The output on its way to the Java array (its readers are Java ops). */
+    private final NativeScratch o = new NativeScratch();
     /** Per block of the parallel loop: T x T scores (and dP) in native memory. */
     private final NativeScratch[] nScores, nGrads;
     /** Per block of the parallel loop: T x T scores, dP, the mask as 0/-inf and as 1/0, exp's scratch. */
@@ -65,13 +67,12 @@ final class BlasAttention {
         }
     }
 
-    void forward(float[] out, float[] lse, float[] qa, float[] ka, float[] va, int[] mask,
+    void forward(CpuTensor outT, float[] lse, CpuTensor qT, CpuTensor kT, CpuTensor vT, int[] mask,
                  int B, int T, int H, int KV, int D, int window) {
         int group = H / KV, qStride = H * D, kvStride = KV * D, TT = T * T;
         float scale = (float) (1.0 / Math.sqrt(D));
-        FloatPointer qs = q.get(qa.length).put(qa, 0, qa.length);
-        FloatPointer ks = k.get(ka.length).put(ka, 0, ka.length);
-        FloatPointer vs = v.get(va.length).put(va, 0, va.length);
+        FloatPointer qs = qT.nativeMirror(), ks = kT.nativeMirror(), vs = vT.nativeMirror();
+        float[] out = outT.write();
         FloatPointer os = o.get(out.length);
         par.parts(B * H, (part, lo, hi) -> {
             FloatPointer sn = nScores[part].get(TT);
@@ -115,17 +116,15 @@ final class BlasAttention {
     }
 
     /** Parallel over (sequence, kv head): the query heads sharing a kv head add into its dK, dV in turn. */
-    void backward(float[] dqa, float[] dka, float[] dva, float[] dOut, float[] out, float[] lse,
-                  float[] qa, float[] ka, float[] va, int[] mask, int B, int T, int H, int KV, int D, int window) {
+    void backward(CpuTensor dqT, CpuTensor dkT, CpuTensor dvT, CpuTensor dOutT, float[] out, float[] lse,
+                  CpuTensor qT, CpuTensor kT, CpuTensor vT, int[] mask, int B, int T, int H, int KV, int D, int window) {
         int group = H / KV, qStride = H * D, kvStride = KV * D, TT = T * T;
         float scale = (float) (1.0 / Math.sqrt(D));
-        FloatPointer qs = q.get(qa.length).put(qa, 0, qa.length);
-        FloatPointer ks = k.get(ka.length).put(ka, 0, ka.length);
-        FloatPointer vs = v.get(va.length).put(va, 0, va.length);
-        FloatPointer gs = o.get(dOut.length).put(dOut, 0, dOut.length);
-        FloatPointer dqs = dq.get(dqa.length).put(dqa, 0, dqa.length);
-        FloatPointer dks = dk.get(dka.length).put(dka, 0, dka.length);
-        FloatPointer dvs = dv.get(dva.length).put(dva, 0, dva.length);
+        FloatPointer qs = qT.nativeMirror(), ks = kT.nativeMirror(), vs = vT.nativeMirror();
+        FloatPointer gs = dOutT.nativeMirror();
+        float[] dOut = dOutT.read();
+        // each head adds into its rows of dQ, dK, dV (beta = 1): a pending zeroing is written first
+        FloatPointer dqs = dqT.nativeAccumulator(), dks = dkT.nativeAccumulator(), dvs = dvT.nativeAccumulator();
         par.parts(B * KV, (part, lo, hi) -> {
             FloatPointer pn = nScores[part].get(TT), gn = nGrads[part].get(TT);
             Block w = blocks[part];
@@ -163,13 +162,10 @@ final class BlasAttention {
                 }
             }
         });
-        dqs.get(dqa, 0, dqa.length);
-        dks.get(dka, 0, dka.length);
-        dvs.get(dva, 0, dva.length);
     }
 
     void close() {
-        for (NativeScratch s : new NativeScratch[]{q, k, v, o, dq, dk, dv}) s.free();
+        o.free();
         for (int i = 0; i < nScores.length; i++) {
             nScores[i].free();
             nGrads[i].free();

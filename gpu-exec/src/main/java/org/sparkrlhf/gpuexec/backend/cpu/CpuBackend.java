@@ -37,6 +37,7 @@ public final class CpuBackend implements Backend {
     private final Matmul matmul;
     /** The fast kernels' attention (null with the reference kernels). */
     private final BlasAttention blasAttention;
+    private final BlasDecodeAttention blasDecode;
 
     /** A backend with the default kernels on the pool shared by all default CPU backends of this JVM. */
     public CpuBackend() {
@@ -61,6 +62,7 @@ public final class CpuBackend implements Backend {
         this.kernels = kernels;
         this.matmul = kernels == CpuKernels.FAST ? new BlasMatmul(par) : new ReferenceMatmul(par);
         this.blasAttention = kernels == CpuKernels.FAST ? new BlasAttention(par) : null;
+        this.blasDecode = kernels == CpuKernels.FAST ? new BlasDecodeAttention(par) : null;
     }
 
     private static ForkJoinPool ownPool(int threads) {
@@ -212,7 +214,7 @@ public final class CpuBackend implements Backend {
     public void zero(Tensor x) {
         CpuTensor c = t(x, "t");
         if (c.dtype() == DType.I32) Arrays.fill(c.writeInts(), 0);
-        else Arrays.fill(c.write(), 0f);
+        else c.zero();
     }
 
     @Override
@@ -463,8 +465,7 @@ public final class CpuBackend implements Backend {
         sameSize("attention out", o, qq);
         require(l.size() == d[0] * heads * d[1], "attention", "lse " + l.describe() + " must be [B, heads, T]");
         if (blasAttention != null) {
-            blasAttention.forward(o.write(), l.write(), qq.read(), kk.read(), vv.read(), m.readInts(),
-                    d[0], d[1], heads, kvHeads, d[2], slidingWindow);
+            blasAttention.forward(o, l.write(), qq, kk, vv, m.readInts(), d[0], d[1], heads, kvHeads, d[2], slidingWindow);
         } else {
             Attention.forward(o.write(), l.write(), qq.read(), kk.read(), vv.read(), m.readInts(),
                     d[0], d[1], heads, kvHeads, d[2], slidingWindow, par);
@@ -483,8 +484,8 @@ public final class CpuBackend implements Backend {
         sameSize("attentionBackward dv", dvv, vv);
         sameSize("attentionBackward dOut", g, qq);
         if (blasAttention != null) {
-            blasAttention.backward(dqq.write(), dkk.write(), dvv.write(), g.read(), o.read(), l.read(),
-                    qq.read(), kk.read(), vv.read(), m.readInts(), d[0], d[1], heads, kvHeads, d[2], slidingWindow);
+            blasAttention.backward(dqq, dkk, dvv, g, o.read(), l.read(), qq, kk, vv, m.readInts(),
+                    d[0], d[1], heads, kvHeads, d[2], slidingWindow);
         } else {
             Attention.backward(dqq.write(), dkk.write(), dvv.write(), g.read(), o.read(), l.read(),
                     qq.read(), kk.read(), vv.read(), m.readInts(), d[0], d[1], heads, kvHeads, d[2], slidingWindow, par);
@@ -700,13 +701,17 @@ public final class CpuBackend implements Backend {
             for (int b = 0; b < B; b++) System.arraycopy(xa, b * Tn * C, ca, ((firstRow + b) * S + sl[b]) * C, Tn * C);
             return;
         }
+        boolean mirrored = c.mirrorCurrent();
         float[] ca = c.write(), xa = xx.read();
         boolean bf16 = c.dtype() == DType.BF16;
+        int[] written = new int[B];
         for (int b = 0; b < B; b++) {
             int dst = ((firstRow + b) * S + sl[b]) * C, src = b * Tn * C;
+            written[b] = dst;
             if (!bf16) System.arraycopy(xa, src, ca, dst, Tn * C);
             else for (int i = 0; i < Tn * C; i++) ca[dst + i] = Bf16.round(xa[src + i]);
         }
+        if (mirrored) c.writeThrough(written, Tn * C);
     }
 
     @Override
@@ -722,7 +727,7 @@ public final class CpuBackend implements Backend {
         sameSize("decodeAttention out", o, qq);
         require(m.size() == B * S && sl.length == B, "decodeAttention", "cacheMask " + m.describe() + " / slots for cache " + kc.describe());
         if (kernels == CpuKernels.FAST) {
-            FastDecodeAttention.decode(o.write(), qq.read(), kc.read(), vc.read(), m.readInts(), sl, B, S, heads, kvHeads, D, slidingWindow, par);
+            blasDecode.decode(o, qq, kc, vc, m.readInts(), sl, B, S, heads, kvHeads, D, slidingWindow);
         } else {
             Attention.decode(o.write(), qq.read(), kc.read(), vc.read(), m.readInts(), sl, B, S, heads, kvHeads, D, slidingWindow, par);
         }
@@ -756,6 +761,7 @@ public final class CpuBackend implements Backend {
     public void close() {
         matmul.close();
         if (blasAttention != null) blasAttention.close();
+        if (blasDecode != null) blasDecode.close();
         if (ownsPool) pool.shutdown();
     }
 }

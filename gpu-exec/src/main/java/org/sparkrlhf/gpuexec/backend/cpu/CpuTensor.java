@@ -11,6 +11,12 @@ import java.util.Arrays;
  * writes them), an int[] for I32. Ops reach the data through {@link #read} and {@link #write};
  * write bumps a version so that derived data (the transposed copy a matmul keeps of a weight,
  * the native mirror OpenBLAS reads it from) knows when it is stale.
+ *
+ * <p>OpenBLAS may also write the native mirror ({@link #nativeForUpdate}): then the mirror holds
+ * the newer values and the array gets them back on the next {@link #read} or {@link #write}. So a
+ * gradient that only products accumulate into (a weight's, or the input gradient that q, k and v
+ * all add to) stays in native memory from its zeroing to the optimizer, with no copy and no add
+ * pass per product.
  */
 final class CpuTensor implements Tensor {
     private final DType dtype;
@@ -22,6 +28,16 @@ final class CpuTensor implements Tensor {
     private long transposedVersion = -1;
     private FloatPointer mirror;
     private long mirrorVersion = -1;
+    /** Where the current values are: {@link #HEAP}, {@link #NATIVE_NEWER} or {@link #ZERO_PENDING}. */
+    private volatile int where = HEAP;
+    /** The array holds the current values (and the mirror too when mirrorVersion == version). */
+    private static final int HEAP = 0;
+    /** The mirror holds newer values than the array (written by OpenBLAS since the last read). */
+    private static final int NATIVE_NEWER = 1;
+    /** The values are all zeros, written nowhere yet: the first product may overwrite (beta = 0). */
+    private static final int ZERO_PENDING = 2;
+    /** A product accumulated into the mirror: zeroing then is deferred to it rather than done in the array. */
+    private boolean accumulatesNatively;
 
     CpuTensor(DType dtype, int[] shape) {
         this.dtype = dtype;
@@ -59,7 +75,15 @@ final class CpuTensor implements Tensor {
 
     float[] read() {
         if (floats == null) throw new IllegalArgumentException(freedOr("expected a float tensor, got " + describe()));
+        if (where != HEAP) toHeap();
         return floats;
+    }
+
+    /** Brings the current values into the array: the mirror's newer ones, or pending zeros. */
+    private synchronized void toHeap() {
+        if (where == NATIVE_NEWER) mirror.position(0).get(floats, 0, floats.length);
+        else if (where == ZERO_PENDING) Arrays.fill(floats, 0f);
+        where = HEAP;
     }
 
     float[] write() {
@@ -77,9 +101,28 @@ final class CpuTensor implements Tensor {
         return readInts();
     }
 
-    /** Rounds the values to bf16 after an op wrote them, if this tensor is BF16. */
+    /**
+     * Rounds the values to bf16 after an op wrote them, if this tensor is BF16; as a write, so that a
+     * native mirror holding the unrounded values is not taken for current.
+     */
     void roundIfBf16() {
-        if (dtype == DType.BF16) Bf16.roundInPlace(floats);
+        if (dtype == DType.BF16) Bf16.roundInPlace(write());
+    }
+
+    /**
+     * Sets a float tensor to zeros: when products accumulate into this tensor, by noting it (the
+     * next product then overwrites rather than adds, and any other op's read fills the zeros in),
+     * else in the array.
+     */
+    synchronized void zero() {
+        if (floats == null) read();
+        version++;
+        if (accumulatesNatively) {
+            where = ZERO_PENDING;
+        } else {
+            where = HEAP;
+            Arrays.fill(floats, 0f);
+        }
     }
 
     /** The transpose [cols, rows] of this [rows, cols] matrix, cached until the tensor is written. */
@@ -88,7 +131,7 @@ final class CpuTensor implements Tensor {
             int cols = dim(-1);
             int rows = size() / Math.max(cols, 1);
             if (transposed == null) transposed = new float[size()];
-            Transpose.run(floats, rows, cols, transposed, par);
+            Transpose.run(read(), rows, cols, transposed, par);
             transposedVersion = version;
         }
         return transposed;
@@ -99,13 +142,72 @@ final class CpuTensor implements Tensor {
      * was written (weights: once per optimizer step).
      */
     synchronized FloatPointer nativeMirror() {
-        float[] a = read();
+        if (floats == null) read();
+        float[] a = floats;
         if (mirror == null) mirror = new FloatPointer(Math.max(1, a.length));
-        if (mirrorVersion != version) {
+        if (where == ZERO_PENDING) {
+            mirror.position(0).zero();
+            mirrorVersion = version;
+            where = NATIVE_NEWER;
+        } else if (where == HEAP && mirrorVersion != version) {
             mirror.position(0).put(a, 0, a.length);
             mirrorVersion = version;
         }
         return mirror.position(0);
+    }
+
+    /**
+     * The mirror for OpenBLAS to update in place as C of a product that writes every element: beta
+     * 0 while the tensor's zeroing is pending (no memset, no copy), else 1 on the current values.
+     * The array is stale until the next {@link #read} or {@link #write} copies the mirror back.
+     */
+    synchronized NativeTarget nativeForUpdate() {
+        boolean overwrite = where == ZERO_PENDING;
+        if (overwrite) {
+            if (floats == null) read();
+            if (mirror == null) mirror = new FloatPointer(Math.max(1, floats.length));
+            mirror.position(0);
+        } else {
+            nativeMirror();
+        }
+        version++;
+        mirrorVersion = version;
+        where = NATIVE_NEWER;
+        accumulatesNatively = true;
+        return new NativeTarget(mirror, overwrite ? 0f : 1f);
+    }
+
+    /**
+     * The mirror, current, for OpenBLAS to add into piece by piece (beta = 1; a pending zeroing is
+     * written into it first). The array is stale until the next {@link #read} or {@link #write}.
+     */
+    synchronized FloatPointer nativeAccumulator() {
+        FloatPointer m = nativeMirror();
+        version++;
+        mirrorVersion = version;
+        where = NATIVE_NEWER;
+        accumulatesNatively = true;
+        return m;
+    }
+
+    /** Whether the mirror holds the current values (taken before a write that {@link #writeThrough} follows). */
+    synchronized boolean mirrorCurrent() {
+        return mirror != null && mirrorVersion == version && where != ZERO_PENDING;
+    }
+
+    /**
+     * After one {@link #write} that changed only the n values at each of offsets, on a tensor whose
+     * mirror was current just before it: copies those values into the mirror, current again (a KV
+     * cache's new rows, so that decoding never copies the whole cache).
+     */
+    synchronized void writeThrough(int[] offsets, int n) {
+        for (int off : offsets) mirror.position(off).put(floats, off, n);
+        mirror.position(0);
+        mirrorVersion = version;
+    }
+
+    /** Where a product writes C, and the beta it uses there. */
+    record NativeTarget(FloatPointer c, float beta) {
     }
 
     /** Drops the data; returns whether it held any (false for a tensor freed before). */
@@ -114,6 +216,7 @@ final class CpuTensor implements Tensor {
         floats = null;
         ints = null;
         transposed = null;
+        where = HEAP;
         if (mirror != null) mirror.close();
         mirror = null;
         return held;

@@ -47,4 +47,16 @@ final class OpenBlas {
                 transB ? openblas_nolapack.CblasTrans : openblas_nolapack.CblasNoTrans,
                 m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     }
+
+    /**
+     * y = alpha op(A) x + beta y, row-major A [m, n]; op(A) = A^T when trans. For one vector a
+     * product costs far less here than through sgemm, whose set-up dominates at these sizes.
+     */
+    static void sgemv(boolean trans, int m, int n, float alpha, FloatPointer a, int lda, FloatPointer x,
+                      float beta, FloatPointer y) {
+        if (m == 0 || n == 0) return;
+        openblas_nolapack.cblas_sgemv(openblas_nolapack.CblasRowMajor,
+                trans ? openblas_nolapack.CblasTrans : openblas_nolapack.CblasNoTrans,
+                m, n, alpha, a, lda, x, 1, beta, y, 1);
+    }
 }
