@@ -28,9 +28,11 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * ({@code src/test/resources/parity/<kernels>/}), written by this test ({@code -Dparity.write=true}):
  * {@code reference/} from the hand-written per-algorithm loops the graph runtime replaced, on the
  * pure-Java kernels (where the KL metric was called {@code kl/ref}; it is named by its estimator
- * now), which the graph runtime reproduces ({@code -Dsparkrlhf.cpu.kernels=reference}); {@code fast/}
- * from the graph runtime on the OpenBLAS kernels, whose sums differ in the last bits and so sample
- * other tokens. Floats are compared to 1e-6 relative.
+ * now), which the graph runtime reproduces ({@code -Dsparkrlhf.cpu.kernels=reference}), except PPO's,
+ * rewritten when mini-batches came to be cut from the whole batch rather than from each rank's rows
+ * (its 2 mini-batches on dp 2 hold other rows now); {@code fast/} from the graph runtime on the
+ * OpenBLAS kernels, whose sums differ in the last bits and so sample other tokens (GRPO and PPO
+ * rewritten at the same change). Floats are compared to 1e-6 relative.
  */
 class AlgorithmParityTest {
     /** The metrics pinned: what the algorithm computes, not how long it took. */
