@@ -2,13 +2,8 @@ package org.sparkrlhf.jobs.executor;
 
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
-import org.sparkrlhf.jobs.testing.InMemoryRendezvous;
 
-import java.util.ArrayList;
 import java.util.List;
-import java.util.concurrent.ExecutorService;
-import java.util.concurrent.Executors;
-import java.util.concurrent.Future;
 import java.util.concurrent.TimeUnit;
 import java.util.function.Function;
 
@@ -21,27 +16,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 @Timeout(value = 60, unit = TimeUnit.SECONDS)
 class TcpCommunicatorTest {
 
-    private static <R> List<R> onRanks(int n, Function<Communicator, R> body) throws Exception {
-        InMemoryRendezvous rendezvous = new InMemoryRendezvous(n);
-        ExecutorService pool = Executors.newFixedThreadPool(n);
-        try {
-            List<Future<R>> futures = new ArrayList<>();
-            for (int r = 0; r < n; r++) {
-                int rank = r;
-                futures.add(pool.submit(() -> {
-                    try (Communicator c = TcpCommunicator.connect(rank, n, "127.0.0.1", rendezvous.forRank(rank), 20_000)) {
-                        return body.apply(c);
-                    }
-                }));
-            }
-            List<R> results = new ArrayList<>();
-            for (Future<R> f : futures) {
-                results.add(f.get());
-            }
-            return results;
-        } finally {
-            pool.shutdownNow();
-        }
+    private static <R> List<R> onRanks(int n, Function<Communicator, R> body) {
+        return TcpRanks.run(n, CommSettings.of(20_000), body::apply);
     }
 
     @Test
