@@ -156,7 +156,7 @@ public final class Generator implements AutoCloseable {
             this.S = S;
             this.maxNew = o.maxNewTokens();
             this.options = o;
-            int C = config.hiddenSize(), L = model.numLocalLayers(), I = model.inter();
+            int C = config.hiddenSize();
             tokens = buffers.ints(B);
             localIds = whole ? null : buffers.ints(B);
             positions = buffers.ints(B);
