@@ -138,6 +138,7 @@ public final class Generator implements AutoCloseable {
         final Tensor tokens, localIds, positions, slots, zeroSlots, ones, cacheMask;
         final Tensor[] kCache, vCache;
         final Tensor x, ln, rstd, q, k, v, att, h, gate, up, swi;
+        final LlamaModel.LayerBuffers layerBuffers;
         /** Last stage only. */
         final Tensor lnf, localLogits, logits, steps, finished, seqIds;
         /** The whole model's tokens [B, maxNew], kept on the device. */
@@ -155,7 +156,7 @@ public final class Generator implements AutoCloseable {
             this.S = S;
             this.maxNew = o.maxNewTokens();
             this.options = o;
-            int C = config.hiddenSize(), L = model.numLocalLayers(), I = model.inter();
+            int C = config.hiddenSize();
             tokens = buffers.ints(B);
             localIds = whole ? null : buffers.ints(B);
             positions = buffers.ints(B);
@@ -163,23 +164,21 @@ public final class Generator implements AutoCloseable {
             zeroSlots = buffers.ints(B);
             ones = buffers.ints(B, 1);
             cacheMask = buffers.ints(B, S);
-            kCache = new Tensor[L];
-            vCache = new Tensor[L];
-            for (int l = 0; l < L; l++) {
-                kCache[l] = buffers.activations(B, S, model.kvDim());
-                vCache[l] = buffers.activations(B, S, model.kvDim());
-            }
-            x = buffers.activations(B, C);
-            ln = buffers.activations(B, C);
-            rstd = buffers.floats(B);
-            q = buffers.activations(B, model.qDim());
-            k = buffers.activations(B, model.kvDim());
-            v = buffers.activations(B, model.kvDim());
-            att = buffers.activations(B, model.qDim());
-            h = buffers.activations(B, C);
-            gate = buffers.activations(B, I);
-            up = buffers.activations(B, I);
-            swi = buffers.activations(B, I);
+            DecodeBuffers d = new DecodeBuffers(buffers, model, B, S, B);
+            layerBuffers = d.layer;
+            kCache = d.kCache;
+            vCache = d.vCache;
+            x = d.x;
+            ln = d.ln;
+            rstd = d.rstd;
+            q = d.q;
+            k = d.k;
+            v = d.v;
+            att = d.att;
+            h = d.h;
+            gate = d.gate;
+            up = d.up;
+            swi = d.swi;
             boolean last = shard.lastStage();
             int Vt = model.vocabEnd() - model.vocabStart();
             lnf = last ? buffers.activations(B, C) : null;
@@ -297,7 +296,7 @@ public final class Generator implements AutoCloseable {
         private void layers() {
             int H = model.heads(), KV = model.kvHeads();
             backend.kvAppend(cacheMask, ones, slots);
-            LlamaModel.LayerBuffers b = new LlamaModel.LayerBuffers(x, ln, rstd, q, k, v, att, h, ln, rstd, gate, up, swi, x);
+            LlamaModel.LayerBuffers b = layerBuffers;
             for (int l = 0; l < model.numLocalLayers(); l++) {
                 final int layer = l;
                 int window = config.slidingWindows()[model.globalLayer(l)];

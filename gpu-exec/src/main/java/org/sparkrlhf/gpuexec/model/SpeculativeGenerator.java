@@ -194,6 +194,7 @@ public final class SpeculativeGenerator {
         final Tensor[] rowsAt, slotsAt;
         final Tensor qRow, attRow, tokenIds, tokenRows, tokenEmb, maskIds, maskRows, maskEmb;
         final Tensor x, ln, rstd, q, k, v, att, h, gate, up, swi, lnf, logits;
+        final LlamaModel.LayerBuffers layer;
         private final TensorSet buffers = new TensorSet(backend);
 
         CachedForward(int B, int Tn, int S) {
@@ -201,13 +202,23 @@ public final class SpeculativeGenerator {
             this.Tn = Tn;
             this.S = S;
             this.N = B * Tn;
-            int C = config.hiddenSize(), I = config.intermediateSize(), L = config.numLayers();
-            kCache = new Tensor[L];
-            vCache = new Tensor[L];
-            for (int l = 0; l < L; l++) {
-                kCache[l] = buffers.floats(B, S, config.kvDim());
-                vCache[l] = buffers.floats(B, S, config.kvDim());
-            }
+            int C = config.hiddenSize();
+            // the caches and layer buffers of plain decoding, for Tn rows a sequence
+            DecodeBuffers d = new DecodeBuffers(buffers, model, B, S, N);
+            layer = d.layer;
+            kCache = d.kCache;
+            vCache = d.vCache;
+            x = d.x;
+            ln = d.ln;
+            rstd = d.rstd;
+            q = d.q;
+            k = d.k;
+            v = d.v;
+            att = d.att;
+            h = d.h;
+            gate = d.gate;
+            up = d.up;
+            swi = d.swi;
             cacheMask = buffers.ints(B, S);
             zeroSlots = buffers.ints(B);
             onesTn = buffers.ints(B, Tn);
@@ -226,15 +237,15 @@ public final class SpeculativeGenerator {
                 for (int b = 0; b < B; b++) r[b] = b * Tn + t;
                 backend.upload(rowsAt[t], r);
             }
-            qRow = buffers.floats(B, config.qDim());
-            attRow = buffers.floats(B, config.qDim());
+            qRow = buffers.activations(B, config.qDim());
+            attRow = buffers.activations(B, config.qDim());
             int m = Tn - 1;
             tokenIds = buffers.ints(B);
             tokenRows = buffers.ints(B);
-            tokenEmb = buffers.floats(B, C);
+            tokenEmb = buffers.activations(B, C);
             maskIds = buffers.ints(B * m);
             maskRows = buffers.ints(B * m);
-            maskEmb = buffers.floats(B * m, C);
+            maskEmb = buffers.activations(B * m, C);
             int[] tr = new int[B], mi = new int[B * m], mr = new int[B * m];
             for (int b = 0; b < B; b++) {
                 tr[b] = b * Tn;
@@ -246,18 +257,7 @@ public final class SpeculativeGenerator {
             backend.upload(tokenRows, tr);
             backend.upload(maskIds, mi);
             backend.upload(maskRows, mr);
-            x = buffers.floats(N, C);
-            ln = buffers.floats(N, C);
-            rstd = buffers.floats(N);
-            q = buffers.floats(N, config.qDim());
-            k = buffers.floats(N, config.kvDim());
-            v = buffers.floats(N, config.kvDim());
-            att = buffers.floats(N, config.qDim());
-            h = buffers.floats(N, C);
-            gate = buffers.floats(N, I);
-            up = buffers.floats(N, I);
-            swi = buffers.floats(N, I);
-            lnf = buffers.floats(N, C);
+            lnf = buffers.activations(N, C);
             logits = buffers.floats(N, config.vocabSize());
         }
 
@@ -314,11 +314,10 @@ public final class SpeculativeGenerator {
                 backend.upload(ids, tokens);
                 backend.embedding(x, ids, w.embed);
             }
-            LlamaModel.LayerBuffers buffers = new LlamaModel.LayerBuffers(x, ln, rstd, q, k, v, att, h, ln, rstd, gate, up, swi, x);
             for (int l = 0; l < config.numLayers(); l++) {
                 if (isDraft && draft.config().skips(l)) continue;
-                final int layer = l;
-                model.layer(l, buffers, positions, () -> attend(layer), null, null);
+                final int at = l;
+                model.layer(l, layer, positions, () -> attend(at), null, null);
             }
             backend.rmsnorm(lnf, rstd, x, w.finalNorm, config.rmsNormEps());
             backend.matmul(logits, lnf, w.lmHead, null);

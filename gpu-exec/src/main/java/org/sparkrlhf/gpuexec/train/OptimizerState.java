@@ -126,6 +126,50 @@ public final class OptimizerState {
      */
     public static void load(AdamW optimizer, Path file, Map<String, int[]> wholeShapes, Cut cut) {
         SafeTensorsFile f = SafeTensorsFile.open(file);
+        int step = checkedStep(f, file, wholeShapes);
+        for (AdamW.Param p : optimizer.params()) {
+            if (!wholeShapes.containsKey(p.name())) {
+                throw new IllegalArgumentException("parameter " + p.name() + " is not among the model's " + wholeShapes.keySet());
+            }
+        }
+        // one tensor at a time, so that no more than one whole moment is in host memory
+        for (AdamW.Param p : optimizer.params()) {
+            int[] whole = wholeShapes.get(p.name());
+            for (boolean first : new boolean[]{true, false}) {
+                Tensor moment = first ? p.m() : p.v();
+                float[] values = cut.apply(p.name(), whole, f.readFloats((first ? FIRST : SECOND) + p.name()));
+                if (values.length != moment.numel()) {
+                    throw new IllegalStateException(file + ": the cut of '" + p.name() + "' has " + values.length
+                            + " values, the optimizer's moment " + Arrays.toString(moment.shape()) + " needs " + moment.numel());
+                }
+                optimizer.backend().upload(moment, values);
+            }
+        }
+        optimizer.restoreStepCount(step);
+    }
+
+    /** Moments and step count read into host memory: per parameter name, m and v. */
+    public record Read(int step, Map<String, float[]> first, Map<String, float[]> second) {
+    }
+
+    /**
+     * The moments and step count of a file that holds exactly the parameters of {@code shapes}
+     * (checked as {@link #load} checks them), in host memory: for an optimizer of a few small
+     * parameters whose state a driver keeps between calls (S3D's mask embeddings).
+     */
+    public static Read read(Path file, Map<String, int[]> shapes) {
+        SafeTensorsFile f = SafeTensorsFile.open(file);
+        int step = checkedStep(f, file, shapes);
+        Map<String, float[]> first = new LinkedHashMap<>(), second = new LinkedHashMap<>();
+        for (String name : shapes.keySet()) {
+            first.put(name, f.readFloats(FIRST + name));
+            second.put(name, f.readFloats(SECOND + name));
+        }
+        return new Read(step, first, second);
+    }
+
+    /** The file's step count, after checking that it holds an AdamW's moments of exactly {@code wholeShapes}. */
+    private static int checkedStep(SafeTensorsFile f, Path file, Map<String, int[]> wholeShapes) {
         String kind = f.metadata().get("optimizer");
         if (!"adamw".equals(kind)) {
             throw new CheckpointException(file + ": field '__metadata__.optimizer' is " + kind + ", expected adamw");
@@ -158,24 +202,6 @@ public final class OptimizerState {
                 throw new CheckpointException(file + ": tensor '" + name + "' belongs to no parameter of this model");
             }
         }
-        for (AdamW.Param p : optimizer.params()) {
-            if (!wholeShapes.containsKey(p.name())) {
-                throw new IllegalArgumentException("parameter " + p.name() + " is not among the model's " + wholeShapes.keySet());
-            }
-        }
-        // one tensor at a time, so that no more than one whole moment is in host memory
-        for (AdamW.Param p : optimizer.params()) {
-            int[] whole = wholeShapes.get(p.name());
-            for (boolean first : new boolean[]{true, false}) {
-                Tensor moment = first ? p.m() : p.v();
-                float[] values = cut.apply(p.name(), whole, f.readFloats((first ? FIRST : SECOND) + p.name()));
-                if (values.length != moment.numel()) {
-                    throw new IllegalStateException(file + ": the cut of '" + p.name() + "' has " + values.length
-                            + " values, the optimizer's moment " + Arrays.toString(moment.shape()) + " needs " + moment.numel());
-                }
-                optimizer.backend().upload(moment, values);
-            }
-        }
-        optimizer.restoreStepCount(step);
+        return step;
     }
 }

@@ -65,6 +65,24 @@ class SpeculativeGeneratorTest {
         }
     }
 
+    /** The engine's bf16 mode (activations and KV caches stored as bf16, emulated on the CPU): both decoders run on it. */
+    @ParameterizedTest
+    @CsvSource({"tiny-llama, 1, 2, 3", "tiny-qwen2, 0, 1, 2"})
+    void greedyTokensEqualPlainGreedyInBf16ActivationMode(String name, int skipFrom, int skipTo, int k) {
+        try (CpuBackend bf16 = new CpuBackend().storeActivationsAs(DType.BF16);
+             LlamaModel model = LlamaModel.load(bf16, Fixtures.dir(name));
+             S3dDraft draft = S3dDraft.initial(model, new S3dConfig(skipFrom, skipTo, k), 11)) {
+            assertGreedyEqual(model, draft, PROMPTS, 24);
+        }
+        ModelConfig c = ModelConfig.llama(7, 32, 48, 4, 4, 2, 128);
+        try (CpuBackend bf16 = new CpuBackend().storeActivationsAs(DType.BF16);
+             LlamaModel model = LlamaModel.random(bf16, c, DType.F32, 5, 0.4f);
+             S3dDraft draft = S3dDraft.initial(model, new S3dConfig(1, 3, 3), 3)) {
+            SpeculativeStats stats = assertGreedyEqual(model, draft, new int[][]{{1, 2, 3}, {4, 5, 6, 1, 2, 0, 3}, {6}}, 40);
+            assertTrue(stats.acceptedTokens() > 0, stats.toString());
+        }
+    }
+
     @Test
     void greedyTokensEqualPlainGreedyWithBf16Weights() {
         ModelConfig c = ModelConfig.llama(9, 32, 48, 4, 4, 2, 128);
@@ -78,10 +96,13 @@ class SpeculativeGeneratorTest {
      * The cache after rejected drafts: every emitted token's logits (read from the verification
      * over the rolled-back cache) equal plain decoding's logits at that step.
      */
-    @Test
-    void rolledBackCacheGivesPlainDecodingsLogits() {
+    @ParameterizedTest
+    @CsvSource({"F32", "BF16"})
+    void rolledBackCacheGivesPlainDecodingsLogits(DType activations) {
+        // in bf16 mode both decode on bf16 buffers and caches: a rounding apart (fp32 buffers) would show here
         ModelConfig c = ModelConfig.llama(7, 32, 48, 3, 4, 2, 128);
-        try (LlamaModel model = LlamaModel.random(backend, c, DType.F32, 9, 0.4f);
+        try (CpuBackend backend = new CpuBackend().storeActivationsAs(activations);
+             LlamaModel model = LlamaModel.random(backend, c, DType.F32, 9, 0.4f);
              S3dDraft draft = S3dDraft.initial(model, new S3dConfig(1, 2, 4), 1);
              Generator g = new Generator(model)) {
             int[][] prompts = {{1, 2, 3, 4}, {5}, {6, 0, 1}};

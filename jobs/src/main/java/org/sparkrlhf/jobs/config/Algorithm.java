@@ -77,8 +77,11 @@ public enum Algorithm {
         return null;
     }
 
-    /** The model role a call runs on: the part of its name before the first underscore. */
+    /** The model role a call runs on: the part of its name before the first underscore (s3d_train: the actor). */
     public static String roleOf(String call) {
+        if (call.equals(org.sparkrlhf.planner.graph.Algorithms.S3D_TRAIN)) {
+            return "actor"; // the actor's draft trains on the actor's weights
+        }
         int underscore = call.indexOf('_');
         return underscore < 0 ? call : call.substring(0, underscore);
     }

@@ -108,7 +108,7 @@ public final class RunConfigReader {
                 ? readPreference(root.section(algorithm.key()), algorithm.isGroupRobust()) : null;
         CheckpointConfig checkpoint = readCheckpoint(root.section("checkpoint"));
         RecoveryConfig recovery = readRecovery(root.section("recovery"));
-        PlanConfig plan = readPlan(root.section("plan"), algorithm, models, reward);
+        PlanConfig plan = readPlan(root.section("plan"), algorithm, models, reward, generation.speculative());
         SparkConfig spark = readSpark(root.section("spark"));
         return new RunConfig(location, name, algorithm, seed, iterations, output, models, reward, data,
                 generation, optimizer, ppo, grpo, preference, checkpoint, recovery, plan, spark);
@@ -462,7 +462,7 @@ public final class RunConfigReader {
     }
 
     private PlanConfig readPlan(ConfigNode node, Algorithm algorithm, Map<String, ModelConfig> models,
-                                RewardConfig reward) {
+                                RewardConfig reward, RunConfig.SpeculativeConfig speculative) {
         node.allowOnly("mode", "file", "search_seconds", "calls");
         String mode = node.string("mode", "search");
         if (!PLAN_MODES.contains(mode)) {
@@ -489,9 +489,9 @@ public final class RunConfigReader {
         }
         if (callsNode == null) {
             throw node.error("plan.mode is manual: give plan.calls with a layout for each call ("
-                    + String.join(", ", callsOf(algorithm, reward, models)) + ")");
+                    + String.join(", ", callsOf(algorithm, reward, models, speculative)) + ")");
         }
-        List<String> expected = callsOf(algorithm, reward, models);
+        List<String> expected = callsOf(algorithm, reward, models, speculative);
         for (String call : callsNode.keys()) {
             ConfigNode c = callsNode.section(call);
             if (!expected.contains(call)) {
@@ -514,9 +514,16 @@ public final class RunConfigReader {
 
     /** {@link #callsOf(Algorithm, RewardConfig)} without the train calls of models given {@code trainable: false}. */
     public static List<String> callsOf(Algorithm algorithm, RewardConfig reward, Map<String, ModelConfig> models) {
+        return callsOf(algorithm, reward, models, null);
+    }
+
+    /** {@link #callsOf(Algorithm, RewardConfig, Map)} with s3d_train when {@code speculative} trains the draft. */
+    public static List<String> callsOf(Algorithm algorithm, RewardConfig reward, Map<String, ModelConfig> models,
+                                       RunConfig.SpeculativeConfig speculative) {
         boolean rewardModel = reward == null || reward.fromModel();
-        return Algorithms.of(algorithm.key(), 1, rewardModel).withoutTraining(frozenRoles(models)).calls().stream()
-                .map(ModelCall::name).toList();
+        return org.sparkrlhf.jobs.plan.RunScenario.withDraftTraining(
+                        Algorithms.of(algorithm.key(), 1, rewardModel).withoutTraining(frozenRoles(models)), speculative)
+                .calls().stream().map(ModelCall::name).toList();
     }
 
     /** The roles a run does not train: {@code trainable: false}, given or by default (ref, reward outside RW). */

@@ -14,8 +14,7 @@ import java.util.List;
  * each data-parallel rank gets whole groups of rows of each of the call's mini-batches
  * ({@link RowSplit#rankRows}), and after the steps the
  * placement holds the new version (the model's home). The data-parallel ranks' results, in rank
- * order, are the call's result ({@code List<R>}). With speculative decoding, the actor's S3D draft
- * is then trained on the same placement ({@link S3dTraining}).
+ * order, are the call's result ({@code List<R>}).
  */
 public record TrainBinding<S extends Serializable, R extends Serializable & TrainResult>(TrainLoss<S, R> loss)
         implements CallBinding {
@@ -36,10 +35,6 @@ public record TrainBinding<S extends Serializable, R extends Serializable & Trai
                 at.perRank(slices), loss.function()));
         run.models().trained(role, results.get(0).version(), at);
         keys.addSeconds(call.name(), (System.nanoTime() - start) / 1e9);
-        if (role.equals("actor") && run.speculative() != null) {
-            // the draft follows the actor it drafts for, on the replica just trained
-            S3dTraining.run(run, role, at, keys);
-        }
         keys.putResult(call.name(), List.copyOf(results));
     }
 }

@@ -113,8 +113,21 @@ public final class RunScenario {
      */
     public static DataflowGraph graph(RunConfig config) {
         boolean rewardModel = config.reward() == null || config.reward().fromModel();
-        return Algorithms.of(config.algorithm().key(), optimizerSteps(config), rewardModel)
+        DataflowGraph g = Algorithms.of(config.algorithm().key(), optimizerSteps(config), rewardModel)
                 .withoutTraining(RunConfigReader.frozenRoles(config.models())).withEpochs(epochs(config));
+        return withDraftTraining(g, config.generation().speculative());
+    }
+
+    /**
+     * {@code graph} with the s3d_train call of {@code speculative}'s train_steps steps, when the
+     * actor decodes speculatively and its draft trains (train_steps > 0; with 0 the draft stays as
+     * it was loaded or initialised).
+     */
+    public static DataflowGraph withDraftTraining(DataflowGraph graph, RunConfig.SpeculativeConfig speculative) {
+        if (speculative == null || speculative.trainSteps() == 0) {
+            return graph;
+        }
+        return Algorithms.withS3dTraining(graph, speculative.trainSteps());
     }
 
     /** The passes a train call makes over its mini-batches (PPO's and GRPO's epochs). */

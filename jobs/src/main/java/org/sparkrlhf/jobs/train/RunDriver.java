@@ -8,7 +8,9 @@ import org.sparkrlhf.jobs.checkpoint.RunCheckpoints;
 import org.sparkrlhf.jobs.checkpoint.RunState;
 import org.sparkrlhf.jobs.config.RunConfig;
 import org.sparkrlhf.jobs.files.HadoopFiles;
+import org.sparkrlhf.jobs.graph.CallBinding;
 import org.sparkrlhf.jobs.graph.CallSpan;
+import org.sparkrlhf.jobs.graph.S3dTrainBinding;
 import org.sparkrlhf.jobs.graph.IterationDriver;
 import org.sparkrlhf.jobs.graph.Keys;
 import org.sparkrlhf.jobs.graph.RunContext;
@@ -23,6 +25,7 @@ import org.sparkrlhf.jobs.runtime.BarrierCallRunner;
 import org.sparkrlhf.jobs.runtime.CallScheduler;
 import org.sparkrlhf.jobs.runtime.ClusterInventory;
 import org.sparkrlhf.jobs.runtime.ModelResidency;
+import org.sparkrlhf.planner.graph.Algorithms;
 import org.sparkrlhf.planner.graph.CallKind;
 import org.sparkrlhf.planner.graph.DataflowGraph;
 import org.sparkrlhf.planner.graph.ModelCall;
@@ -143,7 +146,7 @@ public final class RunDriver {
              TableWriter tables = new TableWriter(spark, output, config.name(), spec.writesRollouts())) {
             RunContext run = new RunContext(config, runner, plan, models, special, tokenizer, spec.group(config),
                     speculative);
-            IterationDriver driver = new IterationDriver(graph, spec.bindings(config), spec.hooks(config));
+            IterationDriver driver = new IterationDriver(graph, bindings(graph, spec, config), spec.hooks(config));
             if (first == 1 && evaluation.isPresent()) {
                 // the curve's starting point: the initial models on the held-out data, logged as iteration 0
                 long start = System.nanoTime();
@@ -274,6 +277,18 @@ public final class RunDriver {
         return n;
     }
 
+    /**
+     * The spec's executor functions, and those of the calls any algorithm's graph may get from the
+     * run's settings rather than from the algorithm (s3d_train with speculative decoding).
+     */
+    static Map<String, CallBinding> bindings(DataflowGraph graph, AlgorithmSpec spec, RunConfig config) {
+        Map<String, CallBinding> bindings = new LinkedHashMap<>(spec.bindings(config));
+        if (graph.calls().stream().anyMatch(c -> c.name().equals(Algorithms.S3D_TRAIN))) {
+            bindings.put(Algorithms.S3D_TRAIN, new S3dTrainBinding());
+        }
+        return bindings;
+    }
+
     /** Writes a checkpoint of every trained model (gathered whole first when sharded), the data position and the coefficient. */
     private static void checkpoint(RunContext run, CallPlacements plan, RunCheckpoints checkpoints, DataOrder order,
                                    TrainingData data, int iteration, AlgorithmSpec spec, PrintStream progress) {
@@ -294,7 +309,7 @@ public final class RunDriver {
         RunCheckpoints.Checkpoint saved = checkpoints.save(run.runner(), state, trained, config.checkpoint().keep(),
                 folder -> {
                     if (run.speculative() != null) {
-                        run.speculative().writeTo(new org.apache.hadoop.fs.Path(folder, "actor").toString());
+                        run.speculative().writeCheckpointTo(new org.apache.hadoop.fs.Path(folder, "actor").toString());
                     }
                 });
         for (RunModels.Model m : models.trainedModels()) {

@@ -76,4 +76,25 @@ class S3dSpeculativeConfigTest {
         e = error("  speculative: {method: s3d, skip_from: 1, skip_to: 2, draft_tokens: 3, draft: 1}\n");
         assertTrue(e.contains("unknown key"), e);
     }
+
+    @Test
+    void aDraftThatTrainsIsAnS3dTrainCallOfTheRunsGraph() throws IOException {
+        var graph = org.sparkrlhf.jobs.plan.RunScenario.graph(
+                read("  speculative: {method: s3d, skip_from: 1, skip_to: 2, draft_tokens: 3, train_steps: 5}\n"));
+        var call = graph.call(graph.indexOf("s3d_train"));
+        assertEquals(org.sparkrlhf.planner.graph.CallKind.DRAFT_TRAIN, call.kind());
+        assertEquals("actor", call.role());
+        assertEquals(5, call.trainSteps());
+        assertEquals("actor", Algorithm.roleOf("s3d_train"));
+        // a draft that does not train, and plain decoding: no such call
+        for (String generation : new String[]{"", "  speculative: {method: s3d, skip_from: 1, skip_to: 2, draft_tokens: 3, "
+                + "train_steps: 0}\n"}) {
+            assertTrue(org.sparkrlhf.jobs.plan.RunScenario.graph(read(generation)).calls().stream()
+                    .noneMatch(c -> c.name().equals("s3d_train")), generation);
+        }
+        RunConfig.SpeculativeConfig sp = read("  speculative: {method: s3d, skip_from: 1, skip_to: 2, draft_tokens: 3}\n")
+                .generation().speculative();
+        assertEquals(java.util.List.of("actor_gen", "ref_inf", "actor_train", "s3d_train"),
+                RunConfigReader.callsOf(Algorithm.GRPO, new RunConfig.RewardConfig("arithmetic", 5.0), java.util.Map.of(), sp));
+    }
 }

@@ -13,7 +13,9 @@ import org.sparkrlhf.gpuexec.checkpoint.CheckpointWeights;
 import org.sparkrlhf.gpuexec.checkpoint.SafeTensorsFile;
 import org.sparkrlhf.gpuexec.model.LlamaModel;
 import org.sparkrlhf.gpuexec.model.ModelConfig;
+import org.sparkrlhf.gpuexec.model.S3dDraft;
 import org.sparkrlhf.gpuexec.train.OptimizerState;
+import org.sparkrlhf.gpuexec.train.S3dTrainer;
 import org.sparkrlhf.jobs.checkpoint.RunCheckpoints;
 import org.sparkrlhf.jobs.config.RunConfig;
 import org.sparkrlhf.jobs.config.RunConfigReader;
@@ -269,6 +271,95 @@ class ResumeTest {
         SafeTensorsFile optimizer = SafeTensorsFile.open(cp.localDir().resolve("actor").resolve(OptimizerState.FILE));
         assertEquals("8", optimizer.metadata().get("step"));
         assertEquals(8, cp.state().dataOffset(), "4 iterations of 2 prompts out of 9");
+    }
+
+    /** The GRPO run with S3D speculative decoding: sampled (the speculative-sampling rule), its draft trained 2 steps an iteration. */
+    private RunConfig s3dConfig(Path out) throws Exception {
+        Path config = dir.resolve("s3d-" + out.getFileName() + ".yaml");
+        Files.writeString(config, """
+                name: s3d-resume
+                algorithm: grpo
+                seed: 17
+                iterations: 3
+                output: %s
+                models:
+                  actor: {path: %s}
+                  ref: {path: %s}
+                reward: {function: arithmetic}
+                data:
+                  path: %s
+                  batch_size: %d
+                  max_prompt_tokens: 16
+                generation:
+                  max_new_tokens: 6
+                  temperature: 1.0
+                  speculative: {method: s3d, skip_from: 1, skip_to: 2, draft_tokens: 2, train_steps: 2, train_lr: 0.01}
+                optimizer: {lr: 3.0e-3, weight_decay: 0.01}
+                grpo: {group_size: %d, kl_coef: 0.04, clip_ratio: 0.2}
+                checkpoint: {every: 1, keep: 1}
+                plan: {mode: baseline}
+                spark:
+                  master: local[2]
+                """.formatted(out, SftTrainingTest.TINY_LLAMA, SftTrainingTest.TINY_LLAMA, prompts(), BATCH, GROUP));
+        return new RunConfigReader(new Configuration()).read(config.toString());
+    }
+
+    @Test
+    @Timeout(value = 600, unit = TimeUnit.SECONDS)
+    void s3dRunKilledAfterAnIterationResumesTheDraftAndItsOptimizerExactly() throws Exception {
+        Path straight = dir.resolve("s3d-straight");
+        Path killed = dir.resolve("s3d-killed");
+        ModelStore.get().clear();
+        train(s3dConfig(straight), false, 0, null);
+        ModelStore.get().clear();
+
+        RunConfig config = s3dConfig(killed);
+        // iteration 2's tables are written, then the job dies before checkpoint 2
+        trainAndDie(config, false, 2, throwKilled(2));
+        RunCheckpoints.Checkpoint cp = new RunCheckpoints(killed.toString(), new Configuration()).newestComplete()
+                .orElseThrow();
+        assertEquals(1, cp.state().iteration());
+        // the draft's AdamW after one iteration's 2 steps travels with the checkpoint's actor
+        SafeTensorsFile draftOptimizer = SafeTensorsFile.open(cp.localDir().resolve("actor").resolve(S3dTrainer.OPTIMIZER));
+        assertEquals("2", draftOptimizer.metadata().get("step"));
+
+        String resumed = train(config, true, 0, null);
+        ModelStore.get().clear();
+        assertTrue(resumed.contains("iteration 1 done") && resumed.contains("AdamW after 2 steps")
+                && !resumed.contains("iter 1/3") && resumed.contains("iter 3/3"), resumed);
+        // the rollouts (drafted by the resumed draft), the draft's losses, the weights and the draft are the uninterrupted run's
+        assertEquals(rollouts(straight), rollouts(killed));
+        assertEquals(figures(straight, "s3d/train_loss"), figures(killed, "s3d/train_loss"));
+        assertEquals(figures(straight, "s3d/acceptance"), figures(killed, "s3d/acceptance"));
+        assertEquals(3, figures(killed, "s3d/train_loss").size());
+        assertFinalWeightsEqual(straight, killed);
+        S3dDraft.Saved a = S3dDraft.read(straight.resolve("final")), b = S3dDraft.read(killed.resolve("final"));
+        assertArrayEquals(a.values(), b.values());
+        S3dTrainer.Moments ma = S3dTrainer.read(newestActor(straight).resolve(S3dTrainer.OPTIMIZER), 2, a.hidden());
+        S3dTrainer.Moments mb = S3dTrainer.read(newestActor(killed).resolve(S3dTrainer.OPTIMIZER), 2, b.hidden());
+        int saved = new RunCheckpoints(straight.toString(), new Configuration()).newestComplete().orElseThrow().state()
+                .iteration();
+        assertTrue(saved >= 2, "a checkpoint after iteration " + saved);
+        assertEquals(2 * saved, ma.steps(), saved + " iterations of 2 steps: the moments persist across iterations");
+        assertEquals(ma.steps(), mb.steps());
+        assertArrayEquals(ma.first(), mb.first());
+        assertArrayEquals(ma.second(), mb.second());
+    }
+
+    /** The actor folder of an output's newest complete checkpoint. */
+    private static Path newestActor(Path out) {
+        return new RunCheckpoints(out.toString(), new Configuration()).newestComplete().orElseThrow().localDir()
+                .resolve("actor");
+    }
+
+    /** iteration -> a metric's value. */
+    private static Map<Long, Double> figures(Path out, String name) {
+        Map<Long, Double> byIteration = new TreeMap<>();
+        for (Row r : spark.read().format("delta").load(RunOutput.metricsPath(out)).filter("name = '" + name + "'")
+                .collectAsList()) {
+            assertEquals(null, byIteration.put(r.<Long>getAs("iteration"), r.<Double>getAs("value")));
+        }
+        return byIteration;
     }
 
     private static String recordTrain(RunConfig config, int killAt, Runnable kill) {

@@ -30,6 +30,16 @@ import java.util.List;
  *   {@link Speculation} (S3D), a step is a draft forward through (L - skipped) / L of the layers
  *   and a verification through all of them, both over k + 1 rows per sequence, and gains the
  *   expected E tokens of {@link Speculation#expectedTokensPerStep()}; only data-parallel layouts.</li>
+ *   <li>DRAFT_TRAIN (S3D's draft, gpu-exec's {@code S3dLoss}): {@code trainSteps} steps, each on
+ *   {@link Speculation#EXAMPLES_PER_STEP} examples per replica (fewer when its rows are fewer), each a
+ *   row of the sequence length (padded to the longest example) ending in k mask tokens. A step is
+ *   a forward through every layer (the contexts go through all of them; only the last context token
+ *   and the masks skip [skipFrom, skipTo)) and a backward of input gradients alone (the weights are
+ *   frozen: half a training backward's work, which computes weight gradients as well) down to the
+ *   mask embeddings, the head forward and its input-gradient backward over the k mask rows per
+ *   example, an all-reduce of the [k, hidden] fp32 gradient over the replicas and the AdamW
+ *   update of the mask embeddings; only data-parallel layouts (the engine trains the draft on a
+ *   whole model).</li>
  *   <li>ZeRO-3: parameters are all-gathered for every pass (prefetch overlaps it with compute) and
  *   gradients reduce-scattered; generation gathers the whole model once when it fits (DeepSpeed-Chat's
  *   hybrid engine), else layer by layer at every decoding step.</li>
@@ -150,6 +160,14 @@ public final class CallCostModel {
                     fits.add(new CallEstimate(t, s.microBatches(), false, act, copy, homeState));
                 }
             }
+            case DRAFT_TRAIN -> {
+                if (layout.tp() == 1 && layout.pp() == 1 && !layout.zero3() && seqs / layout.dp() >= 1) {
+                    CallEstimate e = draftTrainEstimate(call, model, w, layout, crossDp, copy, homeState);
+                    if (e.transientBytes() <= budget) {
+                        fits.add(e);
+                    }
+                }
+            }
         }
         return paretoFront(fits);
     }
@@ -189,6 +207,13 @@ public final class CallCostModel {
                 double act = MemoryModel.inferenceActivationBytes(model, s, tokensMb, w.seqLen());
                 return new CallEstimate(inferenceSeconds(model, w.seqLen(), s, tokensMb, crossPp, mesh), s.microBatches(),
                         false, act, copy, homeState);
+            }
+            case DRAFT_TRAIN -> {
+                if (s.tp() > 1 || s.pp() > 1 || s.zero3() || s.microBatches() != 1) {
+                    throw new IllegalArgumentException("call " + call.name() + ": the engine trains a speculative draft on "
+                            + "a whole model per rank in one pass: a dp x 1 x 1 layout of 1 micro-batch, not " + s);
+                }
+                return draftTrainEstimate(call, model, w, s, crossDp, copy, homeState);
             }
             default -> {
                 double act = MemoryModel.generateActivationBytes(model, s, seqsPerReplica, w.promptLen(), w.seqLen());
@@ -305,6 +330,38 @@ public final class CallCostModel {
             }
         }
         return t + s.microBatches() * k.microBatchOverhead() + k.callOverhead();
+    }
+
+    /** The draft training's one variant on a data-parallel layout (see the class comment). */
+    private CallEstimate draftTrainEstimate(ModelCall call, ModelSpec m, Workload w, ParallelStrategy layout,
+                                            boolean crossDp, double copy, double homeState) {
+        Speculation sp = w.speculation();
+        if (sp == null) {
+            throw new IllegalArgumentException("call " + call.name() + " trains a speculative draft, but the workload "
+                    + "decodes without one");
+        }
+        double examples = draftExamplesPerStep(w, layout.dp());
+        double act = MemoryModel.draftTrainActivationBytes(m, examples, w.seqLen(), sp.draftTokens());
+        return new CallEstimate(draftTrainSeconds(call, m, w, layout, examples, crossDp), 1, false, act, copy, homeState);
+    }
+
+    /** Examples of a draft training step on one replica: at most {@link Speculation#EXAMPLES_PER_STEP}, at most its rows. */
+    static double draftExamplesPerStep(Workload w, int dp) {
+        return Math.min(Speculation.EXAMPLES_PER_STEP, Math.floor((double) w.sequences() / dp));
+    }
+
+    double draftTrainSeconds(ModelCall call, ModelSpec m, Workload w, ParallelStrategy s, double examples, boolean crossDp) {
+        double seqLen = w.seqLen();
+        double tokens = examples * seqLen;
+        int draftTokens = w.speculation().draftTokens();
+        double masks = examples * draftTokens;
+        double layers = m.layers() * (compute.layerForward(m, tokens, seqLen, 1) + compute.layerBackward(m, tokens, seqLen, 1) / 2);
+        double head = compute.headForward(m, masks, 1) + compute.headBackward(m, masks, 1) / 2;
+        double maskParams = (double) draftTokens * m.hidden();
+        double sync = s.dp() > 1 ? comm.allReduce(4.0 * maskParams, s.dp(), crossDp) : 0;
+        // AdamW over the mask embeddings: value, gradient and two moments (fp32) read, three written
+        double opt = compute.memoryPass(28.0 * maskParams);
+        return call.trainSteps() * (layers + head + sync + opt + k.microBatchOverhead()) + k.callOverhead();
     }
 
     enum GatherMode { NONE, ONCE, PER_STEP }

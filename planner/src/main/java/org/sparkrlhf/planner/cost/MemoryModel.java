@@ -191,4 +191,26 @@ public final class MemoryModel {
         double gathered = s.zero3() ? 2 * 2.0 * m.layerParams() + 2.0 * Math.max(m.embeddingParams(), m.headParams()) : 0;
         return kv + step + prefill + gathered;
     }
+
+    /**
+     * Bytes of one S3D draft training step (gpu-exec's {@code S3dLoss} and {@code S3dTrainer}) over
+     * {@code examples} rows of {@code seqLen} tokens, each ending in {@code draftTokens} masks: every
+     * layer's buffers kept for the backward (the step runs a whole model's trunk over the rows) and one
+     * layer's backward scratch, as a training pass of one micro-batch; over the mask rows only, the
+     * fp32 logits and their gradient, the masks' inputs, their scratch, the final norm's output and its
+     * gradient, the inputs' gradient (fp32 [masks, hidden] each), the rows passing the skipped layers
+     * (the last context token and the masks: their scratch), four int32 index tensors and three fp32
+     * per-mask figures; the mask embeddings' value, gradient and AdamW moments (fp32 [k, hidden] each).
+     */
+    public static double draftTrainActivationBytes(ModelSpec m, double examples, int seqLen, int draftTokens) {
+        double tokens = examples * seqLen;
+        double masks = examples * draftTokens;
+        double bypass = examples * (draftTokens + 1);
+        double kept = tokens * (m.layers() * activationBytesPerTokenLayer(m, 1) + ACT * m.hidden() + trunkBytesPerToken(m));
+        double scratch = tokens * backwardScratchBytesPerToken(m, 1);
+        double maskRows = logitBytes(m, masks, 1, true) + F32 * (5.0 * masks + bypass) * m.hidden()
+                + F32 * (3.0 * masks + bypass) + F32 * 3.0 * masks;
+        double draft = 4.0 * F32 * draftTokens * m.hidden();
+        return kept + scratch + maskRows + draft;
+    }
 }

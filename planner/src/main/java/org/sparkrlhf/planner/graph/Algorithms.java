@@ -24,7 +24,31 @@ public final class Algorithms {
     public static final List<String> NAMES = List.of("sft", "rw", "ppo", "grpo", "remax", "rloo", "dpo", "ipo",
             "gr-dpo", "gr-ipo");
 
+    /** The S3D draft's training call (see {@link #withS3dTraining}). */
+    public static final String S3D_TRAIN = "s3d_train";
+
     private Algorithms() {
+    }
+
+    /**
+     * {@code graph} with the actor's S3D draft kept in step with the actor that drafts with it: a
+     * DRAFT_TRAIN call {@code s3d_train} on the actor, of {@code steps} steps on the iteration's
+     * sequences ({@code packed_input_ids}). It comes last among the actor's calls, so that it runs
+     * after actor_train (the actor's calls run in the graph's order; it drafts with the updated
+     * weights) and the next iteration's actor_gen waits for it (the first call on a model waits
+     * for the last call on it of the previous iteration). Only for a graph that samples from the
+     * actor (a GENERATE call on it).
+     */
+    public static DataflowGraph withS3dTraining(DataflowGraph graph, int steps) {
+        boolean samples = graph.calls().stream()
+                .anyMatch(c -> c.role().equals("actor") && c.kind() == CallKind.GENERATE);
+        if (!samples) {
+            throw new IllegalArgumentException("algorithm " + graph.algorithm()
+                    + ": speculative decoding needs a generation on the actor; the graph has none");
+        }
+        List<ModelCall> calls = new ArrayList<>(graph.calls());
+        calls.add(ModelCall.draftTrain(S3D_TRAIN, "actor", List.of("packed_input_ids"), steps));
+        return new DataflowGraph(graph.algorithm(), calls, graph.hooks());
     }
 
     /** The graph of {@code algorithm} with rewards from a reward model; {@code ppoMinibatches} is the number of optimizer steps per RL batch. */

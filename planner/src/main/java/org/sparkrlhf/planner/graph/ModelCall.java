@@ -7,7 +7,8 @@ import java.util.Objects;
  * One model function call of an RLHF iteration: the model role it runs on, what it does, the keys of
  * the batch it reads and the keys it writes. Every call processes the iteration's whole batch of
  * sequences; a TRAIN call splits it into {@code trainSteps} optimizer steps (PPO mini-batches) and
- * passes over them {@code epochs} times.
+ * passes over them {@code epochs} times; a DRAFT_TRAIN call takes {@code trainSteps} steps, each on
+ * examples drawn from the whole batch.
  */
 public record ModelCall(String name, String role, CallKind kind, List<String> inputKeys, List<String> outputKeys,
                         int trainSteps, int epochs) {
@@ -23,8 +24,8 @@ public record ModelCall(String name, String role, CallKind kind, List<String> in
         if (trainSteps < 1) {
             throw new IllegalArgumentException("call " + name + ": trainSteps must be >= 1, got " + trainSteps);
         }
-        if (kind != CallKind.TRAIN && trainSteps != 1) {
-            throw new IllegalArgumentException("call " + name + ": only TRAIN calls take several optimizer steps");
+        if (kind != CallKind.TRAIN && kind != CallKind.DRAFT_TRAIN && trainSteps != 1) {
+            throw new IllegalArgumentException("call " + name + ": only TRAIN and DRAFT_TRAIN calls take several optimizer steps");
         }
         if (epochs < 1 || kind != CallKind.TRAIN && epochs != 1) {
             throw new IllegalArgumentException("call " + name + ": epochs must be 1, or more for a TRAIN call, got "
@@ -53,5 +54,9 @@ public record ModelCall(String name, String role, CallKind kind, List<String> in
 
     public static ModelCall train(String name, String role, List<String> in, int steps) {
         return new ModelCall(name, role, CallKind.TRAIN, in, List.of(), steps);
+    }
+
+    public static ModelCall draftTrain(String name, String role, List<String> in, int steps) {
+        return new ModelCall(name, role, CallKind.DRAFT_TRAIN, in, List.of(), steps);
     }
 }

@@ -16,6 +16,13 @@ public record Speculation(int skipFrom, int skipTo, int draftTokens, double acce
     /** A draft token accepted half the time: the planner's guess when the config has no measured rate. */
     public static final double DEFAULT_ACCEPTANCE = 0.5;
 
+    /**
+     * Examples a draft training step takes on each data-parallel rank (fewer when the rank has fewer
+     * sequences): the draft has only [k, hidden] parameters, so a few dozen examples give a usable
+     * gradient; the runtime's s3d_train and the cost model both use this figure.
+     */
+    public static final int EXAMPLES_PER_STEP = 32;
+
     public Speculation {
         if (skipFrom < 0 || skipTo < skipFrom) {
             throw new IllegalArgumentException("skip range [" + skipFrom + ", " + skipTo + ") must have 0 <= from <= to");
