@@ -270,6 +270,46 @@ class FastCpuKernelsTest {
         });
     }
 
+    @ParameterizedTest
+    @ValueSource(ints = {1, 2})
+    void logprobsOfAProductsLogitsAndTheirGradientInNativeMemory(int threads) {
+        // the LM head's way: logits written by a product (read row by row from native memory),
+        // dLogits zeroed and written by the logprobs' backward where the next product reads it,
+        // over two steps (the second's zeroing is pending: overwritten, rows with no upstream
+        // gradient included), then added to, and read by Java ops and by a product
+        int N = 7, C = 40, V = 1037;
+        float[] x = gaussian(N * C, 1, 1), w = gaussian(V * C, 2, 0.5);
+        int[] targets = {0, 5, 1036, 17, 400, 999, 3};
+        float[] gl = gaussian(N, 3, 1), ge = gaussian(N, 4, 1), dz0 = gaussian(N * V, 5, 1);
+        gl[2] = 0f;
+        ge[2] = 0f;
+        same("logprobs of a product's logits", threads, 1e-5, b -> {
+            Tensor in = floats(b, x, N, C), weight = floats(b, w, V, C), logits = b.allocate(DType.F32, N, V), tg = ints(b, targets, N);
+            Tensor lp = b.allocate(DType.F32, N), ent = b.allocate(DType.F32, N), lse = b.allocate(DType.F32, N);
+            Tensor dz = b.allocate(DType.F32, N, V), dx = b.allocate(DType.F32, N, C), dw = b.allocate(DType.F32, V, C);
+            float[][] seen = new float[9][];
+            for (int step = 0; step < 2; step++) {
+                b.matmul(logits, in, weight, null);
+                b.tokenLogprobs(lp, ent, lse, logits, tg);
+                b.zero(dz);
+                b.tokenLogprobsBackward(dz, floats(b, gl, N), step == 0 ? null : floats(b, ge, N), logits, lse, step == 0 ? null : ent, tg);
+                b.zero(dx);
+                b.zero(dw);
+                b.matmulBackward(dx, dw, null, dz, in, weight);
+                seen[4 * step] = b.download(lp);
+                seen[4 * step + 1] = b.download(dz);
+                seen[4 * step + 2] = b.download(dx);
+                seen[4 * step + 3] = b.download(dw);
+                b.upload(in, gaussian(N * C, 10 + step, 1));
+            }
+            // added to values a Java op wrote
+            b.upload(dz, dz0);
+            b.tokenLogprobsBackward(dz, floats(b, gl, N), null, logits, lse, null, tg);
+            seen[8] = b.download(dz);
+            return seen;
+        });
+    }
+
     /** What a model computed: token logprobs, every parameter's gradient, greedy continuations. */
     record ModelRun(float[] logprobs, float[][] gradients, int[][] tokens) {
     }

@@ -569,11 +569,13 @@ public final class CpuBackend implements Backend {
         int V = z.dim(-1), N = z.rows();
         require(tg.length == N && lp.size() == N && l.size() == N && (e == null || e.size() == N), "tokenLogprobs",
                 "logits " + z.describe() + " need targets, logprobs, lse and entropy of " + N);
-        float[] za = z.read(), lpa = lp.write(), la = l.write(), ea = e == null ? null : e.write();
+        float[] lpa = lp.write(), la = l.write(), ea = e == null ? null : e.write();
         if (kernels == CpuKernels.FAST) {
-            FastKernels.tokenLogprobs(lpa, ea, la, za, tg, N, V, par);
+            java.nio.FloatBuffer zn = z.nativeIfNewer();
+            FastKernels.tokenLogprobs(lpa, ea, la, zn != null ? FastKernels.Rows.of(zn) : FastKernels.Rows.of(z.read()), tg, N, V, par);
             return;
         }
+        float[] za = z.read();
         par.range(N, V * 4L, (lo, hi) -> {
             for (int n = lo; n < hi; n++) {
                 int off = n * V;
@@ -601,12 +603,19 @@ public final class CpuBackend implements Backend {
         sameSize("tokenLogprobsBackward", dz, z);
         int[] tg = t(targets, "targets").readInts();
         int V = z.dim(-1), N = z.rows();
-        float[] dza = dz.write(), za = z.read(), la = l.read();
+        float[] la = l.read();
         float[] dlpa = dlp == null ? null : dlp.read(), dea = de == null ? null : de.read(), ea = e == null ? null : e.read();
         if (kernels == CpuKernels.FAST) {
-            FastKernels.tokenLogprobsBackward(dza, dlpa, dea, za, la, ea, tg, N, V, par);
+            // the logits as the head's product left them, and dLogits written where the head's
+            // backward product reads it: no whole-tensor copies between the array and native memory
+            java.nio.FloatBuffer zn = z.nativeIfNewer();
+            FastKernels.Rows zr = zn != null ? FastKernels.Rows.of(zn) : FastKernels.Rows.of(z.read());
+            CpuTensor.NativeRows out = dz.nativeRowsForUpdate();
+            FastKernels.tokenLogprobsBackward(out.accumulate() ? FastKernels.Rows.of(out.rows()) : null,
+                    FastKernels.RowSink.of(out.rows()), dlpa, dea, zr, la, ea, tg, N, V, par);
             return;
         }
+        float[] dza = dz.write(), za = z.read();
         par.range(N, V * 4L, (lo, hi) -> {
             for (int n = lo; n < hi; n++) {
                 float gl = dlpa == null ? 0f : dlpa[n];

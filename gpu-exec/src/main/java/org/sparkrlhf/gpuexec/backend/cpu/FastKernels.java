@@ -36,7 +36,37 @@ final class FastKernels {
         return max + (float) Math.log(FastExp.sum(e, 0, V));
     }
 
-    static void tokenLogprobs(float[] lp, float[] entropy, float[] lse, float[] z, int[] targets, int N, int V, Parallel par) {
+    /**
+     * Rows of a [N, V] float tensor, read from the heap array or straight from the native copy a
+     * product wrote (the LM head's logits: reading them row by row there saves copying all N x V
+     * into the array first).
+     */
+    interface Rows {
+        void get(int offset, float[] dst, int n);
+
+        static Rows of(float[] a) {
+            return (off, dst, n) -> System.arraycopy(a, off, dst, 0, n);
+        }
+
+        static Rows of(java.nio.FloatBuffer b) {
+            return (off, dst, n) -> b.get(off, dst, 0, n);
+        }
+    }
+
+    /** Where rows of a [N, V] float tensor are written back: the heap array or the native copy. */
+    interface RowSink {
+        void put(int offset, float[] src, int n);
+
+        static RowSink of(float[] a) {
+            return (off, src, n) -> System.arraycopy(src, 0, a, off, n);
+        }
+
+        static RowSink of(java.nio.FloatBuffer b) {
+            return (off, src, n) -> b.put(off, src, 0, n);
+        }
+    }
+
+    static void tokenLogprobs(float[] lp, float[] entropy, float[] lse, Rows z, int[] targets, int N, int V, Parallel par) {
         par.range(N, V * 4L, (lo, hi) -> {
             float[] e = new float[V], zr = new float[V], tmp = new float[V];
             for (int n = lo; n < hi; n++) {
@@ -44,7 +74,7 @@ final class FastKernels {
                 if (targets[n] < 0 || targets[n] >= V) {
                     throw new IllegalArgumentException("tokenLogprobs: target id " + targets[n] + " at row " + n + " outside [0, " + V + ")");
                 }
-                System.arraycopy(z, off, zr, 0, V);
+                z.get(off, zr, V);
                 float max = FastExp.max(zr, 0, V);
                 System.arraycopy(zr, 0, e, 0, V);
                 FastExp.expInPlace(e, V, max, tmp);
@@ -61,18 +91,30 @@ final class FastKernels {
         });
     }
 
-    static void tokenLogprobsBackward(float[] dz, float[] dLogprobs, float[] dEntropy, float[] z, float[] lse, float[] entropy,
-                                      int[] targets, int N, int V, Parallel par) {
+    /**
+     * dz += the gradient of the rows' logprobs and entropies; dzIn gives dz's current rows, or is
+     * null when they are zeros (pending, never written: no read then), and the sums go to dzOut.
+     * Rows whose two upstream gradients are both zero are left as they are (or written as zeros).
+     */
+    static void tokenLogprobsBackward(Rows dzIn, RowSink dzOut, float[] dLogprobs, float[] dEntropy, Rows z, float[] lse,
+                                      float[] entropy, int[] targets, int N, int V, Parallel par) {
         par.range(N, V * 4L, (lo, hi) -> {
             float[] p = new float[V], logp = new float[V], d = new float[V], tmp = new float[V];
             for (int n = lo; n < hi; n++) {
                 float gl = dLogprobs == null ? 0f : dLogprobs[n];
                 float ge = dEntropy == null ? 0f : dEntropy[n];
-                if (gl == 0f && ge == 0f) continue;
                 int off = n * V;
+                if (gl == 0f && ge == 0f) {
+                    if (dzIn == null) {
+                        java.util.Arrays.fill(d, 0f);
+                        dzOut.put(off, d, V);
+                    }
+                    continue;
+                }
                 float l = lse[n];
-                System.arraycopy(z, off, p, 0, V);
-                System.arraycopy(dz, off, d, 0, V);
+                z.get(off, p, V);
+                if (dzIn == null) java.util.Arrays.fill(d, 0f);
+                else dzIn.get(off, d, V);
                 if (ge == 0f) {
                     FastExp.expInPlace(p, V, l, tmp);
                     for (int j = 0; j < V; j++) d[j] -= gl * p[j];
@@ -83,7 +125,7 @@ final class FastKernels {
                     for (int j = 0; j < V; j++) d[j] += -gl * p[j] - ge * p[j] * (logp[j] + h);
                 }
                 d[targets[n]] += gl;
-                System.arraycopy(d, 0, dz, off, V);
+                dzOut.put(off, d, V);
             }
         });
     }
