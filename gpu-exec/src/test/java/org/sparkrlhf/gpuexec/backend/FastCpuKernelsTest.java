@@ -310,6 +310,46 @@ class FastCpuKernelsTest {
         });
     }
 
+    @ParameterizedTest
+    @ValueSource(ints = {1, 2})
+    void swigluBetweenProductsInNativeMemory(int threads) {
+        // the MLP's way: gate and up written by products, the output read by the down product, dOut
+        // written by its backward, dGate and dUp zeroed (pending from the second step on) and read
+        // by the gate and up products' backward; then a Java op reads every one of them
+        int N = 9, C = 24, I = 1500;
+        float[] x = gaussian(N * C, 1, 1), wg = gaussian(I * C, 2, 0.5), wu = gaussian(I * C, 3, 0.5), wd = gaussian(C * I, 4, 0.1);
+        float[] g0 = gaussian(N * C, 5, 1);
+        same("swiglu between products", threads, 1e-5, b -> {
+            Tensor in = floats(b, x, N, C), gw = floats(b, wg, I, C), uw = floats(b, wu, I, C), dw = floats(b, wd, C, I);
+            Tensor gate = b.allocate(DType.F32, N, I), up = b.allocate(DType.F32, N, I), act = b.allocate(DType.F32, N, I);
+            Tensor out = b.allocate(DType.F32, N, C), dOut = floats(b, g0, N, C), dAct = b.allocate(DType.F32, N, I);
+            Tensor dGate = b.allocate(DType.F32, N, I), dUp = b.allocate(DType.F32, N, I), dx = b.allocate(DType.F32, N, C);
+            float[][] seen = new float[12][];
+            for (int step = 0; step < 2; step++) {
+                b.matmul(gate, in, gw, null);
+                b.matmul(up, in, uw, null);
+                b.swiglu(act, gate, up);
+                b.matmul(out, act, dw, null);
+                b.zero(dAct);
+                b.matmulBackward(dAct, null, null, dOut, act, dw);
+                b.zero(dGate);
+                b.zero(dUp);
+                b.swigluBackward(dGate, dUp, dAct, gate, up);
+                b.zero(dx);
+                b.matmulBackward(dx, null, null, dGate, in, gw);
+                b.matmulBackward(dx, null, null, dUp, in, uw);
+                seen[6 * step] = b.download(out);
+                seen[6 * step + 1] = b.download(dx);
+                seen[6 * step + 2] = b.download(act);
+                seen[6 * step + 3] = b.download(dGate);
+                seen[6 * step + 4] = b.download(dUp);
+                seen[6 * step + 5] = b.download(dAct);
+                b.upload(in, gaussian(N * C, 10 + step, 1));
+            }
+            return seen;
+        });
+    }
+
     /** What a model computed: token logprobs, every parameter's gradient, greedy continuations. */
     record ModelRun(float[] logprobs, float[][] gradients, int[][] tokens) {
     }

@@ -225,6 +225,20 @@ final class CpuTensor implements Tensor {
         return new NativeRows(t.c().position(0).asBuffer(), t.beta() != 0f);
     }
 
+    /**
+     * The mirror as a buffer for a kernel that overwrites every element there (its current values
+     * are not looked at): an op whose output goes to a product next. The array is stale until the
+     * next {@link #read} or {@link #write}.
+     */
+    synchronized java.nio.FloatBuffer nativeForOverwrite() {
+        if (floats == null) read();
+        if (mirror == null) mirror = new FloatPointer(Math.max(1, floats.length));
+        version++;
+        mirrorVersion = version;
+        where = NATIVE_NEWER;
+        return mirror.position(0).asBuffer();
+    }
+
     /** A tensor's mirror for row-wise writes, and whether its current values are to be added to. */
     record NativeRows(java.nio.FloatBuffer rows, boolean accumulate) {
     }

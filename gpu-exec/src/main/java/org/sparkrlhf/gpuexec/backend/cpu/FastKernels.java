@@ -130,45 +130,51 @@ final class FastKernels {
         });
     }
 
-    /** out = silu(gate) * up. */
-    static void swiglu(float[] out, float[] gate, float[] up, Parallel par) {
-        int blocks = (out.length + BLOCK - 1) / BLOCK;
+    /** out = silu(gate) * up, block by block from and to the heap arrays or the native copies. */
+    static void swiglu(RowSink out, Rows gate, Rows up, int length, Parallel par) {
+        int blocks = (length + BLOCK - 1) / BLOCK;
         par.range(blocks, BLOCK * 4L, (lo, hi) -> {
             float[] x = new float[BLOCK], e = new float[BLOCK], u = new float[BLOCK], tmp = new float[BLOCK];
             for (int blk = lo; blk < hi; blk++) {
-                int i0 = blk * BLOCK, n = Math.min(BLOCK, out.length - i0);
-                System.arraycopy(gate, i0, x, 0, n);
-                System.arraycopy(gate, i0, e, 0, n);
-                System.arraycopy(up, i0, u, 0, n);
+                int i0 = blk * BLOCK, n = Math.min(BLOCK, length - i0);
+                gate.get(i0, x, n);
+                System.arraycopy(x, 0, e, 0, n);
+                up.get(i0, u, n);
                 FastExp.expNegatedInPlace(e, n, tmp);
                 for (int i = 0; i < n; i++) e[i] = x[i] / (1f + e[i]) * u[i];
-                System.arraycopy(e, 0, out, i0, n);
+                out.put(i0, e, n);
             }
         });
     }
 
-    /** dGate += dOut * up * s (1 + x (1 - s)), dUp += dOut * silu(x), s = sigmoid(x), x = gate. */
-    static void swigluBackward(float[] dGate, float[] dUp, float[] dOut, float[] gate, float[] up, Parallel par) {
-        int blocks = (dGate.length + BLOCK - 1) / BLOCK;
+    /**
+     * dGate += dOut * up * s (1 + x (1 - s)), dUp += dOut * silu(x), s = sigmoid(x), x = gate;
+     * dGateIn / dUpIn give the gradients' current values, or are null when they are zeros.
+     */
+    static void swigluBackward(Rows dGateIn, RowSink dGateOut, Rows dUpIn, RowSink dUpOut, Rows dOut, Rows gate, Rows up,
+                               int length, Parallel par) {
+        int blocks = (length + BLOCK - 1) / BLOCK;
         par.range(blocks, BLOCK * 6L, (lo, hi) -> {
             float[] x = new float[BLOCK], s = new float[BLOCK], u = new float[BLOCK], g = new float[BLOCK],
                     dg = new float[BLOCK], du = new float[BLOCK], tmp = new float[BLOCK];
             for (int blk = lo; blk < hi; blk++) {
-                int i0 = blk * BLOCK, n = Math.min(BLOCK, dGate.length - i0);
-                System.arraycopy(gate, i0, x, 0, n);
-                System.arraycopy(gate, i0, s, 0, n);
-                System.arraycopy(up, i0, u, 0, n);
-                System.arraycopy(dOut, i0, g, 0, n);
-                System.arraycopy(dGate, i0, dg, 0, n);
-                System.arraycopy(dUp, i0, du, 0, n);
+                int i0 = blk * BLOCK, n = Math.min(BLOCK, length - i0);
+                gate.get(i0, x, n);
+                System.arraycopy(x, 0, s, 0, n);
+                up.get(i0, u, n);
+                dOut.get(i0, g, n);
+                if (dGateIn == null) java.util.Arrays.fill(dg, 0, n, 0f);
+                else dGateIn.get(i0, dg, n);
+                if (dUpIn == null) java.util.Arrays.fill(du, 0, n, 0f);
+                else dUpIn.get(i0, du, n);
                 FastExp.expNegatedInPlace(s, n, tmp);
                 for (int i = 0; i < n; i++) {
                     float sg = 1f / (1f + s[i]);
                     du[i] += g[i] * x[i] * sg;
                     dg[i] += g[i] * u[i] * sg * (1f + x[i] * (1f - sg));
                 }
-                System.arraycopy(dg, 0, dGate, i0, n);
-                System.arraycopy(du, 0, dUp, i0, n);
+                dGateOut.put(i0, dg, n);
+                dUpOut.put(i0, du, n);
             }
         });
     }
