@@ -21,7 +21,7 @@ record BenchShape(int vocab, int hidden, int intermediate, int layers, int heads
 
     String describe(long params) {
         return String.format("LLaMA: %d layers, hidden %d, %d heads (%d kv), intermediate %d, vocab %d, untied: %.2fM parameters;"
-                        + " batch %d x %d tokens; decode %d prompts of %d + %d new tokens (greedy); %d timed iterations (median)",
+                        + " batch %d x %d tokens; decode %d prompts of %d + %d new tokens (greedy); %d timed iterations (median wall, mean CPU)",
                 layers, hidden, heads, kvHeads, intermediate, vocab, params / 1e6, batch, seq, batch, seq, newTokens, iterations);
     }
 }

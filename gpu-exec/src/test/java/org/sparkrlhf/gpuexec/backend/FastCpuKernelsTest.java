@@ -270,6 +270,86 @@ class FastCpuKernelsTest {
         });
     }
 
+    @ParameterizedTest
+    @ValueSource(ints = {1, 2})
+    void logprobsOfAProductsLogitsAndTheirGradientInNativeMemory(int threads) {
+        // the LM head's way: logits written by a product (read row by row from native memory),
+        // dLogits zeroed and written by the logprobs' backward where the next product reads it,
+        // over two steps (the second's zeroing is pending: overwritten, rows with no upstream
+        // gradient included), then added to, and read by Java ops and by a product
+        int N = 7, C = 40, V = 1037;
+        float[] x = gaussian(N * C, 1, 1), w = gaussian(V * C, 2, 0.5);
+        int[] targets = {0, 5, 1036, 17, 400, 999, 3};
+        float[] gl = gaussian(N, 3, 1), ge = gaussian(N, 4, 1), dz0 = gaussian(N * V, 5, 1);
+        gl[2] = 0f;
+        ge[2] = 0f;
+        same("logprobs of a product's logits", threads, 1e-5, b -> {
+            Tensor in = floats(b, x, N, C), weight = floats(b, w, V, C), logits = b.allocate(DType.F32, N, V), tg = ints(b, targets, N);
+            Tensor lp = b.allocate(DType.F32, N), ent = b.allocate(DType.F32, N), lse = b.allocate(DType.F32, N);
+            Tensor dz = b.allocate(DType.F32, N, V), dx = b.allocate(DType.F32, N, C), dw = b.allocate(DType.F32, V, C);
+            float[][] seen = new float[9][];
+            for (int step = 0; step < 2; step++) {
+                b.matmul(logits, in, weight, null);
+                b.tokenLogprobs(lp, ent, lse, logits, tg);
+                b.zero(dz);
+                b.tokenLogprobsBackward(dz, floats(b, gl, N), step == 0 ? null : floats(b, ge, N), logits, lse, step == 0 ? null : ent, tg);
+                b.zero(dx);
+                b.zero(dw);
+                b.matmulBackward(dx, dw, null, dz, in, weight);
+                seen[4 * step] = b.download(lp);
+                seen[4 * step + 1] = b.download(dz);
+                seen[4 * step + 2] = b.download(dx);
+                seen[4 * step + 3] = b.download(dw);
+                b.upload(in, gaussian(N * C, 10 + step, 1));
+            }
+            // added to values a Java op wrote
+            b.upload(dz, dz0);
+            b.tokenLogprobsBackward(dz, floats(b, gl, N), null, logits, lse, null, tg);
+            seen[8] = b.download(dz);
+            return seen;
+        });
+    }
+
+    @ParameterizedTest
+    @ValueSource(ints = {1, 2})
+    void swigluBetweenProductsInNativeMemory(int threads) {
+        // the MLP's way: gate and up written by products, the output read by the down product, dOut
+        // written by its backward, dGate and dUp zeroed (pending from the second step on) and read
+        // by the gate and up products' backward; then a Java op reads every one of them
+        int N = 9, C = 24, I = 1500;
+        float[] x = gaussian(N * C, 1, 1), wg = gaussian(I * C, 2, 0.5), wu = gaussian(I * C, 3, 0.5), wd = gaussian(C * I, 4, 0.1);
+        float[] g0 = gaussian(N * C, 5, 1);
+        same("swiglu between products", threads, 1e-5, b -> {
+            Tensor in = floats(b, x, N, C), gw = floats(b, wg, I, C), uw = floats(b, wu, I, C), dw = floats(b, wd, C, I);
+            Tensor gate = b.allocate(DType.F32, N, I), up = b.allocate(DType.F32, N, I), act = b.allocate(DType.F32, N, I);
+            Tensor out = b.allocate(DType.F32, N, C), dOut = floats(b, g0, N, C), dAct = b.allocate(DType.F32, N, I);
+            Tensor dGate = b.allocate(DType.F32, N, I), dUp = b.allocate(DType.F32, N, I), dx = b.allocate(DType.F32, N, C);
+            float[][] seen = new float[12][];
+            for (int step = 0; step < 2; step++) {
+                b.matmul(gate, in, gw, null);
+                b.matmul(up, in, uw, null);
+                b.swiglu(act, gate, up);
+                b.matmul(out, act, dw, null);
+                b.zero(dAct);
+                b.matmulBackward(dAct, null, null, dOut, act, dw);
+                b.zero(dGate);
+                b.zero(dUp);
+                b.swigluBackward(dGate, dUp, dAct, gate, up);
+                b.zero(dx);
+                b.matmulBackward(dx, null, null, dGate, in, gw);
+                b.matmulBackward(dx, null, null, dUp, in, uw);
+                seen[6 * step] = b.download(out);
+                seen[6 * step + 1] = b.download(dx);
+                seen[6 * step + 2] = b.download(act);
+                seen[6 * step + 3] = b.download(dGate);
+                seen[6 * step + 4] = b.download(dUp);
+                seen[6 * step + 5] = b.download(dAct);
+                b.upload(in, gaussian(N * C, 10 + step, 1));
+            }
+            return seen;
+        });
+    }
+
     /** What a model computed: token logprobs, every parameter's gradient, greedy continuations. */
     record ModelRun(float[] logprobs, float[][] gradients, int[][] tokens) {
     }

@@ -492,17 +492,28 @@ public final class CpuBackend implements Backend {
         }
     }
 
+    /** A float tensor's current values for a row- or block-wise kernel: from the native copy when it is newer. */
+    private static FastKernels.Rows rows(CpuTensor t) {
+        java.nio.FloatBuffer n = t.nativeIfNewer();
+        return n != null ? FastKernels.Rows.of(n) : FastKernels.Rows.of(t.read());
+    }
+
     @Override
     public void swiglu(Tensor out, Tensor gate, Tensor up) {
         CpuTensor o = t(out, "out"), g = t(gate, "gate"), u = t(up, "up");
         sameSize("swiglu", o, g);
         sameSize("swiglu", o, u);
-        float[] oa = o.write(), ga = g.read(), ua = u.read();
         if (kernels == CpuKernels.FAST) {
-            FastKernels.swiglu(oa, ga, ua, par);
+            // read where the gate and up products left them; an fp32 output goes where the down
+            // product reads it (a bf16 one is rounded in the array)
+            FastKernels.Rows gr = rows(g), ur = rows(u);
+            FastKernels.RowSink sink = o.dtype() == DType.F32 ? FastKernels.RowSink.of(o.nativeForOverwrite())
+                    : FastKernels.RowSink.of(o.write());
+            FastKernels.swiglu(sink, gr, ur, o.size(), par);
             o.roundIfBf16();
             return;
         }
+        float[] oa = o.write(), ga = g.read(), ua = u.read();
         par.range(oa.length, 20, (lo, hi) -> {
             for (int i = lo; i < hi; i++) {
                 float x = ga[i];
@@ -518,11 +529,17 @@ public final class CpuBackend implements Backend {
         sameSize("swigluBackward", dg, ga);
         sameSize("swigluBackward", du, ua);
         sameSize("swigluBackward", g, ga);
-        float[] dga = dg.write(), dua = du.write(), go = g.read(), gv = ga.read(), uv = ua.read();
         if (kernels == CpuKernels.FAST) {
-            FastKernels.swigluBackward(dga, dua, go, gv, uv, par);
+            // dOut from where the down product's backward left it; dGate and dUp where the gate and
+            // up products' backward read them (a pending zeroing there costs nothing)
+            FastKernels.Rows go = rows(g), gv = rows(ga), uv = rows(ua);
+            CpuTensor.NativeRows dgn = dg.nativeRowsForUpdate(), dun = du.nativeRowsForUpdate();
+            FastKernels.swigluBackward(dgn.accumulate() ? FastKernels.Rows.of(dgn.rows()) : null, FastKernels.RowSink.of(dgn.rows()),
+                    dun.accumulate() ? FastKernels.Rows.of(dun.rows()) : null, FastKernels.RowSink.of(dun.rows()),
+                    go, gv, uv, dg.size(), par);
             return;
         }
+        float[] dga = dg.write(), dua = du.write(), go = g.read(), gv = ga.read(), uv = ua.read();
         par.range(dga.length, 20, (lo, hi) -> {
             for (int i = lo; i < hi; i++) {
                 float x = gv[i];
@@ -569,11 +586,12 @@ public final class CpuBackend implements Backend {
         int V = z.dim(-1), N = z.rows();
         require(tg.length == N && lp.size() == N && l.size() == N && (e == null || e.size() == N), "tokenLogprobs",
                 "logits " + z.describe() + " need targets, logprobs, lse and entropy of " + N);
-        float[] za = z.read(), lpa = lp.write(), la = l.write(), ea = e == null ? null : e.write();
+        float[] lpa = lp.write(), la = l.write(), ea = e == null ? null : e.write();
         if (kernels == CpuKernels.FAST) {
-            FastKernels.tokenLogprobs(lpa, ea, la, za, tg, N, V, par);
+            FastKernels.tokenLogprobs(lpa, ea, la, rows(z), tg, N, V, par);
             return;
         }
+        float[] za = z.read();
         par.range(N, V * 4L, (lo, hi) -> {
             for (int n = lo; n < hi; n++) {
                 int off = n * V;
@@ -601,12 +619,18 @@ public final class CpuBackend implements Backend {
         sameSize("tokenLogprobsBackward", dz, z);
         int[] tg = t(targets, "targets").readInts();
         int V = z.dim(-1), N = z.rows();
-        float[] dza = dz.write(), za = z.read(), la = l.read();
+        float[] la = l.read();
         float[] dlpa = dlp == null ? null : dlp.read(), dea = de == null ? null : de.read(), ea = e == null ? null : e.read();
         if (kernels == CpuKernels.FAST) {
-            FastKernels.tokenLogprobsBackward(dza, dlpa, dea, za, la, ea, tg, N, V, par);
+            // the logits as the head's product left them, and dLogits written where the head's
+            // backward product reads it: no whole-tensor copies between the array and native memory
+            FastKernels.Rows zr = rows(z);
+            CpuTensor.NativeRows out = dz.nativeRowsForUpdate();
+            FastKernels.tokenLogprobsBackward(out.accumulate() ? FastKernels.Rows.of(out.rows()) : null,
+                    FastKernels.RowSink.of(out.rows()), dlpa, dea, zr, la, ea, tg, N, V, par);
             return;
         }
+        float[] dza = dz.write(), za = z.read();
         par.range(N, V * 4L, (lo, hi) -> {
             for (int n = lo; n < hi; n++) {
                 float gl = dlpa == null ? 0f : dlpa[n];

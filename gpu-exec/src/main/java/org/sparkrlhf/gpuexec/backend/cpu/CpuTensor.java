@@ -206,6 +206,43 @@ final class CpuTensor implements Tensor {
         mirrorVersion = version;
     }
 
+    /**
+     * The mirror as a buffer when it holds newer values than the array (a product's output not read
+     * by Java yet), else null: a row-wise kernel can then read each row from it instead of copying
+     * the whole tensor into the array first (the LM head's logits: one pass over them saved).
+     */
+    synchronized java.nio.FloatBuffer nativeIfNewer() {
+        return where == NATIVE_NEWER ? mirror.position(0).asBuffer() : null;
+    }
+
+    /**
+     * The mirror as a buffer for a kernel that writes every row of this tensor there, and whether
+     * it must add to the values it finds (else they are pending zeros it overwrites). Like
+     * {@link #nativeForUpdate}: the array is stale until the next {@link #read} or {@link #write}.
+     */
+    synchronized NativeRows nativeRowsForUpdate() {
+        NativeTarget t = nativeForUpdate();
+        return new NativeRows(t.c().position(0).asBuffer(), t.beta() != 0f);
+    }
+
+    /**
+     * The mirror as a buffer for a kernel that overwrites every element there (its current values
+     * are not looked at): an op whose output goes to a product next. The array is stale until the
+     * next {@link #read} or {@link #write}.
+     */
+    synchronized java.nio.FloatBuffer nativeForOverwrite() {
+        if (floats == null) read();
+        if (mirror == null) mirror = new FloatPointer(Math.max(1, floats.length));
+        version++;
+        mirrorVersion = version;
+        where = NATIVE_NEWER;
+        return mirror.position(0).asBuffer();
+    }
+
+    /** A tensor's mirror for row-wise writes, and whether its current values are to be added to. */
+    record NativeRows(java.nio.FloatBuffer rows, boolean accumulate) {
+    }
+
     /** Where a product writes C, and the beta it uses there. */
     record NativeTarget(FloatPointer c, float beta) {
     }

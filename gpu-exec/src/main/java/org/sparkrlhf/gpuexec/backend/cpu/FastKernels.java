@@ -36,7 +36,37 @@ final class FastKernels {
         return max + (float) Math.log(FastExp.sum(e, 0, V));
     }
 
-    static void tokenLogprobs(float[] lp, float[] entropy, float[] lse, float[] z, int[] targets, int N, int V, Parallel par) {
+    /**
+     * Rows of a [N, V] float tensor, read from the heap array or straight from the native copy a
+     * product wrote (the LM head's logits: reading them row by row there saves copying all N x V
+     * into the array first).
+     */
+    interface Rows {
+        void get(int offset, float[] dst, int n);
+
+        static Rows of(float[] a) {
+            return (off, dst, n) -> System.arraycopy(a, off, dst, 0, n);
+        }
+
+        static Rows of(java.nio.FloatBuffer b) {
+            return (off, dst, n) -> b.get(off, dst, 0, n);
+        }
+    }
+
+    /** Where rows of a [N, V] float tensor are written back: the heap array or the native copy. */
+    interface RowSink {
+        void put(int offset, float[] src, int n);
+
+        static RowSink of(float[] a) {
+            return (off, src, n) -> System.arraycopy(src, 0, a, off, n);
+        }
+
+        static RowSink of(java.nio.FloatBuffer b) {
+            return (off, src, n) -> b.put(off, src, 0, n);
+        }
+    }
+
+    static void tokenLogprobs(float[] lp, float[] entropy, float[] lse, Rows z, int[] targets, int N, int V, Parallel par) {
         par.range(N, V * 4L, (lo, hi) -> {
             float[] e = new float[V], zr = new float[V], tmp = new float[V];
             for (int n = lo; n < hi; n++) {
@@ -44,7 +74,7 @@ final class FastKernels {
                 if (targets[n] < 0 || targets[n] >= V) {
                     throw new IllegalArgumentException("tokenLogprobs: target id " + targets[n] + " at row " + n + " outside [0, " + V + ")");
                 }
-                System.arraycopy(z, off, zr, 0, V);
+                z.get(off, zr, V);
                 float max = FastExp.max(zr, 0, V);
                 System.arraycopy(zr, 0, e, 0, V);
                 FastExp.expInPlace(e, V, max, tmp);
@@ -61,18 +91,30 @@ final class FastKernels {
         });
     }
 
-    static void tokenLogprobsBackward(float[] dz, float[] dLogprobs, float[] dEntropy, float[] z, float[] lse, float[] entropy,
-                                      int[] targets, int N, int V, Parallel par) {
+    /**
+     * dz += the gradient of the rows' logprobs and entropies; dzIn gives dz's current rows, or is
+     * null when they are zeros (pending, never written: no read then), and the sums go to dzOut.
+     * Rows whose two upstream gradients are both zero are left as they are (or written as zeros).
+     */
+    static void tokenLogprobsBackward(Rows dzIn, RowSink dzOut, float[] dLogprobs, float[] dEntropy, Rows z, float[] lse,
+                                      float[] entropy, int[] targets, int N, int V, Parallel par) {
         par.range(N, V * 4L, (lo, hi) -> {
             float[] p = new float[V], logp = new float[V], d = new float[V], tmp = new float[V];
             for (int n = lo; n < hi; n++) {
                 float gl = dLogprobs == null ? 0f : dLogprobs[n];
                 float ge = dEntropy == null ? 0f : dEntropy[n];
-                if (gl == 0f && ge == 0f) continue;
                 int off = n * V;
+                if (gl == 0f && ge == 0f) {
+                    if (dzIn == null) {
+                        java.util.Arrays.fill(d, 0f);
+                        dzOut.put(off, d, V);
+                    }
+                    continue;
+                }
                 float l = lse[n];
-                System.arraycopy(z, off, p, 0, V);
-                System.arraycopy(dz, off, d, 0, V);
+                z.get(off, p, V);
+                if (dzIn == null) java.util.Arrays.fill(d, 0f);
+                else dzIn.get(off, d, V);
                 if (ge == 0f) {
                     FastExp.expInPlace(p, V, l, tmp);
                     for (int j = 0; j < V; j++) d[j] -= gl * p[j];
@@ -83,50 +125,56 @@ final class FastKernels {
                     for (int j = 0; j < V; j++) d[j] += -gl * p[j] - ge * p[j] * (logp[j] + h);
                 }
                 d[targets[n]] += gl;
-                System.arraycopy(d, 0, dz, off, V);
+                dzOut.put(off, d, V);
             }
         });
     }
 
-    /** out = silu(gate) * up. */
-    static void swiglu(float[] out, float[] gate, float[] up, Parallel par) {
-        int blocks = (out.length + BLOCK - 1) / BLOCK;
+    /** out = silu(gate) * up, block by block from and to the heap arrays or the native copies. */
+    static void swiglu(RowSink out, Rows gate, Rows up, int length, Parallel par) {
+        int blocks = (length + BLOCK - 1) / BLOCK;
         par.range(blocks, BLOCK * 4L, (lo, hi) -> {
             float[] x = new float[BLOCK], e = new float[BLOCK], u = new float[BLOCK], tmp = new float[BLOCK];
             for (int blk = lo; blk < hi; blk++) {
-                int i0 = blk * BLOCK, n = Math.min(BLOCK, out.length - i0);
-                System.arraycopy(gate, i0, x, 0, n);
-                System.arraycopy(gate, i0, e, 0, n);
-                System.arraycopy(up, i0, u, 0, n);
+                int i0 = blk * BLOCK, n = Math.min(BLOCK, length - i0);
+                gate.get(i0, x, n);
+                System.arraycopy(x, 0, e, 0, n);
+                up.get(i0, u, n);
                 FastExp.expNegatedInPlace(e, n, tmp);
                 for (int i = 0; i < n; i++) e[i] = x[i] / (1f + e[i]) * u[i];
-                System.arraycopy(e, 0, out, i0, n);
+                out.put(i0, e, n);
             }
         });
     }
 
-    /** dGate += dOut * up * s (1 + x (1 - s)), dUp += dOut * silu(x), s = sigmoid(x), x = gate. */
-    static void swigluBackward(float[] dGate, float[] dUp, float[] dOut, float[] gate, float[] up, Parallel par) {
-        int blocks = (dGate.length + BLOCK - 1) / BLOCK;
+    /**
+     * dGate += dOut * up * s (1 + x (1 - s)), dUp += dOut * silu(x), s = sigmoid(x), x = gate;
+     * dGateIn / dUpIn give the gradients' current values, or are null when they are zeros.
+     */
+    static void swigluBackward(Rows dGateIn, RowSink dGateOut, Rows dUpIn, RowSink dUpOut, Rows dOut, Rows gate, Rows up,
+                               int length, Parallel par) {
+        int blocks = (length + BLOCK - 1) / BLOCK;
         par.range(blocks, BLOCK * 6L, (lo, hi) -> {
             float[] x = new float[BLOCK], s = new float[BLOCK], u = new float[BLOCK], g = new float[BLOCK],
                     dg = new float[BLOCK], du = new float[BLOCK], tmp = new float[BLOCK];
             for (int blk = lo; blk < hi; blk++) {
-                int i0 = blk * BLOCK, n = Math.min(BLOCK, dGate.length - i0);
-                System.arraycopy(gate, i0, x, 0, n);
-                System.arraycopy(gate, i0, s, 0, n);
-                System.arraycopy(up, i0, u, 0, n);
-                System.arraycopy(dOut, i0, g, 0, n);
-                System.arraycopy(dGate, i0, dg, 0, n);
-                System.arraycopy(dUp, i0, du, 0, n);
+                int i0 = blk * BLOCK, n = Math.min(BLOCK, length - i0);
+                gate.get(i0, x, n);
+                System.arraycopy(x, 0, s, 0, n);
+                up.get(i0, u, n);
+                dOut.get(i0, g, n);
+                if (dGateIn == null) java.util.Arrays.fill(dg, 0, n, 0f);
+                else dGateIn.get(i0, dg, n);
+                if (dUpIn == null) java.util.Arrays.fill(du, 0, n, 0f);
+                else dUpIn.get(i0, du, n);
                 FastExp.expNegatedInPlace(s, n, tmp);
                 for (int i = 0; i < n; i++) {
                     float sg = 1f / (1f + s[i]);
                     du[i] += g[i] * x[i] * sg;
                     dg[i] += g[i] * u[i] * sg * (1f + x[i] * (1f - sg));
                 }
-                System.arraycopy(dg, 0, dGate, i0, n);
-                System.arraycopy(du, 0, dUp, i0, n);
+                dGateOut.put(i0, dg, n);
+                dUpOut.put(i0, du, n);
             }
         });
     }
