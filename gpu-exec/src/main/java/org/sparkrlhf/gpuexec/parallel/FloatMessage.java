@@ -45,6 +45,26 @@ public interface FloatMessage {
         return (int) Math.max(0, Math.min(chunk, length() - from));
     }
 
+    /** A message that is a float tensor of {@code backend}: reads and writes are its ranged copies. */
+    static FloatMessage of(Backend backend, Tensor tensor) {
+        return new FloatMessage() {
+            @Override
+            public long length() {
+                return tensor.numel();
+            }
+
+            @Override
+            public void read(long from, float[] into, int at, int n) {
+                backend.downloadRange(tensor, from, into, at, n);
+            }
+
+            @Override
+            public void write(long from, float[] values, int at, int n) {
+                backend.uploadRange(tensor, from, values, at, n);
+            }
+        };
+    }
+
     /** A message that is one array: reads copy out of it, writes copy into it. */
     static FloatMessage of(float[] array) {
         return new FloatMessage() {
