@@ -196,6 +196,11 @@ public final class ReallocationCall implements RankFunction<ReallocationCall.Req
     private static void copyLocal(ShardPiece p, ShardSlices from, ShardSlices to, Backend backend, int chunk) {
         Tensor src = backend == null ? null : from.tensorOn(backend, p.param());
         Tensor dst = backend == null ? null : to.tensorOn(backend, p.param());
+        if (src != null && dst != null && p.cols() == p.srcStride() && p.cols() == p.dstStride()) {
+            // whole rows at both ends: one contiguous range
+            backend.copyRange(dst, (long) p.dstRow() * p.dstStride(), src, (long) p.srcRow() * p.srcStride(), p.elements());
+            return;
+        }
         if (src != null && dst != null) {
             for (int r = 0; r < p.rows(); r++) {
                 backend.copyRange(dst, (long) (p.dstRow() + r) * p.dstStride() + p.dstCol(), src,

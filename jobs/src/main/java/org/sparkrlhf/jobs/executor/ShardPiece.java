@@ -27,10 +27,17 @@ public record ShardPiece(String param, int srcDevice, int dstDevice, int rows, i
     /**
      * Visits elements {@code [first, first + n)} of the rectangle (row-major) as runs within one row
      * of the source shard ({@code source}) or of the destination shard: a message carries pieces in
-     * chunks, which may start or end mid-row.
+     * chunks, which may start or end mid-row. Where the rectangle spans whole rows of that shard (a
+     * row cut, a 1-D tensor) it is contiguous there, and the range is one run.
      */
     public void runs(int first, int n, boolean source, Run run) {
         int row0 = source ? srcRow : dstRow, col0 = source ? srcCol : dstCol, stride = source ? srcStride : dstStride;
+        if (cols == stride) {
+            if (n > 0) {
+                run.visit(row0 * stride + first, 0, n);
+            }
+            return;
+        }
         for (int e = first; e < first + n; ) {
             int r = e / cols, c = e % cols, k = Math.min(cols - c, first + n - e);
             run.visit((row0 + r) * stride + col0 + c, e - first, k);
