@@ -141,10 +141,10 @@ public final class ReallocationCall implements RankFunction<ReallocationCall.Req
             local.forEach(destination::check);
             // 1. each peer's pieces as one message, read and written a chunk at a time by the transport:
             // TCP: each round's sends, then its receives; NCCL (GPU ranks): each round in one group
-            ShardSlices sourceSlices = source == null ? null : source.slices(request.view());
+            ShardSlices sourceSlices = sends.isEmpty() && local.isEmpty() ? null : sourceSlices(source, request);
             Map<Integer, FloatMessage> outgoing = new LinkedHashMap<>();
             for (Map.Entry<Integer, List<ShardPiece>> e : sends.entrySet()) {
-                outgoing.put(rankOf[e.getKey()], new PieceMessage(e.getValue(), sourceSlices(sourceSlices, request)));
+                outgoing.put(rankOf[e.getKey()], new PieceMessage(e.getValue(), sourceSlices));
             }
             Map<Integer, FloatMessage> incoming = new LinkedHashMap<>();
             for (Map.Entry<Integer, List<ShardPiece>> e : receives.entrySet()) {
@@ -156,7 +156,7 @@ public final class ReallocationCall implements RankFunction<ReallocationCall.Req
             // 2. copies on this device
             int chunk = chunkFloats(comm);
             for (ShardPiece p : local) {
-                copyLocal(p, sourceSlices(sourceSlices, request), destination.slices, backend, chunk);
+                copyLocal(p, sourceSlices, destination.slices, backend, chunk);
                 destination.arrived(p);
             }
             // 3. what arrived, counted
@@ -348,12 +348,13 @@ public final class ReallocationCall implements RankFunction<ReallocationCall.Req
         return new ShardSet.OptimizerSteps(copy.optimizer().stepCount(), copy.optimizer().hyper());
     }
 
-    private static ShardSlices sourceSlices(ShardSlices slices, Request request) {
-        if (slices == null) {
+    /** The source's slices of the request's view, read by ranges; an error on a device that holds no source shard. */
+    private static ShardSlices sourceSlices(ShardTensors source, Request request) {
+        if (source == null) {
             throw new IllegalStateException("reallocation of " + request.role()
                     + ": pieces are to be sent from a device that holds no source shard");
         }
-        return slices;
+        return source.slices(request.view());
     }
 
     private static int maxDevice(int[] devices) {
