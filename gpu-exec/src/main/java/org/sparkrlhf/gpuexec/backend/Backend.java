@@ -50,13 +50,35 @@ public interface Backend extends AutoCloseable {
     void free(Tensor t);
 
     /** Copies {@code src} (numel values) into a float tensor; a BF16 tensor rounds to nearest even. */
-    void upload(Tensor dst, float[] src);
+    default void upload(Tensor dst, float[] src) {
+        if (src.length != dst.numel()) {
+            throw new IllegalArgumentException("upload: " + src.length + " values for " + dst.describe());
+        }
+        uploadRange(dst, 0, src, 0, src.length);
+    }
+
+    /**
+     * Copies {@code src[from .. from + n)} into elements {@code [at, at + n)} of a float tensor (a
+     * BF16 tensor rounds to nearest even): a tensor is filled a chunk at a time, so no caller needs
+     * a host array of the whole tensor (a reallocation receives its pieces straight into place).
+     */
+    void uploadRange(Tensor dst, long at, float[] src, int from, int n);
 
     /** Copies {@code src} (numel values) into an I32 tensor. */
     void upload(Tensor dst, int[] src);
 
     /** The values of a float tensor (BF16 widened to float). Waits for pending work. */
-    float[] download(Tensor src);
+    default float[] download(Tensor src) {
+        float[] out = new float[Math.toIntExact(src.numel())];
+        downloadRange(src, 0, out, 0, out.length);
+        return out;
+    }
+
+    /**
+     * Copies elements {@code [at, at + n)} of a float tensor (BF16 widened to float) into
+     * {@code into[to ..]}. Waits for pending work.
+     */
+    void downloadRange(Tensor src, long at, float[] into, int to, int n);
 
     /** The values of an I32 tensor. Waits for pending work. */
     int[] downloadInts(Tensor src);
@@ -70,7 +92,19 @@ public interface Backend extends AutoCloseable {
     void zero(Tensor t);
 
     /** dst = src, same number of elements; converts between F32 and BF16; I32 to I32 only. */
-    void copy(Tensor dst, Tensor src);
+    default void copy(Tensor dst, Tensor src) {
+        if (dst.numel() != src.numel()) {
+            throw new IllegalArgumentException("copy: " + src.describe() + " into " + dst.describe());
+        }
+        copyRange(dst, 0, src, 0, src.numel());
+    }
+
+    /**
+     * Elements {@code [dstAt, dstAt + n)} of dst = elements {@code [srcAt, srcAt + n)} of src, on
+     * the backend (no host copy); converts between F32 and BF16; I32 to I32 only. Tensors may be the
+     * same if the ranges do not overlap. A received chunk goes into its place in a tensor this way.
+     */
+    void copyRange(Tensor dst, long dstAt, Tensor src, long srcAt, long n);
 
     /** t = t * s (float tensors). */
     void scale(Tensor t, float s);

@@ -158,12 +158,22 @@ public final class CudaBackend implements Backend {
     }
 
     @Override
-    public void upload(Tensor dst, float[] src) {
+    public void uploadRange(Tensor dst, long at, float[] src, int from, int n) {
         CudaTensor d = c(dst, "dst");
         require(d.dtype().isFloat(), "upload", "float values into " + d.describe());
-        require(src.length == d.numel(), "upload", src.length + " values for " + d.describe());
+        checkRange("upload", d, at, n);
+        require(from >= 0 && n >= 0 && from + n <= src.length, "upload", "values " + from + " .. " + (from + n) + " of " + src.length);
         d.version++;
-        d.buffer.writeAs(d.dtype() == DType.BF16 ? ElementType.BF16 : ElementType.F32, src);
+        d.buffer.writeAs(elementType(d), at, src, from, n);
+    }
+
+    private static ElementType elementType(CudaTensor t) {
+        return t.dtype() == DType.BF16 ? ElementType.BF16 : ElementType.F32;
+    }
+
+    /** Elements [at, at + n) lie in the tensor. */
+    private static void checkRange(String op, CudaTensor t, long at, long n) {
+        require(at >= 0 && n >= 0 && at + n <= t.numel(), op, "elements " + at + " .. " + (at + n) + " of " + t.describe());
     }
 
     @Override
@@ -176,10 +186,11 @@ public final class CudaBackend implements Backend {
     }
 
     @Override
-    public float[] download(Tensor src) {
+    public void downloadRange(Tensor src, long at, float[] into, int to, int n) {
         CudaTensor s = c(src, "src");
         require(s.dtype().isFloat(), "download", "float values from " + s.describe());
-        return s.buffer.readAs(s.dtype() == DType.BF16 ? ElementType.BF16 : ElementType.F32, Math.toIntExact(s.numel()));
+        checkRange("download", s, at, n);
+        s.buffer.readAs(elementType(s), at, into, to, n);
     }
 
     @Override
@@ -365,19 +376,23 @@ public final class CudaBackend implements Backend {
     }
 
     @Override
-    public void copy(Tensor dst, Tensor src) {
+    public void copyRange(Tensor dst, long dstAt, Tensor src, long srcAt, long n) {
         CudaTensor d = c(dst, "dst"), s = c(src, "src");
-        sameSize("copy", d, s);
+        checkRange("copy", d, dstAt, n);
+        checkRange("copy", s, srcAt, n);
         written(d);
         if (d.dtype() == DType.I32 || s.dtype() == DType.I32) {
             require(d.dtype() == s.dtype(), "copy", "I32 copies only to I32: " + s.describe() + " -> " + d.describe());
         }
         if (d.dtype() == s.dtype()) {
-            d.buffer.copyFrom(0, s.buffer, 0, d.bytes());
+            long bytes = d.dtype().bytes();
+            d.buffer.copyFrom(dstAt * bytes, s.buffer, srcAt * bytes, n * bytes);
             return;
         }
-        launch1d(fn("elementwise.cu", "copy_float"), d.numel(), d.buffer, d.bf(), s.buffer, s.bf(), d.numel());
+        launch1d(fn("elementwise.cu", "copy_float"), n, d.buffer.at(dstAt * d.dtype().bytes()), d.bf(),
+                s.buffer.at(srcAt * s.dtype().bytes()), s.bf(), n);
     }
+
 
     @Override
     public void scale(Tensor t, float s) {

@@ -142,20 +142,30 @@ public final class CudaBuffer implements AutoCloseable {
 
     /** Rounds each float to bf16 and copies them. */
     public void writeBf16(float[] v) {
-        for (int done = 0; done < v.length; ) {
-            int k = Math.min(STAGING_ELEMENTS, v.length - done);
+        writeBf16(0, v, 0, v.length);
+    }
+
+    /** Rounds {@code v[at .. at + n)} to bf16 and copies them to {@code byteOffset}. */
+    public void writeBf16(long byteOffset, float[] v, int at, int n) {
+        for (int done = 0; done < n; ) {
+            int k = Math.min(STAGING_ELEMENTS, n - done);
             ByteBuffer b = direct(k * 2L);
-            for (int i = 0; i < k; i++) b.putShort(i * 2, Bf16.fromFloat(v[done + i]));
-            write(done * 2L, b);
+            for (int i = 0; i < k; i++) b.putShort(i * 2, Bf16.fromFloat(v[at + done + i]));
+            write(byteOffset + done * 2L, b);
             done += k;
         }
     }
 
     /** Writes floats as {@code type} stores them (F32 or BF16). */
     public void writeAs(ElementType type, float[] v) {
+        writeAs(type, 0, v, 0, v.length);
+    }
+
+    /** Writes {@code v[at .. at + n)} as elements {@code [element, element + n)} of {@code type} (F32 or BF16). */
+    public void writeAs(ElementType type, long element, float[] v, int at, int n) {
         switch (type) {
-            case F32 -> writeFloats(v);
-            case BF16 -> writeBf16(v);
+            case F32 -> writeFloats(element * 4L, v, at, n);
+            case BF16 -> writeBf16(element * 2L, v, at, n);
             default -> throw new IllegalArgumentException("cannot write floats as " + type);
         }
     }
@@ -178,22 +188,34 @@ public final class CudaBuffer implements AutoCloseable {
 
     public float[] readBf16(int n) {
         float[] out = new float[n];
+        readBf16(0, out, 0, n);
+        return out;
+    }
+
+    /** Copies {@code n} bf16 values from {@code byteOffset}, widened, into {@code into[at ..]}. */
+    public void readBf16(long byteOffset, float[] into, int at, int n) {
         for (int done = 0; done < n; ) {
             int k = Math.min(STAGING_ELEMENTS, n - done);
-            ByteBuffer b = read(done * 2L, k * 2L);
-            for (int i = 0; i < k; i++) out[done + i] = Bf16.toFloat(b.getShort(i * 2));
+            ByteBuffer b = read(byteOffset + done * 2L, k * 2L);
+            for (int i = 0; i < k; i++) into[at + done + i] = Bf16.toFloat(b.getShort(i * 2));
             done += k;
         }
-        return out;
     }
 
     /** Reads n elements of {@code type} (F32 or BF16) as floats. */
     public float[] readAs(ElementType type, int n) {
-        return switch (type) {
-            case F32 -> readFloats(n);
-            case BF16 -> readBf16(n);
+        float[] out = new float[n];
+        readAs(type, 0, out, 0, n);
+        return out;
+    }
+
+    /** Reads elements {@code [element, element + n)} of {@code type} (F32 or BF16) as floats into {@code into[at ..]}. */
+    public void readAs(ElementType type, long element, float[] into, int at, int n) {
+        switch (type) {
+            case F32 -> readFloats(element * 4L, into, at, n);
+            case BF16 -> readBf16(element * 2L, into, at, n);
             default -> throw new IllegalArgumentException("cannot read " + type + " as floats");
-        };
+        }
     }
 
     static ByteBuffer direct(long n) {

@@ -209,6 +209,39 @@ public final class LlamaModel implements AutoCloseable {
         });
     }
 
+    /**
+     * The parameter tensors of shard {@code shard} of a model of {@code config}, allocated (zeros)
+     * on {@code backend} in {@code dtype}, to be filled in place (a reallocation receives its pieces
+     * straight into them) and then made a model with {@link #over}.
+     */
+    public static LlamaWeights allocateShard(Backend backend, ModelConfig config, ShardSpec shard, DType dtype) {
+        checkCut(config, shard);
+        return LlamaWeights.allocate(backend, config, shard, dtype);
+    }
+
+    /**
+     * The shard over parameters already on {@code backend} and filled (see {@link #allocateShard});
+     * the model owns them from here (closing it frees them). tpGroup's rank must be the tensor rank,
+     * ppGroup's rank the stage.
+     */
+    public static LlamaModel over(Backend backend, ModelConfig config, ShardSpec shard, Collective tpGroup,
+                                  Collective ppGroup, LlamaWeights params) {
+        checkCut(config, shard);
+        List<LlamaWeights.Spec> want = Sharding.specs(config, shard);
+        if (want.size() != params.specs().size()) {
+            throw new IllegalArgumentException(shard.label() + ": " + params.specs().size() + " parameters given, the shard has "
+                    + want.size());
+        }
+        for (int i = 0; i < want.size(); i++) {
+            LlamaWeights.Spec w = want.get(i), g = params.specs().get(i);
+            if (!w.name().equals(g.name()) || !Arrays.equals(w.shape(), g.shape())) {
+                throw new IllegalArgumentException(shard.label() + ": parameter " + i + " is '" + g.name() + "' "
+                        + Arrays.toString(g.shape()) + ", the shard's is '" + w.name() + "' " + Arrays.toString(w.shape()));
+            }
+        }
+        return new LlamaModel(backend, config, shard, new ParallelGroups(backend, config, shard, tpGroup, ppGroup), params);
+    }
+
     /** Shard {@code shard} of a model given by its full tensors (Hugging Face names and shapes). */
     public static LlamaModel fromFull(Backend backend, ModelConfig config, ShardSpec shard, Collective tpGroup,
                                       Collective ppGroup, Map<String, float[]> fullTensors) {

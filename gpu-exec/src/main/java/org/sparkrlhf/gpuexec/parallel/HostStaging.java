@@ -11,9 +11,9 @@ import java.util.Map;
 
 /**
  * The tensor collectives of {@link Collective} on any backend and transport, staged through host
- * memory: a tensor is downloaded (the {@link Backend} API moves whole tensors, so one tensor's floats
- * are the largest host array here, never the whole model's), its elements go through the group's
- * float collectives at most {@link Collective#chunkBytes} at a time, and the result is uploaded.
+ * memory a chunk at a time: a chunk of a tensor's elements is read out of it by a ranged download,
+ * goes through the group's float collectives, and is written back by a ranged upload, so the
+ * largest host array here is one chunk ({@link Collective#chunkBytes}), never a whole tensor.
  *
  * <p>Chunking does not change a result: every element is reduced (or copied) on its own, so a
  * transport that adds in rank order gives the same bits chunked or whole. Small tensors share a
@@ -38,21 +38,8 @@ final class HostStaging {
         }
     }
 
-    /** A downloaded tensor whose elements are in flight in buckets; uploaded once all came back. */
-    private static final class Staged {
-        final Tensor tensor;
-        final float[] values;
-        long pending;
-
-        Staged(Tensor tensor, float[] values) {
-            this.tensor = tensor;
-            this.values = values;
-            this.pending = values.length;
-        }
-    }
-
-    /** Elements {@code [at, at + n)} of a staged tensor, at {@code bucketAt} of the bucket. */
-    private record Segment(Staged staged, int at, int bucketAt, int n) {
+    /** Elements {@code [at, at + n)} of a tensor, at {@code bucketAt} of the bucket. */
+    private record Segment(Tensor tensor, long at, int bucketAt, int n) {
     }
 
     static void allReduceSum(Collective group, Backend backend, List<Tensor> tensors) {
@@ -68,12 +55,11 @@ final class HostStaging {
         List<Segment> segments = new ArrayList<>();
         int filled = 0;
         for (Tensor t : tensors) {
-            Staged staged = new Staged(t, backend.download(t));
-            int at = 0;
-            while (at < staged.values.length) {
-                int n = Math.min(bucket.length - filled, staged.values.length - at);
-                System.arraycopy(staged.values, at, bucket, filled, n);
-                segments.add(new Segment(staged, at, filled, n));
+            long at = 0;
+            while (at < t.numel()) {
+                int n = (int) Math.min(bucket.length - filled, t.numel() - at);
+                backend.downloadRange(t, at, bucket, filled, n);
+                segments.add(new Segment(t, at, filled, n));
                 filled += n;
                 at += n;
                 if (filled == bucket.length) {
@@ -87,17 +73,13 @@ final class HostStaging {
         }
     }
 
-    /** Sums the bucket's first {@code filled} floats over the group and hands each segment back to its tensor. */
+    /** Sums the bucket's first {@code filled} floats over the group and writes each segment back into its tensor. */
     private static void reduceBucket(Collective group, Backend backend, float[] bucket, int filled, List<Segment> segments) {
         // the last bucket is shorter; every rank holds the same tensors, so the same length
         float[] reduced = filled == bucket.length ? bucket : Arrays.copyOf(bucket, filled);
         group.allReduceSum(reduced);
         for (Segment s : segments) {
-            System.arraycopy(reduced, s.bucketAt(), s.staged().values, s.at(), s.n());
-            s.staged().pending -= s.n();
-            if (s.staged().pending == 0) {
-                backend.upload(s.staged().tensor, s.staged().values);
-            }
+            backend.uploadRange(s.tensor(), s.at(), reduced, s.bucketAt(), s.n());
         }
         segments.clear();
     }
@@ -111,21 +93,17 @@ final class HostStaging {
             return;
         }
         boolean isRoot = group.rank() == root;
-        float[] values = isRoot ? backend.download(t) : new float[Math.toIntExact(t.numel())];
-        float[] chunk = new float[Math.min(chunkFloats(group), values.length)];
-        for (int at = 0; at < values.length; at += chunk.length) {
-            int n = Math.min(chunk.length, values.length - at);
+        float[] chunk = new float[(int) Math.min(chunkFloats(group), t.numel())];
+        for (long at = 0; at < t.numel(); at += chunk.length) {
+            int n = (int) Math.min(chunk.length, t.numel() - at);
             float[] part = n == chunk.length ? chunk : new float[n];
             if (isRoot) {
-                System.arraycopy(values, at, part, 0, n);
+                backend.downloadRange(t, at, part, 0, n);
             }
             group.broadcast(part, root);
             if (!isRoot) {
-                System.arraycopy(part, 0, values, at, n);
+                backend.uploadRange(t, at, part, 0, n);
             }
-        }
-        if (!isRoot) {
-            backend.upload(t, values);
         }
     }
 
@@ -176,23 +154,17 @@ final class HostStaging {
         Map<Integer, FloatMessage> out = new LinkedHashMap<>();
         for (Map.Entry<Integer, Tensor> e : sends.entrySet()) {
             requireFloat("send", e.getValue());
-            out.put(e.getKey(), FloatMessage.of(backend.download(e.getValue())));
+            out.put(e.getKey(), FloatMessage.of(backend, e.getValue()));
         }
-        Map<Integer, float[]> in = new LinkedHashMap<>();
-        Map<Integer, FloatMessage> inMessages = new LinkedHashMap<>();
+        Map<Integer, FloatMessage> in = new LinkedHashMap<>();
         for (Map.Entry<Integer, Tensor> e : receives.entrySet()) {
             requireFloat("receive", e.getValue());
-            float[] values = new float[Math.toIntExact(e.getValue().numel())];
-            in.put(e.getKey(), values);
-            inMessages.put(e.getKey(), FloatMessage.of(values));
+            in.put(e.getKey(), FloatMessage.of(backend, e.getValue()));
         }
-        exchangeMessages(group, out, inMessages);
-        for (Map.Entry<Integer, float[]> e : in.entrySet()) {
-            backend.upload(receives.get(e.getKey()), e.getValue());
-        }
+        exchangeMessages(group, out, in);
     }
 
-    /** Every rank's part, rank r's broadcast from r in chunks into its place; the own part is copied. */
+    /** Every rank's part, rank r's broadcast from r in chunks into its place. */
     static void allGather(Collective group, Backend backend, Tensor part, Tensor gathered) {
         requireFloat("all-gather", part);
         requireFloat("all-gather", gathered);
@@ -205,18 +177,17 @@ final class HostStaging {
             backend.copy(gathered, part);
             return;
         }
-        float[] all = new float[Math.toIntExact(gathered.numel())];
-        System.arraycopy(backend.download(part), 0, all, Math.toIntExact(n * group.rank()), (int) n);
-        int chunk = (int) Math.min(chunkFloats(group), Math.max(1, n));
+        float[] chunk = new float[(int) Math.min(chunkFloats(group), Math.max(1, n))];
         for (int root = 0; root < group.size(); root++) {
-            int base = (int) (n * root);
-            for (int at = 0; at < n; at += chunk) {
-                int c = (int) Math.min(chunk, n - at);
-                float[] piece = Arrays.copyOfRange(all, base + at, base + at + c);
+            for (long at = 0; at < n; at += chunk.length) {
+                int c = (int) Math.min(chunk.length, n - at);
+                float[] piece = c == chunk.length ? chunk : new float[c];
+                if (root == group.rank()) {
+                    backend.downloadRange(part, at, piece, 0, c);
+                }
                 group.broadcast(piece, root);
-                System.arraycopy(piece, 0, all, base + at, c);
+                backend.uploadRange(gathered, root * n + at, piece, 0, c);
             }
         }
-        backend.upload(gathered, all);
     }
 }

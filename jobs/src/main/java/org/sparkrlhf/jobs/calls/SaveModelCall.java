@@ -124,9 +124,9 @@ public final class SaveModelCall implements RankFunction<SaveModelCall.Request, 
         }
         List<OptimizerState.Moments> moments = new ArrayList<>();
         for (LlamaWeights.Spec s : replica.model().parameters().specs()) {
-            float[] m = first.tensor(s.name());
-            float[] v = second.tensor(s.name());
-            moments.add(new OptimizerState.Moments(s.name(), s.shape(), () -> m, () -> v));
+            // downloaded as the writer reaches them: one moment on the host at a time
+            moments.add(new OptimizerState.Moments(s.name(), s.shape(), () -> first.tensor(s.name()),
+                    () -> second.tensor(s.name())));
         }
         OptimizerState.write(moments, steps.steps(), steps.hyper(), file);
     }

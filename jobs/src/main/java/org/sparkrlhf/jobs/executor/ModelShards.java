@@ -1,7 +1,10 @@
 package org.sparkrlhf.jobs.executor;
 
 import org.sparkrlhf.gpuexec.backend.Backend;
+import org.sparkrlhf.gpuexec.backend.DType;
+import org.sparkrlhf.gpuexec.backend.Tensor;
 import org.sparkrlhf.gpuexec.model.LlamaModel;
+import org.sparkrlhf.gpuexec.model.LlamaWeights;
 import org.sparkrlhf.gpuexec.model.ModelConfig;
 import org.sparkrlhf.gpuexec.parallel.ShardSpec;
 import org.sparkrlhf.gpuexec.train.AdamW;
@@ -24,24 +27,53 @@ public final class ModelShards {
     }
 
     /**
-     * The rank's model from its slices ({@code tensors}: HF name to row-major slice), with a fresh
-     * optimizer when {@code optimizer} is given (a trained copy whose optimizer state starts here).
-     * With {@code valueHead} the model has a value head whatever the source's config.json says (a
-     * critic started from a causal LM carries the value head it was given, see Critics). The model
-     * lives on {@code backend} (the rank's, {@link RankContext#backend()}).
+     * A rank's model-to-be: its shard's parameter tensors allocated on the rank's backend (zeros, F32)
+     * for a reallocation to receive into, with the config and cut they are for.
      */
-    public static ResidentModel build(Backend backend, ModelSource source, Placement placement, int rank, long version,
-                                      Map<String, float[]> tensors, OptimizerConfig optimizer, boolean valueHead) {
+    public record Allocated(Backend backend, ModelConfig config, Placement placement, int rank, LlamaWeights weights) {
+        /** The parameter tensors by Hugging Face name. */
+        public Map<String, Tensor> tensors() {
+            return weights.byName();
+        }
+
+        /** Frees the tensors (a reallocation that failed before the model was built). */
+        public void free() {
+            weights.free(backend);
+        }
+    }
+
+    /**
+     * Allocates the parameter tensors of the rank's model on {@code backend} (the rank's,
+     * {@link RankContext#backend()}), cut as its place in {@code placement} says. With
+     * {@code valueHead} the model has a value head whatever the source's config.json says (a critic
+     * started from a causal LM carries the value head it was given, see Critics).
+     */
+    public static Allocated allocate(Backend backend, ModelSource source, Placement placement, int rank, boolean valueHead) {
         ModelConfig config = ModelConfig.read(source.localPath().resolve("config.json"));
         if (valueHead && config.head() != ModelConfig.Head.SCORE) {
             config = config.withHead(ModelConfig.Head.SCORE);
         }
-        Groups g = Groups.of(placement, rank);
-        LlamaModel model;
         try {
-            model = LlamaModel.ofShard(backend, config, g.shard, g.tensor, g.pipeline, tensors);
+            return new Allocated(backend, config, placement, rank,
+                    LlamaModel.allocateShard(backend, config, Groups.of(placement, rank).shard, DType.F32));
         } catch (IllegalArgumentException e) {
             throw new IllegalStateException(placement.call() + " rank " + rank + ": " + e.getMessage(), e);
+        }
+    }
+
+    /**
+     * The rank's model over its filled parameter tensors, with a fresh optimizer when {@code optimizer}
+     * is given (a trained copy whose optimizer state starts here).
+     */
+    public static ResidentModel build(Allocated parameters, long version, OptimizerConfig optimizer) {
+        Groups g = Groups.of(parameters.placement(), parameters.rank());
+        LlamaModel model;
+        try {
+            model = LlamaModel.over(parameters.backend(), parameters.config(), g.shard, g.tensor, g.pipeline,
+                    parameters.weights());
+        } catch (IllegalArgumentException e) {
+            throw new IllegalStateException(parameters.placement().call() + " rank " + parameters.rank() + ": "
+                    + e.getMessage(), e);
         }
         return g.resident(model, optimizer, version);
     }

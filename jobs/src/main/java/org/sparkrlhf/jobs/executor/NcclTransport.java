@@ -34,9 +34,10 @@ import java.util.Map;
  * vocabulary-parallel logits; {@link #exchangeTensors}) run NCCL in place on the
  * CUDA backend's tensors, in their dtype (bf16 as ncclBfloat16, fp32 otherwise), at most
  * {@link CommSettings#chunkBytes()} per NCCL operation; no byte goes through the host. Tensors of
- * another backend go the host-staging way of {@link Communicator}. The engine's float collectives
- * and the reallocation's host messages ({@link #exchangeMessages}: its sources and destinations are
- * host arrays) are staged through device buffers of at most a chunk: upload, the NCCL op, download.
+ * another backend go the host-staging way of {@link Communicator}. The reallocation's messages
+ * ({@link #exchangeMessages}) go through device chunks that the messages fill from, and empty into,
+ * the source's and destination's tensors on the device. The engine's host float collectives are
+ * staged through device buffers of at most a chunk: upload, the NCCL op, download.
  *
  * <p>Results differ from the CPU transport's in the last bits: NCCL adds the ranks' buffers in its
  * own order (ring or tree), not in rank order. Every rank still ends with the same bits (each element
@@ -292,8 +293,11 @@ public final class NcclTransport implements Communicator {
     }
 
     /**
-     * Host messages (the reallocation's packed pieces): round k stages chunk k of every message
-     * through a device buffer per peer and moves them in one NCCL group (see {@link #exchangeTensors}).
+     * The reallocation's messages: round k moves chunk k of every message in one NCCL group (see
+     * {@link #exchangeTensors}) through a device chunk per peer, which the message fills and empties
+     * itself ({@link FloatMessage#read(long, Backend, Tensor, int)}): a message over this backend's
+     * tensors (a resident model, a destination allocated on the device) copies on the device, so no
+     * byte of it goes through the host; any other message through a host array of a chunk.
      */
     @Override
     public void exchangeMessages(Map<Integer, FloatMessage> sends, Map<Integer, FloatMessage> receives) {
@@ -309,23 +313,22 @@ public final class NcclTransport implements Communicator {
             return;
         }
         String step = "exchange: sends to ranks " + sends.keySet() + ", receives from ranks " + receives.keySet();
-        float[] host = new float[(int) Math.min(chunk, longest(sends, receives))];
-        Map<Integer, CudaBuffer> out = new LinkedHashMap<>();
-        Map<Integer, CudaBuffer> in = new LinkedHashMap<>();
+        int staged = (int) Math.min(chunk, longest(sends, receives));
+        Map<Integer, Tensor> out = new LinkedHashMap<>();
+        Map<Integer, Tensor> in = new LinkedHashMap<>();
         try {
             for (Map.Entry<Integer, FloatMessage> e : sends.entrySet()) {
-                out.put(e.getKey(), stage(host.length));
+                out.put(e.getKey(), backend.allocate(MemoryKind.WORKSPACE, DType.F32, staged));
             }
             for (Map.Entry<Integer, FloatMessage> e : receives.entrySet()) {
-                in.put(e.getKey(), stage(host.length));
+                in.put(e.getKey(), backend.allocate(MemoryKind.WORKSPACE, DType.F32, staged));
             }
             for (long k = 0; k < rounds; k++) {
                 long from = k * chunk;
                 for (Map.Entry<Integer, FloatMessage> e : sends.entrySet()) {
                     int n = e.getValue().chunkLength(from, chunk);
                     if (n > 0) {
-                        e.getValue().read(from, host, 0, n);
-                        out.get(e.getKey()).writeFloats(0, host, 0, n);
+                        e.getValue().read(from, backend, out.get(e.getKey()), n);
                     }
                 }
                 String round = step + ", round " + k + " of " + rounds;
@@ -334,13 +337,13 @@ public final class NcclTransport implements Communicator {
                     for (Map.Entry<Integer, FloatMessage> e : sends.entrySet()) {
                         int n = e.getValue().chunkLength(from, chunk);
                         if (n > 0) {
-                            nccl.send(out.get(e.getKey()), n, ElementType.F32, e.getKey());
+                            nccl.send(out.get(e.getKey()), 0, n, e.getKey());
                         }
                     }
                     for (Map.Entry<Integer, FloatMessage> e : receives.entrySet()) {
                         int n = e.getValue().chunkLength(from, chunk);
                         if (n > 0) {
-                            nccl.receive(in.get(e.getKey()), n, ElementType.F32, e.getKey());
+                            nccl.receive(in.get(e.getKey()), 0, n, e.getKey());
                         }
                     }
                 } finally {
@@ -350,17 +353,16 @@ public final class NcclTransport implements Communicator {
                 for (Map.Entry<Integer, FloatMessage> e : receives.entrySet()) {
                     int n = e.getValue().chunkLength(from, chunk);
                     if (n > 0) {
-                        in.get(e.getKey()).readFloats(0, host, 0, n);
-                        e.getValue().write(from, host, 0, n);
+                        e.getValue().write(from, backend, in.get(e.getKey()), n);
                     }
                 }
             }
         } finally {
-            for (CudaBuffer b : out.values()) {
-                b.close();
+            for (Tensor t : out.values()) {
+                backend.free(t);
             }
-            for (CudaBuffer b : in.values()) {
-                b.close();
+            for (Tensor t : in.values()) {
+                backend.free(t);
             }
         }
     }

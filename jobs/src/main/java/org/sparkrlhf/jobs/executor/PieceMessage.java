@@ -1,5 +1,7 @@
 package org.sparkrlhf.jobs.executor;
 
+import org.sparkrlhf.gpuexec.backend.Backend;
+import org.sparkrlhf.gpuexec.backend.Tensor;
 import org.sparkrlhf.gpuexec.parallel.FloatMessage;
 
 import java.util.Arrays;
@@ -11,20 +13,24 @@ import java.util.function.Function;
  * other in the plan's order, as one message that the transport reads or writes a chunk at a time:
  * the message is never packed whole, so its size is bounded by nothing but the shards.
  *
- * <p>{@code shard} gives the array of a parameter's slice: the source's (sends) or the destination's
- * (receives). Only the slice of the piece at hand is held, so a source copy whose tensors are
- * downloaded on request has one of them on the host at a time (pieces of one parameter follow each
- * other in the plan).
+ * <p>{@code shard} holds the parameters' slices: the source's (sends) or the destination's
+ * (receives), read and written by ranges ({@link ShardSlices}), one run within a shard row at a
+ * time. A chunk the transport holds on the device (NCCL) goes between it and slices that are
+ * tensors of the same backend by device copies, so a GPU destination receives straight into its
+ * parameter tensors.
  */
 final class PieceMessage implements FloatMessage {
     private final List<ShardPiece> pieces;
     /** starts[i]: the message element where piece i begins; starts[pieces.size()]: the length. */
     private final long[] starts;
-    private final Function<String, float[]> shard;
-    private String heldName;
-    private float[] held;
+    private final ShardSlices shard;
 
+    /** A message over host arrays of the slices ({@code shard} gives a parameter's). */
     PieceMessage(List<ShardPiece> pieces, Function<String, float[]> shard) {
+        this(pieces, ShardSlices.ofArrays(shard));
+    }
+
+    PieceMessage(List<ShardPiece> pieces, ShardSlices shard) {
         this.pieces = List.copyOf(pieces);
         this.shard = shard;
         this.starts = new long[pieces.size() + 1];
@@ -40,12 +46,42 @@ final class PieceMessage implements FloatMessage {
 
     @Override
     public void read(long from, float[] into, int at, int n) {
-        walk(from, n, (p, first, offset, k) -> p.pack(slice(p.param()), first, into, at + offset, k));
+        walk(from, n, (p, first, offset, k) -> p.runs(first, k, true,
+                (shardAt, o, run) -> shard.read(p.param(), shardAt, into, at + offset + o, run)));
     }
 
     @Override
     public void write(long from, float[] values, int at, int n) {
-        walk(from, n, (p, first, offset, k) -> p.unpack(values, at + offset, first, k, slice(p.param())));
+        walk(from, n, (p, first, offset, k) -> p.runs(first, k, false,
+                (shardAt, o, run) -> shard.write(p.param(), shardAt, values, at + offset + o, run)));
+    }
+
+    @Override
+    public void read(long from, Backend backend, Tensor chunk, int n) {
+        walk(from, n, (p, first, offset, k) -> {
+            Tensor slice = shard.tensorOn(backend, p.param());
+            if (slice == null) {
+                float[] host = new float[k];
+                p.runs(first, k, true, (shardAt, o, run) -> shard.read(p.param(), shardAt, host, o, run));
+                backend.uploadRange(chunk, offset, host, 0, k);
+            } else {
+                p.runs(first, k, true, (shardAt, o, run) -> backend.copyRange(chunk, offset + o, slice, shardAt, run));
+            }
+        });
+    }
+
+    @Override
+    public void write(long from, Backend backend, Tensor chunk, int n) {
+        walk(from, n, (p, first, offset, k) -> {
+            Tensor slice = shard.tensorOn(backend, p.param());
+            if (slice == null) {
+                float[] host = new float[k];
+                backend.downloadRange(chunk, offset, host, 0, k);
+                p.runs(first, k, false, (shardAt, o, run) -> shard.write(p.param(), shardAt, host, o, run));
+            } else {
+                p.runs(first, k, false, (shardAt, o, run) -> backend.copyRange(slice, shardAt, chunk, offset + o, run));
+            }
+        });
     }
 
     private interface Step {
@@ -71,13 +107,5 @@ final class PieceMessage implements FloatMessage {
             }
             i++;
         }
-    }
-
-    private float[] slice(String name) {
-        if (!name.equals(heldName)) {
-            held = shard.apply(name);
-            heldName = name;
-        }
-        return held;
     }
 }

@@ -1,5 +1,9 @@
 package org.sparkrlhf.jobs.executor;
 
+import org.sparkrlhf.gpuexec.backend.Backend;
+import org.sparkrlhf.gpuexec.backend.DType;
+import org.sparkrlhf.gpuexec.backend.Tensor;
+import org.sparkrlhf.gpuexec.parallel.Collective;
 import org.sparkrlhf.gpuexec.parallel.FloatMessage;
 import org.sparkrlhf.jobs.calls.ModelSource;
 import org.sparkrlhf.jobs.config.RunConfig.OptimizerConfig;
@@ -10,6 +14,7 @@ import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.function.Supplier;
 
 /**
  * Carries out one model's reallocation plan: a barrier stage with one rank per device of the union
@@ -23,14 +28,21 @@ import java.util.Map;
  *       round's sends never wait for the peer, see {@link TcpCommunicator}; over NCCL on GPU ranks
  *       each round's sends and receives go in one group;</li>
  *   <li>copies the pieces that stay on its device (same device: a copy in memory, nothing moves);</li>
- *   <li>checks that every element of its destination shard arrived exactly once, builds the
- *       destination's model object from the slices, and keeps it in its executor's store.</li>
+ *   <li>checks that every element of its destination shard arrived, builds the destination's
+ *       model object over the tensors the pieces went into, and keeps it in its executor's store.</li>
  * </ol>
  * Between executors the bytes go over the call's TCP connections on CPU executors (see
  * {@link TcpCommunicator} for why a plain TCP transport there) and over NCCL between GPUs
  * ({@link NcclTransport}); no byte goes through the driver. The same pieces move a trained copy's
  * AdamW moments ({@link ShardTensors.View}), which are cut as its weights: that is how a checkpoint
  * gathers the optimizer state of tensor / pipeline shards onto one device.
+ *
+ * <p>The destination shard is allocated on the rank's backend before anything arrives (a model's
+ * parameter tensors), and every piece goes straight into its place there: from the device chunk
+ * NCCL received into, by device copies, or from the host chunk TCP received into, by ranged uploads.
+ * So the destination never holds a whole tensor on the host, and a model is not uploaded a second
+ * time. Sources are read by ranges the same way. Gathered moments are the exception: they land in
+ * host arrays, as the checkpoint writer reads them (see {@code Destination.allocate}).
  */
 public final class ReallocationCall implements RankFunction<ReallocationCall.Request, Long> {
     /** What the destination keeps: the slices alone, a model for inference, or a model with a fresh optimizer. */
@@ -78,21 +90,32 @@ public final class ReallocationCall implements RankFunction<ReallocationCall.Req
                         + " does not hold " + request.sourceKey() + " (lost executor?)");
             }
         }
-        Map<String, float[]> destination = new LinkedHashMap<>();
-        Map<String, Integer> strideOf = new LinkedHashMap<>();
-        Map<String, long[]> filled = new LinkedHashMap<>();
-        for (int i = 0; i < request.names().size(); i++) {
-            int[] shape = request.shapes()[i];
-            destination.put(request.names().get(i), new float[Math.multiplyExact(shape[0], shape[1])]);
-            strideOf.put(request.names().get(i), shape[1]);
-            filled.put(request.names().get(i), new long[1]);
+        Outcome outcome = move(request, rank, request.destinationKey() == null ? null : context.backend(),
+                context::communicator, source);
+        if (request.destinationKey() != null) {
+            store.evictBefore(request.role(), request.destinationKey().version());
+            store.put(request.destinationKey(), outcome.built());
         }
+        return outcome.received();
+    }
+
+    /** What a rank's part of a reallocation left: the floats it received, and the destination's object (null if none). */
+    record Outcome(long received, Object built) {
+    }
+
+    /**
+     * Rank {@code rank}'s part of the reallocation, from {@code source} (null when this rank holds no
+     * source shard) into a destination allocated on {@code backend} before anything arrives (null when
+     * the rank has no destination), over {@code communicator} (asked for only when pieces move between
+     * devices or the stage has several ranks).
+     */
+    static Outcome move(Request request, int rank, Backend backend, Supplier<Communicator> communicator,
+                        ShardTensors source) {
+        int device = request.stageDevices()[rank];
         int[] rankOf = new int[maxDevice(request.stageDevices()) + 1];
         for (int r = 0; r < request.stageDevices().length; r++) {
             rankOf[request.stageDevices()[r]] = r;
         }
-
-        // 1. sends, one message per peer
         Map<Integer, List<ShardPiece>> sends = new LinkedHashMap<>();
         Map<Integer, List<ShardPiece>> receives = new LinkedHashMap<>();
         List<ShardPiece> local = new ArrayList<>();
@@ -109,59 +132,203 @@ public final class ReallocationCall implements RankFunction<ReallocationCall.Req
             }
         }
         Communicator comm = sends.isEmpty() && receives.isEmpty() && request.stageDevices().length == 1 ? null
-                : context.communicator();
-        // each peer's pieces as one message, read and written a chunk at a time by the transport
-        ShardTensors sourceShard = source;
-        Map<Integer, FloatMessage> outgoing = new LinkedHashMap<>();
-        for (Map.Entry<Integer, List<ShardPiece>> e : sends.entrySet()) {
-            outgoing.put(rankOf[e.getKey()], new PieceMessage(e.getValue(), name -> sourceTensor(sourceShard, request, name)));
-        }
-        Map<Integer, FloatMessage> incoming = new LinkedHashMap<>();
-        for (Map.Entry<Integer, List<ShardPiece>> e : receives.entrySet()) {
-            for (ShardPiece p : e.getValue()) {
-                checkStride(p, strideOf);
+                : communicator.get();
+        Destination destination = request.destinationKey() == null ? Destination.NONE : Destination.allocate(request, backend);
+        try {
+            for (List<ShardPiece> pieces : receives.values()) {
+                pieces.forEach(destination::check);
             }
-            incoming.put(rankOf[e.getKey()], new PieceMessage(e.getValue(), destination::get));
+            local.forEach(destination::check);
+            // 1. each peer's pieces as one message, read and written a chunk at a time by the transport:
+            // TCP: each round's sends, then its receives; NCCL (GPU ranks): each round in one group
+            ShardSlices sourceSlices = sends.isEmpty() && local.isEmpty() ? null : sourceSlices(source, request);
+            Map<Integer, FloatMessage> outgoing = new LinkedHashMap<>();
+            for (Map.Entry<Integer, List<ShardPiece>> e : sends.entrySet()) {
+                outgoing.put(rankOf[e.getKey()], new PieceMessage(e.getValue(), sourceSlices));
+            }
+            Map<Integer, FloatMessage> incoming = new LinkedHashMap<>();
+            for (Map.Entry<Integer, List<ShardPiece>> e : receives.entrySet()) {
+                incoming.put(rankOf[e.getKey()], new PieceMessage(e.getValue(), destination.slices));
+            }
+            if (comm != null) {
+                comm.exchangeMessages(outgoing, incoming);
+            }
+            // 2. copies on this device
+            int chunk = chunkFloats(comm);
+            for (ShardPiece p : local) {
+                copyLocal(p, sourceSlices, destination.slices, backend, chunk);
+                destination.arrived(p);
+            }
+            // 3. what arrived, counted
+            long received = 0;
+            for (Map.Entry<Integer, List<ShardPiece>> e : receives.entrySet()) {
+                e.getValue().forEach(destination::arrived);
+                received += incoming.get(rankOf[e.getKey()]).length();
+            }
+            if (request.destinationKey() == null) {
+                return new Outcome(received, null);
+            }
+            // 4. the destination, over what arrived in place
+            destination.checkComplete(request);
+            Object built = switch (request.build()) {
+                case TENSORS -> destination.tensors(optimizerOf(source, request));
+                case MODEL -> ModelShards.build(destination.model, request.destinationKey().version(), null);
+                case TRAINED_MODEL -> ModelShards.build(destination.model, request.destinationKey().version(),
+                        request.optimizer());
+            };
+            return new Outcome(received, built);
+        } catch (RuntimeException | Error e) {
+            destination.free();
+            throw e;
         }
-        // TCP: each round's sends, then its receives; NCCL (GPU ranks): each round in one group
-        if (comm != null) {
-            comm.exchangeMessages(outgoing, incoming);
+    }
+
+    /** The floats a local copy stages at most when it cannot copy on the device: the transport's chunk. */
+    private static int chunkFloats(Communicator comm) {
+        long bytes = comm == null ? Collective.DEFAULT_CHUNK_BYTES : comm.chunkBytes();
+        return (int) Math.max(1, Math.min(bytes / Float.BYTES, Integer.MAX_VALUE - 8));
+    }
+
+    /**
+     * A piece that stays on this device: row by row on the backend when the source's and the
+     * destination's slices are tensors of it, else through a host array of at most {@code chunk}.
+     */
+    private static void copyLocal(ShardPiece p, ShardSlices from, ShardSlices to, Backend backend, int chunk) {
+        Tensor src = backend == null ? null : from.tensorOn(backend, p.param());
+        Tensor dst = backend == null ? null : to.tensorOn(backend, p.param());
+        if (src != null && dst != null && p.cols() == p.srcStride() && p.cols() == p.dstStride()) {
+            // whole rows at both ends: one contiguous range
+            backend.copyRange(dst, (long) p.dstRow() * p.dstStride(), src, (long) p.srcRow() * p.srcStride(), p.elements());
+            return;
         }
-        // 2. copies on this device
-        for (ShardPiece p : local) {
-            checkStride(p, strideOf);
-            p.copy(sourceTensor(source, request, p.param()), destination.get(p.param()));
+        if (src != null && dst != null) {
+            for (int r = 0; r < p.rows(); r++) {
+                backend.copyRange(dst, (long) (p.dstRow() + r) * p.dstStride() + p.dstCol(), src,
+                        (long) (p.srcRow() + r) * p.srcStride() + p.srcCol(), p.cols());
+            }
+            return;
+        }
+        float[] staged = new float[Math.min(chunk, p.elements())];
+        for (int first = 0; first < p.elements(); first += staged.length) {
+            int n = Math.min(staged.length, p.elements() - first);
+            p.runs(first, n, true, (shardAt, offset, k) -> from.read(p.param(), shardAt, staged, offset, k));
+            p.runs(first, n, false, (shardAt, offset, k) -> to.write(p.param(), shardAt, staged, offset, k));
+        }
+    }
+
+    /**
+     * The destination shard, allocated before anything arrives: a model's parameter tensors on the
+     * rank's backend, each parameter's slice as a tensor of it (weights as tensors), or host arrays
+     * (moments: see {@link #allocate}); pieces go straight into place, and every parameter counts
+     * the elements that arrived.
+     */
+    private static final class Destination {
+        static final Destination NONE = new Destination(null, null, Map.of(), Map.of(), null);
+
+        final ModelShards.Allocated model;
+        final Backend backend;
+        final Map<String, Tensor> tensors;
+        final Map<String, float[]> arrays;
+        final ShardSlices slices;
+        final Map<String, long[]> filled = new LinkedHashMap<>();
+        final Map<String, Integer> strideOf = new LinkedHashMap<>();
+        final Map<String, Long> sizeOf = new LinkedHashMap<>();
+
+        private Destination(ModelShards.Allocated model, Backend backend, Map<String, Tensor> tensors,
+                            Map<String, float[]> arrays, ShardSlices slices) {
+            this.model = model;
+            this.backend = backend;
+            this.tensors = tensors;
+            this.arrays = arrays;
+            this.slices = slices;
+        }
+
+        /**
+         * A model's parameters on {@code backend} (their names and sizes must be the request's); a
+         * weights' shard set as tensors of {@code backend}; a moments' shard set as host arrays, as
+         * the checkpoint writer reads them: gathered next to a whole copy of the weights on one
+         * device, a model's two moments in fp32 would not fit it (a 7B model: 28 GB of weights and 56
+         * GB of moments on an 80 GB GPU), and the save consumes them on the host.
+         */
+        static Destination allocate(Request request, Backend backend) {
+            Destination d;
+            if (request.build() != Build.TENSORS) {
+                ModelShards.Allocated model = ModelShards.allocate(backend, request.source(), request.placement(),
+                        request.destinationKey().rank(), request.valueHead());
+                d = new Destination(model, backend, model.tensors(), null, ShardSlices.ofTensors(backend, model.tensors()::get));
+                if (!model.tensors().keySet().equals(new java.util.HashSet<>(request.names()))) {
+                    model.free();
+                    throw new IllegalStateException("reallocation of " + request.role() + " to " + request.destinationKey()
+                            + ": the plan moves " + request.names() + ", the shard holds " + model.tensors().keySet());
+                }
+            } else if (request.view() == ShardTensors.View.WEIGHTS) {
+                Map<String, Tensor> tensors = new LinkedHashMap<>();
+                for (int i = 0; i < request.names().size(); i++) {
+                    tensors.put(request.names().get(i), backend.allocate(DType.F32, request.shapes()[i]));
+                }
+                d = new Destination(null, backend, tensors, null, ShardSlices.ofTensors(backend, tensors::get));
+            } else {
+                Map<String, float[]> arrays = new LinkedHashMap<>();
+                for (int i = 0; i < request.names().size(); i++) {
+                    int[] shape = request.shapes()[i];
+                    arrays.put(request.names().get(i), new float[Math.multiplyExact(shape[0], shape[1])]);
+                }
+                d = new Destination(null, null, Map.of(), arrays, ShardSlices.ofArrays(arrays::get));
+            }
+            for (int i = 0; i < request.names().size(); i++) {
+                String name = request.names().get(i);
+                int[] shape = request.shapes()[i];
+                long size = (long) shape[0] * shape[1];
+                d.strideOf.put(name, shape[1]);
+                d.sizeOf.put(name, size);
+                d.filled.put(name, new long[1]);
+                Tensor t = d.tensors.get(name);
+                if (t != null && t.numel() != size) {
+                    d.free();
+                    throw new IllegalStateException("reallocation of " + request.role() + " to " + request.destinationKey()
+                            + ": '" + name + "' is " + t.describe() + " in the shard, " + shape[0] + " x " + shape[1]
+                            + " in the plan");
+                }
+            }
+            return d;
+        }
+
+        /** The piece is cut for this shard's width. */
+        void check(ShardPiece p) {
+            Integer stride = strideOf.get(p.param());
+            if (stride == null || stride != p.dstStride()) {
+                throw new IllegalStateException("piece of " + p.param() + " for a shard " + p.dstStride()
+                        + " columns wide; the destination shard is " + stride);
+            }
+        }
+
+        void arrived(ShardPiece p) {
             filled.get(p.param())[0] += p.elements();
         }
-        // 3. what arrived, counted
-        long received = 0;
-        for (Map.Entry<Integer, List<ShardPiece>> e : receives.entrySet()) {
-            for (ShardPiece p : e.getValue()) {
-                filled.get(p.param())[0] += p.elements();
-            }
-            received += incoming.get(rankOf[e.getKey()]).length();
-        }
-        // 4. the destination shard, whole, into the store
-        if (request.destinationKey() == null) {
-            return received;
-        }
-        for (Map.Entry<String, float[]> e : destination.entrySet()) {
-            if (filled.get(e.getKey())[0] != e.getValue().length) {
-                throw new IllegalStateException("reallocation of " + request.role() + " to " + request.destinationKey()
-                        + ": " + filled.get(e.getKey())[0] + " of " + e.getValue().length + " elements of "
-                        + e.getKey() + " arrived");
+
+        /** Every element of every parameter arrived (as many elements as the slice has). */
+        void checkComplete(Request request) {
+            for (Map.Entry<String, Long> e : sizeOf.entrySet()) {
+                if (filled.get(e.getKey())[0] != e.getValue()) {
+                    throw new IllegalStateException("reallocation of " + request.role() + " to " + request.destinationKey()
+                            + ": " + filled.get(e.getKey())[0] + " of " + e.getValue() + " elements of "
+                            + e.getKey() + " arrived");
+                }
             }
         }
-        Object built = switch (request.build()) {
-            case TENSORS -> new ShardSet(destination, optimizerOf(source, request));
-            case MODEL -> ModelShards.build(context.backend(), request.source(), request.placement(), rank(request),
-                    request.destinationKey().version(), destination, null, request.valueHead());
-            case TRAINED_MODEL -> ModelShards.build(context.backend(), request.source(), request.placement(), rank(request),
-                    request.destinationKey().version(), destination, request.optimizer(), request.valueHead());
-        };
-        store.evictBefore(request.role(), request.destinationKey().version());
-        store.put(request.destinationKey(), built);
-        return received;
+
+        ShardSet tensors(ShardSet.OptimizerSteps optimizer) {
+            return arrays != null ? new ShardSet(arrays, optimizer) : ShardSet.onBackend(backend, tensors, optimizer);
+        }
+
+        /** Frees what was allocated on the backend (a reallocation that failed). */
+        void free() {
+            if (model != null) {
+                model.free();
+            } else if (backend != null) {
+                tensors.values().forEach(backend::free);
+            }
+        }
     }
 
     /**
@@ -181,24 +348,13 @@ public final class ReallocationCall implements RankFunction<ReallocationCall.Req
         return new ShardSet.OptimizerSteps(copy.optimizer().stepCount(), copy.optimizer().hyper());
     }
 
-    private static int rank(Request request) {
-        return request.destinationKey().rank();
-    }
-
-    private static float[] sourceTensor(ShardTensors source, Request request, String name) {
+    /** The source's slices of the request's view, read by ranges; an error on a device that holds no source shard. */
+    private static ShardSlices sourceSlices(ShardTensors source, Request request) {
         if (source == null) {
-            throw new IllegalStateException("reallocation of " + request.role() + ": a piece of " + name
-                    + " is to be sent from a device that holds no source shard");
+            throw new IllegalStateException("reallocation of " + request.role()
+                    + ": pieces are to be sent from a device that holds no source shard");
         }
-        return source.tensor(name, request.view());
-    }
-
-    private static void checkStride(ShardPiece p, Map<String, Integer> strideOf) {
-        Integer stride = strideOf.get(p.param());
-        if (stride == null || stride != p.dstStride()) {
-            throw new IllegalStateException("piece of " + p.param() + " for a shard " + p.dstStride()
-                    + " columns wide; the destination shard is " + stride);
-        }
+        return source.slices(request.view());
     }
 
     private static int maxDevice(int[] devices) {

@@ -243,11 +243,7 @@ public final class ResidentModel implements ShardTensors, AutoCloseable {
     /** A parameter as this copy holds it: the whole tensor, or this shard's slice. */
     @Override
     public float[] tensor(String name) {
-        Tensor t = model.parameters().byName().get(name);
-        if (t == null) {
-            throw new IllegalArgumentException("shard " + model.shard().label() + " holds no part of '" + name + "'");
-        }
-        return model.backend().download(t);
+        return tensor(name, View.WEIGHTS);
     }
 
     /**
@@ -256,8 +252,23 @@ public final class ResidentModel implements ShardTensors, AutoCloseable {
      */
     @Override
     public float[] tensor(String name, View view) {
+        return model.backend().download(held(name, view));
+    }
+
+    /** The weights or moments on the model's backend, read by ranges (a reallocation's source moves no whole tensor to the host). */
+    @Override
+    public ShardSlices slices(View view) {
+        return ShardSlices.ofTensors(model.backend(), name -> held(name, view));
+    }
+
+    /** The tensor of a parameter's weights or moment, on the model's backend. */
+    private Tensor held(String name, View view) {
         if (view == View.WEIGHTS) {
-            return tensor(name);
+            Tensor t = model.parameters().byName().get(name);
+            if (t == null) {
+                throw new IllegalArgumentException("shard " + model.shard().label() + " holds no part of '" + name + "'");
+            }
+            return t;
         }
         if (!hasOptimizer()) {
             throw new IllegalStateException("this copy of the model has no optimizer (it is not trained), so no "
@@ -265,7 +276,7 @@ public final class ResidentModel implements ShardTensors, AutoCloseable {
         }
         for (AdamW.Param p : optimizer.params()) {
             if (p.name().equals(name)) {
-                return optimizer.backend().download(view == View.EXP_AVG ? p.m() : p.v());
+                return view == View.EXP_AVG ? p.m() : p.v();
             }
         }
         throw new IllegalArgumentException((isSharded() ? "shard " + model.shard().label() : "this copy")

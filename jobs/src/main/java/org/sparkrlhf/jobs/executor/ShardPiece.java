@@ -15,31 +15,33 @@ public record ShardPiece(String param, int srcDevice, int dstDevice, int rows, i
         return rows * cols;
     }
 
+    /** A run of consecutive elements of the rectangle that lies in one row of a shard. */
+    public interface Run {
+        /**
+         * Elements {@code [offset, offset + n)} of the range visited (counted from its first element)
+         * are elements {@code [shardAt, shardAt + n)} of the shard, row-major.
+         */
+        void visit(int shardAt, int offset, int n);
+    }
+
     /**
-     * Copies elements {@code [first, first + n)} of the rectangle (row-major) from a source shard
-     * into {@code out[at ..]}: a message carries pieces in chunks, which may start or end mid-row.
+     * Visits elements {@code [first, first + n)} of the rectangle (row-major) as runs within one row
+     * of the source shard ({@code source}) or of the destination shard: a message carries pieces in
+     * chunks, which may start or end mid-row. Where the rectangle spans whole rows of that shard (a
+     * row cut, a 1-D tensor) it is contiguous there, and the range is one run.
      */
-    public void pack(float[] source, int first, float[] out, int at, int n) {
-        for (int e = first; e < first + n; ) {
-            int r = e / cols, c = e % cols, run = Math.min(cols - c, first + n - e);
-            System.arraycopy(source, (srcRow + r) * srcStride + srcCol + c, out, at + e - first, run);
-            e += run;
+    public void runs(int first, int n, boolean source, Run run) {
+        int row0 = source ? srcRow : dstRow, col0 = source ? srcCol : dstCol, stride = source ? srcStride : dstStride;
+        if (cols == stride) {
+            if (n > 0) {
+                run.visit(row0 * stride + first, 0, n);
+            }
+            return;
         }
-    }
-
-    /** Copies {@code in[at .. at + n)} as elements {@code [first, first + n)} of the rectangle into a destination shard. */
-    public void unpack(float[] in, int at, int first, int n, float[] destination) {
         for (int e = first; e < first + n; ) {
-            int r = e / cols, c = e % cols, run = Math.min(cols - c, first + n - e);
-            System.arraycopy(in, at + e - first, destination, (dstRow + r) * dstStride + dstCol + c, run);
-            e += run;
-        }
-    }
-
-    /** Copies the rectangle straight from a source shard to a destination shard (same device). */
-    public void copy(float[] source, float[] destination) {
-        for (int r = 0; r < rows; r++) {
-            System.arraycopy(source, (srcRow + r) * srcStride + srcCol, destination, (dstRow + r) * dstStride + dstCol, cols);
+            int r = e / cols, c = e % cols, k = Math.min(cols - c, first + n - e);
+            run.visit((row0 + r) * stride + col0 + c, e - first, k);
+            e += k;
         }
     }
 }

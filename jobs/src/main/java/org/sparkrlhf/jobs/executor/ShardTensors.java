@@ -27,8 +27,14 @@ public interface ShardTensors {
         }
     }
 
-    /** This rank's slice of {@code name}; an error when the rank holds none of it. */
+    /** This rank's slice of {@code name}, whole on the host; an error when the rank holds none of it. */
     float[] tensor(String name);
+
+    /**
+     * This rank's slices of {@code view}, read by ranges: what a reallocation sends from, so that a
+     * source on a device moves no whole slice through the host.
+     */
+    ShardSlices slices(View view);
 
     /** This rank's slice of {@code name}'s weights or moments; copies without an optimizer have only weights. */
     default float[] tensor(String name, View view) {

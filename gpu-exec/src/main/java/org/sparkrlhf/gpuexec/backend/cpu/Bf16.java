@@ -13,6 +13,10 @@ final class Bf16 {
     }
 
     static void roundInPlace(float[] a) {
-        for (int i = 0; i < a.length; i++) a[i] = round(a[i]);
+        roundInPlace(a, 0, a.length);
+    }
+
+    static void roundInPlace(float[] a, int at, int n) {
+        for (int i = at; i < at + n; i++) a[i] = round(a[i]);
     }
 }

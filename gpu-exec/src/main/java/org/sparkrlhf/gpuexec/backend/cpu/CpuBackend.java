@@ -178,12 +178,18 @@ public final class CpuBackend implements Backend {
     }
 
     @Override
-    public void upload(Tensor dst, float[] src) {
+    public void uploadRange(Tensor dst, long at, float[] src, int from, int n) {
         CpuTensor d = t(dst, "dst");
+        checkRange("upload", d, at, n);
+        require(from >= 0 && from + n <= src.length, "upload", "values " + from + " .. " + (from + n) + " of " + src.length);
         float[] a = d.write();
-        require(src.length == a.length, "upload", src.length + " values for " + d.describe());
-        System.arraycopy(src, 0, a, 0, a.length);
-        d.roundIfBf16();
+        System.arraycopy(src, from, a, (int) at, n);
+        d.roundIfBf16((int) at, n);
+    }
+
+    /** Elements [at, at + n) lie in the tensor (a float tensor unless the op takes ints). */
+    private static void checkRange(String op, CpuTensor t, long at, long n) {
+        require(at >= 0 && n >= 0 && at + n <= t.numel(), op, "elements " + at + " .. " + (at + n) + " of " + t.describe());
     }
 
     @Override
@@ -195,8 +201,10 @@ public final class CpuBackend implements Backend {
     }
 
     @Override
-    public float[] download(Tensor src) {
-        return t(src, "src").read().clone();
+    public void downloadRange(Tensor src, long at, float[] into, int to, int n) {
+        CpuTensor s = t(src, "src");
+        checkRange("download", s, at, n);
+        System.arraycopy(s.read(), (int) at, into, to, n);
     }
 
     @Override
@@ -218,16 +226,17 @@ public final class CpuBackend implements Backend {
     }
 
     @Override
-    public void copy(Tensor dst, Tensor src) {
+    public void copyRange(Tensor dst, long dstAt, Tensor src, long srcAt, long n) {
         CpuTensor d = t(dst, "dst"), s = t(src, "src");
-        sameSize("copy", d, s);
+        checkRange("copy", d, dstAt, n);
+        checkRange("copy", s, srcAt, n);
         if (d.dtype() == DType.I32 || s.dtype() == DType.I32) {
             require(d.dtype() == s.dtype(), "copy", "I32 copies only to I32: " + s.describe() + " -> " + d.describe());
-            System.arraycopy(s.readInts(), 0, d.writeInts(), 0, d.size());
+            System.arraycopy(s.readInts(), (int) srcAt, d.writeInts(), (int) dstAt, (int) n);
             return;
         }
-        System.arraycopy(s.read(), 0, d.write(), 0, d.size());
-        d.roundIfBf16();
+        System.arraycopy(s.read(), (int) srcAt, d.write(), (int) dstAt, (int) n);
+        d.roundIfBf16((int) dstAt, (int) n);
     }
 
     @Override

@@ -106,7 +106,12 @@ final class CpuTensor implements Tensor {
      * native mirror holding the unrounded values is not taken for current.
      */
     void roundIfBf16() {
-        if (dtype == DType.BF16) Bf16.roundInPlace(write());
+        roundIfBf16(0, size());
+    }
+
+    /** {@link #roundIfBf16()} of elements {@code [at, at + n)} only (a ranged write). */
+    void roundIfBf16(int at, int n) {
+        if (dtype == DType.BF16) Bf16.roundInPlace(write(), at, n);
     }
 
     /**
