@@ -82,6 +82,29 @@ class ProfiledPlanTest {
     }
 
     @Test
+    void generationThatWritesLogprobsAlsoPaysTheirForward() {
+        // GRPO's and PPO's actor_gen: sequences, prompt mask and the generating policy's logprobs
+        ModelCall sampleOnly = ModelCall.generate("gen", "x", List.of("p"), List.of("packed_input_ids", "prompt_mask"));
+        ModelCall scoring = ModelCall.generate("gen", "x", List.of("p"), List.of("packed_input_ids", "prompt_mask",
+                "packed_logprobs"));
+        DataflowGraph g = new DataflowGraph("t", List.of(scoring));
+        CostConstants k = CostConstants.calibrated().withRuntimeCosts(COSTS);
+        ClusterSpec cluster = ClusterSpec.cpu(1, 1, 8 * GpuSpec.GIB);
+        PlanningProblem p = new PlanningProblem(g, Map.of("x", M), cluster, new Workload(4, 4, 64), k, table());
+        DeviceMesh mesh = new DeviceMesh(0, 1);
+        ParallelStrategy one = ParallelStrategy.of(1, 1, 1, 1);
+        double gen = (2 * FWD + HEAD_FWD + MICRO) + 4 * (2 * DECODE + HEAD_FWD + STEP) + CALL;
+        // then one forward of 2 layers and the head over prompt + response, in the same call (no second overhead)
+        double forward = 2 * FWD + HEAD_FWD + MICRO;
+        assertEquals(gen, p.costModel().estimateFixed(sampleOnly, M, p.workload(), true, mesh, one, true).seconds(), 1e-12);
+        assertEquals(gen + forward, p.costModel().estimateFixed(scoring, M, p.workload(), true, mesh, one, true).seconds(),
+                1e-12);
+        // the searched variants price it the same way
+        assertEquals(gen + forward, p.costModel().estimate(scoring, M, p.workload(), true, mesh, one, true).get(0).seconds(),
+                1e-12);
+    }
+
+    @Test
     void microBatchesEachPayTheMeasuredOverhead() {
         DataflowGraph g = new DataflowGraph("t", List.of(
                 ModelCall.inference("score", "y", List.of("p"), List.of("rewards")),
