@@ -24,7 +24,8 @@ import java.util.List;
  *   reduce-scatter of fp32 gradients and an all-gather of bf16 weights over the data-parallel group
  *   (distributed optimizer) and the Adam update.</li>
  *   <li>INFERENCE: a forward pipeline over the replica's micro-batches.</li>
- *   <li>GENERATE: a prefill pass over the prompts, then one step per new token; with pp stages the
+ *   <li>GENERATE: a prefill pass over the prompts (which samples the first new token), then one step
+ *   per further new token; with pp stages the
  *   batch is cut into pp micro-batches that keep every stage busy; each step reads the stage's weights
  *   and KV cache (memory-bound at small batches) and pays fixed decoding overheads; a call that
  *   writes its samples' logprobs (GRPO's and PPO's old logprobs) then runs a forward over prompt +
@@ -411,7 +412,9 @@ public final class CallCostModel {
             prefill = Math.max(prefill, gatherAll);
         }
         int layers = MemoryModel.layersPerStage(m, pp);
-        int g = w.genLen();
+        // the prefill's logits give the first new token (the engine samples it there): decoding steps give
+        // the other genLen - 1, the first of them over prompt + 1 cached positions
+        int g = Math.max(0, w.genLen() - 1);
         int chunks = Math.min(16, Math.max(1, g));
         double decode = 0;
         double tpc = tp > 1 ? 2 * (comm.allReduce(b * m.hidden() * 2.0, tp, false) + k.decodeTpOverhead()) : 0;
@@ -421,7 +424,7 @@ public final class CallCostModel {
             if (to == from) {
                 continue;
             }
-            double ctx = w.promptLen() + (from + to) / 2.0;
+            double ctx = w.promptLen() + 1 + (from + to) / 2.0;
             double stage = layers * (compute.layerDecode(m, b, ctx, tp) + tpc) + compute.headForward(m, b, tp);
             double step = Math.max(mb, pp) * stage + k.decodeStepOverhead();
             Speculation sp = w.speculation();
