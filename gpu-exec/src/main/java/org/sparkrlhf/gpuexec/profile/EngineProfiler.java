@@ -31,7 +31,7 @@ public final class EngineProfiler {
      * The engine's timing generation: profiles cached under another version are not used. Raise it with
      * a change that makes the engine's passes faster or slower (kernels, backends, the model's code).
      */
-    public static final String VERSION = "2";
+    public static final String VERSION = "3";
     public static final int FEW = 1;
     static final int MORE = 4;
     /** The shortest sample: ops faster than this are timed in loops. */
@@ -174,8 +174,18 @@ public final class EngineProfiler {
         }
     }
 
+    /*
+     * The passes are timed as the calls run them: a scoring forward (inference calls, and generation
+     * that writes its samples' logprobs) keeps no activations for a backward, runs in passes of at
+     * most the model's tokens per pass and releases its buffers at the end (ResidentModel's forward);
+     * a training step releases its activations after the backward (TrainStep). Timed with the
+     * activations of a forward for backward kept from one run to the next instead, the profile missed
+     * the buffers' allocation and the scoring path's own work: the GRPO example's scoring forward took
+     * 1.2-1.5x what the table said (256 rows of 19 tokens per rank).
+     */
     private void forward(LlamaModel m, Batch batch) {
-        m.forward(batch, false);
+        m.forward(List.of(batch), false, false);
+        m.releaseActivations();
         backend.synchronize();
     }
 
@@ -184,11 +194,13 @@ public final class EngineProfiler {
         float[] d = new float[batch.batch() * (batch.time() - 1)];
         Arrays.fill(d, -1f / d.length);
         m.backward(d, null);
+        m.releaseActivations();
         backend.synchronize();
     }
 
     private void values(LlamaModel m, Batch batch) {
-        m.values(batch);
+        m.values(List.of(batch), false);
+        m.releaseActivations();
         backend.synchronize();
     }
 
@@ -197,6 +209,7 @@ public final class EngineProfiler {
         float[] d = new float[v.length];
         Arrays.fill(d, 1f / d.length);
         m.backwardValues(d);
+        m.releaseActivations();
         backend.synchronize();
     }
 
