@@ -31,7 +31,7 @@ public final class EngineProfiler {
      * The engine's timing generation: profiles cached under another version are not used. Raise it with
      * a change that makes the engine's passes faster or slower (kernels, backends, the model's code).
      */
-    public static final String VERSION = "2";
+    public static final String VERSION = "3";
     public static final int FEW = 1;
     static final int MORE = 4;
     /** The shortest sample: ops faster than this are timed in loops. */
@@ -88,28 +88,34 @@ public final class EngineProfiler {
                         break;
                     }
                     Batch batch = batch(seqs, ctx);
-                    double fwdFew = median(() -> forward(few, batch));
-                    double fwdMore = median(() -> forward(more, batch));
-                    double bothFew = median(() -> forwardBackward(few, batch));
-                    double bothMore = median(() -> forwardBackward(more, batch));
-                    double layerFwd = positive((fwdMore - fwdFew) / extra);
-                    double layerBwd = positive((bothMore - bothFew) / extra - layerFwd);
+                    boolean heads = context == grid.passContexts().get(grid.passContexts().size() - 1);
+                    // the passes of one difference side by side in every sample (see interleaved); the value
+                    // head's passes join them at the context the heads are measured at
+                    List<Runnable> passes = new ArrayList<>(List.of(() -> forward(few, batch), () -> forward(more, batch),
+                            () -> forwardBackward(few, batch), () -> forwardBackward(more, batch)));
+                    if (heads) {
+                        passes.add(() -> values(valueFew, batch));
+                        passes.add(() -> valuesForwardBackward(valueFew, batch));
+                    }
+                    double[][] t = interleaved(passes);
+                    // per sample: 0 few fwd, 1 more fwd, 2 few fwd+bwd, 3 more fwd+bwd, 4 values fwd, 5 values fwd+bwd
+                    double layerFwd = positive(medianOf(t, x -> (x[1] - x[0]) / extra));
+                    double layerBwd = positive(medianOf(t, x -> ((x[3] - x[2]) - (x[1] - x[0])) / extra));
                     rows.add(new ProfileRow(model, gpu, "layer_fwd", 1, tokens, ctx, layerFwd));
                     rows.add(new ProfileRow(model, gpu, "layer_bwd", 1, tokens, ctx, layerBwd));
-                    if (context == grid.passContexts().get(grid.passContexts().size() - 1)) {
-                        double headFwd = positive(fwdFew - FEW * layerFwd);
-                        double headBwd = positive(bothFew - fwdFew - FEW * layerBwd);
+                    if (heads) {
+                        double headFwd = positive(medianOf(t, x -> x[0] - FEW * (x[1] - x[0]) / extra));
+                        double headBwd = positive(medianOf(t, x -> (x[2] - x[0]) - FEW * ((x[3] - x[2]) - (x[1] - x[0])) / extra));
                         // the planner asks for the head without a context
                         rows.add(new ProfileRow(model, gpu, "head_fwd", 1, tokens, 0, headFwd));
                         rows.add(new ProfileRow(model, gpu, "head_bwd", 1, tokens, 0, headBwd));
                         // the value head of a critic built from this architecture: the same trunk, a [1, hidden] head
-                        double valuesFwd = median(() -> values(valueFew, batch));
-                        double valuesBoth = median(() -> valuesForwardBackward(valueFew, batch));
                         rows.add(new ProfileRow(model, gpu, "value_head_fwd", 1, tokens, 0,
-                                positive(valuesFwd - FEW * layerFwd)));
+                                positive(medianOf(t, x -> x[4] - FEW * (x[1] - x[0]) / extra))));
                         rows.add(new ProfileRow(model, gpu, "value_head_bwd", 1, tokens, 0,
-                                positive(valuesBoth - valuesFwd - FEW * layerBwd)));
+                                positive(medianOf(t, x -> (x[5] - x[4]) - FEW * ((x[3] - x[2]) - (x[1] - x[0])) / extra))));
                     }
+                    double bothMore = medianOf(t, x -> x[3]);
                     if (bothMore > SLOW_SECONDS) {
                         break; // larger passes: the table scales this one proportionally
                     }
@@ -122,11 +128,12 @@ public final class EngineProfiler {
             if (steps >= 2) {
                 long ctx = grid.decodeContext() + steps / 2;
                 for (int b : grid.decodeBatches()) {
-                    double stepFew = decodeStep(few, b, grid.decodeContext(), steps);
-                    double stepMore = decodeStep(more, b, grid.decodeContext(), steps);
-                    double layer = positive((stepMore - stepFew) / extra);
+                    double[][] t = decodeSteps(few, more, b, grid.decodeContext(), steps);
+                    // per sample: a step of the few-layer model, of the more-layer one
+                    double layer = positive(medianOf(t, x -> (x[1] - x[0]) / extra));
                     rows.add(new ProfileRow(model, gpu, "layer_decode", 1, b, ctx, layer));
-                    stepRest.add(stepFew - FEW * layer);
+                    stepRest.add(medianOf(t, x -> x[0] - FEW * (x[1] - x[0]) / extra));
+                    double stepMore = medianOf(t, x -> x[1]);
                     if (stepMore * steps > SLOW_SECONDS) {
                         break; // larger batches: the table scales this one proportionally
                     }
@@ -137,8 +144,12 @@ public final class EngineProfiler {
         return new EngineProfile(MonotoneRows.fit(rows), rest);
     }
 
-    /** Seconds of one decoding step: generating {@code steps} tokens minus generating one, per extra token. */
-    private double decodeStep(LlamaModel m, int batch, int prompt, int steps) {
+    /**
+     * Per sample, the seconds of one decoding step of {@code few} and of {@code more}: generating
+     * {@code steps} tokens minus generating one, per extra token, the four generations side by side
+     * ({@link #interleaved}).
+     */
+    private double[][] decodeSteps(LlamaModel few, LlamaModel more, int batch, int prompt, int steps) {
         int[][] prompts = new int[batch][prompt];
         for (int b = 0; b < batch; b++) {
             for (int t = 0; t < prompt; t++) {
@@ -150,15 +161,31 @@ public final class EngineProfiler {
         int pad = Math.max(0, config.padTokenId());
         Generator.Options many = new Generator.Options(steps, SamplingParams.GREEDY, 0, new int[0], pad, false);
         Generator.Options one = new Generator.Options(1, SamplingParams.GREEDY, 0, new int[0], pad, false);
-        try (Generator g = new Generator(m)) {
-            double all = median(() -> g.generate(prompts, many));
-            double first = median(() -> g.generate(prompts, one));
-            return (all - first) / (steps - 1);
+        // a generator per run (a generator keeps its buffers for the next run of the same shape only)
+        try (Generator fMany = new Generator(few); Generator fOne = new Generator(few);
+             Generator mMany = new Generator(more); Generator mOne = new Generator(more)) {
+            double[][] t = interleaved(List.of(() -> fMany.generate(prompts, many), () -> fOne.generate(prompts, one),
+                    () -> mMany.generate(prompts, many), () -> mOne.generate(prompts, one)));
+            double[][] out = new double[t.length][];
+            for (int i = 0; i < t.length; i++) {
+                out[i] = new double[]{(t[i][0] - t[i][1]) / (steps - 1), (t[i][2] - t[i][3]) / (steps - 1)};
+            }
+            return out;
         }
     }
 
+    /*
+     * The passes are timed as the calls run them: a scoring forward (inference calls, and generation
+     * that writes its samples' logprobs) keeps no activations for a backward, runs in passes of at
+     * most the model's tokens per pass and releases its buffers at the end (ResidentModel's forward);
+     * a training step releases its activations after the backward (TrainStep). Timed with the
+     * activations of a forward for backward kept from one run to the next instead, the profile missed
+     * the buffers' allocation and the scoring path's own work: the GRPO example's scoring forward took
+     * 1.2-1.5x what the table said (256 rows of 19 tokens per rank).
+     */
     private void forward(LlamaModel m, Batch batch) {
-        m.forward(batch, false);
+        m.forward(List.of(batch), false, false);
+        m.releaseActivations();
         backend.synchronize();
     }
 
@@ -167,11 +194,13 @@ public final class EngineProfiler {
         float[] d = new float[batch.batch() * (batch.time() - 1)];
         Arrays.fill(d, -1f / d.length);
         m.backward(d, null);
+        m.releaseActivations();
         backend.synchronize();
     }
 
     private void values(LlamaModel m, Batch batch) {
-        m.values(batch);
+        m.values(List.of(batch), false);
+        m.releaseActivations();
         backend.synchronize();
     }
 
@@ -180,6 +209,7 @@ public final class EngineProfiler {
         float[] d = new float[v.length];
         Arrays.fill(d, 1f / d.length);
         m.backwardValues(d);
+        m.releaseActivations();
         backend.synchronize();
     }
 
@@ -201,35 +231,68 @@ public final class EngineProfiler {
     }
 
     /**
-     * The median over {@code repeats} samples of one run of {@code r}. Short ops are timed in loops of
-     * at least {@link #MIN_SAMPLE_SECONDS} per sample (a sample is the loop's mean), so that the clock,
-     * the JIT and the scheduler's noise do not swamp microsecond layers; warm-up runs first until it has
-     * taken at least 3 runs and {@link #MIN_SAMPLE_SECONDS}.
+     * The median over {@code repeats} samples of one run of {@code r} (the warm-up passes before a
+     * sweep).
      */
     private double median(Runnable r) {
-        long warm = System.nanoTime();
-        int runs = 0;
-        double once;
-        do {
-            long t0 = System.nanoTime();
-            r.run();
-            once = (System.nanoTime() - t0) / 1e9;
-            runs++;
-        } while ((runs < 3 && once < SLOW_SECONDS) || (System.nanoTime() - warm) / 1e9 < MIN_SAMPLE_SECONDS);
-        int loop = (int) Math.max(1, Math.ceil(MIN_SAMPLE_SECONDS / Math.max(once, 1e-7)));
+        return medianOf(interleaved(List.of(r)), x -> x[0]);
+    }
+
+    /**
+     * Seconds of one run of each op, per sample: every sample runs each op in turn, so that a quantity
+     * derived from several ops (a layer as the difference of two models' passes) is computed within one
+     * sample and its median taken over the samples. On a shared machine the load drifts over the
+     * seconds a point takes: timed one after the other in blocks, the two passes of a difference saw
+     * different loads (on 2 cores shared with other builds, a 4x larger pass came out cheaper than a
+     * smaller one, the monotone fit flattened the series, and a 512-sequence batch was priced at half
+     * its time); timed in the same sample they see the same. Short ops are timed in loops of at least
+     * {@link #MIN_SAMPLE_SECONDS} per sample (a sample is the loop's mean), so that the clock, the JIT
+     * and the scheduler's noise do not swamp microsecond layers; each op is first warmed up until it
+     * has taken at least 3 runs and {@link #MIN_SAMPLE_SECONDS}.
+     */
+    private double[][] interleaved(List<Runnable> ops) {
+        int n = ops.size();
+        int[] loop = new int[n];
+        double slowest = 0;
+        for (int k = 0; k < n; k++) {
+            Runnable r = ops.get(k);
+            long warm = System.nanoTime();
+            int runs = 0;
+            double once;
+            do {
+                long t0 = System.nanoTime();
+                r.run();
+                once = (System.nanoTime() - t0) / 1e9;
+                runs++;
+            } while ((runs < 3 && once < SLOW_SECONDS) || (System.nanoTime() - warm) / 1e9 < MIN_SAMPLE_SECONDS);
+            loop[k] = (int) Math.max(1, Math.ceil(MIN_SAMPLE_SECONDS / Math.max(once, 1e-7)));
+            slowest = Math.max(slowest, once);
+        }
         // a big model on a CPU: fewer samples of a slow op (its noise is small against it), so that a
         // 1B-class profile stays within minutes
-        int samples = once < SLOW_SECONDS ? repeats : Math.max(1, Math.min(repeats, (int) (2 * SLOW_SECONDS / once)));
-        double[] s = new double[samples];
+        int samples = slowest < SLOW_SECONDS ? repeats : Math.max(1, Math.min(repeats, (int) (2 * SLOW_SECONDS / slowest)));
+        double[][] s = new double[samples][n];
         for (int i = 0; i < samples; i++) {
-            long t0 = System.nanoTime();
-            for (int j = 0; j < loop; j++) {
-                r.run();
+            for (int k = 0; k < n; k++) {
+                Runnable r = ops.get(k);
+                long t0 = System.nanoTime();
+                for (int j = 0; j < loop[k]; j++) {
+                    r.run();
+                }
+                s[i][k] = (System.nanoTime() - t0) / 1e9 / loop[k];
             }
-            s[i] = (System.nanoTime() - t0) / 1e9 / loop;
         }
-        Arrays.sort(s);
-        return s[samples / 2];
+        return s;
+    }
+
+    /** The median over samples of what {@code f} computes from one sample's times. */
+    private static double medianOf(double[][] samples, java.util.function.ToDoubleFunction<double[]> f) {
+        double[] v = new double[samples.length];
+        for (int i = 0; i < v.length; i++) {
+            v[i] = f.applyAsDouble(samples[i]);
+        }
+        Arrays.sort(v);
+        return v[v.length / 2];
     }
 
     private static double medianOf(List<Double> v) {

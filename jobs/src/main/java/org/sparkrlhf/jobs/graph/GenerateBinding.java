@@ -14,7 +14,7 @@ public record GenerateBinding(boolean greedy) implements CallBinding {
     @Override
     public void run(RunContext run, ModelCall call, Placement at, Keys keys) {
         PromptBatch prompts = keys.get(call.inputKeys().get(0), PromptBatch.class);
-        boolean withLogprobs = call.outputKeys().size() > 2;
+        boolean withLogprobs = call.scoresSamples();
         // the policy version that sampled (the rollouts table's policy_version)
         keys.putResult(call.name(), run.models().version(call.role()));
         Generation.Output out = Generation.run(run, call.role(), at, keys, prompts.tokens(), greedy ? 1 : run.group(),

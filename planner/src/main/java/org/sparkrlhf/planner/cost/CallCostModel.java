@@ -24,9 +24,12 @@ import java.util.List;
  *   reduce-scatter of fp32 gradients and an all-gather of bf16 weights over the data-parallel group
  *   (distributed optimizer) and the Adam update.</li>
  *   <li>INFERENCE: a forward pipeline over the replica's micro-batches.</li>
- *   <li>GENERATE: a prefill pass over the prompts, then one step per new token; with pp stages the
+ *   <li>GENERATE: a prefill pass over the prompts (which samples the first new token), then one step
+ *   per further new token; with pp stages the
  *   batch is cut into pp micro-batches that keep every stage busy; each step reads the stage's weights
- *   and KV cache (memory-bound at small batches) and pays fixed decoding overheads. With
+ *   and KV cache (memory-bound at small batches) and pays fixed decoding overheads; a call that
+ *   writes its samples' logprobs (GRPO's and PPO's old logprobs) then runs a forward over prompt +
+ *   response in its micro-batches, as INFERENCE does. With
  *   {@link Speculation} (S3D), a step is a draft forward through (L - skipped) / L of the layers
  *   and a verification through all of them, both over k + 1 rows per sequence, and gains the
  *   expected E tokens of {@link Speculation#expectedTokensPerStep()}; only data-parallel layouts.</li>
@@ -145,18 +148,20 @@ public final class CallCostModel {
                 int mb = (int) Math.min(layout.pp(), Math.floor(seqsPerReplica));
                 ParallelStrategy s = layout.withMicroBatches(Math.max(1, mb));
                 double act = MemoryModel.generateActivationBytes(model, s, seqsPerReplica, w.promptLen(), w.seqLen());
+                act = Math.max(act, scoringActivationBytes(call, model, w, s, seqsPerReplica));
+                double scoring = scoringSeconds(call, model, w, s, seqsPerReplica, crossPp, mesh);
                 if (layout.zero3()) {
                     double full = 2.0 * model.totalParams();
                     if (act + full <= budget) {
-                        double t = generateSeconds(model, w, s, seqsPerReplica, crossPp, mesh, GatherMode.ONCE);
+                        double t = generateSeconds(model, w, s, seqsPerReplica, crossPp, mesh, GatherMode.ONCE) + scoring;
                         fits.add(new CallEstimate(t, s.microBatches(), false, act + full, copy, homeState));
                     }
                     if (act <= budget) {
-                        double t = generateSeconds(model, w, s, seqsPerReplica, crossPp, mesh, GatherMode.PER_STEP);
+                        double t = generateSeconds(model, w, s, seqsPerReplica, crossPp, mesh, GatherMode.PER_STEP) + scoring;
                         fits.add(new CallEstimate(t, s.microBatches(), false, act, copy, homeState));
                     }
                 } else if (act <= budget) {
-                    double t = generateSeconds(model, w, s, seqsPerReplica, crossPp, mesh, GatherMode.NONE);
+                    double t = generateSeconds(model, w, s, seqsPerReplica, crossPp, mesh, GatherMode.NONE) + scoring;
                     fits.add(new CallEstimate(t, s.microBatches(), false, act, copy, homeState));
                 }
             }
@@ -216,7 +221,8 @@ public final class CallCostModel {
                 return draftTrainEstimate(call, model, w, s, crossDp, copy, homeState);
             }
             default -> {
-                double act = MemoryModel.generateActivationBytes(model, s, seqsPerReplica, w.promptLen(), w.seqLen());
+                double act = Math.max(MemoryModel.generateActivationBytes(model, s, seqsPerReplica, w.promptLen(), w.seqLen()),
+                        scoringActivationBytes(call, model, w, s, seqsPerReplica));
                 GatherMode mode = GatherMode.NONE;
                 if (s.zero3()) {
                     double full = 2.0 * model.totalParams();
@@ -225,7 +231,8 @@ public final class CallCostModel {
                         act += full;
                     }
                 }
-                return new CallEstimate(generateSeconds(model, w, s, seqsPerReplica, crossPp, mesh, mode),
+                return new CallEstimate(generateSeconds(model, w, s, seqsPerReplica, crossPp, mesh, mode)
+                        + scoringSeconds(call, model, w, s, seqsPerReplica, crossPp, mesh),
                         s.microBatches(), false, act, copy, homeState);
             }
         }
@@ -332,6 +339,27 @@ public final class CallCostModel {
         return t + s.microBatches() * k.microBatchOverhead() + k.callOverhead();
     }
 
+    /**
+     * The forward over prompt + response that a GENERATE call writing its samples' logprobs
+     * ({@link ModelCall#scoresSamples()}) runs after decoding, in the call's micro-batches: an inference
+     * pass within the same call (no second call overhead). 0 for a call that only samples.
+     */
+    double scoringSeconds(ModelCall call, ModelSpec m, Workload w, ParallelStrategy s, double seqsPerReplica,
+                          boolean crossPp, DeviceMesh mesh) {
+        if (!call.scoresSamples()) {
+            return 0;
+        }
+        double tokensMb = seqsPerReplica * w.seqLen() / s.microBatches();
+        return inferenceSeconds(m, w.seqLen(), s, tokensMb, crossPp, mesh) - k.callOverhead();
+    }
+
+    /** The scoring forward's activations (after decoding: the larger of the two bounds the call). */
+    private static double scoringActivationBytes(ModelCall call, ModelSpec m, Workload w, ParallelStrategy s,
+                                                 double seqsPerReplica) {
+        return call.scoresSamples()
+                ? MemoryModel.inferenceActivationBytes(m, s, seqsPerReplica * w.seqLen() / s.microBatches(), w.seqLen()) : 0;
+    }
+
     /** The draft training's one variant on a data-parallel layout (see the class comment). */
     private CallEstimate draftTrainEstimate(ModelCall call, ModelSpec m, Workload w, ParallelStrategy layout,
                                             boolean crossDp, double copy, double homeState) {
@@ -384,7 +412,9 @@ public final class CallCostModel {
             prefill = Math.max(prefill, gatherAll);
         }
         int layers = MemoryModel.layersPerStage(m, pp);
-        int g = w.genLen();
+        // the prefill's logits give the first new token (the engine samples it there): decoding steps give
+        // the other genLen - 1, the first of them over prompt + 1 cached positions
+        int g = Math.max(0, w.genLen() - 1);
         int chunks = Math.min(16, Math.max(1, g));
         double decode = 0;
         double tpc = tp > 1 ? 2 * (comm.allReduce(b * m.hidden() * 2.0, tp, false) + k.decodeTpOverhead()) : 0;
@@ -394,7 +424,7 @@ public final class CallCostModel {
             if (to == from) {
                 continue;
             }
-            double ctx = w.promptLen() + (from + to) / 2.0;
+            double ctx = w.promptLen() + 1 + (from + to) / 2.0;
             double stage = layers * (compute.layerDecode(m, b, ctx, tp) + tpc) + compute.headForward(m, b, tp);
             double step = Math.max(mb, pp) * stage + k.decodeStepOverhead();
             Speculation sp = w.speculation();

@@ -33,6 +33,15 @@ public record ModelCall(String name, String role, CallKind kind, List<String> in
         }
     }
 
+    /**
+     * Whether this GENERATE call also writes its samples' logprobs under the generating policy (a third
+     * output key, after the sequences and their prompt mask): the engine then runs a forward over
+     * prompt + response after decoding, as an inference call would.
+     */
+    public boolean scoresSamples() {
+        return kind == CallKind.GENERATE && outputKeys.size() > 2;
+    }
+
     /** A call of one epoch. */
     public ModelCall(String name, String role, CallKind kind, List<String> inputKeys, List<String> outputKeys,
                      int trainSteps) {

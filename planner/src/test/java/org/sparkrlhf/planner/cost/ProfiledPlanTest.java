@@ -63,9 +63,9 @@ class ProfiledPlanTest {
                     mesh, one, true);
             plan[c] = new Candidate(c, mesh, one, e, -1);
         }
-        // generate: a prefill (2 layers + head, one micro-batch), then 4 steps of 2 layer decodes + head + the
-        // step's overhead
-        double gen = (2 * FWD + HEAD_FWD + MICRO) + 4 * (2 * DECODE + HEAD_FWD + STEP) + CALL;
+        // generate: a prefill (2 layers + head, one micro-batch) that samples the first of the 4 new tokens, then
+        // 3 steps of 2 layer decodes + head + the step's overhead
+        double gen = (2 * FWD + HEAD_FWD + MICRO) + 3 * (2 * DECODE + HEAD_FWD + STEP) + CALL;
         // inference: one forward of 2 layers and the head
         double score = 2 * FWD + HEAD_FWD + MICRO + CALL;
         // train: forward and backward of 2 layers and the head, then AdamW's memory pass over the parameters
@@ -79,6 +79,29 @@ class ProfiledPlanTest {
         assertTrue(r.feasible());
         // one slot: the calls run one after the other, nothing moves
         assertEquals(gen + score + train, r.iterationSeconds(), 1e-9);
+    }
+
+    @Test
+    void generationThatWritesLogprobsAlsoPaysTheirForward() {
+        // GRPO's and PPO's actor_gen: sequences, prompt mask and the generating policy's logprobs
+        ModelCall sampleOnly = ModelCall.generate("gen", "x", List.of("p"), List.of("packed_input_ids", "prompt_mask"));
+        ModelCall scoring = ModelCall.generate("gen", "x", List.of("p"), List.of("packed_input_ids", "prompt_mask",
+                "packed_logprobs"));
+        DataflowGraph g = new DataflowGraph("t", List.of(scoring));
+        CostConstants k = CostConstants.calibrated().withRuntimeCosts(COSTS);
+        ClusterSpec cluster = ClusterSpec.cpu(1, 1, 8 * GpuSpec.GIB);
+        PlanningProblem p = new PlanningProblem(g, Map.of("x", M), cluster, new Workload(4, 4, 64), k, table());
+        DeviceMesh mesh = new DeviceMesh(0, 1);
+        ParallelStrategy one = ParallelStrategy.of(1, 1, 1, 1);
+        double gen = (2 * FWD + HEAD_FWD + MICRO) + 3 * (2 * DECODE + HEAD_FWD + STEP) + CALL;
+        // then one forward of 2 layers and the head over prompt + response, in the same call (no second overhead)
+        double forward = 2 * FWD + HEAD_FWD + MICRO;
+        assertEquals(gen, p.costModel().estimateFixed(sampleOnly, M, p.workload(), true, mesh, one, true).seconds(), 1e-12);
+        assertEquals(gen + forward, p.costModel().estimateFixed(scoring, M, p.workload(), true, mesh, one, true).seconds(),
+                1e-12);
+        // the searched variants price it the same way
+        assertEquals(gen + forward, p.costModel().estimate(scoring, M, p.workload(), true, mesh, one, true).get(0).seconds(),
+                1e-12);
     }
 
     @Test

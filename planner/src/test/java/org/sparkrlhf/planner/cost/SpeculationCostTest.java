@@ -43,16 +43,19 @@ class SpeculationCostTest {
         double b = plain.sequences() / 8.0;
         double t0 = m.generateSeconds(L7, plain, s, b, false, mesh, CallCostModel.GatherMode.NONE);
         double t1 = m.generateSeconds(L7, spec, s, b, false, mesh, CallCostModel.GatherMode.NONE);
-        // 16 chunks of 16 new tokens; the prefill and the call's overhead are the same
+        // the prefill samples the first new token: 16 chunks of the 255 others; the prefill and the call's overhead
+        // are the same
         double delta = 0;
         for (int c = 0; c < 16; c++) {
-            double ctx = 128 + (c * 16 + (c + 1) * 16) / 2.0;
+            int from = c * 255 / 16;
+            int to = (c + 1) * 255 / 16;
+            double ctx = 128 + 1 + (from + to) / 2.0;
             double plainStep = 32 * compute.layerDecode(L7, b, ctx, 1) + compute.headForward(L7, b, 1) + k.decodeStepOverhead();
             double rows = 4 * b;
             double verify = 32 * compute.layerDecode(L7, rows, ctx, 1) + compute.headForward(L7, rows, 1);
             double draft = 24 * compute.layerDecode(L7, rows, ctx, 1) + compute.headForward(L7, rows, 1);
             double specStep = (verify + draft + 2 * k.decodeStepOverhead()) / 1.875;
-            delta += 16 * (specStep - plainStep);
+            delta += (to - from) * (specStep - plainStep);
         }
         assertEquals(t0 + delta, t1, 1e-9 * t0);
 
