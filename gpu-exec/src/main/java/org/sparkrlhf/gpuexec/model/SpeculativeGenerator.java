@@ -32,14 +32,32 @@ import java.util.List;
  * tokens do not depend on its batch. Attention of several rows over the cache runs as one
  * {@link Backend#decodeAttention} per row offset, so the draft needs no op beyond those of plain
  * decoding.
+ *
+ * <p>Both forwards have fixed shapes for a batch (B x (k + 1) rows), so each is recorded once per
+ * generate call ({@link Backend#capturable}: a CUDA graph) and replayed at every step; the CPU
+ * backend runs them as they are. What changes from step to step (the fed tokens, rotary positions
+ * and cache slots after each sequence's rollback) is uploaded into fixed device buffers before the
+ * replay, and the logits are downloaded after it. The acceptance decisions between the draft and
+ * the verification are taken on the host from those logits, so the step as a whole is not one
+ * graph: the two forwards are, and the host work between them (drawing drafts, verifying) is not.
+ * The graphs are released when the call frees its buffers.
  */
 public final class SpeculativeGenerator {
     private final LlamaModel model;
     private final S3dDraft draft;
     private final Backend backend;
     private final ModelConfig config;
+    private final boolean recordSteps;
 
     public SpeculativeGenerator(LlamaModel model, S3dDraft draft) {
+        this(model, draft, true);
+    }
+
+    /**
+     * With {@code recordSteps} false the forwards run op by op on every step, never recorded: the
+     * same ops, so the same tokens, which is how a test checks the replayed graphs.
+     */
+    public SpeculativeGenerator(LlamaModel model, S3dDraft draft, boolean recordSteps) {
         if (model.config().head() != ModelConfig.Head.CAUSAL_LM) {
             throw new IllegalArgumentException("generation needs a causal LM, not " + model.config().architecture());
         }
@@ -49,6 +67,7 @@ public final class SpeculativeGenerator {
         this.draft = draft;
         this.backend = model.backend();
         this.config = model.config();
+        this.recordSteps = recordSteps;
     }
 
     /** The tokens of a generation and what its speculation did. */
@@ -191,10 +210,12 @@ public final class SpeculativeGenerator {
         final int B, Tn, S, N;
         final Tensor[] kCache, vCache;
         final Tensor cacheMask, zeroSlots, onesTn, slots, positions, ids;
-        final Tensor[] rowsAt, slotsAt;
-        final Tensor qRow, attRow, tokenIds, tokenRows, tokenEmb, maskIds, maskRows, maskEmb;
+        final Tensor[] rowsAt, slotsAt, offsets;
+        final Tensor qRow, attRow, attBySequence, tokenIds, tokenEmb, maskIds, maskEmb, xBySequence;
         final Tensor x, ln, rstd, q, k, v, att, h, gate, up, swi, lnf, logits;
         final LlamaModel.LayerBuffers layer;
+        /** The draft's and the verification's forwards, recorded once where the backend can. */
+        final Runnable draftStep, verifyStep;
         private final TensorSet buffers = new TensorSet(backend);
 
         CachedForward(int B, int Tn, int S) {
@@ -230,35 +251,37 @@ public final class SpeculativeGenerator {
             ids = buffers.ints(N);
             rowsAt = new Tensor[Tn];
             slotsAt = new Tensor[Tn];
+            offsets = new Tensor[Tn];
             for (int t = 0; t < Tn; t++) {
                 rowsAt[t] = buffers.ints(B);
                 slotsAt[t] = buffers.ints(B);
-                int[] r = new int[B];
+                offsets[t] = buffers.ints(B);
+                int[] r = new int[B], o = new int[B];
                 for (int b = 0; b < B; b++) r[b] = b * Tn + t;
+                Arrays.fill(o, t);
                 backend.upload(rowsAt[t], r);
+                backend.upload(offsets[t], o);
             }
             qRow = buffers.activations(B, config.qDim());
             attRow = buffers.activations(B, config.qDim());
+            // rows are placed into [B, Tn, .] buffers by kvAppend (slot t of sequence b is row
+            // b * Tn + t), then copied whole into att and x: a copy, not gatherRowsBackward's add,
+            // which on bf16 buffers goes through an F32 scratch that a recorded step cannot allocate
+            attBySequence = buffers.activations(B, Tn, config.qDim());
+            xBySequence = buffers.activations(B, Tn, C);
             int m = Tn - 1;
             tokenIds = buffers.ints(B);
-            tokenRows = buffers.ints(B);
             tokenEmb = buffers.activations(B, C);
             maskIds = buffers.ints(B * m);
-            maskRows = buffers.ints(B * m);
             maskEmb = buffers.activations(B * m, C);
-            int[] tr = new int[B], mi = new int[B * m], mr = new int[B * m];
-            for (int b = 0; b < B; b++) {
-                tr[b] = b * Tn;
-                for (int i = 0; i < m; i++) {
-                    mi[b * m + i] = i;
-                    mr[b * m + i] = b * Tn + 1 + i;
-                }
-            }
-            backend.upload(tokenRows, tr);
+            int[] mi = new int[B * m];
+            for (int b = 0; b < B; b++) for (int i = 0; i < m; i++) mi[b * m + i] = i;
             backend.upload(maskIds, mi);
-            backend.upload(maskRows, mr);
             lnf = buffers.activations(N, C);
             logits = buffers.floats(N, config.vocabSize());
+            Runnable draftForward = () -> forwardOnDevice(true), verifyForward = () -> forwardOnDevice(false);
+            draftStep = recordSteps ? backend.capturable(draftForward) : draftForward;
+            verifyStep = recordSteps ? backend.capturable(verifyForward) : verifyForward;
         }
 
         /** One forward over the padded prompts into slots [0, Tp); returns each row's last logits [B, V]. */
@@ -290,6 +313,7 @@ public final class SpeculativeGenerator {
          * skips the draft's layers. Returns the logits [B * Tn, V].
          */
         float[] forward(int[] tokens, int[] pos, int[] slot, boolean isDraft) {
+            // the step's inputs, into the buffers the recorded forward reads
             int[] p = new int[N];
             for (int b = 0; b < B; b++) for (int t = 0; t < Tn; t++) p[b * Tn + t] = pos[b] + t;
             backend.upload(positions, p);
@@ -299,19 +323,33 @@ public final class SpeculativeGenerator {
                 for (int b = 0; b < B; b++) s[b] = slot[b] + t;
                 backend.upload(slotsAt[t], s);
             }
-            backend.kvAppend(cacheMask, onesTn, slots);
-            LlamaWeights w = model.parameters();
             if (isDraft) {
                 int[] tk = new int[B];
                 for (int b = 0; b < B; b++) tk[b] = tokens[b * Tn];
                 backend.upload(tokenIds, tk);
-                backend.embedding(tokenEmb, tokenIds, w.embed);
-                backend.embedding(maskEmb, maskIds, draft.maskEmbeddings());
-                backend.zero(x);
-                backend.gatherRowsBackward(x, tokenEmb, tokenRows);
-                backend.gatherRowsBackward(x, maskEmb, maskRows);
+                draftStep.run();
             } else {
                 backend.upload(ids, tokens);
+                verifyStep.run();
+            }
+            return backend.download(logits);
+        }
+
+        /**
+         * The forward's ops, on buffers allocated up front and the inputs {@link #forward} uploaded:
+         * the same ops with the same arguments every step, so that the backend may replay them.
+         */
+        private void forwardOnDevice(boolean isDraft) {
+            backend.kvAppend(cacheMask, onesTn, slots);
+            LlamaWeights w = model.parameters();
+            if (isDraft) {
+                backend.embedding(tokenEmb, tokenIds, w.embed);
+                backend.embedding(maskEmb, maskIds, draft.maskEmbeddings());
+                // row b * Tn the pending token, rows b * Tn + 1.. the masks
+                backend.kvAppend(xBySequence, tokenEmb, offsets[0]);
+                backend.kvAppend(xBySequence, maskEmb, offsets[1]);
+                backend.copy(x, xBySequence);
+            } else {
                 backend.embedding(x, ids, w.embed);
             }
             for (int l = 0; l < config.numLayers(); l++) {
@@ -321,25 +359,26 @@ public final class SpeculativeGenerator {
             }
             backend.rmsnorm(lnf, rstd, x, w.finalNorm, config.rmsNormEps());
             backend.matmul(logits, lnf, w.lmHead, null);
-            return backend.download(logits);
         }
 
         /** Appends the rows' keys and values, then attends each row offset t over slots up to slot + t. */
         private void attend(int l) {
             backend.kvAppend(kCache[l], k, slots);
             backend.kvAppend(vCache[l], v, slots);
-            backend.zero(att);
             for (int t = 0; t < Tn; t++) {
                 backend.gatherRows(qRow, q, rowsAt[t]);
                 backend.decodeAttention(attRow, qRow, kCache[l], vCache[l], cacheMask, slotsAt[t],
                         config.numHeads(), config.numKvHeads(), config.slidingWindows()[l]);
-                backend.gatherRowsBackward(att, attRow, rowsAt[t]);
+                backend.kvAppend(attBySequence, attRow, offsets[t]);
             }
+            backend.copy(att, attBySequence);
         }
 
-
-
         void free() {
+            if (recordSteps) {
+                backend.releaseCaptured(draftStep);
+                backend.releaseCaptured(verifyStep);
+            }
             buffers.free();
         }
     }
