@@ -48,7 +48,7 @@ public final class S3dBenchmark {
 
     /** The knobs of a run (defaults: the small model, a few minutes on two cores). */
     record Options(int hidden, int layers, int threads, int baseSteps, int baseRows, int baseLength, float baseLr,
-                   int s3dSteps, int s3dBatch, int s3dLength, float s3dLr, List<S3dConfig> drafts,
+                   int s3dSteps, int s3dBatch, int s3dLength, float s3dLr, boolean s3dOnGenerated, List<S3dConfig> drafts,
                    int newTokens, int[] batches, int runs, Path base) {
         static Options parse(String[] args) {
             int layers = intArg(args, "--layers", 8);
@@ -70,11 +70,20 @@ public final class S3dBenchmark {
                     intArg(args, "--base-steps", 400), intArg(args, "--base-rows", 16), intArg(args, "--base-length", 64),
                     Float.parseFloat(stringArg(args, "--base-lr", "3e-3")),
                     intArg(args, "--s3d-steps", 300), intArg(args, "--s3d-batch", 32), intArg(args, "--s3d-length", 64),
-                    Float.parseFloat(stringArg(args, "--s3d-lr", "0.02")), List.copyOf(drafts),
+                    Float.parseFloat(stringArg(args, "--s3d-lr", "0.02")), texts(stringArg(args, "--s3d-texts", "counting")), List.copyOf(drafts),
                     intArg(args, "--new-tokens", 96),
                     Arrays.stream(stringArg(args, "--batches", "1,8,64").split(",")).mapToInt(Integer::parseInt).toArray(),
                     intArg(args, "--runs", 3), Optional.ofNullable(stringArg(args, "--base", null)).map(Path::of).orElse(null));
         }
+    }
+
+    /** --s3d-texts: counting (the task's text) or generated (the base model's own greedy continuations). */
+    private static boolean texts(String v) {
+        return switch (v) {
+            case "counting" -> false;
+            case "generated" -> true;
+            default -> throw new IllegalArgumentException("--s3d-texts: expected counting or generated, got '" + v + "'");
+        };
     }
 
     public static void main(String[] args) {
@@ -102,9 +111,7 @@ public final class S3dBenchmark {
                 trainBase(model, opt);
                 if (opt.base() != null) model.save(opt.base(), StDType.F32, Long.MAX_VALUE);
             }
-            SplittableRandom rng = new SplittableRandom(7);
-            List<int[]> texts = new ArrayList<>();
-            for (int i = 0; i < 512; i++) texts.add(CountingText.sample(rng, opt.s3dLength()));
+            List<int[]> texts = opt.s3dOnGenerated() ? generatedTexts(model, opt.s3dLength()) : countingTexts(opt.s3dLength());
             List<S3dDraft> drafts = new ArrayList<>();
             try {
                 for (S3dConfig c : opt.drafts()) drafts.add(trainDraft(model, c, texts, opt));
@@ -157,6 +164,41 @@ public final class S3dBenchmark {
         model.releaseActivations();
     }
 
+    static List<int[]> countingTexts(int length) {
+        SplittableRandom rng = new SplittableRandom(7);
+        List<int[]> texts = new ArrayList<>();
+        for (int i = 0; i < 512; i++) texts.add(CountingText.sample(rng, length));
+        return texts;
+    }
+
+    /**
+     * Texts of the base model itself: 256 task prompts of 8 tokens and their greedy continuations
+     * to {@code length} tokens. The draft must predict what the verifier will emit, and where the
+     * model departs from the task's text (a short training leaves it imperfect) its own
+     * continuations teach the draft that, as an RLHF actor's rollouts would.
+     */
+    static List<int[]> generatedTexts(LlamaModel model, int length) {
+        long t0 = System.nanoTime();
+        SplittableRandom rng = new SplittableRandom(7);
+        List<int[]> texts = new ArrayList<>();
+        try (Generator g = new Generator(model)) {
+            Generator.Options o = Generator.Options.greedy(length - 8, new int[0], CountingText.PAD);
+            for (int batch = 0; batch < 4; batch++) {
+                int[][] prompts = new int[64][];
+                for (int i = 0; i < prompts.length; i++) prompts[i] = CountingText.sample(rng, 8);
+                int[][] out = g.generate(prompts, o).tokens();
+                for (int i = 0; i < prompts.length; i++) {
+                    int[] t = Arrays.copyOf(prompts[i], 8 + out[i].length);
+                    System.arraycopy(out[i], 0, t, 8, out[i].length);
+                    texts.add(t);
+                }
+            }
+        }
+        System.out.printf(Locale.ROOT, "S3D texts: %d greedy continuations of the base model, %d tokens each (%.0f s)%n",
+                texts.size(), length, (System.nanoTime() - t0) * 1e-9);
+        return texts;
+    }
+
     static S3dDraft trainDraft(LlamaModel model, S3dConfig c, List<int[]> texts, Options o) {
         int steps = o.s3dSteps();
         S3dDraft draft = S3dDraft.initial(model, c, 3);
@@ -165,7 +207,15 @@ public final class S3dBenchmark {
         long t0 = System.nanoTime();
         try (S3dTrainer trainer = new S3dTrainer(model, draft, new AdamW.Hyper(o.s3dLr(), 0.9f, 0.999f, 1e-8f, 0f, 0f))) {
             float before = trainer.evaluate(held);
-            for (int step = 0; step < steps; step++) trainer.step(S3dExample.sample(texts, c.draftTokens(), o.s3dBatch(), rng));
+            double sum = 0;
+            int every = Math.max(1, steps / 5);
+            for (int step = 1; step <= steps; step++) {
+                sum += trainer.step(S3dExample.sample(texts, c.draftTokens(), o.s3dBatch(), rng));
+                if (step % every == 0) {
+                    System.out.printf(Locale.ROOT, "  S3D step %d: mean mask loss of the last %d steps %.4f (%.0f s)%n", step, every, sum / every, (System.nanoTime() - t0) * 1e-9);
+                    sum = 0;
+                }
+            }
             System.out.printf(Locale.ROOT, "S3D draft skip [%d,%d) k=%d: %d steps of %d examples, held-out mask loss %.4f -> %.4f (%.0f s)%n",
                     c.skipFrom(), c.skipTo(), c.draftTokens(), steps, o.s3dBatch(), before, trainer.evaluate(held), (System.nanoTime() - t0) * 1e-9);
         }
