@@ -21,33 +21,15 @@ import static org.junit.jupiter.api.Assertions.assertArrayEquals;
  * Either way the chunks hold the message by hand, and the destination the columns it was cut from.
  */
 class PieceMessageDeviceChunkTest {
-    private static final List<ShardPiece> PIECES = List.of(
-            new ShardPiece("w", 0, 1, 2, 3, 0, 4, 7, 0, 0, 3),
-            new ShardPiece("w", 0, 1, 3, 3, 2, 4, 7, 2, 0, 3),
-            new ShardPiece("b", 0, 1, 6, 1, 0, 0, 1, 0, 0, 1));
+    private static final List<ShardPiece> PIECES = PieceMessageTest.PIECES;
     private static final int CHUNK = 3;
 
     private static float[] source(String name) {
-        float[] t = new float[name.equals("w") ? 35 : 6];
-        for (int i = 0; i < t.length; i++) {
-            t[i] = (name.equals("w") ? 100 : 200) + i;
-        }
-        return t;
+        return PieceMessageTest.source(name);
     }
 
-    /** The message by hand: w's columns 4..6 row by row, then b. */
     private static float[] expected() {
-        float[] m = new float[21];
-        int at = 0;
-        for (int r = 0; r < 5; r++) {
-            for (int c = 4; c < 7; c++) {
-                m[at++] = 100 + r * 7 + c;
-            }
-        }
-        for (int i = 0; i < 6; i++) {
-            m[at++] = 200 + i;
-        }
-        return m;
+        return PieceMessageTest.expected();
     }
 
     private static ShardSlices onBackend(Backend backend, Map<String, float[]> values) {

@@ -20,12 +20,13 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
  */
 @Timeout(value = 60, unit = TimeUnit.SECONDS)
 class PieceMessageTest {
-    private static final List<ShardPiece> PIECES = List.of(
+    /** A column cut of w (two row bands) and the whole of b: the pieces PieceMessageDeviceChunkTest moves too. */
+    static final List<ShardPiece> PIECES = List.of(
             new ShardPiece("w", 0, 1, 2, 3, 0, 4, 7, 0, 0, 3),
             new ShardPiece("w", 0, 1, 3, 3, 2, 4, 7, 2, 0, 3),
             new ShardPiece("b", 0, 1, 6, 1, 0, 0, 1, 0, 0, 1));
 
-    private static float[] source(String name) {
+    static float[] source(String name) {
         float[] t = new float[name.equals("w") ? 35 : 6];
         for (int i = 0; i < t.length; i++) {
             t[i] = (name.equals("w") ? 100 : 200) + i;
@@ -34,7 +35,7 @@ class PieceMessageTest {
     }
 
     /** The message by hand: w's columns 4..6 row by row, then b. */
-    private static float[] expected() {
+    static float[] expected() {
         float[] m = new float[21];
         int at = 0;
         for (int r = 0; r < 5; r++) {
