@@ -24,7 +24,7 @@ import java.util.SplittableRandom;
  *
  * <pre>
  *   mvn -B -o -q -pl bench -am package -DskipTests
- *   java -cp bench/target/bench-0.1.0-SNAPSHOT.jar:$(cat bench/target/classpath.txt) org.sparkrlhf.bench.CpuEngineBenchmark
+ *   java --add-modules jdk.incubator.vector -cp bench/target/bench-0.1.0-SNAPSHOT.jar:$(cat bench/target/classpath.txt) org.sparkrlhf.bench.CpuEngineBenchmark
  * </pre>
  * Options: --model 9m|134m (default 9m), --iterations N (default 5), --warmups N (default 8),
  * --threads N (default: all cores), --kernels fast|reference (default: the CPU backend's

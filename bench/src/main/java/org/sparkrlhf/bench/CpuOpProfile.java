@@ -24,7 +24,7 @@ import java.util.TreeMap;
  * machine shared with other work), as a table of seconds and shares per op.
  *
  * <pre>
- *   java -cp ... org.sparkrlhf.bench.CpuOpProfile [--model 9m|134m] [--threads N] [--kernels fast|reference] [--iterations N]
+ *   java --add-modules jdk.incubator.vector -cp ... org.sparkrlhf.bench.CpuOpProfile [--model 9m|134m] [--threads N] [--kernels fast|reference] [--iterations N]
  * </pre>
  */
 public final class CpuOpProfile {

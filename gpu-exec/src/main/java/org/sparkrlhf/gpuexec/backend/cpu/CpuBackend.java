@@ -99,7 +99,8 @@ public final class CpuBackend implements Backend {
 
     @Override
     public String name() {
-        return "cpu(" + par.threads() + " threads, " + (kernels == CpuKernels.FAST ? "openblas" : "reference") + " kernels)";
+        return "cpu(" + par.threads() + " threads, " + (kernels == CpuKernels.FAST ? "openblas" : "reference") + " kernels"
+                + (kernels == CpuKernels.FAST && FastExp.VECTOR ? ", vector exp" : "") + ")";
     }
 
     // ---------------------------------------------------------------- checks

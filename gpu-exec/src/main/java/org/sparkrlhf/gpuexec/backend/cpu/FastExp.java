@@ -1,7 +1,8 @@
 package org.sparkrlhf.gpuexec.backend.cpu;
 
 /**
- * exp over arrays, written so that the JIT vectorises it (no Vector API needed): Cephes' expf
+ * exp over arrays, on the Vector API where the JVM has it ({@link VectorExp}), else in loops written
+ * so that the JIT vectorises most of them: Cephes' expf
  * (x = n ln2 + r, |r| &lt;= ln2 / 2, a degree-6 polynomial for e^r, relative error about 1e-7)
  * with n rounded by adding and subtracting 1.5 * 2^23, so that the first loop is pure float
  * arithmetic; a second loop builds 2^n from n's bits. About 7x faster than Math.exp per element
@@ -9,6 +10,13 @@ package org.sparkrlhf.gpuexec.backend.cpu;
  * rather than 0 (callers that need exact zeros, such as masked keys, write them), NaN stays NaN.
  */
 final class FastExp {
+    /**
+     * Whether exp runs on the Vector API ({@link VectorExp}): when the JVM has the incubator module
+     * (JDK 17: {@code --add-modules jdk.incubator.vector}, which bin/spark-rlhf passes), unless
+     * {@code -Dsparkrlhf.cpu.scalarExp=true}. Without it these scalar loops serve.
+     */
+    static final boolean VECTOR = ModuleLayer.boot().findModule("jdk.incubator.vector").isPresent()
+            && !Boolean.getBoolean("sparkrlhf.cpu.scalarExp");
     private static final float LOG2E = 1.44269504088896341f, LN2_HI = 0.693359375f, LN2_LO = -2.12194440e-4f;
     private static final float ROUND = 12582912f; // 1.5 * 2^23: adding it rounds a float to an integer
 
@@ -30,7 +38,13 @@ final class FastExp {
     }
 
     private static void exp(float[] xs, int n, float shift, float sign, float[] n2) {
-        for (int i = 0; i < n; i++) {
+        if (VECTOR) VectorExp.exp(xs, n, shift, sign, n2);
+        else scalarExp(xs, 0, n, shift, sign, n2);
+    }
+
+    /** The scalar loops over xs[from .. n) (n2 indexed alike). */
+    static void scalarExp(float[] xs, int from, int n, float shift, float sign, float[] n2) {
+        for (int i = from; i < n; i++) {
             float x = Math.max(-87f, Math.min(88f, sign * (xs[i] - shift)));
             float fn = (x * LOG2E + ROUND) - ROUND;
             float r = x - fn * LN2_HI - fn * LN2_LO;
@@ -43,7 +57,7 @@ final class FastExp {
             xs[i] = p * r * r + r + 1f;
             n2[i] = fn;
         }
-        for (int i = 0; i < n; i++) xs[i] *= Float.intBitsToFloat(((int) n2[i] + 127) << 23);
+        for (int i = from; i < n; i++) xs[i] *= Float.intBitsToFloat(((int) n2[i] + 127) << 23);
     }
 
     /** The largest of a[off .. off + n), -infinity when n = 0 (eight running maxima for speed). */

@@ -1,0 +1,42 @@
+package org.sparkrlhf.gpuexec.backend.cpu;
+
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorOperators;
+import jdk.incubator.vector.VectorSpecies;
+
+/**
+ * {@link FastExp}'s exp on the JDK's Vector API (an incubator module on JDK 17: loaded only when
+ * the JVM runs with {@code --add-modules jdk.incubator.vector}, see {@link FastExp#VECTOR}). Same
+ * method and constants as the scalar loops, so the same results to about 1e-7 relative. The JIT
+ * vectorises the scalar version's polynomial but not its float-to-int conversion for 2^n, a third
+ * of its time; here 2^n comes from the bits of n + 127 + 1.5 * 2^23 (the integer sits in the low
+ * mantissa bits; shifted left by 23 they are the exponent field), all in vector registers. About
+ * twice as fast per element as the scalar loops on this machine.
+ */
+final class VectorExp {
+    private static final VectorSpecies<Float> SPECIES = FloatVector.SPECIES_PREFERRED;
+    private static final float LOG2E = 1.44269504088896341f, LN2_HI = 0.693359375f, LN2_LO = -2.12194440e-4f;
+    private static final float ROUND = 12582912f; // 1.5 * 2^23
+
+    private VectorExp() {
+    }
+
+    /** x[i] = exp(sign * (x[i] - shift)) for i &lt; n, in place; the tail past the last whole vector in scalar code. */
+    static void exp(float[] xs, int n, float shift, float sign, float[] n2) {
+        int i = 0, bound = SPECIES.loopBound(n);
+        for (; i < bound; i += SPECIES.length()) {
+            FloatVector x = FloatVector.fromArray(SPECIES, xs, i).sub(shift).mul(sign).max(-87f).min(88f);
+            FloatVector fn = x.mul(LOG2E).add(ROUND).sub(ROUND);
+            FloatVector r = x.sub(fn.mul(LN2_HI)).sub(fn.mul(LN2_LO));
+            FloatVector p = r.mul(1.9875691500E-4f).add(1.3981999507E-3f);
+            p = p.mul(r).add(8.3334519073E-3f);
+            p = p.mul(r).add(4.1665795894E-2f);
+            p = p.mul(r).add(1.6666665459E-1f);
+            p = p.mul(r).add(5.0000001201E-1f);
+            FloatVector e = p.mul(r).mul(r).add(r).add(1f);
+            FloatVector twoToN = fn.add(127f + ROUND).reinterpretAsInts().lanewise(VectorOperators.LSHL, 23).reinterpretAsFloats();
+            e.mul(twoToN).intoArray(xs, i);
+        }
+        if (i < n) FastExp.scalarExp(xs, i, n, shift, sign, n2);
+    }
+}
