@@ -137,7 +137,7 @@ public final class Generator implements AutoCloseable {
         final boolean whole = model.isWhole();
         final Tensor tokens, localIds, positions, slots, zeroSlots, ones, cacheMask;
         final Tensor[] kCache, vCache;
-        final Tensor x, ln, rstd, q, k, v, att, h, gate, up, swi;
+        final Tensor x, rstd, q, k, v, att;
         final LlamaModel.LayerBuffers layerBuffers;
         /** Last stage only. */
         final Tensor lnf, localLogits, logits, steps, finished, seqIds;
@@ -169,16 +169,11 @@ public final class Generator implements AutoCloseable {
             kCache = d.kCache;
             vCache = d.vCache;
             x = d.x;
-            ln = d.ln;
             rstd = d.rstd;
             q = d.q;
             k = d.k;
             v = d.v;
             att = d.att;
-            h = d.h;
-            gate = d.gate;
-            up = d.up;
-            swi = d.swi;
             boolean last = shard.lastStage();
             int Vt = model.vocabEnd() - model.vocabStart();
             lnf = last ? buffers.activations(B, C) : null;

@@ -212,7 +212,7 @@ public final class SpeculativeGenerator {
         final Tensor cacheMask, zeroSlots, onesTn, slots, positions, ids;
         final Tensor[] rowsAt, slotsAt, offsets;
         final Tensor qRow, attRow, attBySequence, tokenIds, tokenEmb, maskIds, maskEmb, xBySequence;
-        final Tensor x, ln, rstd, q, k, v, att, h, gate, up, swi, lnf, logits;
+        final Tensor x, rstd, q, k, v, att, lnf, logits;
         final LlamaModel.LayerBuffers layer;
         /** The draft's and the verification's forwards, recorded once where the backend can. */
         final Runnable draftStep, verifyStep;
@@ -230,16 +230,11 @@ public final class SpeculativeGenerator {
             kCache = d.kCache;
             vCache = d.vCache;
             x = d.x;
-            ln = d.ln;
             rstd = d.rstd;
             q = d.q;
             k = d.k;
             v = d.v;
             att = d.att;
-            h = d.h;
-            gate = d.gate;
-            up = d.up;
-            swi = d.swi;
             cacheMask = buffers.ints(B, S);
             zeroSlots = buffers.ints(B);
             onesTn = buffers.ints(B, Tn);
