@@ -20,7 +20,9 @@ import java.util.List;
  * each is timed through {@link LlamaModel} and {@link Generator}, so what is measured is exactly the code
  * a call runs; one layer is the difference divided by the extra layers, and the head (embedding, final
  * norm, LM head, log-softmax, the download of the logprobs) is what the {@link #FEW}-layer model spends
- * beyond its layers; the value head (a critic's) likewise, from a model with a score head. Each point is the median of {@code repeats} runs after one warm-up; each op's
+ * beyond its layers; the value head (a critic's) likewise, from a model with a score head; a decoding
+ * step's {@code head_decode} (embedding, head, sampling, the stop check) is what the {@link #FEW}-layer
+ * model's step spends beyond its layer. Each point is the median of {@code repeats} runs after one warm-up; each op's
  * series is then made non-decreasing in tokens ({@link MonotoneRows}).
  *
  * <p>Only tp = 1 is measured: tensor-parallel shards and the collectives are not profiled (the planner
@@ -31,7 +33,7 @@ public final class EngineProfiler {
      * The engine's timing generation: profiles cached under another version are not used. Raise it with
      * a change that makes the engine's passes faster or slower (kernels, backends, the model's code).
      */
-    public static final String VERSION = "3";
+    public static final String VERSION = "4";
     public static final int FEW = 1;
     static final int MORE = 4;
     /** The shortest sample: ops faster than this are timed in loops. */
@@ -70,7 +72,6 @@ public final class EngineProfiler {
     /** Profiles {@code grid}; rows are named {@code model} and {@code gpu} as the planner names them. */
     public EngineProfile run(String model, String gpu, ProfileGrid grid) {
         List<ProfileRow> rows = new ArrayList<>();
-        List<Double> stepRest = new ArrayList<>();
         try (LlamaModel few = LlamaModel.random(backend, withLayers(config, FEW), dtype, 1, 0.02f);
              LlamaModel more = LlamaModel.random(backend, withLayers(config, MORE), dtype, 1, 0.02f);
              LlamaModel valueFew = LlamaModel.random(backend,
@@ -132,7 +133,9 @@ public final class EngineProfiler {
                     // per sample: a step of the few-layer model, of the more-layer one
                     double layer = positive(medianOf(t, x -> (x[1] - x[0]) / extra));
                     rows.add(new ProfileRow(model, gpu, "layer_decode", 1, b, ctx, layer));
-                    stepRest.add(medianOf(t, x -> x[0] - FEW * (x[1] - x[0]) / extra));
+                    // the planner prices a step as its layers plus this row: the head at the decode batch is in it
+                    rows.add(new ProfileRow(model, gpu, "head_decode", 1, b, 0,
+                            positive(medianOf(t, x -> x[0] - FEW * (x[1] - x[0]) / extra))));
                     double stepMore = medianOf(t, x -> x[1]);
                     if (stepMore * steps > SLOW_SECONDS) {
                         break; // larger batches: the table scales this one proportionally
@@ -140,8 +143,7 @@ public final class EngineProfiler {
                 }
             }
         }
-        double rest = stepRest.isEmpty() ? 0 : Math.max(0, medianOf(stepRest));
-        return new EngineProfile(MonotoneRows.fit(rows), rest);
+        return new EngineProfile(MonotoneRows.fit(rows));
     }
 
     /**

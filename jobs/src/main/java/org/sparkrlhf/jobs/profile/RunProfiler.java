@@ -70,7 +70,7 @@ public final class RunProfiler {
             implements Serializable {
     }
 
-    record Measured(String csv, double decodeStepSeconds, double microBatchSeconds, int rows) implements Serializable {
+    record Measured(String csv, double microBatchSeconds, int rows) implements Serializable {
     }
 
     private RunProfiler() {
@@ -116,9 +116,8 @@ public final class RunProfiler {
                     (context, in) -> measure(context.backend(), in));
             Measured m = r.get(0).value();
             measured.put(role, m);
-            progress.printf(Locale.ROOT, "profile: %s (%s) on %s: %d rows in %.1f s, decoding step overhead %.4f s, "
-                            + "micro-batch overhead %.4f s%n", spec.name(), role, device, m.rows(),
-                    (System.nanoTime() - start) / 1e9, m.decodeStepSeconds(), m.microBatchSeconds());
+            progress.printf(Locale.ROOT, "profile: %s (%s) on %s: %d rows in %.1f s, micro-batch overhead %.4f s%n",
+                    spec.name(), role, device, m.rows(), (System.nanoTime() - start) / 1e9, m.microBatchSeconds());
         }
         CollectiveProfiler.Link[] links = CollectiveProfiler.measure(runner, inventory);
         progress.printf(Locale.ROOT, "profile: an all-reduce over two devices of an executor takes %s, between two "
@@ -134,7 +133,8 @@ public final class RunProfiler {
         for (Map.Entry<String, Measured> e : measured.entrySet()) {
             ModelSpec spec = RunScenario.model(config, e.getKey());
             Measured m = e.getValue();
-            RuntimeCosts costs = new RuntimeCosts(callOverhead, m.decodeStepSeconds(), m.microBatchSeconds(),
+            // a decoding step's seconds beyond its layers are the table's head_decode rows: none left over
+            RuntimeCosts costs = new RuntimeCosts(callOverhead, 0, m.microBatchSeconds(),
                     realloc.overheadSeconds(), realloc.intraParamsPerSecond(), realloc.interParamsPerSecond(),
                     costsLink(links[0]), costsLink(links[1]));
             String path = ProfileStore.store(output, spec.name(), device, configJson(config, e.getKey()), m.csv(), costs);
@@ -154,7 +154,7 @@ public final class RunProfiler {
         ProfileTable table = ProfileTable.empty().read(job.model() + " profile", Arrays.asList(csv.split("\r?\n")));
         double microBatch = MicroBatchProfiler.measure(backend, config, table, job.model(), job.device(),
                 job.promptLen() + job.genLen(), job.sequences(), REPEATS);
-        return new Measured(csv, p.decodeStepSeconds(), microBatch, p.rows().size());
+        return new Measured(csv, microBatch, p.rows().size());
     }
 
     private static String link(CollectiveProfiler.Link l) {
