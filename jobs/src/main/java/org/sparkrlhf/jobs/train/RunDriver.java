@@ -255,6 +255,17 @@ public final class RunDriver {
     }
 
     /**
+     * {@link #pricedConfig} for the profiler, before a run: reads the run's training data as the run
+     * will, so that the profile is taken at the lengths the planner will ask about.
+     */
+    public static RunConfig pricedConfig(SparkSession spark, RunConfig config, PrintStream progress) {
+        AlgorithmSpec spec = AlgorithmSpecs.of(config);
+        Path tokenizerDir = modelDir(config, spec.tokenizerRole());
+        TrainingData data = spec.data(spark, config, tokenizerDir, SpecialTokens.read(tokenizerDir), RunOutput.create(config));
+        return pricedConfig(config, data, progress);
+    }
+
+    /**
      * The config the planner prices: the data's longest prompt and answer in place of the
      * configured bounds (a call pads a micro-batch to its longest row; the GRPO example's prompts
      * are 5 tokens where max_prompt_tokens is 16, and priced at the bound its calls came out at
@@ -272,7 +283,7 @@ public final class RunDriver {
         RunConfig priced = config.pricedAt(prompt, answer);
         if (!sft && (prompt != config.data().maxPromptTokens()
                 || priced.generation().maxNewTokens() != config.generation().maxNewTokens())) {
-            progress.printf("  planned for the data's lengths: prompts of %d tokens (max_prompt_tokens %d), answers of %d (max_new_tokens %d)%n",
+            progress.printf("  priced at the data's lengths: prompts of %d tokens (max_prompt_tokens %d), answers of %d (max_new_tokens %d)%n",
                     prompt, config.data().maxPromptTokens(), priced.generation().maxNewTokens(),
                     config.generation().maxNewTokens());
         }

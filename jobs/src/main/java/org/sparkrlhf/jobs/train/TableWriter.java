@@ -50,7 +50,7 @@ final class TableWriter implements AutoCloseable {
     private final IterationTable<PlanRow> plans;
     private final Thread thread;
     private final long commitEveryNanos;
-    /** When the last commits ended (the first may start at once). */
+    /** When the last commits ended (at first: when the writer started). */
     private long lastCommitNanos;
     /** Set by {@link #awaitWritten}: commit what is queued now, whatever the cadence. */
     private boolean flushRequested;
@@ -79,7 +79,9 @@ final class TableWriter implements AutoCloseable {
             }
         }
         this.commitEveryNanos = (long) (commitSeconds * 1e9);
-        this.lastCommitNanos = System.nanoTime() - commitEveryNanos;
+        // the first round waits like the others: its cold start (the write path compiled, 3-5 s on two
+        // cores) would otherwise run beside the first iterations
+        this.lastCommitNanos = System.nanoTime();
         this.thread = new Thread(this::writeLoop, "spark-rlhf-tables " + runId);
         thread.setDaemon(true);
         thread.start();
