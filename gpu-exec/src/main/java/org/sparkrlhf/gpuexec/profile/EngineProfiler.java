@@ -45,8 +45,18 @@ public final class EngineProfiler {
     private final ModelConfig config;
     private final DType dtype;
     private final int repeats;
+    private final Lockstep lockstep;
 
+    /** A profiler for a device that profiles alone. */
     public EngineProfiler(Backend backend, ModelConfig config, DType dtype, int repeats) {
+        this(backend, config, dtype, repeats, Lockstep.ALONE);
+    }
+
+    /**
+     * A profiler that times each pass while the devices of {@code lockstep} run the same pass (the
+     * devices of an executor that profile at once).
+     */
+    public EngineProfiler(Backend backend, ModelConfig config, DType dtype, int repeats, Lockstep lockstep) {
         if (repeats < 1) {
             throw new IllegalArgumentException("repeats must be >= 1, got " + repeats);
         }
@@ -58,6 +68,7 @@ public final class EngineProfiler {
         this.config = config;
         this.dtype = dtype;
         this.repeats = repeats;
+        this.lockstep = lockstep;
     }
 
     /** The architecture with {@code layers} decoder layers (sliding windows of the first layers). */
@@ -267,16 +278,19 @@ public final class EngineProfiler {
                 once = (System.nanoTime() - t0) / 1e9;
                 runs++;
             } while ((runs < 3 && once < SLOW_SECONDS) || (System.nanoTime() - warm) / 1e9 < MIN_SAMPLE_SECONDS);
-            loop[k] = (int) Math.max(1, Math.ceil(MIN_SAMPLE_SECONDS / Math.max(once, 1e-7)));
+            // the devices time the same number of runs, so that their samples start and end together
+            loop[k] = lockstep.max((int) Math.max(1, Math.ceil(MIN_SAMPLE_SECONDS / Math.max(once, 1e-7))));
             slowest = Math.max(slowest, once);
         }
         // a big model on a CPU: fewer samples of a slow op (its noise is small against it), so that a
         // 1B-class profile stays within minutes
-        int samples = slowest < SLOW_SECONDS ? repeats : Math.max(1, Math.min(repeats, (int) (2 * SLOW_SECONDS / slowest)));
+        int samples = lockstep.max(slowest < SLOW_SECONDS ? repeats
+                : Math.max(1, Math.min(repeats, (int) (2 * SLOW_SECONDS / slowest))));
         double[][] s = new double[samples][n];
         for (int i = 0; i < samples; i++) {
             for (int k = 0; k < n; k++) {
                 Runnable r = ops.get(k);
+                lockstep.barrier();
                 long t0 = System.nanoTime();
                 for (int j = 0; j < loop[k]; j++) {
                     r.run();
