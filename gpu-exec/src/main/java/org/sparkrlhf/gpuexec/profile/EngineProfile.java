@@ -3,11 +3,11 @@ package org.sparkrlhf.gpuexec.profile;
 import java.util.List;
 
 /**
- * What the profiler measured: the table rows (tp = 1 only) and the part of a decoding step that is
- * not a decoder layer (the head at the decode batch, sampling, the stop check's host sync), which the
- * planner's per-step decoding overhead stands for.
+ * What the profiler measured: the table rows (tp = 1 only). What a decoding step spends beyond its
+ * decoder layers (the head at the decode batch, sampling, the stop check's host sync) is in the
+ * {@code head_decode} rows, per decode batch.
  */
-public record EngineProfile(List<ProfileRow> rows, double decodeStepSeconds) {
+public record EngineProfile(List<ProfileRow> rows) {
     public EngineProfile {
         rows = List.copyOf(rows);
     }

@@ -20,7 +20,9 @@ import java.util.List;
  * each is timed through {@link LlamaModel} and {@link Generator}, so what is measured is exactly the code
  * a call runs; one layer is the difference divided by the extra layers, and the head (embedding, final
  * norm, LM head, log-softmax, the download of the logprobs) is what the {@link #FEW}-layer model spends
- * beyond its layers; the value head (a critic's) likewise, from a model with a score head. Each point is the median of {@code repeats} runs after one warm-up; each op's
+ * beyond its layers; the value head (a critic's) likewise, from a model with a score head; a decoding
+ * step's {@code head_decode} (embedding, head, sampling, the stop check) is what the {@link #FEW}-layer
+ * model's step spends beyond its layer. Each point is the median of {@code repeats} runs after one warm-up; each op's
  * series is then made non-decreasing in tokens ({@link MonotoneRows}).
  *
  * <p>Only tp = 1 is measured: tensor-parallel shards and the collectives are not profiled (the planner
@@ -31,7 +33,7 @@ public final class EngineProfiler {
      * The engine's timing generation: profiles cached under another version are not used. Raise it with
      * a change that makes the engine's passes faster or slower (kernels, backends, the model's code).
      */
-    public static final String VERSION = "3";
+    public static final String VERSION = "4";
     public static final int FEW = 1;
     static final int MORE = 4;
     /** The shortest sample: ops faster than this are timed in loops. */
@@ -43,8 +45,18 @@ public final class EngineProfiler {
     private final ModelConfig config;
     private final DType dtype;
     private final int repeats;
+    private final Lockstep lockstep;
 
+    /** A profiler for a device that profiles alone. */
     public EngineProfiler(Backend backend, ModelConfig config, DType dtype, int repeats) {
+        this(backend, config, dtype, repeats, Lockstep.ALONE);
+    }
+
+    /**
+     * A profiler that times each pass while the devices of {@code lockstep} run the same pass (the
+     * devices of an executor that profile at once).
+     */
+    public EngineProfiler(Backend backend, ModelConfig config, DType dtype, int repeats, Lockstep lockstep) {
         if (repeats < 1) {
             throw new IllegalArgumentException("repeats must be >= 1, got " + repeats);
         }
@@ -56,6 +68,7 @@ public final class EngineProfiler {
         this.config = config;
         this.dtype = dtype;
         this.repeats = repeats;
+        this.lockstep = lockstep;
     }
 
     /** The architecture with {@code layers} decoder layers (sliding windows of the first layers). */
@@ -70,7 +83,6 @@ public final class EngineProfiler {
     /** Profiles {@code grid}; rows are named {@code model} and {@code gpu} as the planner names them. */
     public EngineProfile run(String model, String gpu, ProfileGrid grid) {
         List<ProfileRow> rows = new ArrayList<>();
-        List<Double> stepRest = new ArrayList<>();
         try (LlamaModel few = LlamaModel.random(backend, withLayers(config, FEW), dtype, 1, 0.02f);
              LlamaModel more = LlamaModel.random(backend, withLayers(config, MORE), dtype, 1, 0.02f);
              LlamaModel valueFew = LlamaModel.random(backend,
@@ -132,7 +144,9 @@ public final class EngineProfiler {
                     // per sample: a step of the few-layer model, of the more-layer one
                     double layer = positive(medianOf(t, x -> (x[1] - x[0]) / extra));
                     rows.add(new ProfileRow(model, gpu, "layer_decode", 1, b, ctx, layer));
-                    stepRest.add(medianOf(t, x -> x[0] - FEW * (x[1] - x[0]) / extra));
+                    // the planner prices a step as its layers plus this row: the head at the decode batch is in it
+                    rows.add(new ProfileRow(model, gpu, "head_decode", 1, b, 0,
+                            positive(medianOf(t, x -> x[0] - FEW * (x[1] - x[0]) / extra))));
                     double stepMore = medianOf(t, x -> x[1]);
                     if (stepMore * steps > SLOW_SECONDS) {
                         break; // larger batches: the table scales this one proportionally
@@ -140,8 +154,7 @@ public final class EngineProfiler {
                 }
             }
         }
-        double rest = stepRest.isEmpty() ? 0 : Math.max(0, medianOf(stepRest));
-        return new EngineProfile(MonotoneRows.fit(rows), rest);
+        return new EngineProfile(MonotoneRows.fit(rows));
     }
 
     /**
@@ -265,16 +278,19 @@ public final class EngineProfiler {
                 once = (System.nanoTime() - t0) / 1e9;
                 runs++;
             } while ((runs < 3 && once < SLOW_SECONDS) || (System.nanoTime() - warm) / 1e9 < MIN_SAMPLE_SECONDS);
-            loop[k] = (int) Math.max(1, Math.ceil(MIN_SAMPLE_SECONDS / Math.max(once, 1e-7)));
+            // the devices time the same number of runs, so that their samples start and end together
+            loop[k] = lockstep.max((int) Math.max(1, Math.ceil(MIN_SAMPLE_SECONDS / Math.max(once, 1e-7))));
             slowest = Math.max(slowest, once);
         }
         // a big model on a CPU: fewer samples of a slow op (its noise is small against it), so that a
         // 1B-class profile stays within minutes
-        int samples = slowest < SLOW_SECONDS ? repeats : Math.max(1, Math.min(repeats, (int) (2 * SLOW_SECONDS / slowest)));
+        int samples = lockstep.max(slowest < SLOW_SECONDS ? repeats
+                : Math.max(1, Math.min(repeats, (int) (2 * SLOW_SECONDS / slowest))));
         double[][] s = new double[samples][n];
         for (int i = 0; i < samples; i++) {
             for (int k = 0; k < n; k++) {
                 Runnable r = ops.get(k);
+                lockstep.barrier();
                 long t0 = System.nanoTime();
                 for (int j = 0; j < loop[k]; j++) {
                     r.run();

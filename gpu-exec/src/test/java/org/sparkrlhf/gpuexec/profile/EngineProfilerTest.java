@@ -52,10 +52,10 @@ class EngineProfilerTest {
         EngineProfile p = new EngineProfiler(backend, TINY, DType.F32, 3).run("tiny", device, grid);
         Set<String> ops = p.rows().stream().map(ProfileRow::op).collect(Collectors.toSet());
         assertEquals(Set.of("layer_fwd", "layer_bwd", "layer_decode", "head_fwd", "head_bwd", "value_head_fwd",
-                "value_head_bwd"), ops);
+                "value_head_bwd", "head_decode"), ops);
         // two contexts x 3 sequence counts of fwd and bwd, both heads at the longer context, 3 decode batches
-        assertEquals(2 * 3 * 2 + 2 * 3 * 2 + 3, p.rows().size());
-        assertTrue(p.decodeStepSeconds() >= 0 && Double.isFinite(p.decodeStepSeconds()));
+        // of a layer and of the rest of a step
+        assertEquals(2 * 3 * 2 + 2 * 3 * 2 + 3 * 2, p.rows().size());
 
         Path csv = dir.resolve("tiny-" + device + ".csv");
         ProfileCsv.write(csv, p.rows());

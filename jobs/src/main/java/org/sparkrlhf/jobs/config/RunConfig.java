@@ -30,6 +30,21 @@ public record RunConfig(
         PlanConfig plan,
         SparkConfig spark) {
 
+    /**
+     * This config with the sequence lengths the planner prices: {@code promptTokens} for
+     * data.max_prompt_tokens, and {@code answerTokens} for generation.max_new_tokens unless it is
+     * below 1 (answers that are generated, or SFT, whose examples are priced whole as prompts). The
+     * run itself keeps the configured bounds.
+     */
+    public RunConfig pricedAt(int promptTokens, int answerTokens) {
+        DataConfig d = new DataConfig(data.path(), data.format(), data.task(), data.batchSize(), data.evalSize(),
+                data.evalEvery(), data.evalSamples(), promptTokens, data.evalPath());
+        GenerationConfig g = answerTokens < 1 ? generation : new GenerationConfig(answerTokens, generation.temperature(),
+                generation.topP(), generation.topK(), generation.speculative());
+        return new RunConfig(source, name, algorithm, seed, iterations, output, models, reward, d, g, optimizer, ppo, grpo,
+                preference, checkpoint, recovery, plan, spark);
+    }
+
     /** One model role: an HF checkpoint folder, and whether this run trains it. */
     public record ModelConfig(String role, String path, boolean trainable) {
     }

@@ -166,6 +166,8 @@ public final class RunScenario {
     /**
      * One iteration's batch: prompts of data.max_prompt_tokens, answers of generation.max_new_tokens,
      * decoded speculatively at generation.speculative's acceptance (0.5 unless the config gives one).
+     * A training run plans with its data's longest prompt and answer in place of the two bounds
+     * ({@code RunDriver.pricedConfig}); {@code spark-rlhf plan}, before any data is read, with the bounds.
      */
     public static Workload workload(RunConfig config) {
         int prompt = config.data().maxPromptTokens();

@@ -11,6 +11,7 @@ import org.sparkrlhf.jobs.runtime.BarrierCallRunner;
 import org.sparkrlhf.jobs.runtime.ClusterDiscovery;
 import org.sparkrlhf.jobs.runtime.TaskGpuAmount;
 import org.sparkrlhf.jobs.runtime.ClusterInventory;
+import org.sparkrlhf.jobs.train.RunDriver;
 import org.sparkrlhf.jobs.train.RunOutput;
 import org.sparkrlhf.jobs.train.TrainCommand;
 
@@ -69,7 +70,9 @@ public final class ProfileCommand {
             ClusterInventory inventory = ClusterDiscovery.discover(sc, runner,
                     sc.getConf().getLong("spark.rlhf.executorWaitMs", 120_000L));
             progress.println(inventory);
-            return RunProfiler.profile(config, RunOutput.create(config), runner, inventory, progress);
+            // at the lengths the run's planner will price: its data's longest prompt and answer
+            return RunProfiler.profile(RunDriver.pricedConfig(spark, config, progress), RunOutput.create(config), runner,
+                    inventory, progress);
         }
     }
 }

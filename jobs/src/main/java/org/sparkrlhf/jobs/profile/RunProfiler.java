@@ -6,10 +6,12 @@ import org.sparkrlhf.gpuexec.backend.DType;
 import org.sparkrlhf.gpuexec.model.ModelConfig;
 import org.sparkrlhf.gpuexec.profile.EngineProfile;
 import org.sparkrlhf.gpuexec.profile.EngineProfiler;
+import org.sparkrlhf.gpuexec.profile.Lockstep;
 import org.sparkrlhf.gpuexec.profile.ProfileCsv;
 import org.sparkrlhf.gpuexec.profile.ProfileGrid;
 import org.sparkrlhf.jobs.calls.ModelSource;
 import org.sparkrlhf.jobs.config.RunConfig;
+import org.sparkrlhf.jobs.executor.Communicator;
 import org.sparkrlhf.jobs.plan.Placement;
 import org.sparkrlhf.jobs.plan.RunScenario;
 import org.sparkrlhf.jobs.runtime.BarrierCallRunner;
@@ -70,7 +72,7 @@ public final class RunProfiler {
             implements Serializable {
     }
 
-    record Measured(String csv, double decodeStepSeconds, double microBatchSeconds, int rows) implements Serializable {
+    record Measured(String csv, double microBatchSeconds, int rows) implements Serializable {
     }
 
     private RunProfiler() {
@@ -113,12 +115,11 @@ public final class RunProfiler {
             long start = System.nanoTime();
             List<RankResult<Measured>> r = runner.run("profile", "spark-rlhf: profile " + spec.name() + " on " + device,
                     executor, new ArrayList<>(Collections.nCopies(executor.size(), job)),
-                    (context, in) -> measure(context.backend(), in));
+                    (context, in) -> measure(context.backend(), in, lockstep(context.communicator())));
             Measured m = r.get(0).value();
             measured.put(role, m);
-            progress.printf(Locale.ROOT, "profile: %s (%s) on %s: %d rows in %.1f s, decoding step overhead %.4f s, "
-                            + "micro-batch overhead %.4f s%n", spec.name(), role, device, m.rows(),
-                    (System.nanoTime() - start) / 1e9, m.decodeStepSeconds(), m.microBatchSeconds());
+            progress.printf(Locale.ROOT, "profile: %s (%s) on %s: %d rows in %.1f s, micro-batch overhead %.4f s%n",
+                    spec.name(), role, device, m.rows(), (System.nanoTime() - start) / 1e9, m.microBatchSeconds());
         }
         CollectiveProfiler.Link[] links = CollectiveProfiler.measure(runner, inventory);
         progress.printf(Locale.ROOT, "profile: an all-reduce over two devices of an executor takes %s, between two "
@@ -134,7 +135,8 @@ public final class RunProfiler {
         for (Map.Entry<String, Measured> e : measured.entrySet()) {
             ModelSpec spec = RunScenario.model(config, e.getKey());
             Measured m = e.getValue();
-            RuntimeCosts costs = new RuntimeCosts(callOverhead, m.decodeStepSeconds(), m.microBatchSeconds(),
+            // a decoding step's seconds beyond its layers are the table's head_decode rows: none left over
+            RuntimeCosts costs = new RuntimeCosts(callOverhead, 0, m.microBatchSeconds(),
                     realloc.overheadSeconds(), realloc.intraParamsPerSecond(), realloc.interParamsPerSecond(),
                     costsLink(links[0]), costsLink(links[1]));
             String path = ProfileStore.store(output, spec.name(), device, configJson(config, e.getKey()), m.csv(), costs);
@@ -144,17 +146,39 @@ public final class RunProfiler {
         return stored;
     }
 
-    static Measured measure(org.sparkrlhf.gpuexec.backend.Backend backend, Job job) throws IOException {
+    /** The devices of a profiling stage in step through its communicator (see {@link Lockstep}). */
+    static Lockstep lockstep(Communicator comm) {
+        if (comm.size() == 1) {
+            return Lockstep.ALONE;
+        }
+        return new Lockstep() {
+            @Override
+            public void barrier() {
+                comm.barrier();
+            }
+
+            @Override
+            public int max(int value) {
+                int m = value;
+                for (byte[] b : comm.allGather(java.nio.ByteBuffer.allocate(4).putInt(value).array())) {
+                    m = Math.max(m, java.nio.ByteBuffer.wrap(b).getInt());
+                }
+                return m;
+            }
+        };
+    }
+
+    static Measured measure(org.sparkrlhf.gpuexec.backend.Backend backend, Job job, Lockstep lockstep) throws IOException {
         ModelConfig config = ModelConfig.parse((ObjectNode) new ObjectMapper().readTree(job.configJson()),
                 job.model() + "/config.json");
         ProfileGrid grid = ProfileGrid.forWorkload(job.promptLen(), job.genLen(), job.sequences(), MAX_PASS_TOKENS);
         // the engine keeps every model in fp32 (bf16 only as a GPU storage type of its kernels)
-        EngineProfile p = new EngineProfiler(backend, config, DType.F32, REPEATS).run(job.model(), job.device(), grid);
+        EngineProfile p = new EngineProfiler(backend, config, DType.F32, REPEATS, lockstep).run(job.model(), job.device(), grid);
         String csv = ProfileCsv.format(p.rows());
         ProfileTable table = ProfileTable.empty().read(job.model() + " profile", Arrays.asList(csv.split("\r?\n")));
         double microBatch = MicroBatchProfiler.measure(backend, config, table, job.model(), job.device(),
                 job.promptLen() + job.genLen(), job.sequences(), REPEATS);
-        return new Measured(csv, p.decodeStepSeconds(), microBatch, p.rows().size());
+        return new Measured(csv, microBatch, p.rows().size());
     }
 
     private static String link(CollectiveProfiler.Link l) {

@@ -165,6 +165,17 @@ public record PreferenceData(List<Pair> pairs, List<Pair> heldOut, List<String> 
     }
 
     @Override
+    public Lengths lengths() {
+        int prompt = 0;
+        int answer = 0;
+        for (Pair p : pairs) {
+            prompt = Math.max(prompt, p.prompt().length);
+            answer = Math.max(answer, Math.max(p.chosen().length, p.rejected().length));
+        }
+        return new Lengths(prompt, answer);
+    }
+
+    @Override
     public String describe() {
         return pairs.size() + " preference pairs in groups " + groups + " " + Arrays.toString(groupSizes) + " ("
                 + heldOut.size() + " held out)";

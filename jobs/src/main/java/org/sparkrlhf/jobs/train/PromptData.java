@@ -41,6 +41,15 @@ public record PromptData(PromptSet prompts) implements TrainingData {
     }
 
     @Override
+    public Lengths lengths() {
+        int longest = 0;
+        for (int[] t : prompts.tokens()) {
+            longest = Math.max(longest, t.length);
+        }
+        return new Lengths(longest, Lengths.GENERATED);
+    }
+
+    @Override
     public String describe() {
         return prompts.rows().size() + " prompts (" + prompts.heldOut().size() + " held out)";
     }

@@ -6,6 +6,7 @@ import org.sparkrlhf.gpuexec.tokenizer.HfTokenizer;
 import org.sparkrlhf.jobs.calls.ModelSource;
 import org.sparkrlhf.jobs.checkpoint.RunCheckpoints;
 import org.sparkrlhf.jobs.checkpoint.RunState;
+import org.sparkrlhf.jobs.config.Algorithm;
 import org.sparkrlhf.jobs.config.RunConfig;
 import org.sparkrlhf.jobs.files.HadoopFiles;
 import org.sparkrlhf.jobs.graph.CallBinding;
@@ -95,13 +96,13 @@ public final class RunDriver {
     public static Summary run(SparkSession spark, RunConfig config, DataflowGraph graph, AlgorithmSpec spec,
                               BarrierCallRunner runner, ClusterInventory inventory, PrintStream progress, boolean resume) {
         String output = RunOutput.create(config);
-        CallPlacements plan = CallPlacements.choose(config, graph, inventory, progress);
-        plan.checkBatchSize(config);
-        ModelResidency residency = new ModelResidency(runner, RunScenario.cluster(inventory, RunScenario.gpuPreset(config)));
-        RunModels models = new RunModels(runner, residency);
         Path tokenizerDir = modelDir(config, spec.tokenizerRole());
         SpecialTokens special = SpecialTokens.read(tokenizerDir);
         TrainingData data = spec.data(spark, config, tokenizerDir, special, output);
+        CallPlacements plan = CallPlacements.choose(pricedConfig(config, data, progress), graph, inventory, progress);
+        plan.checkBatchSize(config);
+        ModelResidency residency = new ModelResidency(runner, RunScenario.cluster(inventory, RunScenario.gpuPreset(config)));
+        RunModels models = new RunModels(runner, residency);
         String rewards = config.reward() == null ? ""
                 : config.reward().fromModel() ? ", rewards from the reward model " + config.models().get("reward").path()
                 : ", rewards from the reward function " + config.reward().function();
@@ -143,7 +144,9 @@ public final class RunDriver {
         long loopStart = System.nanoTime();
         try (HfTokenizer tokenizer = HfTokenizer.open(tokenizerDir);
              CallScheduler scheduler = new CallScheduler(parallel);
-             TableWriter tables = new TableWriter(spark, output, config.name(), spec.writesRollouts())) {
+             TableWriter tables = new TableWriter(spark, output, config.name(), spec.writesRollouts(),
+                     Double.parseDouble(config.spark().conf().getOrDefault(TableWriter.COMMIT_SECONDS,
+                             Double.toString(TableWriter.DEFAULT_COMMIT_SECONDS))))) {
             RunContext run = new RunContext(config, runner, plan, models, special, tokenizer, spec.group(config),
                     speculative);
             IterationDriver driver = new IterationDriver(graph, bindings(graph, spec, config), spec.hooks(config));
@@ -249,6 +252,42 @@ public final class RunDriver {
         RunSummary.lines(summary, output, (System.nanoTime() - loopStart) / 1e9, spec.writesRollouts())
                 .forEach(progress::println);
         return summary;
+    }
+
+    /**
+     * {@link #pricedConfig} for the profiler, before a run: reads the run's training data as the run
+     * will, so that the profile is taken at the lengths the planner will ask about.
+     */
+    public static RunConfig pricedConfig(SparkSession spark, RunConfig config, PrintStream progress) {
+        AlgorithmSpec spec = AlgorithmSpecs.of(config);
+        Path tokenizerDir = modelDir(config, spec.tokenizerRole());
+        TrainingData data = spec.data(spark, config, tokenizerDir, SpecialTokens.read(tokenizerDir), RunOutput.create(config));
+        return pricedConfig(config, data, progress);
+    }
+
+    /**
+     * The config the planner prices: the data's longest prompt and answer in place of the
+     * configured bounds (a call pads a micro-batch to its longest row; the GRPO example's prompts
+     * are 5 tokens where max_prompt_tokens is 16, and priced at the bound its calls came out at
+     * twice their tokens). Said on the progress lines when it differs from the config.
+     */
+    static RunConfig pricedConfig(RunConfig config, TrainingData data, PrintStream progress) {
+        TrainingData.Lengths l = data.lengths();
+        boolean sft = config.algorithm() == Algorithm.SFT;
+        // SFT's examples are whole sequences (prompt and answer): the planner prices them as prompts
+        int prompt = sft ? l.prompt() : Math.min(l.prompt(), config.data().maxPromptTokens());
+        int answer = l.answer() < 1 ? l.answer() : Math.min(l.answer(), config.generation().maxNewTokens());
+        if (prompt < 1) {
+            return config;
+        }
+        RunConfig priced = config.pricedAt(prompt, answer);
+        if (!sft && (prompt != config.data().maxPromptTokens()
+                || priced.generation().maxNewTokens() != config.generation().maxNewTokens())) {
+            progress.printf("  priced at the data's lengths: prompts of %d tokens (max_prompt_tokens %d), answers of %d (max_new_tokens %d)%n",
+                    prompt, config.data().maxPromptTokens(), priced.generation().maxNewTokens(),
+                    config.generation().maxNewTokens());
+        }
+        return priced;
     }
 
     /** A role's HF folder on the driver's disk: the config's, or the driver's copy of a remote one (ModelCache). */

@@ -82,6 +82,15 @@ public record SftData(List<Example> examples) implements TrainingData {
     }
 
     @Override
+    public Lengths lengths() {
+        int longest = 0;
+        for (Example e : examples) {
+            longest = Math.max(longest, e.ids().length);
+        }
+        return new Lengths(longest, 0);
+    }
+
+    @Override
     public void batch(List<Integer> picked, Keys keys) {
         int n = picked.size();
         int[][] prompts = new int[n][];

@@ -118,7 +118,7 @@ public final class TrainCommand {
                 if (recovery.restarts() > 0) {
                     recovery.clearModels(runner, inventory, config);
                 }
-                profileFirst(config, runner, inventory, progress);
+                profileFirst(spark, config, runner, inventory, progress);
                 RunDriver.run(spark, config, runner, inventory, progress, fromCheckpoint);
                 return;
             } catch (RunFailure f) {
@@ -135,8 +135,8 @@ public final class TrainCommand {
      * for some of them (a short run: seconds for the examples' tiny models), so that the plan's estimate
      * is of this engine on these devices.
      */
-    private static void profileFirst(RunConfig config, BarrierCallRunner runner, ClusterInventory inventory,
-                                     PrintStream progress) {
+    private static void profileFirst(SparkSession spark, RunConfig config, BarrierCallRunner runner,
+                                     ClusterInventory inventory, PrintStream progress) {
         if (!RunScenario.profileMode(config).equals("auto")) {
             return;
         }
@@ -148,7 +148,8 @@ public final class TrainCommand {
         List<String> missing = RunScenario.profiles(config, models, cluster.gpu().name()).missing();
         if (!missing.isEmpty()) {
             progress.printf("profile: no table for %s on %s; profiling first%n", missing, cluster.gpu().name());
-            RunProfiler.profile(config, RunOutput.create(config), runner, inventory, progress);
+            RunProfiler.profile(RunDriver.pricedConfig(spark, config, progress), RunOutput.create(config), runner, inventory,
+                    progress);
         }
     }
 

@@ -42,7 +42,7 @@ class TableWriterTest {
     @Test
     void everyIterationHandedOverIsInTheTablesOnceAfterAwaitWritten(@TempDir Path dir) {
         String output = dir.toString();
-        try (TableWriter writer = new TableWriter(spark, output, "run", true)) {
+        try (TableWriter writer = new TableWriter(spark, output, "run", true, 0)) {
             writer.append(0, List.of(), List.of(new MetricRow("eval/reward_mean", 0.25, T0)), null);
             for (int i = 1; i <= 12; i++) {
                 writer.append(i, List.of(rollout("p" + i, 0), rollout("p" + i, 1)),
@@ -65,9 +65,30 @@ class TableWriterTest {
     }
 
     @Test
+    void rowsWaitForTheCadenceAndAwaitWrittenCommitsThemAtOnce(@TempDir Path dir) throws InterruptedException {
+        String output = dir.toString();
+        try (TableWriter writer = new TableWriter(spark, output, "run", true, 3600)) {
+            IterationTable<MetricRow> metrics = IterationTable.metrics(spark, RunOutput.metricsPath(output));
+            // created with the writer, empty: the first commit is not also the table's creation
+            assertEquals(0, metrics.read().count());
+            // every round waits for the hour to pass, the first too, unless awaitWritten asks for it
+            writer.append(1, List.of(rollout("p1", 0)), List.of(new MetricRow("reward/mean", 0.5, T0)), null);
+            Thread.sleep(1500);
+            assertEquals(0, metrics.read().count());
+            writer.awaitWritten();
+            writer.append(2, List.of(rollout("p2", 0)), List.of(new MetricRow("reward/mean", 0.25, T0)), null);
+            Thread.sleep(1500);
+            assertEquals(OptionalLong.of(1), metrics.lastWrittenIteration("run"));
+            writer.awaitWritten();
+            assertEquals(OptionalLong.of(2), metrics.lastWrittenIteration("run"));
+            assertEquals(2, IterationTable.rollouts(spark, RunOutput.rolloutsPath(output)).read().count());
+        }
+    }
+
+    @Test
     void aFailedCommitFailsTheNextAppendOrWait(@TempDir Path dir) {
         String output = dir.toString();
-        try (TableWriter writer = new TableWriter(spark, output, "run", true)) {
+        try (TableWriter writer = new TableWriter(spark, output, "run", true, 0)) {
             // a rollout with a NaN reward is refused by the table's row checks
             RolloutRow bad = new RolloutRow("p", 0, null, "q", "a", new int[]{1}, new int[]{3}, new float[]{-1f}, null,
                     null, null, null, null, Double.NaN, "wrong", null, FinishReason.STOP, 0, T0);

@@ -425,16 +425,16 @@ public final class CallCostModel {
                 continue;
             }
             double ctx = w.promptLen() + 1 + (from + to) / 2.0;
-            double stage = layers * (compute.layerDecode(m, b, ctx, tp) + tpc) + compute.headForward(m, b, tp);
+            double stage = layers * (compute.layerDecode(m, b, ctx, tp) + tpc) + compute.headDecode(m, b, tp);
             double step = Math.max(mb, pp) * stage + k.decodeStepOverhead();
             Speculation sp = w.speculation();
             if (sp != null) {
                 // a step: the draft forward over the pending token and k masks through (L - skipped) / L
                 // of the layers, the verification over k + 1 rows through all of them; it gains E tokens
                 double rows = b * (sp.draftTokens() + 1);
-                double verify = layers * (compute.layerDecode(m, rows, ctx, tp) + tpc) + compute.headForward(m, rows, tp);
+                double verify = layers * (compute.layerDecode(m, rows, ctx, tp) + tpc) + compute.headDecode(m, rows, tp);
                 double draft = layers * sp.draftCostFraction(m.layers()) * (compute.layerDecode(m, rows, ctx, tp) + tpc)
-                        + compute.headForward(m, rows, tp);
+                        + compute.headDecode(m, rows, tp);
                 step = (Math.max(mb, pp) * (verify + draft) + 2 * k.decodeStepOverhead()) / sp.expectedTokensPerStep();
             }
             if (pp > 1) {

@@ -81,6 +81,16 @@ public final class ComputeModel {
         return roofline(gemm, 0, bytes) + k.layerOverhead();
     }
 
+    /**
+     * What a decoding step of {@code batch} sequences costs beyond its decoder layers: the profile's
+     * {@code head_decode} (the embedding, the head, sampling, the stop check, as timed), else the head's
+     * forward over the batch.
+     */
+    public double headDecode(ModelSpec m, double batch, int tp) {
+        double p = fromProfile(m, ProfileTable.Op.HEAD_DECODE, tp, batch, 0);
+        return Double.isNaN(p) ? headForward(m, batch, tp) : p;
+    }
+
     public double headBackward(ModelSpec m, double tokens, int tp) {
         double p = fromProfile(m, m.valueHead() ? ProfileTable.Op.VALUE_HEAD_BWD : ProfileTable.Op.HEAD_BWD, tp, tokens, 0);
         if (!Double.isNaN(p)) {

@@ -21,7 +21,9 @@ import java.util.Map;
  *   sequences {@code context} long), {@code layer_decode} (one decoding step of one layer for
  *   {@code tokens} sequences with {@code context} cached positions), {@code head_fwd} / {@code head_bwd}
  *   (the output head over {@code tokens} tokens; context ignored), {@code value_head_fwd} /
- *   {@code value_head_bwd} (the same for a value head, as a critic or reward model has);</li>
+ *   {@code value_head_bwd} (the same for a value head, as a critic or reward model has),
+ *   {@code head_decode} (what a decoding step of {@code tokens} sequences costs beyond its decoder layers:
+ *   the embedding, the head, sampling and the stop check; context ignored);</li>
  *   <li>{@code tp}: the tensor-parallel degree whose shard was timed (compute only; the planner adds the
  *   collectives itself); {@code seconds}: wall time of the op on one device.</li>
  * </ul>
@@ -32,7 +34,8 @@ import java.util.Map;
 public final class ProfileTable {
     public enum Op {
         LAYER_FWD("layer_fwd"), LAYER_BWD("layer_bwd"), LAYER_DECODE("layer_decode"), HEAD_FWD("head_fwd"),
-        HEAD_BWD("head_bwd"), VALUE_HEAD_FWD("value_head_fwd"), VALUE_HEAD_BWD("value_head_bwd");
+        HEAD_BWD("head_bwd"), VALUE_HEAD_FWD("value_head_fwd"), VALUE_HEAD_BWD("value_head_bwd"),
+        HEAD_DECODE("head_decode");
 
         final String label;
 

@@ -105,6 +105,26 @@ class ProfiledPlanTest {
     }
 
     @Test
+    void aDecodingStepPaysTheProfiledHeadDecodeInPlaceOfTheHeadsForward() {
+        // the profiler's head_decode row is what a step spends beyond its layers (the head at the decode
+        // batch, sampling, the stop check): priced once, with no head_fwd beside it
+        double headDecode = 0.0015;
+        List<String> lines = new java.util.ArrayList<>(List.of("model,gpu,op,tp,tokens,context,seconds",
+                "m,cpu,layer_fwd,1,100000,8," + FWD, "m,cpu,layer_bwd,1,100000,8," + BWD,
+                "m,cpu,layer_decode,1,100000,6," + DECODE, "m,cpu,head_fwd,1,100000,0," + HEAD_FWD,
+                "m,cpu,head_bwd,1,100000,0," + HEAD_BWD, "m,cpu,head_decode,1,100000,0," + headDecode));
+        ProfileTable withStep = ProfileTable.empty().read("synthetic.csv", lines);
+        ModelCall gen = ModelCall.generate("gen", "x", List.of("p"), List.of("packed_input_ids"));
+        DataflowGraph g = new DataflowGraph("t", List.of(gen));
+        CostConstants k = CostConstants.calibrated().withRuntimeCosts(COSTS);
+        ClusterSpec cluster = ClusterSpec.cpu(1, 1, 8 * GpuSpec.GIB);
+        PlanningProblem p = new PlanningProblem(g, Map.of("x", M), cluster, new Workload(4, 4, 64), k, withStep);
+        double expected = (2 * FWD + HEAD_FWD + MICRO) + 3 * (2 * DECODE + headDecode + STEP) + CALL;
+        assertEquals(expected, p.costModel().estimateFixed(gen, M, p.workload(), true, new DeviceMesh(0, 1),
+                ParallelStrategy.of(1, 1, 1, 1), true).seconds(), 1e-12);
+    }
+
+    @Test
     void microBatchesEachPayTheMeasuredOverhead() {
         DataflowGraph g = new DataflowGraph("t", List.of(
                 ModelCall.inference("score", "y", List.of("p"), List.of("rewards")),
