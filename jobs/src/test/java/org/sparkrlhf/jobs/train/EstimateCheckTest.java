@@ -22,4 +22,19 @@ class EstimateCheckTest {
         assertEquals("estimated/measured (mean of 2 iterations from 2 on): actor_gen 0.600/0.150 s = 4.00, "
                 + "iteration 2.000/2.000 s = 1.00", c.line());
     }
+
+    @Test
+    void fromFourCountedIterationsTheLastHalfIsShownBeside() {
+        Map<String, Double> est = new LinkedHashMap<>();
+        est.put("ref_inf", 0.3);
+        EstimateCheck c = new EstimateCheck(est, 1);
+        // warming up, then steady: 0.9, 0.6, 0.3, 0.3, 0.3 from iteration 2 on
+        double[] s = {0.9, 0.6, 0.3, 0.3, 0.3};
+        for (int i = 0; i < s.length; i++) {
+            c.add(i + 2, Map.of("ref_inf", s[i]));
+        }
+        // all five: mean 0.48; the last two (iterations 5 and 6): 0.3
+        assertEquals("estimated/measured (mean of 5 iterations from 2 on | of the last 2, from 5): "
+                + "ref_inf 0.300/0.480 s = 0.63 | 0.300 s = 1.00", c.line());
+    }
 }
