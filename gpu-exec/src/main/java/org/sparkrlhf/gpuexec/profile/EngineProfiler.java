@@ -295,6 +295,10 @@ public final class EngineProfiler {
                 for (int j = 0; j < loop[k]; j++) {
                     r.run();
                 }
+                // the block ends when every device has run it: a call's ranks wait for the slowest at its
+                // end, a data-parallel step at each all-reduce (timed alone, each device's median was below
+                // what the slower of two costs: the GRPO example's train steps waited 1-16 ms at each)
+                lockstep.barrier();
                 s[i][k] = (System.nanoTime() - t0) / 1e9 / loop[k];
             }
         }

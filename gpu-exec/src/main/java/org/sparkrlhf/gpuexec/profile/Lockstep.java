@@ -6,7 +6,9 @@ package org.sparkrlhf.gpuexec.profile;
  * runs it when every device runs the same pass at the same moment. Left to themselves the profiling
  * tasks drift apart (each picks its own loop counts from its own warm-up), and a pass that ran while
  * the other device waited or ran something lighter came out faster: the GRPO example's scoring forward
- * over 256 rows of 8 tokens was profiled at 38 ms per rank where its calls took 50-90 ms.
+ * over 256 rows of 8 tokens was profiled at 38 ms per rank where its calls took 50-90 ms. A timed
+ * block also ends with a barrier: it lasts until the slowest device is done, as a call or a
+ * data-parallel step does.
  */
 public interface Lockstep {
     /** A device that profiles alone. */

@@ -12,6 +12,7 @@ import org.sparkrlhf.gpuexec.profile.ProfileGrid;
 import org.sparkrlhf.jobs.calls.ModelSource;
 import org.sparkrlhf.jobs.config.RunConfig;
 import org.sparkrlhf.jobs.executor.Communicator;
+import org.sparkrlhf.jobs.executor.RankFunction;
 import org.sparkrlhf.jobs.plan.Placement;
 import org.sparkrlhf.jobs.plan.RunScenario;
 import org.sparkrlhf.jobs.runtime.BarrierCallRunner;
@@ -124,10 +125,13 @@ public final class RunProfiler {
         CollectiveProfiler.Link[] links = CollectiveProfiler.measure(runner, inventory);
         progress.printf(Locale.ROOT, "profile: an all-reduce over two devices of an executor takes %s, between two "
                 + "executors %s%n", link(links[0]), link(links[1]));
-        double callOverhead = emptyCallSeconds(runner, inventory);
-        progress.printf(Locale.ROOT, "profile: an empty call over %d devices takes %.4f s (median of %d)%n",
-                inventory.size(), callOverhead, EMPTY_CALLS);
-        ReallocationProfiler.Rates realloc = new ReallocationProfiler(runner, inventory, cluster).measure(callOverhead);
+        double emptyCall = emptyCallSeconds(runner, inventory, Rows.NONE);
+        Rows batch = Rows.of(w);
+        double callOverhead = emptyCallSeconds(runner, inventory, batch);
+        progress.printf(Locale.ROOT, "profile: an empty call over %d devices takes %.4f s, %.4f s carrying the batch's "
+                        + "%d rows of %d + %d tokens in and %d floats each out (medians of %d)%n", inventory.size(), emptyCall,
+                callOverhead, batch.rows(), w.promptLen(), w.genLen(), w.genLen(), EMPTY_CALLS);
+        ReallocationProfiler.Rates realloc = new ReallocationProfiler(runner, inventory, cluster).measure(emptyCall);
         progress.printf(Locale.ROOT, "profile: a reallocation takes %.4f s fixed, then moves %s parameters/s inside an "
                         + "executor and %s between two%n", realloc.overheadSeconds(), rate(realloc.intraParamsPerSecond()),
                 rate(realloc.interParamsPerSecond()));
@@ -195,19 +199,62 @@ public final class RunProfiler {
         return Double.isNaN(perSecond) ? "(no such pair)" : String.format(Locale.ROOT, "%.3g", perSecond);
     }
 
-    /** The median wall time of a call that does nothing, on every device of the run, after {@link #EMPTY_WARM_UP}. */
-    static double emptyCallSeconds(BarrierCallRunner runner, ClusterInventory inventory) {
+    /**
+     * One iteration's rows as a call carries them: each sequence's prompt and response tokens in, a
+     * float per response token out (as ref_inf and the value calls return them).
+     */
+    record Rows(int rows, int promptLen, int genLen) {
+        static final Rows NONE = new Rows(0, 0, 0);
+
+        static Rows of(Workload w) {
+            return new Rows((int) Math.min(Integer.MAX_VALUE, w.sequences()), w.promptLen(), w.genLen());
+        }
+
+        /** Rank {@code r}'s share of {@code devices}: prompts and responses of fixed tokens. */
+        RowsIn share(int r, int devices) {
+            int n = rows / devices + (r < rows % devices ? 1 : 0);
+            int[][] prompts = new int[n][promptLen];
+            int[][] responses = new int[n][genLen];
+            for (int i = 0; i < n; i++) {
+                Arrays.fill(prompts[i], 3 + i % 100);
+                Arrays.fill(responses[i], 5 + i % 100);
+            }
+            return new RowsIn(prompts, responses);
+        }
+    }
+
+    record RowsIn(int[][] prompts, int[][] responses) implements Serializable {
+    }
+
+    /**
+     * The median wall time of a call that does nothing with {@code rows} (carried in, a float per
+     * response token carried back), on every device of the run, after {@link #EMPTY_WARM_UP}. A call
+     * without rows is the stage and the ranks' meeting alone; a run's calls carry their rows (the
+     * GRPO example's 256 rows of 8 tokens cost a call about 10 ms more on two slots), so the call
+     * overhead the planner adds to every call is the one carrying the batch's rows.
+     */
+    static double emptyCallSeconds(BarrierCallRunner runner, ClusterInventory inventory, Rows rows) {
         // placed as a data-parallel call over every device, as the run's calls are (the same stage set-up)
         Placement all = Placement.dataParallel("empty", "", inventory.devices());
-        List<Integer> inputs = new ArrayList<>(Collections.nCopies(all.size(), 0));
+        List<RowsIn> inputs = new ArrayList<>(all.size());
+        for (int r = 0; r < all.size(); r++) {
+            inputs.add(rows.share(r, all.size()));
+        }
+        RankFunction<RowsIn, float[][]> fn = (context, in) -> {
+            float[][] out = new float[in.responses().length][];
+            for (int i = 0; i < out.length; i++) {
+                out[i] = new float[in.responses()[i].length];
+            }
+            return out;
+        };
         double[] s = new double[EMPTY_CALLS];
         long warm = System.nanoTime();
         for (int i = 0; i < EMPTY_WARM_UP || (System.nanoTime() - warm) / 1e9 < EMPTY_WARM_UP_SECONDS; i++) {
-            runner.run("spark-rlhf: an empty call", all, inputs, (context, in) -> in);
+            runner.run("spark-rlhf: an empty call", all, inputs, fn);
         }
         for (int i = 0; i < EMPTY_CALLS; i++) {
             long t0 = System.nanoTime();
-            runner.run("spark-rlhf: an empty call", all, inputs, (context, in) -> in);
+            runner.run("spark-rlhf: an empty call", all, inputs, fn);
             s[i] = (System.nanoTime() - t0) / 1e9;
         }
         Arrays.sort(s);
