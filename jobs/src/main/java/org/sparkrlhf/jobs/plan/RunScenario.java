@@ -61,7 +61,12 @@ public final class RunScenario {
                 false);
     }
 
-    /** Whether a run plans with profile tables: {@code use} (default) those that exist, {@code auto} profiles first, {@code off}. */
+    /**
+     * Whether a run plans with profile tables: {@code auto} (default) profiles first when a model has
+     * no table for the run's devices (then plans with it), {@code use} plans with the tables that
+     * exist (the roofline where none does), {@code off} with none. The test JVMs set {@code use}
+     * (profiling first would add half a minute to every test run).
+     */
     public static final String PROFILE = "spark.rlhf.profile";
 
     /**
@@ -97,7 +102,7 @@ public final class RunScenario {
     }
 
     public static String profileMode(RunConfig config) {
-        String mode = config.spark().conf().getOrDefault(PROFILE, System.getProperty(PROFILE, "use"));
+        String mode = config.spark().conf().getOrDefault(PROFILE, System.getProperty(PROFILE, "auto"));
         if (!List.of("use", "auto", "off").contains(mode)) {
             throw new IllegalArgumentException(config.source() + ": spark.conf." + PROFILE + ": expected use, auto or off, got "
                     + mode);

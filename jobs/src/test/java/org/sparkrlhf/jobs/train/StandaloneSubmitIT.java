@@ -164,7 +164,9 @@ class StandaloneSubmitIT {
         ObjectNode sparkSection = child(root, "spark");
         sparkSection.put("master", "local[2]");
         child(sparkSection, "conf").put("spark.driver.host", "127.0.0.1").put("spark.driver.bindAddress", "127.0.0.1")
-                .put("spark.rlhf.comm.timeoutMs", "120000");
+                .put("spark.rlhf.comm.timeoutMs", "120000")
+                // the submitted driver is not a test JVM: it would profile first by default
+                .put("spark.rlhf.profile", "use");
         Path config = dir.resolve(name + ".yaml");
         yaml.writeValue(config.toFile(), root);
         return config;
