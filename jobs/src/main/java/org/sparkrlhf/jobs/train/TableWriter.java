@@ -25,8 +25,8 @@ import java.util.function.Function;
  * (0.8-1.5 s per table on two cores, of which half is Delta's replay of its log to check the
  * idempotent write's version): committing as fast as it could, the writer was busy for the whole
  * GRPO example and its work, beside the calls on the same two cores, made an iteration 1.5x as long
- * (0.74 s against 0.48 s at 512 sequences). The tables are created when the writer is, so that the
- * first commit, whenever it comes, is not also the slow creation (14-17 s on two cores).
+ * (0.74 s against 0.48 s at 512 sequences). The writer creates the tables first thing, so that the
+ * first commit, whenever it comes, is not also the slow creation (14-17 s on two cores in a new JVM).
  *
  * <p>{@link #awaitWritten} returns once everything handed over is committed: the driver calls it
  * before a checkpoint (a resumed run starts after its checkpoint, so the tables must hold every
@@ -60,7 +60,7 @@ final class TableWriter implements AutoCloseable {
     private RuntimeException failure;
 
     /**
-     * Creates the tables that do not exist yet, then starts the writer.
+     * Starts the writer, which first creates the tables that do not exist yet.
      *
      * @param writesRollouts whether the algorithm has a rollouts table
      * @param commitSeconds  the least seconds between two rounds of commits (0: as soon as rows come)
@@ -73,11 +73,6 @@ final class TableWriter implements AutoCloseable {
         this.rollouts = writesRollouts ? IterationTable.rollouts(spark, RunOutput.rolloutsPath(output)) : null;
         this.metrics = IterationTable.metrics(spark, RunOutput.metricsPath(output));
         this.plans = IterationTable.plans(spark, RunOutput.plansPath(output));
-        for (IterationTable<?> t : new IterationTable<?>[]{rollouts, metrics, plans}) {
-            if (t != null) {
-                t.createIfAbsent();
-            }
-        }
         this.commitEveryNanos = (long) (commitSeconds * 1e9);
         // the first round waits like the others: its cold start (the write path compiled, 3-5 s on two
         // cores) would otherwise run beside the first iterations
@@ -126,6 +121,19 @@ final class TableWriter implements AutoCloseable {
     }
 
     private void writeLoop() {
+        try {
+            for (IterationTable<?> t : new IterationTable<?>[]{rollouts, metrics, plans}) {
+                if (t != null) {
+                    t.createIfAbsent();
+                }
+            }
+        } catch (RuntimeException e) {
+            synchronized (this) {
+                failure = new IllegalStateException("creating the run's tables failed: " + e.getMessage(), e);
+                notifyAll();
+            }
+            return;
+        }
         while (true) {
             List<IterationRows> batch;
             synchronized (this) {
