@@ -13,6 +13,7 @@ import org.sparkrlhf.jobs.calls.ModelSource;
 import org.sparkrlhf.jobs.config.RunConfig;
 import org.sparkrlhf.jobs.executor.Communicator;
 import org.sparkrlhf.jobs.executor.RankFunction;
+import org.sparkrlhf.jobs.graph.RowSplit;
 import org.sparkrlhf.jobs.plan.Placement;
 import org.sparkrlhf.jobs.plan.RunScenario;
 import org.sparkrlhf.jobs.runtime.BarrierCallRunner;
@@ -210,9 +211,9 @@ public final class RunProfiler {
             return new Rows((int) Math.min(Integer.MAX_VALUE, w.sequences()), w.promptLen(), w.genLen());
         }
 
-        /** Rank {@code r}'s share of {@code devices}: prompts and responses of fixed tokens. */
+        /** Rank {@code r}'s share of {@code devices}, cut as a call cuts its rows: prompts and responses of fixed tokens. */
         RowsIn share(int r, int devices) {
-            int n = rows / devices + (r < rows % devices ? 1 : 0);
+            int n = RowSplit.from(rows, 1, devices, r + 1) - RowSplit.from(rows, 1, devices, r);
             int[][] prompts = new int[n][promptLen];
             int[][] responses = new int[n][genLen];
             for (int i = 0; i < n; i++) {

@@ -145,9 +145,7 @@ public final class RunDriver {
         try (HfTokenizer tokenizer = HfTokenizer.open(tokenizerDir);
              CallScheduler scheduler = new CallScheduler(parallel);
              TableWriter tables = new TableWriter(spark, output, config.name(), spec.writesRollouts(),
-                     Double.parseDouble(config.spark().conf().getOrDefault(TableWriter.COMMIT_SECONDS,
-                             System.getProperty(TableWriter.COMMIT_SECONDS,
-                                     Double.toString(TableWriter.DEFAULT_COMMIT_SECONDS)))))) {
+                     TableWriter.commitSeconds(config.spark().conf()))) {
             RunContext run = new RunContext(config, runner, plan, models, special, tokenizer, spec.group(config),
                     speculative);
             IterationDriver driver = new IterationDriver(graph, bindings(graph, spec, config), spec.hooks(config));

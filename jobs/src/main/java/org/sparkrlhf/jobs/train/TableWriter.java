@@ -8,6 +8,7 @@ import org.sparkrlhf.datasets.tables.RolloutRow;
 
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 import java.util.SortedMap;
 import java.util.TreeMap;
 import java.util.function.Function;
@@ -39,6 +40,12 @@ final class TableWriter implements AutoCloseable {
     /** The run's Spark conf key for the seconds between commits. */
     static final String COMMIT_SECONDS = "spark.rlhf.tablesCommitSeconds";
     static final double DEFAULT_COMMIT_SECONDS = 30;
+
+    /** The seconds between commits: the run's Spark conf, else the JVM's system property, else the default. */
+    static double commitSeconds(Map<String, String> sparkConf) {
+        return Double.parseDouble(sparkConf.getOrDefault(COMMIT_SECONDS,
+                System.getProperty(COMMIT_SECONDS, Double.toString(DEFAULT_COMMIT_SECONDS))));
+    }
 
     /** One iteration's rows; plan is null for the evaluation before training. */
     private record IterationRows(long iteration, List<RolloutRow> rollouts, List<MetricRow> metrics, PlanRow plan) {
@@ -138,11 +145,9 @@ final class TableWriter implements AutoCloseable {
             List<IterationRows> batch;
             synchronized (this) {
                 while (!closed && (queued.isEmpty() || !due())) {
-                    if (queued.isEmpty()) {
-                        waitQuietly();
-                    } else {
-                        waitNanos(lastCommitNanos + commitEveryNanos - System.nanoTime());
-                    }
+                    // nothing queued: until rows come; rows queued: until they are due
+                    waitQuietly(queued.isEmpty() ? 0
+                            : Math.max(1, (lastCommitNanos + commitEveryNanos - System.nanoTime()) / 1_000_000));
                 }
                 if (queued.isEmpty() || failure != null) {
                     return;
@@ -202,17 +207,6 @@ final class TableWriter implements AutoCloseable {
                 || System.nanoTime() - lastCommitNanos >= commitEveryNanos;
     }
 
-    private void waitNanos(long nanos) {
-        if (nanos <= 0) {
-            return;
-        }
-        try {
-            wait(Math.max(1, nanos / 1_000_000));
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-            throw new IllegalStateException("interrupted while the run's tables were written", e);
-        }
-    }
 
     private void throwFailure() {
         if (failure != null) {
@@ -221,8 +215,13 @@ final class TableWriter implements AutoCloseable {
     }
 
     private void waitQuietly() {
+        waitQuietly(0);
+    }
+
+    /** Waits until notified or {@code millis} have passed (0: until notified). */
+    private void waitQuietly(long millis) {
         try {
-            wait();
+            wait(millis);
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
             throw new IllegalStateException("interrupted while the run's tables were written", e);
