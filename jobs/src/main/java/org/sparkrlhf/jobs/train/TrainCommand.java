@@ -32,6 +32,7 @@ import java.util.Map;
 public final class TrainCommand {
     static final String USAGE = "usage: spark-rlhf train RUN.yaml [--resume]";
     private static final String BARRIER_TIMEOUT = "spark.barrier.sync.timeout";
+    private static final String BROADCAST_BLOCK_SIZE = "spark.broadcast.blockSize";
 
     private TrainCommand() {
     }
@@ -179,6 +180,14 @@ public final class TrainCommand {
                 System.getProperty("spark.rlhf.comm.timeoutMs", "600000"));
         if (!config.spark().conf().containsKey(BARRIER_TIMEOUT) && System.getProperty(BARRIER_TIMEOUT) == null) {
             builder.config(BARRIER_TIMEOUT, Math.max(1, Long.parseLong(commTimeout) / 1000) + "s");
+        }
+        // Spark broadcasts every stage's task binary (a call's is about 1.5 KB) in chunks of this size,
+        // each allocated whole: at the default 4 MB a humongous object for G1 per call, zeroed and
+        // dropped. The embedded PPO example, last half of 60 iterations: 0.237-0.260 s per iteration
+        // at 4 MB, 0.208 at 256 KB, 0.186-0.201 at 64 KB, every call faster. A run's own broadcasts are task
+        // binaries and Delta's small ones (models move over the ranks' transport)
+        if (!config.spark().conf().containsKey(BROADCAST_BLOCK_SIZE) && System.getProperty(BROADCAST_BLOCK_SIZE) == null) {
+            builder.config(BROADCAST_BLOCK_SIZE, "64k");
         }
         for (Map.Entry<String, String> e : config.spark().conf().entrySet()) {
             builder.config(e.getKey(), e.getValue());
