@@ -30,7 +30,6 @@ import scala.runtime.AbstractFunction1;
 import java.io.Serializable;
 import java.util.ArrayList;
 import java.util.Collections;
-import java.util.Comparator;
 import java.util.List;
 import java.util.UUID;
 import java.util.concurrent.atomic.AtomicLong;
@@ -190,9 +189,7 @@ public final class BarrierCallRunner implements AutoCloseable {
             sc.setLocalProperty("callSite.short", "spark-rlhf " + call);
             sc.setLocalProperty("callSite.long", description);
             try {
-                List<RankResult<R>> collected = collect(results, world);
-                collected.sort(Comparator.comparingInt(RankResult::rank));
-                return collected;
+                return collect(results, world);
             } finally {
                 sc.clearJobGroup();
                 sc.setLocalProperty("callSite.short", null);
@@ -272,10 +269,10 @@ public final class BarrierCallRunner implements AutoCloseable {
         for (int p = 0; p < world; p++) {
             partitions.add(p);
         }
-        List<RankResult<R>> out = Collections.synchronizedList(new ArrayList<>(world));
+        RankResult<R>[] byRank = new RankResult[world];
         sc.runJob(results, new FirstOfPartition<R>(), (scala.collection.immutable.List) scalaList(partitions),
-                new AddResult<>(out), classTag(RankResult.class));
-        return new ArrayList<>(out);
+                new PutResult<>(byRank), classTag(RankResult.class));
+        return new ArrayList<>(List.of(byRank));
     }
 
     /** A rank's partition holds exactly its one result. */
@@ -287,17 +284,21 @@ public final class BarrierCallRunner implements AutoCloseable {
         }
     }
 
-    /** The driver's handler of each partition's result (runs on the scheduler's thread). */
-    private static final class AddResult<R> extends scala.runtime.AbstractFunction2<Object, RankResult<R>, scala.runtime.BoxedUnit> {
-        private final List<RankResult<R>> out;
+    /**
+     * The driver's handler of each partition's result: partition = rank (the task checks it), so
+     * the results land in rank order. Spark calls it on its scheduler's thread and returns from
+     * runJob after the last call.
+     */
+    private static final class PutResult<R> extends scala.runtime.AbstractFunction2<Object, RankResult<R>, scala.runtime.BoxedUnit> {
+        private final RankResult<R>[] byRank;
 
-        AddResult(List<RankResult<R>> out) {
-            this.out = out;
+        PutResult(RankResult<R>[] byRank) {
+            this.byRank = byRank;
         }
 
         @Override
         public scala.runtime.BoxedUnit apply(Object partition, RankResult<R> result) {
-            out.add(result);
+            byRank[(Integer) partition] = result;
             return scala.runtime.BoxedUnit.UNIT;
         }
     }

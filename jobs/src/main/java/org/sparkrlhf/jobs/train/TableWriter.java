@@ -207,7 +207,6 @@ final class TableWriter implements AutoCloseable {
                 || System.nanoTime() - lastCommitNanos >= commitEveryNanos;
     }
 
-
     private void throwFailure() {
         if (failure != null) {
             throw failure;

@@ -178,20 +178,25 @@ public final class TrainCommand {
         // Spark's default of a year, unless the run or spark-submit sets its own
         String commTimeout = config.spark().conf().getOrDefault("spark.rlhf.comm.timeoutMs",
                 System.getProperty("spark.rlhf.comm.timeoutMs", "600000"));
-        if (!config.spark().conf().containsKey(BARRIER_TIMEOUT) && System.getProperty(BARRIER_TIMEOUT) == null) {
+        if (unset(config, BARRIER_TIMEOUT)) {
             builder.config(BARRIER_TIMEOUT, Math.max(1, Long.parseLong(commTimeout) / 1000) + "s");
         }
-        // Spark broadcasts every stage's task binary (a call's is about 1.5 KB) in chunks of this size,
-        // each allocated whole: at the default 4 MB a humongous object for G1 per call, zeroed and
-        // dropped. The embedded PPO example, last half of 60 iterations: 0.237-0.260 s per iteration
-        // at 4 MB, 0.208 at 256 KB, 0.186-0.201 at 64 KB, every call faster. A run's own broadcasts are task
-        // binaries and Delta's small ones (models move over the ranks' transport)
-        if (!config.spark().conf().containsKey(BROADCAST_BLOCK_SIZE) && System.getProperty(BROADCAST_BLOCK_SIZE) == null) {
+        // Spark broadcasts every stage's task binary (a call's is about 1.5 KB) in chunks of this
+        // size, each allocated whole: at the default 4 MB a humongous object for G1 per call, zeroed
+        // and dropped. The embedded PPO example, last half of 60 iterations: 0.237-0.260 s per
+        // iteration at 4 MB, 0.208 at 256 KB, 0.186-0.201 at 64 KB, every call faster. A run's own
+        // broadcasts are task binaries and Delta's small ones (models move over the ranks' transport)
+        if (unset(config, BROADCAST_BLOCK_SIZE)) {
             builder.config(BROADCAST_BLOCK_SIZE, "64k");
         }
         for (Map.Entry<String, String> e : config.spark().conf().entrySet()) {
             builder.config(e.getKey(), e.getValue());
         }
         return builder.getOrCreate();
+    }
+
+    /** Whether neither the run's conf nor spark-submit (the driver's system properties) sets {@code key}. */
+    private static boolean unset(RunConfig config, String key) {
+        return !config.spark().conf().containsKey(key) && System.getProperty(key) == null;
     }
 }
