@@ -16,12 +16,14 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * A bound on the tokens of an inference-only pass splits a forward's and a prefill's rows into
  * passes with the same results and a smaller peak of live bytes. A row's products and attention do
  * not read the other rows, but a matrix product's blocking may depend on its row count, so values
- * agree to fp32 rounding (1e-6 here) rather than in every bit; sampled tokens are the same.
+ * agree to fp32 rounding rather than in every bit; sampled tokens are the same. The bound is a few
+ * ulps of the largest values (log-probs near -10): OpenBLAS's kernels for AVX-512 cores changed a
+ * log-prob of 6.2 by 3 ulps (1.4e-6) between the two row counts.
  */
 class TokensPerPassTest {
     static final int[][] SEQS = {{1, 17, 300, 42, 5, 9, 77}, {1, 3, 250, 8}, {1, 99, 98, 97, 96}, {1, 5}, {1, 7, 11, 13, 17, 19}};
     static final Batch BATCH = Batch.rightPadded(SEQS, 0);
-    static final float TOL = 1e-6f;
+    static final float TOL = 1e-5f;
 
     @Test
     void passesSplitRowsInOrderAndKeepOneRowAtLeast() {
