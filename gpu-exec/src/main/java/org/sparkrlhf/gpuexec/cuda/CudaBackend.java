@@ -160,9 +160,9 @@ public final class CudaBackend implements Backend {
     @Override
     public void uploadRange(Tensor dst, long at, float[] src, int from, int n) {
         CudaTensor d = c(dst, "dst");
-        require(d.dtype().isFloat(), "upload", "float values into " + d.describe());
+        if (!d.dtype().isFloat()) throw bad("upload", "float values into " + d.describe());
         checkRange("upload", d, at, n);
-        require(from >= 0 && n >= 0 && from + n <= src.length, "upload", "values " + from + " .. " + (from + n) + " of " + src.length);
+        if (!(from >= 0 && n >= 0 && from + n <= src.length)) throw bad("upload", "values " + from + " .. " + (from + n) + " of " + src.length);
         d.version++;
         d.buffer.writeAs(elementType(d), at, src, from, n);
     }
@@ -173,14 +173,14 @@ public final class CudaBackend implements Backend {
 
     /** Elements [at, at + n) lie in the tensor. */
     private static void checkRange(String op, CudaTensor t, long at, long n) {
-        require(at >= 0 && n >= 0 && at + n <= t.numel(), op, "elements " + at + " .. " + (at + n) + " of " + t.describe());
+        if (!(at >= 0 && n >= 0 && at + n <= t.numel())) throw bad(op, "elements " + at + " .. " + (at + n) + " of " + t.describe());
     }
 
     @Override
     public void upload(Tensor dst, int[] src) {
         CudaTensor d = c(dst, "dst");
-        require(d.dtype() == DType.I32, "upload", "int values into " + d.describe());
-        require(src.length == d.numel(), "upload", src.length + " values for " + d.describe());
+        if (d.dtype() != DType.I32) throw bad("upload", "int values into " + d.describe());
+        if (src.length != d.numel()) throw bad("upload", src.length + " values for " + d.describe());
         d.version++;
         d.buffer.writeInts(src);
     }
@@ -188,7 +188,7 @@ public final class CudaBackend implements Backend {
     @Override
     public void downloadRange(Tensor src, long at, float[] into, int to, int n) {
         CudaTensor s = c(src, "src");
-        require(s.dtype().isFloat(), "download", "float values from " + s.describe());
+        if (!s.dtype().isFloat()) throw bad("download", "float values from " + s.describe());
         checkRange("download", s, at, n);
         s.buffer.readAs(elementType(s), at, into, to, n);
     }
@@ -196,7 +196,7 @@ public final class CudaBackend implements Backend {
     @Override
     public int[] downloadInts(Tensor src) {
         CudaTensor s = c(src, "src");
-        require(s.dtype() == DType.I32, "downloadInts", "int values from " + s.describe());
+        if (s.dtype() != DType.I32) throw bad("downloadInts", "int values from " + s.describe());
         return s.buffer.readInts(Math.toIntExact(s.numel()));
     }
 
@@ -219,24 +219,28 @@ public final class CudaBackend implements Backend {
         return x == null ? null : c(x, what);
     }
 
-    private static void require(boolean ok, String op, String message) {
-        if (!ok) throw new IllegalArgumentException(op + ": " + message);
+    /**
+     * A broken precondition of {@code op}. Checks read {@code if (!ok) throw bad(op, message)}, not a
+     * require(ok, op, message) method: its message would be built on every call, in the hot loops too.
+     */
+    private static IllegalArgumentException bad(String op, String message) {
+        return new IllegalArgumentException(op + ": " + message);
     }
 
     private static void isFloat(String op, CudaTensor... ts) {
-        for (CudaTensor t : ts) if (t != null) require(t.dtype().isFloat(), op, "expected a float tensor, got " + t.describe());
+        for (CudaTensor t : ts) if (t != null && !t.dtype().isFloat()) throw bad(op, "expected a float tensor, got " + t.describe());
     }
 
     private static void isInt(String op, CudaTensor t) {
-        require(t.dtype() == DType.I32, op, "expected an I32 tensor, got " + t.describe());
+        if (t.dtype() != DType.I32) throw bad(op, "expected an I32 tensor, got " + t.describe());
     }
 
     private static void isF32(String op, CudaTensor t) {
-        require(t.dtype() == DType.F32, op, "expected an F32 tensor, got " + t.describe());
+        if (t.dtype() != DType.F32) throw bad(op, "expected an F32 tensor, got " + t.describe());
     }
 
     private static void sameSize(String op, CudaTensor a, CudaTensor b) {
-        require(a.numel() == b.numel(), op, "sizes differ: " + a.describe() + " vs " + b.describe());
+        if (a.numel() != b.numel()) throw bad(op, "sizes differ: " + a.describe() + " vs " + b.describe());
     }
 
     /** Marks tensors as written by the op about to be queued (their bf16 shadows become stale). */
@@ -324,7 +328,7 @@ public final class CudaBackend implements Backend {
     private void launch1d(CUfunction f, long n, Object... args) {
         if (n <= 0) return;
         long blocks = (n + THREADS - 1) / THREADS;
-        require(blocks <= Integer.MAX_VALUE, "launch", n + " elements");
+        if (blocks > Integer.MAX_VALUE) throw bad("launch", n + " elements");
         kernels.launch(stream, f, (int) blocks, 1, 1, THREADS, 0, args);
     }
 
@@ -382,7 +386,7 @@ public final class CudaBackend implements Backend {
         checkRange("copy", s, srcAt, n);
         written(d);
         if (d.dtype() == DType.I32 || s.dtype() == DType.I32) {
-            require(d.dtype() == s.dtype(), "copy", "I32 copies only to I32: " + s.describe() + " -> " + d.describe());
+            if (d.dtype() != s.dtype()) throw bad("copy", "I32 copies only to I32: " + s.describe() + " -> " + d.describe());
         }
         if (d.dtype() == s.dtype()) {
             long bytes = d.dtype().bytes();
@@ -424,7 +428,7 @@ public final class CudaBackend implements Backend {
     public void sumSquares(Tensor out, Tensor x) {
         CudaTensor o = c(out, "out"), v = c(x, "x");
         isF32("sumSquares", o);
-        require(o.numel() == 1, "sumSquares", "out must have one element, got " + o.describe());
+        if (o.numel() != 1) throw bad("sumSquares", "out must have one element, got " + o.describe());
         isFloat("sumSquares", v);
         written(o);
         long n = v.numel();
@@ -440,7 +444,7 @@ public final class CudaBackend implements Backend {
         isInt("embedding", id);
         isFloat("embedding", o, w);
         int V = w.dim(0), C = w.dim(-1), N = (int) id.numel();
-        require(o.numel() == (long) N * C, "embedding", "out " + o.describe() + " for " + N + " ids of width " + C);
+        if (o.numel() != (long) N * C) throw bad("embedding", "out " + o.describe() + " for " + N + " ids of width " + C);
         written(o);
         launch1d(fn("elementwise.cu", "embedding_forward"), (long) N * C, o.buffer, o.bf(), id.buffer, w.buffer, w.bf(), N, C, V);
     }
@@ -450,7 +454,7 @@ public final class CudaBackend implements Backend {
         CudaTensor dw = c(dTable, "dTable"), id = c(ids, "ids"), g = c(dOut, "dOut");
         isInt("embeddingBackward", id);
         int V = dw.dim(0), C = dw.dim(-1), N = (int) id.numel();
-        require(g.numel() == (long) N * C, "embeddingBackward", "dOut " + g.describe() + " for " + N + " ids");
+        if (g.numel() != (long) N * C) throw bad("embeddingBackward", "dOut " + g.describe() + " for " + N + " ids");
         written(dw);
         intoF32(dw, f -> launch1d(fn("elementwise.cu", "embedding_backward"), (long) N * C, f.buffer, id.buffer,
                 g.buffer, g.bf(), N, C, V));
@@ -464,12 +468,12 @@ public final class CudaBackend implements Backend {
     public void matmul(Tensor out, Tensor in, Tensor weight, Tensor bias) {
         CudaTensor o = c(out, "out"), x = c(in, "in"), w = c(weight, "weight"), b = opt(bias, "bias");
         isFloat("matmul", o, x, w, b);
-        require(w.rank() == 2, "matmul", "weight must be [OUT, IN], got " + w.describe());
+        if (w.rank() != 2) throw bad("matmul", "weight must be [OUT, IN], got " + w.describe());
         int OC = w.dim(0), IC = w.dim(1);
-        require(x.dim(-1) == IC, "matmul", "in " + x.describe() + " does not match weight " + w.describe());
+        if (x.dim(-1) != IC) throw bad("matmul", "in " + x.describe() + " does not match weight " + w.describe());
         int N = x.rows();
-        require(o.numel() == (long) N * OC && o.dim(-1) == OC, "matmul", "out " + o.describe() + " for " + N + " rows of " + OC);
-        require(b == null || b.numel() == OC, "matmul", "bias " + (b == null ? "" : b.describe()) + " for " + OC + " outputs");
+        if (!(o.numel() == (long) N * OC && o.dim(-1) == OC)) throw bad("matmul", "out " + o.describe() + " for " + N + " rows of " + OC);
+        if (!(b == null || b.numel() == OC)) throw bad("matmul", "bias " + (b == null ? "" : b.describe()) + " for " + OC + " outputs");
         if (N == 0) return;
         if (tensorCores(x, w)) {
             CudaTensor xb = bf16(x), wb = bf16(w);
@@ -507,13 +511,13 @@ public final class CudaBackend implements Backend {
         CudaTensor g = c(dOut, "dOut"), x = c(in, "in"), w = c(weight, "weight");
         CudaTensor dx = opt(dIn, "dIn"), dw = opt(dWeight, "dWeight"), db = opt(dBias, "dBias");
         isFloat("matmulBackward", g, x, w, dx, dw, db);
-        require(w.rank() == 2, "matmulBackward", "weight must be [OUT, IN], got " + w.describe());
+        if (w.rank() != 2) throw bad("matmulBackward", "weight must be [OUT, IN], got " + w.describe());
         int OC = w.dim(0), IC = w.dim(1), N = x.rows();
-        require(x.dim(-1) == IC && g.numel() == (long) N * OC, "matmulBackward",
+        if (!(x.dim(-1) == IC && g.numel() == (long) N * OC)) throw bad("matmulBackward",
                 "dOut " + g.describe() + ", in " + x.describe() + ", weight " + w.describe() + " disagree");
         if (dx != null) sameSize("matmulBackward dIn", dx, x);
         if (dw != null) sameSize("matmulBackward dWeight", dw, w);
-        if (db != null) require(db.numel() == OC, "matmulBackward", "dBias " + db.describe() + " for " + OC + " outputs");
+        if (db != null && db.numel() != OC) throw bad("matmulBackward", "dBias " + db.describe() + " for " + OC + " outputs");
         if (N == 0) return;
         written(dx, dw, db);
         if (tensorCores(g, x, w)) {
@@ -566,11 +570,11 @@ public final class CudaBackend implements Backend {
         CudaTensor o = c(out, "out"), r = opt(rstd, "rstd"), x = c(in, "in"), w = c(weight, "weight");
         isFloat("rmsnorm", o, x, w);
         int C = (int) w.numel(), N = x.rows();
-        require(x.dim(-1) == C, "rmsnorm", "in " + x.describe() + " vs weight " + w.describe());
+        if (x.dim(-1) != C) throw bad("rmsnorm", "in " + x.describe() + " vs weight " + w.describe());
         sameSize("rmsnorm", o, x);
         if (r != null) {
             isF32("rmsnorm rstd", r);
-            require(r.numel() == N, "rmsnorm", "rstd " + r.describe() + " for " + N + " rows");
+            if (r.numel() != N) throw bad("rmsnorm", "rstd " + r.describe() + " for " + N + " rows");
         }
         written(o, r);
         launch(fn("rmsnorm.cu", "rmsnorm_forward"), (N + 3) / 4, 1, 1, 128, 0, o.buffer, o.bf(), ptr(r), x.buffer, x.bf(),
@@ -586,7 +590,7 @@ public final class CudaBackend implements Backend {
         int C = (int) w.numel(), N = x.rows();
         sameSize("rmsnormBackward", g, x);
         if (dx != null) sameSize("rmsnormBackward dIn", dx, x);
-        if (dw != null) require(dw.numel() == C, "rmsnormBackward", "dWeight " + dw.describe() + " for width " + C);
+        if (dw != null && dw.numel() != C) throw bad("rmsnormBackward", "dWeight " + dw.describe() + " for width " + C);
         if (N == 0 || (dx == null && dw == null)) return;
         written(dx, dw);
         int rowsPerBlock = Math.max(4, (N + 2 * context.multiprocessors - 1) / (2 * context.multiprocessors));
@@ -618,7 +622,7 @@ public final class CudaBackend implements Backend {
         isInt(op, p);
         isF32(op + " invFreq", f);
         int half = (int) f.numel(), D = 2 * half, N = (int) p.numel();
-        require(x.numel() == (long) N * heads * D, op, x.describe() + " is not " + N + " rows of " + heads + " heads of " + D);
+        if (x.numel() != (long) N * heads * D) throw bad(op, x.describe() + " is not " + N + " rows of " + heads + " heads of " + D);
         written(x);
         launch1d(fn("rotary.cu", "rotary"), (long) N * heads * half, x.buffer, x.bf(), p.buffer, f.buffer, N, heads, D, sign);
     }
@@ -626,15 +630,15 @@ public final class CudaBackend implements Backend {
     /** B, T, D of an attention call, with its checks. */
     private int[] attentionDims(String op, CudaTensor q, CudaTensor k, CudaTensor v, CudaTensor mask, int heads, int kvHeads) {
         isInt(op + " mask", mask);
-        require(mask.rank() == 2, op, "mask must be [B, T], got " + mask.describe());
-        require(heads > 0 && kvHeads > 0 && heads % kvHeads == 0, op, heads + " heads are not a multiple of " + kvHeads + " kv heads");
+        if (mask.rank() != 2) throw bad(op, "mask must be [B, T], got " + mask.describe());
+        if (!(heads > 0 && kvHeads > 0 && heads % kvHeads == 0)) throw bad(op, heads + " heads are not a multiple of " + kvHeads + " kv heads");
         int B = mask.dim(0), T = mask.dim(1);
         long width = q.numel() / Math.max(1, (long) B * T);
-        require(q.numel() == (long) B * T * width && width % heads == 0, op, "q " + q.describe() + " for mask " + mask.describe() + " and " + heads + " heads");
+        if (!(q.numel() == (long) B * T * width && width % heads == 0)) throw bad(op, "q " + q.describe() + " for mask " + mask.describe() + " and " + heads + " heads");
         int D = (int) (width / heads);
-        require(k.numel() == (long) B * T * kvHeads * D && v.numel() == k.numel(), op,
+        if (!(k.numel() == (long) B * T * kvHeads * D && v.numel() == k.numel())) throw bad(op,
                 "k " + k.describe() + " / v " + v.describe() + " for " + kvHeads + " kv heads of " + D);
-        require(D <= 256, op, "head size " + D + " is above 256, which the CUDA kernels do not take");
+        if (D > 256) throw bad(op, "head size " + D + " is above 256, which the CUDA kernels do not take");
         return new int[] {B, T, D};
     }
 
@@ -660,7 +664,7 @@ public final class CudaBackend implements Backend {
         sameSize("attention out", o, qq);
         if (l != null) {
             isF32("attention lse", l);
-            require(l.numel() == (long) B * heads * T, "attention", "lse " + l.describe() + " must be [B, heads, T]");
+            if (l.numel() != (long) B * heads * T) throw bad("attention", "lse " + l.describe() + " must be [B, heads, T]");
         }
         float scale = (float) (1.0 / Math.sqrt(D));
         if (tensorCores(qq, kk, vv) && flashHeadSize(D)) {
@@ -690,7 +694,7 @@ public final class CudaBackend implements Backend {
         if (dvv != null) sameSize("attentionBackward dv", dvv, vv);
         sameSize("attentionBackward dOut", g, qq);
         sameSize("attentionBackward out", o, qq);
-        require(l.numel() == (long) B * heads * T, "attentionBackward", "lse " + l.describe() + " must be [B, heads, T]");
+        if (l.numel() != (long) B * heads * T) throw bad("attentionBackward", "lse " + l.describe() + " must be [B, heads, T]");
         float scale = (float) (1.0 / Math.sqrt(D));
         if (tensorCores(qq, kk, vv, g) && flashHeadSize(D)) {
             CudaTensor qb = bf16(qq), kb = bf16(kk), vb = bf16(vv), gb = bf16(g);
@@ -772,7 +776,7 @@ public final class CudaBackend implements Backend {
         if (e != null) isF32("tokenLogprobs entropy", e);
         isInt("tokenLogprobs targets", tg);
         int V = z.dim(-1), N = z.rows();
-        require(tg.numel() == N && lp.numel() == N && l.numel() == N && (e == null || e.numel() == N), "tokenLogprobs",
+        if (!(tg.numel() == N && lp.numel() == N && l.numel() == N && (e == null || e.numel() == N))) throw bad("tokenLogprobs",
                 "logits " + z.describe() + " need targets, logprobs, lse and entropy of " + N);
         written(lp, l, e);
         launch(fn("logprob.cu", "token_logprobs"), N, 1, 1, 256, 0, lp.buffer, ptr(e), l.buffer, z.buffer, z.bf(), tg.buffer, N, V);
@@ -783,7 +787,7 @@ public final class CudaBackend implements Backend {
                                       Tensor entropy, Tensor targets) {
         CudaTensor dz = c(dLogits, "dLogits"), z = c(logits, "logits"), l = c(lse, "lse"), tg = c(targets, "targets");
         CudaTensor dlp = opt(dLogprobs, "dLogprobs"), de = opt(dEntropy, "dEntropy"), e = opt(entropy, "entropy");
-        require(de == null || e != null, "tokenLogprobsBackward", "dEntropy needs the saved entropy");
+        if (!(de == null || e != null)) throw bad("tokenLogprobsBackward", "dEntropy needs the saved entropy");
         isFloat("tokenLogprobsBackward", dz, z);
         for (CudaTensor t : new CudaTensor[] {dlp, de, e, l}) if (t != null) isF32("tokenLogprobsBackward", t);
         isInt("tokenLogprobsBackward targets", tg);
@@ -800,7 +804,7 @@ public final class CudaBackend implements Backend {
         isFloat("gatherRows", o, x);
         isInt("gatherRows rows", r);
         int C = x.dim(-1), M = (int) r.numel();
-        require(o.numel() == (long) M * C, "gatherRows", "out " + o.describe() + " for " + M + " rows of " + C);
+        if (o.numel() != (long) M * C) throw bad("gatherRows", "out " + o.describe() + " for " + M + " rows of " + C);
         written(o);
         launch1d(fn("elementwise.cu", "gather_rows"), (long) M * C, o.buffer, o.bf(), x.buffer, x.bf(), r.buffer, M, C);
     }
@@ -811,7 +815,7 @@ public final class CudaBackend implements Backend {
         isFloat("gatherRowsBackward", dx, g);
         isInt("gatherRowsBackward rows", r);
         int C = dx.dim(-1), M = (int) r.numel();
-        require(g.numel() == (long) M * C, "gatherRowsBackward", "dOut " + g.describe() + " for " + M + " rows of " + C);
+        if (g.numel() != (long) M * C) throw bad("gatherRowsBackward", "dOut " + g.describe() + " for " + M + " rows of " + C);
         written(dx);
         intoF32(dx, f -> launch1d(fn("elementwise.cu", "gather_rows_backward"), (long) M * C, f.buffer, g.buffer, g.bf(),
                 r.buffer, M, C));
@@ -854,18 +858,18 @@ public final class CudaBackend implements Backend {
     public void kvAppend(Tensor cache, Tensor x, Tensor slots, int firstRow) {
         CudaTensor cc = c(cache, "cache"), xx = c(x, "x"), sl = c(slots, "slots");
         isInt("kvAppend slots", sl);
-        require(cc.rank() == 2 || cc.rank() == 3, "kvAppend", "cache must be [B, S, C] or [B, S], got " + cc.describe());
+        if (!(cc.rank() == 2 || cc.rank() == 3)) throw bad("kvAppend", "cache must be [B, S, C] or [B, S], got " + cc.describe());
         int S = cc.dim(1), C = cc.rank() == 3 ? cc.dim(2) : 1, B = (int) sl.numel();
-        require(firstRow >= 0 && firstRow + B <= cc.dim(0), "kvAppend", "rows " + firstRow + ".." + (firstRow + B - 1) + " outside the cache " + cc.describe());
+        if (!(firstRow >= 0 && firstRow + B <= cc.dim(0))) throw bad("kvAppend", "rows " + firstRow + ".." + (firstRow + B - 1) + " outside the cache " + cc.describe());
         // the kernels see the cache from row firstRow on (a byte offset into its buffer)
         Object rows = firstRow == 0 ? cc.buffer : cc.buffer.at((long) firstRow * S * C * cc.dtype().bytes());
         long tn = xx.numel() / Math.max(1, (long) B * C);
-        require(xx.numel() == B * tn * C, "kvAppend", "x " + xx.describe() + " is not " + B + " x Tn rows of " + C);
-        require(tn <= S, "kvAppend", "x " + xx.describe() + " has more rows per sequence than the cache " + cc.describe());
+        if (xx.numel() != B * tn * C) throw bad("kvAppend", "x " + xx.describe() + " is not " + B + " x Tn rows of " + C);
+        if (tn > S) throw bad("kvAppend", "x " + xx.describe() + " has more rows per sequence than the cache " + cc.describe());
         int Tn = (int) tn;
         written(cc);
         if (cc.dtype() == DType.I32 || xx.dtype() == DType.I32) {
-            require(cc.dtype() == xx.dtype(), "kvAppend", "dtypes " + xx.describe() + " -> " + cc.describe());
+            if (cc.dtype() != xx.dtype()) throw bad("kvAppend", "dtypes " + xx.describe() + " -> " + cc.describe());
             launch1d(fn("elementwise.cu", "kv_append_int"), (long) B * Tn * C, rows, xx.buffer, sl.buffer, B, S, Tn, C);
         } else {
             launch1d(fn("elementwise.cu", "kv_append_float"), (long) B * Tn * C, rows, cc.bf(), xx.buffer, xx.bf(),
@@ -881,16 +885,16 @@ public final class CudaBackend implements Backend {
         isFloat("decodeAttention", o, qq, kc, vc);
         isInt("decodeAttention cacheMask", m);
         isInt("decodeAttention slots", sl);
-        require(kc.rank() == 3 && vc.numel() == kc.numel(), "decodeAttention", "caches must be [B, S, kvHeads * D]: "
+        if (!(kc.rank() == 3 && vc.numel() == kc.numel())) throw bad("decodeAttention", "caches must be [B, S, kvHeads * D]: "
                 + kc.describe() + ", " + vc.describe());
         int B = kc.dim(0), S = kc.dim(1);
-        require(heads > 0 && kvHeads > 0 && heads % kvHeads == 0 && kc.dim(2) % kvHeads == 0, "decodeAttention",
+        if (!(heads > 0 && kvHeads > 0 && heads % kvHeads == 0 && kc.dim(2) % kvHeads == 0)) throw bad("decodeAttention",
                 heads + " heads, " + kvHeads + " kv heads, cache " + kc.describe());
         int D = kc.dim(2) / kvHeads;
-        require(D <= 256, "decodeAttention", "head size " + D + " is above 256");
-        require(qq.numel() == (long) B * heads * D, "decodeAttention", "q " + qq.describe() + " for " + B + " x " + heads + " heads of " + D);
+        if (D > 256) throw bad("decodeAttention", "head size " + D + " is above 256");
+        if (qq.numel() != (long) B * heads * D) throw bad("decodeAttention", "q " + qq.describe() + " for " + B + " x " + heads + " heads of " + D);
         sameSize("decodeAttention out", o, qq);
-        require(m.numel() == (long) B * S && sl.numel() == B, "decodeAttention", "cacheMask " + m.describe() + " / slots for cache " + kc.describe());
+        if (!(m.numel() == (long) B * S && sl.numel() == B)) throw bad("decodeAttention", "cacheMask " + m.describe() + " / slots for cache " + kc.describe());
         written(o);
         float scale = (float) (1.0 / Math.sqrt(D));
         int vec = 16 / kc.dtype().bytes(), lanesPerKey = D / Math.max(1, vec);
@@ -915,10 +919,10 @@ public final class CudaBackend implements Backend {
         isFloat("sample", z);
         for (CudaTensor t : new CudaTensor[] {tok, fin, ids, st}) isInt("sample", t);
         int V = z.dim(-1), B = z.rows();
-        require(tok.numel() == B && fin.numel() == B && ids.numel() == B && st.numel() == B, "sample",
+        if (!(tok.numel() == B && fin.numel() == B && ids.numel() == B && st.numel() == B)) throw bad("sample",
                 "tokens, finished, seqIds and steps must have " + B + " elements");
         written(tok, fin);
-        require(eosIds.length <= 8, "sample", eosIds.length + " end-of-sequence ids; the CUDA backend takes up to 8");
+        if (!(eosIds.length <= 8)) throw bad("sample", eosIds.length + " end-of-sequence ids; the CUDA backend takes up to 8");
         int[] e = new int[8];
         java.util.Arrays.fill(e, -1);
         System.arraycopy(eosIds, 0, e, 0, eosIds.length);

@@ -115,12 +115,16 @@ public final class CpuBackend implements Backend {
         return x == null ? null : t(x, what);
     }
 
-    private static void require(boolean ok, String op, String message) {
-        if (!ok) throw new IllegalArgumentException(op + ": " + message);
+    /**
+     * A broken precondition of {@code op}. Checks read {@code if (!ok) throw bad(op, message)}, not a
+     * require(ok, op, message) method: its message would be built on every call, in the hot loops too.
+     */
+    private static IllegalArgumentException bad(String op, String message) {
+        return new IllegalArgumentException(op + ": " + message);
     }
 
     private static void sameSize(String op, CpuTensor a, CpuTensor b) {
-        require(a.size() == b.size(), op, "sizes differ: " + a.describe() + " vs " + b.describe());
+        if (a.size() != b.size()) throw bad(op, "sizes differ: " + a.describe() + " vs " + b.describe());
     }
 
     // ---------------------------------------------------------------- memory
@@ -182,7 +186,7 @@ public final class CpuBackend implements Backend {
     public void uploadRange(Tensor dst, long at, float[] src, int from, int n) {
         CpuTensor d = t(dst, "dst");
         checkRange("upload", d, at, n);
-        require(from >= 0 && from + n <= src.length, "upload", "values " + from + " .. " + (from + n) + " of " + src.length);
+        if (!(from >= 0 && from + n <= src.length)) throw bad("upload", "values " + from + " .. " + (from + n) + " of " + src.length);
         float[] a = d.write();
         System.arraycopy(src, from, a, (int) at, n);
         d.roundIfBf16((int) at, n);
@@ -190,14 +194,14 @@ public final class CpuBackend implements Backend {
 
     /** Elements [at, at + n) lie in the tensor (a float tensor unless the op takes ints). */
     private static void checkRange(String op, CpuTensor t, long at, long n) {
-        require(at >= 0 && n >= 0 && at + n <= t.numel(), op, "elements " + at + " .. " + (at + n) + " of " + t.describe());
+        if (!(at >= 0 && n >= 0 && at + n <= t.numel())) throw bad(op, "elements " + at + " .. " + (at + n) + " of " + t.describe());
     }
 
     @Override
     public void upload(Tensor dst, int[] src) {
         CpuTensor d = t(dst, "dst");
         int[] a = d.writeInts();
-        require(src.length == a.length, "upload", src.length + " values for " + d.describe());
+        if (src.length != a.length) throw bad("upload", src.length + " values for " + d.describe());
         System.arraycopy(src, 0, a, 0, a.length);
     }
 
@@ -232,7 +236,7 @@ public final class CpuBackend implements Backend {
         checkRange("copy", d, dstAt, n);
         checkRange("copy", s, srcAt, n);
         if (d.dtype() == DType.I32 || s.dtype() == DType.I32) {
-            require(d.dtype() == s.dtype(), "copy", "I32 copies only to I32: " + s.describe() + " -> " + d.describe());
+            if (d.dtype() != s.dtype()) throw bad("copy", "I32 copies only to I32: " + s.describe() + " -> " + d.describe());
             System.arraycopy(s.readInts(), (int) srcAt, d.writeInts(), (int) dstAt, (int) n);
             return;
         }
@@ -271,7 +275,7 @@ public final class CpuBackend implements Backend {
     @Override
     public void sumSquares(Tensor out, Tensor x) {
         CpuTensor o = t(out, "out");
-        require(o.size() == 1, "sumSquares", "out must have one element, got " + o.describe());
+        if (o.size() != 1) throw bad("sumSquares", "out must have one element, got " + o.describe());
         float[] a = t(x, "x").read();
         int chunks = Math.max(1, Math.min(64, a.length / 4096));
         double[] partial = new double[chunks];
@@ -295,10 +299,10 @@ public final class CpuBackend implements Backend {
         CpuTensor o = t(out, "out"), w = t(table, "table");
         int[] id = t(ids, "ids").readInts();
         int V = w.dim(0), C = w.dim(-1);
-        require(o.size() == id.length * C, "embedding", "out " + o.describe() + " for " + id.length + " ids of width " + C);
+        if (o.size() != id.length * C) throw bad("embedding", "out " + o.describe() + " for " + id.length + " ids of width " + C);
         float[] wa = w.read(), oa = o.write();
         for (int n = 0; n < id.length; n++) {
-            require(id[n] >= 0 && id[n] < V, "embedding", "token id " + id[n] + " at row " + n + " outside the vocabulary [0, " + V + ")");
+            if (!(id[n] >= 0 && id[n] < V)) throw bad("embedding", "token id " + id[n] + " at row " + n + " outside the vocabulary [0, " + V + ")");
             System.arraycopy(wa, id[n] * C, oa, n * C, C);
         }
         o.roundIfBf16();
@@ -309,7 +313,7 @@ public final class CpuBackend implements Backend {
         CpuTensor dw = t(dTable, "dTable"), g = t(dOut, "dOut");
         int[] id = t(ids, "ids").readInts();
         int C = dw.dim(-1);
-        require(g.size() == id.length * C, "embeddingBackward", "dOut " + g.describe() + " for " + id.length + " ids");
+        if (g.size() != id.length * C) throw bad("embeddingBackward", "dOut " + g.describe() + " for " + id.length + " ids");
         float[] dwa = dw.write(), ga = g.read();
         // parallel over column blocks: rows with the same id never race
         int blocks = (C + 15) / 16;
@@ -325,12 +329,12 @@ public final class CpuBackend implements Backend {
     @Override
     public void matmul(Tensor out, Tensor in, Tensor weight, Tensor bias) {
         CpuTensor o = t(out, "out"), x = t(in, "in"), w = t(weight, "weight"), b = opt(bias, "bias");
-        require(w.rank() == 2, "matmul", "weight must be [OUT, IN], got " + w.describe());
+        if (w.rank() != 2) throw bad("matmul", "weight must be [OUT, IN], got " + w.describe());
         int OC = w.dim(0), IC = w.dim(1);
-        require(x.dim(-1) == IC, "matmul", "in " + x.describe() + " does not match weight " + w.describe());
+        if (x.dim(-1) != IC) throw bad("matmul", "in " + x.describe() + " does not match weight " + w.describe());
         int N = x.rows();
-        require(o.size() == N * OC && o.dim(-1) == OC, "matmul", "out " + o.describe() + " for " + N + " rows of " + OC);
-        require(b == null || b.size() == OC, "matmul", "bias " + (b == null ? "" : b.describe()) + " for " + OC + " outputs");
+        if (!(o.size() == N * OC && o.dim(-1) == OC)) throw bad("matmul", "out " + o.describe() + " for " + N + " rows of " + OC);
+        if (!(b == null || b.size() == OC)) throw bad("matmul", "bias " + (b == null ? "" : b.describe()) + " for " + OC + " outputs");
         matmul.forward(o, x, w, b == null ? null : b.read(), N, IC, OC);
         o.roundIfBf16();
     }
@@ -341,13 +345,13 @@ public final class CpuBackend implements Backend {
         CpuTensor dx = opt(dIn, "dIn"), dw = opt(dWeight, "dWeight"), db = opt(dBias, "dBias");
         int OC = w.dim(0), IC = w.dim(1);
         int N = x.rows();
-        require(x.dim(-1) == IC && g.size() == N * OC, "matmulBackward",
+        if (!(x.dim(-1) == IC && g.size() == N * OC)) throw bad("matmulBackward",
                 "dOut " + g.describe() + ", in " + x.describe() + ", weight " + w.describe() + " disagree");
         if (dx != null) sameSize("matmulBackward dIn", dx, x);
         if (dw != null) sameSize("matmulBackward dWeight", dw, w);
         matmul.backward(dx, dw, g, x, w, N, IC, OC);
         if (db != null) {
-            require(db.size() == OC, "matmulBackward", "dBias " + db.describe() + " for " + OC + " outputs");
+            if (db.size() != OC) throw bad("matmulBackward", "dBias " + db.describe() + " for " + OC + " outputs");
             float[] dba = db.write(), ga = g.read();
             par.range(OC, N, (lo, hi) -> {
                 for (int o = lo; o < hi; o++) {
@@ -363,9 +367,9 @@ public final class CpuBackend implements Backend {
     public void rmsnorm(Tensor out, Tensor rstd, Tensor in, Tensor weight, float eps) {
         CpuTensor o = t(out, "out"), r = t(rstd, "rstd"), x = t(in, "in"), w = t(weight, "weight");
         int C = w.size(), N = x.rows();
-        require(x.dim(-1) == C, "rmsnorm", "in " + x.describe() + " vs weight " + w.describe());
+        if (x.dim(-1) != C) throw bad("rmsnorm", "in " + x.describe() + " vs weight " + w.describe());
         sameSize("rmsnorm", o, x);
-        require(r.size() == N, "rmsnorm", "rstd " + r.describe() + " for " + N + " rows");
+        if (r.size() != N) throw bad("rmsnorm", "rstd " + r.describe() + " for " + N + " rows");
         float[] oa = o.write(), ra = r.write(), xa = x.read(), wa = w.read();
         par.range(N, C * 3L, (lo, hi) -> {
             for (int n = lo; n < hi; n++) {
@@ -402,7 +406,7 @@ public final class CpuBackend implements Backend {
             });
         }
         if (dw != null) {
-            require(dw.size() == C, "rmsnormBackward", "dWeight " + dw.describe() + " for width " + C);
+            if (dw.size() != C) throw bad("rmsnormBackward", "dWeight " + dw.describe() + " for width " + C);
             float[] dwa = dw.write();
             int blocks = (C + 15) / 16;
             par.range(blocks, N * 16L, (lo, hi) -> {
@@ -432,7 +436,7 @@ public final class CpuBackend implements Backend {
         float[] inv = t(invFreq, "invFreq").read();
         int half = inv.length, D = 2 * half;
         int N = pos.length;
-        require(c.size() == N * heads * D, op, c.describe() + " is not " + N + " rows of " + heads + " heads of " + D);
+        if (c.size() != N * heads * D) throw bad(op, c.describe() + " is not " + N + " rows of " + heads + " heads of " + D);
         float[] a = c.write();
         int width = heads * D;
         par.range(N, (long) width * 4, (lo, hi) -> {
@@ -457,13 +461,13 @@ public final class CpuBackend implements Backend {
     }
 
     private static int[] attentionDims(String op, CpuTensor q, CpuTensor k, CpuTensor v, CpuTensor mask, int heads, int kvHeads) {
-        require(mask.rank() == 2, op, "mask must be [B, T], got " + mask.describe());
-        require(heads > 0 && kvHeads > 0 && heads % kvHeads == 0, op, heads + " heads are not a multiple of " + kvHeads + " kv heads");
+        if (mask.rank() != 2) throw bad(op, "mask must be [B, T], got " + mask.describe());
+        if (!(heads > 0 && kvHeads > 0 && heads % kvHeads == 0)) throw bad(op, heads + " heads are not a multiple of " + kvHeads + " kv heads");
         int B = mask.dim(0), T = mask.dim(1);
         int width = q.size() / Math.max(1, B * T);
-        require(q.size() == B * T * width && width % heads == 0, op, "q " + q.describe() + " for mask " + mask.describe() + " and " + heads + " heads");
+        if (!(q.size() == B * T * width && width % heads == 0)) throw bad(op, "q " + q.describe() + " for mask " + mask.describe() + " and " + heads + " heads");
         int D = width / heads;
-        require(k.size() == B * T * kvHeads * D && v.size() == k.size(), op,
+        if (!(k.size() == B * T * kvHeads * D && v.size() == k.size())) throw bad(op,
                 "k " + k.describe() + " / v " + v.describe() + " for " + kvHeads + " kv heads of " + D);
         return new int[]{B, T, D};
     }
@@ -473,7 +477,7 @@ public final class CpuBackend implements Backend {
         CpuTensor o = t(out, "out"), l = t(lse, "lse"), qq = t(q, "q"), kk = t(k, "k"), vv = t(v, "v"), m = t(mask, "mask");
         int[] d = attentionDims("attention", qq, kk, vv, m, heads, kvHeads);
         sameSize("attention out", o, qq);
-        require(l.size() == d[0] * heads * d[1], "attention", "lse " + l.describe() + " must be [B, heads, T]");
+        if (l.size() != d[0] * heads * d[1]) throw bad("attention", "lse " + l.describe() + " must be [B, heads, T]");
         if (blasAttention != null) {
             blasAttention.forward(o, l.write(), qq, kk, vv, m.readInts(), d[0], d[1], heads, kvHeads, d[2], slidingWindow);
         } else {
@@ -594,7 +598,7 @@ public final class CpuBackend implements Backend {
         CpuTensor z = t(logits, "logits"), lp = t(logprobs, "logprobs"), l = t(lse, "lse"), e = opt(entropy, "entropy");
         int[] tg = t(targets, "targets").readInts();
         int V = z.dim(-1), N = z.rows();
-        require(tg.length == N && lp.size() == N && l.size() == N && (e == null || e.size() == N), "tokenLogprobs",
+        if (!(tg.length == N && lp.size() == N && l.size() == N && (e == null || e.size() == N))) throw bad("tokenLogprobs",
                 "logits " + z.describe() + " need targets, logprobs, lse and entropy of " + N);
         float[] lpa = lp.write(), la = l.write(), ea = e == null ? null : e.write();
         if (kernels == CpuKernels.FAST) {
@@ -605,7 +609,7 @@ public final class CpuBackend implements Backend {
         par.range(N, V * 4L, (lo, hi) -> {
             for (int n = lo; n < hi; n++) {
                 int off = n * V;
-                require(tg[n] >= 0 && tg[n] < V, "tokenLogprobs", "target id " + tg[n] + " at row " + n + " outside [0, " + V + ")");
+                if (!(tg[n] >= 0 && tg[n] < V)) throw bad("tokenLogprobs", "target id " + tg[n] + " at row " + n + " outside [0, " + V + ")");
                 float lsen = logSumExp(za, off, V);
                 la[n] = lsen;
                 lpa[n] = za[off + tg[n]] - lsen;
@@ -625,7 +629,7 @@ public final class CpuBackend implements Backend {
     public void tokenLogprobsBackward(Tensor dLogits, Tensor dLogprobs, Tensor dEntropy, Tensor logits, Tensor lse, Tensor entropy, Tensor targets) {
         CpuTensor dz = t(dLogits, "dLogits"), z = t(logits, "logits"), l = t(lse, "lse");
         CpuTensor dlp = opt(dLogprobs, "dLogprobs"), de = opt(dEntropy, "dEntropy"), e = opt(entropy, "entropy");
-        require(de == null || e != null, "tokenLogprobsBackward", "dEntropy needs the saved entropy");
+        if (!(de == null || e != null)) throw bad("tokenLogprobsBackward", "dEntropy needs the saved entropy");
         sameSize("tokenLogprobsBackward", dz, z);
         int[] tg = t(targets, "targets").readInts();
         int V = z.dim(-1), N = z.rows();
@@ -665,10 +669,10 @@ public final class CpuBackend implements Backend {
         CpuTensor o = t(out, "out"), x = t(in, "in");
         int[] r = t(rows, "rows").readInts();
         int C = x.dim(-1), N = x.rows();
-        require(o.size() == r.length * C, "gatherRows", "out " + o.describe() + " for " + r.length + " rows of " + C);
+        if (o.size() != r.length * C) throw bad("gatherRows", "out " + o.describe() + " for " + r.length + " rows of " + C);
         float[] oa = o.write(), xa = x.read();
         for (int m = 0; m < r.length; m++) {
-            require(r[m] >= 0 && r[m] < N, "gatherRows", "row " + r[m] + " outside [0, " + N + ")");
+            if (!(r[m] >= 0 && r[m] < N)) throw bad("gatherRows", "row " + r[m] + " outside [0, " + N + ")");
             System.arraycopy(xa, r[m] * C, oa, m * C, C);
         }
         o.roundIfBf16();
@@ -679,10 +683,10 @@ public final class CpuBackend implements Backend {
         CpuTensor dx = t(dIn, "dIn"), g = t(dOut, "dOut");
         int[] r = t(rows, "rows").readInts();
         int C = dx.dim(-1), N = dx.rows();
-        require(g.size() == r.length * C, "gatherRowsBackward", "dOut " + g.describe() + " for " + r.length + " rows of " + C);
+        if (g.size() != r.length * C) throw bad("gatherRowsBackward", "dOut " + g.describe() + " for " + r.length + " rows of " + C);
         float[] dxa = dx.write(), ga = g.read();
         for (int m = 0; m < r.length; m++) {
-            require(r[m] >= 0 && r[m] < N, "gatherRowsBackward", "row " + r[m] + " outside [0, " + N + ")");
+            if (!(r[m] >= 0 && r[m] < N)) throw bad("gatherRowsBackward", "row " + r[m] + " outside [0, " + N + ")");
             for (int c = 0; c < C; c++) dxa[r[m] * C + c] += ga[m * C + c];
         }
     }
@@ -720,15 +724,15 @@ public final class CpuBackend implements Backend {
     public void kvAppend(Tensor cache, Tensor x, Tensor slots, int firstRow) {
         CpuTensor c = t(cache, "cache"), xx = t(x, "x");
         int[] sl = t(slots, "slots").readInts();
-        require(c.rank() == 2 || c.rank() == 3, "kvAppend", "cache must be [B, S, C] or [B, S], got " + c.describe());
+        if (!(c.rank() == 2 || c.rank() == 3)) throw bad("kvAppend", "cache must be [B, S, C] or [B, S], got " + c.describe());
         int S = c.dim(1), C = c.rank() == 3 ? c.dim(2) : 1, B = sl.length;
-        require(firstRow >= 0 && firstRow + B <= c.dim(0), "kvAppend", "rows " + firstRow + ".." + (firstRow + B - 1) + " outside the cache " + c.describe());
+        if (!(firstRow >= 0 && firstRow + B <= c.dim(0))) throw bad("kvAppend", "rows " + firstRow + ".." + (firstRow + B - 1) + " outside the cache " + c.describe());
         int Tn = xx.size() / Math.max(1, B * C);
-        require(xx.size() == B * Tn * C, "kvAppend", "x " + xx.describe() + " is not " + B + " x Tn rows of " + C);
-        require(c.dtype() == DType.I32 ? xx.dtype() == DType.I32 : xx.dtype() != DType.I32, "kvAppend",
+        if (xx.size() != B * Tn * C) throw bad("kvAppend", "x " + xx.describe() + " is not " + B + " x Tn rows of " + C);
+        if (!(c.dtype() == DType.I32 ? xx.dtype() == DType.I32 : xx.dtype() != DType.I32)) throw bad("kvAppend",
                 "dtypes " + xx.describe() + " -> " + c.describe());
         for (int b = 0; b < B; b++) {
-            require(sl[b] >= 0 && sl[b] + Tn <= S, "kvAppend", "sequence " + b + ": slots " + sl[b] + ".." + (sl[b] + Tn - 1) + " outside the cache of " + S);
+            if (!(sl[b] >= 0 && sl[b] + Tn <= S)) throw bad("kvAppend", "sequence " + b + ": slots " + sl[b] + ".." + (sl[b] + Tn - 1) + " outside the cache of " + S);
         }
         if (c.dtype() == DType.I32) {
             int[] ca = c.writeInts(), xa = xx.readInts();
@@ -753,13 +757,13 @@ public final class CpuBackend implements Backend {
                                 int heads, int kvHeads, int slidingWindow) {
         CpuTensor o = t(out, "out"), qq = t(q, "q"), kc = t(kCache, "kCache"), vc = t(vCache, "vCache"), m = t(cacheMask, "cacheMask");
         int[] sl = t(slots, "slots").readInts();
-        require(kc.rank() == 3 && vc.size() == kc.size(), "decodeAttention", "caches must be [B, S, kvHeads * D]: " + kc.describe() + ", " + vc.describe());
+        if (!(kc.rank() == 3 && vc.size() == kc.size())) throw bad("decodeAttention", "caches must be [B, S, kvHeads * D]: " + kc.describe() + ", " + vc.describe());
         int B = kc.dim(0), S = kc.dim(1);
-        require(heads % kvHeads == 0 && kc.dim(2) % kvHeads == 0, "decodeAttention", heads + " heads, " + kvHeads + " kv heads, cache " + kc.describe());
+        if (!(heads % kvHeads == 0 && kc.dim(2) % kvHeads == 0)) throw bad("decodeAttention", heads + " heads, " + kvHeads + " kv heads, cache " + kc.describe());
         int D = kc.dim(2) / kvHeads;
-        require(qq.size() == B * heads * D, "decodeAttention", "q " + qq.describe() + " for " + B + " x " + heads + " heads of " + D);
+        if (qq.size() != B * heads * D) throw bad("decodeAttention", "q " + qq.describe() + " for " + B + " x " + heads + " heads of " + D);
         sameSize("decodeAttention out", o, qq);
-        require(m.size() == B * S && sl.length == B, "decodeAttention", "cacheMask " + m.describe() + " / slots for cache " + kc.describe());
+        if (!(m.size() == B * S && sl.length == B)) throw bad("decodeAttention", "cacheMask " + m.describe() + " / slots for cache " + kc.describe());
         if (kernels == CpuKernels.FAST) {
             blasDecode.decode(o, qq, kc, vc, m.readInts(), sl, B, S, heads, kvHeads, D, slidingWindow);
         } else {
@@ -775,7 +779,7 @@ public final class CpuBackend implements Backend {
         int V = z.dim(-1), B = z.rows();
         int[] tok = t(tokens, "tokens").writeInts(), fin = t(finished, "finished").writeInts();
         int[] ids = t(seqIds, "seqIds").readInts(), st = t(steps, "steps").readInts();
-        require(tok.length == B && fin.length == B && ids.length == B && st.length == B, "sample",
+        if (!(tok.length == B && fin.length == B && ids.length == B && st.length == B)) throw bad("sample",
                 "tokens, finished, seqIds and steps must have " + B + " elements");
         float[] za = z.read();
         par.range(B, V * 8L, (lo, hi) -> {
