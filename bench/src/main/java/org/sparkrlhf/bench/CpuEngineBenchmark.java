@@ -31,11 +31,13 @@ import java.util.SplittableRandom;
  * default), --no-peer.
  * Figures are tokens per wall-clock second and tokens per CPU-second of the process (steadier
  * when other work shares the machine); the timed runs of the two engines alternate, so that both
- * see the same load; forward and forward+backward are warmed up by --warmups runs each, decode by 1.
- * Eight warm-ups because the JIT is still compiling the backward's kernels after three: on the 9m
- * model at one thread the process spent 0.64-0.82 CPU-s per forward+backward in runs 2 to 5
- * against 0.36 on the calling thread, and 0.36-0.39 from run 6 on (the JIT's threads count in the
- * process's figure; this is a steady-state throughput, the JIT's one-off cost is not part of it).
+ * see the same load; forward and forward+backward are warmed up by at least --warmups runs each,
+ * decode by at least 1, and on until the JIT has settled (see {@link Timing#interleaved}); the
+ * last column is the JIT's compiling seconds during each figure's timed runs (of both engines),
+ * which the process's CPU time counts. Eight warm-ups at least because the JIT is still compiling
+ * the backward's kernels after three: on the 9m model at one thread the process spent 0.64-0.82
+ * CPU-s per forward+backward in runs 2 to 5 against 0.36 on the calling thread, and 0.36-0.39 from
+ * run 6 on (this is a steady-state throughput, the JIT's one-off cost is not part of it).
  */
 public final class CpuEngineBenchmark {
     private CpuEngineBenchmark() {
@@ -134,16 +136,18 @@ public final class CpuEngineBenchmark {
 
             double[] tokens = {B * T, B * T, B * s.newTokens()};
             System.out.println();
-            System.out.printf("%-36s %12s %12s %8s   %12s %12s %8s%n", "", "tokens/s", "", "", "tokens/CPU-s", "", "");
+            System.out.printf("%-36s %12s %12s %8s   %12s %12s %8s   %6s%n", "", "tokens/s", "", "", "tokens/CPU-s", "", "", "JIT s");
             System.out.printf("%-36s %12s %12s %8s   %12s %12s %8s%n", "", "cpu engine", "pytorch", "ratio", "cpu engine", "pytorch", "ratio");
             String[] rows = {"forward (token logprobs)", "forward + backward", "decode (new tokens, incl. prefill)"};
             for (int i = 0; i < 3; i++) {
                 double ew = tokens[i] / engine[i].wall(), ec = tokens[i] / engine[i].cpu();
                 if (torch == null) {
-                    System.out.printf("%-36s %12.0f %12s %8s   %12.0f %12s %8s%n", rows[i], ew, "-", "-", ec, "-", "-");
+                    System.out.printf("%-36s %12.0f %12s %8s   %12.0f %12s %8s   %6.2f%n", rows[i], ew, "-", "-", ec, "-", "-",
+                            engine[i].jitDuringTimed());
                 } else {
                     double tw = tokens[i] / torch[i].wall(), tc = tokens[i] / torch[i].cpu();
-                    System.out.printf("%-36s %12.0f %12.0f %7.2fx   %12.0f %12.0f %7.2fx%n", rows[i], ew, tw, ew / tw, ec, tc, ec / tc);
+                    System.out.printf("%-36s %12.0f %12.0f %7.2fx   %12.0f %12.0f %7.2fx   %6.2f%n", rows[i], ew, tw, ew / tw, ec, tc,
+                            ec / tc, engine[i].jitDuringTimed());
                 }
             }
             if (!peerNote.isEmpty()) System.out.println(peerNote);

@@ -12,27 +12,46 @@ import java.util.Arrays;
  * runs by a fraction of that.
  */
 final class Timing {
-    /** Seconds per run: wall clock (median) and CPU of the whole process (mean). */
-    record Seconds(double wall, double cpu) {
+    /**
+     * Seconds per run: wall clock (median) and CPU of the whole process (mean); and the JIT's
+     * compiling seconds while the timed runs of both engines went on (see {@link #interleaved}).
+     */
+    record Seconds(double wall, double cpu, double jitDuringTimed) {
     }
+
+    /** Warm-up runs go on, past the asked-for number, until one compiles no more than this (seconds)... */
+    static final double JIT_QUIET_SECONDS = 0.005;
+    /** ... and at most this many times the asked-for number. */
+    static final int MAX_WARMUP_FACTOR = 4;
 
     private static final com.sun.management.OperatingSystemMXBean OS =
             (com.sun.management.OperatingSystemMXBean) ManagementFactory.getOperatingSystemMXBean();
+    private static final java.lang.management.CompilationMXBean JIT = ManagementFactory.getCompilationMXBean();
 
     private Timing() {
     }
 
     /**
-     * Medians of a and of b (b may be null) run in turns, a then b, after warm-up runs of each
-     * (the JIT compiles the Java engine's kernels during the first runs, on threads whose CPU time
-     * the process's figure counts), so that both see the same share of a machine whose load
-     * changes.
+     * Medians of a and of b (b may be null) run in turns, a then b, after warm-up runs of each, so
+     * that both see the same share of a machine whose load changes. The JIT compiles the Java
+     * engine's kernels during the first runs, in the background, on threads whose CPU time the
+     * process's figure counts, and in whichever engine's run it happens to fall: on the 9m model at
+     * one thread a forward+backward run cost the process up to half again its calling thread's CPU
+     * time while C2 still compiled the backward's kernels. So warm-ups go on past {@code warmups}
+     * until a round of them compiles for at most {@link #JIT_QUIET_SECONDS} (up to
+     * {@link #MAX_WARMUP_FACTOR} times as many), and the JIT's seconds during the timed runs are
+     * reported beside the figures: steady-state throughput, the JIT's one-off cost apart.
      */
     static Seconds[] interleaved(int warmups, int iterations, Runnable a, Runnable b) {
-        for (int i = 0; i < warmups; i++) {
+        for (int i = 0; i < warmups * MAX_WARMUP_FACTOR; i++) {
+            long jit0 = JIT.getTotalCompilationTime();
             a.run();
             if (b != null) b.run();
+            if (i + 1 >= warmups && (JIT.getTotalCompilationTime() - jit0) / 1e3 <= JIT_QUIET_SECONDS) {
+                break;
+            }
         }
+        long jitStart = JIT.getTotalCompilationTime();
         double[][] wall = new double[2][iterations], cpu = new double[2][iterations];
         for (int i = 0; i < iterations; i++) {
             Runnable[] both = {a, b};
@@ -44,8 +63,9 @@ final class Timing {
                 cpu[k][i] = (OS.getProcessCpuTime() - c0) / 1e9;
             }
         }
-        Seconds first = new Seconds(median(wall[0]), mean(cpu[0]));
-        return new Seconds[]{first, b == null ? null : new Seconds(median(wall[1]), mean(cpu[1]))};
+        double jit = (JIT.getTotalCompilationTime() - jitStart) / 1e3;
+        Seconds first = new Seconds(median(wall[0]), mean(cpu[0]), jit);
+        return new Seconds[]{first, b == null ? null : new Seconds(median(wall[1]), mean(cpu[1]), jit)};
     }
 
     private static double mean(double[] t) {
