@@ -11,7 +11,7 @@ package org.sparkrlhf.gpuexec.backend.cpu;
  */
 final class FastExp {
     /**
-     * Whether exp runs on the Vector API ({@link VectorExp}): when the JVM has the incubator module
+     * Whether exp, max, sum and dot run on the Vector API ({@link VectorExp}, {@link VectorReductions}): when the JVM has the incubator module
      * (JDK 17: {@code --add-modules jdk.incubator.vector}, which bin/spark-rlhf passes), unless
      * {@code -Dsparkrlhf.cpu.scalarExp=true}. Without it these scalar loops serve.
      */
@@ -62,6 +62,7 @@ final class FastExp {
 
     /** The largest of a[off .. off + n), -infinity when n = 0 (eight running maxima for speed). */
     static float max(float[] a, int off, int n) {
+        if (VECTOR) return VectorReductions.max(a, off, n);
         float m0 = Float.NEGATIVE_INFINITY, m1 = m0, m2 = m0, m3 = m0, m4 = m0, m5 = m0, m6 = m0, m7 = m0;
         int i = 0;
         for (; i + 8 <= n; i += 8) {
@@ -81,6 +82,7 @@ final class FastExp {
 
     /** The sum of a[off .. off + n) in eight running sums (not in index order). */
     static float sum(float[] a, int off, int n) {
+        if (VECTOR) return VectorReductions.sum(a, off, n);
         float s0 = 0f, s1 = 0f, s2 = 0f, s3 = 0f, s4 = 0f, s5 = 0f, s6 = 0f, s7 = 0f;
         int i = 0;
         for (; i + 8 <= n; i += 8) {
@@ -100,6 +102,7 @@ final class FastExp {
 
     /** The sum of a[aOff + i] * b[bOff + i] for i &lt; n in eight running sums. */
     static float dot(float[] a, int aOff, float[] b, int bOff, int n) {
+        if (VECTOR) return VectorReductions.dot(a, aOff, b, bOff, n);
         float s0 = 0f, s1 = 0f, s2 = 0f, s3 = 0f, s4 = 0f, s5 = 0f, s6 = 0f, s7 = 0f;
         int i = 0;
         for (; i + 8 <= n; i += 8) {

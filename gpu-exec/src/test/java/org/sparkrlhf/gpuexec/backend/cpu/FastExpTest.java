@@ -12,7 +12,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * Both of FastExp's exp paths against Math.exp: the scalar loops, and the Vector API's (the build's
  * test JVMs have its module, so FastExp.VECTOR holds there and the engine's kernel tests run on
  * it), over lengths that leave every tail size after whole vectors, shifted and negated, with
- * the clamp's ends and NaN.
+ * the clamp's ends and NaN; and the Vector API's max, sum and dot.
  */
 class FastExpTest {
     private static final double TOLERANCE = 4e-7;
@@ -68,5 +68,37 @@ class FastExpTest {
             assertEquals(1f, out[5]);
             assertEquals(1f, out[6]);
         }
+    }
+
+    /**
+     * The Vector API's max, sum and dot against exact (double) figures, over lengths that leave every
+     * tail after whole groups of four vectors and offsets into the arrays: max exactly, sums to fp32
+     * rounding of their terms' magnitudes (they add in another order than the scalar loops).
+     */
+    @Test
+    void theVectorReductionsAgreeWithExactOnes() {
+        for (int n = 0; n <= 4 * 16 + 40; n++) {
+            float[] a = inputs(n + 3, 100 + n), b = inputs(n + 5, 200 + n);
+            double max = Double.NEGATIVE_INFINITY, sum = 0, dot = 0, absSum = 0, absDot = 0;
+            for (int i = 0; i < n; i++) {
+                max = Math.max(max, a[3 + i]);
+                sum += a[3 + i];
+                absSum += Math.abs(a[3 + i]);
+                dot += (double) a[3 + i] * b[5 + i];
+                absDot += Math.abs((double) a[3 + i] * b[5 + i]);
+            }
+            assertEquals((float) max, VectorReductions.max(a, 3, n), "max of " + n);
+            assertEquals(sum, VectorReductions.sum(a, 3, n), 1e-6 * absSum, "sum of " + n);
+            assertEquals(dot, VectorReductions.dot(a, 3, b, 5, n), 1e-6 * absDot, "dot of " + n);
+            assertEquals(FastExp.max(a, 3, n), VectorReductions.max(a, 3, n));
+        }
+        float[] withNaN = inputs(70, 9);
+        withNaN[41] = Float.NaN;
+        assertTrue(Float.isNaN(VectorReductions.max(withNaN, 0, 70)) && Float.isNaN(VectorReductions.sum(withNaN, 0, 70)), "NaN wins");
+        float[] zeros = new float[33];
+        java.util.Arrays.fill(zeros, -0f);
+        zeros[20] = 0f;
+        assertEquals(0f, VectorReductions.max(zeros, 0, 33), "+0 is above -0, as Math.max has it");
+        assertEquals(Float.floatToIntBits(0f), Float.floatToIntBits(VectorReductions.max(zeros, 0, 33)));
     }
 }
