@@ -439,20 +439,38 @@ public final class CpuBackend implements Backend {
         if (c.size() != N * heads * D) throw bad(op, c.describe() + " is not " + N + " rows of " + heads + " heads of " + D);
         float[] a = c.write();
         int width = heads * D;
-        par.range(N, (long) width * 4, (lo, hi) -> {
-            float[] cos = new float[half], sin = new float[half];
-            for (int n = lo; n < hi; n++) {
+        // cos and sin of each position's angles, computed once per distinct position: a batch's rows
+        // share positions 0 .. T-1, and Math.cos and sin cost more than the rotation of all the heads
+        int maxPos = -1;
+        boolean negative = false;
+        for (int p : pos) {
+            maxPos = Math.max(maxPos, p);
+            negative |= p < 0;
+        }
+        // by position when there are fewer positions than rows (prefills, training batches), else by row (decode steps)
+        boolean[] used = !negative && maxPos < N ? new boolean[maxPos + 1] : null;
+        if (used != null) for (int p : pos) used[p] = true;
+        float[] cos = new float[(used == null ? N : maxPos + 1) * half], sin = new float[cos.length];
+        par.range(cos.length / half, half * 2L * 20, (lo, hi) -> {
+            for (int t = lo; t < hi; t++) {
+                if (used != null && !used[t]) continue;
+                int p = used == null ? pos[t] : t;
                 for (int i = 0; i < half; i++) {
-                    float angle = pos[n] * inv[i];
-                    cos[i] = (float) Math.cos(angle);
-                    sin[i] = sign * (float) Math.sin(angle);
+                    float angle = p * inv[i];
+                    cos[t * half + i] = (float) Math.cos(angle);
+                    sin[t * half + i] = sign * (float) Math.sin(angle);
                 }
+            }
+        });
+        par.range(N, (long) width * 4, (lo, hi) -> {
+            for (int n = lo; n < hi; n++) {
+                int cs = (used == null ? n : pos[n]) * half;
                 for (int h = 0; h < heads; h++) {
                     int off = n * width + h * D;
                     for (int i = 0; i < half; i++) {
                         float x1 = a[off + i], x2 = a[off + i + half];
-                        a[off + i] = x1 * cos[i] - x2 * sin[i];
-                        a[off + i + half] = x2 * cos[i] + x1 * sin[i];
+                        a[off + i] = x1 * cos[cs + i] - x2 * sin[cs + i];
+                        a[off + i + half] = x2 * cos[cs + i] + x1 * sin[cs + i];
                     }
                 }
             }
