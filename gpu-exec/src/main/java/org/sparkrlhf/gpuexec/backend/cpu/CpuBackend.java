@@ -371,11 +371,13 @@ public final class CpuBackend implements Backend {
         sameSize("rmsnorm", o, x);
         if (r.size() != N) throw bad("rmsnorm", "rstd " + r.describe() + " for " + N + " rows");
         float[] oa = o.write(), ra = r.write(), xa = x.read(), wa = w.read();
+        boolean fast = kernels == CpuKernels.FAST; // the sums of squares on FastExp.dot (vectorised), else in index order
         par.range(N, C * 3L, (lo, hi) -> {
             for (int n = lo; n < hi; n++) {
                 int off = n * C;
                 float ss = 0f;
-                for (int c = 0; c < C; c++) ss += xa[off + c] * xa[off + c];
+                if (fast) ss = FastExp.dot(xa, off, xa, off, C);
+                else for (int c = 0; c < C; c++) ss += xa[off + c] * xa[off + c];
                 float rs = (float) (1.0 / Math.sqrt(ss / C + eps));
                 ra[n] = rs;
                 for (int c = 0; c < C; c++) oa[off + c] = wa[c] * (xa[off + c] * rs);
@@ -394,11 +396,21 @@ public final class CpuBackend implements Backend {
         if (dx != null) {
             sameSize("rmsnormBackward dIn", dx, x);
             float[] dxa = dx.write();
+            boolean fast = kernels == CpuKernels.FAST;
             par.range(N, C * 4L, (lo, hi) -> {
+                float[] gw = fast ? new float[C] : null;
                 for (int n = lo; n < hi; n++) {
                     int off = n * C;
                     float rs = ra[n];
                     float dot = 0f;
+                    if (fast) {
+                        // g * w once into a row at index 0, then its dot with x on FastExp.dot (vectorised)
+                        for (int c = 0; c < C; c++) gw[c] = ga[off + c] * wa[c];
+                        dot = FastExp.dot(gw, 0, xa, off, C);
+                        float k = dot * rs * rs * rs / C;
+                        for (int c = 0; c < C; c++) dxa[off + c] += gw[c] * rs - xa[off + c] * k;
+                        continue;
+                    }
                     for (int c = 0; c < C; c++) dot += ga[off + c] * wa[c] * xa[off + c];
                     float k = dot * rs * rs * rs / C;
                     for (int c = 0; c < C; c++) dxa[off + c] += ga[off + c] * wa[c] * rs - xa[off + c] * k;
