@@ -32,7 +32,10 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * rewritten when mini-batches came to be cut from the whole batch rather than from each rank's rows
  * (its 2 mini-batches on dp 2 hold other rows now); {@code fast/} from the graph runtime on the
  * OpenBLAS kernels, whose sums differ in the last bits and so sample other tokens (GRPO and PPO
- * rewritten at the same change). Floats are compared to 1e-6 relative.
+ * rewritten at the same change; all three again when the fast kernels' max, sum and dot went to the
+ * Vector API, with OpenBLAS's AVX2 kernels named: the build sets OPENBLAS_CORETYPE=Haswell for the
+ * tests, since OpenBLAS otherwise picks its kernels by CPU and their sums differ between machines).
+ * Floats are compared to 1e-6 relative.
  */
 class AlgorithmParityTest {
     /** The metrics pinned: what the algorithm computes, not how long it took. */

@@ -11,9 +11,15 @@ import jdk.incubator.vector.VectorSpecies;
  * element): over the 8192 logits of a row they took 2-3 ns an element, as long as the row's exp.
  * Here four vectors of running values, combined at the end: sums in yet another order, the same
  * values to fp32 rounding. Java's max semantics are kept (NaN wins, +0 above -0).
+ *
+ * <p>The order is fixed, so that a run gives the same bits on every machine and at every point of
+ * the JIT's life (exact resume from a checkpoint, and the pinned runs of AlgorithmParityTest, rely
+ * on it): vectors of 8 lanes whatever the machine's widest (AVX2 and AVX-512 alike), and a sum's
+ * lanes added in index order rather than by {@code reduceLanes(ADD)}, whose order the Vector API
+ * leaves to the implementation (compiled and interpreted code may differ).
  */
 final class VectorReductions {
-    private static final VectorSpecies<Float> SPECIES = FloatVector.SPECIES_PREFERRED;
+    private static final VectorSpecies<Float> SPECIES = FloatVector.SPECIES_256;
     private static final int L = SPECIES.length();
 
     private VectorReductions() {
@@ -46,7 +52,7 @@ final class VectorReductions {
             s3 = s3.add(FloatVector.fromArray(SPECIES, a, off + i + 3 * L));
         }
         for (; i + L <= n; i += L) s0 = s0.add(FloatVector.fromArray(SPECIES, a, off + i));
-        float s = s0.add(s1).add(s2.add(s3)).reduceLanes(VectorOperators.ADD);
+        float s = lanes(s0.add(s1).add(s2.add(s3)));
         for (; i < n; i++) s += a[off + i];
         return s;
     }
@@ -64,8 +70,17 @@ final class VectorReductions {
         for (; i + L <= n; i += L) {
             s0 = FloatVector.fromArray(SPECIES, a, aOff + i).fma(FloatVector.fromArray(SPECIES, b, bOff + i), s0);
         }
-        float s = s0.add(s1).add(s2.add(s3)).reduceLanes(VectorOperators.ADD);
+        float s = lanes(s0.add(s1).add(s2.add(s3)));
         for (; i < n; i++) s += a[aOff + i] * b[bOff + i];
+        return s;
+    }
+
+    /** The sum of a vector's lanes in index order. */
+    private static float lanes(FloatVector v) {
+        float[] l = new float[L];
+        v.intoArray(l, 0);
+        float s = 0f;
+        for (float x : l) s += x;
         return s;
     }
 }
