@@ -34,7 +34,9 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * OpenBLAS kernels, whose sums differ in the last bits and so sample other tokens (GRPO and PPO
  * rewritten at the same change; all three again when the fast kernels' max, sum and dot went to the
  * Vector API, with OpenBLAS's AVX2 kernels named: the build sets OPENBLAS_CORETYPE=Haswell for the
- * tests, since OpenBLAS otherwise picks its kernels by CPU and their sums differ between machines).
+ * tests, since OpenBLAS otherwise picks its kernels by CPU and their sums differ between machines;
+ * GRPO's again when the tests got a profile cache of their own, empty: the runs plan on the roofline,
+ * where a table the user's cache held for a model of the same name and config had changed GRPO's plan).
  * Floats are compared to 1e-6 relative.
  */
 class AlgorithmParityTest {
