@@ -396,24 +396,18 @@ public final class CpuBackend implements Backend {
         if (dx != null) {
             sameSize("rmsnormBackward dIn", dx, x);
             float[] dxa = dx.write();
-            boolean fast = kernels == CpuKernels.FAST;
+            boolean fast = kernels == CpuKernels.FAST; // the dot on FastExp.dot (vectorised), else in index order
             par.range(N, C * 4L, (lo, hi) -> {
-                float[] gw = fast ? new float[C] : null;
+                float[] gw = new float[C]; // g * w of a row, at index 0
                 for (int n = lo; n < hi; n++) {
                     int off = n * C;
                     float rs = ra[n];
+                    for (int c = 0; c < C; c++) gw[c] = ga[off + c] * wa[c];
                     float dot = 0f;
-                    if (fast) {
-                        // g * w once into a row at index 0, then its dot with x on FastExp.dot (vectorised)
-                        for (int c = 0; c < C; c++) gw[c] = ga[off + c] * wa[c];
-                        dot = FastExp.dot(gw, 0, xa, off, C);
-                        float k = dot * rs * rs * rs / C;
-                        for (int c = 0; c < C; c++) dxa[off + c] += gw[c] * rs - xa[off + c] * k;
-                        continue;
-                    }
-                    for (int c = 0; c < C; c++) dot += ga[off + c] * wa[c] * xa[off + c];
+                    if (fast) dot = FastExp.dot(gw, 0, xa, off, C);
+                    else for (int c = 0; c < C; c++) dot += gw[c] * xa[off + c];
                     float k = dot * rs * rs * rs / C;
-                    for (int c = 0; c < C; c++) dxa[off + c] += ga[off + c] * wa[c] * rs - xa[off + c] * k;
+                    for (int c = 0; c < C; c++) dxa[off + c] += gw[c] * rs - xa[off + c] * k;
                 }
             });
         }
