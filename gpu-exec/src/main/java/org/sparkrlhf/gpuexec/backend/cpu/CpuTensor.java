@@ -149,7 +149,7 @@ final class CpuTensor implements Tensor {
     synchronized FloatPointer nativeMirror() {
         if (floats == null) read();
         float[] a = floats;
-        if (mirror == null) mirror = new FloatPointer(Math.max(1, a.length));
+        if (mirror == null) mirror = NativeBlocks.take(a.length);
         if (where == ZERO_PENDING) {
             mirror.position(0).zero();
             mirrorVersion = version;
@@ -170,7 +170,7 @@ final class CpuTensor implements Tensor {
         boolean overwrite = where == ZERO_PENDING;
         if (overwrite) {
             if (floats == null) read();
-            if (mirror == null) mirror = new FloatPointer(Math.max(1, floats.length));
+            if (mirror == null) mirror = NativeBlocks.take(floats.length);
             mirror.position(0);
         } else {
             nativeMirror();
@@ -237,7 +237,7 @@ final class CpuTensor implements Tensor {
      */
     synchronized java.nio.FloatBuffer nativeForOverwrite() {
         if (floats == null) read();
-        if (mirror == null) mirror = new FloatPointer(Math.max(1, floats.length));
+        if (mirror == null) mirror = NativeBlocks.take(floats.length);
         version++;
         mirrorVersion = version;
         where = NATIVE_NEWER;
@@ -259,7 +259,7 @@ final class CpuTensor implements Tensor {
         ints = null;
         transposed = null;
         where = HEAP;
-        if (mirror != null) mirror.close();
+        if (mirror != null) NativeBlocks.give(mirror);
         mirror = null;
         return held;
     }
