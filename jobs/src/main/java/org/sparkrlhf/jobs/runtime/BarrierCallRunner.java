@@ -82,6 +82,10 @@ public final class BarrierCallRunner implements AutoCloseable {
     public static final String GPU = "gpu";
     /** The port of the driver's rendezvous (default 0: any free port). */
     public static final String RENDEZVOUS_PORT = "spark.rlhf.rendezvous.port";
+    /** Stages of a placed call re-submitted because a rank started off its executor, before one may run there. */
+    static final int PLACEMENT_RETRIES = 4;
+    /** Begins the failure of a rank that started on another executor than its device's (see {@link #run}). */
+    static final String MISPLACED = "spark-rlhf: rank started off its device's executor";
 
     private final SparkContext sc;
     private final boolean gpus;
@@ -172,6 +176,60 @@ public final class BarrierCallRunner implements AutoCloseable {
             List<String> locations = mesh == null ? List.of() : List.of(mesh.get(r).taskLocation());
             elements.add(new Tuple2<>(new RankInput<>(r, inputs.get(r)), scalaList(locations)));
         }
+        // A placed call's ranks hold their models' shards on their devices' executors. Spark runs a task
+        // elsewhere when its preferred executor's slots stay taken for spark.locality.wait (3 s; a table
+        // commit's tasks can hold them that long), and a rank there finds no shard (a trained version
+        // newer than the last checkpoint fails the call and restarts the run). Such a rank fails at once,
+        // before its function, and the stage is submitted again, up to PLACEMENT_RETRIES times; the last
+        // try lets ranks run anywhere (an executor lost since the plan: the call's own path handles it).
+        List<String> executors = null;
+        if (placement != null && mesh != null && !sc.isLocal()) {
+            executors = new ArrayList<>(world);
+            for (DeviceSlot d : mesh) {
+                executors.add(d.executorId());
+            }
+        }
+        for (int attempt = 0; ; attempt++) {
+            boolean strict = executors != null && attempt < PLACEMENT_RETRIES;
+            try {
+                return runOnce(call, description, mesh, placement, elements, fn, keepConnections, world,
+                        strict ? executors : null);
+            } catch (Exception e) {
+                // Spark's job failure (a SparkException, checked in Java's terms) is rethrown as it came
+                if (!strict || !misplaced(e)) {
+                    throw e;
+                }
+                System.err.printf("spark-rlhf: %s: a rank started off its device's executor (%s); submitting the stage "
+                        + "again (%d/%d)%n", description, firstLine(e), attempt + 1, PLACEMENT_RETRIES);
+            }
+        }
+    }
+
+    private static boolean misplaced(Throwable e) {
+        for (Throwable t = e; t != null; t = t.getCause()) {
+            if (t.getMessage() != null && t.getMessage().contains(MISPLACED)) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    private static String firstLine(Throwable e) {
+        for (Throwable t = e; t != null; t = t.getCause()) {
+            String m = t.getMessage();
+            int at = m == null ? -1 : m.indexOf(MISPLACED);
+            if (at >= 0) {
+                int end = m.indexOf('\n', at);
+                return m.substring(at + MISPLACED.length(), end < 0 ? m.length() : end).replaceFirst("^[: ]+", "");
+            }
+        }
+        return "";
+    }
+
+    private <I extends Serializable, R extends Serializable> List<RankResult<R>> runOnce(
+            String call, String description, List<DeviceSlot> mesh, Placement placement,
+            List<Tuple2<RankInput<I>, scala.collection.immutable.List<String>>> elements, RankFunction<I, R> fn,
+            boolean keepConnections, int world, List<String> executors) {
         long number = jobCounter.incrementAndGet();
         String meshId = mesh != null && keepConnections ? meshes.lend(mesh) : null;
         try {
@@ -179,7 +237,7 @@ public final class BarrierCallRunner implements AutoCloseable {
             ClassTag<RankResult<R>> resultTag = classTag(RankResult.class);
             RDD<RankInput<I>> ranks = makeRdd(scalaList(elements), inputTag);
             RankTask<I, R> task = new RankTask<>(call, call + "#" + number, world, gpus, comm, placement,
-                    engine, rendezvous.address(), meshId, fn);
+                    engine, rendezvous.address(), meshId, executors, fn);
             RDD<RankResult<R>> results = ranks.barrier().mapPartitions(task, false, resultTag);
             if (gpus && taskResourceProfiles) {
                 results = results.withResources(oneGpuPerTask());
@@ -350,10 +408,14 @@ public final class BarrierCallRunner implements AutoCloseable {
         private final EngineOptions engine;
         private final RendezvousAddress rendezvous;
         private final String meshId;
+        /** Each rank's device's executor, when a rank must not run elsewhere; else null. */
+        private final List<String> executors;
         private final RankFunction<I, R> fn;
 
         RankTask(String call, String callId, int world, boolean gpus, CommSettings comm, Placement placement,
-                 EngineOptions engine, RendezvousAddress rendezvous, String meshId, RankFunction<I, R> fn) {
+                 EngineOptions engine, RendezvousAddress rendezvous, String meshId, List<String> executors,
+                 RankFunction<I, R> fn) {
+            this.executors = executors;
             this.call = call;
             this.callId = callId;
             this.rendezvous = rendezvous;
@@ -385,6 +447,10 @@ public final class BarrierCallRunner implements AutoCloseable {
             SparkEnv env = SparkEnv.get();
             String host = env.blockManager().blockManagerId().host();
             String executorId = env.executorId();
+            if (executors != null && !executors.get(rank).equals(executorId)) {
+                throw new IllegalStateException(MISPLACED + ": " + call + " rank " + rank + " on executor " + executorId
+                        + ", its device on executor " + executors.get(rank));
+            }
             // a retried stage is a new attempt: its ranks meet afresh
             RendezvousClient meeting = new RendezvousClient(rendezvous, callId + " attempt " + task.stageAttemptNumber(),
                     rank, world, comm.timeoutMillis(), task::isInterrupted);
