@@ -7,6 +7,7 @@ import org.sparkrlhf.planner.cost.CostConstants;
 import org.sparkrlhf.planner.cost.FlopCounter;
 import org.sparkrlhf.planner.cost.MemoryModel;
 import org.sparkrlhf.planner.cost.ProfileTable;
+import org.sparkrlhf.planner.cost.RuntimeCosts;
 import org.sparkrlhf.planner.graph.Algorithms;
 import org.sparkrlhf.planner.graph.DataflowGraph;
 import org.sparkrlhf.planner.mesh.DeviceMesh;
@@ -49,6 +50,30 @@ class CostModelTest {
         // KV cache: 10 sequences of 1000 tokens, k and v, 4096 wide, bf16, 16 layers of a stage, tp 2; an int32 key mask
         assertEquals(10 * 1000 * (2.0 * 4096 * 2 * 16 / 2 + 4),
                 MemoryModel.kvCacheBytes(L7, ParallelStrategy.of(1, 2, 2, 1), 10, 1000), 1);
+    }
+
+    @Test
+    void aMeasuredOptimizerStepPricesEachStepByTheParametersARankHolds() {
+        ClusterSpec cluster = ClusterSpec.h100(1, 8);
+        RuntimeCosts.Link link = new RuntimeCosts.Link(1e-4, 1e9);
+        CostConstants roofline = CostConstants.calibrated().withRuntimeCosts(new RuntimeCosts(0.01, 0, 0, 0.01, Double.NaN,
+                Double.NaN, link, RuntimeCosts.Link.NOT_MEASURED, Double.NaN));
+        double rate = 2e-9;
+        CostConstants measured = CostConstants.calibrated().withRuntimeCosts(new RuntimeCosts(0.01, 0, 0, 0.01, Double.NaN,
+                Double.NaN, link, RuntimeCosts.Link.NOT_MEASURED, rate));
+        DataflowGraph g = Algorithms.ppo(4);
+        var train = g.call(g.indexOf("actor_train")).withEpochs(2);
+        Workload w = new Workload(128, 384, 1 << 17);
+        ParallelStrategy s = ParallelStrategy.of(2, 4, 1, 1);
+        DeviceMesh mesh = new DeviceMesh(0, 8);
+        double a = new CallCostModel(cluster, roofline, ProfileTable.empty()).estimateFixed(train, L7, w, true, mesh, s, true)
+                .seconds();
+        double b = new CallCostModel(cluster, measured, ProfileTable.empty()).estimateFixed(train, L7, w, true, mesh, s, true)
+                .seconds();
+        double pDev = MemoryModel.paramsPerDevice(L7, s);
+        // without the measurement: a pass over the distributed optimizer's share of the state (30 bytes a parameter)
+        double pass = 30.0 * pDev / s.dp() / (cluster.gpu().memoryBandwidth() * roofline.memoryEfficiency());
+        assertEquals(2 * 4 * (rate * pDev - pass), b - a, 1e-9 * Math.abs(b));
     }
 
     @Test

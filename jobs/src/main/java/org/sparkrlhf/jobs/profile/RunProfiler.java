@@ -20,6 +20,7 @@ import org.sparkrlhf.jobs.runtime.BarrierCallRunner;
 import org.sparkrlhf.jobs.runtime.ClusterInventory;
 import org.sparkrlhf.jobs.runtime.DeviceSlot;
 import org.sparkrlhf.jobs.runtime.RankResult;
+import org.sparkrlhf.jobs.train.SpecialTokens;
 import org.sparkrlhf.planner.cost.ProfileTable;
 import org.sparkrlhf.planner.cost.RuntimeCosts;
 import org.sparkrlhf.planner.spec.ClusterSpec;
@@ -47,7 +48,8 @@ import java.util.Map;
  * over the token counts and lengths of the run's batch, and the per-micro-batch overhead
  * ({@link MicroBatchProfiler}); the first device's table is kept. Then the driver times all-reduces
  * through the runtime's communicator ({@link CollectiveProfiler}), empty calls through the
- * {@link BarrierCallRunner} over all the run's devices (the per-call overhead) and reallocations
+ * {@link BarrierCallRunner} over all the run's devices and real forward calls over the batch's rows
+ * ({@link ForwardCallProfiler}: the per-call overhead), and reallocations
  * between two devices ({@link ReallocationProfiler}). The planner's clusters are homogeneous, so the
  * first executor stands for every one of the run. Tables go next to the run's
  * output and into the cache ({@link ProfileStore}).
@@ -74,7 +76,7 @@ public final class RunProfiler {
             implements Serializable {
     }
 
-    record Measured(String csv, double microBatchSeconds, int rows) implements Serializable {
+    record Measured(String csv, double microBatchSeconds, double optimizerSecondsPerParam, int rows) implements Serializable {
     }
 
     private RunProfiler() {
@@ -117,11 +119,12 @@ public final class RunProfiler {
             long start = System.nanoTime();
             List<RankResult<Measured>> r = runner.run("profile", "spark-rlhf: profile " + spec.name() + " on " + device,
                     executor, new ArrayList<>(Collections.nCopies(executor.size(), job)),
-                    (context, in) -> measure(context.backend(), in, lockstep(context.communicator())));
+                    (context, in) -> measure(context.backend(), in, context.communicator(), lockstep(context.communicator())));
             Measured m = r.get(0).value();
             measured.put(role, m);
-            progress.printf(Locale.ROOT, "profile: %s (%s) on %s: %d rows in %.1f s, micro-batch overhead %.4f s%n",
-                    spec.name(), role, device, m.rows(), (System.nanoTime() - start) / 1e9, m.microBatchSeconds());
+            progress.printf(Locale.ROOT, "profile: %s (%s) on %s: %d rows in %.1f s, micro-batch overhead %.4f s, "
+                            + "optimizer step %.3g s per parameter%n", spec.name(), role, device, m.rows(),
+                    (System.nanoTime() - start) / 1e9, m.microBatchSeconds(), m.optimizerSecondsPerParam());
         }
         CollectiveProfiler.Link[] links = CollectiveProfiler.measure(runner, inventory);
         progress.printf(Locale.ROOT, "profile: an all-reduce over two devices of an executor takes %s, between two "
@@ -132,6 +135,22 @@ public final class RunProfiler {
         progress.printf(Locale.ROOT, "profile: an empty call over %d devices takes %.4f s, %.4f s carrying the batch's "
                         + "%d rows of %d + %d tokens in and %d floats each out (medians of %d)%n", inventory.size(), emptyCall,
                 callOverhead, batch.rows(), w.promptLen(), w.genLen(), w.genLen(), EMPTY_CALLS);
+        // the per-call overhead as a run's calls pay it: a real forward call less its passes' table price
+        // (never below the empty call's), with the first model that has a language-model head
+        String lmRole = distinct.values().stream().filter(r -> !RunScenario.model(config, r).valueHead()).findFirst()
+                .orElse(null);
+        if (lmRole != null) {
+            ModelSpec spec = RunScenario.model(config, lmRole);
+            String path = config.models().get(lmRole).path();
+            ProfileTable table = ProfileTable.empty().read(spec.name() + " profile",
+                    Arrays.asList(measured.get(lmRole).csv().split("\r?\n")));
+            ForwardCallProfiler.Result fwd = ForwardCallProfiler.measure(runner, inventory, path,
+                    SpecialTokens.read(new ModelSource(path, 0).localPath()).pad(), spec, device, table, batch);
+            progress.printf(Locale.ROOT, "profile: a forward call of %s over the batch takes %.4f s, its passes %.4f s by "
+                            + "the table: %.4f s a call beside them (median of %d)%n", spec.name(), fwd.callSeconds(),
+                    fwd.passSeconds(), fwd.overhead(), ForwardCallProfiler.CALLS);
+            callOverhead = Math.max(callOverhead, fwd.overhead());
+        }
         ReallocationProfiler.Rates realloc = new ReallocationProfiler(runner, inventory, cluster).measure(emptyCall);
         progress.printf(Locale.ROOT, "profile: a reallocation takes %.4f s fixed, then moves %s parameters/s inside an "
                         + "executor and %s between two%n", realloc.overheadSeconds(), rate(realloc.intraParamsPerSecond()),
@@ -143,7 +162,7 @@ public final class RunProfiler {
             // a decoding step's seconds beyond its layers are the table's head_decode rows: none left over
             RuntimeCosts costs = new RuntimeCosts(callOverhead, 0, m.microBatchSeconds(),
                     realloc.overheadSeconds(), realloc.intraParamsPerSecond(), realloc.interParamsPerSecond(),
-                    costsLink(links[0]), costsLink(links[1]));
+                    costsLink(links[0]), costsLink(links[1]), m.optimizerSecondsPerParam());
             String path = ProfileStore.store(output, spec.name(), device, configJson(config, e.getKey()), m.csv(), costs);
             progress.printf(Locale.ROOT, "profile: %s -> %s%n", spec.name(), path);
             stored.add(path);
@@ -173,7 +192,8 @@ public final class RunProfiler {
         };
     }
 
-    static Measured measure(org.sparkrlhf.gpuexec.backend.Backend backend, Job job, Lockstep lockstep) throws IOException {
+    static Measured measure(org.sparkrlhf.gpuexec.backend.Backend backend, Job job, Communicator group, Lockstep lockstep)
+            throws IOException {
         ModelConfig config = ModelConfig.parse((ObjectNode) new ObjectMapper().readTree(job.configJson()),
                 job.model() + "/config.json");
         ProfileGrid grid = ProfileGrid.forWorkload(job.promptLen(), job.genLen(), job.sequences(), MAX_PASS_TOKENS);
@@ -183,7 +203,8 @@ public final class RunProfiler {
         ProfileTable table = ProfileTable.empty().read(job.model() + " profile", Arrays.asList(csv.split("\r?\n")));
         double microBatch = MicroBatchProfiler.measure(backend, config, table, job.model(), job.device(),
                 job.promptLen() + job.genLen(), job.sequences(), REPEATS);
-        return new Measured(csv, microBatch, p.rows().size());
+        double optimizer = OptimizerStepProfiler.measure(backend, config, group, lockstep, REPEATS);
+        return new Measured(csv, microBatch, optimizer, p.rows().size());
     }
 
     private static String link(CollectiveProfiler.Link l) {

@@ -88,6 +88,8 @@ class ProfileCommandTest {
             assertTrue(Double.isNaN(costs.reallocInterParams()), costs.toString());
             assertTrue(costs.allReduceIntra().measured() && !costs.allReduceInter().measured(), costs.toString());
             assertTrue(costs.microBatchOverhead() >= 0 && Double.isFinite(costs.microBatchOverhead()), costs.toString());
+            // the optimizer step as timed on the engine (about 1e-8 s a parameter for the examples' model on two slots)
+            assertTrue(costs.optimizerSecondsPerParam() > 1e-12 && costs.optimizerSecondsPerParam() < 1e-5, costs.toString());
             assertTrue(log.contains("profile: a reallocation takes"), log);
             try (Stream<Path> files = Files.walk(cache)) {
                 List<String> cached = files.map(p -> p.getFileName().toString()).filter(n -> n.endsWith(".csv")).toList();
@@ -98,6 +100,7 @@ class ProfileCommandTest {
             PlanningProblem p = RunScenario.problem(run, ClusterSpec.cpu(1, 2, 8L << 30));
             assertEquals(costs.callOverhead(), p.costModel().constants().callOverhead(), 1e-9);
             assertEquals(costs.microBatchOverhead(), p.costModel().constants().microBatchOverhead(), 1e-12);
+            assertEquals(costs.optimizerSecondsPerParam(), p.costModel().constants().optimizerSecondsPerParam(), 1e-18);
             assertEquals(costs.reallocOverhead(), p.costModel().constants().reallocOverhead(), 1e-12);
             // inside the executor: the measured rate in the planner's bf16 bytes; between executors: the link's
             assertEquals(costs.reallocIntraParams() * 2, p.costModel().comm().reallocBandwidth(false), 1e-3);

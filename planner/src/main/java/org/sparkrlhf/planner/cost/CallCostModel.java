@@ -316,7 +316,10 @@ public final class CallCostModel {
             double pDev = MemoryModel.paramsPerDevice(m, s);
             double sync = s.dp() > 1
                     ? comm.reduceScatter(4.0 * pDev, s.dp(), crossDp) + comm.allGather(2.0 * pDev, s.dp(), crossDp) : 0;
-            double opt = compute.memoryPass(30.0 * pDev / s.dp());
+            // measured on the engine: every replica updates its own copy (shard) whole; else ReaL's
+            // distributed optimizer, a memory pass over this rank's share of the state
+            double opt = Double.isNaN(k.optimizerSecondsPerParam()) ? compute.memoryPass(30.0 * pDev / s.dp())
+                    : k.optimizerSecondsPerParam() * pDev;
             step = pipe + s.microBatches() * k.microBatchOverhead() + sync + opt;
         }
         return call.epochs() * call.trainSteps() * step + k.callOverhead();

@@ -37,6 +37,9 @@ package org.sparkrlhf.planner.cost;
  * @param allReduceIntra        a two-device all-reduce inside a node as measured; not measured: the
  *                              node's link (bandwidth times {@code networkEfficiency}, its latency)
  * @param allReduceInter        the same between nodes; not measured: the network's
+ * @param optimizerSecondsPerParam seconds per parameter of a training step beyond its passes and its
+ *                              gradients' all-reduce (the loss's all-reduce, the optimizer update) as
+ *                              measured on the engine; NaN: a memory-bound pass over the optimizer state
  */
 public record CostConstants(double gemmEfficiency, double attentionEfficiency, double memoryEfficiency,
                             double networkEfficiency, double activationTraffic, double layerOverhead,
@@ -44,7 +47,8 @@ public record CostConstants(double gemmEfficiency, double attentionEfficiency, d
                             double decodeStepOverhead,
                             double callOverhead, double reallocOverhead, double memoryUsable,
                             double microBatchOverhead, double reallocIntraParams, double reallocInterParams,
-                            RuntimeCosts.Link allReduceIntra, RuntimeCosts.Link allReduceInter) {
+                            RuntimeCosts.Link allReduceIntra, RuntimeCosts.Link allReduceInter,
+                            double optimizerSecondsPerParam) {
 
     public CostConstants {
         if (!(gemmEfficiency > 0 && gemmEfficiency <= 1) || !(attentionEfficiency > 0 && attentionEfficiency <= 1)
@@ -61,13 +65,16 @@ public record CostConstants(double gemmEfficiency, double attentionEfficiency, d
                 || !Double.isNaN(reallocInterParams) && !(reallocInterParams > 0)) {
             throw new IllegalArgumentException("reallocation rates must be positive (NaN: the links')");
         }
+        if (!Double.isNaN(optimizerSecondsPerParam) && !(optimizerSecondsPerParam > 0 && Double.isFinite(optimizerSecondsPerParam))) {
+            throw new IllegalArgumentException("an optimizer step's seconds per parameter must be positive (NaN: a memory pass)");
+        }
     }
 
     /** The constants fitted to ReaL's published heuristic-plan measurements (see the class comment). */
     public static CostConstants calibrated() {
         return new CostConstants(0.1375, 0.35, 0.7, 0.8, 24, 1.219e-3, 1.988e-4, 4.988e-4, 2.494e-4, 6.911e-3, 0.5144,
                 0.05, 0.92, 0, Double.NaN, Double.NaN,
-                RuntimeCosts.Link.NOT_MEASURED, RuntimeCosts.Link.NOT_MEASURED);
+                RuntimeCosts.Link.NOT_MEASURED, RuntimeCosts.Link.NOT_MEASURED, Double.NaN);
     }
 
     /**
@@ -98,7 +105,8 @@ public record CostConstants(double gemmEfficiency, double attentionEfficiency, d
         double share = decodeTpShare();
         return new CostConstants(v[0], attentionEfficiency, memoryEfficiency, networkEfficiency, activationTraffic,
                 v[1], v[2], v[3] * (1 - share), v[3] * share / 2, v[4], v[5], reallocOverhead, memoryUsable,
-                microBatchOverhead, reallocIntraParams, reallocInterParams, allReduceIntra, allReduceInter);
+                microBatchOverhead, reallocIntraParams, reallocInterParams, allReduceIntra, allReduceInter,
+                optimizerSecondsPerParam);
     }
 
     public CostConstants withDecodeTpShare(double share) {
@@ -106,7 +114,7 @@ public record CostConstants(double gemmEfficiency, double attentionEfficiency, d
         return new CostConstants(gemmEfficiency, attentionEfficiency, memoryEfficiency, networkEfficiency,
                 activationTraffic, layerOverhead, tpCollectiveOverhead, d * (1 - share), d * share / 2,
                 decodeStepOverhead, callOverhead, reallocOverhead, memoryUsable, microBatchOverhead,
-                reallocIntraParams, reallocInterParams, allReduceIntra, allReduceInter);
+                reallocIntraParams, reallocInterParams, allReduceIntra, allReduceInter, optimizerSecondsPerParam);
     }
 
     /**
@@ -118,6 +126,6 @@ public record CostConstants(double gemmEfficiency, double attentionEfficiency, d
                 activationTraffic, layerOverhead, tpCollectiveOverhead, decodeLayerOverhead, decodeTpOverhead,
                 measured.decodeStepOverhead(), measured.callOverhead(), measured.reallocOverhead(), memoryUsable,
                 measured.microBatchOverhead(), measured.reallocIntraParams(), measured.reallocInterParams(),
-                measured.allReduceIntra(), measured.allReduceInter());
+                measured.allReduceIntra(), measured.allReduceInter(), measured.optimizerSecondsPerParam());
     }
 }

@@ -28,10 +28,14 @@ import java.util.Map;
  * @param allReduceIntra         an all-reduce over two devices of one executor through the runtime's
  *                               communicator (NaN fields when the executors have one device each)
  * @param allReduceInter         the same between two executors (NaN fields on one executor)
+ * @param optimizerSecondsPerParam seconds per parameter of a training step beyond its passes and its
+ *                               gradients' all-reduce: the loss's all-reduce over the data-parallel
+ *                               group and the AdamW update, as the runtime's train step runs them,
+ *                               timed on the profiled model (all of its parameters); NaN when not measured
  */
 public record RuntimeCosts(double callOverhead, double decodeStepOverhead, double microBatchOverhead,
                            double reallocOverhead, double reallocIntraParams, double reallocInterParams,
-                           Link allReduceIntra, Link allReduceInter) {
+                           Link allReduceIntra, Link allReduceInter, double optimizerSecondsPerParam) {
     /**
      * Seconds of an all-reduce of one float over two devices, and the bytes/s of a ring all-reduce
      * beyond it ({@code 2 (n - 1) / n} of the buffer through each link); both NaN when not measured.
@@ -54,7 +58,7 @@ public record RuntimeCosts(double callOverhead, double decodeStepOverhead, doubl
     }
 
     /** Raise with a change of the keys: costs files of another format are profiled again. */
-    public static final String FORMAT = "2";
+    public static final String FORMAT = "3";
 
     public RuntimeCosts {
         java.util.Objects.requireNonNull(allReduceIntra, "allReduceIntra");
@@ -65,6 +69,10 @@ public record RuntimeCosts(double callOverhead, double decodeStepOverhead, doubl
                         + callOverhead + " s, decoding step " + decodeStepOverhead + " s, micro-batch "
                         + microBatchOverhead + " s, reallocation " + reallocOverhead + " s");
             }
+        }
+        if (!rate(optimizerSecondsPerParam)) {
+            throw new IllegalArgumentException("an optimizer step's seconds per parameter must be positive and finite "
+                    + "(NaN when not measured), got " + optimizerSecondsPerParam);
         }
         if (!rate(reallocIntraParams) || !rate(reallocInterParams)) {
             throw new IllegalArgumentException("reallocation rates must be positive and finite (NaN when not measured), got "
@@ -88,6 +96,9 @@ public record RuntimeCosts(double callOverhead, double decodeStepOverhead, doubl
         if (!Double.isNaN(reallocInterParams)) {
             b.append(String.format(Locale.ROOT, "realloc_inter_params_per_second=%.6e%n", reallocInterParams));
         }
+        if (!Double.isNaN(optimizerSecondsPerParam)) {
+            b.append(String.format(Locale.ROOT, "optimizer_seconds_per_parameter=%.6e%n", optimizerSecondsPerParam));
+        }
         for (String where : List.of("intra", "inter")) {
             Link l = where.equals("intra") ? allReduceIntra : allReduceInter;
             if (l.measured()) {
@@ -102,7 +113,8 @@ public record RuntimeCosts(double callOverhead, double decodeStepOverhead, doubl
             "micro_batch_seconds", "realloc_overhead_seconds");
     private static final List<String> OPTIONAL = List.of("realloc_intra_params_per_second",
             "realloc_inter_params_per_second", "allreduce_intra_latency_seconds", "allreduce_intra_bytes_per_second",
-            "allreduce_inter_latency_seconds", "allreduce_inter_bytes_per_second");
+            "allreduce_inter_latency_seconds", "allreduce_inter_bytes_per_second",
+            "optimizer_seconds_per_parameter");
 
     /** Parses {@link #format()}'s lines; {@code source} names the file in errors. */
     public static RuntimeCosts parse(String source, List<String> lines) {
@@ -136,7 +148,7 @@ public record RuntimeCosts(double callOverhead, double decodeStepOverhead, doubl
         return new RuntimeCosts(v.get("call_overhead_seconds"), v.get("decode_step_seconds"),
                 v.get("micro_batch_seconds"), v.get("realloc_overhead_seconds"), v.getOrDefault("realloc_intra_params_per_second", Double.NaN),
                 v.getOrDefault("realloc_inter_params_per_second", Double.NaN), link(source, v, "intra"),
-                link(source, v, "inter"));
+                link(source, v, "inter"), v.getOrDefault("optimizer_seconds_per_parameter", Double.NaN));
     }
 
     private static Link link(String source, Map<String, Double> v, String where) {

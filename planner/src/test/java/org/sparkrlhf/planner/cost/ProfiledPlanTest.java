@@ -31,7 +31,7 @@ class ProfiledPlanTest {
     /** A two-device all-reduce inside an executor: 2 ms, then 1e8 bytes/s. */
     private static final RuntimeCosts.Link ALL_REDUCE = new RuntimeCosts.Link(0.002, 1e8);
     private static final RuntimeCosts COSTS = new RuntimeCosts(CALL, STEP, MICRO, REALLOC, INTRA, INTER, ALL_REDUCE,
-            RuntimeCosts.Link.NOT_MEASURED);
+            RuntimeCosts.Link.NOT_MEASURED, Double.NaN);
 
     /** One row per op at a token count above every query, so that each lookup is that row's time. */
     private static ProfileTable table() {
@@ -210,7 +210,7 @@ class ProfiledPlanTest {
     @Test
     void runtimeCostsRoundTrip() {
         for (RuntimeCosts c : List.of(COSTS, new RuntimeCosts(0.0123, 4.5e-4, 2e-3, 0.08, 3.5e7, Double.NaN,
-                RuntimeCosts.Link.NOT_MEASURED, new RuntimeCosts.Link(1e-3, 2e8)))) {
+                RuntimeCosts.Link.NOT_MEASURED, new RuntimeCosts.Link(1e-3, 2e8), 3.2e-9))) {
             RuntimeCosts back = RuntimeCosts.parse("costs", List.of(c.format().split("\n")));
             assertEquals(c, back);
         }
