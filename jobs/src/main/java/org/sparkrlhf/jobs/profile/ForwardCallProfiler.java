@@ -75,17 +75,8 @@ final class ForwardCallProfiler {
         Arrays.sort(s);
         int len = rows.promptLen() + rows.genLen();
         double tokens = (double) largest * len;
-        double pass = spec.layers() * row(table, spec.name(), device, ProfileTable.Op.LAYER_FWD, tokens, len)
-                + row(table, spec.name(), device, ProfileTable.Op.HEAD_FWD, tokens, 0);
+        double pass = spec.layers() * MicroBatchProfiler.row(table, spec.name(), device, ProfileTable.Op.LAYER_FWD, tokens, len)
+                + MicroBatchProfiler.row(table, spec.name(), device, ProfileTable.Op.HEAD_FWD, tokens, 0);
         return new Result(s[CALLS / 2], pass);
-    }
-
-    private static double row(ProfileTable table, String model, String device, ProfileTable.Op op, double tokens,
-                              double context) {
-        double s = table.lookup(model, device, op, 1, tokens, context);
-        if (Double.isNaN(s)) {
-            throw new IllegalStateException("profile: the table has no " + op + " row for " + model + " on " + device);
-        }
-        return s;
     }
 }

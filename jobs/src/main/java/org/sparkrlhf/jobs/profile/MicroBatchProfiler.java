@@ -71,7 +71,8 @@ final class MicroBatchProfiler {
         return Math.max(0, num / den);
     }
 
-    private static double row(ProfileTable table, String model, String device, ProfileTable.Op op, double tokens,
+    /** A table row's seconds (the table the profiler just measured has every row it asks for). */
+    static double row(ProfileTable table, String model, String device, ProfileTable.Op op, double tokens,
                               double context) {
         double s = table.lookup(model, device, op, 1, tokens, context);
         if (Double.isNaN(s)) {
