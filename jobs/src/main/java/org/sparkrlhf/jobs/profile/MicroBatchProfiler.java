@@ -82,7 +82,7 @@ final class MicroBatchProfiler {
     }
 
     /** {@code seqs} rows of {@code len} tokens (never the pad id) cut into {@code parts} equal micro-batches. */
-    private static List<Batch> batches(ModelConfig c, int seqs, int len, int parts) {
+    static List<Batch> batches(ModelConfig c, int seqs, int len, int parts) {
         List<Batch> out = new ArrayList<>();
         for (int j = 0; j < parts; j++) {
             int from = j * seqs / parts;

@@ -30,13 +30,7 @@ final class OptimizerStepProfiler {
     static double measure(Backend backend, ModelConfig config, Communicator group, Lockstep lockstep, int repeats) {
         LlamaModel model = LlamaModel.random(backend, config, DType.F32, 7, 0.02f);
         try (ResidentModel m = new ResidentModel(model, AdamW.forModel(model, AdamW.Hyper.defaults(1e-5f)), 0)) {
-            int len = Math.min(4, config.maxPositions());
-            int[][] rows = new int[1][len];
-            for (int t = 0; t < len; t++) {
-                int id = (3 + 7 * t) % config.vocabSize();
-                rows[0][t] = id == config.padTokenId() ? (id + 1) % config.vocabSize() : id;
-            }
-            List<Batch> batch = List.of(Batch.rightPadded(rows, config.padTokenId()));
+            List<Batch> batch = MicroBatchProfiler.batches(config, 1, Math.min(4, config.maxPositions()), 1);
             double[] s = new double[repeats + 1];
             for (int i = 0; i <= repeats; i++) {
                 // the step finds its gradients as a call leaves them: accumulated by a backward, then summed

@@ -196,25 +196,18 @@ public final class BarrierCallRunner implements AutoCloseable {
                         strict ? executors : null);
             } catch (Exception e) {
                 // Spark's job failure (a SparkException, checked in Java's terms) is rethrown as it came
-                if (!strict || !misplaced(e)) {
+                String misplaced = strict ? misplacement(e) : null;
+                if (misplaced == null) {
                     throw e;
                 }
                 System.err.printf("spark-rlhf: %s: a rank started off its device's executor (%s); submitting the stage "
-                        + "again (%d/%d)%n", description, firstLine(e), attempt + 1, PLACEMENT_RETRIES);
+                        + "again (%d/%d)%n", description, misplaced, attempt + 1, PLACEMENT_RETRIES);
             }
         }
     }
 
-    private static boolean misplaced(Throwable e) {
-        for (Throwable t = e; t != null; t = t.getCause()) {
-            if (t.getMessage() != null && t.getMessage().contains(MISPLACED)) {
-                return true;
-            }
-        }
-        return false;
-    }
-
-    private static String firstLine(Throwable e) {
+    /** The misplaced rank's account in a failed call (see {@link #MISPLACED}), or null when none failed so. */
+    private static String misplacement(Throwable e) {
         for (Throwable t = e; t != null; t = t.getCause()) {
             String m = t.getMessage();
             int at = m == null ? -1 : m.indexOf(MISPLACED);
@@ -223,7 +216,7 @@ public final class BarrierCallRunner implements AutoCloseable {
                 return m.substring(at + MISPLACED.length(), end < 0 ? m.length() : end).replaceFirst("^[: ]+", "");
             }
         }
-        return "";
+        return null;
     }
 
     private <I extends Serializable, R extends Serializable> List<RankResult<R>> runOnce(

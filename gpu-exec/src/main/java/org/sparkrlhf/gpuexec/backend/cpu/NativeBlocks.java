@@ -19,8 +19,8 @@ import java.util.Map;
  * told to keep its memory, 3.44 s). In CpuEngineBenchmark, whose PyTorch runs in between change
  * what glibc keeps, it made no measurable difference.
  *
- * <p>At most {@link #maxPooledBytes()} wait here (the system property
- * {@value #MAX_POOLED_BYTES}, default 1 GiB); beyond it the blocks given back longest ago are freed.
+ * <p>At most as many bytes as the system property {@value #MAX_POOLED_BYTES} says wait here
+ * (default 1 GiB); beyond it the blocks given back longest ago are freed.
  * A block is taken back most recently given first (its pages likely still in cache).
  */
 final class NativeBlocks {
@@ -35,10 +35,6 @@ final class NativeBlocks {
     private static long pooledBytes;
 
     private NativeBlocks() {
-    }
-
-    static long maxPooledBytes() {
-        return MAX;
     }
 
     /** A block of exactly {@code n} floats (at least 1), positioned at 0; its contents are undefined. */
