@@ -19,9 +19,10 @@ import java.util.TreeMap;
 
 /**
  * Where the CPU engine's time goes: the benchmark's forward, forward+backward and decode on one
- * backend whose every op is timed (CPU time of the calling thread, through a proxy of
- * {@link Backend}; so use one thread, where every op runs on the caller: figures then hold on a
- * machine shared with other work), as a table of seconds and shares per op.
+ * backend whose every op is timed through a proxy of {@link Backend}, as a table of seconds and
+ * shares per op. With one thread an op is timed by the calling thread's CPU time (every op runs
+ * on the caller: figures then hold on a machine shared with other work); with several by the
+ * whole process's (the pool's threads work inside the op; the machine must be otherwise idle).
  *
  * <pre>
  *   java --add-modules jdk.incubator.vector -cp ... org.sparkrlhf.bench.CpuOpProfile [--model 9m|134m] [--threads N] [--kernels fast|reference] [--iterations N]
@@ -57,14 +58,15 @@ public final class CpuOpProfile {
         Map<String, long[]> times = new TreeMap<>();
         boolean[] on = {false};
         try (CpuBackend cpu = new CpuBackend(threads, kernels)) {
+            java.util.function.LongSupplier clock = threads == 1 ? THREAD_CPU::getCurrentThreadCpuTime : PROCESS::getProcessCpuTime;
             Backend timed = (Backend) Proxy.newProxyInstance(Backend.class.getClassLoader(), new Class<?>[]{Backend.class}, (proxy, m, a) -> {
-                long t0 = THREAD_CPU.getCurrentThreadCpuTime();
+                long t0 = clock.getAsLong();
                 try {
                     return m.invoke(cpu, a);
                 } catch (InvocationTargetException e) {
                     throw e.getCause();
                 } finally {
-                    if (on[0]) times.computeIfAbsent(m.getName(), k -> new long[2])[0] += THREAD_CPU.getCurrentThreadCpuTime() - t0;
+                    if (on[0]) times.computeIfAbsent(m.getName(), k -> new long[2])[0] += clock.getAsLong() - t0;
                     if (on[0]) times.get(m.getName())[1]++;
                 }
             });
@@ -84,12 +86,13 @@ public final class CpuOpProfile {
                     work[w].run();
                     times.clear();
                     on[0] = true;
-                    long t0 = THREAD_CPU.getCurrentThreadCpuTime(), p0 = PROCESS.getProcessCpuTime();
+                    long t0 = clock.getAsLong(), p0 = PROCESS.getProcessCpuTime();
                     for (int i = 0; i < iterations; i++) work[w].run();
-                    double total = (THREAD_CPU.getCurrentThreadCpuTime() - t0) / 1e9 / iterations;
+                    double total = (clock.getAsLong() - t0) / 1e9 / iterations;
                     double process = (PROCESS.getProcessCpuTime() - p0) / 1e9 / iterations;
                     on[0] = false;
-                    System.out.printf("%n== %s: %.4f CPU-s per run on the calling thread, %.4f in the whole process%n", names[w], total, process);
+                    System.out.printf("%n== %s: %.4f CPU-s per run %s, %.4f in the whole process%n", names[w], total,
+                            threads == 1 ? "on the calling thread" : "in the ops", process);
                     int runs = iterations;
                     times.entrySet().stream().sorted((x, y) -> Long.compare(y.getValue()[0], x.getValue()[0])).forEach(e ->
                             System.out.printf("  %-24s %9.4f s %6.1f%%  (%d calls)%n", e.getKey(), e.getValue()[0] / 1e9 / runs,

@@ -132,6 +132,15 @@ public interface Backend extends AutoCloseable {
      */
     void matmul(Tensor out, Tensor in, Tensor weight, Tensor bias);
 
+    /**
+     * The products of one input (a layer's q, k and v; gate and up): outs[i] = in @ weights[i]^T +
+     * biases[i] (biases null, or with null entries, for none), as {@link #matmul} each. A backend
+     * may run them side by side; by default they run one after the other.
+     */
+    default void matmuls(Tensor[] outs, Tensor in, Tensor[] weights, Tensor[] biases) {
+        for (int i = 0; i < outs.length; i++) matmul(outs[i], in, weights[i], biases == null ? null : biases[i]);
+    }
+
     /** dIn += dOut @ weight; dWeight += dOut^T @ in; dBias += column sums of dOut. Any may be null. */
     void matmulBackward(Tensor dIn, Tensor dWeight, Tensor dBias, Tensor dOut, Tensor in, Tensor weight);
 

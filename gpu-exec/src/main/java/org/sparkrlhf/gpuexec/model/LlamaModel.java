@@ -500,9 +500,8 @@ public final class LlamaModel implements AutoCloseable {
         float eps = config.rmsNormEps();
         boolean biasHere = shard.tpRank() == 0;
         backend.rmsnorm(b.ln1(), b.rstd1(), b.in(), w.inputNorm(), eps);
-        backend.matmul(b.q(), b.ln1(), w.q(), w.qBias());
-        backend.matmul(b.k(), b.ln1(), w.k(), w.kBias());
-        backend.matmul(b.v(), b.ln1(), w.v(), w.vBias());
+        backend.matmuls(new Tensor[]{b.q(), b.k(), b.v()}, b.ln1(), new Tensor[]{w.q(), w.k(), w.v()},
+                new Tensor[]{w.qBias(), w.kBias(), w.vBias()});
         backend.rotary(b.q(), positions, invFreq, heads);
         backend.rotary(b.k(), positions, invFreq, kvHeads);
         attention.run();
@@ -511,8 +510,8 @@ public final class LlamaModel implements AutoCloseable {
         if (bypassRows != null) zeroRows(b.h(), bypassRows, scratch);
         backend.add(b.h(), b.h(), b.in());
         backend.rmsnorm(b.ln2(), b.rstd2(), b.h(), w.postNorm(), eps);
-        backend.matmul(b.gate(), b.ln2(), w.gate(), w.gateBias());
-        backend.matmul(b.up(), b.ln2(), w.up(), w.upBias());
+        backend.matmuls(new Tensor[]{b.gate(), b.up()}, b.ln2(), new Tensor[]{w.gate(), w.up()},
+                new Tensor[]{w.gateBias(), w.upBias()});
         backend.swiglu(b.swi(), b.gate(), b.up());
         backend.matmul(b.out(), b.swi(), w.down(), biasHere ? w.downBias() : null);
         groups.allReduceTp(b.out());

@@ -111,6 +111,33 @@ class FastCpuKernelsTest {
         }
     }
 
+    @ParameterizedTest
+    @ValueSource(ints = {1, 2})
+    void productsOfOneInputMatchTheReference(int threads) {
+        // two products (gate, up: whole side by side on two threads) and three of two widths (q, k, v:
+        // two whole, the third cut), with and without biases; few rows take them one after the other
+        for (int N : new int[]{7, 40, 200}) {
+            int IC = 96;
+            int[] widths = {136, 136, 72};
+            float[] x = gaussian(N * IC, N, 1);
+            for (int P : new int[]{2, 3}) {
+                same("matmuls N=" + N + " P=" + P, threads, 1e-5, b -> {
+                    Tensor in = floats(b, x, N, IC);
+                    Tensor[] outs = new Tensor[P], weights = new Tensor[P], biases = new Tensor[P];
+                    for (int i = 0; i < P; i++) {
+                        outs[i] = b.allocate(DType.F32, N, widths[i]);
+                        weights[i] = floats(b, gaussian(widths[i] * IC, 10 + i, 0.1), widths[i], IC);
+                        biases[i] = i == 1 ? null : floats(b, gaussian(widths[i], 20 + i, 1), widths[i]);
+                    }
+                    b.matmuls(outs, in, weights, biases);
+                    float[][] r = new float[P][];
+                    for (int i = 0; i < P; i++) r[i] = b.download(outs[i]);
+                    return r;
+                });
+            }
+        }
+    }
+
     @Test
     void aWeightWrittenAfterAProductIsReadAfresh() {
         // the native mirror of a weight must follow writes (uploads, optimizer steps)

@@ -329,14 +329,44 @@ public final class CpuBackend implements Backend {
     @Override
     public void matmul(Tensor out, Tensor in, Tensor weight, Tensor bias) {
         CpuTensor o = t(out, "out"), x = t(in, "in"), w = t(weight, "weight"), b = opt(bias, "bias");
+        int N = checkProduct(o, x, w, b);
+        matmul.forward(o, x, w, b == null ? null : b.read(), N, w.dim(1), w.dim(0));
+        o.roundIfBf16();
+    }
+
+    @Override
+    public void matmuls(Tensor[] outs, Tensor in, Tensor[] weights, Tensor[] biases) {
+        int P = outs.length;
+        if (weights.length != P || (biases != null && biases.length != P)) {
+            throw bad("matmuls", P + " outputs, " + weights.length + " weights, " + (biases == null ? "no" : biases.length) + " biases");
+        }
+        CpuTensor x = t(in, "in");
+        CpuTensor[] o = new CpuTensor[P], w = new CpuTensor[P];
+        float[][] b = new float[P][];
+        int[] oc = new int[P];
+        for (int i = 0; i < P; i++) {
+            o[i] = t(outs[i], "out");
+            w[i] = t(weights[i], "weight");
+            CpuTensor bi = biases == null ? null : opt(biases[i], "bias");
+            checkProduct(o[i], x, w[i], bi);
+            if (o[i] == x) throw bad("matmuls", "an output is the input");
+            b[i] = bi == null ? null : bi.read();
+            oc[i] = w[i].dim(0);
+        }
+        int IC = x.dim(-1);
+        matmul.forward(o, x, w, b, x.rows(), IC, oc);
+        for (CpuTensor oi : o) oi.roundIfBf16();
+    }
+
+    /** Checks out = in @ weight^T + bias's shapes; returns the rows. */
+    private static int checkProduct(CpuTensor o, CpuTensor x, CpuTensor w, CpuTensor b) {
         if (w.rank() != 2) throw bad("matmul", "weight must be [OUT, IN], got " + w.describe());
         int OC = w.dim(0), IC = w.dim(1);
         if (x.dim(-1) != IC) throw bad("matmul", "in " + x.describe() + " does not match weight " + w.describe());
         int N = x.rows();
         if (!(o.size() == N * OC && o.dim(-1) == OC)) throw bad("matmul", "out " + o.describe() + " for " + N + " rows of " + OC);
         if (!(b == null || b.size() == OC)) throw bad("matmul", "bias " + (b == null ? "" : b.describe()) + " for " + OC + " outputs");
-        matmul.forward(o, x, w, b == null ? null : b.read(), N, IC, OC);
-        o.roundIfBf16();
+        return N;
     }
 
     @Override
