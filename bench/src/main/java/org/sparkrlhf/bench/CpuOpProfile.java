@@ -32,6 +32,8 @@ public final class CpuOpProfile {
     private static final com.sun.management.OperatingSystemMXBean PROCESS =
             (com.sun.management.OperatingSystemMXBean) java.lang.management.ManagementFactory.getOperatingSystemMXBean();
     private static final java.lang.management.ThreadMXBean THREAD_CPU = java.lang.management.ManagementFactory.getThreadMXBean();
+    /** Bytes the calling thread allocates on the Java heap in an op (garbage the process's GC threads collect). */
+    private static final com.sun.management.ThreadMXBean ALLOCATED = (com.sun.management.ThreadMXBean) THREAD_CPU;
 
     private CpuOpProfile() {
     }
@@ -60,14 +62,18 @@ public final class CpuOpProfile {
         try (CpuBackend cpu = new CpuBackend(threads, kernels)) {
             java.util.function.LongSupplier clock = threads == 1 ? THREAD_CPU::getCurrentThreadCpuTime : PROCESS::getProcessCpuTime;
             Backend timed = (Backend) Proxy.newProxyInstance(Backend.class.getClassLoader(), new Class<?>[]{Backend.class}, (proxy, m, a) -> {
-                long t0 = clock.getAsLong();
+                long t0 = clock.getAsLong(), b0 = ALLOCATED.getCurrentThreadAllocatedBytes();
                 try {
                     return m.invoke(cpu, a);
                 } catch (InvocationTargetException e) {
                     throw e.getCause();
                 } finally {
-                    if (on[0]) times.computeIfAbsent(m.getName(), k -> new long[2])[0] += clock.getAsLong() - t0;
-                    if (on[0]) times.get(m.getName())[1]++;
+                    if (on[0]) {
+                        long[] f = times.computeIfAbsent(m.getName(), k -> new long[3]);
+                        f[0] += clock.getAsLong() - t0;
+                        f[1]++;
+                        f[2] += ALLOCATED.getCurrentThreadAllocatedBytes() - b0;
+                    }
                 }
             });
             try (LlamaModel model = LlamaModel.random(timed, s.config(), DType.F32, 1, 0.02f); Generator g = new Generator(model)) {
@@ -86,17 +92,18 @@ public final class CpuOpProfile {
                     work[w].run();
                     times.clear();
                     on[0] = true;
-                    long t0 = clock.getAsLong(), p0 = PROCESS.getProcessCpuTime();
+                    long t0 = clock.getAsLong(), p0 = PROCESS.getProcessCpuTime(), a0 = ALLOCATED.getCurrentThreadAllocatedBytes();
                     for (int i = 0; i < iterations; i++) work[w].run();
+                    double allocated = (ALLOCATED.getCurrentThreadAllocatedBytes() - a0) / 1e6 / iterations;
                     double total = (clock.getAsLong() - t0) / 1e9 / iterations;
                     double process = (PROCESS.getProcessCpuTime() - p0) / 1e9 / iterations;
                     on[0] = false;
-                    System.out.printf("%n== %s: %.4f CPU-s per run %s, %.4f in the whole process%n", names[w], total,
-                            threads == 1 ? "on the calling thread" : "in the ops", process);
+                    System.out.printf("%n== %s: %.4f CPU-s per run %s, %.4f in the whole process; %.1f MB allocated on the heap%n",
+                            names[w], total, threads == 1 ? "on the calling thread" : "in the ops", process, allocated);
                     int runs = iterations;
                     times.entrySet().stream().sorted((x, y) -> Long.compare(y.getValue()[0], x.getValue()[0])).forEach(e ->
-                            System.out.printf("  %-24s %9.4f s %6.1f%%  (%d calls)%n", e.getKey(), e.getValue()[0] / 1e9 / runs,
-                                    100.0 * e.getValue()[0] / 1e9 / runs / total, e.getValue()[1] / runs));
+                            System.out.printf("  %-24s %9.4f s %6.1f%%  (%d calls, %.2f MB allocated)%n", e.getKey(), e.getValue()[0] / 1e9 / runs,
+                                    100.0 * e.getValue()[0] / 1e9 / runs / total, e.getValue()[1] / runs, e.getValue()[2] / 1e6 / runs));
                 }
             }
         }
