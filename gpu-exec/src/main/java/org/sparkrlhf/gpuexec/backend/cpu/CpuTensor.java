@@ -27,6 +27,8 @@ final class CpuTensor implements Tensor {
     private float[] transposed;
     private long transposedVersion = -1;
     private FloatPointer mirror;
+    /** The mirror's memory as a pointer that owns nothing, handed to the kernels (see {@link NativeBlocks#view}). */
+    private FloatPointer view;
     private long mirrorVersion = -1;
     /** Where the current values are: {@link #HEAP}, {@link #NATIVE_NEWER} or {@link #ZERO_PENDING}. */
     private volatile int where = HEAP;
@@ -149,7 +151,7 @@ final class CpuTensor implements Tensor {
     synchronized FloatPointer nativeMirror() {
         if (floats == null) read();
         float[] a = floats;
-        if (mirror == null) mirror = NativeBlocks.take(a.length);
+        takeMirror();
         if (where == ZERO_PENDING) {
             mirror.position(0).zero();
             mirrorVersion = version;
@@ -158,7 +160,13 @@ final class CpuTensor implements Tensor {
             mirror.position(0).put(a, 0, a.length);
             mirrorVersion = version;
         }
-        return mirror.position(0);
+        return view.position(0);
+    }
+
+    private void takeMirror() {
+        if (mirror != null) return;
+        mirror = NativeBlocks.take(floats.length);
+        view = NativeBlocks.view(mirror);
     }
 
     /**
@@ -170,8 +178,7 @@ final class CpuTensor implements Tensor {
         boolean overwrite = where == ZERO_PENDING;
         if (overwrite) {
             if (floats == null) read();
-            if (mirror == null) mirror = NativeBlocks.take(floats.length);
-            mirror.position(0);
+            takeMirror();
         } else {
             nativeMirror();
         }
@@ -179,7 +186,7 @@ final class CpuTensor implements Tensor {
         mirrorVersion = version;
         where = NATIVE_NEWER;
         accumulatesNatively = true;
-        return new NativeTarget(mirror, overwrite ? 0f : 1f);
+        return new NativeTarget(view.position(0), overwrite ? 0f : 1f);
     }
 
     /**
@@ -237,7 +244,7 @@ final class CpuTensor implements Tensor {
      */
     synchronized java.nio.FloatBuffer nativeForOverwrite() {
         if (floats == null) read();
-        if (mirror == null) mirror = NativeBlocks.take(floats.length);
+        takeMirror();
         version++;
         mirrorVersion = version;
         where = NATIVE_NEWER;
@@ -261,6 +268,7 @@ final class CpuTensor implements Tensor {
         where = HEAP;
         if (mirror != null) NativeBlocks.give(mirror);
         mirror = null;
+        view = null;
         return held;
     }
 

@@ -84,4 +84,21 @@ final class NativeBlocks {
     static synchronized long pooledBytes() {
         return pooledBytes;
     }
+
+    /**
+     * p's memory as a pointer that owns nothing. Kernels address into their operands with
+     * getPointer(offset), which on an owning pointer registers a deallocator proxy and a phantom
+     * reference for the garbage collector each time (JavaCPP's reference counting): a few hundred
+     * bytes and a lock per head of attention or per product block; on a view, a plain object. The
+     * view must not outlive p (tensors drop both together).
+     */
+    static FloatPointer view(FloatPointer p) {
+        return new FloatPointer() {
+            {
+                address = p.address();
+                limit = p.limit() > 0 ? p.limit() : p.capacity();
+                capacity = p.capacity();
+            }
+        };
+    }
 }
