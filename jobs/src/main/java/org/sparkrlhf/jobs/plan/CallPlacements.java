@@ -292,6 +292,16 @@ public final class CallPlacements {
                 finite(oc.colocatedSeconds()), oc.search().elapsedSeconds());
     }
 
+    /**
+     * Each call's estimated seconds in the baseline plan (every call data parallel on all devices),
+     * priced with the profile tables and costs stored now; an IllegalArgumentException when the batch
+     * cannot run so.
+     */
+    public static Map<String, Double> baselineEstimates(RunConfig config, ClusterInventory inventory) {
+        ClusterSpec cluster = RunScenario.cluster(inventory, RunScenario.gpuPreset(config));
+        return baseline(config, inventory, RunScenario.problem(config, RunScenario.graph(config), cluster)).estimatedSeconds();
+    }
+
     private static CallPlacements baseline(RunConfig config, ClusterInventory inventory, PlanningProblem problem) {
         Simulator sim = new Simulator(problem);
         ParallelStrategy layout = ParallelStrategy.of(problem.cluster().totalGpus(), 1, 1, 1);

@@ -14,6 +14,7 @@ import org.sparkrlhf.jobs.config.RunConfig;
 import org.sparkrlhf.jobs.executor.Communicator;
 import org.sparkrlhf.jobs.executor.RankFunction;
 import org.sparkrlhf.jobs.graph.RowSplit;
+import org.sparkrlhf.jobs.plan.CallPlacements;
 import org.sparkrlhf.jobs.plan.Placement;
 import org.sparkrlhf.jobs.plan.RunScenario;
 import org.sparkrlhf.jobs.runtime.BarrierCallRunner;
@@ -22,6 +23,9 @@ import org.sparkrlhf.jobs.runtime.DeviceSlot;
 import org.sparkrlhf.jobs.runtime.RankResult;
 import org.sparkrlhf.jobs.train.SpecialTokens;
 import org.sparkrlhf.planner.cost.ProfileTable;
+import org.sparkrlhf.planner.graph.CallKind;
+import org.sparkrlhf.planner.graph.DataflowGraph;
+import org.sparkrlhf.planner.graph.ModelCall;
 import org.sparkrlhf.planner.cost.RuntimeCosts;
 import org.sparkrlhf.planner.spec.ClusterSpec;
 import org.sparkrlhf.planner.spec.ModelSpec;
@@ -155,19 +159,70 @@ public final class RunProfiler {
         progress.printf(Locale.ROOT, "profile: a reallocation takes %.4f s fixed, then moves %s parameters/s inside an "
                         + "executor and %s between two%n", realloc.overheadSeconds(), rate(realloc.intraParamsPerSecond()),
                 rate(realloc.interParamsPerSecond()));
+        Map<String, RuntimeCosts> costs = new LinkedHashMap<>();
+        for (Map.Entry<String, Measured> e : measured.entrySet()) {
+            Measured m = e.getValue();
+            // a decoding step's seconds beyond its layers are the table's head_decode rows, until a real
+            // generation call says otherwise (below)
+            costs.put(e.getKey(), new RuntimeCosts(callOverhead, 0, m.microBatchSeconds(),
+                    realloc.overheadSeconds(), realloc.intraParamsPerSecond(), realloc.interParamsPerSecond(),
+                    costsLink(links[0]), costsLink(links[1]), m.optimizerSecondsPerParam()));
+        }
+        List<String> stored = store(config, output, device, measured, costs, progress);
+        double perStep = generationStepOverhead(config, runner, inventory, batch, progress);
+        if (perStep > 0) {
+            costs.replaceAll((role, c) -> c.withDecodeStepOverhead(perStep));
+            stored = store(config, output, device, measured, costs, progress);
+        }
+        return stored;
+    }
+
+    private static List<String> store(RunConfig config, String output, String device, Map<String, Measured> measured,
+                                      Map<String, RuntimeCosts> costs, PrintStream progress) {
         List<String> stored = new ArrayList<>();
         for (Map.Entry<String, Measured> e : measured.entrySet()) {
             ModelSpec spec = RunScenario.model(config, e.getKey());
-            Measured m = e.getValue();
-            // a decoding step's seconds beyond its layers are the table's head_decode rows: none left over
-            RuntimeCosts costs = new RuntimeCosts(callOverhead, 0, m.microBatchSeconds(),
-                    realloc.overheadSeconds(), realloc.intraParamsPerSecond(), realloc.interParamsPerSecond(),
-                    costsLink(links[0]), costsLink(links[1]), m.optimizerSecondsPerParam());
-            String path = ProfileStore.store(output, spec.name(), device, configJson(config, e.getKey()), m.csv(), costs);
+            String path = ProfileStore.store(output, spec.name(), device, configJson(config, e.getKey()), e.getValue().csv(),
+                    costs.get(e.getKey()));
             progress.printf(Locale.ROOT, "profile: %s -> %s%n", spec.name(), path);
             stored.add(path);
         }
         return stored;
+    }
+
+    /**
+     * A decoding step's seconds beyond what the stored tables and costs give a generation call: the
+     * run's first generation call, run for real over the batch on every device (data parallel, as the
+     * baseline plan places it), less the baseline plan's estimate of it, over its decoding steps (the
+     * estimator adds this much per step). 0 when the run generates nothing, decodes no step after the
+     * prefill's token, plans without the tables, or the call came out no slower than its estimate.
+     */
+    private static double generationStepOverhead(RunConfig config, BarrierCallRunner runner, ClusterInventory inventory,
+                                                 Rows batch, PrintStream progress) {
+        DataflowGraph graph = RunScenario.graph(config);
+        ModelCall gen = graph.calls().stream().filter(c -> c.kind() == CallKind.GENERATE).findFirst().orElse(null);
+        if (gen == null || batch.genLen() < 2 || RunScenario.profileMode(config).equals("off")) {
+            return 0;
+        }
+        Double estimated;
+        try {
+            estimated = CallPlacements.baselineEstimates(config, inventory).get(gen.name());
+        } catch (IllegalArgumentException e) {
+            progress.printf(Locale.ROOT, "profile: no generation calibration (%s)%n", e.getMessage());
+            return 0;
+        }
+        if (estimated == null) {
+            return 0;
+        }
+        String path = config.models().get(gen.role()).path();
+        double seconds = GenerateCallProfiler.measure(runner, inventory, config, path,
+                SpecialTokens.read(new ModelSource(path, 0).localPath()).pad(), gen.scoresSamples(), batch);
+        int steps = batch.genLen() - 1;
+        double perStep = Math.max(0, (seconds - estimated) / steps);
+        progress.printf(Locale.ROOT, "profile: a generation call of %s over the batch takes %.4f s, estimated %.4f s: "
+                        + "%.4f s more per decoding step (%d steps; median of %d)%n", gen.role(), seconds, estimated, perStep,
+                steps, GenerateCallProfiler.CALLS);
+        return perStep;
     }
 
     /** The devices of a profiling stage in step through its communicator (see {@link Lockstep}). */

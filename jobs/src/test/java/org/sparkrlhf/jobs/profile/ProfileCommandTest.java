@@ -91,6 +91,10 @@ class ProfileCommandTest {
             // the optimizer step as timed on the engine (about 1e-8 s a parameter for the examples' model on two slots)
             assertTrue(costs.optimizerSecondsPerParam() > 1e-12 && costs.optimizerSecondsPerParam() < 1e-5, costs.toString());
             assertTrue(log.contains("profile: a reallocation takes"), log);
+            // a real generation call against the estimate the stored table gives it: the extra per decoding
+            // step, measured (0 only when the call came out no slower than its estimate)
+            assertTrue(log.contains("profile: a generation call of actor over the batch takes"), log);
+            assertTrue(costs.decodeStepOverhead() >= 0 && Double.isFinite(costs.decodeStepOverhead()), costs.toString());
             try (Stream<Path> files = Files.walk(cache)) {
                 List<String> cached = files.map(p -> p.getFileName().toString()).filter(n -> n.endsWith(".csv")).toList();
                 assertEquals(1, cached.size(), "actor and ref are one model: " + cached);
@@ -102,6 +106,7 @@ class ProfileCommandTest {
             assertEquals(costs.microBatchOverhead(), p.costModel().constants().microBatchOverhead(), 1e-12);
             assertEquals(costs.optimizerSecondsPerParam(), p.costModel().constants().optimizerSecondsPerParam(), 1e-18);
             assertEquals(costs.reallocOverhead(), p.costModel().constants().reallocOverhead(), 1e-12);
+            assertEquals(costs.decodeStepOverhead(), p.costModel().constants().decodeStepOverhead(), 1e-12);
             // inside the executor: the measured rate in the planner's bf16 bytes; between executors: the link's
             assertEquals(costs.reallocIntraParams() * 2, p.costModel().comm().reallocBandwidth(false), 1e-3);
             assertEquals(p.costModel().comm().interBandwidth(), p.costModel().comm().reallocBandwidth(true), 1e-3);

@@ -84,6 +84,12 @@ public record RuntimeCosts(double callOverhead, double decodeStepOverhead, doubl
         return Double.isNaN(r) || r > 0 && r < Double.POSITIVE_INFINITY;
     }
 
+    /** These costs with {@code seconds} per decoding step (measured from a real generation call). */
+    public RuntimeCosts withDecodeStepOverhead(double seconds) {
+        return new RuntimeCosts(callOverhead, seconds, microBatchOverhead, reallocOverhead, reallocIntraParams,
+                reallocInterParams, allReduceIntra, allReduceInter, optimizerSecondsPerParam);
+    }
+
     public String format() {
         StringBuilder b = new StringBuilder();
         b.append(String.format(Locale.ROOT, "call_overhead_seconds=%.6e%n", callOverhead));
