@@ -134,8 +134,13 @@ class TcpCommunicatorEncryptionTest {
             Rendezvous through = relayed(rendezvous.forRank(1), tamper, new FrameRelay[1]);
             try (TcpCommunicator c = TcpCommunicator.connect(1, 2, "127.0.0.1", through, settings)) {
                 assertTrue(c.encrypted());
-                c.sendFloats(0, tensor(1), 0, FLOATS);
-                c.sendFloats(0, tensor(1), 0, FLOATS);
+                try {
+                    c.sendFloats(0, tensor(1), 0, FLOATS);
+                    c.sendFloats(0, tensor(1), 0, FLOATS);
+                } catch (IllegalStateException e) {
+                    // rank 0 may fail on the first message and close before the second goes out (a broken
+                    // pipe here, seen in CI): its failure is what is checked
+                }
                 String failure = rank0.get();
                 done.await();
                 return failure;
