@@ -2,7 +2,6 @@ package org.sparkrlhf.jobs.profile;
 
 import org.sparkrlhf.jobs.calls.ModelSource;
 import org.sparkrlhf.jobs.calls.RefLogprobsCall;
-import org.sparkrlhf.jobs.executor.ModelStore;
 import org.sparkrlhf.jobs.plan.Placement;
 import org.sparkrlhf.jobs.runtime.BarrierCallRunner;
 import org.sparkrlhf.jobs.runtime.ClusterInventory;
@@ -10,8 +9,6 @@ import org.sparkrlhf.planner.cost.ProfileTable;
 import org.sparkrlhf.planner.spec.ModelSpec;
 
 import java.util.ArrayList;
-import java.util.Arrays;
-import java.util.Collections;
 import java.util.List;
 
 /**
@@ -58,25 +55,11 @@ final class ForwardCallProfiler {
             largest = Math.max(largest, in.prompts().length);
             slices.add(new RefLogprobsCall.Slice(ROLE, source, dp, in.prompts(), in.responses(), padId));
         }
-        double[] s = new double[CALLS];
-        try {
-            for (int i = 0; i < WARM_UP + CALLS; i++) {
-                long t0 = System.nanoTime();
-                runner.run("spark-rlhf: profile: a forward call", all, slices, new RefLogprobsCall());
-                if (i >= WARM_UP) {
-                    s[i - WARM_UP] = (System.nanoTime() - t0) / 1e9;
-                }
-            }
-        } finally {
-            runner.run("profile-drop", "spark-rlhf: profile: drop the forward calls' model", inventory.devices(),
-                    new ArrayList<>(Collections.nCopies(dp, ROLE)),
-                    (context, role) -> ModelStore.get().dropRoles(List.of(role)));
-        }
-        Arrays.sort(s);
+        double call = TimedCalls.median(runner, inventory, all, slices, new RefLogprobsCall(), "a forward call", WARM_UP, CALLS);
         int len = rows.promptLen() + rows.genLen();
         double tokens = (double) largest * len;
         double pass = spec.layers() * MicroBatchProfiler.row(table, spec.name(), device, ProfileTable.Op.LAYER_FWD, tokens, len)
                 + MicroBatchProfiler.row(table, spec.name(), device, ProfileTable.Op.HEAD_FWD, tokens, 0);
-        return new Result(s[CALLS / 2], pass);
+        return new Result(call, pass);
     }
 }

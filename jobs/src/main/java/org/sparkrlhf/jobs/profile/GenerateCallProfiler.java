@@ -3,14 +3,11 @@ package org.sparkrlhf.jobs.profile;
 import org.sparkrlhf.jobs.calls.GenerateCall;
 import org.sparkrlhf.jobs.calls.ModelSource;
 import org.sparkrlhf.jobs.config.RunConfig;
-import org.sparkrlhf.jobs.executor.ModelStore;
 import org.sparkrlhf.jobs.plan.Placement;
 import org.sparkrlhf.jobs.runtime.BarrierCallRunner;
 import org.sparkrlhf.jobs.runtime.ClusterInventory;
 
 import java.util.ArrayList;
-import java.util.Arrays;
-import java.util.Collections;
 import java.util.List;
 
 /**
@@ -51,21 +48,6 @@ final class GenerateCallProfiler {
                     (float) g.temperature(), g.topK(), (float) g.topP(), config.seed(), new int[0], padId, withLogprobs));
             first += prompts.length;
         }
-        double[] s = new double[CALLS];
-        try {
-            for (int i = 0; i < WARM_UP + CALLS; i++) {
-                long t0 = System.nanoTime();
-                runner.run("spark-rlhf: profile: a generation call", all, slices, new GenerateCall());
-                if (i >= WARM_UP) {
-                    s[i - WARM_UP] = (System.nanoTime() - t0) / 1e9;
-                }
-            }
-        } finally {
-            runner.run("profile-drop", "spark-rlhf: profile: drop the generation calls' model", inventory.devices(),
-                    new ArrayList<>(Collections.nCopies(dp, ROLE)),
-                    (context, role) -> ModelStore.get().dropRoles(List.of(role)));
-        }
-        Arrays.sort(s);
-        return s[CALLS / 2];
+        return TimedCalls.median(runner, inventory, all, slices, new GenerateCall(), "a generation call", WARM_UP, CALLS);
     }
 }
