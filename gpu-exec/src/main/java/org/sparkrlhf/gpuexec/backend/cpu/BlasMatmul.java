@@ -41,9 +41,7 @@ final class BlasMatmul implements Matmul {
 
     @Override
     public void forward(CpuTensor out, CpuTensor in, CpuTensor weight, float[] bias, int N, int IC, int OC) {
-        Product p = forwardProduct(out, in.nativeMirror(), weight, bias, N, IC, OC, c.get((long) N * OC));
-        int threads = par.threads();
-        par.parts(threads, (part, lo, hi) -> p.block(part, threads));
+        run(forwardProduct(out, in.nativeMirror(), weight, bias, N, IC, OC, c.get((long) N * OC)));
     }
 
     /**
@@ -135,9 +133,12 @@ final class BlasMatmul implements Matmul {
     @Override
     public void backward(CpuTensor dIn, CpuTensor dWeight, CpuTensor dOut, CpuTensor in, CpuTensor weight, int N, int IC, int OC) {
         FloatPointer gp = dOut.nativeMirror();
-        Product dx = dIn == null ? null : dInProduct(dIn, gp, weight, N, IC, OC);
-        // a product over no rows leaves dW as it is (and must not overwrite pending zeros)
-        Product dw = dWeight == null || N == 0 ? null : dWeightProduct(dWeight, gp, in, N, IC, OC);
+        // dIn [N, IC] += dOut [N, OC] @ W [OC, IC]
+        Product dx = dIn == null ? null : accumulate(false, N, IC, OC, gp, OC, weight.nativeMirror(), dIn.nativeForUpdate());
+        // dW [OC, IC] += dOut^T [OC, N] @ in [N, IC]; a product over no rows leaves dW as it is (and must
+        // not overwrite pending zeros)
+        Product dw = dWeight == null || N == 0 ? null
+                : accumulate(true, OC, IC, N, gp, OC, in.nativeMirror(), dWeight.nativeForUpdate());
         int threads = par.threads();
         if (dx != null && dw != null && threads > 1) {
             // dIn and dW side by side, each on its share of the threads (the two cost the same, 2 N OC IC
@@ -150,8 +151,8 @@ final class BlasMatmul implements Matmul {
             });
             return;
         }
-        if (dx != null) par.parts(threads, (part, lo, hi) -> dx.block(part, threads));
-        if (dw != null) par.parts(threads, (part, lo, hi) -> dw.block(part, threads));
+        if (dx != null) run(dx);
+        if (dw != null) run(dw);
     }
 
     /** A product cut into {@code of} blocks; block {@code i} computes its share (none when the product is smaller). */
@@ -159,42 +160,32 @@ final class BlasMatmul implements Matmul {
         void block(int i, int of);
     }
 
-    /** dIn [N, IC] += dOut [N, OC] @ W [OC, IC], in blocks of rows or of columns (see {@link #rowBlocks}). */
-    private Product dInProduct(CpuTensor dIn, FloatPointer gp, CpuTensor weight, int N, int IC, int OC) {
-        FloatPointer w = weight.nativeMirror();
-        CpuTensor.NativeTarget t = dIn.nativeForUpdate();
-        FloatPointer dx = t.c();
-        float beta = t.beta();
-        if (rowBlocks(N, IC)) {
+    /**
+     * C [m, n] += op(A) [m, k] B [k, n] into a product's native target (beta 0 over pending zeros), in
+     * blocks of C's rows or of its columns (see {@link #rowBlocks}): dIn = dOut W (A = dOut) and
+     * dW = dOut^T in (A = dOut, transposed).
+     */
+    private Product accumulate(boolean transA, int m, int n, int k, FloatPointer a, int lda, FloatPointer b,
+                               CpuTensor.NativeTarget target) {
+        FloatPointer c = target.c();
+        float beta = target.beta();
+        if (rowBlocks(m, n)) {
             return (i, of) -> {
-                int r0 = cut(N, i, of), r1 = cut(N, i + 1, of);
-                if (r0 < r1) OpenBlas.sgemm(false, false, r1 - r0, IC, OC, 1f, gp.getPointer((long) r0 * OC), OC,
-                        w, IC, beta, dx.getPointer((long) r0 * IC), IC);
+                int r0 = cut(m, i, of), r1 = cut(m, i + 1, of);
+                if (r0 < r1) OpenBlas.sgemm(transA, false, r1 - r0, n, k, 1f, a.getPointer(transA ? r0 : (long) r0 * lda), lda,
+                        b, n, beta, c.getPointer((long) r0 * n), n);
             };
         }
         return (i, of) -> {
-            int c0 = cut(IC, i, of), c1 = cut(IC, i + 1, of);
-            if (c0 < c1) OpenBlas.sgemm(false, false, N, c1 - c0, OC, 1f, gp, OC, w.getPointer(c0), IC, beta, dx.getPointer(c0), IC);
+            int c0 = cut(n, i, of), c1 = cut(n, i + 1, of);
+            if (c0 < c1) OpenBlas.sgemm(transA, false, m, c1 - c0, k, 1f, a, lda, b.getPointer(c0), n, beta, c.getPointer(c0), n);
         };
     }
 
-    /** dW [OC, IC] += dOut^T [OC, N] @ in [N, IC], in blocks of rows or of columns. */
-    private Product dWeightProduct(CpuTensor dWeight, FloatPointer gp, CpuTensor in, int N, int IC, int OC) {
-        FloatPointer x = in.nativeMirror();
-        CpuTensor.NativeTarget t = dWeight.nativeForUpdate();
-        FloatPointer dw = t.c();
-        float beta = t.beta();
-        if (rowBlocks(OC, IC)) {
-            return (i, of) -> {
-                int o0 = cut(OC, i, of), o1 = cut(OC, i + 1, of);
-                if (o0 < o1) OpenBlas.sgemm(true, false, o1 - o0, IC, N, 1f, gp.getPointer(o0), OC,
-                        x, IC, beta, dw.getPointer((long) o0 * IC), IC);
-            };
-        }
-        return (i, of) -> {
-            int c0 = cut(IC, i, of), c1 = cut(IC, i + 1, of);
-            if (c0 < c1) OpenBlas.sgemm(true, false, OC, c1 - c0, N, 1f, gp, OC, x.getPointer(c0), IC, beta, dw.getPointer(c0), IC);
-        };
+    /** Runs a product cut into one block per thread. */
+    private void run(Product p) {
+        int threads = par.threads();
+        par.parts(threads, (part, lo, hi) -> p.block(part, threads));
     }
 
     /** The start of block i of {@code of} over [0, n). */

@@ -51,14 +51,10 @@ final class Parallel {
     }
 
     /**
-     * Runs body over [0, n) cut into one contiguous block per thread (for kernels such as a
-     * library's matrix product, whose blocks should be few and large).
+     * Runs body over [0, n) cut into one contiguous block per thread, telling each block its index
+     * (for kernels such as a library's matrix product, whose blocks should be few and large, and for
+     * per-block scratch).
      */
-    void blocks(int n, RangeBody body) {
-        parts(n, (part, lo, hi) -> body.run(lo, hi));
-    }
-
-    /** As {@link #blocks}, telling each block its index (for per-block scratch of a kernel). */
     void parts(int n, PartBody body) {
         if (n <= 0) return;
         int parts = Math.min(threads, n);
