@@ -168,24 +168,27 @@ public final class RunProfiler {
                     realloc.overheadSeconds(), realloc.intraParamsPerSecond(), realloc.interParamsPerSecond(),
                     costsLink(links[0]), costsLink(links[1]), m.optimizerSecondsPerParam()));
         }
-        List<String> stored = store(config, output, device, measured, costs, progress);
+        // stored before the generation calls: their estimate is priced from the stored tables and costs
+        List<String> stored = store(config, output, device, measured, costs);
         double perStep = generationStepOverhead(config, runner, inventory, batch, progress);
         if (perStep > 0) {
             costs.replaceAll((role, c) -> c.withDecodeStepOverhead(perStep));
-            stored = store(config, output, device, measured, costs, progress);
+            stored = store(config, output, device, measured, costs);
+        }
+        int i = 0;
+        for (String role : measured.keySet()) {
+            progress.printf(Locale.ROOT, "profile: %s -> %s%n", RunScenario.model(config, role).name(), stored.get(i++));
         }
         return stored;
     }
 
     private static List<String> store(RunConfig config, String output, String device, Map<String, Measured> measured,
-                                      Map<String, RuntimeCosts> costs, PrintStream progress) {
+                                      Map<String, RuntimeCosts> costs) {
         List<String> stored = new ArrayList<>();
         for (Map.Entry<String, Measured> e : measured.entrySet()) {
             ModelSpec spec = RunScenario.model(config, e.getKey());
-            String path = ProfileStore.store(output, spec.name(), device, configJson(config, e.getKey()), e.getValue().csv(),
-                    costs.get(e.getKey()));
-            progress.printf(Locale.ROOT, "profile: %s -> %s%n", spec.name(), path);
-            stored.add(path);
+            stored.add(ProfileStore.store(output, spec.name(), device, configJson(config, e.getKey()), e.getValue().csv(),
+                    costs.get(e.getKey())));
         }
         return stored;
     }
