@@ -37,7 +37,8 @@ class FastCpuKernelsTest {
     static void start() {
         reference = new CpuBackend(1, CpuKernels.REFERENCE);
         fast1 = new CpuBackend(1, CpuKernels.FAST);
-        fast2 = new CpuBackend(2, CpuKernels.FAST);
+        // every loop cut, however small: the tests' shapes would otherwise run on one thread
+        fast2 = new CpuBackend(2, CpuKernels.FAST, 1);
     }
 
     @AfterAll

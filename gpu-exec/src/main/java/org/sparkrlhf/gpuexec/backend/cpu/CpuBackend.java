@@ -51,14 +51,27 @@ public final class CpuBackend implements Backend {
 
     /** A backend with the given kernels on its own pool of {@code threads} threads (closed with the backend). */
     public CpuBackend(int threads, CpuKernels kernels) {
-        this(ownPool(threads), true, kernels);
+        this(ownPool(threads), true, kernels, Parallel.SPLIT_WORK);
+    }
+
+    /**
+     * As {@link #CpuBackend(int, CpuKernels)}, with loops of at least {@code splitWork} operations cut
+     * among the threads ({@link Parallel#SPLIT_WORK} otherwise): tests pass 1 to run every loop's
+     * parallel path on small shapes.
+     */
+    public CpuBackend(int threads, CpuKernels kernels, long splitWork) {
+        this(ownPool(threads), true, kernels, splitWork);
     }
 
     private CpuBackend(ForkJoinPool pool, boolean ownsPool, CpuKernels kernels) {
+        this(pool, ownsPool, kernels, Parallel.SPLIT_WORK);
+    }
+
+    private CpuBackend(ForkJoinPool pool, boolean ownsPool, CpuKernels kernels, long splitWork) {
         kernels.requireAvailable();
         this.pool = pool;
         this.ownsPool = ownsPool;
-        this.par = new Parallel(pool);
+        this.par = new Parallel(pool, splitWork);
         this.kernels = kernels;
         this.matmul = kernels == CpuKernels.FAST ? new BlasMatmul(par) : new ReferenceMatmul(par);
         this.blasAttention = kernels == CpuKernels.FAST ? new BlasAttention(par) : null;
