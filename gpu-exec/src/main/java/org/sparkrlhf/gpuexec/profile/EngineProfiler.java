@@ -38,6 +38,12 @@ public final class EngineProfiler {
     static final int MORE = 4;
     /** The shortest sample: ops faster than this are timed in loops. */
     static final double MIN_SAMPLE_SECONDS = 0.02;
+    /** A warm-up round before the sweep counts as quiet when the JIT compiled for at most this share of it ... */
+    static final double QUIET_SHARE = 0.05;
+    /** ... each round of warm-up passes lasting at least this long ... */
+    static final double SETTLE_ROUND_SECONDS = 0.25;
+    /** ... and the profiler waits for a quiet round at most this long. */
+    static final double SETTLE_MAX_SECONDS = 30;
     /** An op this slow is warmed up once and sampled fewer times; a pass sweep stops after such a point. */
     static final double SLOW_SECONDS = 1.0;
 
@@ -88,10 +94,10 @@ public final class EngineProfiler {
              LlamaModel valueFew = LlamaModel.random(backend,
                      withLayers(config.withHead(ModelConfig.Head.SCORE), FEW), dtype, 1, 0.02f)) {
             int extra = MORE - FEW;
-            // the JIT compiles the kernels during the first passes: a discarded point before the sweep
+            // the JIT compiles the kernels during the first passes, and what the JVM ran before: nothing is
+            // timed until it has settled
             Batch warm = batch(1, Math.min(grid.passContexts().get(0), config.maxPositions()));
-            median(() -> forwardBackward(more, warm));
-            median(() -> forwardBackward(few, warm));
+            settle(() -> forwardBackward(more, warm), () -> forwardBackward(few, warm), () -> forward(few, warm));
             for (int context : grid.passContexts()) {
                 int ctx = Math.min(context, config.maxPositions());
                 for (int seqs : grid.passSequences()) {
@@ -244,11 +250,28 @@ public final class EngineProfiler {
     }
 
     /**
-     * The median over {@code repeats} samples of one run of {@code r} (the warm-up passes before a
-     * sweep).
+     * Runs rounds of {@code passes} (each round at least {@link #SETTLE_ROUND_SECONDS}) until one in
+     * which the JIT compiled for at most {@link #QUIET_SHARE} of the round's time on every device, or
+     * for at most {@link #SETTLE_MAX_SECONDS}.
      */
-    private double median(Runnable r) {
-        return medianOf(interleaved(List.of(r)), x -> x[0]);
+    private void settle(Runnable... passes) {
+        long start = System.nanoTime();
+        while (true) {
+            double jit0 = JitClock.seconds();
+            long t0 = System.nanoTime();
+            do {
+                for (Runnable p : passes) {
+                    p.run();
+                }
+            } while ((System.nanoTime() - t0) / 1e9 < SETTLE_ROUND_SECONDS);
+            double round = (System.nanoTime() - t0) / 1e9;
+            boolean busy = JitClock.seconds() - jit0 > QUIET_SHARE * round;
+            boolean waited = (System.nanoTime() - start) / 1e9 >= SETTLE_MAX_SECONDS;
+            // every device goes on while any of them does, so that they leave the loop together
+            if (lockstep.max(busy && !waited ? 1 : 0) == 0) {
+                return;
+            }
+        }
     }
 
     /**
