@@ -23,7 +23,8 @@ import java.util.List;
 final class CollectiveProfiler {
     /** 4 MB of fp32: the gradients of a 1M-parameter model. */
     static final int BIG = 1 << 20;
-    static final int REPEATS = 7;
+    static final int REPEATS = 9;
+    static final int WARM_UP = 10;
 
     /** Seconds of a one-float all-reduce over two devices and bytes/s beyond it; NaN where there is no such pair. */
     record Link(double latencySeconds, double bytesPerSecond) {
@@ -73,11 +74,16 @@ final class CollectiveProfiler {
         return new Link(small, 4.0 * (BIG - 1) / (big - small));
     }
 
-    /** The median seconds of an all-reduce of {@code n} floats, after two untimed ones. */
+    /**
+     * The median seconds of an all-reduce of {@code n} floats, after {@link #WARM_UP} untimed ones: after
+     * two, the embedded PPO example's link came out at 2.2e8 bytes/s, and its run's gradient
+     * all-reduces moved 2.4-5e8 (the communicator's copy loops not yet compiled).
+     */
     private static double time(Communicator c, int n, int repeats) {
         float[] buf = new float[n];
-        c.allReduceSum(buf);
-        c.allReduceSum(buf);
+        for (int i = 0; i < WARM_UP; i++) {
+            c.allReduceSum(buf);
+        }
         double[] s = new double[repeats];
         for (int i = 0; i < repeats; i++) {
             long t0 = System.nanoTime();

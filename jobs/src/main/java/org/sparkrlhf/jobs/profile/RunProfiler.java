@@ -332,7 +332,7 @@ public final class RunProfiler {
         for (int i = 0; i < EMPTY_WARM_UP || (System.nanoTime() - warm) / 1e9 < EMPTY_WARM_UP_SECONDS; i++) {
             runner.run("spark-rlhf: an empty call", all, inputs, fn);
         }
-        TimedCalls.settle(() -> runner.run("spark-rlhf: an empty call", all, inputs, fn));
+        TimedCalls.settle(runner, inventory, () -> runner.run("spark-rlhf: an empty call", all, inputs, fn));
         for (int i = 0; i < EMPTY_CALLS; i++) {
             long t0 = System.nanoTime();
             runner.run("spark-rlhf: an empty call", all, inputs, fn);
