@@ -47,15 +47,15 @@ import java.util.Locale;
 import java.util.Map;
 
 /**
- * Profiles a run's models on its executors: for each distinct model (same name and config.json), the
- * devices of the run's first executor run the engine's profiler ({@link EngineProfiler}) side by side
- * over the token counts and lengths of the run's batch, and the per-micro-batch overhead
+ * Profiles a run's models on its executors: for each distinct model (same name and config.json), all
+ * the run's devices run the engine's profiler ({@link EngineProfiler}) side by side, in step, over the
+ * token counts and lengths of the run's batch, and the per-micro-batch overhead
  * ({@link MicroBatchProfiler}); the first device's table is kept. Then the driver times all-reduces
  * through the runtime's communicator ({@link CollectiveProfiler}), empty calls through the
  * {@link BarrierCallRunner} over all the run's devices and real forward calls over the batch's rows
  * ({@link ForwardCallProfiler}: the per-call overhead), and reallocations
  * between two devices ({@link ReallocationProfiler}). The planner's clusters are homogeneous, so the
- * first executor stands for every one of the run. Tables go next to the run's
+ * first device stands for every one of the run. Tables go next to the run's
  * output and into the cache ({@link ProfileStore}).
  */
 public final class RunProfiler {
@@ -110,11 +110,13 @@ public final class RunProfiler {
         }
         // the models first: a run's calls come after its JVM has compiled Spark's scheduling path and the
         // engine's kernels, and the fixed costs timed below should be those of such a JVM
-        // every device of the first executor profiles at once, and the first one's table is kept: a call's ranks
-        // run side by side, and on a CPU executor the slots share one pool of cores (a slot alone would have
-        // them all: on local[2] its passes ran twice as fast as a data-parallel call's)
-        List<DeviceSlot> executor = inventory.devices().stream()
-                .filter(d -> d.executorId().equals(inventory.device(0).executorId())).toList();
+        // every device of the run profiles at once, and the first one's table is kept: a call's ranks run side
+        // by side, and on a CPU executor the slots share one pool of cores (a slot alone would have them all:
+        // on local[2] its passes ran twice as fast as a data-parallel call's); and every executor's JVM has
+        // then compiled the engine before the run (profiled on the first executor alone, the second one's
+        // ranks compiled it in the run's first iterations, on local-cluster[2,1,1024] the first 12 of the PPO
+        // example took 1.5-2.5x the later ones)
+        List<DeviceSlot> devices = inventory.devices();
         Map<String, Measured> measured = new LinkedHashMap<>();
         for (String role : distinct.values()) {
             ModelSpec spec = RunScenario.model(config, role);
@@ -122,7 +124,7 @@ public final class RunProfiler {
                     w.promptLen(), w.genLen(), w.sequences());
             long start = System.nanoTime();
             List<RankResult<Measured>> r = runner.run("profile", "spark-rlhf: profile " + spec.name() + " on " + device,
-                    executor, new ArrayList<>(Collections.nCopies(executor.size(), job)),
+                    devices, new ArrayList<>(Collections.nCopies(devices.size(), job)),
                     (context, in) -> measure(context.backend(), in, context.communicator(), lockstep(context.communicator())));
             Measured m = r.get(0).value();
             measured.put(role, m);
