@@ -38,12 +38,6 @@ public final class EngineProfiler {
     static final int MORE = 4;
     /** The shortest sample: ops faster than this are timed in loops. */
     static final double MIN_SAMPLE_SECONDS = 0.02;
-    /** A warm-up round before the sweep counts as quiet when the JIT compiled for at most this share of it ... */
-    static final double QUIET_SHARE = 0.05;
-    /** ... each round of warm-up passes lasting at least this long ... */
-    static final double SETTLE_ROUND_SECONDS = 0.25;
-    /** ... and the profiler waits for a quiet round at most this long. */
-    static final double SETTLE_MAX_SECONDS = 30;
     /** An op this slow is warmed up once and sampled fewer times; a pass sweep stops after such a point. */
     static final double SLOW_SECONDS = 1.0;
 
@@ -95,9 +89,13 @@ public final class EngineProfiler {
                      withLayers(config.withHead(ModelConfig.Head.SCORE), FEW), dtype, 1, 0.02f)) {
             int extra = MORE - FEW;
             // the JIT compiles the kernels during the first passes, and what the JVM ran before: nothing is
-            // timed until it has settled
+            // timed until it has settled on every device
             Batch warm = batch(1, Math.min(grid.passContexts().get(0), config.maxPositions()));
-            settle(() -> forwardBackward(more, warm), () -> forwardBackward(few, warm), () -> forward(few, warm));
+            JitClock.settle(() -> {
+                forwardBackward(more, warm);
+                forwardBackward(few, warm);
+                forward(few, warm);
+            }, JitClock.sinceLast(), lockstep::max);
             for (int context : grid.passContexts()) {
                 int ctx = Math.min(context, config.maxPositions());
                 for (int seqs : grid.passSequences()) {
@@ -247,31 +245,6 @@ public final class EngineProfiler {
         int v = config.vocabSize();
         int id = (int) ((b * 31L + t * 7L + 3) % v);
         return id == config.padTokenId() ? (id + 1) % v : id;
-    }
-
-    /**
-     * Runs rounds of {@code passes} (each round at least {@link #SETTLE_ROUND_SECONDS}) until one in
-     * which the JIT compiled for at most {@link #QUIET_SHARE} of the round's time on every device, or
-     * for at most {@link #SETTLE_MAX_SECONDS}.
-     */
-    private void settle(Runnable... passes) {
-        long start = System.nanoTime();
-        while (true) {
-            double jit0 = JitClock.seconds();
-            long t0 = System.nanoTime();
-            do {
-                for (Runnable p : passes) {
-                    p.run();
-                }
-            } while ((System.nanoTime() - t0) / 1e9 < SETTLE_ROUND_SECONDS);
-            double round = (System.nanoTime() - t0) / 1e9;
-            boolean busy = JitClock.seconds() - jit0 > QUIET_SHARE * round;
-            boolean waited = (System.nanoTime() - start) / 1e9 >= SETTLE_MAX_SECONDS;
-            // every device goes on while any of them does, so that they leave the loop together
-            if (lockstep.max(busy && !waited ? 1 : 0) == 0) {
-                return;
-            }
-        }
     }
 
     /**

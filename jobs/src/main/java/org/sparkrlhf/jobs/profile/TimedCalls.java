@@ -16,6 +16,7 @@ import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.function.DoubleSupplier;
 
 /** Real model function calls timed as a run pays them, for the profiler's calibrations. */
 final class TimedCalls {
@@ -52,21 +53,14 @@ final class TimedCalls {
         return s[calls / 2];
     }
 
-    /** A round of calls is quiet when no JVM's JIT compiled for more than this share of it ... */
-    static final double QUIET_SHARE = 0.05;
-    /** ... each round lasting at least this long ... */
-    static final double ROUND_SECONDS = 0.25;
-    /** ... and calls are run for a quiet round at most this long. */
-    static final double SETTLE_MAX_SECONDS = 30;
-
     /**
      * Runs rounds of {@code call} until one in which neither the driver's JIT nor any executor's
-     * compiled for more than {@link #QUIET_SHARE} of the round, or for at most
-     * {@link #SETTLE_MAX_SECONDS} (see {@link JitClock}; the executors' JITs are read by a call to one
-     * device of each, after every round). After the models' profiles the JITs still compiled Spark's
-     * paths of the calls (and the engine's, in the executors): the embedded GRPO example's forward and
-     * generation calls, timed then, came out 1.3x and 1.7x what the run's calls took, and on
-     * local-cluster an empty call 27 ms where the run's whole forward calls took 17.
+     * compiled for more than {@link JitClock#QUIET_SHARE} of the round, or for at most
+     * {@link JitClock#SETTLE_MAX_SECONDS} ({@link JitClock#settle}; the executors' JITs are read by a
+     * call to one device of each, after every round). After the models' profiles the JITs still
+     * compiled Spark's paths of the calls (and the engine's, in the executors): the embedded GRPO
+     * example's forward and generation calls, timed then, came out 1.3x and 1.7x what the run's calls
+     * took, and on local-cluster an empty call 27 ms where the run's whole forward calls took 17.
      */
     static void settle(BarrierCallRunner runner, ClusterInventory inventory, Runnable call) {
         Map<String, DeviceSlot> byExecutor = new LinkedHashMap<>();
@@ -76,24 +70,18 @@ final class TimedCalls {
         List<DeviceSlot> one = new ArrayList<>(byExecutor.values());
         List<Integer> none = new ArrayList<>(Collections.nCopies(one.size(), 0));
         RankFunction<Integer, Double> jit = (context, x) -> JitClock.seconds();
-        long start = System.nanoTime();
-        double[] before = jitSeconds(runner, one, none, jit);
-        while ((System.nanoTime() - start) / 1e9 < SETTLE_MAX_SECONDS) {
-            long t0 = System.nanoTime();
-            do {
-                call.run();
-            } while ((System.nanoTime() - t0) / 1e9 < ROUND_SECONDS);
-            double round = (System.nanoTime() - t0) / 1e9;
-            double[] after = jitSeconds(runner, one, none, jit);
+        double[][] last = {new double[0]};
+        // the most any JVM compiled since the previous reading (the first reading: none)
+        DoubleSupplier compiledSince = () -> {
+            double[] now = jitSeconds(runner, one, none, jit);
             double most = 0;
-            for (int i = 0; i < after.length; i++) {
-                most = Math.max(most, after[i] - before[i]);
+            for (int i = 0; i < last[0].length; i++) {
+                most = Math.max(most, now[i] - last[0][i]);
             }
-            if (most <= QUIET_SHARE * round) {
-                return;
-            }
-            before = after;
-        }
+            last[0] = now;
+            return most;
+        };
+        JitClock.settle(call, compiledSince, busy -> busy);
     }
 
     /** The driver's JIT seconds, then each executor's (an embedded run's executor is the driver's JVM: counted once). */
