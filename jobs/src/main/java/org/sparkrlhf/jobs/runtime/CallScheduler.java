@@ -13,8 +13,10 @@ import java.util.concurrent.Callable;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorCompletionService;
 import java.util.concurrent.ExecutorService;
-import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
+import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.ThreadPoolExecutor;
+import java.util.concurrent.TimeUnit;
 import java.util.function.Supplier;
 
 /**
@@ -71,11 +73,18 @@ public final class CallScheduler implements AutoCloseable {
     private final ExecutorService threads;
 
     public CallScheduler(int maxConcurrentCalls) {
-        this.threads = Executors.newFixedThreadPool(maxConcurrentCalls, r -> {
+        ThreadPoolExecutor pool = new ThreadPoolExecutor(maxConcurrentCalls, maxConcurrentCalls, 0L, TimeUnit.MILLISECONDS,
+                new LinkedBlockingQueue<>(), r -> {
             Thread t = new Thread(r, "spark-rlhf-call");
             t.setDaemon(true);
             return t;
         });
+        // Every thread exists before the first call: a call started next to a running one wakes an idle
+        // thread at once, where a thread created then waits behind the busy engine threads for a slice
+        // of CPU (Linux places a new thread at the end of the queue; a woken one near its front), which
+        // on a 2-core machine delayed a call's start by milliseconds, past the end of the call beside it.
+        pool.prestartAllCoreThreads();
+        this.threads = pool;
     }
 
     /**
