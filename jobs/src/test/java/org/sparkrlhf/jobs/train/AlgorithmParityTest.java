@@ -36,7 +36,9 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * Vector API, with OpenBLAS's AVX2 kernels named: the build sets OPENBLAS_CORETYPE=Haswell for the
  * tests, since OpenBLAS otherwise picks its kernels by CPU and their sums differ between machines;
  * GRPO's again when the tests got a profile cache of their own, empty: the runs plan on the roofline,
- * where a table the user's cache held for a model of the same name and config had changed GRPO's plan).
+ * where a table the user's cache held for a model of the same name and config had changed GRPO's plan;
+ * GRPO's and PPO's again when exp went to fused multiply-adds and the fast kernels' row and elementwise
+ * loops to fused Vector API loops, whose sums differ in the last bits).
  * Floats are compared to 1e-6 relative.
  */
 class AlgorithmParityTest {

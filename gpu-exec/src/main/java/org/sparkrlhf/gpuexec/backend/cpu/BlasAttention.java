@@ -85,6 +85,12 @@ final class BlasAttention {
                 OpenBlas.sgemm(false, true, T, T, D, scale, qs.getPointer(qo), qStride, ks.getPointer(ko), kvStride, 0f, sn, T);
                 sn.get(s, 0, TT);
                 w.mask(mask, b, T, window);
+                if (FastExp.VECTOR) {
+                    for (int t = 0; t < T; t++) lse[(b * H + h) * T + t] = VectorKernels.softmaxRow(s, add, keep, t * T, T);
+                    sn.put(s, 0, TT);
+                    OpenBlas.sgemm(false, false, T, D, T, 1f, sn, T, vs.getPointer(ko), kvStride, 0f, os.getPointer(qo), qStride);
+                    continue;
+                }
                 for (int i = 0; i < TT; i++) s[i] += add[i];
                 for (int t = 0; t < T; t++) {
                     int row = t * T;
@@ -141,18 +147,15 @@ final class BlasAttention {
                     pn.get(p, 0, TT);
                     gn.get(dp, 0, TT);
                     // P = exp(S - lse) on allowed keys; a query with no key (lse = -inf) has keep 0 on its whole row
-                    for (int t = 0; t < T; t++) {
-                        float l = lse[(b * H + h) * T + t];
-                        float m = l == Float.NEGATIVE_INFINITY ? 0f : l;
-                        int row = t * T;
-                        for (int j = row; j < row + T; j++) p[j] -= m;
-                    }
-                    FastExp.expInPlace(p, TT, 0f, tmp);
-                    for (int i = 0; i < TT; i++) p[i] *= keep[i];
-                    for (int t = 0; t < T; t++) {
-                        int row = t * T, oo = (b * T + t) * qStride + h * D;
-                        float delta = FastExp.dot(dOut, oo, out, oo, D);
-                        for (int j = row; j < row + T; j++) dp[j] = p[j] * (dp[j] - delta) * scale;
+                    if (FastExp.VECTOR) {
+                        for (int t = 0; t < T; t++) {
+                            float l = lse[(b * H + h) * T + t];
+                            int oo = (b * T + t) * qStride + h * D;
+                            VectorKernels.softmaxGradientRow(p, dp, keep, t * T, T, l == Float.NEGATIVE_INFINITY ? 0f : l,
+                                    FastExp.dot(dOut, oo, out, oo, D), scale);
+                        }
+                    } else {
+                        softmaxGradient(p, dp, keep, tmp, lse, dOut, out, b, h, H, T, D, qStride, scale);
                     }
                     pn.put(p, 0, TT);
                     gn.put(dp, 0, TT);
@@ -162,6 +165,25 @@ final class BlasAttention {
                 }
             }
         });
+    }
+
+    /** The scalar passes of {@link VectorKernels#softmaxGradientRow} over all T rows of one head. */
+    private static void softmaxGradient(float[] p, float[] dp, float[] keep, float[] tmp, float[] lse, float[] dOut,
+                                        float[] out, int b, int h, int H, int T, int D, int qStride, float scale) {
+        int TT = T * T;
+        for (int t = 0; t < T; t++) {
+            float l = lse[(b * H + h) * T + t];
+            float m = l == Float.NEGATIVE_INFINITY ? 0f : l;
+            int row = t * T;
+            for (int j = row; j < row + T; j++) p[j] -= m;
+        }
+        FastExp.expInPlace(p, TT, 0f, tmp);
+        for (int i = 0; i < TT; i++) p[i] *= keep[i];
+        for (int t = 0; t < T; t++) {
+            int row = t * T, oo = (b * T + t) * qStride + h * D;
+            float delta = FastExp.dot(dOut, oo, out, oo, D);
+            for (int j = row; j < row + T; j++) dp[j] = p[j] * (dp[j] - delta) * scale;
+        }
     }
 
     void close() {

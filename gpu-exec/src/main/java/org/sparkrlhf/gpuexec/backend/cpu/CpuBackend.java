@@ -415,6 +415,7 @@ public final class CpuBackend implements Backend {
         if (r.size() != N) throw bad("rmsnorm", "rstd " + r.describe() + " for " + N + " rows");
         float[] oa = o.write(), ra = r.write(), xa = x.read(), wa = w.read();
         boolean fast = kernels == CpuKernels.FAST; // the sums of squares on FastExp.dot (vectorised), else in index order
+        boolean vector = fast && FastExp.VECTOR;
         par.range(N, C * 3L, (lo, hi) -> {
             for (int n = lo; n < hi; n++) {
                 int off = n * C;
@@ -423,7 +424,8 @@ public final class CpuBackend implements Backend {
                 else for (int c = 0; c < C; c++) ss += xa[off + c] * xa[off + c];
                 float rs = (float) (1.0 / Math.sqrt(ss / C + eps));
                 ra[n] = rs;
-                for (int c = 0; c < C; c++) oa[off + c] = wa[c] * (xa[off + c] * rs);
+                if (vector) VectorKernels.scaleRow(oa, xa, off, wa, rs, C);
+                else for (int c = 0; c < C; c++) oa[off + c] = wa[c] * (xa[off + c] * rs);
             }
         });
         o.roundIfBf16();
@@ -440,17 +442,20 @@ public final class CpuBackend implements Backend {
             sameSize("rmsnormBackward dIn", dx, x);
             float[] dxa = dx.write();
             boolean fast = kernels == CpuKernels.FAST; // the dot on FastExp.dot (vectorised), else in index order
+            boolean vector = fast && FastExp.VECTOR;
             par.range(N, C * 4L, (lo, hi) -> {
                 float[] gw = new float[C]; // g * w of a row, at index 0
                 for (int n = lo; n < hi; n++) {
                     int off = n * C;
                     float rs = ra[n];
-                    for (int c = 0; c < C; c++) gw[c] = ga[off + c] * wa[c];
+                    if (vector) VectorKernels.multiplyRow(gw, ga, off, wa, C);
+                    else for (int c = 0; c < C; c++) gw[c] = ga[off + c] * wa[c];
                     float dot = 0f;
                     if (fast) dot = FastExp.dot(gw, 0, xa, off, C);
                     else for (int c = 0; c < C; c++) dot += gw[c] * xa[off + c];
                     float k = dot * rs * rs * rs / C;
-                    for (int c = 0; c < C; c++) dxa[off + c] += gw[c] * rs - xa[off + c] * k;
+                    if (vector) VectorKernels.rmsnormGradientRow(dxa, gw, xa, off, rs, k, C);
+                    else for (int c = 0; c < C; c++) dxa[off + c] += gw[c] * rs - xa[off + c] * k;
                 }
             });
         }
@@ -458,12 +463,14 @@ public final class CpuBackend implements Backend {
             if (dw.size() != C) throw bad("rmsnormBackward", "dWeight " + dw.describe() + " for width " + C);
             float[] dwa = dw.write();
             int blocks = (C + 15) / 16;
+            boolean vector = kernels == CpuKernels.FAST && FastExp.VECTOR;
             par.range(blocks, N * 16L, (lo, hi) -> {
                 int c0 = lo * 16, c1 = Math.min(C, hi * 16);
                 for (int n = 0; n < N; n++) {
                     int off = n * C;
                     float rs = ra[n];
-                    for (int c = c0; c < c1; c++) dwa[c] += ga[off + c] * xa[off + c] * rs;
+                    if (vector) VectorKernels.rmsnormWeightGradientRow(dwa, ga, xa, off, rs, c0, c1);
+                    else for (int c = c0; c < c1; c++) dwa[c] += ga[off + c] * xa[off + c] * rs;
                 }
             });
         }
@@ -511,11 +518,16 @@ public final class CpuBackend implements Backend {
                 }
             }
         });
+        boolean vector = kernels == CpuKernels.FAST && FastExp.VECTOR;
         par.range(N, (long) width * 4, (lo, hi) -> {
             for (int n = lo; n < hi; n++) {
                 int cs = (used == null ? n : pos[n]) * half;
                 for (int h = 0; h < heads; h++) {
                     int off = n * width + h * D;
+                    if (vector) {
+                        VectorKernels.rotate(a, off, cos, sin, cs, half);
+                        continue;
+                    }
                     for (int i = 0; i < half; i++) {
                         float x1 = a[off + i], x2 = a[off + i + half];
                         a[off + i] = x1 * cos[cs + i] - x2 * sin[cs + i];

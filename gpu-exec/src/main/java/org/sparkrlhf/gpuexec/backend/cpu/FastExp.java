@@ -5,7 +5,7 @@ package org.sparkrlhf.gpuexec.backend.cpu;
  * so that the JIT vectorises most of them: Cephes' expf
  * (x = n ln2 + r, |r| &lt;= ln2 / 2, a degree-6 polynomial for e^r, relative error about 1e-7)
  * with n rounded by adding and subtracting 1.5 * 2^23, so that the first loop is pure float
- * arithmetic; a second loop builds 2^n from n's bits. About 7x faster than Math.exp per element
+ * arithmetic (fused multiply-adds, as the vector path's); a second loop builds 2^n from n's bits. About 7x faster than Math.exp per element
  * on this JDK. Inputs are clamped to [-87, 88]: exp of anything below -87 gives about 1.6e-38
  * rather than 0 (callers that need exact zeros, such as masked keys, write them), NaN stays NaN.
  */
@@ -45,19 +45,38 @@ final class FastExp {
     /** The scalar loops over xs[from .. n) (n2 indexed alike). */
     static void scalarExp(float[] xs, int from, int n, float shift, float sign, float[] n2) {
         for (int i = from; i < n; i++) {
-            float x = Math.max(-87f, Math.min(88f, sign * (xs[i] - shift)));
-            float fn = (x * LOG2E + ROUND) - ROUND;
-            float r = x - fn * LN2_HI - fn * LN2_LO;
-            float p = 1.9875691500E-4f;
-            p = p * r + 1.3981999507E-3f;
-            p = p * r + 8.3334519073E-3f;
-            p = p * r + 4.1665795894E-2f;
-            p = p * r + 1.6666665459E-1f;
-            p = p * r + 5.0000001201E-1f;
-            xs[i] = p * r * r + r + 1f;
+            float x = clamp(sign * (xs[i] - shift));
+            float fn = Math.fma(x, LOG2E, ROUND) - ROUND;
+            float r = Math.fma(fn, -LN2_HI, x);
+            r = Math.fma(fn, -LN2_LO, r);
+            float p = Math.fma(r, 1.9875691500E-4f, 1.3981999507E-3f);
+            p = Math.fma(p, r, 8.3334519073E-3f);
+            p = Math.fma(p, r, 4.1665795894E-2f);
+            p = Math.fma(p, r, 1.6666665459E-1f);
+            p = Math.fma(p, r, 5.0000001201E-1f);
+            xs[i] = Math.fma(p * r, r, r) + 1f;
             n2[i] = fn;
         }
         for (int i = from; i < n; i++) xs[i] *= Float.intBitsToFloat(((int) n2[i] + 127) << 23);
+    }
+
+    /** exp(v) as the loops above compute it (clamped to [-87, 88]): the vector kernels' tails. */
+    static float exp(float v) {
+        float x = clamp(v);
+        float fn = Math.fma(x, LOG2E, ROUND) - ROUND;
+        float r = Math.fma(fn, -LN2_HI, x);
+        r = Math.fma(fn, -LN2_LO, r);
+        float p = Math.fma(r, 1.9875691500E-4f, 1.3981999507E-3f);
+        p = Math.fma(p, r, 8.3334519073E-3f);
+        p = Math.fma(p, r, 4.1665795894E-2f);
+        p = Math.fma(p, r, 1.6666665459E-1f);
+        p = Math.fma(p, r, 5.0000001201E-1f);
+        return (Math.fma(p * r, r, r) + 1f) * Float.intBitsToFloat(((int) fn + 127) << 23);
+    }
+
+    /** v clamped to [-87, 88]; NaN stays NaN. */
+    private static float clamp(float v) {
+        return v < -87f ? -87f : v > 88f ? 88f : v;
     }
 
     /** The largest of a[off .. off + n), -infinity when n = 0 (eight running maxima for speed). */

@@ -4,8 +4,9 @@ package org.sparkrlhf.gpuexec.backend.cpu;
  * The fast kernels' exp-bound ops (softmax over the vocabulary, SwiGLU), on {@link FastExp} and
  * loops the JIT vectorises: rows and blocks are copied into scratch arrays at index 0 first,
  * because the JIT leaves a loop scalar when two arrays are indexed at different offsets (they
- * might overlap). Same definitions as the reference code in {@link CpuBackend}, sums in a
- * different order.
+ * might overlap). With the Vector API each step's arithmetic is one fused loop ({@link
+ * VectorKernels}); without it, passes of {@link FastExp} and plain loops. Same definitions as the
+ * reference code in {@link CpuBackend}, sums in a different order.
  */
 final class FastKernels {
     /** Elements per step of the SwiGLU loops: their scratch stays in L1. */
@@ -68,7 +69,9 @@ final class FastKernels {
 
     static void tokenLogprobs(float[] lp, float[] entropy, float[] lse, Rows z, int[] targets, int N, int V, Parallel par) {
         par.range(N, V * 4L, (lo, hi) -> {
-            float[] e = new float[V], zr = new float[V], tmp = new float[V];
+            boolean vector = FastExp.VECTOR;
+            float[] zr = new float[V], sums = new float[2];
+            float[] e = vector ? null : new float[V], tmp = vector ? null : new float[V];
             for (int n = lo; n < hi; n++) {
                 int off = n * V;
                 if (targets[n] < 0 || targets[n] >= V) {
@@ -76,6 +79,22 @@ final class FastKernels {
                 }
                 z.get(off, zr, V);
                 float max = FastExp.max(zr, 0, V);
+                if (FastExp.VECTOR) {
+                    // exp, its sum and the entropy's moment in one pass, exp never stored:
+                    // H = -sum_j p_j (z_j - lse) = log(sum) - sum_j e_j (z_j - max) / sum
+                    float sum;
+                    if (entropy == null) {
+                        sum = VectorKernels.expSum(zr, V, max);
+                    } else {
+                        VectorKernels.expSumAndMoment(zr, V, max, sums);
+                        sum = sums[0];
+                        entropy[n] = (float) Math.log(sum) - sums[1] / sum;
+                    }
+                    float l = max + (float) Math.log(sum);
+                    lse[n] = l;
+                    lp[n] = zr[targets[n]] - l;
+                    continue;
+                }
                 System.arraycopy(zr, 0, e, 0, V);
                 FastExp.expInPlace(e, V, max, tmp);
                 float sum = FastExp.sum(e, 0, V);
@@ -115,7 +134,9 @@ final class FastKernels {
                 z.get(off, p, V);
                 if (dzIn == null) java.util.Arrays.fill(d, 0f);
                 else dzIn.get(off, d, V);
-                if (ge == 0f) {
+                if (FastExp.VECTOR) {
+                    VectorKernels.logprobGradient(d, p, V, l, gl, ge, ge == 0f ? 0f : entropy[n]);
+                } else if (ge == 0f) {
                     FastExp.expInPlace(p, V, l, tmp);
                     for (int j = 0; j < V; j++) d[j] -= gl * p[j];
                 } else {
@@ -138,10 +159,14 @@ final class FastKernels {
             for (int blk = lo; blk < hi; blk++) {
                 int i0 = blk * BLOCK, n = Math.min(BLOCK, length - i0);
                 gate.get(i0, x, n);
-                System.arraycopy(x, 0, e, 0, n);
                 up.get(i0, u, n);
-                FastExp.expNegatedInPlace(e, n, tmp);
-                for (int i = 0; i < n; i++) e[i] = x[i] / (1f + e[i]) * u[i];
+                if (FastExp.VECTOR) {
+                    VectorKernels.swiglu(e, x, u, n);
+                } else {
+                    System.arraycopy(x, 0, e, 0, n);
+                    FastExp.expNegatedInPlace(e, n, tmp);
+                    for (int i = 0; i < n; i++) e[i] = x[i] / (1f + e[i]) * u[i];
+                }
                 out.put(i0, e, n);
             }
         });
@@ -160,18 +185,22 @@ final class FastKernels {
             for (int blk = lo; blk < hi; blk++) {
                 int i0 = blk * BLOCK, n = Math.min(BLOCK, length - i0);
                 gate.get(i0, x, n);
-                System.arraycopy(x, 0, s, 0, n);
+                if (!FastExp.VECTOR) System.arraycopy(x, 0, s, 0, n);
                 up.get(i0, u, n);
                 dOut.get(i0, g, n);
                 if (dGateIn == null) java.util.Arrays.fill(dg, 0, n, 0f);
                 else dGateIn.get(i0, dg, n);
                 if (dUpIn == null) java.util.Arrays.fill(du, 0, n, 0f);
                 else dUpIn.get(i0, du, n);
-                FastExp.expNegatedInPlace(s, n, tmp);
-                for (int i = 0; i < n; i++) {
-                    float sg = 1f / (1f + s[i]);
-                    du[i] += g[i] * x[i] * sg;
-                    dg[i] += g[i] * u[i] * sg * (1f + x[i] * (1f - sg));
+                if (FastExp.VECTOR) {
+                    VectorKernels.swigluBackward(dg, du, g, x, u, n);
+                } else {
+                    FastExp.expNegatedInPlace(s, n, tmp);
+                    for (int i = 0; i < n; i++) {
+                        float sg = 1f / (1f + s[i]);
+                        du[i] += g[i] * x[i] * sg;
+                        dg[i] += g[i] * u[i] * sg * (1f + x[i] * (1f - sg));
+                    }
                 }
                 dGateOut.put(i0, dg, n);
                 dUpOut.put(i0, du, n);

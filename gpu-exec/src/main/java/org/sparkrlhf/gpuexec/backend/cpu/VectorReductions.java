@@ -76,7 +76,7 @@ final class VectorReductions {
     }
 
     /** The sum of a vector's lanes in index order. */
-    private static float lanes(FloatVector v) {
+    static float lanes(FloatVector v) {
         float[] l = new float[L];
         v.intoArray(l, 0);
         float s = 0f;
