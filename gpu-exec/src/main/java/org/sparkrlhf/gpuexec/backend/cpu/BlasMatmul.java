@@ -1,6 +1,7 @@
 package org.sparkrlhf.gpuexec.backend.cpu;
 
 import org.bytedeco.javacpp.FloatPointer;
+import org.sparkrlhf.gpuexec.backend.DType;
 
 /**
  * The products on OpenBLAS's sgemm. Operands are read from the tensors' native mirrors (see
@@ -41,7 +42,7 @@ final class BlasMatmul implements Matmul {
 
     @Override
     public void forward(CpuTensor out, CpuTensor in, CpuTensor weight, float[] bias, int N, int IC, int OC) {
-        run(forwardProduct(out, in.nativeMirror(), weight, bias, N, IC, OC, c.get((long) N * OC)));
+        run(forwardProduct(out, in, in.nativeMirror(), weight, bias, N, IC, OC, c.get((long) N * OC)));
     }
 
     /**
@@ -63,7 +64,7 @@ final class BlasMatmul implements Matmul {
         Product[] ps = new Product[P];
         long at = 0;
         for (int i = 0; i < P; i++) {
-            ps[i] = forwardProduct(outs[i], ap, weights[i], biases[i], N, IC, OC[i], cp.getPointer(at));
+            ps[i] = forwardProduct(outs[i], in, ap, weights[i], biases[i], N, IC, OC[i], cp.getPointer(at));
             at += (long) N * OC[i];
         }
         int whole = P - P % threads;
@@ -73,10 +74,30 @@ final class BlasMatmul implements Matmul {
         });
     }
 
-    /** out = in @ W^T + bias through native scratch cp [N, OC], as blocks (see the class comment). */
-    private Product forwardProduct(CpuTensor out, FloatPointer ap, CpuTensor weight, float[] bias, int N, int IC, int OC,
-                                   FloatPointer cp) {
+    /**
+     * out = in @ W^T + bias, as blocks (see the class comment): an fp32 output without bias straight
+     * into out's native mirror, where the next product, attention, SwiGLU and the token logprobs read
+     * it and a Java op's read copies it into the array only then; else through native scratch cp
+     * [N, OC] into the array (bias added, or rounded to bf16, there).
+     */
+    private Product forwardProduct(CpuTensor out, CpuTensor in, FloatPointer ap, CpuTensor weight, float[] bias, int N, int IC,
+                                   int OC, FloatPointer cp) {
         FloatPointer w = weight.nativeMirror();
+        if (N > FEW_ROWS && bias == null && out.dtype() == DType.F32 && out != in) {
+            FloatPointer dst = out.nativeOutput();
+            if (rowBlocks(N, OC)) {
+                return (i, of) -> {
+                    int r0 = cut(N, i, of), r1 = cut(N, i + 1, of);
+                    if (r0 < r1) OpenBlas.sgemm(false, true, r1 - r0, OC, IC, 1f, ap.getPointer((long) r0 * IC), IC, w, IC, 0f,
+                            dst.getPointer((long) r0 * OC), OC);
+                };
+            }
+            return (i, of) -> {
+                int c0 = cut(OC, i, of), c1 = cut(OC, i + 1, of);
+                if (c0 < c1) OpenBlas.sgemm(false, true, N, c1 - c0, IC, 1f, ap, IC, w.getPointer((long) c0 * IC), IC, 0f,
+                        dst.getPointer(c0), OC);
+            };
+        }
         float[] o = out.write();
         if (N <= FEW_ROWS) {
             // out^T [OC, N] = W [OC, IC] in^T, in blocks of weight rows, then transposed into out

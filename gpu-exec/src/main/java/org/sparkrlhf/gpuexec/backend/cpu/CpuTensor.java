@@ -251,6 +251,15 @@ final class CpuTensor implements Tensor {
         return mirror.position(0).asBuffer();
     }
 
+    /**
+     * The mirror as OpenBLAS's C for a product that writes every element of this tensor (beta 0): as
+     * {@link #nativeForOverwrite}, the array stale until the next {@link #read} or {@link #write}.
+     */
+    synchronized FloatPointer nativeOutput() {
+        nativeForOverwrite();
+        return view.position(0);
+    }
+
     /** A tensor's mirror for row-wise writes, and whether its current values are to be added to. */
     record NativeRows(java.nio.FloatBuffer rows, boolean accumulate) {
     }
