@@ -134,7 +134,8 @@ public final class TrainCommand {
     /**
      * With {@code spark.rlhf.profile: auto}, profiles the run's models when the planner would find no table
      * for some of them (a short run: seconds for the examples' tiny models), so that the plan's estimate
-     * is of this engine on these devices.
+     * is of this engine on these devices; when the tables come from the cache, warms the executors up with
+     * the profile's real calls instead ({@link RunProfiler#warmUp}).
      */
     private static void profileFirst(SparkSession spark, RunConfig config, BarrierCallRunner runner,
                                      ClusterInventory inventory, PrintStream progress) {
@@ -151,6 +152,9 @@ public final class TrainCommand {
             progress.printf("profile: no table for %s on %s; profiling first%n", missing, cluster.gpu().name());
             RunProfiler.profile(RunDriver.pricedConfig(spark, config, progress), RunOutput.create(config), runner, inventory,
                     progress);
+        } else {
+            // the tables come from an earlier application: this one's executors have compiled nothing yet
+            RunProfiler.warmUp(RunDriver.pricedConfig(spark, config, progress), runner, inventory, progress);
         }
     }
 
