@@ -47,14 +47,7 @@ final class FastExp {
         for (int i = from; i < n; i++) {
             float x = clamp(sign * (xs[i] - shift));
             float fn = Math.fma(x, LOG2E, ROUND) - ROUND;
-            float r = Math.fma(fn, -LN2_HI, x);
-            r = Math.fma(fn, -LN2_LO, r);
-            float p = Math.fma(r, 1.9875691500E-4f, 1.3981999507E-3f);
-            p = Math.fma(p, r, 8.3334519073E-3f);
-            p = Math.fma(p, r, 4.1665795894E-2f);
-            p = Math.fma(p, r, 1.6666665459E-1f);
-            p = Math.fma(p, r, 5.0000001201E-1f);
-            xs[i] = Math.fma(p * r, r, r) + 1f;
+            xs[i] = polynomial(x, fn);
             n2[i] = fn;
         }
         for (int i = from; i < n; i++) xs[i] *= Float.intBitsToFloat(((int) n2[i] + 127) << 23);
@@ -64,6 +57,11 @@ final class FastExp {
     static float exp(float v) {
         float x = clamp(v);
         float fn = Math.fma(x, LOG2E, ROUND) - ROUND;
+        return polynomial(x, fn) * Float.intBitsToFloat(((int) fn + 127) << 23);
+    }
+
+    /** e^r for r = x - fn ln2 (|r| &lt;= ln2 / 2), in fused multiply-adds: exp(x) is this times 2^fn. */
+    private static float polynomial(float x, float fn) {
         float r = Math.fma(fn, -LN2_HI, x);
         r = Math.fma(fn, -LN2_LO, r);
         float p = Math.fma(r, 1.9875691500E-4f, 1.3981999507E-3f);
@@ -71,7 +69,7 @@ final class FastExp {
         p = Math.fma(p, r, 4.1665795894E-2f);
         p = Math.fma(p, r, 1.6666665459E-1f);
         p = Math.fma(p, r, 5.0000001201E-1f);
-        return (Math.fma(p * r, r, r) + 1f) * Float.intBitsToFloat(((int) fn + 127) << 23);
+        return Math.fma(p * r, r, r) + 1f;
     }
 
     /** v clamped to [-87, 88]; NaN stays NaN. */
