@@ -24,7 +24,6 @@ import org.sparkrlhf.jobs.runtime.RankResult;
 import org.sparkrlhf.jobs.train.SpecialTokens;
 import org.sparkrlhf.planner.cost.ProfileTable;
 import org.sparkrlhf.planner.graph.CallKind;
-import org.sparkrlhf.planner.graph.DataflowGraph;
 import org.sparkrlhf.planner.graph.ModelCall;
 import org.sparkrlhf.planner.cost.RuntimeCosts;
 import org.sparkrlhf.planner.spec.ClusterSpec;
@@ -40,6 +39,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.Collection;
 import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -143,15 +143,12 @@ public final class RunProfiler {
                 callOverhead, batch.rows(), w.promptLen(), w.genLen(), w.genLen(), EMPTY_CALLS);
         // the per-call overhead as a run's calls pay it: a real forward call less its passes' table price
         // (never below the empty call's), with the first model that has a language-model head
-        String lmRole = distinct.values().stream().filter(r -> !RunScenario.model(config, r).valueHead()).findFirst()
-                .orElse(null);
+        String lmRole = languageModelRole(config, distinct.values());
         if (lmRole != null) {
             ModelSpec spec = RunScenario.model(config, lmRole);
-            String path = config.models().get(lmRole).path();
             ProfileTable table = ProfileTable.empty().read(spec.name() + " profile",
                     Arrays.asList(measured.get(lmRole).csv().split("\r?\n")));
-            ForwardCallProfiler.Result fwd = ForwardCallProfiler.measure(runner, inventory, path,
-                    SpecialTokens.read(new ModelSource(path, 0).localPath()).pad(), spec, device, table, batch);
+            ForwardCallProfiler.Result fwd = forwardCall(config, runner, inventory, lmRole, device, table, batch);
             progress.printf(Locale.ROOT, "profile: a forward call of %s over the batch takes %.4f s, its passes %.4f s by "
                             + "the table: %.4f s a call beside them (median of %d)%n", spec.name(), fwd.callSeconds(),
                     fwd.passSeconds(), fwd.overhead(), ForwardCallProfiler.CALLS);
@@ -197,28 +194,48 @@ public final class RunProfiler {
      */
     public static void warmUp(RunConfig config, BarrierCallRunner runner, ClusterInventory inventory, PrintStream progress) {
         long start = System.nanoTime();
-        Workload w = RunScenario.workload(config);
-        Rows batch = Rows.of(w);
-        DataflowGraph graph = RunScenario.graph(config);
-        String lmRole = graph.roles().stream().filter(r -> !RunScenario.model(config, r).valueHead()).findFirst().orElse(null);
+        Rows batch = Rows.of(RunScenario.workload(config));
+        String lmRole = languageModelRole(config, RunScenario.graph(config).roles());
         if (lmRole != null) {
             ModelSpec spec = RunScenario.model(config, lmRole);
-            String path = config.models().get(lmRole).path();
-            ClusterSpec cluster = RunScenario.cluster(inventory, RunScenario.gpuPreset(config));
-            ProfileTable table = RunScenario.profiles(config, Map.of(lmRole, spec), cluster.gpu().name()).table();
-            ForwardCallProfiler.Result fwd = ForwardCallProfiler.measure(runner, inventory, path,
-                    SpecialTokens.read(new ModelSource(path, 0).localPath()).pad(), spec, cluster.gpu().name(), table, batch);
+            String device = RunScenario.cluster(inventory, RunScenario.gpuPreset(config)).gpu().name();
+            ProfileTable table = RunScenario.profiles(config, Map.of(lmRole, spec), device).table();
+            ForwardCallProfiler.Result fwd = forwardCall(config, runner, inventory, lmRole, device, table, batch);
             progress.printf(Locale.ROOT, "warm-up: a forward call of %s over the batch takes %.4f s, its passes %.4f s by "
                     + "the cached table%n", spec.name(), fwd.callSeconds(), fwd.passSeconds());
         }
-        ModelCall gen = graph.calls().stream().filter(c -> c.kind() == CallKind.GENERATE).findFirst().orElse(null);
+        ModelCall gen = generateCall(config);
         if (gen != null) {
-            String path = config.models().get(gen.role()).path();
-            double seconds = GenerateCallProfiler.measure(runner, inventory, config, path,
-                    SpecialTokens.read(new ModelSource(path, 0).localPath()).pad(), gen.scoresSamples(), batch);
-            progress.printf(Locale.ROOT, "warm-up: a generation call of %s over the batch takes %.4f s%n", gen.role(), seconds);
+            progress.printf(Locale.ROOT, "warm-up: a generation call of %s over the batch takes %.4f s%n", gen.role(),
+                    generationCall(config, runner, inventory, gen, batch));
         }
-        progress.printf(Locale.ROOT, "warm-up: the executors' JITs settled in %.1f s%n", (System.nanoTime() - start) / 1e9);
+        progress.printf(Locale.ROOT, "warm-up: %.1f s%n", (System.nanoTime() - start) / 1e9);
+    }
+
+    /** The first of {@code roles} whose model has a language-model head (not a value head), or null. */
+    private static String languageModelRole(RunConfig config, Collection<String> roles) {
+        return roles.stream().filter(r -> !RunScenario.model(config, r).valueHead()).findFirst().orElse(null);
+    }
+
+    /** The run's first generation call, or null. */
+    private static ModelCall generateCall(RunConfig config) {
+        return RunScenario.graph(config).calls().stream().filter(c -> c.kind() == CallKind.GENERATE).findFirst().orElse(null);
+    }
+
+    /** Real forward calls of {@code role}'s model over the batch on every device, the JITs settled ({@link ForwardCallProfiler}). */
+    private static ForwardCallProfiler.Result forwardCall(RunConfig config, BarrierCallRunner runner, ClusterInventory inventory,
+                                                          String role, String device, ProfileTable table, Rows batch) {
+        String path = config.models().get(role).path();
+        return ForwardCallProfiler.measure(runner, inventory, path, SpecialTokens.read(new ModelSource(path, 0).localPath()).pad(),
+                RunScenario.model(config, role), device, table, batch);
+    }
+
+    /** The median seconds of real {@code gen} calls over the batch on every device, the JITs settled ({@link GenerateCallProfiler}). */
+    private static double generationCall(RunConfig config, BarrierCallRunner runner, ClusterInventory inventory, ModelCall gen,
+                                         Rows batch) {
+        String path = config.models().get(gen.role()).path();
+        return GenerateCallProfiler.measure(runner, inventory, config, path,
+                SpecialTokens.read(new ModelSource(path, 0).localPath()).pad(), gen.scoresSamples(), batch);
     }
 
     private static List<String> store(RunConfig config, String output, String device, Map<String, Measured> measured,
@@ -241,8 +258,7 @@ public final class RunProfiler {
      */
     private static double generationStepOverhead(RunConfig config, BarrierCallRunner runner, ClusterInventory inventory,
                                                  Rows batch, PrintStream progress) {
-        DataflowGraph graph = RunScenario.graph(config);
-        ModelCall gen = graph.calls().stream().filter(c -> c.kind() == CallKind.GENERATE).findFirst().orElse(null);
+        ModelCall gen = generateCall(config);
         if (gen == null || batch.genLen() < 2 || RunScenario.profileMode(config).equals("off")) {
             return 0;
         }
@@ -256,9 +272,7 @@ public final class RunProfiler {
         if (estimated == null) {
             return 0;
         }
-        String path = config.models().get(gen.role()).path();
-        double seconds = GenerateCallProfiler.measure(runner, inventory, config, path,
-                SpecialTokens.read(new ModelSource(path, 0).localPath()).pad(), gen.scoresSamples(), batch);
+        double seconds = generationCall(config, runner, inventory, gen, batch);
         int steps = batch.genLen() - 1;
         double perStep = Math.max(0, (seconds - estimated) / steps);
         progress.printf(Locale.ROOT, "profile: a generation call of %s over the batch takes %.4f s, estimated %.4f s: "

@@ -85,34 +85,11 @@ final class BlasAttention {
                 OpenBlas.sgemm(false, true, T, T, D, scale, qs.getPointer(qo), qStride, ks.getPointer(ko), kvStride, 0f, sn, T);
                 sn.get(s, 0, TT);
                 w.mask(mask, b, T, window);
+                int li = (b * H + h) * T;
                 if (FastExp.VECTOR) {
-                    for (int t = 0; t < T; t++) lse[(b * H + h) * T + t] = VectorKernels.softmaxRow(s, add, keep, t * T, T);
-                    sn.put(s, 0, TT);
-                    OpenBlas.sgemm(false, false, T, D, T, 1f, sn, T, vs.getPointer(ko), kvStride, 0f, os.getPointer(qo), qStride);
-                    continue;
-                }
-                for (int i = 0; i < TT; i++) s[i] += add[i];
-                for (int t = 0; t < T; t++) {
-                    int row = t * T;
-                    float max = FastExp.max(s, row, T);
-                    // a query with no key: its row is -inf, shifted by 0 it stays -inf and keep zeroes it
-                    float m = max == Float.NEGATIVE_INFINITY ? 0f : max;
-                    shift[t] = m;
-                    for (int j = row; j < row + T; j++) s[j] -= m;
-                }
-                FastExp.expInPlace(s, TT, 0f, tmp);
-                for (int i = 0; i < TT; i++) s[i] *= keep[i];
-                for (int t = 0; t < T; t++) {
-                    int row = t * T;
-                    float sum = FastExp.sum(s, row, T);
-                    int li = (b * H + h) * T + t;
-                    if (sum == 0f) {
-                        lse[li] = Float.NEGATIVE_INFINITY;
-                        continue;
-                    }
-                    float inv = 1f / sum;
-                    for (int j = row; j < row + T; j++) s[j] *= inv;
-                    lse[li] = shift[t] + (float) Math.log(sum);
+                    for (int t = 0; t < T; t++) lse[li + t] = VectorKernels.softmaxRow(s, add, keep, t * T, T);
+                } else {
+                    softmax(s, add, keep, tmp, shift, lse, li, T);
                 }
                 sn.put(s, 0, TT);
                 OpenBlas.sgemm(false, false, T, D, T, 1f, sn, T, vs.getPointer(ko), kvStride, 0f, os.getPointer(qo), qStride);
@@ -165,6 +142,33 @@ final class BlasAttention {
                 }
             }
         });
+    }
+
+    /** The scalar passes of {@link VectorKernels#softmaxRow} over all T rows of one head; lse from lse[li]. */
+    private static void softmax(float[] s, float[] add, float[] keep, float[] tmp, float[] shift, float[] lse, int li, int T) {
+        int TT = T * T;
+        for (int i = 0; i < TT; i++) s[i] += add[i];
+        for (int t = 0; t < T; t++) {
+            int row = t * T;
+            float max = FastExp.max(s, row, T);
+            // a query with no key: its row is -inf, shifted by 0 it stays -inf and keep zeroes it
+            float m = max == Float.NEGATIVE_INFINITY ? 0f : max;
+            shift[t] = m;
+            for (int j = row; j < row + T; j++) s[j] -= m;
+        }
+        FastExp.expInPlace(s, TT, 0f, tmp);
+        for (int i = 0; i < TT; i++) s[i] *= keep[i];
+        for (int t = 0; t < T; t++) {
+            int row = t * T;
+            float sum = FastExp.sum(s, row, T);
+            if (sum == 0f) {
+                lse[li + t] = Float.NEGATIVE_INFINITY;
+                continue;
+            }
+            float inv = 1f / sum;
+            for (int j = row; j < row + T; j++) s[j] *= inv;
+            lse[li + t] = shift[t] + (float) Math.log(sum);
+        }
     }
 
     /** The scalar passes of {@link VectorKernels#softmaxGradientRow} over all T rows of one head. */

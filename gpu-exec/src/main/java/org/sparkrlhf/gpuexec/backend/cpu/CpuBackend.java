@@ -34,6 +34,8 @@ public final class CpuBackend implements Backend {
     private final boolean ownsPool;
     private final Parallel par;
     private final CpuKernels kernels;
+    /** Whether row and elementwise loops run on the Vector API ({@link VectorKernels}): fast kernels, module present. */
+    private final boolean vectorRows;
     private final Matmul matmul;
     /** The fast kernels' attention (null with the reference kernels). */
     private final BlasAttention blasAttention;
@@ -73,6 +75,7 @@ public final class CpuBackend implements Backend {
         this.ownsPool = ownsPool;
         this.par = new Parallel(pool, splitWork);
         this.kernels = kernels;
+        this.vectorRows = kernels == CpuKernels.FAST && FastExp.VECTOR;
         this.matmul = kernels == CpuKernels.FAST ? new BlasMatmul(par) : new ReferenceMatmul(par);
         this.blasAttention = kernels == CpuKernels.FAST ? new BlasAttention(par) : null;
         this.blasDecode = kernels == CpuKernels.FAST ? new BlasDecodeAttention(par) : null;
@@ -415,7 +418,6 @@ public final class CpuBackend implements Backend {
         if (r.size() != N) throw bad("rmsnorm", "rstd " + r.describe() + " for " + N + " rows");
         float[] oa = o.write(), ra = r.write(), xa = x.read(), wa = w.read();
         boolean fast = kernels == CpuKernels.FAST; // the sums of squares on FastExp.dot (vectorised), else in index order
-        boolean vector = fast && FastExp.VECTOR;
         par.range(N, C * 3L, (lo, hi) -> {
             for (int n = lo; n < hi; n++) {
                 int off = n * C;
@@ -424,7 +426,7 @@ public final class CpuBackend implements Backend {
                 else for (int c = 0; c < C; c++) ss += xa[off + c] * xa[off + c];
                 float rs = (float) (1.0 / Math.sqrt(ss / C + eps));
                 ra[n] = rs;
-                if (vector) VectorKernels.scaleRow(oa, xa, off, wa, rs, C);
+                if (vectorRows) VectorKernels.scaleRow(oa, xa, off, wa, rs, C);
                 else for (int c = 0; c < C; c++) oa[off + c] = wa[c] * (xa[off + c] * rs);
             }
         });
@@ -442,19 +444,18 @@ public final class CpuBackend implements Backend {
             sameSize("rmsnormBackward dIn", dx, x);
             float[] dxa = dx.write();
             boolean fast = kernels == CpuKernels.FAST; // the dot on FastExp.dot (vectorised), else in index order
-            boolean vector = fast && FastExp.VECTOR;
-            par.range(N, C * 4L, (lo, hi) -> {
+                par.range(N, C * 4L, (lo, hi) -> {
                 float[] gw = new float[C]; // g * w of a row, at index 0
                 for (int n = lo; n < hi; n++) {
                     int off = n * C;
                     float rs = ra[n];
-                    if (vector) VectorKernels.multiplyRow(gw, ga, off, wa, C);
+                    if (vectorRows) VectorKernels.multiplyRow(gw, ga, off, wa, C);
                     else for (int c = 0; c < C; c++) gw[c] = ga[off + c] * wa[c];
                     float dot = 0f;
                     if (fast) dot = FastExp.dot(gw, 0, xa, off, C);
                     else for (int c = 0; c < C; c++) dot += gw[c] * xa[off + c];
                     float k = dot * rs * rs * rs / C;
-                    if (vector) VectorKernels.rmsnormGradientRow(dxa, gw, xa, off, rs, k, C);
+                    if (vectorRows) VectorKernels.rmsnormGradientRow(dxa, gw, xa, off, rs, k, C);
                     else for (int c = 0; c < C; c++) dxa[off + c] += gw[c] * rs - xa[off + c] * k;
                 }
             });
@@ -463,13 +464,12 @@ public final class CpuBackend implements Backend {
             if (dw.size() != C) throw bad("rmsnormBackward", "dWeight " + dw.describe() + " for width " + C);
             float[] dwa = dw.write();
             int blocks = (C + 15) / 16;
-            boolean vector = kernels == CpuKernels.FAST && FastExp.VECTOR;
             par.range(blocks, N * 16L, (lo, hi) -> {
                 int c0 = lo * 16, c1 = Math.min(C, hi * 16);
                 for (int n = 0; n < N; n++) {
                     int off = n * C;
                     float rs = ra[n];
-                    if (vector) VectorKernels.rmsnormWeightGradientRow(dwa, ga, xa, off, rs, c0, c1);
+                    if (vectorRows) VectorKernels.rmsnormWeightGradientRow(dwa, ga, xa, off, rs, c0, c1);
                     else for (int c = c0; c < c1; c++) dwa[c] += ga[off + c] * xa[off + c] * rs;
                 }
             });
@@ -518,13 +518,12 @@ public final class CpuBackend implements Backend {
                 }
             }
         });
-        boolean vector = kernels == CpuKernels.FAST && FastExp.VECTOR;
         par.range(N, (long) width * 4, (lo, hi) -> {
             for (int n = lo; n < hi; n++) {
                 int cs = (used == null ? n : pos[n]) * half;
                 for (int h = 0; h < heads; h++) {
                     int off = n * width + h * D;
-                    if (vector) {
+                    if (vectorRows) {
                         VectorKernels.rotate(a, off, cos, sin, cs, half);
                         continue;
                     }

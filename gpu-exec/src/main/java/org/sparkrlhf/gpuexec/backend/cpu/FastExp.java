@@ -5,8 +5,8 @@ package org.sparkrlhf.gpuexec.backend.cpu;
  * so that the JIT vectorises most of them: Cephes' expf
  * (x = n ln2 + r, |r| &lt;= ln2 / 2, a degree-6 polynomial for e^r, relative error about 1e-7)
  * with n rounded by adding and subtracting 1.5 * 2^23, so that the first loop is pure float
- * arithmetic (fused multiply-adds, as the vector path's); a second loop builds 2^n from n's bits. About 7x faster than Math.exp per element
- * on this JDK. Inputs are clamped to [-87, 88]: exp of anything below -87 gives about 1.6e-38
+ * arithmetic (fused multiply-adds, as the vector path's); a second loop builds 2^n from n's bits.
+ * About 7x faster than Math.exp per element on this JDK. Inputs are clamped to [-87, 88]: exp of anything below -87 gives about 1.6e-38
  * rather than 0 (callers that need exact zeros, such as masked keys, write them), NaN stays NaN.
  */
 final class FastExp {

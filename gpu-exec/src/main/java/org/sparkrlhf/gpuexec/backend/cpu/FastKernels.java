@@ -69,9 +69,8 @@ final class FastKernels {
 
     static void tokenLogprobs(float[] lp, float[] entropy, float[] lse, Rows z, int[] targets, int N, int V, Parallel par) {
         par.range(N, V * 4L, (lo, hi) -> {
-            boolean vector = FastExp.VECTOR;
             float[] zr = new float[V], sums = new float[2];
-            float[] e = vector ? null : new float[V], tmp = vector ? null : new float[V];
+            float[] e = FastExp.VECTOR ? null : new float[V], tmp = FastExp.VECTOR ? null : new float[V];
             for (int n = lo; n < hi; n++) {
                 int off = n * V;
                 if (targets[n] < 0 || targets[n] >= V) {

@@ -38,10 +38,11 @@ final class VectorExp {
 
     /**
      * exp of each lane, clamped to [-87, 88] first (NaN stays NaN), in fused multiply-adds (as the scalar
-     * loops' {@link Math#fma}, so that both give the same bits); twice as fast as separate multiplies
-     * and adds with the clamp in max and min: 0.64 against 1.25 ns an element on this machine: the loop body of {@link #exp(float[],
-     * int, float, float, float[])}, for the kernels that fuse exp with the arithmetic around it
-     * ({@link VectorKernels}); small enough for C2 to inline, so its vectors stay in registers.
+     * loops' {@link Math#fma}, so that both give the same bits): 0.64 ns an element on this machine,
+     * against 1.25 with separate multiplies and adds and the clamp in max and min. The loop body of
+     * {@link #exp(float[], int, float, float, float[])} and of the kernels that fuse exp with the
+     * arithmetic around it ({@link VectorKernels}); small enough for C2 to inline, so that its vectors
+     * stay in registers.
      */
     static FloatVector exp(FloatVector v) {
         // the clamp as compares and blends: max and min with Java's semantics (NaN, -0) cost twice as

@@ -174,6 +174,7 @@ final class VectorKernels {
         }
         for (; c < c1; c++) dw[c] += g[off + c] * x[off + c] * rs;
     }
+
     /**
      * One row of attention's masked softmax, in place: s[row + j] = softmax_j(s + add) over the allowed
      * keys (keep 1), 0 on the others (keep 0; add is 0 or -inf alike). Returns the row's log-sum-exp,
