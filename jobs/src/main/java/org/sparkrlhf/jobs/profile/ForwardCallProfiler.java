@@ -45,21 +45,29 @@ final class ForwardCallProfiler {
      */
     static Result measure(BarrierCallRunner runner, ClusterInventory inventory, String path, int padId, ModelSpec spec,
                           String device, ProfileTable table, RunProfiler.Rows rows) {
-        Placement all = Placement.dataParallel("profile-forward", ROLE, inventory.devices());
-        int dp = all.size();
-        ModelSource source = new ModelSource(path, 0);
-        List<RefLogprobsCall.Slice> slices = new ArrayList<>(dp);
+        double call = TimedCalls.median(runner, inventory, call(runner, inventory, path, padId, rows), WARM_UP, CALLS);
         int largest = 0;
-        for (int r = 0; r < dp; r++) {
-            RunProfiler.RowsIn in = rows.share(r, dp);
-            largest = Math.max(largest, in.prompts().length);
-            slices.add(new RefLogprobsCall.Slice(ROLE, source, dp, in.prompts(), in.responses(), padId));
+        for (int r = 0; r < inventory.size(); r++) {
+            largest = Math.max(largest, rows.share(r, inventory.size()).prompts().length);
         }
-        double call = TimedCalls.median(runner, inventory, all, slices, new RefLogprobsCall(), "a forward call", WARM_UP, CALLS);
         int len = rows.promptLen() + rows.genLen();
         double tokens = (double) largest * len;
         double pass = spec.layers() * MicroBatchProfiler.row(table, spec.name(), device, ProfileTable.Op.LAYER_FWD, tokens, len)
                 + MicroBatchProfiler.row(table, spec.name(), device, ProfileTable.Op.HEAD_FWD, tokens, 0);
         return new Result(call, pass);
+    }
+
+    /** A forward call of the model at {@code path} over {@code rows}, data parallel on every device. */
+    static TimedCalls.Call call(BarrierCallRunner runner, ClusterInventory inventory, String path, int padId,
+                                RunProfiler.Rows rows) {
+        Placement all = Placement.dataParallel("profile-forward", ROLE, inventory.devices());
+        int dp = all.size();
+        ModelSource source = new ModelSource(path, 0);
+        List<RefLogprobsCall.Slice> slices = new ArrayList<>(dp);
+        for (int r = 0; r < dp; r++) {
+            RunProfiler.RowsIn in = rows.share(r, dp);
+            slices.add(new RefLogprobsCall.Slice(ROLE, source, dp, in.prompts(), in.responses(), padId));
+        }
+        return TimedCalls.of(runner, all, slices, new RefLogprobsCall(), "a forward call");
     }
 }

@@ -36,6 +36,13 @@ final class GenerateCallProfiler {
      */
     static double measure(BarrierCallRunner runner, ClusterInventory inventory, RunConfig config, String path, int padId,
                           boolean withLogprobs, RunProfiler.Rows rows) {
+        return TimedCalls.median(runner, inventory, call(runner, inventory, config, path, padId, withLogprobs, rows),
+                WARM_UP, CALLS);
+    }
+
+    /** A generation call of the model at {@code path} over {@code rows}, data parallel on every device. */
+    static TimedCalls.Call call(BarrierCallRunner runner, ClusterInventory inventory, RunConfig config, String path,
+                                int padId, boolean withLogprobs, RunProfiler.Rows rows) {
         Placement all = Placement.dataParallel("profile-generate", ROLE, inventory.devices());
         int dp = all.size();
         RunConfig.GenerationConfig g = config.generation();
@@ -48,6 +55,6 @@ final class GenerateCallProfiler {
                     (float) g.temperature(), g.topK(), (float) g.topP(), config.seed(), new int[0], padId, withLogprobs));
             first += prompts.length;
         }
-        return TimedCalls.median(runner, inventory, all, slices, new GenerateCall(), "a generation call", WARM_UP, CALLS);
+        return TimedCalls.of(runner, all, slices, new GenerateCall(), "a generation call");
     }
 }

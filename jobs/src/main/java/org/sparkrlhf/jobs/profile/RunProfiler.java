@@ -53,8 +53,10 @@ import java.util.Map;
  * ({@link MicroBatchProfiler}); the first device's table is kept. Then the driver times all-reduces
  * through the runtime's communicator ({@link CollectiveProfiler}), empty calls through the
  * {@link BarrierCallRunner} over all the run's devices and real forward calls over the batch's rows
- * ({@link ForwardCallProfiler}: the per-call overhead), and reallocations
- * between two devices ({@link ReallocationProfiler}). The planner's clusters are homogeneous, so the
+ * ({@link ForwardCallProfiler}: the per-call overhead), reallocations between two devices
+ * ({@link ReallocationProfiler}), and real generation and train calls against the baseline plan's
+ * estimates of them ({@link GenerateCallProfiler}, {@link TrainCallProfiler}: a decoding step's and a
+ * training step's seconds beyond what the rest prices). The planner's clusters are homogeneous, so the
  * first device stands for every one of the run. Tables go next to the run's
  * output and into the cache ({@link ProfileStore}).
  */
@@ -72,6 +74,10 @@ public final class RunProfiler {
     static final int EMPTY_WARM_UP = 30;
     /** ... and for at least this long: the JIT compiles the path in the background, on the same cores. */
     static final double EMPTY_WARM_UP_SECONDS = 10;
+    /** The warm-up's untimed rounds before the JITs' settling, and its timed rounds after. */
+    static final int WARM_UP_ROUNDS = 2;
+    static final int WARM_UP_REPEATS = 3;
+
     /** Passes beyond this many tokens are not measured: the table scales the largest proportionally. */
     static final long MAX_PASS_TOKENS = 8192;
 
@@ -104,9 +110,7 @@ public final class RunProfiler {
         Workload w = RunScenario.workload(config);
         Map<String, String> distinct = new LinkedHashMap<>();
         for (String role : RunScenario.graph(config).roles()) {
-            ModelSpec spec = RunScenario.model(config, role);
-            String json = new String(configJson(config, role), StandardCharsets.UTF_8);
-            distinct.putIfAbsent(spec.name() + "\u0000" + json, role);
+            distinct.putIfAbsent(modelKey(config, role), role);
         }
         // the models first: a run's calls come after its JVM has compiled Spark's scheduling path and the
         // engine's kernels, and the fixed costs timed below should be those of such a JVM
@@ -161,17 +165,19 @@ public final class RunProfiler {
         Map<String, RuntimeCosts> costs = new LinkedHashMap<>();
         for (Map.Entry<String, Measured> e : measured.entrySet()) {
             Measured m = e.getValue();
-            // a decoding step's seconds beyond its layers are the table's head_decode rows, until a real
-            // generation call says otherwise (below)
+            // a decoding step's seconds beyond its layers are the table's head_decode rows, and a training step's
+            // are its passes, sync and optimizer, until real generation and train calls say otherwise (below)
             costs.put(e.getKey(), new RuntimeCosts(callOverhead, 0, m.microBatchSeconds(),
                     realloc.overheadSeconds(), realloc.intraParamsPerSecond(), realloc.interParamsPerSecond(),
-                    costsLink(links[0]), costsLink(links[1]), m.optimizerSecondsPerParam()));
+                    costsLink(links[0]), costsLink(links[1]), m.optimizerSecondsPerParam(), 0));
         }
-        // stored before the generation calls: their estimate is priced from the stored tables and costs
+        // stored before the generation and train calls: their estimates are priced from the stored tables and costs
         List<String> stored = store(config, output, device, measured, costs);
         double perStep = generationStepOverhead(config, runner, inventory, batch, progress);
-        if (perStep > 0) {
-            costs.replaceAll((role, c) -> c.withDecodeStepOverhead(perStep));
+        Map<String, Double> perTrainStep = trainStepOverheads(config, runner, inventory, measured.keySet(), batch, progress);
+        if (perStep > 0 || !perTrainStep.isEmpty()) {
+            costs.replaceAll((role, c) -> c.withDecodeStepOverhead(perStep)
+                    .withTrainStepOverhead(perTrainStep.getOrDefault(role, 0.0)));
             stored = store(config, output, device, measured, costs);
         }
         int i = 0;
@@ -188,28 +194,50 @@ public final class RunProfiler {
      * run's first dozens of iterations ran 2-3x slower than after a profile (PPO's baseline plan on
      * local-cluster[2,2,1024], ref_inf: 0.48, 0.11, 0.09 ... 0.03-0.05 s at iteration 40, against 0.06,
      * 0.02 ... 0.01 s; the executors compiled 1000-4000 methods every 5 s to the end of the run). A
-     * forward call of the first model with a language-model head and the run's generation call run
-     * over the batch on every device until the JITs settle ({@link TimedCalls#settle}); their medians
-     * are printed beside the cached profile's figures.
+     * forward call of the first model with a language-model head, the run's generation call and each
+     * of its train calls run over the batch on every device, in rounds, until the JITs settle
+     * ({@link TimedCalls#medians}); their medians are printed.
      */
     public static void warmUp(RunConfig config, BarrierCallRunner runner, ClusterInventory inventory, PrintStream progress) {
         long start = System.nanoTime();
         Rows batch = Rows.of(RunScenario.workload(config));
+        List<TimedCalls.Call> calls = new ArrayList<>();
+        List<String> names = new ArrayList<>();
         String lmRole = languageModelRole(config, RunScenario.graph(config).roles());
         if (lmRole != null) {
-            ModelSpec spec = RunScenario.model(config, lmRole);
-            String device = RunScenario.cluster(inventory, RunScenario.gpuPreset(config)).gpu().name();
-            ProfileTable table = RunScenario.profiles(config, Map.of(lmRole, spec), device).table();
-            ForwardCallProfiler.Result fwd = forwardCall(config, runner, inventory, lmRole, device, table, batch);
-            progress.printf(Locale.ROOT, "warm-up: a forward call of %s over the batch takes %.4f s, its passes %.4f s by "
-                    + "the cached table%n", spec.name(), fwd.callSeconds(), fwd.passSeconds());
+            String path = config.models().get(lmRole).path();
+            calls.add(ForwardCallProfiler.call(runner, inventory, path, padId(path), batch));
+            names.add("a forward call of " + RunScenario.model(config, lmRole).name());
         }
         ModelCall gen = generateCall(config);
         if (gen != null) {
-            progress.printf(Locale.ROOT, "warm-up: a generation call of %s over the batch takes %.4f s%n", gen.role(),
-                    generationCall(config, runner, inventory, gen, batch));
+            String path = config.models().get(gen.role()).path();
+            calls.add(GenerateCallProfiler.call(runner, inventory, config, path, padId(path), gen.scoresSamples(), batch));
+            names.add("a generation call of " + gen.role());
+        }
+        for (ModelCall train : RunScenario.graph(config).calls()) {
+            if (train.kind() == CallKind.TRAIN) {
+                calls.add(trainCall(config, runner, inventory, train, batch));
+                names.add(train.name() + "'s train call");
+            }
+        }
+        if (!calls.isEmpty()) {
+            double[] s = TimedCalls.medians(runner, inventory, calls, WARM_UP_ROUNDS, WARM_UP_REPEATS);
+            for (int i = 0; i < s.length; i++) {
+                progress.printf(Locale.ROOT, "warm-up: %s over the batch takes %.4f s%n", names.get(i), s[i]);
+            }
         }
         progress.printf(Locale.ROOT, "warm-up: %.1f s%n", (System.nanoTime() - start) / 1e9);
+    }
+
+    /** The key of a role's model: two roles with the same name and config.json are profiled once. */
+    private static String modelKey(RunConfig config, String role) {
+        return RunScenario.model(config, role).name() + "\u0000" + new String(configJson(config, role), StandardCharsets.UTF_8);
+    }
+
+    /** The pad id of the checkpoint at {@code path}. */
+    private static int padId(String path) {
+        return SpecialTokens.read(new ModelSource(path, 0).localPath()).pad();
     }
 
     /** The first of {@code roles} whose model has a language-model head (not a value head), or null. */
@@ -226,16 +254,64 @@ public final class RunProfiler {
     private static ForwardCallProfiler.Result forwardCall(RunConfig config, BarrierCallRunner runner, ClusterInventory inventory,
                                                           String role, String device, ProfileTable table, Rows batch) {
         String path = config.models().get(role).path();
-        return ForwardCallProfiler.measure(runner, inventory, path, SpecialTokens.read(new ModelSource(path, 0).localPath()).pad(),
-                RunScenario.model(config, role), device, table, batch);
+        return ForwardCallProfiler.measure(runner, inventory, path, padId(path), RunScenario.model(config, role), device,
+                table, batch);
     }
 
     /** The median seconds of real {@code gen} calls over the batch on every device, the JITs settled ({@link GenerateCallProfiler}). */
     private static double generationCall(RunConfig config, BarrierCallRunner runner, ClusterInventory inventory, ModelCall gen,
                                          Rows batch) {
         String path = config.models().get(gen.role()).path();
-        return GenerateCallProfiler.measure(runner, inventory, config, path,
-                SpecialTokens.read(new ModelSource(path, 0).localPath()).pad(), gen.scoresSamples(), batch);
+        return GenerateCallProfiler.measure(runner, inventory, config, path, padId(path), gen.scoresSamples(), batch);
+    }
+
+    /** Real calls like {@code train} over the batch on every device ({@link TrainCallProfiler}). */
+    private static TimedCalls.Call trainCall(RunConfig config, BarrierCallRunner runner, ClusterInventory inventory,
+                                             ModelCall train, Rows batch) {
+        String path = config.models().get(train.role()).path();
+        return TrainCallProfiler.call(runner, inventory, config, train, path, padId(path),
+                RunScenario.model(config, train.role()).valueHead(), batch);
+    }
+
+    /**
+     * A training step's seconds beyond what the stored tables and costs give a train call, for each
+     * of {@code roles}' models that one of the run's train calls trains: the first such call, run for
+     * real over the batch on every device (data parallel, as the baseline plan places it), less the
+     * baseline plan's estimate of it, over its steps (epochs x mini-batches: the estimator adds this
+     * much per step). Never below 0; empty when the run plans without the tables.
+     */
+    private static Map<String, Double> trainStepOverheads(RunConfig config, BarrierCallRunner runner,
+                                                          ClusterInventory inventory, Collection<String> roles, Rows batch,
+                                                          PrintStream progress) {
+        Map<String, Double> out = new LinkedHashMap<>();
+        if (RunScenario.profileMode(config).equals("off")) {
+            return out;
+        }
+        Map<String, Double> estimates;
+        try {
+            estimates = CallPlacements.baselineEstimates(config, inventory);
+        } catch (IllegalArgumentException e) {
+            progress.printf(Locale.ROOT, "profile: no train calibration (%s)%n", e.getMessage());
+            return out;
+        }
+        for (String role : roles) {
+            String key = modelKey(config, role);
+            ModelCall train = RunScenario.graph(config).calls().stream()
+                    .filter(c -> c.kind() == CallKind.TRAIN && modelKey(config, c.role()).equals(key)).findFirst().orElse(null);
+            Double estimated = train == null ? null : estimates.get(train.name());
+            if (estimated == null) {
+                continue;
+            }
+            double seconds = TimedCalls.median(runner, inventory, trainCall(config, runner, inventory, train, batch),
+                    TrainCallProfiler.WARM_UP, TrainCallProfiler.CALLS);
+            int steps = train.epochs() * train.trainSteps();
+            double perStep = Math.max(0, (seconds - estimated) / steps);
+            progress.printf(Locale.ROOT, "profile: a train call like %s over the batch takes %.4f s, estimated %.4f s: "
+                            + "%.4f s more per step (%d steps; median of %d)%n", train.name(), seconds, estimated, perStep,
+                    steps, TrainCallProfiler.CALLS);
+            out.put(role, perStep);
+        }
+        return out;
     }
 
     private static List<String> store(RunConfig config, String output, String device, Map<String, Measured> measured,

@@ -17,40 +17,64 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.function.DoubleSupplier;
+import java.util.stream.Collectors;
 
 /** Real model function calls timed as a run pays them, for the profiler's calibrations. */
 final class TimedCalls {
     private TimedCalls() {
     }
 
+    /** A real call the profiler times: {@code what} it is, and the role its models are held under (dropped after). */
+    record Call(String role, String what, Runnable run) {
+    }
+
+    /** Calls of {@code fn} over {@code slices} on {@code all}, holding their models under {@code all}'s role. */
+    static <I extends Serializable, R extends Serializable> Call of(BarrierCallRunner runner, Placement all, List<I> slices,
+                                                                    RankFunction<I, R> fn, String what) {
+        return new Call(all.role(), what, () -> runner.run("spark-rlhf: profile: " + what, all, slices, fn));
+    }
+
+    /** The median wall time of {@code repeats} runs of {@code call}: {@link #medians} of the one call. */
+    static double median(BarrierCallRunner runner, ClusterInventory inventory, Call call, int warmUp, int repeats) {
+        return medians(runner, inventory, List.of(call), warmUp, repeats)[0];
+    }
+
     /**
-     * The median wall time of {@code calls} calls of {@code fn} over {@code slices} on {@code all},
-     * after {@code warmUp} untimed ones; the model the calls loaded under {@code all}'s role is dropped
-     * from every device afterwards.
+     * Each call's median wall time over {@code repeats} rounds (each call once a round, one after the
+     * other, as an iteration runs a run's calls), after {@code warmUp} untimed rounds and the JITs'
+     * settling over further rounds ({@link #settle}: rounds of all the calls compile their paths
+     * together, so that the settling's time limit bounds them all). The models the calls loaded are
+     * dropped from every device afterwards.
      */
-    static <I extends Serializable, R extends Serializable> double median(BarrierCallRunner runner, ClusterInventory inventory,
-                                                                          Placement all, List<I> slices, RankFunction<I, R> fn,
-                                                                          String what, int warmUp, int calls) {
-        double[] s = new double[calls];
-        Runnable call = () -> runner.run("spark-rlhf: profile: " + what, all, slices, fn);
+    static double[] medians(BarrierCallRunner runner, ClusterInventory inventory, List<Call> calls, int warmUp,
+                            int repeats) {
+        double[][] s = new double[calls.size()][repeats];
+        Runnable round = () -> calls.forEach(c -> c.run().run());
         try {
             for (int i = 0; i < warmUp; i++) {
-                call.run();
+                round.run();
             }
-            settle(runner, inventory, call);
-            for (int i = 0; i < calls; i++) {
-                long t0 = System.nanoTime();
-                call.run();
-                s[i] = (System.nanoTime() - t0) / 1e9;
+            settle(runner, inventory, round);
+            for (int i = 0; i < repeats; i++) {
+                for (int j = 0; j < calls.size(); j++) {
+                    long t0 = System.nanoTime();
+                    calls.get(j).run().run();
+                    s[j][i] = (System.nanoTime() - t0) / 1e9;
+                }
             }
         } finally {
-            String role = all.role();
-            runner.run("profile-drop", "spark-rlhf: profile: drop the model of " + what, inventory.devices(),
-                    new ArrayList<>(Collections.nCopies(inventory.size(), role)),
-                    (context, r) -> ModelStore.get().dropRoles(List.of(r)));
+            List<String> roles = calls.stream().map(Call::role).distinct().toList();
+            runner.run("profile-drop", "spark-rlhf: profile: drop the models of " + calls.stream().map(Call::what)
+                            .collect(Collectors.joining(", ")), inventory.devices(),
+                    new ArrayList<>(Collections.nCopies(inventory.size(), new ArrayList<>(roles))),
+                    (context, r) -> ModelStore.get().dropRoles(r));
         }
-        Arrays.sort(s);
-        return s[calls / 2];
+        double[] medians = new double[calls.size()];
+        for (int j = 0; j < calls.size(); j++) {
+            Arrays.sort(s[j]);
+            medians[j] = s[j][repeats / 2];
+        }
+        return medians;
     }
 
     /**

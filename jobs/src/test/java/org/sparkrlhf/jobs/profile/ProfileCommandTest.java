@@ -1,12 +1,18 @@
 package org.sparkrlhf.jobs.profile;
 
 import org.apache.hadoop.conf.Configuration;
+import org.apache.spark.sql.SparkSession;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
 import org.sparkrlhf.jobs.config.RunConfig;
 import org.sparkrlhf.jobs.config.RunConfigReader;
+import org.sparkrlhf.jobs.executor.ModelStore;
 import org.sparkrlhf.jobs.plan.RunScenario;
+import org.sparkrlhf.jobs.runtime.BarrierCallRunner;
+import org.sparkrlhf.jobs.runtime.ClusterDiscovery;
+import org.sparkrlhf.jobs.runtime.ClusterInventory;
+import org.sparkrlhf.jobs.train.TrainCommand;
 import org.sparkrlhf.planner.cost.ProfileTable;
 import org.sparkrlhf.planner.cost.RuntimeCosts;
 import org.sparkrlhf.planner.plan.PlanningProblem;
@@ -95,6 +101,9 @@ class ProfileCommandTest {
             // step, measured (0 only when the call came out no slower than its estimate)
             assertTrue(log.contains("profile: a generation call of actor over the batch takes"), log);
             assertTrue(costs.decodeStepOverhead() >= 0 && Double.isFinite(costs.decodeStepOverhead()), costs.toString());
+            // and a real train call like actor_train: the extra per optimizer step
+            assertTrue(log.contains("profile: a train call like actor_train over the batch takes"), log);
+            assertTrue(costs.trainStepOverhead() >= 0 && Double.isFinite(costs.trainStepOverhead()), costs.toString());
             try (Stream<Path> files = Files.walk(cache)) {
                 List<String> cached = files.map(p -> p.getFileName().toString()).filter(n -> n.endsWith(".csv")).toList();
                 assertEquals(1, cached.size(), "actor and ref are one model: " + cached);
@@ -107,6 +116,7 @@ class ProfileCommandTest {
             assertEquals(costs.optimizerSecondsPerParam(), p.costModel().constants().optimizerSecondsPerParam(), 1e-18);
             assertEquals(costs.reallocOverhead(), p.costModel().constants().reallocOverhead(), 1e-12);
             assertEquals(costs.decodeStepOverhead(), p.costModel().constants().decodeStepOverhead(), 1e-12);
+            assertEquals(costs.trainStepOverhead(), p.costModel().constants().trainStepOverhead(), 1e-12);
             // inside the executor: the measured rate in the planner's bf16 bytes; between executors: the link's
             assertEquals(costs.reallocIntraParams() * 2, p.costModel().comm().reallocBandwidth(false), 1e-3);
             assertEquals(p.costModel().comm().interBandwidth(), p.costModel().comm().reallocBandwidth(true), 1e-3);
@@ -124,6 +134,52 @@ class ProfileCommandTest {
             } else {
                 System.setProperty(ProfileStore.CACHE_PROPERTY, before);
             }
+        }
+    }
+
+    /**
+     * Before a run whose tables come from the cache: the profile's forward and generation calls and the
+     * run's train call, real calls over the batch on every slot, then their models gone from the store.
+     */
+    @Test
+    @Timeout(value = 300, unit = TimeUnit.SECONDS)
+    void warmUpRunsTheRunsKindsOfCallsAndLeavesNoModelBehind() throws Exception {
+        Files.writeString(dir.resolve("prompts.jsonl"), "{\"id\": \"q\", \"prompt\": \"1+2=\", \"reference\": \"3\"}\n");
+        Path config = dir.resolve("grpo.yaml");
+        Files.writeString(config, """
+                name: warm-up-test
+                algorithm: grpo
+                seed: 5
+                iterations: 1
+                output: %s
+                models:
+                  actor: {path: %s}
+                  ref: {path: %s}
+                reward: {function: arithmetic}
+                data: {path: %s, batch_size: 2, max_prompt_tokens: 8}
+                generation: {max_new_tokens: 4, temperature: 1.0}
+                optimizer: {lr: 1.0e-3}
+                grpo: {group_size: 4, epochs: 2}
+                plan: {mode: baseline}
+                spark:
+                  master: local[2]
+                  conf: {spark.ui.enabled: "false", spark.driver.host: 127.0.0.1, spark.driver.bindAddress: 127.0.0.1}
+                """.formatted(dir.resolve("run"), TINY_LLAMA, TINY_LLAMA, dir.resolve("prompts.jsonl")));
+        RunConfig run = new RunConfigReader(new Configuration()).read(config.toString());
+        SparkSession spark = TrainCommand.start(run);
+        try (BarrierCallRunner runner = new BarrierCallRunner(spark.sparkContext(), false, false, 60_000L)) {
+            ClusterInventory inventory = ClusterDiscovery.discover(spark.sparkContext(), runner, 60_000L);
+            ByteArrayOutputStream bytes = new ByteArrayOutputStream();
+            RunProfiler.warmUp(run, runner, inventory, new PrintStream(bytes, true, StandardCharsets.UTF_8));
+            String log = bytes.toString(StandardCharsets.UTF_8);
+            assertTrue(log.contains("warm-up: a forward call of"), log);
+            assertTrue(log.contains("warm-up: a generation call of actor over the batch takes"), log);
+            assertTrue(log.contains("warm-up: actor_train's train call over the batch takes"), log);
+            // embedded: the executor's store is this JVM's
+            assertTrue(ModelStore.get().keys().stream().noneMatch(k -> k.role().startsWith("spark-rlhf-profile")),
+                    ModelStore.get().keys().toString());
+        } finally {
+            spark.stop();
         }
     }
 }

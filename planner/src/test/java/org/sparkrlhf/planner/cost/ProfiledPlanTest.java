@@ -25,13 +25,13 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 class ProfiledPlanTest {
     private static final ModelSpec M = ModelSpec.llama("m", 2, 64, 128, 4, 4, 100);
     private static final double FWD = 0.010, BWD = 0.025, DECODE = 0.002, HEAD_FWD = 0.004, HEAD_BWD = 0.006;
-    private static final double CALL = 0.050, STEP = 0.003, MICRO = 0.007, REALLOC = 0.040;
+    private static final double CALL = 0.050, STEP = 0.003, MICRO = 0.007, REALLOC = 0.040, TRAIN_STEP = 0.011;
     /** Parameters per second moved by a reallocation inside an executor and between two. */
     private static final double INTRA = 2e6, INTER = 5e5;
     /** A two-device all-reduce inside an executor: 2 ms, then 1e8 bytes/s. */
     private static final RuntimeCosts.Link ALL_REDUCE = new RuntimeCosts.Link(0.002, 1e8);
     private static final RuntimeCosts COSTS = new RuntimeCosts(CALL, STEP, MICRO, REALLOC, INTRA, INTER, ALL_REDUCE,
-            RuntimeCosts.Link.NOT_MEASURED, Double.NaN);
+            RuntimeCosts.Link.NOT_MEASURED, Double.NaN, TRAIN_STEP);
 
     /** One row per op at a token count above every query, so that each lookup is that row's time. */
     private static ProfileTable table() {
@@ -68,9 +68,10 @@ class ProfiledPlanTest {
         double gen = (2 * FWD + HEAD_FWD + MICRO) + 3 * (2 * DECODE + HEAD_FWD + STEP) + CALL;
         // inference: one forward of 2 layers and the head
         double score = 2 * FWD + HEAD_FWD + MICRO + CALL;
-        // train: forward and backward of 2 layers and the head, then AdamW's memory pass over the parameters
+        // train: forward and backward of 2 layers and the head, then AdamW's memory pass over the parameters, and
+        // the step's fixed seconds
         double adam = 30.0 * M.totalParams() / (cluster.gpu().memoryBandwidth() * k.memoryEfficiency());
-        double train = 2 * FWD + HEAD_FWD + 2 * BWD + HEAD_BWD + MICRO + adam + CALL;
+        double train = 2 * FWD + HEAD_FWD + 2 * BWD + HEAD_BWD + MICRO + adam + TRAIN_STEP + CALL;
         assertEquals(gen, plan[0].estimate().seconds(), 1e-12);
         assertEquals(score, plan[1].estimate().seconds(), 1e-12);
         assertEquals(train, plan[2].estimate().seconds(), 1e-12);
@@ -139,13 +140,14 @@ class ProfiledPlanTest {
         double adam = 30.0 * M.totalParams() / (cluster.gpu().memoryBandwidth() * k.memoryEfficiency());
         // four passes of 2 sequences each (the table's rows hold at every token count), each with its overhead
         assertEquals(4 * (2 * FWD + HEAD_FWD + MICRO) + CALL, score, 1e-12);
-        assertEquals(4 * (2 * FWD + HEAD_FWD + 2 * BWD + HEAD_BWD + MICRO) + adam + CALL, train, 1e-12);
+        assertEquals(4 * (2 * FWD + HEAD_FWD + 2 * BWD + HEAD_BWD + MICRO) + adam + TRAIN_STEP + CALL, train, 1e-12);
 
-        // two epochs over two mini-batches (optimizer steps) of 4 sequences: four steps, one micro-batch each
+        // two epochs over two mini-batches (optimizer steps) of 4 sequences: four steps, one micro-batch each, each
+        // with the step's fixed seconds
         ModelCall epochs = ModelCall.train("train", "x", List.of("p", "rewards"), 2).withEpochs(2);
         double twice = p.costModel().estimateFixed(epochs, M, p.workload(), true, mesh, ParallelStrategy.of(1, 1, 1, 1),
                 true).seconds();
-        assertEquals(2 * 2 * (2 * FWD + HEAD_FWD + 2 * BWD + HEAD_BWD + MICRO + adam) + CALL, twice, 1e-12);
+        assertEquals(2 * 2 * (2 * FWD + HEAD_FWD + 2 * BWD + HEAD_BWD + MICRO + adam + TRAIN_STEP) + CALL, twice, 1e-12);
     }
 
     @Test
@@ -162,7 +164,7 @@ class ProfiledPlanTest {
         // measured two-device latency; AdamW over half the parameters
         double sync = 0.5 * 4 * params / 1e8 + 0.002 + 0.5 * 2 * params / 1e8 + 0.002;
         double adam = 30.0 * params / 2 / (cluster.gpu().memoryBandwidth() * k.memoryEfficiency());
-        assertEquals(2 * FWD + HEAD_FWD + 2 * BWD + HEAD_BWD + MICRO + sync + adam + CALL, train, 1e-12);
+        assertEquals(2 * FWD + HEAD_FWD + 2 * BWD + HEAD_BWD + MICRO + sync + adam + TRAIN_STEP + CALL, train, 1e-12);
     }
 
     @Test
@@ -210,10 +212,17 @@ class ProfiledPlanTest {
     @Test
     void runtimeCostsRoundTrip() {
         for (RuntimeCosts c : List.of(COSTS, new RuntimeCosts(0.0123, 4.5e-4, 2e-3, 0.08, 3.5e7, Double.NaN,
-                RuntimeCosts.Link.NOT_MEASURED, new RuntimeCosts.Link(1e-3, 2e8), 3.2e-9))) {
+                RuntimeCosts.Link.NOT_MEASURED, new RuntimeCosts.Link(1e-3, 2e8), 3.2e-9, 0))) {
             RuntimeCosts back = RuntimeCosts.parse("costs", List.of(c.format().split("\n")));
             assertEquals(c, back);
         }
+    }
+
+    @Test
+    void costsWithoutATrainStepCalibrationPriceNone() {
+        List<String> lines = new java.util.ArrayList<>(List.of(COSTS.format().split("\n")));
+        lines.removeIf(l -> l.startsWith("train_step_seconds="));
+        assertEquals(COSTS.withTrainStepOverhead(0), RuntimeCosts.parse("costs", lines));
     }
 
     @Test
