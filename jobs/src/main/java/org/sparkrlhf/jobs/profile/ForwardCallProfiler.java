@@ -25,36 +25,23 @@ import java.util.List;
 final class ForwardCallProfiler {
     /** The role the profiled model is held under on the executors while the calls run (dropped after). */
     static final String ROLE = "spark-rlhf-profile-forward";
-    static final int WARM_UP = 5;
-    static final int CALLS = 15;
 
     private ForwardCallProfiler() {
     }
 
-    /** What {@link #measure} found: the median call and the table's price of its passes. */
-    record Result(double callSeconds, double passSeconds) {
-        double overhead() {
-            return callSeconds - passSeconds;
-        }
-    }
-
     /**
-     * Runs {@link #WARM_UP} then {@link #CALLS} forward calls of the model at {@code path} over
-     * {@code rows} on every device; the median call against the table's forward of one rank's share
-     * (its layers and head at the share's tokens, one micro-batch).
+     * What the table gives the passes of a forward call over {@code rows} on {@code devices} devices,
+     * data parallel: the largest rank share's layers and head at its tokens, one micro-batch.
      */
-    static Result measure(BarrierCallRunner runner, ClusterInventory inventory, String path, int padId, ModelSpec spec,
-                          String device, ProfileTable table, RunProfiler.Rows rows) {
-        double call = TimedCalls.median(runner, inventory, call(runner, inventory, path, padId, rows), WARM_UP, CALLS);
+    static double passSeconds(ModelSpec spec, String device, ProfileTable table, RunProfiler.Rows rows, int devices) {
         int largest = 0;
-        for (int r = 0; r < inventory.size(); r++) {
-            largest = Math.max(largest, rows.share(r, inventory.size()).prompts().length);
+        for (int r = 0; r < devices; r++) {
+            largest = Math.max(largest, rows.share(r, devices).prompts().length);
         }
         int len = rows.promptLen() + rows.genLen();
         double tokens = (double) largest * len;
-        double pass = spec.layers() * MicroBatchProfiler.row(table, spec.name(), device, ProfileTable.Op.LAYER_FWD, tokens, len)
+        return spec.layers() * MicroBatchProfiler.row(table, spec.name(), device, ProfileTable.Op.LAYER_FWD, tokens, len)
                 + MicroBatchProfiler.row(table, spec.name(), device, ProfileTable.Op.HEAD_FWD, tokens, 0);
-        return new Result(call, pass);
     }
 
     /** A forward call of the model at {@code path} over {@code rows}, data parallel on every device. */

@@ -23,21 +23,8 @@ import java.util.List;
 final class GenerateCallProfiler {
     /** The role the profiled model is held under on the executors while the calls run (dropped after). */
     static final String ROLE = "spark-rlhf-profile-generate";
-    static final int WARM_UP = 3;
-    static final int CALLS = 9;
 
     private GenerateCallProfiler() {
-    }
-
-    /**
-     * The median of {@link #CALLS} generation calls (after {@link #WARM_UP}) of the model at
-     * {@code path} over {@code rows}: each row a prompt of the batch's length answered with the run's
-     * new tokens.
-     */
-    static double measure(BarrierCallRunner runner, ClusterInventory inventory, RunConfig config, String path, int padId,
-                          boolean withLogprobs, RunProfiler.Rows rows) {
-        return TimedCalls.median(runner, inventory, call(runner, inventory, config, path, padId, withLogprobs, rows),
-                WARM_UP, CALLS);
     }
 
     /** A generation call of the model at {@code path} over {@code rows}, data parallel on every device. */

@@ -77,6 +77,9 @@ public final class RunProfiler {
     /** The warm-up's untimed rounds before the JITs' settling, and its timed rounds after. */
     static final int WARM_UP_ROUNDS = 2;
     static final int WARM_UP_REPEATS = 3;
+    /** The calibration's untimed rounds before the JITs' settling, and its timed rounds (the medians are kept). */
+    static final int CALIBRATION_WARM_UP = 3;
+    static final int CALIBRATION_ROUNDS = 9;
 
     /** Passes beyond this many tokens are not measured: the table scales the largest proportionally. */
     static final long MAX_PASS_TOKENS = 8192;
@@ -145,6 +148,15 @@ public final class RunProfiler {
         progress.printf(Locale.ROOT, "profile: an empty call over %d devices takes %.4f s, %.4f s carrying the batch's "
                         + "%d rows of %d + %d tokens in and %d floats each out (medians of %d)%n", inventory.size(), emptyCall,
                 callOverhead, batch.rows(), w.promptLen(), w.genLen(), w.genLen(), EMPTY_CALLS);
+        ReallocationProfiler.Rates realloc = new ReallocationProfiler(runner, inventory, cluster).measure(emptyCall);
+        progress.printf(Locale.ROOT, "profile: a reallocation takes %.4f s fixed, then moves %s parameters/s inside an "
+                        + "executor and %s between two%n", realloc.overheadSeconds(), rate(realloc.intraParamsPerSecond()),
+                rate(realloc.interParamsPerSecond()));
+        // the run's own kinds of calls, for real over the batch on every device, in rounds as an iteration runs
+        // them (timed alone, a forward call on local-cluster[2,2,1024] took a third of what it took between the
+        // others, as the run's ref_inf did)
+        Map<String, Double> medians = roundMedians(runner, inventory, roundCalls(config, runner, inventory, batch),
+                CALIBRATION_WARM_UP, CALIBRATION_ROUNDS);
         // the per-call overhead as a run's calls pay it: a real forward call less its passes' table price
         // (never below the empty call's), with the first model that has a language-model head
         String lmRole = languageModelRole(config, distinct.values());
@@ -152,16 +164,13 @@ public final class RunProfiler {
             ModelSpec spec = RunScenario.model(config, lmRole);
             ProfileTable table = ProfileTable.empty().read(spec.name() + " profile",
                     Arrays.asList(measured.get(lmRole).csv().split("\r?\n")));
-            ForwardCallProfiler.Result fwd = forwardCall(config, runner, inventory, lmRole, device, table, batch);
+            double call = medians.get(forwardCall(config, lmRole));
+            double pass = ForwardCallProfiler.passSeconds(spec, device, table, batch, inventory.size());
             progress.printf(Locale.ROOT, "profile: a forward call of %s over the batch takes %.4f s, its passes %.4f s by "
-                            + "the table: %.4f s a call beside them (median of %d)%n", spec.name(), fwd.callSeconds(),
-                    fwd.passSeconds(), fwd.overhead(), ForwardCallProfiler.CALLS);
-            callOverhead = Math.max(callOverhead, fwd.overhead());
+                    + "the table: %.4f s a call beside them (median of %d rounds)%n", spec.name(), call, pass, call - pass,
+                    CALIBRATION_ROUNDS);
+            callOverhead = Math.max(callOverhead, call - pass);
         }
-        ReallocationProfiler.Rates realloc = new ReallocationProfiler(runner, inventory, cluster).measure(emptyCall);
-        progress.printf(Locale.ROOT, "profile: a reallocation takes %.4f s fixed, then moves %s parameters/s inside an "
-                        + "executor and %s between two%n", realloc.overheadSeconds(), rate(realloc.intraParamsPerSecond()),
-                rate(realloc.interParamsPerSecond()));
         Map<String, RuntimeCosts> costs = new LinkedHashMap<>();
         for (Map.Entry<String, Measured> e : measured.entrySet()) {
             Measured m = e.getValue();
@@ -173,8 +182,8 @@ public final class RunProfiler {
         }
         // stored before the generation and train calls: their estimates are priced from the stored tables and costs
         List<String> stored = store(config, output, device, measured, costs);
-        double perStep = generationStepOverhead(config, runner, inventory, batch, progress);
-        Map<String, Double> perTrainStep = trainStepOverheads(config, runner, inventory, measured.keySet(), batch, progress);
+        double perStep = generationStepOverhead(config, inventory, batch, medians, progress);
+        Map<String, Double> perTrainStep = trainStepOverheads(config, inventory, measured.keySet(), medians, progress);
         if (perStep > 0 || !perTrainStep.isEmpty()) {
             costs.replaceAll((role, c) -> c.withDecodeStepOverhead(perStep)
                     .withTrainStepOverhead(perTrainStep.getOrDefault(role, 0.0)));
@@ -201,33 +210,67 @@ public final class RunProfiler {
     public static void warmUp(RunConfig config, BarrierCallRunner runner, ClusterInventory inventory, PrintStream progress) {
         long start = System.nanoTime();
         Rows batch = Rows.of(RunScenario.workload(config));
-        List<TimedCalls.Call> calls = new ArrayList<>();
-        List<String> names = new ArrayList<>();
-        String lmRole = languageModelRole(config, RunScenario.graph(config).roles());
-        if (lmRole != null) {
-            String path = config.models().get(lmRole).path();
-            calls.add(ForwardCallProfiler.call(runner, inventory, path, padId(path), batch));
-            names.add("a forward call of " + RunScenario.model(config, lmRole).name());
-        }
+        Map<String, Double> medians = roundMedians(runner, inventory, roundCalls(config, runner, inventory, batch),
+                WARM_UP_ROUNDS, WARM_UP_REPEATS);
+        medians.forEach((call, s) -> progress.printf(Locale.ROOT, "warm-up: %s over the batch takes %.4f s%n", call, s));
+        progress.printf(Locale.ROOT, "warm-up: %.1f s%n", (System.nanoTime() - start) / 1e9);
+    }
+
+    /**
+     * The run's kinds of calls as the profile times them and the warm-up runs them, in an iteration's
+     * order, by what they are: its first generation call, a forward call of its first model with a
+     * language-model head ({@link #forwardCall}), and each of its train calls, over the batch on every
+     * device.
+     */
+    private static Map<String, TimedCalls.Call> roundCalls(RunConfig config, BarrierCallRunner runner,
+                                                           ClusterInventory inventory, Rows batch) {
+        Map<String, TimedCalls.Call> calls = new LinkedHashMap<>();
         ModelCall gen = generateCall(config);
         if (gen != null) {
             String path = config.models().get(gen.role()).path();
-            calls.add(GenerateCallProfiler.call(runner, inventory, config, path, padId(path), gen.scoresSamples(), batch));
-            names.add("a generation call of " + gen.role());
+            calls.put(generationCall(gen), GenerateCallProfiler.call(runner, inventory, config, path, padId(path),
+                    gen.scoresSamples(), batch));
+        }
+        String lmRole = languageModelRole(config, RunScenario.graph(config).roles());
+        if (lmRole != null) {
+            String path = config.models().get(lmRole).path();
+            calls.put(forwardCall(config, lmRole), ForwardCallProfiler.call(runner, inventory, path, padId(path), batch));
         }
         for (ModelCall train : RunScenario.graph(config).calls()) {
             if (train.kind() == CallKind.TRAIN) {
-                calls.add(trainCall(config, runner, inventory, train, batch));
-                names.add(train.name() + "'s train call");
+                String path = config.models().get(train.role()).path();
+                calls.put(trainCall(train), TrainCallProfiler.call(runner, inventory, config, train, path, padId(path),
+                        RunScenario.model(config, train.role()).valueHead(), batch));
             }
         }
-        if (!calls.isEmpty()) {
-            double[] s = TimedCalls.medians(runner, inventory, calls, WARM_UP_ROUNDS, WARM_UP_REPEATS);
-            for (int i = 0; i < s.length; i++) {
-                progress.printf(Locale.ROOT, "warm-up: %s over the batch takes %.4f s%n", names.get(i), s[i]);
-            }
+        return calls;
+    }
+
+    /** {@link TimedCalls#medians} of {@code calls}, by what they are. */
+    private static Map<String, Double> roundMedians(BarrierCallRunner runner, ClusterInventory inventory,
+                                                    Map<String, TimedCalls.Call> calls, int warmUp, int repeats) {
+        Map<String, Double> out = new LinkedHashMap<>();
+        if (calls.isEmpty()) {
+            return out;
         }
-        progress.printf(Locale.ROOT, "warm-up: %.1f s%n", (System.nanoTime() - start) / 1e9);
+        double[] s = TimedCalls.medians(runner, inventory, new ArrayList<>(calls.values()), warmUp, repeats);
+        int i = 0;
+        for (String what : calls.keySet()) {
+            out.put(what, s[i++]);
+        }
+        return out;
+    }
+
+    private static String generationCall(ModelCall gen) {
+        return "a generation call like " + gen.name();
+    }
+
+    private static String forwardCall(RunConfig config, String role) {
+        return "a forward call of " + RunScenario.model(config, role).name();
+    }
+
+    private static String trainCall(ModelCall train) {
+        return "a train call like " + train.name();
     }
 
     /** The key of a role's model: two roles with the same name and config.json are profiled once. */
@@ -250,38 +293,15 @@ public final class RunProfiler {
         return RunScenario.graph(config).calls().stream().filter(c -> c.kind() == CallKind.GENERATE).findFirst().orElse(null);
     }
 
-    /** Real forward calls of {@code role}'s model over the batch on every device, the JITs settled ({@link ForwardCallProfiler}). */
-    private static ForwardCallProfiler.Result forwardCall(RunConfig config, BarrierCallRunner runner, ClusterInventory inventory,
-                                                          String role, String device, ProfileTable table, Rows batch) {
-        String path = config.models().get(role).path();
-        return ForwardCallProfiler.measure(runner, inventory, path, padId(path), RunScenario.model(config, role), device,
-                table, batch);
-    }
-
-    /** The median seconds of real {@code gen} calls over the batch on every device, the JITs settled ({@link GenerateCallProfiler}). */
-    private static double generationCall(RunConfig config, BarrierCallRunner runner, ClusterInventory inventory, ModelCall gen,
-                                         Rows batch) {
-        String path = config.models().get(gen.role()).path();
-        return GenerateCallProfiler.measure(runner, inventory, config, path, padId(path), gen.scoresSamples(), batch);
-    }
-
-    /** Real calls like {@code train} over the batch on every device ({@link TrainCallProfiler}). */
-    private static TimedCalls.Call trainCall(RunConfig config, BarrierCallRunner runner, ClusterInventory inventory,
-                                             ModelCall train, Rows batch) {
-        String path = config.models().get(train.role()).path();
-        return TrainCallProfiler.call(runner, inventory, config, train, path, padId(path),
-                RunScenario.model(config, train.role()).valueHead(), batch);
-    }
-
     /**
      * A training step's seconds beyond what the stored tables and costs give a train call, for each
-     * of {@code roles}' models that one of the run's train calls trains: the first such call, run for
-     * real over the batch on every device (data parallel, as the baseline plan places it), less the
-     * baseline plan's estimate of it, over its steps (epochs x mini-batches: the estimator adds this
-     * much per step). Never below 0; empty when the run plans without the tables.
+     * of {@code roles}' models that one of the run's train calls trains: the first such call as the
+     * calibration rounds ran it (its median), less the baseline plan's estimate of it (the rounds ran it
+     * data parallel on every device, as that plan places it), over its steps (epochs x mini-batches:
+     * the estimator adds this much per step). Never below 0; empty when the run plans without the tables.
      */
-    private static Map<String, Double> trainStepOverheads(RunConfig config, BarrierCallRunner runner,
-                                                          ClusterInventory inventory, Collection<String> roles, Rows batch,
+    private static Map<String, Double> trainStepOverheads(RunConfig config, ClusterInventory inventory,
+                                                          Collection<String> roles, Map<String, Double> medians,
                                                           PrintStream progress) {
         Map<String, Double> out = new LinkedHashMap<>();
         if (RunScenario.profileMode(config).equals("off")) {
@@ -302,13 +322,12 @@ public final class RunProfiler {
             if (estimated == null) {
                 continue;
             }
-            double seconds = TimedCalls.median(runner, inventory, trainCall(config, runner, inventory, train, batch),
-                    TrainCallProfiler.WARM_UP, TrainCallProfiler.CALLS);
+            double seconds = medians.get(trainCall(train));
             int steps = train.epochs() * train.trainSteps();
             double perStep = Math.max(0, (seconds - estimated) / steps);
-            progress.printf(Locale.ROOT, "profile: a train call like %s over the batch takes %.4f s, estimated %.4f s: "
-                            + "%.4f s more per step (%d steps; median of %d)%n", train.name(), seconds, estimated, perStep,
-                    steps, TrainCallProfiler.CALLS);
+            progress.printf(Locale.ROOT, "profile: %s over the batch takes %.4f s, estimated %.4f s: %.4f s more per "
+                    + "step (%d steps; median of %d rounds)%n", trainCall(train), seconds, estimated, perStep, steps,
+                    CALIBRATION_ROUNDS);
             out.put(role, perStep);
         }
         return out;
@@ -327,13 +346,14 @@ public final class RunProfiler {
 
     /**
      * A decoding step's seconds beyond what the stored tables and costs give a generation call: the
-     * run's first generation call, run for real over the batch on every device (data parallel, as the
-     * baseline plan places it), less the baseline plan's estimate of it, over its decoding steps (the
-     * estimator adds this much per step). 0 when the run generates nothing, decodes no step after the
-     * prefill's token, plans without the tables, or the call came out no slower than its estimate.
+     * run's first generation call as the calibration rounds ran it (its median; data parallel on every
+     * device, as the baseline plan places it), less the baseline plan's estimate of it, over its
+     * decoding steps (the estimator adds this much per step). 0 when the run generates nothing,
+     * decodes no step after the prefill's token, plans without the tables, or the call came out no
+     * slower than its estimate.
      */
-    private static double generationStepOverhead(RunConfig config, BarrierCallRunner runner, ClusterInventory inventory,
-                                                 Rows batch, PrintStream progress) {
+    private static double generationStepOverhead(RunConfig config, ClusterInventory inventory, Rows batch,
+                                                 Map<String, Double> medians, PrintStream progress) {
         ModelCall gen = generateCall(config);
         if (gen == null || batch.genLen() < 2 || RunScenario.profileMode(config).equals("off")) {
             return 0;
@@ -348,12 +368,12 @@ public final class RunProfiler {
         if (estimated == null) {
             return 0;
         }
-        double seconds = generationCall(config, runner, inventory, gen, batch);
+        double seconds = medians.get(generationCall(gen));
         int steps = batch.genLen() - 1;
         double perStep = Math.max(0, (seconds - estimated) / steps);
-        progress.printf(Locale.ROOT, "profile: a generation call of %s over the batch takes %.4f s, estimated %.4f s: "
-                        + "%.4f s more per decoding step (%d steps; median of %d)%n", gen.role(), seconds, estimated, perStep,
-                steps, GenerateCallProfiler.CALLS);
+        progress.printf(Locale.ROOT, "profile: %s over the batch takes %.4f s, estimated %.4f s: %.4f s more per decoding "
+                + "step (%d steps; median of %d rounds)%n", generationCall(gen), seconds, estimated, perStep, steps,
+                CALIBRATION_ROUNDS);
         return perStep;
     }
 

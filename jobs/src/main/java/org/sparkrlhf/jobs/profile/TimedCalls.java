@@ -34,11 +34,6 @@ final class TimedCalls {
         return new Call(all.role(), what, () -> runner.run("spark-rlhf: profile: " + what, all, slices, fn));
     }
 
-    /** The median wall time of {@code repeats} runs of {@code call}: {@link #medians} of the one call. */
-    static double median(BarrierCallRunner runner, ClusterInventory inventory, Call call, int warmUp, int repeats) {
-        return medians(runner, inventory, List.of(call), warmUp, repeats)[0];
-    }
-
     /**
      * Each call's median wall time over {@code repeats} rounds (each call once a round, one after the
      * other, as an iteration runs a run's calls), after {@code warmUp} untimed rounds and the JITs'

@@ -35,9 +35,6 @@ import java.util.List;
 final class TrainCallProfiler {
     /** The role the profiled model is held under on the executors while the calls run (dropped after), + the call's name. */
     static final String ROLE = "spark-rlhf-profile-train-";
-    /** Untimed calls, then timed ones (the median is kept) of a calibration. */
-    static final int WARM_UP = 3;
-    static final int CALLS = 9;
 
     private TrainCallProfiler() {
     }

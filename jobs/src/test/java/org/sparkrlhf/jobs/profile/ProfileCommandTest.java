@@ -99,7 +99,7 @@ class ProfileCommandTest {
             assertTrue(log.contains("profile: a reallocation takes"), log);
             // a real generation call against the estimate the stored table gives it: the extra per decoding
             // step, measured (0 only when the call came out no slower than its estimate)
-            assertTrue(log.contains("profile: a generation call of actor over the batch takes"), log);
+            assertTrue(log.contains("profile: a generation call like actor_gen over the batch takes"), log);
             assertTrue(costs.decodeStepOverhead() >= 0 && Double.isFinite(costs.decodeStepOverhead()), costs.toString());
             // and a real train call like actor_train: the extra per optimizer step
             assertTrue(log.contains("profile: a train call like actor_train over the batch takes"), log);
@@ -173,8 +173,8 @@ class ProfileCommandTest {
             RunProfiler.warmUp(run, runner, inventory, new PrintStream(bytes, true, StandardCharsets.UTF_8));
             String log = bytes.toString(StandardCharsets.UTF_8);
             assertTrue(log.contains("warm-up: a forward call of"), log);
-            assertTrue(log.contains("warm-up: a generation call of actor over the batch takes"), log);
-            assertTrue(log.contains("warm-up: actor_train's train call over the batch takes"), log);
+            assertTrue(log.contains("warm-up: a generation call like actor_gen over the batch takes"), log);
+            assertTrue(log.contains("warm-up: a train call like actor_train over the batch takes"), log);
             // embedded: the executor's store is this JVM's
             assertTrue(ModelStore.get().keys().stream().noneMatch(k -> k.role().startsWith("spark-rlhf-profile")),
                     ModelStore.get().keys().toString());
