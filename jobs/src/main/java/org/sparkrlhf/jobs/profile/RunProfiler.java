@@ -123,17 +123,11 @@ public final class RunProfiler {
         // then compiled the engine before the run (profiled on the first executor alone, the second one's
         // ranks compiled it in the run's first iterations, on local-cluster[2,1,1024] the first 12 of the PPO
         // example took 1.5-2.5x the later ones)
-        List<DeviceSlot> devices = inventory.devices();
         Map<String, Measured> measured = new LinkedHashMap<>();
         for (String role : distinct.values()) {
             ModelSpec spec = RunScenario.model(config, role);
-            Job job = new Job(spec.name(), device, new String(configJson(config, role), StandardCharsets.UTF_8),
-                    w.promptLen(), w.genLen(), w.sequences());
             long start = System.nanoTime();
-            List<RankResult<Measured>> r = runner.run("profile", "spark-rlhf: profile " + spec.name() + " on " + device,
-                    devices, new ArrayList<>(Collections.nCopies(devices.size(), job)),
-                    (context, in) -> measure(context.backend(), in, context.communicator(), lockstep(context.communicator())));
-            Measured m = r.get(0).value();
+            Measured m = measureModel(config, runner, inventory, device, role);
             measured.put(role, m);
             progress.printf(Locale.ROOT, "profile: %s (%s) on %s: %d rows in %.1f s, micro-batch overhead %.4f s, "
                             + "optimizer step %.3g s per parameter%n", spec.name(), role, device, m.rows(),
@@ -196,6 +190,20 @@ public final class RunProfiler {
         return stored;
     }
 
+    /** {@code role}'s model profiled on every device of the run at once ({@link #measure}); the first device's figures. */
+    private static Measured measureModel(RunConfig config, BarrierCallRunner runner, ClusterInventory inventory,
+                                         String device, String role) {
+        ModelSpec spec = RunScenario.model(config, role);
+        Workload w = RunScenario.workload(config);
+        Job job = new Job(spec.name(), device, new String(configJson(config, role), StandardCharsets.UTF_8),
+                w.promptLen(), w.genLen(), w.sequences());
+        List<DeviceSlot> devices = inventory.devices();
+        List<RankResult<Measured>> r = runner.run("profile", "spark-rlhf: profile " + spec.name() + " on " + device,
+                devices, new ArrayList<>(Collections.nCopies(devices.size(), job)),
+                (context, in) -> measure(context.backend(), in, context.communicator(), lockstep(context.communicator())));
+        return r.get(0).value();
+    }
+
     /**
      * Before a run that plans with tables from the cache (profiled by an earlier application): the
      * profile's real calls, untimed for the tables, so that the executors' JITs have compiled Spark's
@@ -205,11 +213,23 @@ public final class RunProfiler {
      * 0.02 ... 0.01 s; the executors compiled 1000-4000 methods every 5 s to the end of the run). A
      * forward call of the first model with a language-model head, the run's generation call and each
      * of its train calls run over the batch on every device, in rounds, until the JITs settle
-     * ({@link TimedCalls#medians}); their medians are printed.
+     * ({@link TimedCalls#medians}); their medians are printed. Before them, the profile's passes over
+     * the first language model (its table discarded): with the engine's Vector API kernels, the calls
+     * of a run warmed up by the calls alone took 2-2.5x what they took in an application that had
+     * profiled (GRPO on local-cluster[2,2,1024]: 0.46-0.49 estimated/measured per iteration, against
+     * 0.67 after a profile, and 0.76 with the kernels' scalar loops); why the passes' history matters to
+     * the compiled kernels is not known.
      */
     public static void warmUp(RunConfig config, BarrierCallRunner runner, ClusterInventory inventory, PrintStream progress) {
         long start = System.nanoTime();
         Rows batch = Rows.of(RunScenario.workload(config));
+        String lmRole = languageModelRole(config, RunScenario.graph(config).roles());
+        if (lmRole != null) {
+            String device = RunScenario.cluster(inventory, RunScenario.gpuPreset(config)).gpu().name();
+            measureModel(config, runner, inventory, device, lmRole);
+            progress.printf(Locale.ROOT, "warm-up: the profile's passes of %s: %.1f s%n", RunScenario.model(config, lmRole)
+                    .name(), (System.nanoTime() - start) / 1e9);
+        }
         Map<String, Double> medians = roundMedians(runner, inventory, roundCalls(config, runner, inventory, batch),
                 WARM_UP_ROUNDS, WARM_UP_REPEATS);
         medians.forEach((call, s) -> progress.printf(Locale.ROOT, "warm-up: %s over the batch takes %.4f s%n", call, s));

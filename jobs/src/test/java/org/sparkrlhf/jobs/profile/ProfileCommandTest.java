@@ -138,8 +138,9 @@ class ProfileCommandTest {
     }
 
     /**
-     * Before a run whose tables come from the cache: the profile's forward and generation calls and the
-     * run's train call, real calls over the batch on every slot, then their models gone from the store.
+     * Before a run whose tables come from the cache: the profile's passes, then its forward and generation
+     * calls and the run's train call, real calls over the batch on every slot; then their models are gone
+     * from the store.
      */
     @Test
     @Timeout(value = 300, unit = TimeUnit.SECONDS)
@@ -172,6 +173,7 @@ class ProfileCommandTest {
             ByteArrayOutputStream bytes = new ByteArrayOutputStream();
             RunProfiler.warmUp(run, runner, inventory, new PrintStream(bytes, true, StandardCharsets.UTF_8));
             String log = bytes.toString(StandardCharsets.UTF_8);
+            assertTrue(log.contains("warm-up: the profile's passes of"), log);
             assertTrue(log.contains("warm-up: a forward call of"), log);
             assertTrue(log.contains("warm-up: a generation call like actor_gen over the batch takes"), log);
             assertTrue(log.contains("warm-up: a train call like actor_train over the batch takes"), log);
