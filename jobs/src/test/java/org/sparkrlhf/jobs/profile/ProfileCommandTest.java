@@ -45,28 +45,8 @@ class ProfileCommandTest {
     @Test
     @Timeout(value = 300, unit = TimeUnit.SECONDS)
     void profilesIntoTheOutputAndTheCacheAndThePlanUsesIt() throws Exception {
-        Files.writeString(dir.resolve("prompts.jsonl"), "{\"id\": \"q\", \"prompt\": \"1+2=\", \"reference\": \"3\"}\n");
         Path out = dir.resolve("run");
-        Path config = dir.resolve("grpo.yaml");
-        Files.writeString(config, """
-                name: profile-test
-                algorithm: grpo
-                seed: 5
-                iterations: 1
-                output: %s
-                models:
-                  actor: {path: %s}
-                  ref: {path: %s}
-                reward: {function: arithmetic}
-                data: {path: %s, batch_size: 2, max_prompt_tokens: 8}
-                generation: {max_new_tokens: 4, temperature: 1.0}
-                optimizer: {lr: 1.0e-3}
-                grpo: {group_size: 4}
-                plan: {mode: baseline}
-                spark:
-                  master: local[2]
-                  conf: {spark.ui.enabled: "false", spark.driver.host: 127.0.0.1, spark.driver.bindAddress: 127.0.0.1}
-                """.formatted(out, TINY_LLAMA, TINY_LLAMA, dir.resolve("prompts.jsonl")));
+        Path config = grpoConfig("profile-test", out, 1);
         Path cache = dir.resolve("cache");
         String before = System.getProperty(ProfileStore.CACHE_PROPERTY);
         System.setProperty(ProfileStore.CACHE_PROPERTY, cache.toString());
@@ -145,27 +125,7 @@ class ProfileCommandTest {
     @Test
     @Timeout(value = 300, unit = TimeUnit.SECONDS)
     void warmUpRunsTheRunsKindsOfCallsAndLeavesNoModelBehind() throws Exception {
-        Files.writeString(dir.resolve("prompts.jsonl"), "{\"id\": \"q\", \"prompt\": \"1+2=\", \"reference\": \"3\"}\n");
-        Path config = dir.resolve("grpo.yaml");
-        Files.writeString(config, """
-                name: warm-up-test
-                algorithm: grpo
-                seed: 5
-                iterations: 1
-                output: %s
-                models:
-                  actor: {path: %s}
-                  ref: {path: %s}
-                reward: {function: arithmetic}
-                data: {path: %s, batch_size: 2, max_prompt_tokens: 8}
-                generation: {max_new_tokens: 4, temperature: 1.0}
-                optimizer: {lr: 1.0e-3}
-                grpo: {group_size: 4, epochs: 2}
-                plan: {mode: baseline}
-                spark:
-                  master: local[2]
-                  conf: {spark.ui.enabled: "false", spark.driver.host: 127.0.0.1, spark.driver.bindAddress: 127.0.0.1}
-                """.formatted(dir.resolve("run"), TINY_LLAMA, TINY_LLAMA, dir.resolve("prompts.jsonl")));
+        Path config = grpoConfig("warm-up-test", dir.resolve("run"), 2);
         RunConfig run = new RunConfigReader(new Configuration()).read(config.toString());
         SparkSession spark = TrainCommand.start(run);
         try (BarrierCallRunner runner = new BarrierCallRunner(spark.sparkContext(), false, false, 60_000L)) {
@@ -183,5 +143,31 @@ class ProfileCommandTest {
         } finally {
             spark.stop();
         }
+    }
+
+    /** A GRPO run of the tiny model over one prompt, embedded on two slots, with {@code epochs} epochs. */
+    private Path grpoConfig(String name, Path out, int epochs) throws Exception {
+        Files.writeString(dir.resolve("prompts.jsonl"), "{\"id\": \"q\", \"prompt\": \"1+2=\", \"reference\": \"3\"}\n");
+        Path config = dir.resolve("grpo.yaml");
+        Files.writeString(config, """
+                name: %s
+                algorithm: grpo
+                seed: 5
+                iterations: 1
+                output: %s
+                models:
+                  actor: {path: %s}
+                  ref: {path: %s}
+                reward: {function: arithmetic}
+                data: {path: %s, batch_size: 2, max_prompt_tokens: 8}
+                generation: {max_new_tokens: 4, temperature: 1.0}
+                optimizer: {lr: 1.0e-3}
+                grpo: {group_size: 4, epochs: %d}
+                plan: {mode: baseline}
+                spark:
+                  master: local[2]
+                  conf: {spark.ui.enabled: "false", spark.driver.host: 127.0.0.1, spark.driver.bindAddress: 127.0.0.1}
+                """.formatted(name, out, TINY_LLAMA, TINY_LLAMA, dir.resolve("prompts.jsonl"), epochs));
+        return config;
     }
 }
