@@ -176,8 +176,9 @@ public final class RunProfiler {
         }
         // stored before the generation and train calls: their estimates are priced from the stored tables and costs
         List<String> stored = store(config, output, device, measured, costs);
-        double perStep = generationStepOverhead(config, inventory, batch, medians, progress);
-        Map<String, Double> perTrainStep = trainStepOverheads(config, inventory, measured.keySet(), medians, progress);
+        Map<String, Double> estimates = baselineEstimates(config, inventory, progress);
+        double perStep = generationStepOverhead(config, batch, medians, estimates, progress);
+        Map<String, Double> perTrainStep = trainStepOverheads(config, measured.keySet(), medians, estimates, progress);
         if (perStep > 0 || !perTrainStep.isEmpty()) {
             costs.replaceAll((role, c) -> c.withDecodeStepOverhead(perStep)
                     .withTrainStepOverhead(perTrainStep.getOrDefault(role, 0.0)));
@@ -314,26 +315,33 @@ public final class RunProfiler {
     }
 
     /**
+     * The baseline plan's estimate of each call, priced from the stored tables and costs, which the
+     * generation and train calibrations compare their calls with; empty (said on {@code progress} when
+     * the baseline cannot run the batch) when the run plans without the tables.
+     */
+    private static Map<String, Double> baselineEstimates(RunConfig config, ClusterInventory inventory, PrintStream progress) {
+        if (RunScenario.profileMode(config).equals("off")) {
+            return Map.of();
+        }
+        try {
+            return CallPlacements.baselineEstimates(config, inventory);
+        } catch (IllegalArgumentException e) {
+            progress.printf(Locale.ROOT, "profile: no calibration of the generation and train calls (%s)%n", e.getMessage());
+            return Map.of();
+        }
+    }
+
+    /**
      * A training step's seconds beyond what the stored tables and costs give a train call, for each
      * of {@code roles}' models that one of the run's train calls trains: the first such call as the
      * calibration rounds ran it (its median), less the baseline plan's estimate of it (the rounds ran it
      * data parallel on every device, as that plan places it), over its steps (epochs x mini-batches:
-     * the estimator adds this much per step). Never below 0; empty when the run plans without the tables.
+     * the estimator adds this much per step). Never below 0; empty without {@link #baselineEstimates}.
      */
-    private static Map<String, Double> trainStepOverheads(RunConfig config, ClusterInventory inventory,
-                                                          Collection<String> roles, Map<String, Double> medians,
+    private static Map<String, Double> trainStepOverheads(RunConfig config, Collection<String> roles,
+                                                          Map<String, Double> medians, Map<String, Double> estimates,
                                                           PrintStream progress) {
         Map<String, Double> out = new LinkedHashMap<>();
-        if (RunScenario.profileMode(config).equals("off")) {
-            return out;
-        }
-        Map<String, Double> estimates;
-        try {
-            estimates = CallPlacements.baselineEstimates(config, inventory);
-        } catch (IllegalArgumentException e) {
-            progress.printf(Locale.ROOT, "profile: no train calibration (%s)%n", e.getMessage());
-            return out;
-        }
         for (String role : roles) {
             String key = modelKey(config, role);
             ModelCall train = RunScenario.graph(config).calls().stream()
@@ -369,22 +377,16 @@ public final class RunProfiler {
      * run's first generation call as the calibration rounds ran it (its median; data parallel on every
      * device, as the baseline plan places it), less the baseline plan's estimate of it, over its
      * decoding steps (the estimator adds this much per step). 0 when the run generates nothing,
-     * decodes no step after the prefill's token, plans without the tables, or the call came out no
-     * slower than its estimate.
+     * decodes no step after the prefill's token, has no {@link #baselineEstimates}, or the call came
+     * out no slower than its estimate.
      */
-    private static double generationStepOverhead(RunConfig config, ClusterInventory inventory, Rows batch,
-                                                 Map<String, Double> medians, PrintStream progress) {
+    private static double generationStepOverhead(RunConfig config, Rows batch, Map<String, Double> medians,
+                                                 Map<String, Double> estimates, PrintStream progress) {
         ModelCall gen = generateCall(config);
-        if (gen == null || batch.genLen() < 2 || RunScenario.profileMode(config).equals("off")) {
+        if (gen == null || batch.genLen() < 2) {
             return 0;
         }
-        Double estimated;
-        try {
-            estimated = CallPlacements.baselineEstimates(config, inventory).get(gen.name());
-        } catch (IllegalArgumentException e) {
-            progress.printf(Locale.ROOT, "profile: no generation calibration (%s)%n", e.getMessage());
-            return 0;
-        }
+        Double estimated = estimates.get(gen.name());
         if (estimated == null) {
             return 0;
         }

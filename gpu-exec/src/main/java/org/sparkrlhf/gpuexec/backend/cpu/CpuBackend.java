@@ -444,7 +444,7 @@ public final class CpuBackend implements Backend {
             sameSize("rmsnormBackward dIn", dx, x);
             float[] dxa = dx.write();
             boolean fast = kernels == CpuKernels.FAST; // the dot on FastExp.dot (vectorised), else in index order
-                par.range(N, C * 4L, (lo, hi) -> {
+            par.range(N, C * 4L, (lo, hi) -> {
                 float[] gw = new float[C]; // g * w of a row, at index 0
                 for (int n = lo; n < hi; n++) {
                     int off = n * C;
