@@ -57,10 +57,10 @@ class CostModelTest {
         ClusterSpec cluster = ClusterSpec.h100(1, 8);
         RuntimeCosts.Link link = new RuntimeCosts.Link(1e-4, 1e9);
         CostConstants roofline = CostConstants.calibrated().withRuntimeCosts(new RuntimeCosts(0.01, 0, 0, 0.01, Double.NaN,
-                Double.NaN, link, RuntimeCosts.Link.NOT_MEASURED, Double.NaN, 0));
+                Double.NaN, link, RuntimeCosts.Link.NOT_MEASURED, Double.NaN, 0, 0));
         double rate = 2e-9;
         CostConstants measured = CostConstants.calibrated().withRuntimeCosts(new RuntimeCosts(0.01, 0, 0, 0.01, Double.NaN,
-                Double.NaN, link, RuntimeCosts.Link.NOT_MEASURED, rate, 0));
+                Double.NaN, link, RuntimeCosts.Link.NOT_MEASURED, rate, 0, 0));
         DataflowGraph g = Algorithms.ppo(4);
         var train = g.call(g.indexOf("actor_train")).withEpochs(2);
         Workload w = new Workload(128, 384, 1 << 17);

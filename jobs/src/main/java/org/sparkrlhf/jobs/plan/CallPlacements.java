@@ -29,6 +29,7 @@ import org.sparkrlhf.planner.sim.TimelineEvent;
 import org.sparkrlhf.planner.sim.Simulator;
 import org.sparkrlhf.planner.spec.ClusterSpec;
 import org.sparkrlhf.planner.spec.ModelSpec;
+import org.sparkrlhf.planner.spec.Workload;
 
 import java.io.IOException;
 import java.io.PrintStream;
@@ -300,6 +301,24 @@ public final class CallPlacements {
     public static Map<String, Double> baselineEstimates(RunConfig config, ClusterInventory inventory) {
         ClusterSpec cluster = RunScenario.cluster(inventory, RunScenario.gpuPreset(config));
         return baseline(config, inventory, RunScenario.problem(config, RunScenario.graph(config), cluster)).estimatedSeconds();
+    }
+
+    /**
+     * The estimate of train call {@code name} on one device with no data-parallel peers, over the rows
+     * one of {@code ranks} data-parallel ranks gets (the batch's tokens over {@code ranks}); NaN when it
+     * does not fit one device.
+     */
+    public static double aloneEstimate(RunConfig config, ClusterInventory inventory, String name, int ranks) {
+        ClusterSpec cluster = RunScenario.cluster(inventory, RunScenario.gpuPreset(config));
+        PlanningProblem problem = RunScenario.problem(config, RunScenario.graph(config), cluster);
+        int c = problem.graph().indexOf(name);
+        ModelCall call = problem.graph().call(c);
+        Workload w = problem.workload();
+        long tokens = Math.max(w.seqLen(), w.batchTokens() / ranks);
+        var estimates = problem.costModel().estimate(call, problem.model(call.role()),
+                new Workload(w.promptLen(), w.genLen(), tokens, w.speculation()), problem.graph().isTrainable(call.role()),
+                DeviceMesh.of(cluster, 0, 1), ParallelStrategy.of(1, 1, 1, 1), problem.isHome(c));
+        return estimates.isEmpty() ? Double.NaN : estimates.get(0).seconds();
     }
 
     private static CallPlacements baseline(RunConfig config, ClusterInventory inventory, PlanningProblem problem) {

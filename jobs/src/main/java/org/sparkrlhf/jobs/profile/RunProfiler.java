@@ -111,10 +111,7 @@ public final class RunProfiler {
         ClusterSpec cluster = RunScenario.cluster(inventory, RunScenario.gpuPreset(config));
         String device = cluster.gpu().name();
         Workload w = RunScenario.workload(config);
-        Map<String, String> distinct = new LinkedHashMap<>();
-        for (String role : RunScenario.graph(config).roles()) {
-            distinct.putIfAbsent(modelKey(config, role), role);
-        }
+        Map<String, String> distinct = distinctModels(config);
         // the models first: a run's calls come after its JVM has compiled Spark's scheduling path and the
         // engine's kernels, and the fixed costs timed below should be those of such a JVM
         // every device of the run profiles at once, and the first one's table is kept: a call's ranks run side
@@ -172,16 +169,19 @@ public final class RunProfiler {
             // are its passes, sync and optimizer, until real generation and train calls say otherwise (below)
             costs.put(e.getKey(), new RuntimeCosts(callOverhead, 0, m.microBatchSeconds(),
                     realloc.overheadSeconds(), realloc.intraParamsPerSecond(), realloc.interParamsPerSecond(),
-                    costsLink(links[0]), costsLink(links[1]), m.optimizerSecondsPerParam(), 0));
+                    costsLink(links[0]), costsLink(links[1]), m.optimizerSecondsPerParam(), 0, 0));
         }
         // stored before the generation and train calls: their estimates are priced from the stored tables and costs
         List<String> stored = store(config, output, device, measured, costs);
         Map<String, Double> estimates = baselineEstimates(config, inventory, progress);
         double perStep = generationStepOverhead(config, batch, medians, estimates, progress);
-        Map<String, Double> perTrainStep = trainStepOverheads(config, measured.keySet(), medians, estimates, progress);
+        Map<String, double[]> perTrainStep = trainStepOverheads(config, inventory, measured.keySet(), medians, estimates,
+                progress);
         if (perStep > 0 || !perTrainStep.isEmpty()) {
-            costs.replaceAll((role, c) -> c.withDecodeStepOverhead(perStep)
-                    .withTrainStepOverhead(perTrainStep.getOrDefault(role, 0.0)));
+            costs.replaceAll((role, c) -> {
+                double[] train = perTrainStep.getOrDefault(role, new double[2]);
+                return c.withDecodeStepOverhead(perStep).withTrainStep(train[0], train[1]);
+            });
             stored = store(config, output, device, measured, costs);
         }
         int i = 0;
@@ -264,6 +264,17 @@ public final class RunProfiler {
                         RunScenario.model(config, train.role()).valueHead(), batch));
             }
         }
+        // the calls that calibrate each model's training step, again without data-parallel peers
+        if (inventory.size() > 1) {
+            for (String role : distinctModels(config).values()) {
+                ModelCall train = calibratedTrainCall(config, role);
+                if (train != null) {
+                    String path = config.models().get(train.role()).path();
+                    calls.put(trainAloneCall(train), TrainCallProfiler.alone(runner, inventory, config, train, path,
+                            padId(path), RunScenario.model(config, train.role()).valueHead(), batch));
+                }
+            }
+        }
         return calls;
     }
 
@@ -292,6 +303,26 @@ public final class RunProfiler {
 
     private static String trainCall(ModelCall train) {
         return "a train call like " + train.name();
+    }
+
+    private static String trainAloneCall(ModelCall train) {
+        return "a train call like " + train.name() + " alone on each device";
+    }
+
+    /** The first role of each distinct model of the run ({@link #modelKey}), by key. */
+    private static Map<String, String> distinctModels(RunConfig config) {
+        Map<String, String> distinct = new LinkedHashMap<>();
+        for (String role : RunScenario.graph(config).roles()) {
+            distinct.putIfAbsent(modelKey(config, role), role);
+        }
+        return distinct;
+    }
+
+    /** The first of the run's train calls that trains {@code role}'s model (same name and config.json), or null. */
+    private static ModelCall calibratedTrainCall(RunConfig config, String role) {
+        String key = modelKey(config, role);
+        return RunScenario.graph(config).calls().stream()
+                .filter(c -> c.kind() == CallKind.TRAIN && modelKey(config, c.role()).equals(key)).findFirst().orElse(null);
     }
 
     /** The key of a role's model: two roles with the same name and config.json are profiled once. */
@@ -333,19 +364,23 @@ public final class RunProfiler {
 
     /**
      * A training step's seconds beyond what the stored tables and costs give a train call, for each
-     * of {@code roles}' models that one of the run's train calls trains: the first such call as the
-     * calibration rounds ran it (its median), less the baseline plan's estimate of it (the rounds ran it
-     * data parallel on every device, as that plan places it), over its steps (epochs x mini-batches:
-     * the estimator adds this much per step). Never below 0; empty without {@link #baselineEstimates}.
+     * of {@code roles}' models that one of the run's train calls trains ({@link #calibratedTrainCall}):
+     * {fixed, per data-parallel peer}. The call as the calibration rounds ran it, data parallel on every
+     * device as the baseline plan places it (its median), less the baseline plan's estimate of it, over
+     * its steps (epochs x mini-batches) is a step's extra seconds with every other device a peer; the
+     * same call alone on each device (over the rows a rank gets, all devices at once), less its
+     * estimate, is the extra without peers: that is the fixed part, and the difference over the
+     * peers the part per peer (in the PPO example on local-cluster[2,2,1024], train calls data parallel
+     * over two devices took 0.76 of the estimate that charged them the extra measured over four).
+     * Never below 0; without the calls alone (one device, or a model that does not fit one) all of it is
+     * fixed; empty without {@link #baselineEstimates}.
      */
-    private static Map<String, Double> trainStepOverheads(RunConfig config, Collection<String> roles,
-                                                          Map<String, Double> medians, Map<String, Double> estimates,
-                                                          PrintStream progress) {
-        Map<String, Double> out = new LinkedHashMap<>();
+    private static Map<String, double[]> trainStepOverheads(RunConfig config, ClusterInventory inventory,
+                                                            Collection<String> roles, Map<String, Double> medians,
+                                                            Map<String, Double> estimates, PrintStream progress) {
+        Map<String, double[]> out = new LinkedHashMap<>();
         for (String role : roles) {
-            String key = modelKey(config, role);
-            ModelCall train = RunScenario.graph(config).calls().stream()
-                    .filter(c -> c.kind() == CallKind.TRAIN && modelKey(config, c.role()).equals(key)).findFirst().orElse(null);
+            ModelCall train = calibratedTrainCall(config, role);
             Double estimated = train == null ? null : estimates.get(train.name());
             if (estimated == null) {
                 continue;
@@ -356,7 +391,20 @@ public final class RunProfiler {
             progress.printf(Locale.ROOT, "profile: %s over the batch takes %.4f s, estimated %.4f s: %.4f s more per "
                     + "step (%d steps; median of %d rounds)%n", trainCall(train), seconds, estimated, perStep, steps,
                     CALIBRATION_ROUNDS);
-            out.put(role, perStep);
+            Double alone = medians.get(trainAloneCall(train));
+            int peers = inventory.size() - 1;
+            double aloneEstimate = alone == null ? Double.NaN
+                    : CallPlacements.aloneEstimate(config, inventory, train.name(), inventory.size());
+            if (Double.isNaN(aloneEstimate)) {
+                out.put(role, new double[]{perStep, 0});
+                continue;
+            }
+            double fixed = Math.min(perStep, Math.max(0, (alone - aloneEstimate) / steps));
+            double perPeer = (perStep - fixed) / peers;
+            progress.printf(Locale.ROOT, "profile: %s takes %.4f s, estimated %.4f s: a step %.4f s more, and %.4f s per "
+                    + "data-parallel peer (median of %d rounds)%n", trainAloneCall(train), alone, aloneEstimate, fixed,
+                    perPeer, CALIBRATION_ROUNDS);
+            out.put(role, new double[]{fixed, perPeer});
         }
         return out;
     }

@@ -24,14 +24,14 @@ final class TimedCalls {
     private TimedCalls() {
     }
 
-    /** A real call the profiler times: {@code what} it is, and the role its models are held under (dropped after). */
-    record Call(String role, String what, Runnable run) {
+    /** A real call the profiler times: {@code what} it is, and the roles its models are held under (dropped after). */
+    record Call(List<String> roles, String what, Runnable run) {
     }
 
     /** Calls of {@code fn} over {@code slices} on {@code all}, holding their models under {@code all}'s role. */
     static <I extends Serializable, R extends Serializable> Call of(BarrierCallRunner runner, Placement all, List<I> slices,
                                                                     RankFunction<I, R> fn, String what) {
-        return new Call(all.role(), what, () -> runner.run("spark-rlhf: profile: " + what, all, slices, fn));
+        return new Call(List.of(all.role()), what, () -> runner.run("spark-rlhf: profile: " + what, all, slices, fn));
     }
 
     /**
@@ -58,7 +58,7 @@ final class TimedCalls {
                 }
             }
         } finally {
-            List<String> roles = calls.stream().map(Call::role).distinct().toList();
+            List<String> roles = calls.stream().flatMap(c -> c.roles().stream()).distinct().toList();
             runner.run("profile-drop", "spark-rlhf: profile: drop the models of " + calls.stream().map(Call::what)
                             .collect(Collectors.joining(", ")), inventory.devices(),
                     new ArrayList<>(Collections.nCopies(inventory.size(), new ArrayList<>(roles))),

@@ -81,9 +81,12 @@ class ProfileCommandTest {
             // step, measured (0 only when the call came out no slower than its estimate)
             assertTrue(log.contains("profile: a generation call like actor_gen over the batch takes"), log);
             assertTrue(costs.decodeStepOverhead() >= 0 && Double.isFinite(costs.decodeStepOverhead()), costs.toString());
-            // and a real train call like actor_train: the extra per optimizer step
+            // and a real train call like actor_train: the extra per optimizer step, split by the same call alone on each
+            // slot into a part every step pays and a part per data-parallel peer
             assertTrue(log.contains("profile: a train call like actor_train over the batch takes"), log);
+            assertTrue(log.contains("profile: a train call like actor_train alone on each device takes"), log);
             assertTrue(costs.trainStepOverhead() >= 0 && Double.isFinite(costs.trainStepOverhead()), costs.toString());
+            assertTrue(costs.trainStepPerPeer() >= 0 && Double.isFinite(costs.trainStepPerPeer()), costs.toString());
             try (Stream<Path> files = Files.walk(cache)) {
                 List<String> cached = files.map(p -> p.getFileName().toString()).filter(n -> n.endsWith(".csv")).toList();
                 assertEquals(1, cached.size(), "actor and ref are one model: " + cached);
@@ -97,6 +100,7 @@ class ProfileCommandTest {
             assertEquals(costs.reallocOverhead(), p.costModel().constants().reallocOverhead(), 1e-12);
             assertEquals(costs.decodeStepOverhead(), p.costModel().constants().decodeStepOverhead(), 1e-12);
             assertEquals(costs.trainStepOverhead(), p.costModel().constants().trainStepOverhead(), 1e-12);
+            assertEquals(costs.trainStepPerPeer(), p.costModel().constants().trainStepPerPeer(), 1e-12);
             // inside the executor: the measured rate in the planner's bf16 bytes; between executors: the link's
             assertEquals(costs.reallocIntraParams() * 2, p.costModel().comm().reallocBandwidth(false), 1e-3);
             assertEquals(p.costModel().comm().interBandwidth(), p.costModel().comm().reallocBandwidth(true), 1e-3);
@@ -137,6 +141,7 @@ class ProfileCommandTest {
             assertTrue(log.contains("warm-up: a forward call of"), log);
             assertTrue(log.contains("warm-up: a generation call like actor_gen over the batch takes"), log);
             assertTrue(log.contains("warm-up: a train call like actor_train over the batch takes"), log);
+            assertTrue(log.contains("warm-up: a train call like actor_train alone on each device over the batch takes"), log);
             // embedded: the executor's store is this JVM's
             assertTrue(ModelStore.get().keys().stream().noneMatch(k -> k.role().startsWith("spark-rlhf-profile")),
                     ModelStore.get().keys().toString());

@@ -22,7 +22,8 @@ import java.util.List;
  *   micro-batches ({@code (mb + pp - 1)} slots of forward + backward of the slowest stage), with two
  *   tensor-parallel all-reduces per layer and pass, activations sent between stages, then a
  *   reduce-scatter of fp32 gradients and an all-gather of bf16 weights over the data-parallel group
- *   (distributed optimizer) and the Adam update, plus the measured fixed seconds of a step (0 for ReaL's engine).</li>
+ *   (distributed optimizer) and the Adam update, plus the measured fixed seconds of a step and its measured
+ *   seconds per other rank of the data-parallel group (both 0 for ReaL's engine).</li>
  *   <li>INFERENCE: a forward pipeline over the replica's micro-batches.</li>
  *   <li>GENERATE: a prefill pass over the prompts (which samples the first new token), then one step
  *   per further new token; with pp stages the
@@ -303,7 +304,7 @@ public final class CallCostModel {
             double fwd = Math.max(fwdCompute, gather);
             double bwd = Math.max(bwdCompute, gather + comm.reduceScatter(p, s.dp(), cross));
             step = s.microBatches() * (fwd + bwd + k.microBatchOverhead())
-                    + compute.memoryPass(30.0 * m.totalParams() / s.dp()) + k.trainStepOverhead();
+                    + compute.memoryPass(30.0 * m.totalParams() / s.dp()) + trainStepExtra(s);
         } else {
             double tpc = layers * tpCollectives(m, tokensMb, s.tp());
             double fwd = fwdCompute + tpc;
@@ -320,9 +321,14 @@ public final class CallCostModel {
             // distributed optimizer, a memory pass over this rank's share of the state
             double opt = Double.isNaN(k.optimizerSecondsPerParam()) ? compute.memoryPass(30.0 * pDev / s.dp())
                     : k.optimizerSecondsPerParam() * pDev;
-            step = pipe + s.microBatches() * k.microBatchOverhead() + sync + opt + k.trainStepOverhead();
+            step = pipe + s.microBatches() * k.microBatchOverhead() + sync + opt + trainStepExtra(s);
         }
         return call.epochs() * call.trainSteps() * step + k.callOverhead();
+    }
+
+    /** A training step's measured seconds beyond what the table and the links price: fixed, and per data-parallel peer. */
+    private double trainStepExtra(ParallelStrategy s) {
+        return k.trainStepOverhead() + k.trainStepPerPeer() * (s.dp() - 1);
     }
 
     double inferenceSeconds(ModelSpec m, double seqLen, ParallelStrategy s, double tokensMb, boolean crossPp,

@@ -42,6 +42,8 @@ package org.sparkrlhf.planner.cost;
  *                              measured on the engine; NaN: a memory-bound pass over the optimizer state
  * @param trainStepOverhead     fixed seconds per training step beyond its passes, gradient sync and optimizer
  *                              (ReaL's is in {@code layerOverhead}: 0 unless measured)
+ * @param trainStepPerPeer      seconds a training step adds per other rank of its data-parallel group,
+ *                              beyond the gradients' all-reduce as the links price it (0 unless measured)
  */
 public record CostConstants(double gemmEfficiency, double attentionEfficiency, double memoryEfficiency,
                             double networkEfficiency, double activationTraffic, double layerOverhead,
@@ -50,7 +52,8 @@ public record CostConstants(double gemmEfficiency, double attentionEfficiency, d
                             double callOverhead, double reallocOverhead, double memoryUsable,
                             double microBatchOverhead, double reallocIntraParams, double reallocInterParams,
                             RuntimeCosts.Link allReduceIntra, RuntimeCosts.Link allReduceInter,
-                            double optimizerSecondsPerParam, double trainStepOverhead) {
+                            double optimizerSecondsPerParam, double trainStepOverhead,
+                            double trainStepPerPeer) {
 
     public CostConstants {
         if (!(gemmEfficiency > 0 && gemmEfficiency <= 1) || !(attentionEfficiency > 0 && attentionEfficiency <= 1)
@@ -61,7 +64,7 @@ public record CostConstants(double gemmEfficiency, double attentionEfficiency, d
         if (activationTraffic < 0 || layerOverhead < 0 || tpCollectiveOverhead < 0 || decodeLayerOverhead < 0
                 || decodeTpOverhead < 0
                 || decodeStepOverhead < 0 || callOverhead < 0 || reallocOverhead < 0 || microBatchOverhead < 0
-                || trainStepOverhead < 0) {
+                || trainStepOverhead < 0 || trainStepPerPeer < 0) {
             throw new IllegalArgumentException("overheads must be non-negative");
         }
         if (!Double.isNaN(reallocIntraParams) && !(reallocIntraParams > 0)
@@ -77,7 +80,7 @@ public record CostConstants(double gemmEfficiency, double attentionEfficiency, d
     public static CostConstants calibrated() {
         return new CostConstants(0.1375, 0.35, 0.7, 0.8, 24, 1.219e-3, 1.988e-4, 4.988e-4, 2.494e-4, 6.911e-3, 0.5144,
                 0.05, 0.92, 0, Double.NaN, Double.NaN,
-                RuntimeCosts.Link.NOT_MEASURED, RuntimeCosts.Link.NOT_MEASURED, Double.NaN, 0);
+                RuntimeCosts.Link.NOT_MEASURED, RuntimeCosts.Link.NOT_MEASURED, Double.NaN, 0, 0);
     }
 
     /**
@@ -109,7 +112,7 @@ public record CostConstants(double gemmEfficiency, double attentionEfficiency, d
         return new CostConstants(v[0], attentionEfficiency, memoryEfficiency, networkEfficiency, activationTraffic,
                 v[1], v[2], v[3] * (1 - share), v[3] * share / 2, v[4], v[5], reallocOverhead, memoryUsable,
                 microBatchOverhead, reallocIntraParams, reallocInterParams, allReduceIntra, allReduceInter,
-                optimizerSecondsPerParam, trainStepOverhead);
+                optimizerSecondsPerParam, trainStepOverhead, trainStepPerPeer);
     }
 
     public CostConstants withDecodeTpShare(double share) {
@@ -118,7 +121,7 @@ public record CostConstants(double gemmEfficiency, double attentionEfficiency, d
                 activationTraffic, layerOverhead, tpCollectiveOverhead, d * (1 - share), d * share / 2,
                 decodeStepOverhead, callOverhead, reallocOverhead, memoryUsable, microBatchOverhead,
                 reallocIntraParams, reallocInterParams, allReduceIntra, allReduceInter, optimizerSecondsPerParam,
-                trainStepOverhead);
+                trainStepOverhead, trainStepPerPeer);
     }
 
     /**
@@ -131,6 +134,6 @@ public record CostConstants(double gemmEfficiency, double attentionEfficiency, d
                 measured.decodeStepOverhead(), measured.callOverhead(), measured.reallocOverhead(), memoryUsable,
                 measured.microBatchOverhead(), measured.reallocIntraParams(), measured.reallocInterParams(),
                 measured.allReduceIntra(), measured.allReduceInter(), measured.optimizerSecondsPerParam(),
-                measured.trainStepOverhead());
+                measured.trainStepOverhead(), measured.trainStepPerPeer());
     }
 }

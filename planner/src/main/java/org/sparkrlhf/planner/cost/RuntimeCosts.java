@@ -35,11 +35,16 @@ import java.util.Map;
  * @param trainStepOverhead      seconds of a training step beyond all of the above (the loss over the
  *                               step's rows, the step's bookkeeping and syncs, a train call's larger
  *                               inputs and results), measured from a real train call; 0 until then
+ * @param trainStepPerPeer       seconds a training step adds per other rank of its data-parallel group
+ *                               (the runtime's all-reduce over TCP sends each rank's whole gradient to
+ *                               every other rank and waits for each; on oversubscribed cores every
+ *                               peer's message waits for a CPU slice), measured from train calls over the
+ *                               same rows per rank with and without peers; 0 until then
  */
 public record RuntimeCosts(double callOverhead, double decodeStepOverhead, double microBatchOverhead,
                            double reallocOverhead, double reallocIntraParams, double reallocInterParams,
                            Link allReduceIntra, Link allReduceInter, double optimizerSecondsPerParam,
-                           double trainStepOverhead) {
+                           double trainStepOverhead, double trainStepPerPeer) {
     /**
      * Seconds of an all-reduce of one float over two devices, and the bytes/s of a ring all-reduce
      * beyond it ({@code 2 (n - 1) / n} of the buffer through each link); both NaN when not measured.
@@ -62,18 +67,18 @@ public record RuntimeCosts(double callOverhead, double decodeStepOverhead, doubl
     }
 
     /** Raise with a change of the keys: costs files of another format are profiled again. */
-    public static final String FORMAT = "4";
+    public static final String FORMAT = "5";
 
     public RuntimeCosts {
         java.util.Objects.requireNonNull(allReduceIntra, "allReduceIntra");
         java.util.Objects.requireNonNull(allReduceInter, "allReduceInter");
         for (double s : new double[]{callOverhead, decodeStepOverhead, microBatchOverhead, reallocOverhead,
-                trainStepOverhead}) {
+                trainStepOverhead, trainStepPerPeer}) {
             if (!(s >= 0) || Double.isInfinite(s)) {
                 throw new IllegalArgumentException("runtime costs must be finite and non-negative seconds, got call "
                         + callOverhead + " s, decoding step " + decodeStepOverhead + " s, micro-batch "
                         + microBatchOverhead + " s, reallocation " + reallocOverhead + " s, training step "
-                        + trainStepOverhead + " s");
+                        + trainStepOverhead + " s, training step per peer " + trainStepPerPeer + " s");
             }
         }
         if (!rate(optimizerSecondsPerParam)) {
@@ -93,13 +98,17 @@ public record RuntimeCosts(double callOverhead, double decodeStepOverhead, doubl
     /** These costs with {@code seconds} per decoding step (measured from a real generation call). */
     public RuntimeCosts withDecodeStepOverhead(double seconds) {
         return new RuntimeCosts(callOverhead, seconds, microBatchOverhead, reallocOverhead, reallocIntraParams,
-                reallocInterParams, allReduceIntra, allReduceInter, optimizerSecondsPerParam, trainStepOverhead);
+                reallocInterParams, allReduceIntra, allReduceInter, optimizerSecondsPerParam, trainStepOverhead,
+                trainStepPerPeer);
     }
 
-    /** These costs with {@code seconds} per training step (measured from a real train call). */
-    public RuntimeCosts withTrainStepOverhead(double seconds) {
+    /**
+     * These costs with {@code seconds} per training step and {@code perPeer} more per other rank of its
+     * data-parallel group (measured from real train calls).
+     */
+    public RuntimeCosts withTrainStep(double seconds, double perPeer) {
         return new RuntimeCosts(callOverhead, decodeStepOverhead, microBatchOverhead, reallocOverhead, reallocIntraParams,
-                reallocInterParams, allReduceIntra, allReduceInter, optimizerSecondsPerParam, seconds);
+                reallocInterParams, allReduceIntra, allReduceInter, optimizerSecondsPerParam, seconds, perPeer);
     }
 
     public String format() {
@@ -108,6 +117,7 @@ public record RuntimeCosts(double callOverhead, double decodeStepOverhead, doubl
         b.append(String.format(Locale.ROOT, "decode_step_seconds=%.6e%n", decodeStepOverhead));
         b.append(String.format(Locale.ROOT, "micro_batch_seconds=%.6e%n", microBatchOverhead));
         b.append(String.format(Locale.ROOT, "train_step_seconds=%.6e%n", trainStepOverhead));
+        b.append(String.format(Locale.ROOT, "train_step_per_peer_seconds=%.6e%n", trainStepPerPeer));
         b.append(String.format(Locale.ROOT, "realloc_overhead_seconds=%.6e%n", reallocOverhead));
         if (!Double.isNaN(reallocIntraParams)) {
             b.append(String.format(Locale.ROOT, "realloc_intra_params_per_second=%.6e%n", reallocIntraParams));
@@ -133,7 +143,7 @@ public record RuntimeCosts(double callOverhead, double decodeStepOverhead, doubl
     private static final List<String> OPTIONAL = List.of("realloc_intra_params_per_second",
             "realloc_inter_params_per_second", "allreduce_intra_latency_seconds", "allreduce_intra_bytes_per_second",
             "allreduce_inter_latency_seconds", "allreduce_inter_bytes_per_second",
-            "optimizer_seconds_per_parameter", "train_step_seconds");
+            "optimizer_seconds_per_parameter", "train_step_seconds", "train_step_per_peer_seconds");
 
     /** Parses {@link #format()}'s lines; {@code source} names the file in errors. */
     public static RuntimeCosts parse(String source, List<String> lines) {
@@ -168,7 +178,7 @@ public record RuntimeCosts(double callOverhead, double decodeStepOverhead, doubl
                 v.get("micro_batch_seconds"), v.get("realloc_overhead_seconds"), v.getOrDefault("realloc_intra_params_per_second", Double.NaN),
                 v.getOrDefault("realloc_inter_params_per_second", Double.NaN), link(source, v, "intra"),
                 link(source, v, "inter"), v.getOrDefault("optimizer_seconds_per_parameter", Double.NaN),
-                v.getOrDefault("train_step_seconds", 0.0));
+                v.getOrDefault("train_step_seconds", 0.0), v.getOrDefault("train_step_per_peer_seconds", 0.0));
     }
 
     private static Link link(String source, Map<String, Double> v, String where) {

@@ -25,13 +25,14 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 class ProfiledPlanTest {
     private static final ModelSpec M = ModelSpec.llama("m", 2, 64, 128, 4, 4, 100);
     private static final double FWD = 0.010, BWD = 0.025, DECODE = 0.002, HEAD_FWD = 0.004, HEAD_BWD = 0.006;
-    private static final double CALL = 0.050, STEP = 0.003, MICRO = 0.007, REALLOC = 0.040, TRAIN_STEP = 0.011;
+    private static final double CALL = 0.050, STEP = 0.003, MICRO = 0.007, REALLOC = 0.040, TRAIN_STEP = 0.011,
+            TRAIN_PEER = 0.005;
     /** Parameters per second moved by a reallocation inside an executor and between two. */
     private static final double INTRA = 2e6, INTER = 5e5;
     /** A two-device all-reduce inside an executor: 2 ms, then 1e8 bytes/s. */
     private static final RuntimeCosts.Link ALL_REDUCE = new RuntimeCosts.Link(0.002, 1e8);
     private static final RuntimeCosts COSTS = new RuntimeCosts(CALL, STEP, MICRO, REALLOC, INTRA, INTER, ALL_REDUCE,
-            RuntimeCosts.Link.NOT_MEASURED, Double.NaN, TRAIN_STEP);
+            RuntimeCosts.Link.NOT_MEASURED, Double.NaN, TRAIN_STEP, TRAIN_PEER);
 
     /** One row per op at a token count above every query, so that each lookup is that row's time. */
     private static ProfileTable table() {
@@ -161,10 +162,12 @@ class ProfiledPlanTest {
         double params = M.totalParams();
         // each replica's 4 sequences in one micro-batch; then a reduce-scatter of fp32 gradients and an all-gather of
         // bf16 weights over the two replicas, each moving half its buffer at the measured bandwidth after the
-        // measured two-device latency; AdamW over half the parameters
+        // measured two-device latency; AdamW over half the parameters; the step's measured seconds, and those of its one
+        // data-parallel peer (the calls on one device above pay none)
         double sync = 0.5 * 4 * params / 1e8 + 0.002 + 0.5 * 2 * params / 1e8 + 0.002;
         double adam = 30.0 * params / 2 / (cluster.gpu().memoryBandwidth() * k.memoryEfficiency());
-        assertEquals(2 * FWD + HEAD_FWD + 2 * BWD + HEAD_BWD + MICRO + sync + adam + TRAIN_STEP + CALL, train, 1e-12);
+        assertEquals(2 * FWD + HEAD_FWD + 2 * BWD + HEAD_BWD + MICRO + sync + adam + TRAIN_STEP + TRAIN_PEER + CALL, train,
+                1e-12);
     }
 
     @Test
@@ -212,7 +215,7 @@ class ProfiledPlanTest {
     @Test
     void runtimeCostsRoundTrip() {
         for (RuntimeCosts c : List.of(COSTS, new RuntimeCosts(0.0123, 4.5e-4, 2e-3, 0.08, 3.5e7, Double.NaN,
-                RuntimeCosts.Link.NOT_MEASURED, new RuntimeCosts.Link(1e-3, 2e8), 3.2e-9, 0))) {
+                RuntimeCosts.Link.NOT_MEASURED, new RuntimeCosts.Link(1e-3, 2e8), 3.2e-9, 0, 0))) {
             RuntimeCosts back = RuntimeCosts.parse("costs", List.of(c.format().split("\n")));
             assertEquals(c, back);
         }
@@ -221,8 +224,8 @@ class ProfiledPlanTest {
     @Test
     void costsWithoutATrainStepCalibrationPriceNone() {
         List<String> lines = new java.util.ArrayList<>(List.of(COSTS.format().split("\n")));
-        lines.removeIf(l -> l.startsWith("train_step_seconds="));
-        assertEquals(COSTS.withTrainStepOverhead(0), RuntimeCosts.parse("costs", lines));
+        lines.removeIf(l -> l.startsWith("train_step_seconds=") || l.startsWith("train_step_per_peer_seconds="));
+        assertEquals(COSTS.withTrainStep(0, 0), RuntimeCosts.parse("costs", lines));
     }
 
     @Test
