@@ -55,12 +55,18 @@ public final class ProfileStore {
     /** Writes a profile next to the run's output and into the cache; returns the output's CSV path. */
     public static String store(String output, String model, String device, byte[] configJson, String csv,
                                RuntimeCosts costs) {
-        String stem = outputStem(output, model, device);
-        HadoopFiles.write(stem + ".csv", csv.getBytes(StandardCharsets.UTF_8));
-        HadoopFiles.write(stem + ".costs", costs.format().getBytes(StandardCharsets.UTF_8));
+        String stored = storeInOutput(output, model, device, csv, costs);
         String cache = cacheStem(model, device, configJson).toUri().toString();
         HadoopFiles.write(cache + ".csv", csv.getBytes(StandardCharsets.UTF_8));
         HadoopFiles.write(cache + ".costs", costs.format().getBytes(StandardCharsets.UTF_8));
+        return stored;
+    }
+
+    /** Writes a profile next to the run's output only (the cache keeps the profiling application's); returns the CSV path. */
+    public static String storeInOutput(String output, String model, String device, String csv, RuntimeCosts costs) {
+        String stem = outputStem(output, model, device);
+        HadoopFiles.write(stem + ".csv", csv.getBytes(StandardCharsets.UTF_8));
+        HadoopFiles.write(stem + ".costs", costs.format().getBytes(StandardCharsets.UTF_8));
         return stem + ".csv";
     }
 

@@ -74,9 +74,6 @@ public final class RunProfiler {
     static final int EMPTY_WARM_UP = 30;
     /** ... and for at least this long: the JIT compiles the path in the background, on the same cores. */
     static final double EMPTY_WARM_UP_SECONDS = 10;
-    /** The warm-up's untimed rounds before the JITs' settling, and its timed rounds after. */
-    static final int WARM_UP_ROUNDS = 2;
-    static final int WARM_UP_REPEATS = 3;
     /** The calibration's untimed rounds before the JITs' settling, and its timed rounds (the medians are kept). */
     static final int CALIBRATION_WARM_UP = 3;
     static final int CALIBRATION_ROUNDS = 9;
@@ -148,45 +145,65 @@ public final class RunProfiler {
         // others, as the run's ref_inf did)
         Map<String, Double> medians = roundMedians(runner, inventory, roundCalls(config, runner, inventory, batch),
                 CALIBRATION_WARM_UP, CALIBRATION_ROUNDS);
-        // the per-call overhead as a run's calls pay it: a real forward call less its passes' table price
-        // (never below the empty call's), with the first model that has a language-model head
-        String lmRole = languageModelRole(config, distinct.values());
-        if (lmRole != null) {
-            ModelSpec spec = RunScenario.model(config, lmRole);
-            ProfileTable table = ProfileTable.empty().read(spec.name() + " profile",
-                    Arrays.asList(measured.get(lmRole).csv().split("\r?\n")));
-            double call = medians.get(forwardCall(config, lmRole));
-            double pass = ForwardCallProfiler.passSeconds(spec, device, table, batch, inventory.size());
-            progress.printf(Locale.ROOT, "profile: a forward call of %s over the batch takes %.4f s, its passes %.4f s by "
-                    + "the table: %.4f s a call beside them (median of %d rounds)%n", spec.name(), call, pass, call - pass,
-                    CALIBRATION_ROUNDS);
-            callOverhead = Math.max(callOverhead, call - pass);
-        }
+        Map<String, String> csv = new LinkedHashMap<>();
         Map<String, RuntimeCosts> costs = new LinkedHashMap<>();
         for (Map.Entry<String, Measured> e : measured.entrySet()) {
             Measured m = e.getValue();
-            // a decoding step's seconds beyond its layers are the table's head_decode rows, and a training step's
-            // are its passes, sync and optimizer, until real generation and train calls say otherwise (below)
+            csv.put(e.getKey(), m.csv());
             costs.put(e.getKey(), new RuntimeCosts(callOverhead, 0, m.microBatchSeconds(),
                     realloc.overheadSeconds(), realloc.intraParamsPerSecond(), realloc.interParamsPerSecond(),
                     costsLink(links[0]), costsLink(links[1]), m.optimizerSecondsPerParam(), 0, 0));
         }
+        List<String> stored = calibrate(config, inventory, device, batch, csv, costs, callOverhead, medians, "profile",
+                progress, c -> store(config, output, device, csv, c));
+        int i = 0;
+        for (String role : measured.keySet()) {
+            progress.printf(Locale.ROOT, "profile: %s -> %s%n", RunScenario.model(config, role).name(), stored.get(i++));
+        }
+        return stored;
+    }
+
+    /**
+     * The fixed costs the calibration rounds' {@code medians} give, over {@code costs} (by role, each
+     * model's first) and the tables {@code csv} priced: the per-call overhead as a run's calls pay it (a
+     * real forward call of the first model with a language-model head less its passes' table price,
+     * never below {@code callFloor}), then, against the baseline plan priced with those costs (stored
+     * through {@code sink}), a decoding step's and a training step's extra seconds. Stores the result
+     * through {@code sink} and returns what it returned; {@code prefix} starts the progress lines.
+     */
+    private static List<String> calibrate(RunConfig config, ClusterInventory inventory, String device, Rows batch,
+                                          Map<String, String> csv, Map<String, RuntimeCosts> costs, double callFloor,
+                                          Map<String, Double> medians, String prefix, PrintStream progress,
+                                          java.util.function.Function<Map<String, RuntimeCosts>, List<String>> sink) {
+        double callOverhead = callFloor;
+        String lmRole = languageModelRole(config, csv.keySet());
+        if (lmRole != null) {
+            ModelSpec spec = RunScenario.model(config, lmRole);
+            ProfileTable table = ProfileTable.empty().read(spec.name() + " profile",
+                    Arrays.asList(csv.get(lmRole).split("\r?\n")));
+            double call = medians.get(forwardCall(config, lmRole));
+            double pass = ForwardCallProfiler.passSeconds(spec, device, table, batch, inventory.size());
+            progress.printf(Locale.ROOT, "%s: a forward call of %s over the batch takes %.4f s, its passes %.4f s by "
+                    + "the table: %.4f s a call beside them (median of %d rounds)%n", prefix, spec.name(), call, pass,
+                    call - pass, CALIBRATION_ROUNDS);
+            callOverhead = Math.max(callFloor, call - pass);
+        }
+        double overhead = callOverhead;
+        // a decoding step's seconds beyond its layers are the table's head_decode rows, and a training step's
+        // are its passes, sync and optimizer, until real generation and train calls say otherwise (below)
+        costs.replaceAll((role, c) -> c.withCallOverhead(overhead).withDecodeStepOverhead(0).withTrainStep(0, 0));
         // stored before the generation and train calls: their estimates are priced from the stored tables and costs
-        List<String> stored = store(config, output, device, measured, costs);
+        List<String> stored = sink.apply(costs);
         Map<String, Double> estimates = baselineEstimates(config, inventory, progress);
-        double perStep = generationStepOverhead(config, batch, medians, estimates, progress);
-        Map<String, double[]> perTrainStep = trainStepOverheads(config, inventory, measured.keySet(), medians, estimates,
-                progress);
+        double perStep = generationStepOverhead(config, batch, medians, estimates, prefix, progress);
+        Map<String, double[]> perTrainStep = trainStepOverheads(config, inventory, csv.keySet(), medians, estimates,
+                prefix, progress);
         if (perStep > 0 || !perTrainStep.isEmpty()) {
             costs.replaceAll((role, c) -> {
                 double[] train = perTrainStep.getOrDefault(role, new double[2]);
                 return c.withDecodeStepOverhead(perStep).withTrainStep(train[0], train[1]);
             });
-            stored = store(config, output, device, measured, costs);
-        }
-        int i = 0;
-        for (String role : measured.keySet()) {
-            progress.printf(Locale.ROOT, "profile: %s -> %s%n", RunScenario.model(config, role).name(), stored.get(i++));
+            stored = sink.apply(costs);
         }
         return stored;
     }
@@ -214,27 +231,63 @@ public final class RunProfiler {
      * 0.02 ... 0.01 s; the executors compiled 1000-4000 methods every 5 s to the end of the run). A
      * forward call of the first model with a language-model head, the run's generation call and each
      * of its train calls run over the batch on every device, in rounds, until the JITs settle
-     * ({@link TimedCalls#medians}); their medians are printed. Before them, the profile's passes over
+     * ({@link TimedCalls#medians}), as many rounds as the profile's calibration; their medians are printed
+     * and give this application's fixed costs ({@link #recalibrate}). Before them, the profile's passes over
      * the first language model (its table discarded): with the engine's Vector API kernels, the calls
      * of a run warmed up by the calls alone took 2-2.5x what they took in an application that had
      * profiled (GRPO on local-cluster[2,2,1024]: 0.46-0.49 estimated/measured per iteration, against
      * 0.67 after a profile, and 0.76 with the kernels' scalar loops); why the passes' history matters to
      * the compiled kernels is not known.
      */
-    public static void warmUp(RunConfig config, BarrierCallRunner runner, ClusterInventory inventory, PrintStream progress) {
+    public static void warmUp(RunConfig config, String output, BarrierCallRunner runner, ClusterInventory inventory,
+                              PrintStream progress) {
         long start = System.nanoTime();
         Rows batch = Rows.of(RunScenario.workload(config));
         String lmRole = languageModelRole(config, RunScenario.graph(config).roles());
+        String device = RunScenario.cluster(inventory, RunScenario.gpuPreset(config)).gpu().name();
         if (lmRole != null) {
-            String device = RunScenario.cluster(inventory, RunScenario.gpuPreset(config)).gpu().name();
             measureModel(config, runner, inventory, device, lmRole);
             progress.printf(Locale.ROOT, "warm-up: the profile's passes of %s: %.1f s%n", RunScenario.model(config, lmRole)
                     .name(), (System.nanoTime() - start) / 1e9);
         }
         Map<String, Double> medians = roundMedians(runner, inventory, roundCalls(config, runner, inventory, batch),
-                WARM_UP_ROUNDS, WARM_UP_REPEATS);
+                CALIBRATION_WARM_UP, CALIBRATION_ROUNDS);
         medians.forEach((call, s) -> progress.printf(Locale.ROOT, "warm-up: %s over the batch takes %.4f s%n", call, s));
+        recalibrate(config, output, inventory, device, batch, medians, progress);
         progress.printf(Locale.ROOT, "warm-up: %.1f s%n", (System.nanoTime() - start) / 1e9);
+    }
+
+    /**
+     * The fixed costs again from the warm-up's rounds, over the tables found for every model (the
+     * cache's, profiled by another application), written next to the run's output only: the speed of
+     * these cores moves between applications, and in the second of a pair (PPO's baseline on
+     * local-cluster[2,2,1024] from the cache) the warm-up's forward call took 0.066 s, the run's ref_inf
+     * and critic_inf 0.060 and 0.057 s, and the cached calibration said 0.029 s. The warm-up times no
+     * empty call: the per-call overhead is the forward call's beyond its passes alone. Nothing when a
+     * model has no table (the plan then keeps the roofline for it).
+     */
+    private static void recalibrate(RunConfig config, String output, ClusterInventory inventory, String device,
+                                    Rows batch, Map<String, Double> medians, PrintStream progress) {
+        Map<String, String> csv = new LinkedHashMap<>();
+        Map<String, RuntimeCosts> costs = new LinkedHashMap<>();
+        for (String role : distinctModels(config).values()) {
+            ModelSpec spec = RunScenario.model(config, role);
+            var found = ProfileStore.find(output, spec.name(), device, configJson(config, role));
+            if (found.isEmpty()) {
+                progress.printf("warm-up: no profile table of %s on %s: its costs stay the planner's%n", spec.name(), device);
+                return;
+            }
+            csv.put(role, String.join("\n", found.get().tableLines()));
+            costs.put(role, found.get().costs());
+        }
+        List<String> stored = calibrate(config, inventory, device, batch, csv, costs, 0, medians, "warm-up", progress,
+                c -> {
+                    List<String> out = new ArrayList<>();
+                    c.forEach((role, rc) -> out.add(ProfileStore.storeInOutput(output,
+                            RunScenario.model(config, role).name(), device, csv.get(role), rc)));
+                    return out;
+                });
+        progress.printf("warm-up: this application's costs -> %s%n", String.join(", ", stored));
     }
 
     /**
@@ -377,7 +430,8 @@ public final class RunProfiler {
      */
     private static Map<String, double[]> trainStepOverheads(RunConfig config, ClusterInventory inventory,
                                                             Collection<String> roles, Map<String, Double> medians,
-                                                            Map<String, Double> estimates, PrintStream progress) {
+                                                            Map<String, Double> estimates, String prefix,
+                                                            PrintStream progress) {
         Map<String, double[]> out = new LinkedHashMap<>();
         for (String role : roles) {
             ModelCall train = calibratedTrainCall(config, role);
@@ -388,8 +442,8 @@ public final class RunProfiler {
             double seconds = medians.get(trainCall(train));
             int steps = train.epochs() * train.trainSteps();
             double perStep = Math.max(0, (seconds - estimated) / steps);
-            progress.printf(Locale.ROOT, "profile: %s over the batch takes %.4f s, estimated %.4f s: %.4f s more per "
-                    + "step (%d steps; median of %d rounds)%n", trainCall(train), seconds, estimated, perStep, steps,
+            progress.printf(Locale.ROOT, "%s: %s over the batch takes %.4f s, estimated %.4f s: %.4f s more per "
+                    + "step (%d steps; median of %d rounds)%n", prefix, trainCall(train), seconds, estimated, perStep, steps,
                     CALIBRATION_ROUNDS);
             Double alone = medians.get(trainAloneCall(train));
             int peers = inventory.size() - 1;
@@ -401,20 +455,20 @@ public final class RunProfiler {
             }
             double fixed = Math.min(perStep, Math.max(0, (alone - aloneEstimate) / steps));
             double perPeer = (perStep - fixed) / peers;
-            progress.printf(Locale.ROOT, "profile: %s takes %.4f s, estimated %.4f s: a step %.4f s more, and %.4f s per "
-                    + "data-parallel peer (median of %d rounds)%n", trainAloneCall(train), alone, aloneEstimate, fixed,
+            progress.printf(Locale.ROOT, "%s: %s takes %.4f s, estimated %.4f s: a step %.4f s more, and %.4f s per "
+                    + "data-parallel peer (median of %d rounds)%n", prefix, trainAloneCall(train), alone, aloneEstimate, fixed,
                     perPeer, CALIBRATION_ROUNDS);
             out.put(role, new double[]{fixed, perPeer});
         }
         return out;
     }
 
-    private static List<String> store(RunConfig config, String output, String device, Map<String, Measured> measured,
+    private static List<String> store(RunConfig config, String output, String device, Map<String, String> csv,
                                       Map<String, RuntimeCosts> costs) {
         List<String> stored = new ArrayList<>();
-        for (Map.Entry<String, Measured> e : measured.entrySet()) {
+        for (Map.Entry<String, String> e : csv.entrySet()) {
             ModelSpec spec = RunScenario.model(config, e.getKey());
-            stored.add(ProfileStore.store(output, spec.name(), device, configJson(config, e.getKey()), e.getValue().csv(),
+            stored.add(ProfileStore.store(output, spec.name(), device, configJson(config, e.getKey()), e.getValue(),
                     costs.get(e.getKey())));
         }
         return stored;
@@ -429,7 +483,7 @@ public final class RunProfiler {
      * out no slower than its estimate.
      */
     private static double generationStepOverhead(RunConfig config, Rows batch, Map<String, Double> medians,
-                                                 Map<String, Double> estimates, PrintStream progress) {
+                                                 Map<String, Double> estimates, String prefix, PrintStream progress) {
         ModelCall gen = generateCall(config);
         if (gen == null || batch.genLen() < 2) {
             return 0;
@@ -441,8 +495,8 @@ public final class RunProfiler {
         double seconds = medians.get(generationCall(gen));
         int steps = batch.genLen() - 1;
         double perStep = Math.max(0, (seconds - estimated) / steps);
-        progress.printf(Locale.ROOT, "profile: %s over the batch takes %.4f s, estimated %.4f s: %.4f s more per decoding "
-                + "step (%d steps; median of %d rounds)%n", generationCall(gen), seconds, estimated, perStep, steps,
+        progress.printf(Locale.ROOT, "%s: %s over the batch takes %.4f s, estimated %.4f s: %.4f s more per decoding "
+                + "step (%d steps; median of %d rounds)%n", prefix, generationCall(gen), seconds, estimated, perStep, steps,
                 CALIBRATION_ROUNDS);
         return perStep;
     }

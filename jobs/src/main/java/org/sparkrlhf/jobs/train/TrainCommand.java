@@ -154,7 +154,8 @@ public final class TrainCommand {
                     progress);
         } else {
             // the tables come from an earlier application: this one's executors have compiled nothing yet
-            RunProfiler.warmUp(RunDriver.pricedConfig(spark, config, progress), runner, inventory, progress);
+            RunProfiler.warmUp(RunDriver.pricedConfig(spark, config, progress), RunOutput.create(config), runner, inventory,
+                    progress);
         }
     }
 

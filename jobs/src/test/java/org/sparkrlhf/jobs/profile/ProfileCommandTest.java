@@ -12,6 +12,7 @@ import org.sparkrlhf.jobs.plan.RunScenario;
 import org.sparkrlhf.jobs.runtime.BarrierCallRunner;
 import org.sparkrlhf.jobs.runtime.ClusterDiscovery;
 import org.sparkrlhf.jobs.runtime.ClusterInventory;
+import org.sparkrlhf.jobs.train.RunOutput;
 import org.sparkrlhf.jobs.train.TrainCommand;
 import org.sparkrlhf.planner.cost.ProfileTable;
 import org.sparkrlhf.planner.cost.RuntimeCosts;
@@ -122,26 +123,46 @@ class ProfileCommandTest {
     }
 
     /**
-     * Before a run whose tables come from the cache: the profile's passes, then its forward and generation
-     * calls and the run's train call, real calls over the batch on every slot; then their models are gone
-     * from the store.
+     * Before a run whose tables come from an earlier application: the profile's passes, then its forward
+     * and generation calls and the run's train call, real calls over the batch on every slot, whose
+     * medians give this application's fixed costs, written next to the run's output over the table found
+     * there (here a synthetic one, with a call overhead no call takes); then their models are gone from
+     * the store.
      */
     @Test
     @Timeout(value = 300, unit = TimeUnit.SECONDS)
     void warmUpRunsTheRunsKindsOfCallsAndLeavesNoModelBehind() throws Exception {
-        Path config = grpoConfig("warm-up-test", dir.resolve("run"), 2);
+        Path out = dir.resolve("run");
+        Path config = grpoConfig("warm-up-test", out, 2);
         RunConfig run = new RunConfigReader(new Configuration()).read(config.toString());
+        String model = RunScenario.model(run, "actor").name();
+        StringBuilder table = new StringBuilder("model,gpu,op,tp,tokens,context,seconds\n");
+        for (ProfileTable.Op op : ProfileTable.Op.values()) {
+            table.append(model).append(",cpu,").append(op.label()).append(",1,100000,64,1e-4\n");
+        }
+        RuntimeCosts earlier = new RuntimeCosts(10.0, 0, 0, 0.01, 1e7, Double.NaN, new RuntimeCosts.Link(1e-4, 1e8),
+                RuntimeCosts.Link.NOT_MEASURED, 1e-8, 0, 0);
+        String output = RunOutput.create(run);
+        ProfileStore.storeInOutput(output, model, "cpu", table.toString(), earlier);
         SparkSession spark = TrainCommand.start(run);
         try (BarrierCallRunner runner = new BarrierCallRunner(spark.sparkContext(), false, false, 60_000L)) {
             ClusterInventory inventory = ClusterDiscovery.discover(spark.sparkContext(), runner, 60_000L);
             ByteArrayOutputStream bytes = new ByteArrayOutputStream();
-            RunProfiler.warmUp(run, runner, inventory, new PrintStream(bytes, true, StandardCharsets.UTF_8));
+            RunProfiler.warmUp(run, output, runner, inventory, new PrintStream(bytes, true, StandardCharsets.UTF_8));
             String log = bytes.toString(StandardCharsets.UTF_8);
             assertTrue(log.contains("warm-up: the profile's passes of"), log);
             assertTrue(log.contains("warm-up: a forward call of"), log);
             assertTrue(log.contains("warm-up: a generation call like actor_gen over the batch takes"), log);
             assertTrue(log.contains("warm-up: a train call like actor_train over the batch takes"), log);
             assertTrue(log.contains("warm-up: a train call like actor_train alone on each device over the batch takes"), log);
+            // this application's costs: the call overhead from its forward call, the steps' extras from its calls
+            assertTrue(log.contains("warm-up: a forward call of " + model + " over the batch takes"), log);
+            assertTrue(log.contains("warm-up: a train call like actor_train alone on each device takes"), log);
+            assertTrue(log.contains("warm-up: this application's costs ->"), log);
+            RuntimeCosts now = RuntimeCosts.parse("costs", Files.readAllLines(out.resolve("profile").resolve(model + "-cpu.costs")));
+            assertTrue(now.callOverhead() < 1.0, now.toString());
+            assertEquals(earlier.reallocOverhead(), now.reallocOverhead(), 0);
+            assertTrue(now.trainStepOverhead() >= 0 && now.trainStepPerPeer() >= 0, now.toString());
             // embedded: the executor's store is this JVM's
             assertTrue(ModelStore.get().keys().stream().noneMatch(k -> k.role().startsWith("spark-rlhf-profile")),
                     ModelStore.get().keys().toString());

@@ -95,6 +95,13 @@ public record RuntimeCosts(double callOverhead, double decodeStepOverhead, doubl
         return Double.isNaN(r) || r > 0 && r < Double.POSITIVE_INFINITY;
     }
 
+    /** These costs with {@code seconds} per call (measured from a real forward call). */
+    public RuntimeCosts withCallOverhead(double seconds) {
+        return new RuntimeCosts(seconds, decodeStepOverhead, microBatchOverhead, reallocOverhead, reallocIntraParams,
+                reallocInterParams, allReduceIntra, allReduceInter, optimizerSecondsPerParam, trainStepOverhead,
+                trainStepPerPeer);
+    }
+
     /** These costs with {@code seconds} per decoding step (measured from a real generation call). */
     public RuntimeCosts withDecodeStepOverhead(double seconds) {
         return new RuntimeCosts(callOverhead, seconds, microBatchOverhead, reallocOverhead, reallocIntraParams,
