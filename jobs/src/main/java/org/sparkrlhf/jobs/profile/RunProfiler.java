@@ -155,7 +155,7 @@ public final class RunProfiler {
                     costsLink(links[0]), costsLink(links[1]), m.optimizerSecondsPerParam(), 0, 0));
         }
         List<String> stored = calibrate(config, inventory, device, batch, csv, costs, callOverhead, medians, "profile",
-                progress, c -> store(config, output, device, csv, c));
+                progress, c -> store(config, output, device, csv, c, true));
         int i = 0;
         for (String role : measured.keySet()) {
             progress.printf(Locale.ROOT, "profile: %s -> %s%n", RunScenario.model(config, role).name(), stored.get(i++));
@@ -281,12 +281,7 @@ public final class RunProfiler {
             costs.put(role, found.get().costs());
         }
         List<String> stored = calibrate(config, inventory, device, batch, csv, costs, 0, medians, "warm-up", progress,
-                c -> {
-                    List<String> out = new ArrayList<>();
-                    c.forEach((role, rc) -> out.add(ProfileStore.storeInOutput(output,
-                            RunScenario.model(config, role).name(), device, csv.get(role), rc)));
-                    return out;
-                });
+                c -> store(config, output, device, csv, c, false));
         progress.printf("warm-up: this application's costs -> %s%n", String.join(", ", stored));
     }
 
@@ -463,13 +458,15 @@ public final class RunProfiler {
         return out;
     }
 
+    /** Each model's table and costs next to the run's output and, with {@code cache}, into the cache; the CSV paths. */
     private static List<String> store(RunConfig config, String output, String device, Map<String, String> csv,
-                                      Map<String, RuntimeCosts> costs) {
+                                      Map<String, RuntimeCosts> costs, boolean cache) {
         List<String> stored = new ArrayList<>();
         for (Map.Entry<String, String> e : csv.entrySet()) {
-            ModelSpec spec = RunScenario.model(config, e.getKey());
-            stored.add(ProfileStore.store(output, spec.name(), device, configJson(config, e.getKey()), e.getValue(),
-                    costs.get(e.getKey())));
+            String model = RunScenario.model(config, e.getKey()).name();
+            RuntimeCosts c = costs.get(e.getKey());
+            stored.add(cache ? ProfileStore.store(output, model, device, configJson(config, e.getKey()), e.getValue(), c)
+                    : ProfileStore.storeInOutput(output, model, device, e.getValue(), c));
         }
         return stored;
     }
