@@ -1,12 +1,14 @@
 package org.sparkrlhf.jobs.executor;
 
 import java.util.ArrayList;
+import java.util.Collection;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.atomic.AtomicLong;
+import java.util.function.Predicate;
 import java.util.function.Supplier;
 
 /**
@@ -94,15 +96,14 @@ public final class ModelStore {
         return shards.remove(key) != null;
     }
 
-    /** Drops every shard of {@code role} older than {@code version}; returns how many were dropped. */
+    /**
+     * Drops every shard of {@code role} older than {@code version}, closing those that hold native
+     * memory; returns how many were dropped. A reallocation files the new version's copy after this:
+     * no call reads an older copy again (a trained copy moves to its new version in place, see
+     * Replicas.advanced), and on a GPU each one left behind would keep a model's device memory.
+     */
     public int evictBefore(String role, long version) {
-        int dropped = 0;
-        for (Key k : new ArrayList<>(shards.keySet())) {
-            if (k.role().equals(role) && k.version() < version && shards.remove(k) != null) {
-                dropped++;
-            }
-        }
-        return dropped;
+        return dropWhere(k -> k.role().equals(role) && k.version() < version);
     }
 
     /**
@@ -110,10 +111,14 @@ public final class ModelStore {
      * native memory; returns how many were dropped. A run that recovers from a lost executor starts
      * its survivors empty, so no copy of the failed attempt is taken for the new one's.
      */
-    public int dropRoles(java.util.Collection<String> roles) {
+    public int dropRoles(Collection<String> roles) {
+        return dropWhere(k -> roles.contains(k.role()));
+    }
+
+    private int dropWhere(Predicate<Key> which) {
         int dropped = 0;
         for (Key k : new ArrayList<>(shards.keySet())) {
-            if (roles.contains(k.role())) {
+            if (which.test(k)) {
                 CompletableFuture<Object> f = shards.remove(k);
                 if (f != null) {
                     dropped++;

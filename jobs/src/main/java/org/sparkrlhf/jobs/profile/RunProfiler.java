@@ -34,6 +34,7 @@ import java.io.IOException;
 import java.io.PrintStream;
 import java.io.Serializable;
 import java.io.UncheckedIOException;
+import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -45,6 +46,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
+import java.util.function.Function;
 
 /**
  * Profiles a run's models on its executors: for each distinct model (same name and config.json), all
@@ -167,15 +169,15 @@ public final class RunProfiler {
      * The fixed costs the calibration rounds' {@code medians} give, over {@code costs} (by role, each
      * model's first) and the tables {@code csv} priced: the per-call overhead as a run's calls pay it (a
      * real forward call of the first model with a language-model head less its passes' table price,
-     * never below {@code callFloor}), then, against the baseline plan priced with those costs (stored
+     * never below 0; {@code callFallback} where the run has no such model), then, against the baseline plan priced with those costs (stored
      * through {@code sink}), a decoding step's and a training step's extra seconds. Stores the result
      * through {@code sink} and returns what it returned; {@code prefix} starts the progress lines.
      */
     private static List<String> calibrate(RunConfig config, ClusterInventory inventory, String device, Rows batch,
-                                          Map<String, String> csv, Map<String, RuntimeCosts> costs, double callFloor,
+                                          Map<String, String> csv, Map<String, RuntimeCosts> costs, double callFallback,
                                           Map<String, Double> medians, String prefix, PrintStream progress,
-                                          java.util.function.Function<Map<String, RuntimeCosts>, List<String>> sink) {
-        double callOverhead = callFloor;
+                                          Function<Map<String, RuntimeCosts>, List<String>> sink) {
+        double callOverhead = callFallback;
         String lmRole = languageModelRole(config, csv.keySet());
         if (lmRole != null) {
             ModelSpec spec = RunScenario.model(config, lmRole);
@@ -186,7 +188,9 @@ public final class RunProfiler {
             progress.printf(Locale.ROOT, "%s: a forward call of %s over the batch takes %.4f s, its passes %.4f s by "
                     + "the table: %.4f s a call beside them (median of %d rounds)%n", prefix, spec.name(), call, pass,
                     call - pass, CALIBRATION_ROUNDS);
-            callOverhead = Math.max(callFloor, call - pass);
+            // not floored at an empty call's seconds: timed apart from the rounds, an empty call once took
+            // 0.044 s where the whole forward call took 0.029 s, and every call's estimate rose with it
+            callOverhead = Math.max(0, call - pass);
         }
         double overhead = callOverhead;
         // a decoding step's seconds beyond its layers are the table's head_decode rows, and a training step's
@@ -194,7 +198,7 @@ public final class RunProfiler {
         costs.replaceAll((role, c) -> c.withCallOverhead(overhead).withDecodeStepOverhead(0).withTrainStep(0, 0));
         // stored before the generation and train calls: their estimates are priced from the stored tables and costs
         List<String> stored = sink.apply(costs);
-        Map<String, Double> estimates = baselineEstimates(config, inventory, progress);
+        Map<String, Double> estimates = baselineEstimates(config, inventory, prefix, progress);
         double perStep = generationStepOverhead(config, batch, medians, estimates, prefix, progress);
         Map<String, double[]> perTrainStep = trainStepOverheads(config, inventory, csv.keySet(), medians, estimates,
                 prefix, progress);
@@ -398,14 +402,16 @@ public final class RunProfiler {
      * generation and train calibrations compare their calls with; empty (said on {@code progress} when
      * the baseline cannot run the batch) when the run plans without the tables.
      */
-    private static Map<String, Double> baselineEstimates(RunConfig config, ClusterInventory inventory, PrintStream progress) {
+    private static Map<String, Double> baselineEstimates(RunConfig config, ClusterInventory inventory, String prefix,
+                                                         PrintStream progress) {
         if (RunScenario.profileMode(config).equals("off")) {
             return Map.of();
         }
         try {
             return CallPlacements.baselineEstimates(config, inventory);
         } catch (IllegalArgumentException e) {
-            progress.printf(Locale.ROOT, "profile: no calibration of the generation and train calls (%s)%n", e.getMessage());
+            progress.printf(Locale.ROOT, "%s: no calibration of the generation and train calls (%s)%n", prefix,
+                    e.getMessage());
             return Map.of();
         }
     }
@@ -512,8 +518,8 @@ public final class RunProfiler {
             @Override
             public int max(int value) {
                 int m = value;
-                for (byte[] b : comm.allGather(java.nio.ByteBuffer.allocate(4).putInt(value).array())) {
-                    m = Math.max(m, java.nio.ByteBuffer.wrap(b).getInt());
+                for (byte[] b : comm.allGather(ByteBuffer.allocate(4).putInt(value).array())) {
+                    m = Math.max(m, ByteBuffer.wrap(b).getInt());
                 }
                 return m;
             }
