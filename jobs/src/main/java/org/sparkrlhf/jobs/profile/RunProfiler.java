@@ -241,7 +241,11 @@ public final class RunProfiler {
      * of a run warmed up by the calls alone took 2-2.5x what they took in an application that had
      * profiled (GRPO on local-cluster[2,2,1024]: 0.46-0.49 estimated/measured per iteration, against
      * 0.67 after a profile, and 0.76 with the kernels' scalar loops); why the passes' history matters to
-     * the compiled kernels is not known.
+     * the compiled kernels is not known. Between the passes and the rounds, empty calls carrying the
+     * batch for {@value #EMPTY_WARM_UP_SECONDS} s, as the profile runs them before its calibration: without
+     * them the rounds' forward call over the batch took 0.063-0.069 s where the profiling application's
+     * took 0.024-0.038 s, and the run's calls stayed that slow (PPO's baseline on local-cluster[2,2,1024],
+     * 0.467-0.493 s per iteration; with them 0.035 s and 0.334 s).
      */
     public static void warmUp(RunConfig config, String output, BarrierCallRunner runner, ClusterInventory inventory,
                               PrintStream progress) {
@@ -254,6 +258,9 @@ public final class RunProfiler {
             progress.printf(Locale.ROOT, "warm-up: the profile's passes of %s: %.1f s%n", RunScenario.model(config, lmRole)
                     .name(), (System.nanoTime() - start) / 1e9);
         }
+        double empty = emptyCallSeconds(runner, inventory, batch);
+        progress.printf(Locale.ROOT, "warm-up: an empty call over %d devices carrying the batch takes %.4f s%n",
+                inventory.size(), empty);
         Map<String, Double> medians = roundMedians(runner, inventory, roundCalls(config, runner, inventory, batch),
                 CALIBRATION_WARM_UP, CALIBRATION_ROUNDS);
         medians.forEach((call, s) -> progress.printf(Locale.ROOT, "warm-up: %s over the batch takes %.4f s%n", call, s));

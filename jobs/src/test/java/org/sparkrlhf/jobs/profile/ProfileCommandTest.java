@@ -151,6 +151,7 @@ class ProfileCommandTest {
             RunProfiler.warmUp(run, output, runner, inventory, new PrintStream(bytes, true, StandardCharsets.UTF_8));
             String log = bytes.toString(StandardCharsets.UTF_8);
             assertTrue(log.contains("warm-up: the profile's passes of"), log);
+            assertTrue(log.contains("warm-up: an empty call over 2 devices carrying the batch takes"), log);
             assertTrue(log.contains("warm-up: a forward call of"), log);
             assertTrue(log.contains("warm-up: a generation call like actor_gen over the batch takes"), log);
             assertTrue(log.contains("warm-up: a train call like actor_train over the batch takes"), log);
