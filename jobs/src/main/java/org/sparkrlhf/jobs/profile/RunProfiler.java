@@ -169,9 +169,10 @@ public final class RunProfiler {
      * The fixed costs the calibration rounds' {@code medians} give, over {@code costs} (by role, each
      * model's first) and the tables {@code csv} priced: the per-call overhead as a run's calls pay it (a
      * real forward call of the first model with a language-model head less its passes' table price,
-     * never below 0; {@code callFallback} where the run has no such model), then, against the baseline plan priced with those costs (stored
-     * through {@code sink}), a decoding step's and a training step's extra seconds. Stores the result
-     * through {@code sink} and returns what it returned; {@code prefix} starts the progress lines.
+     * never below 0; {@code callFallback} where the run has no such model), then, against the baseline
+     * plan priced with those costs (stored through {@code sink}), a decoding step's and a training
+     * step's extra seconds. Stores the result through {@code sink} and returns what it returned;
+     * {@code prefix} starts the progress lines.
      */
     private static List<String> calibrate(RunConfig config, ClusterInventory inventory, String device, Rows batch,
                                           Map<String, String> csv, Map<String, RuntimeCosts> costs, double callFallback,
@@ -273,9 +274,10 @@ public final class RunProfiler {
      * cache's, profiled by another application), written next to the run's output only: the speed of
      * these cores moves between applications, and in the second of a pair (PPO's baseline on
      * local-cluster[2,2,1024] from the cache) the warm-up's forward call took 0.066 s, the run's ref_inf
-     * and critic_inf 0.060 and 0.057 s, and the cached calibration said 0.029 s. The warm-up times no
-     * empty call: the per-call overhead is the forward call's beyond its passes alone. Nothing when a
-     * model has no table (the plan then keeps the roofline for it).
+     * and critic_inf 0.060 and 0.057 s, and the cached calibration said 0.029 s. As in the profile, the
+     * per-call overhead is the forward call's beyond its passes (the warm-up's empty calls only warm;
+     * without a language model it is 0 here). Nothing when a model has no table (the plan then keeps the
+     * roofline for it).
      */
     private static void recalibrate(RunConfig config, String output, ClusterInventory inventory, String device,
                                     Rows batch, Map<String, Double> medians, PrintStream progress) {

@@ -71,12 +71,12 @@ class ModelStoreTest {
     @Test
     void evictingClosesTheCopiesItDrops() {
         ModelStore store = ModelStore.newStore();
-        java.util.List<String> closed = new java.util.ArrayList<>();
+        List<String> closed = new ArrayList<>();
         store.put(new ModelStore.Key("actor", 1, "dp2.tp1.pp1", 0), (AutoCloseable) () -> closed.add("v1"));
         store.put(new ModelStore.Key("actor", 2, "dp2.tp1.pp1", 0), (AutoCloseable) () -> closed.add("v2"));
         assertEquals(1, store.evictBefore("actor", 2));
-        assertEquals(java.util.List.of("v1"), closed, "the dropped copy is closed, the kept one is not");
-        assertEquals(1, store.dropRoles(java.util.List.of("actor")));
-        assertEquals(java.util.List.of("v1", "v2"), closed);
+        assertEquals(List.of("v1"), closed, "the dropped copy is closed, the kept one is not");
+        assertEquals(1, store.dropRoles(List.of("actor")));
+        assertEquals(List.of("v1", "v2"), closed);
     }
 }
