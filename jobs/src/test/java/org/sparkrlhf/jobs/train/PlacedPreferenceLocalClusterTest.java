@@ -82,9 +82,6 @@ class PlacedPreferenceLocalClusterTest {
         Path single = dir.resolve("single");
         Path placed = dir.resolve("placed");
         PpoTrainingTest.JobLog.EVENTS.clear();
-        // the executors are fresh JVMs that run for a minute or two: C1 alone compiles their hot code
-        // sooner than C2 would (on the shared two-core machine the placed run took 277 s without, 132 s
-        // with, under somewhat different loads); Java's floating point is the same under either compiler
         String progress = PlacedPpoLocalClusterTest.train(config("placed", placed, """
                 plan:
                   mode: manual
@@ -93,8 +90,7 @@ class PlacedPreferenceLocalClusterTest {
                     actor_train: {devices: [0, 1, 2, 3], dp: 2, pp: 2, micro_batches: 2}
                 """, "local-cluster[2,2,1024]",
                 "spark.executor.extraClassPath: '" + System.getProperty("java.class.path") + "', "
-                        + "spark.extraListeners: " + PpoTrainingTest.JobLog.class.getName() + ", "
-                        + "spark.executor.extraJavaOptions: '-XX:TieredStopAtLevel=1', "));
+                        + "spark.extraListeners: " + PpoTrainingTest.JobLog.class.getName() + ", "));
         assertTrue(progress.contains("plan (manual"), progress);
         List<String> events = List.copyOf(PpoTrainingTest.JobLog.EVENTS);
 

@@ -191,6 +191,11 @@ class StandaloneSubmitIT {
         if (mode.equals("cluster")) {
             args.addAll(List.of("--driver-memory", "1g", "--conf", "spark.standalone.submit.waitAppCompletion=true"));
         }
+        // the executors compile as the other tests' do (test.java.options, root pom)
+        String executorOptions = System.getProperty("spark.executor.extraJavaOptions");
+        if (executorOptions != null) {
+            args.addAll(List.of("--conf", "spark.executor.extraJavaOptions=" + executorOptions));
+        }
         args.addAll(List.of(jar.toString(), "train", config.toString()));
         Path log = dir.resolve("submit-" + mode + ".log");
         Process submit = spark.java("2g", "org.apache.spark.deploy.SparkSubmit", args.toArray(String[]::new))

@@ -27,6 +27,10 @@ public final class CpuBackend implements Backend {
 
     private static ForkJoinPool sharedPool;
 
+    static {
+        LoadedSubtypes.load();
+    }
+
     private final ForkJoinPool pool;
     private final AtomicLong liveBytes = new AtomicLong();
     private final AtomicLong peakBytes = new AtomicLong();
