@@ -33,6 +33,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * reward model that a GRPO run config takes as models.reward.
  */
 @Tag("end-to-end")
+@Tag("one-spark-line") // the preference losses in a run: what reads pairs through Spark, RoundTripTest covers on both lines
 class PreferenceTrainingTest {
     private static final Path TINY = SftTrainingTest.TINY_LLAMA;
     private static final Path PAIRS = Path.of("../examples/data/group-preferences.jsonl").toAbsolutePath().normalize();
