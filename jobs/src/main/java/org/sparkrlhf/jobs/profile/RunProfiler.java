@@ -168,7 +168,7 @@ public final class RunProfiler {
     /**
      * The fixed costs the calibration rounds' {@code medians} give, over {@code costs} (by role, each
      * model's first) and the tables {@code csv} priced: the per-call overhead as a run's calls pay it (a
-     * real forward call of the first model with a language-model head less its passes' table price,
+     * real forward call of the model of the run's first role with a language-model head, less its passes' table price,
      * never below 0; {@code callFallback} where the run has no such model), then, against the baseline
      * plan priced with those costs (stored through {@code sink}), a decoding step's and a training
      * step's extra seconds. Stores the result through {@code sink} and returns what it returned;
@@ -179,11 +179,14 @@ public final class RunProfiler {
                                           Map<String, Double> medians, String prefix, PrintStream progress,
                                           Function<Map<String, RuntimeCosts>, List<String>> sink) {
         double callOverhead = callFallback;
-        String lmRole = languageModelRole(config, csv.keySet());
-        if (lmRole != null) {
+        // the role the rounds' forward call ran under (roundCalls), and its model's table, which is keyed by
+        // the model's first role: a value-head role (a critic of the actor's model) may come first
+        String lmRole = languageModelRole(config, RunScenario.graph(config).roles());
+        String tableRole = lmRole == null ? null : distinctModels(config).get(modelKey(config, lmRole));
+        if (lmRole != null && csv.containsKey(tableRole)) {
             ModelSpec spec = RunScenario.model(config, lmRole);
             ProfileTable table = ProfileTable.empty().read(spec.name() + " profile",
-                    Arrays.asList(csv.get(lmRole).split("\r?\n")));
+                    Arrays.asList(csv.get(tableRole).split("\r?\n")));
             double call = medians.get(forwardCall(config, lmRole));
             double pass = ForwardCallProfiler.passSeconds(spec, device, table, batch, inventory.size());
             progress.printf(Locale.ROOT, "%s: a forward call of %s over the batch takes %.4f s, its passes %.4f s by "
@@ -265,7 +268,7 @@ public final class RunProfiler {
         Map<String, Double> medians = roundMedians(runner, inventory, roundCalls(config, runner, inventory, batch),
                 CALIBRATION_WARM_UP, CALIBRATION_ROUNDS);
         medians.forEach((call, s) -> progress.printf(Locale.ROOT, "warm-up: %s over the batch takes %.4f s%n", call, s));
-        recalibrate(config, output, inventory, device, batch, medians, progress);
+        recalibrate(config, output, inventory, device, batch, medians, empty, progress);
         progress.printf(Locale.ROOT, "warm-up: %.1f s%n", (System.nanoTime() - start) / 1e9);
     }
 
@@ -275,12 +278,12 @@ public final class RunProfiler {
      * these cores moves between applications, and in the second of a pair (PPO's baseline on
      * local-cluster[2,2,1024] from the cache) the warm-up's forward call took 0.066 s, the run's ref_inf
      * and critic_inf 0.060 and 0.057 s, and the cached calibration said 0.029 s. As in the profile, the
-     * per-call overhead is the forward call's beyond its passes (the warm-up's empty calls only warm;
-     * without a language model it is 0 here). Nothing when a model has no table (the plan then keeps the
-     * roofline for it).
+     * per-call overhead is the forward call's beyond its passes; without a language model it is
+     * {@code emptyCall}, the warm-up's empty call carrying the batch, as the profile's is its own. Nothing
+     * when a model has no table (the plan then keeps the roofline for it).
      */
     private static void recalibrate(RunConfig config, String output, ClusterInventory inventory, String device,
-                                    Rows batch, Map<String, Double> medians, PrintStream progress) {
+                                    Rows batch, Map<String, Double> medians, double emptyCall, PrintStream progress) {
         Map<String, String> csv = new LinkedHashMap<>();
         Map<String, RuntimeCosts> costs = new LinkedHashMap<>();
         for (String role : distinctModels(config).values()) {
@@ -293,7 +296,7 @@ public final class RunProfiler {
             csv.put(role, String.join("\n", found.get().tableLines()));
             costs.put(role, found.get().costs());
         }
-        List<String> stored = calibrate(config, inventory, device, batch, csv, costs, 0, medians, "warm-up", progress,
+        List<String> stored = calibrate(config, inventory, device, batch, csv, costs, emptyCall, medians, "warm-up", progress,
                 c -> store(config, output, device, csv, c, false));
         progress.printf("warm-up: this application's costs -> %s%n", String.join(", ", stored));
     }
