@@ -111,6 +111,10 @@ public final class IterationTable<T> {
     /** The highest iteration of the run that this table has committed, from Delta's transaction log. */
     public OptionalLong lastWrittenIteration(String runId) {
         // Delta keeps the txnAppId -> txnVersion map in its snapshot; it has no public API to read it.
+        // Delta 4.0.0 computes the map by replaying the log, a Spark job on every new snapshot (0.8-1 s on
+        // two cores, local[2], against 0.4-0.5 s for the write itself); the idempotent write reads the same
+        // snapshot's map, so a commit pays one replay. The .crc files it writes already hold the map, and
+        // newer Delta reads it from there.
         DeltaLog log = DeltaLog.forTable(spark, path);
         Option<Object> version = log.update(false, Option.empty(), Option.empty()).transactions().get(appId(runId));
         return version.isDefined() ? OptionalLong.of((Long) version.get()) : OptionalLong.empty();
