@@ -168,11 +168,11 @@ public final class RunProfiler {
     /**
      * The fixed costs the calibration rounds' {@code medians} give, over {@code costs} (by role, each
      * model's first) and the tables {@code csv} priced: the per-call overhead as a run's calls pay it (a
-     * real forward call of the model of the run's first role with a language-model head, less its passes' table price,
-     * never below 0; {@code callFallback} where the run has no such model), then, against the baseline
-     * plan priced with those costs (stored through {@code sink}), a decoding step's and a training
-     * step's extra seconds. Stores the result through {@code sink} and returns what it returned;
-     * {@code prefix} starts the progress lines.
+     * real forward call of the model of the run's first role with a language-model head, less its
+     * passes' table price, never below 0; {@code callFallback} where the run has no such role), then,
+     * against the baseline plan priced with those costs (stored through {@code sink}), a decoding step's
+     * and a training step's extra seconds. Stores the result through {@code sink} and returns what it
+     * returned; {@code prefix} starts the progress lines.
      */
     private static List<String> calibrate(RunConfig config, ClusterInventory inventory, String device, Rows batch,
                                           Map<String, String> csv, Map<String, RuntimeCosts> costs, double callFallback,
@@ -181,10 +181,10 @@ public final class RunProfiler {
         double callOverhead = callFallback;
         // the role the rounds' forward call ran under (roundCalls), and its model's table, which is keyed by
         // the model's first role: a value-head role (a critic of the actor's model) may come first
-        String lmRole = languageModelRole(config, RunScenario.graph(config).roles());
-        String tableRole = lmRole == null ? null : distinctModels(config).get(modelKey(config, lmRole));
-        if (lmRole != null && csv.containsKey(tableRole)) {
+        String lmRole = languageModelRole(config);
+        if (lmRole != null) {
             ModelSpec spec = RunScenario.model(config, lmRole);
+            String tableRole = distinctModels(config).get(modelKey(config, lmRole));
             ProfileTable table = ProfileTable.empty().read(spec.name() + " profile",
                     Arrays.asList(csv.get(tableRole).split("\r?\n")));
             double call = medians.get(forwardCall(config, lmRole));
@@ -255,7 +255,7 @@ public final class RunProfiler {
                               PrintStream progress) {
         long start = System.nanoTime();
         Rows batch = Rows.of(RunScenario.workload(config));
-        String lmRole = languageModelRole(config, RunScenario.graph(config).roles());
+        String lmRole = languageModelRole(config);
         String device = RunScenario.cluster(inventory, RunScenario.gpuPreset(config)).gpu().name();
         if (lmRole != null) {
             measureModel(config, runner, inventory, device, lmRole);
@@ -316,7 +316,7 @@ public final class RunProfiler {
             calls.put(generationCall(gen), GenerateCallProfiler.call(runner, inventory, config, path, padId(path),
                     gen.scoresSamples(), batch));
         }
-        String lmRole = languageModelRole(config, RunScenario.graph(config).roles());
+        String lmRole = languageModelRole(config);
         if (lmRole != null) {
             String path = config.models().get(lmRole).path();
             calls.put(forwardCall(config, lmRole), ForwardCallProfiler.call(runner, inventory, path, padId(path), batch));
@@ -399,9 +399,10 @@ public final class RunProfiler {
         return SpecialTokens.read(new ModelSource(path, 0).localPath()).pad();
     }
 
-    /** The first of {@code roles} whose model has a language-model head (not a value head), or null. */
-    private static String languageModelRole(RunConfig config, Collection<String> roles) {
-        return roles.stream().filter(r -> !RunScenario.model(config, r).valueHead()).findFirst().orElse(null);
+    /** The run's first role whose model has a language-model head (not a value head), or null. */
+    private static String languageModelRole(RunConfig config) {
+        return RunScenario.graph(config).roles().stream().filter(r -> !RunScenario.model(config, r).valueHead())
+                .findFirst().orElse(null);
     }
 
     /** The run's first generation call, or null. */
